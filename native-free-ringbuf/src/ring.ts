@@ -1,0 +1,306 @@
+// The single-producer/single-consumer byte ring: RingWriter (producer side) and RingReader
+// (consumer side) over one SharedArrayBuffer region laid out in layout.ts.
+// Runs on any thread, one side per thread. Invariants: the writer stores only producer words and
+// the reader only consumer words; data is copied before the position that publishes it is stored
+// with Atomics.store; write/read/peek/commit never throw and never allocate.
+
+import { HEADER_BYTES, MAGIC, STATE, W, isValidCapacity, ringByteLength } from './layout.ts';
+import type { SideState } from './layout.ts';
+import { DEFAULT_FALLBACK_MS, waitWord } from './wait.ts';
+
+/** What is posted to another thread to attach to a ring: structured clone shares the buffer. */
+export interface RingHandle {
+  readonly sab: SharedArrayBuffer;
+  readonly byteOffset: number;
+}
+
+/** Outcome of a wait: the condition holds; either side closed; or the caller's timeout passed. */
+export type WaitResult = 'ready' | 'closed' | 'timeout';
+
+/** Allocates a ring of `capacity` bytes (a power of two) in a new SharedArrayBuffer. */
+export function createRing(capacity: number): RingHandle {
+  const sab = new SharedArrayBuffer(ringByteLength(capacity));
+  initRing(sab, 0, capacity);
+  return { sab, byteOffset: 0 };
+}
+
+/** Writes a fresh header for a ring at `byteOffset` of `sab` (both sides must be detached). */
+export function initRing(sab: SharedArrayBuffer, byteOffset: number, capacity: number, generation = 0): void {
+  if (!isValidCapacity(capacity)) {
+    throw new RangeError(`ring capacity must be a power of two between 16 B and 1 GiB, got ${capacity}`);
+  }
+  if (byteOffset % 64 !== 0) throw new RangeError(`ring byteOffset must be a multiple of 64, got ${byteOffset}`);
+  if (byteOffset + ringByteLength(capacity) > sab.byteLength) {
+    throw new RangeError(`ring of ${capacity} B at ${byteOffset} does not fit in ${sab.byteLength} B`);
+  }
+  const words = new Int32Array(sab, byteOffset, HEADER_BYTES / 4);
+  words.fill(0);
+  Atomics.store(words, W.CAPACITY, capacity);
+  Atomics.store(words, W.GENERATION, generation);
+  Atomics.store(words, W.MAGIC, MAGIC);
+}
+
+/** Capacity of an initialised ring (throws on a region that holds no ring). */
+export function ringCapacity(handle: RingHandle): number {
+  const words = new Int32Array(handle.sab, handle.byteOffset, HEADER_BYTES / 4);
+  if (Atomics.load(words, W.MAGIC) !== MAGIC) throw new TypeError('no ring at this offset (bad magic)');
+  return Atomics.load(words, W.CAPACITY);
+}
+
+abstract class RingSide {
+  /** The data region; exposed for zero-copy peek/reserve users. */
+  readonly storage: Uint8Array;
+  readonly capacity: number;
+  protected readonly words: Int32Array;
+  protected readonly mask: number;
+  fallbackMs = DEFAULT_FALLBACK_MS;
+
+  constructor(handle: RingHandle) {
+    const capacity = ringCapacity(handle);
+    this.capacity = capacity;
+    this.mask = capacity - 1;
+    this.words = new Int32Array(handle.sab, handle.byteOffset, HEADER_BYTES / 4);
+    this.storage = new Uint8Array(handle.sab, handle.byteOffset + HEADER_BYTES, capacity);
+  }
+
+  /** Bytes published by the producer and not yet consumed. */
+  readable(): number {
+    return (Atomics.load(this.words, W.WRITE_POS) - Atomics.load(this.words, W.READ_POS)) >>> 0;
+  }
+
+  /** Bytes the producer may write now. */
+  writable(): number {
+    return this.capacity - this.readable();
+  }
+
+  producerState(): SideState {
+    return Atomics.load(this.words, W.PRODUCER_STATE) as SideState;
+  }
+
+  consumerState(): SideState {
+    return Atomics.load(this.words, W.CONSUMER_STATE) as SideState;
+  }
+
+  /** Error code left by the producer's abort (0 if none). */
+  producerError(): number {
+    return Atomics.load(this.words, W.PRODUCER_ERROR);
+  }
+
+  /** Error code left by the consumer's abort (0 if none). */
+  consumerError(): number {
+    return Atomics.load(this.words, W.CONSUMER_ERROR);
+  }
+
+  generation(): number {
+    return Atomics.load(this.words, W.GENERATION);
+  }
+}
+
+/** The producer's side. Exactly one thread may hold a RingWriter for a ring at a time. */
+export class RingWriter extends RingSide {
+  /** Copies up to `length` bytes of `src` from `offset`; returns the bytes accepted (0 when full or closed). */
+  write(src: Uint8Array, offset = 0, length = src.length - offset): number {
+    const words = this.words;
+    if (Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) return 0;
+    if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
+    const writePos = Atomics.load(words, W.WRITE_POS);
+    const free = this.capacity - ((writePos - Atomics.load(words, W.READ_POS)) >>> 0);
+    const n = length < free ? length : free;
+    if (n <= 0) return 0;
+    const start = writePos & this.mask;
+    const first = this.capacity - start;
+    if (n <= first) {
+      this.storage.set(src.subarray(offset, offset + n), start);
+    } else {
+      this.storage.set(src.subarray(offset, offset + first), start);
+      this.storage.set(src.subarray(offset + first, offset + n), 0);
+    }
+    this.publish((writePos + n) | 0);
+    return n;
+  }
+
+  /**
+   * Zero-copy: the length of the contiguous free span at `reserveIndex()` in `storage`.
+   * Fill `storage[reserveIndex() .. + n)` and call commit(n).
+   */
+  reserve(): number {
+    const words = this.words;
+    if (Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) return 0;
+    if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
+    const writePos = Atomics.load(words, W.WRITE_POS);
+    const free = this.capacity - ((writePos - Atomics.load(words, W.READ_POS)) >>> 0);
+    const untilEnd = this.capacity - (writePos & this.mask);
+    return free < untilEnd ? free : untilEnd;
+  }
+
+  reserveIndex(): number {
+    return Atomics.load(this.words, W.WRITE_POS) & this.mask;
+  }
+
+  /** Publishes `n` bytes written in place after reserve(); n larger than reserve() is clamped. */
+  commit(n: number): number {
+    const max = this.reserve();
+    const count = n < max ? n : max;
+    if (count <= 0) return 0;
+    this.publish((Atomics.load(this.words, W.WRITE_POS) + count) | 0);
+    return count;
+  }
+
+  /** No more data: the consumer reads what is left, then sees the end. Idempotent. */
+  end(): void {
+    if (Atomics.load(this.words, W.PRODUCER_STATE) !== STATE.OPEN) return;
+    Atomics.store(this.words, W.PRODUCER_STATE, STATE.ENDED);
+    this.ringConsumer();
+  }
+
+  /** The producer gives up; `code` (non-zero) tells the consumer why. Unread data is dropped. */
+  abort(code = 1): void {
+    if (Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED) return;
+    Atomics.store(this.words, W.PRODUCER_ERROR, code | 0 || 1);
+    Atomics.store(this.words, W.PRODUCER_STATE, STATE.ABORTED);
+    this.ringConsumer();
+  }
+
+  /** True once the consumer aborted: nothing written from now on will be read. */
+  consumerGone(): boolean {
+    return Atomics.load(this.words, W.CONSUMER_STATE) !== STATE.OPEN;
+  }
+
+  /** Resolves 'ready' once at least `minBytes` (clamped to capacity) may be written, 'closed' if either side closed. */
+  async waitWritable(minBytes = 1, timeoutMs = Infinity): Promise<WaitResult> {
+    const want = Math.min(Math.max(1, minBytes), this.capacity);
+    const words = this.words;
+    const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      Atomics.store(words, W.PRODUCER_WAITING, 1);
+      const bell = Atomics.load(words, W.PRODUCER_BELL);
+      if (this.consumerGone() || Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) {
+        Atomics.store(words, W.PRODUCER_WAITING, 0);
+        return 'closed';
+      }
+      if (this.writable() >= want) {
+        Atomics.store(words, W.PRODUCER_WAITING, 0);
+        return 'ready';
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        Atomics.store(words, W.PRODUCER_WAITING, 0);
+        return 'timeout';
+      }
+      await waitWord(words, W.PRODUCER_BELL, bell, Math.min(this.fallbackMs, left));
+    }
+  }
+
+  private publish(writePos: number): void {
+    Atomics.store(this.words, W.WRITE_POS, writePos);
+    this.ringConsumer();
+  }
+
+  private ringConsumer(): void {
+    Atomics.add(this.words, W.CONSUMER_BELL, 1);
+    if (Atomics.load(this.words, W.CONSUMER_WAITING) !== 0) Atomics.notify(this.words, W.CONSUMER_BELL);
+  }
+}
+
+/** The consumer's side. Exactly one thread may hold a RingReader for a ring at a time. */
+export class RingReader extends RingSide {
+  /** Copies up to `length` bytes into `dst` at `offset`; returns the bytes copied (0 when empty). */
+  read(dst: Uint8Array, offset = 0, length = dst.length - offset): number {
+    const words = this.words;
+    if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
+    const readPos = Atomics.load(words, W.READ_POS);
+    const available = (Atomics.load(words, W.WRITE_POS) - readPos) >>> 0;
+    const n = length < available ? length : available;
+    if (n <= 0) return 0;
+    const start = readPos & this.mask;
+    const first = this.capacity - start;
+    if (n <= first) {
+      dst.set(this.storage.subarray(start, start + n), offset);
+    } else {
+      dst.set(this.storage.subarray(start, this.capacity), offset);
+      dst.set(this.storage.subarray(0, n - first), offset + first);
+    }
+    this.release((readPos + n) | 0);
+    return n;
+  }
+
+  /** Zero-copy: the length of the contiguous readable span at `peekIndex()` in `storage`. */
+  peek(): number {
+    const words = this.words;
+    if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
+    const readPos = Atomics.load(words, W.READ_POS);
+    const available = (Atomics.load(words, W.WRITE_POS) - readPos) >>> 0;
+    const untilEnd = this.capacity - (readPos & this.mask);
+    return available < untilEnd ? available : untilEnd;
+  }
+
+  peekIndex(): number {
+    return Atomics.load(this.words, W.READ_POS) & this.mask;
+  }
+
+  /** Releases `n` bytes seen through peek(); n larger than peek() is clamped. */
+  consume(n: number): number {
+    const max = this.peek();
+    const count = n < max ? n : max;
+    if (count <= 0) return 0;
+    this.release((Atomics.load(this.words, W.READ_POS) + count) | 0);
+    return count;
+  }
+
+  /** True when the producer ended cleanly and every byte has been read. */
+  isEnded(): boolean {
+    return Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ENDED && this.readable() === 0;
+  }
+
+  /** True when the producer aborted. */
+  producerAborted(): boolean {
+    return Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED;
+  }
+
+  /** The consumer gives up; `code` (non-zero) tells the producer why. Idempotent. */
+  abort(code = 1): void {
+    if (Atomics.load(this.words, W.CONSUMER_STATE) === STATE.ABORTED) return;
+    Atomics.store(this.words, W.CONSUMER_ERROR, code | 0 || 1);
+    Atomics.store(this.words, W.CONSUMER_STATE, STATE.ABORTED);
+    this.ringProducer();
+  }
+
+  /**
+   * Resolves 'ready' once at least `minBytes` (clamped to capacity) are readable, or the producer
+   * ended (check isEnded()); 'closed' if the producer aborted or this side aborted.
+   */
+  async waitReadable(minBytes = 1, timeoutMs = Infinity): Promise<WaitResult> {
+    const want = Math.min(Math.max(1, minBytes), this.capacity);
+    const words = this.words;
+    const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      Atomics.store(words, W.CONSUMER_WAITING, 1);
+      const bell = Atomics.load(words, W.CONSUMER_BELL);
+      const producer = Atomics.load(words, W.PRODUCER_STATE);
+      if (producer === STATE.ABORTED || Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) {
+        Atomics.store(words, W.CONSUMER_WAITING, 0);
+        return 'closed';
+      }
+      if (this.readable() >= want || producer === STATE.ENDED) {
+        Atomics.store(words, W.CONSUMER_WAITING, 0);
+        return 'ready';
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        Atomics.store(words, W.CONSUMER_WAITING, 0);
+        return 'timeout';
+      }
+      await waitWord(words, W.CONSUMER_BELL, bell, Math.min(this.fallbackMs, left));
+    }
+  }
+
+  private release(readPos: number): void {
+    Atomics.store(this.words, W.READ_POS, readPos);
+    this.ringProducer();
+  }
+
+  private ringProducer(): void {
+    Atomics.add(this.words, W.PRODUCER_BELL, 1);
+    if (Atomics.load(this.words, W.PRODUCER_WAITING) !== 0) Atomics.notify(this.words, W.PRODUCER_BELL);
+  }
+}

@@ -1,0 +1,27 @@
+// Entry point of the `dropftp` command: parses the sub-command and hands off to it.
+// Runs on the main thread. Returns the process exit code instead of calling process.exit, so that
+// open handles (servers, pools) decide when the process ends.
+
+const USAGE = `usage: dropftp <command> [options]
+
+commands:
+  serve       run the FTP server (on the embedded local box unless configured otherwise)
+  help        show this text
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command = 'help'] = argv;
+  switch (command) {
+    case 'serve':
+      process.stderr.write('dropftp serve: the FTP service is not built yet (see the open issues); nothing to start.\n');
+      return 1;
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`dropftp: unknown command "${command}"\n${USAGE}`);
+      return 2;
+  }
+}
