@@ -1,0 +1,37 @@
+// Entry point of the local box child process (spawned by startLocalBox with `--import tsx`): runs the
+// server and reports its URL to the parent over IPC. Runs as the child's main thread.
+// Invariants: exits when the parent disconnects or on SIGTERM (graceful); reads its config from
+// the LOCALBOX_CONFIG environment variable (a resolved ServerConfig as JSON).
+
+import { startServer } from './server.ts';
+import type { ServerConfig } from './types.ts';
+
+const config = JSON.parse(process.env.LOCALBOX_CONFIG ?? 'null') as ServerConfig | null;
+if (!config) {
+  process.stderr.write('localbox child: LOCALBOX_CONFIG is not set\n');
+  process.exit(2);
+}
+
+try {
+  const running = await startServer(config);
+  let closing = false;
+  const stop = async (): Promise<void> => {
+    if (closing) return;
+    closing = true;
+    await running.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  process.on('disconnect', () => void stop());
+  process.on('message', (m: { type?: string }) => {
+    if (m?.type === 'close') void stop();
+  });
+  if (process.send) process.send({ type: 'listening', url: running.url });
+  else process.stdout.write(`${JSON.stringify({ type: 'listening', url: running.url })}\n`);
+} catch (err) {
+  const message = (err as Error)?.message ?? String(err);
+  if (process.send) process.send({ type: 'error', message });
+  process.stderr.write(`localbox child: ${message}\n`);
+  process.exit(1);
+}

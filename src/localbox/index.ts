@@ -1,0 +1,125 @@
+// Embedding API of the local box: startLocalBox() runs the server in a child process (never on the
+// caller's thread) and talks to it over its HTTP admin routes. Runs on the caller's thread.
+// Invariants: the child's address comes over IPC; a forgotten box never keeps the caller alive (the
+// child exits when the IPC channel closes); close() is graceful, kill() is SIGKILL for crash tests.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { resolveConfig } from './config.ts';
+import type { FaultSpec, LocalBox, LocalBoxAccount, LocalBoxOptions } from './types.ts';
+
+export type { FaultRule, FaultSpec, LocalBox, LocalBoxAccount, LocalBoxOptions } from './types.ts';
+export { contentHash, contentHashOfBlocks, ContentHasher } from './content-hash.ts';
+
+const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+
+export interface StartExtras {
+  /** How often the child collects unreferenced blocks (default 10 min; 0 = only at start-up). */
+  gcIntervalMs?: number;
+}
+
+export async function startLocalBox(options: LocalBoxOptions, extras: StartExtras = {}): Promise<LocalBox> {
+  const config = resolveConfig(options, extras);
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    env: { ...process.env, LOCALBOX_CONFIG: JSON.stringify(config) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error('localbox: the child did not start in time')), START_TIMEOUT_MS);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    child.once('error', fail);
+    child.once('exit', (code, signal) => fail(new Error(`localbox: the child exited during start-up (code ${code}, signal ${signal})`)));
+    child.on('message', (m: { type?: string; url?: string; message?: string }) => {
+      if (m?.type === 'listening' && m.url) {
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        child.removeAllListeners('error');
+        resolve(m.url);
+      } else if (m?.type === 'error') fail(new Error(`localbox: ${m.message}`));
+    });
+  });
+  child.on('error', () => {});
+  // Do not keep the caller alive for the child's sake; the child exits when the channel closes.
+  child.unref();
+  (child as ChildProcess & { channel?: { unref(): void } }).channel?.unref();
+  return new Handle(url, config.adminToken, child);
+}
+
+class Handle implements LocalBox {
+  private exited: Promise<void>;
+
+  constructor(
+    readonly url: string,
+    readonly adminToken: string,
+    private readonly child: ChildProcess,
+  ) {
+    this.exited = new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  private async admin<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.url}/admin/${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${this.adminToken}`, 'Content-Type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`localbox admin ${path}: HTTP ${res.status}: ${text}`);
+    return JSON.parse(text) as T;
+  }
+
+  createAccount(name: string): Promise<LocalBoxAccount> {
+    return this.admin('POST', 'accounts', { name });
+  }
+
+  async setFaults(spec: FaultSpec): Promise<void> {
+    await this.admin('POST', 'faults', spec);
+  }
+
+  async faultCounts(): Promise<Record<string, number>> {
+    return (await this.admin<{ counts: Record<string, number> }>('GET', 'faults')).counts;
+  }
+
+  /** Extra admin calls (not part of the LocalBox contract): stats, gc, token expiry, auth codes. */
+  adminCall<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    return this.admin(method, path, body);
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  /** Resolves when the child has exited (after close() or kill()). */
+  waitExit(): Promise<void> {
+    return this.exited;
+  }
+}
+
+/** The admin helpers of a box started by startLocalBox (for tests and tools). */
+export function adminOf(box: LocalBox): {
+  adminCall<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T>;
+  waitExit(): Promise<void>;
+} {
+  if (!(box instanceof Handle)) throw new TypeError('not a local box handle');
+  return box;
+}

@@ -1,0 +1,87 @@
+// Batch upload routes (api host, RPC): upload_session/finish_batch_v2 (synchronous),
+// finish_batch (v1, async job id) + finish_batch/check, and start_batch (reference §3.3).
+// Runs in the local box child. Invariants: results come back in request order; each entry commits
+// in its own transaction, so one failure never undoes another entry's success.
+
+import { randomBytes } from 'node:crypto';
+import { routeError } from '../api-errors.ts';
+import type { Args } from '../args.ts';
+import type { Box } from '../box.ts';
+import { sendJson } from '../context.ts';
+import { metadataJson } from '../metadata.ts';
+import { commitTarget, parseCommit, type Route } from './common.ts';
+import { finishError } from './files-content.ts';
+
+function finishEntries(route: string, entries: Args[], box: Box, ns: number): Record<string, unknown>[] {
+  // parse every entry first: a malformed entry fails the whole call with a 400, as stone validation does
+  const parsed = entries.map((e) => {
+    const c = e.struct('cursor')!;
+    return { sessionId: c.str('session_id'), offset: c.uint('offset'), commit: parseCommit(route, e.struct('commit')!, ns) };
+  });
+  return parsed.map(({ sessionId, offset, commit }) => {
+    try {
+      const content = box.sessions.collect(sessionId, ns, offset, true);
+      const row = box.db.transaction(() => {
+        const r = box.ns.commitFile(ns, commitTarget(box, ns, commit.path), commit.opts, content);
+        box.sessions.drop(sessionId);
+        return r;
+      })();
+      return { '.tag': 'success', ...metadataJson(row, false) };
+    } catch (err) {
+      const union = finishError(err);
+      if (!union) throw err;
+      return { '.tag': 'failure', failure: union };
+    }
+  });
+}
+
+const finishBatchV2: Route = {
+  name: 'files/upload_session/finish_batch_v2',
+  style: 'rpc',
+  auth: 'user',
+  async handle(ctx, box) {
+    const entries = ctx.args.list('entries', 1000);
+    sendJson(ctx.res, { entries: finishEntries(ctx.route, entries, box, ctx.account!.ns) });
+  },
+};
+
+const finishBatchV1: Route = {
+  name: 'files/upload_session/finish_batch',
+  style: 'rpc',
+  auth: 'user',
+  async handle(ctx, box) {
+    const entries = ctx.args.list('entries', 1000);
+    const result = { '.tag': 'complete', entries: finishEntries(ctx.route, entries, box, ctx.account!.ns) };
+    const id = `dbjid:${randomBytes(24).toString('base64url')}`;
+    box.db.prepare('INSERT INTO batch_jobs VALUES (?, ?, ?)').run(`${ctx.account!.ns}:${id}`, JSON.stringify(result), Date.now());
+    sendJson(ctx.res, { '.tag': 'async_job_id', async_job_id: id });
+  },
+};
+
+const finishBatchCheck: Route = {
+  name: 'files/upload_session/finish_batch/check',
+  style: 'rpc',
+  auth: 'user',
+  async handle(ctx, box) {
+    const id = ctx.args.str('async_job_id');
+    const row = box.db.prepare('SELECT result FROM batch_jobs WHERE id = ?').get(`${ctx.account!.ns}:${id}`) as
+      | { result: string }
+      | undefined;
+    if (!row) throw routeError({ '.tag': 'invalid_async_job_id' });
+    sendJson(ctx.res, JSON.parse(row.result));
+  },
+};
+
+const startBatch: Route = {
+  name: 'files/upload_session/start_batch',
+  style: 'rpc',
+  auth: 'user',
+  async handle(ctx, box) {
+    const n = ctx.args.uint('num_sessions', undefined, 1, 1000);
+    const type = ctx.args.union('session_type', { sequential: false, concurrent: false }, 'sequential');
+    const ids = box.db.transaction(() => Array.from({ length: n }, () => box.sessions.create(ctx.account!.ns, type.tag === 'concurrent')))();
+    sendJson(ctx.res, { session_ids: ids });
+  },
+};
+
+export const batchRoutes: Route[] = [finishBatchV2, finishBatchV1, finishBatchCheck, startBatch];

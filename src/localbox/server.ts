@@ -1,0 +1,177 @@
+// The local box's HTTP(S) server: one listener for the api, content and notify hosts, the OAuth
+// token endpoint and the admin routes. Per request: request id, route lookup, auth, faults,
+// per-account concurrency cap, argument parsing, handler, error reply. Runs in the local box child.
+// Invariants: no Node request/headers timeouts cut long appends or longpolls; any error becomes one
+// well-formed reply (or a closed socket once a body is streaming); a bad request never crashes it.
+
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { ApiError, authError, badRequest, badRequestRaw, notFoundRoute, rateLimited, serverError } from './api-errors.ts';
+import { Args, parseContentArg, parseRpcBody, readSmallBody } from './args.ts';
+import { Box } from './box.ts';
+import type { Ctx } from './context.ts';
+import type { FaultDecision } from './faults.ts';
+import { accountRoutes } from './routes/account.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { batchRoutes } from './routes/batch.ts';
+import type { Route } from './routes/common.ts';
+import { contentRoutes } from './routes/files-content.ts';
+import { rpcRoutes } from './routes/files-rpc.ts';
+import type { ServerConfig } from './types.ts';
+
+const ROUTES = new Map<string, Route>(
+  [...contentRoutes, ...rpcRoutes, ...batchRoutes, ...accountRoutes, ...adminRoutes].map((r) => [
+    r.style === 'token' || r.style === 'admin' ? `/${r.name}` : `/2/${r.name}`,
+    r,
+  ]),
+);
+
+const NO_FAULT: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null };
+
+export interface RunningServer {
+  box: Box;
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const box = await Box.open(config);
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    handle(box, req, res).catch((err) => replyError(res, err));
+  };
+  const server: Server = config.tls
+    ? createHttps({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, handler)
+    : createHttp(handler);
+  // Long appends and longpolls must never be cut (reference §9): no request or idle timeouts.
+  server.requestTimeout = 0;
+  server.headersTimeout = 0;
+  server.timeout = 0;
+  server.keepAliveTimeout = 65_000;
+  server.maxHeadersCount = 200;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
+  return {
+    box,
+    server,
+    url,
+    close: async () => {
+      box.feed.closeAll();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      });
+      box.close();
+    },
+  };
+}
+
+function bearer(req: IncomingMessage, url: URL): string | null {
+  const h = req.headers.authorization;
+  if (h !== undefined) {
+    const m = /^Bearer\s+(\S+)$/i.exec(h);
+    return m ? m[1]! : '';
+  }
+  return url.searchParams.get('authorization')?.replace(/^Bearer\s+/i, '') ?? null;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+async function handle(box: Box, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  res.setHeader('X-Dropbox-Request-Id', randomBytes(16).toString('hex'));
+  const url = new URL(req.url ?? '/', 'http://localbox');
+  const route = ROUTES.get(url.pathname);
+  if (!route) throw notFoundRoute(url.pathname);
+  if (!(route.methods ?? ['POST']).includes(req.method ?? '')) {
+    throw badRequestRaw(`Unsupported method "${req.method}" for "${route.name}"; use ${(route.methods ?? ['POST']).join(' or ')}.`);
+  }
+  const ctx: Ctx = { req, res, url, route: route.name, args: new Args(route.name, {}), account: null, accessToken: null, fault: NO_FAULT };
+
+  if (route.auth === 'admin') {
+    const token = bearer(req, url);
+    if (!token || !sameSecret(token, box.config.adminToken)) throw authError('invalid_access_token');
+    return route.handle(ctx, box);
+  }
+  if (route.auth === 'user') {
+    const token = bearer(req, url);
+    if (token === null) {
+      throw badRequest(route.name, 'Must provide HTTP header "Authorization" or URL parameter "authorization".');
+    }
+    const check = box.accounts.checkAccess(token);
+    if (!check.ok) throw authError(check.tag);
+    ctx.account = check.account;
+    ctx.accessToken = token;
+  }
+
+  const accountName = ctx.account?.name ?? null;
+  const bodyKind = route.style === 'download' ? 'download' : route.style === 'upload' ? 'upload' : 'none';
+  ctx.fault = box.faults.decide(route.name, accountName, bodyKind);
+  if (accountName !== null) {
+    if (!box.faults.acquire(accountName)) throw rateLimited('too_many_requests', 1);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      box.faults.release(accountName);
+    };
+    res.once('finish', release);
+    res.once('close', release);
+  }
+  if (ctx.fault.latencyMs > 0) await new Promise((r) => setTimeout(r, ctx.fault.latencyMs));
+  const reply = ctx.fault.reply;
+  if (reply) throw reply.kind === 'server_error' ? serverError(reply.status) : rateLimited(reply.kind, reply.retryAfterSec);
+  if (ctx.fault.resetAfterBytes === 0 && bodyKind === 'none') {
+    req.socket.destroy();
+    return;
+  }
+
+  if (route.style === 'rpc') {
+    const body = await readSmallBody(req, route.name);
+    ctx.args = new Args(route.name, parseRpcBody(route.name, body, req.headers['content-type'], route.voidArg ?? false));
+  } else if (route.style === 'upload' || route.style === 'download') {
+    if (route.style === 'upload') {
+      const ct = (req.headers['content-type'] ?? '').toLowerCase();
+      if (ct && !ct.startsWith('application/octet-stream') && !ct.startsWith('text/plain; charset=dropbox-cors-hack')) {
+        throw badRequest(route.name, `Bad HTTP "Content-Type" header: "${ct}".  Expecting one of "application/octet-stream", "text/plain; charset=dropbox-cors-hack".`);
+      }
+    }
+    ctx.args = new Args(route.name, parseContentArg(route.name, req, url));
+  }
+  await route.handle(ctx, box);
+}
+
+function replyError(res: ServerResponse, err: unknown): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  if (!(err instanceof ApiError)) {
+    if (!isClientGone(err)) process.stderr.write(`localbox: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    err = new ApiError(500, 'text/plain; charset=utf-8', 'Internal server error');
+  }
+  const e = err as ApiError;
+  res.writeHead(e.status, { 'Content-Type': e.contentType, 'Content-Length': Buffer.byteLength(e.body), ...e.headers });
+  res.end(e.body);
+}
+
+function isClientGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error)?.message === 'aborted' || (err as Error)?.message === 'injected reset';
+}

@@ -1,0 +1,175 @@
+// Upload sessions (reference §3.3): sequential and concurrent sessions whose data is kept as block
+// refs (session_blocks), appends that continue a partial last block by copying it into a new block,
+// offset checks, close, and the hand-over of a finished session's blocks to a file commit.
+// Runs in the local box child. Invariants: session rows change only in transactions after the block
+// files exist; a failed append changes nothing; one append at a time per sequential session.
+
+import { randomBytes } from 'node:crypto';
+import type { Union } from './api-errors.ts';
+import { contentHashOfBlocks, ContentHasher } from './content-hash.ts';
+import type { BlockRef, BlockStore } from './store/blocks.ts';
+import type { Db } from './store/db.ts';
+import { BLOCK_BYTES } from './types.ts';
+
+const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
+export const MAX_REQUEST_BYTES = 150 * 1024 * 1024;
+export const MAX_SESSION_BYTES = 2 ** 41 - 2 ** 22;
+
+export interface SessionRow {
+  id: string;
+  ns: number;
+  concurrent: number;
+  offset: number;
+  closed: number;
+  finished: number;
+  created_ms: number;
+}
+
+/** A session lookup failure: an UploadSessionLookupError union (append_v2 errors are exactly these). */
+export class SessionError extends Error {
+  constructor(readonly union: Union) {
+    super(union['.tag']);
+  }
+}
+
+function statements(d: Db) {
+  return {
+    get: d.prepare('SELECT * FROM sessions WHERE id = ?'),
+    insert: d.prepare('INSERT INTO sessions (id, ns, concurrent, offset, closed, created_ms) VALUES (?, ?, ?, 0, 0, ?)'),
+    rows: d.prepare('SELECT idx, hash, len FROM session_blocks WHERE session = ? ORDER BY idx'),
+    last: d.prepare('SELECT idx, hash, len FROM session_blocks WHERE session = ? ORDER BY idx DESC LIMIT 1'),
+    putBlock: d.prepare('INSERT OR REPLACE INTO session_blocks (session, idx, hash, len) VALUES (?, ?, ?, ?)'),
+    update: d.prepare('UPDATE sessions SET offset = ?, closed = ? WHERE id = ?'),
+    drop: d.prepare('DELETE FROM sessions WHERE id = ?'),
+    dropBlocks: d.prepare('DELETE FROM session_blocks WHERE session = ?'),
+    expired: d.prepare('SELECT id FROM sessions WHERE created_ms < ?'),
+  };
+}
+
+export class Sessions {
+  private readonly busy = new Set<string>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly blocks: BlockStore,
+  ) {
+    this.stmt = statements(db);
+  }
+
+  private readonly stmt: ReturnType<typeof statements>;
+
+  create(ns: number, concurrent: boolean): string {
+    const id = `pid_upload_session:${randomBytes(24).toString('base64url')}`;
+    this.stmt.insert.run(id, ns, concurrent ? 1 : 0, Date.now());
+    return id;
+  }
+
+  /** A closed sequential session holding already-stored blocks (files/upload's upload_session_id on conflict). */
+  adopt(ns: number, blocks: BlockRef[], size: number): string {
+    return this.db.transaction(() => {
+      const id = this.create(ns, false);
+      blocks.forEach((b, i) => this.stmt.putBlock.run(id, i, b.hash, b.len));
+      this.stmt.update.run(size, 1, id);
+      return id;
+    })();
+  }
+
+  get(id: string, ns: number): SessionRow {
+    const s = this.stmt.get.get(id) as SessionRow | undefined;
+    if (!s || s.ns !== ns || s.created_ms < Date.now() - SESSION_TTL_MS) throw new SessionError({ '.tag': 'not_found' });
+    return s;
+  }
+
+  /**
+   * Appends `body` at `offset`. Checks offsets (sequential) or 4 MiB alignment (concurrent); `close`
+   * forbids further appends. `expectHash` is the request's content_hash argument, if any.
+   */
+  async append(id: string, ns: number, offset: number, close: boolean, body: AsyncIterable<Buffer>, expectHash?: string): Promise<void> {
+    const s = this.get(id, ns);
+    if (s.closed) throw new SessionError({ '.tag': 'closed' });
+    const concurrent = s.concurrent === 1;
+    if (concurrent) {
+      if (offset % BLOCK_BYTES !== 0) throw new SessionError({ '.tag': 'concurrent_session_invalid_offset' });
+    } else if (offset !== s.offset || this.busy.has(id)) {
+      throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: s.offset });
+    }
+    if (!concurrent) this.busy.add(id);
+    const writer = this.blocks.writer();
+    const hasher = expectHash ? new ContentHasher() : null;
+    let prefix: { idx: number; hash: string; len: number } | undefined;
+    try {
+      let bytes = 0;
+      for await (const chunk of body) {
+        if (chunk.length === 0) continue;
+        if (bytes === 0 && !concurrent && s.offset % BLOCK_BYTES !== 0) {
+          prefix = this.stmt.last.get(id) as typeof prefix;
+          if (prefix) await writer.writeFromBlock(prefix);
+        }
+        bytes += chunk.length;
+        if (bytes > MAX_REQUEST_BYTES) throw new SessionError({ '.tag': 'payload_too_large' });
+        hasher?.update(chunk);
+        await writer.write(chunk);
+      }
+      const refs = await writer.finish();
+      if (hasher && hasher.digest() !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
+      if (concurrent && !close && bytes % BLOCK_BYTES !== 0) throw new SessionError({ '.tag': 'concurrent_session_invalid_data_size' });
+      if (offset + bytes > MAX_SESSION_BYTES) throw new SessionError({ '.tag': 'too_large' });
+      this.db.transaction(() => {
+        const now = this.stmt.get.get(id) as SessionRow | undefined;
+        if (!now) throw new SessionError({ '.tag': 'not_found' });
+        const firstIdx = Math.floor(offset / BLOCK_BYTES);
+        refs.forEach((r, i) => this.stmt.putBlock.run(id, firstIdx + i, r.hash, r.len));
+        const newOffset = concurrent ? Math.max(now.offset, offset + bytes) : offset + bytes;
+        this.stmt.update.run(newOffset, close || now.closed ? 1 : 0, id);
+      })();
+      writer.release();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    } finally {
+      if (!concurrent) this.busy.delete(id);
+    }
+  }
+
+  /**
+   * The blocks of a session ready to commit at `offset`. `needClosed` for finish_batch; concurrent
+   * sessions must be closed and gap-free.
+   */
+  collect(id: string, ns: number, offset: number, needClosed: boolean): { blocks: BlockRef[]; size: number; contentHash: string } {
+    const s = this.get(id, ns);
+    const concurrent = s.concurrent === 1;
+    if (concurrent && !s.closed) throw new SessionError({ '.tag': 'concurrent_session_not_closed' });
+    if (needClosed && !s.closed) throw new SessionError({ '.tag': 'not_closed' });
+    const rows = this.stmt.rows.all(id) as { idx: number; hash: string; len: number }[];
+    let size = 0;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      const full = r.len === BLOCK_BYTES;
+      if (r.idx !== i || (!full && i !== rows.length - 1)) {
+        if (concurrent) throw new SessionError({ '.tag': 'concurrent_session_missing_data' });
+        throw new Error(`session ${id} has inconsistent blocks`);
+      }
+      size += r.len;
+    }
+    if (offset !== s.offset) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: s.offset });
+    if (concurrent && size !== s.offset) throw new SessionError({ '.tag': 'concurrent_session_missing_data' });
+    const blocks = rows.map((r) => ({ hash: r.hash, len: r.len }));
+    return { blocks, size, contentHash: contentHashOfBlocks(blocks.map((b) => b.hash)) };
+  }
+
+  /** Removes a session (call inside the commit's transaction). */
+  drop(id: string): void {
+    this.stmt.dropBlocks.run(id);
+    this.stmt.drop.run(id);
+  }
+
+  isConcurrent(id: string, ns: number): boolean {
+    return this.get(id, ns).concurrent === 1;
+  }
+
+  /** Deletes sessions older than 7 days; their blocks become garbage. */
+  expire(): void {
+    const ids = this.stmt.expired.all(Date.now() - SESSION_TTL_MS) as { id: string }[];
+    this.db.transaction(() => ids.forEach((r) => this.drop(r.id)))();
+  }
+}

@@ -1,0 +1,63 @@
+// Public types of the local box: options, accounts, fault rules. Shared by the parent-side embedding
+// API (index.ts) and the server child (server.ts). Any thread. Invariant: these shapes are a contract
+// other components code against (issue 3); extend only with optional fields.
+
+export interface FaultRule {
+  kind: 'too_many_requests' | 'too_many_write_operations' | 'server_error' | 'latency' | 'reset' | 'corrupt';
+  probability?: number; // 0..1, default 1
+  routes?: string[]; // e.g. ['files/download', 'files/upload_session/append_v2']; default: every route
+  accounts?: string[]; // account names; default: every account
+  retryAfterSec?: number; // 429 kinds: JSON error.retry_after and Retry-After header (default 1)
+  status?: number; // server_error: 500..599 (default 503)
+  latencyMs?: number; // latency: delay before answering
+  afterBytes?: number; // reset: destroy the socket after this many body bytes; corrupt: flip the byte at this offset
+  count?: number; // stop after firing this many times
+}
+
+export interface FaultSpec {
+  rules: FaultRule[];
+  concurrencyPerAccount?: number; // beyond it: 429 too_many_requests, as Dropbox does
+  seed?: number;
+}
+
+export interface LocalBoxOptions {
+  dataDir: string;
+  host?: string; // default 127.0.0.1
+  port?: number; // default 0 (any free port)
+  tls?: { cert: string; key: string }; // PEM file paths
+  faults?: FaultSpec;
+  adminToken?: string;
+}
+
+export interface LocalBoxAccount {
+  name: string;
+  accountId: string;
+  accessToken: string;
+  refreshToken: string;
+  appKey: string;
+  appSecret: string;
+}
+
+export interface LocalBox {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly pid: number;
+  createAccount(name: string): Promise<LocalBoxAccount>;
+  setFaults(spec: FaultSpec): Promise<void>;
+  faultCounts(): Promise<Record<string, number>>;
+  close(): Promise<void>;
+  kill(): void;
+}
+
+/** The fully resolved server configuration (what the child process runs with). */
+export interface ServerConfig {
+  dataDir: string;
+  host: string;
+  port: number;
+  tls: { cert: string; key: string } | null;
+  faults: FaultSpec;
+  adminToken: string;
+  gcIntervalMs: number;
+}
+
+export const BLOCK_BYTES = 4 * 1024 * 1024; // Dropbox's content_hash block size (reference §4)
