@@ -1,0 +1,188 @@
+// Commits finished upload sessions in batches with files/upload_session/finish_batch_v2: per account
+// at most 1,000 entries per call, a short linger to gather more, one call in flight per account (the
+// namespace lock is taken once per batch, not once per file). Runs on the main thread: it sees every
+// upload of every worker, and one small JSON call per batch costs the event loop little.
+// Invariants: a session is committed only through commit(), which the engine calls only after the
+// upload's ring ended cleanly; each call holds one permit of the account's request gate.
+
+import type { Dispatcher } from 'undici';
+import { DropftpError } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
+import { backoffMs, classifyResponse, classifyRouteError, classifyThrown, rpcRequest, sleep } from './dropbox-http.ts';
+import type { Failure } from './dropbox-http.ts';
+import type { Outcome, RequestGates } from './request-gate.ts';
+import type { AccountWire, FileMetadata } from './task-wire.ts';
+
+export interface CommitRequest {
+  sessionId: string;
+  byteLength: number;
+  path: string;
+  clientModified?: Date;
+}
+
+interface Pending extends CommitRequest {
+  resolve: (meta: FileMetadata) => void;
+  reject: (err: DropftpError) => void;
+  lockRetries: number;
+}
+
+interface AccountQueue {
+  pending: Pending[];
+  inFlight: boolean;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+const MAX_CALL_ATTEMPTS = 8;
+const MAX_LOCK_RETRIES = 20;
+
+export class CommitBatcher {
+  private readonly queues = new Map<string, AccountQueue>();
+  private closing: (() => void) | null = null;
+  /** Calls made and entries committed (stats). */
+  calls = 0;
+  committed = 0;
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly gates: RequestGates,
+    private readonly accountFor: (name: string) => AccountWire | undefined,
+    private readonly options: { lingerMs: number; maxEntries: number },
+  ) {}
+
+  commit(account: string, request: CommitRequest): Promise<FileMetadata> {
+    return new Promise((resolve, reject) => {
+      let q = this.queues.get(account);
+      if (!q) this.queues.set(account, (q = { pending: [], inFlight: false, timer: null }));
+      q.pending.push({ ...request, resolve, reject, lockRetries: 0 });
+      this.schedule(account, q);
+    });
+  }
+
+  /** Entries waiting or being committed. */
+  backlog(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.pending.length + (q.inFlight ? 1 : 0);
+    return n;
+  }
+
+  /** Waits for every queued commit to be settled. */
+  async close(): Promise<void> {
+    if (this.backlog() === 0) return;
+    await new Promise<void>((resolve) => (this.closing = resolve));
+  }
+
+  /** Fails every commit not yet sent. */
+  destroy(err: DropftpError): void {
+    for (const q of this.queues.values()) {
+      if (q.timer) clearTimeout(q.timer);
+      q.timer = null;
+      for (const p of q.pending.splice(0)) p.reject(err);
+    }
+  }
+
+  private schedule(account: string, q: AccountQueue): void {
+    if (q.inFlight || q.pending.length === 0) {
+      if (this.closing && this.backlog() === 0) this.closing();
+      return;
+    }
+    if (q.pending.length >= this.options.maxEntries || this.options.lingerMs === 0) {
+      if (q.timer) clearTimeout(q.timer);
+      q.timer = null;
+      void this.flush(account, q);
+    } else if (!q.timer) {
+      q.timer = setTimeout(() => {
+        q.timer = null;
+        void this.flush(account, q);
+      }, this.options.lingerMs);
+    }
+  }
+
+  private async flush(account: string, q: AccountQueue): Promise<void> {
+    if (q.inFlight || q.pending.length === 0) return;
+    q.inFlight = true;
+    const batch = q.pending.splice(0, this.options.maxEntries);
+    try {
+      await this.commitBatch(account, q, batch);
+    } catch (err) {
+      const e = err instanceof DropftpError ? err : new DropftpError('DROPFTP_ERR_COMMIT_FAILED', String(err));
+      for (const p of batch) p.reject(e);
+    } finally {
+      q.inFlight = false;
+      this.schedule(account, q);
+    }
+  }
+
+  private async commitBatch(accountName: string, q: AccountQueue, batch: Pending[]): Promise<void> {
+    const account = this.accountFor(accountName);
+    if (!account) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', `account ${accountName} is no longer configured`);
+    const entries = batch.map((p) => ({
+      cursor: { session_id: p.sessionId, offset: p.byteLength },
+      commit: {
+        path: p.path,
+        mode: 'overwrite',
+        autorename: false,
+        mute: false,
+        ...(p.clientModified ? { client_modified: p.clientModified.toISOString().replace(/\.\d+Z$/, 'Z') } : {}),
+      },
+    }));
+    let failedAttempts = 0;
+    for (;;) {
+      const permit = await this.gates.acquire(account.slot);
+      if (!permit) throw new DropftpError('DROPFTP_ERR_INTERNAL', 'request gate refused an uncancellable wait');
+      let outcome: Outcome = { kind: 'failed' };
+      let failure: Failure | null = null;
+      let body: any = null;
+      try {
+        this.calls++;
+        const res = await rpcRequest(this.dispatcher, account, 'files/upload_session/finish_batch_v2', { entries });
+        if (res.statusCode === 200) {
+          body = await res.body.json();
+          outcome = { kind: 'ok' };
+        } else {
+          failure = await classifyResponse(res);
+        }
+      } catch (err) {
+        failure = classifyThrown(err);
+      } finally {
+        if (failure?.kind === 'retry' && failure.throttle) {
+          outcome = { kind: 'throttled', retryAfterMs: failure.retryAfterMs, lock: failure.throttle === 'lock' };
+        }
+        this.gates.release(permit, outcome);
+      }
+      if (!failure) {
+        this.settle(q, batch, body);
+        return;
+      }
+      if (failure.kind === 'retry') {
+        if (failure.throttle) continue; // the gate waits out retry_after
+        if (++failedAttempts <= MAX_CALL_ATTEMPTS) {
+          await sleep(backoffMs(failedAttempts));
+          continue;
+        }
+      }
+      const code: ErrorCode = failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_UPSTREAM_AUTH' ? failure.code : 'DROPFTP_ERR_COMMIT_FAILED';
+      throw new DropftpError(code, `finish_batch_v2: ${failure.reason}`);
+    }
+  }
+
+  private settle(q: AccountQueue, batch: Pending[], body: any): void {
+    const results: any[] = Array.isArray(body?.entries) ? body.entries : [];
+    batch.forEach((p, i) => {
+      const r = results[i];
+      if (r?.['.tag'] === 'success') {
+        this.committed++;
+        const { ['.tag']: _tag, ...meta } = r;
+        p.resolve(meta as FileMetadata);
+        return;
+      }
+      const failure = r ? classifyRouteError(r.failure) : null;
+      if (failure?.kind === 'retry' && ++p.lockRetries <= MAX_LOCK_RETRIES) {
+        q.pending.unshift(p); // namespace lock contention: into the next batch
+        return;
+      }
+      const code: ErrorCode =
+        failure?.kind === 'fatal' && failure.code !== 'DROPFTP_ERR_UPSTREAM' && failure.code !== 'DROPFTP_ERR_NOT_FOUND' ? failure.code : 'DROPFTP_ERR_COMMIT_FAILED';
+      p.reject(new DropftpError(code, `commit of ${p.path} failed: ${failure?.reason ?? 'no result entry'}`));
+    });
+  }
+}

@@ -1,0 +1,94 @@
+// Where transfer tasks run: a piscina pool of long-lived I/O workers, or (the baseline) the main
+// thread itself through the very same task code. Main thread. Invariants: a task is posted once and
+// runs on one worker for its whole life (never an AbortSignal: cancel goes through the ring header);
+// run() never rejects — a worker that dies turns its tasks into DROPFTP_ERR_WORKER_CRASHED results,
+// its request tickets and buffer accounting are reclaimed, and piscina starts a replacement.
+
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { reclaimWorkerSlot } from './shared-layout.ts';
+import type { ControlHandle } from './shared-layout.ts';
+import type { EngineTask, TaskResult } from './task-wire.ts';
+
+export interface Executor {
+  readonly threads: number;
+  run(task: EngineTask): Promise<TaskResult>;
+  /** Worker crashes seen so far. */
+  crashes(): number;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+const WORKER_ENTRY = fileURLToPath(new URL('../../workers/engine-worker.mjs', import.meta.url));
+
+export function createPoolExecutor(control: ControlHandle, threads: number): Executor {
+  const pool = new Piscina({
+    filename: WORKER_ENTRY,
+    minThreads: threads,
+    maxThreads: threads,
+    idleTimeout: Infinity,
+    // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).
+    atomics: 'disabled',
+    concurrentTasksPerWorker: 1 << 20,
+    maxQueue: Infinity,
+    workerData: { control },
+  });
+  const words = new Int32Array(control.sab);
+  let crashes = 0;
+  pool.on('workerDestroy', (worker: { id: number }) => {
+    reclaimWorkerSlot(words, worker.id + 1);
+  });
+  // A worker dying with no task in flight is reported here; piscina replaces it either way.
+  pool.on('error', () => {
+    crashes++;
+  });
+  return {
+    threads,
+    run(task) {
+      return (pool.run(task) as Promise<TaskResult>).catch((err: unknown) => {
+        crashes++;
+        return {
+          ok: false as const,
+          error: {
+            code: 'DROPFTP_ERR_WORKER_CRASHED' as const,
+            message: `transfer worker failed: ${err instanceof Error ? err.message : String(err)}`,
+          },
+        };
+      });
+    },
+    crashes: () => crashes,
+    async close() {
+      await pool.close();
+    },
+    async destroy() {
+      await pool.destroy();
+    },
+  };
+}
+
+export async function createMainThreadExecutor(control: ControlHandle): Promise<Executor> {
+  const { runTask } = await import('../../workers/engine-worker.ts');
+  const { createThreadContext } = await import('../../workers/thread-context.ts');
+  const ctx = createThreadContext(control);
+  let active = 0;
+  let idle: (() => void) | null = null;
+  return {
+    threads: 0,
+    async run(task) {
+      active++;
+      try {
+        return await runTask(ctx, task);
+      } finally {
+        if (--active === 0 && idle) idle();
+      }
+    },
+    crashes: () => 0,
+    async close() {
+      if (active > 0) await new Promise<void>((resolve) => (idle = resolve));
+      await ctx.agent.close();
+    },
+    async destroy() {
+      await ctx.agent.destroy();
+    },
+  };
+}

@@ -1,0 +1,294 @@
+// The transfer engine's main-thread API, independent of ftp-srv: openDownload → a Readable,
+// openUpload → a Writable whose 'finish' means "committed and verified". Main thread. Invariants:
+// every transfer holds one ring from the pool and one admitted share of the memory budget until both
+// its stream closed and its worker task settled; errors are DropftpError; close() lets transfers
+// finish, destroy() aborts them.
+
+import { RingPool, RingReader, RingWriter } from 'native-free-ringbuf';
+import type { RingHandle } from 'native-free-ringbuf';
+import { DropftpError } from '../errors.ts';
+import { CommitBatcher } from './commit-batcher.ts';
+import { DownloadStream } from './download-stream.ts';
+import { createAgent } from './dropbox-http.ts';
+import { createMainThreadExecutor, createPoolExecutor } from './executor.ts';
+import type { Executor } from './executor.ts';
+import { MemoryBudget } from './memory-budget.ts';
+import { resolveEngineOptions } from './options.ts';
+import type { EngineOptions, ResolvedEngineOptions } from './options.ts';
+import { RequestGates, initAccountSlot } from './request-gate.ts';
+import { A, G, MAX_ACCOUNTS, accountWord, claimWorkerSlot, createControl } from './shared-layout.ts';
+import type { ControlHandle } from './shared-layout.ts';
+import type { AccountWire, TaskResult, TestHooks, UploadResumeToken } from './task-wire.ts';
+import { UploadStream } from './upload-stream.ts';
+
+export { DownloadStream } from './download-stream.ts';
+export { UploadStream } from './upload-stream.ts';
+export { contentHash, ContentHasher } from './content-hash.ts';
+export type { EngineOptions } from './options.ts';
+export type { FileMetadata, UploadResumeToken } from './task-wire.ts';
+
+export interface EngineAccount {
+  name: string;
+  /** https://api.dropboxapi.com, or the local box's URL. */
+  apiUrl: string;
+  /** https://content.dropboxapi.com, or the local box's URL. */
+  contentUrl: string;
+  accessToken: string;
+}
+
+export interface DownloadOptions {
+  /** First byte to send (FTP REST). Whole-file reads (offset 0) are verified against content_hash. */
+  offset?: number;
+  /** Test only. */
+  testHooks?: TestHooks;
+}
+
+export interface UploadOptions {
+  clientModified?: Date;
+  /** Continue an interrupted session (from UploadStream.interrupted()); the client resends from token.offset. */
+  resume?: UploadResumeToken;
+  /** Test only. */
+  testHooks?: TestHooks;
+}
+
+export interface AccountStats {
+  limit: number;
+  ceiling: number;
+  maxLimit: number;
+  /** Requests running now (tickets granted and not released, approximately). */
+  inFlight: number;
+  /** Transfers waiting for a turn. */
+  waiting: number;
+  throttles: number;
+  retries: number;
+  pausedForMs: number;
+}
+
+export interface EngineStats {
+  threads: number;
+  onlyMainThread: boolean;
+  activeDownloads: number;
+  activeUploads: number;
+  memory: { budgetBytes: number; ringBytesInUse: number; chunkBytesInUse: number; uploadChunkBytes: number; newestRingBytes: number };
+  accounts: Record<string, AccountStats>;
+  retries: number;
+  throttles: number;
+  workerCrashes: number;
+  commits: { calls: number; committed: number; backlog: number };
+}
+
+interface Active {
+  stream: DownloadStream | UploadStream;
+  result: Promise<TaskResult>;
+}
+
+/** Thread key of the main thread's own slot (its commit batcher's tickets). */
+const MAIN_THREAD_KEY = -1;
+
+export class TransferEngine {
+  private readonly words: Int32Array;
+  private readonly budget: MemoryBudget;
+  private readonly rings: RingPool;
+  private readonly accounts = new Map<string, AccountWire>();
+  private readonly active = new Set<Active>();
+  private readonly batcher: CommitBatcher;
+  private readonly agent = createAgent();
+  private nextId = 1;
+  private closing = false;
+  private idleWaiters: (() => void)[] = [];
+
+  static async start(options?: EngineOptions): Promise<TransferEngine> {
+    const o = resolveEngineOptions(options);
+    const control = createControl({ uploadChunkBytes: 1 << 20, fairRoundBytes: o.fairRoundBytes, minSliceBytes: o.minSliceBytes });
+    const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers);
+    return new TransferEngine(o, control, executor);
+  }
+
+  private constructor(
+    readonly options: ResolvedEngineOptions,
+    private readonly control: ControlHandle,
+    private readonly executor: Executor,
+  ) {
+    this.words = new Int32Array(control.sab);
+    this.budget = new MemoryBudget(options.memoryBudgetBytes, this.words);
+    this.rings = new RingPool({ maxIdleBytes: Math.min(64 << 20, Math.floor(options.memoryBudgetBytes / 4)) });
+    const gates = new RequestGates(control, claimWorkerSlot(this.words, MAIN_THREAD_KEY));
+    this.batcher = new CommitBatcher(this.agent, gates, (name) => this.accounts.get(name), {
+      lingerMs: options.commitLingerMs,
+      maxEntries: options.maxBatchEntries,
+    });
+  }
+
+  /** Adds an account or updates it (a refreshed token applies to transfers opened from now on). */
+  setAccount(account: EngineAccount): void {
+    for (const key of ['name', 'apiUrl', 'contentUrl', 'accessToken'] as const) {
+      if (typeof account[key] !== 'string' || account[key] === '') {
+        throw new DropftpError('DROPFTP_ERR_CONFIG', `engine account ${key} must be a non-empty string`);
+      }
+    }
+    const existing = this.accounts.get(account.name);
+    const slot = existing?.slot ?? this.accounts.size;
+    if (slot >= MAX_ACCOUNTS) throw new DropftpError('DROPFTP_ERR_CONFIG', `at most ${MAX_ACCOUNTS} engine accounts`);
+    if (!existing) initAccountSlot(this.control, slot, this.options.maxRequestsPerAccount);
+    this.accounts.set(account.name, {
+      slot,
+      name: account.name,
+      apiUrl: account.apiUrl.replace(/\/+$/, ''),
+      contentUrl: account.contentUrl.replace(/\/+$/, ''),
+      accessToken: account.accessToken,
+    });
+  }
+
+  /**
+   * Streams `path` of `account` from `offset`. Throws DropftpError at once when the transfer cannot
+   * start (unknown account, bad offset, engine closing, memory budget exhausted); later failures
+   * destroy the stream with a DropftpError.
+   */
+  openDownload(account: string, path: string, opts: DownloadOptions = {}): DownloadStream {
+    const wire = this.admitAccount(account);
+    const offset = opts.offset ?? 0;
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET', `bad download offset ${offset}`);
+    const ringBytes = this.admitMemory('download');
+    const ring = this.rings.acquire(ringBytes);
+    const result = this.executor.run({
+      kind: 'download',
+      id: this.nextId++,
+      control: this.control,
+      ring,
+      account: wire,
+      path,
+      offset,
+      ...(opts.testHooks ? { test: opts.testHooks } : {}),
+    });
+    const stream = new DownloadStream(new RingReader(ring), result, account, path);
+    this.track(stream, result, 'download', ring, ringBytes);
+    return stream;
+  }
+
+  /**
+   * A Writable for `path` of `account`: end() it when the client's data ended cleanly; 'finish' means
+   * committed and verified. abort()/destroy(err) commits nothing. Throws like openDownload.
+   */
+  openUpload(account: string, path: string, opts: UploadOptions = {}): UploadStream {
+    const wire = this.admitAccount(account);
+    const resume = opts.resume;
+    if (resume && (!(resume.offset <= resume.sessionOffset) || resume.offset < 0 || typeof resume.sessionId !== 'string')) {
+      throw new DropftpError('DROPFTP_ERR_BAD_OFFSET', 'invalid upload resume token');
+    }
+    const ringBytes = this.admitMemory('upload');
+    const ring = this.rings.acquire(ringBytes);
+    const result = this.executor.run({
+      kind: 'upload',
+      id: this.nextId++,
+      control: this.control,
+      ring,
+      account: wire,
+      path,
+      ...(resume ? { resume } : {}),
+      ...(opts.testHooks ? { test: opts.testHooks } : {}),
+    });
+    const commit = (ready: { sessionId: string; byteLength: number }) =>
+      this.batcher.commit(account, {
+        sessionId: ready.sessionId,
+        byteLength: ready.byteLength,
+        path,
+        ...(opts.clientModified ? { clientModified: opts.clientModified } : {}),
+      });
+    const stream = new UploadStream(new RingWriter(ring), result, commit, account, path, resume?.offset ?? 0);
+    this.track(stream, result, 'upload', ring, ringBytes);
+    return stream;
+  }
+
+  stats(): EngineStats {
+    const w = this.words;
+    const accounts: Record<string, AccountStats> = {};
+    const nowMs = Date.now() - this.control.epochMs;
+    for (const acc of this.accounts.values()) {
+      const at = (field: number) => Atomics.load(w, accountWord(acc.slot, field));
+      const limit = at(A.LIMIT);
+      const outstanding = (at(A.NEXT_TICKET) - at(A.RELEASED)) | 0;
+      accounts[acc.name] = {
+        limit,
+        ceiling: at(A.CEILING),
+        maxLimit: at(A.MAX_LIMIT),
+        inFlight: Math.min(limit, outstanding),
+        waiting: Math.max(0, outstanding - limit),
+        throttles: at(A.THROTTLES),
+        retries: at(A.RETRIES),
+        pausedForMs: Math.max(0, at(A.PAUSED_UNTIL_MS) - nowMs),
+      };
+    }
+    return {
+      threads: this.executor.threads,
+      onlyMainThread: this.options.onlyMainThread,
+      activeDownloads: this.budget.downloads,
+      activeUploads: this.budget.uploads,
+      memory: {
+        budgetBytes: this.budget.budgetBytes,
+        ringBytesInUse: this.budget.ringBytesInUse,
+        chunkBytesInUse: this.budget.chunkBytesInUse(),
+        uploadChunkBytes: this.budget.chunkBytes(),
+        newestRingBytes: Atomics.load(w, G.RING_BYTES),
+      },
+      accounts,
+      retries: Atomics.load(w, G.RETRIES),
+      throttles: Atomics.load(w, G.THROTTLES),
+      workerCrashes: this.executor.crashes(),
+      commits: { calls: this.batcher.calls, committed: this.batcher.committed, backlog: this.batcher.backlog() },
+    };
+  }
+
+  /** Graceful: refuses new transfers, lets the running ones finish, then stops the workers. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.active.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await this.batcher.close();
+    await this.executor.close();
+    await this.agent.close();
+  }
+
+  /** Abortive: every running transfer fails with `err` (default DROPFTP_ERR_SHUTTING_DOWN); nothing more is committed. */
+  async destroy(err?: Error): Promise<void> {
+    this.closing = true;
+    const reason = err ?? new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', 'transfer engine destroyed');
+    this.batcher.destroy(reason instanceof DropftpError ? reason : new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', reason.message));
+    const results = [...this.active].map((a) => {
+      a.stream.destroy(reason);
+      return a.result;
+    });
+    // The rings are aborted: workers notice within one wait; do not hang on a stuck one.
+    await Promise.race([Promise.all(results), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    await this.executor.destroy();
+    await this.agent.destroy();
+  }
+
+  private admitAccount(name: string): AccountWire {
+    if (this.closing) throw new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', 'transfer engine is closing');
+    const wire = this.accounts.get(name);
+    if (!wire) throw new DropftpError('DROPFTP_ERR_CONFIG', `unknown engine account ${name}`);
+    return wire;
+  }
+
+  private admitMemory(kind: 'download' | 'upload'): number {
+    const ringBytes = this.budget.admit(kind);
+    if (ringBytes === null) {
+      throw new DropftpError('DROPFTP_ERR_OVERLOADED', `memory budget of ${this.budget.budgetBytes} B is taken by ${this.active.size} transfers`);
+    }
+    return ringBytes;
+  }
+
+  private track(stream: DownloadStream | UploadStream, result: Promise<TaskResult>, kind: 'download' | 'upload', ring: RingHandle, ringBytes: number): void {
+    const entry: Active = { stream, result };
+    this.active.add(entry);
+    let pending = 2;
+    const done = (): void => {
+      if (--pending > 0) return;
+      this.rings.release(ring);
+      this.budget.release(kind, ringBytes);
+      this.active.delete(entry);
+      if (this.active.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    };
+    result.then(done);
+    stream.once('close', done);
+  }
+}

@@ -1,0 +1,58 @@
+// TransferEngine options: all optional, one defaults object, one resolved and frozen type.
+// Main thread, once at start. Invariant: a bad value throws DROPFTP_ERR_CONFIG naming the option.
+
+import { availableParallelism } from 'node:os';
+import { DropftpError } from '../errors.ts';
+
+export interface EngineOptions {
+  /** Worker threads (default: the CPU count). */
+  workers?: number;
+  /** Bytes for rings and append buffers together, all transfers (default 512 MiB). */
+  memoryBudgetBytes?: number;
+  /** Baseline: the same code with no workers, every byte on the main thread. */
+  onlyMainThread?: boolean;
+  /** Ceiling of each account's concurrent-request budget; AIMD moves below it (default 16). */
+  maxRequestsPerAccount?: number;
+  /** Bytes one account moves in one fair round when contended; slices = round / contenders (default 32 MiB). */
+  fairRoundBytes?: number;
+  /** Smallest slice (ranged read or append) a contended transfer asks for (default 64 KiB). */
+  minSliceBytes?: number;
+  /** How long the commit batcher waits for more uploads before it commits (default 20 ms). */
+  commitLingerMs?: number;
+  /** Entries per finish_batch_v2 call (default and maximum 1000). */
+  maxBatchEntries?: number;
+}
+
+export type ResolvedEngineOptions = Readonly<Required<EngineOptions>>;
+
+export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
+  workers: Math.max(1, availableParallelism()),
+  memoryBudgetBytes: 512 * 1024 * 1024,
+  onlyMainThread: false,
+  maxRequestsPerAccount: 16,
+  fairRoundBytes: 32 * 1024 * 1024,
+  minSliceBytes: 64 * 1024,
+  commitLingerMs: 20,
+  maxBatchEntries: 1000,
+});
+
+function int(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new DropftpError('DROPFTP_ERR_CONFIG', `engine option ${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
+  const o = { ...ENGINE_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+  return Object.freeze({
+    workers: int('workers', o.workers, 1, 64),
+    memoryBudgetBytes: int('memoryBudgetBytes', o.memoryBudgetBytes, 1 << 20, 2 ** 40),
+    onlyMainThread: Boolean(o.onlyMainThread),
+    maxRequestsPerAccount: int('maxRequestsPerAccount', o.maxRequestsPerAccount, 1, 1024),
+    fairRoundBytes: int('fairRoundBytes', o.fairRoundBytes, 64 * 1024, 2 ** 31 - 1),
+    minSliceBytes: int('minSliceBytes', o.minSliceBytes, 4096, 64 * 1024 * 1024),
+    commitLingerMs: int('commitLingerMs', o.commitLingerMs, 0, 10_000),
+    maxBatchEntries: int('maxBatchEntries', o.maxBatchEntries, 1, 1000),
+  });
+}

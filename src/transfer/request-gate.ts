@@ -1,0 +1,201 @@
+// The per-account request budget shared by every thread: a FIFO counting semaphore over the control
+// block (shared-layout.ts) with AIMD on 429s. Runs on every thread that makes HTTP requests (workers,
+// or main in onlyMainThread mode). Invariants: a request runs only while it holds a permit; tickets
+// are served in the order they were taken, across all threads, so a transfer that finished a chunk
+// and asks again goes to the back of the line (round robin); every ticket taken is released exactly
+// once (cancelled waiters release theirs when they reach the head).
+
+import { waitWord } from 'native-free-ringbuf';
+import { A, G, WK, accountWord, workerWord } from './shared-layout.ts';
+import type { ControlHandle } from './shared-layout.ts';
+
+/** After a 429, the limit may grow past the halved value only this long after the last 429. */
+export const PROBE_MS = 20_000;
+const FALLBACK_WAIT_MS = 250;
+
+export interface Permit {
+  readonly accountSlot: number;
+  readonly ticket: number;
+}
+
+export type Outcome =
+  | { kind: 'ok' }
+  | { kind: 'throttled'; retryAfterMs: number; lock: boolean } // lock: too_many_write_operations
+  | { kind: 'failed' };
+
+interface Waiter {
+  ticket: number;
+  cancelled: () => boolean;
+  resolve: (permit: Permit | null) => void;
+}
+
+interface Gate {
+  queue: Waiter[];
+  head: number;
+  running: boolean;
+}
+
+export class RequestGates {
+  private readonly words: Int32Array;
+  private readonly epochMs: number;
+  private readonly gates = new Map<number, Gate>();
+
+  constructor(
+    control: ControlHandle,
+    private readonly workerSlot: number,
+  ) {
+    this.words = new Int32Array(control.sab);
+    this.epochMs = control.epochMs;
+  }
+
+  nowMs(): number {
+    return Date.now() - this.epochMs;
+  }
+
+  /** Tickets of this account not yet released, minus its limit: > 0 means transfers are waiting. */
+  contention(accountSlot: number): number {
+    const w = this.words;
+    const outstanding = (Atomics.load(w, accountWord(accountSlot, A.NEXT_TICKET)) - Atomics.load(w, accountWord(accountSlot, A.RELEASED))) | 0;
+    return outstanding - Atomics.load(w, accountWord(accountSlot, A.LIMIT));
+  }
+
+  /** Tickets taken and not released for this account (waiting + running). */
+  outstanding(accountSlot: number): number {
+    const w = this.words;
+    return (Atomics.load(w, accountWord(accountSlot, A.NEXT_TICKET)) - Atomics.load(w, accountWord(accountSlot, A.RELEASED))) | 0;
+  }
+
+  /**
+   * Waits for this account's turn. Resolves null (the ticket given back) once `cancelled()` turns true
+   * while waiting; it is polled on every release and at least every 250 ms.
+   */
+  acquire(accountSlot: number, cancelled: () => boolean = () => false): Promise<Permit | null> {
+    const w = this.words;
+    const ticket = Atomics.add(w, accountWord(accountSlot, A.NEXT_TICKET), 1);
+    Atomics.add(w, workerWord(this.workerSlot, WK.HELD + accountSlot), 1);
+    let gate = this.gates.get(accountSlot);
+    if (!gate) this.gates.set(accountSlot, (gate = { queue: [], head: 0, running: false }));
+    const g = gate;
+    return new Promise((resolve) => {
+      g.queue.push({ ticket, cancelled, resolve });
+      if (!g.running) void this.pump(accountSlot, g);
+    });
+  }
+
+  /** Gives the permit back and feeds the outcome to AIMD. */
+  release(permit: Permit, outcome: Outcome): void {
+    const slot = permit.accountSlot;
+    if (outcome.kind === 'ok') this.onSuccess(slot);
+    else if (outcome.kind === 'throttled') this.onThrottle(slot, permit.ticket, outcome.retryAfterMs, outcome.lock);
+    this.giveBack(slot);
+  }
+
+  private giveBack(slot: number): void {
+    const w = this.words;
+    Atomics.add(w, accountWord(slot, A.RELEASED), 1);
+    Atomics.sub(w, workerWord(this.workerSlot, WK.HELD + slot), 1);
+    this.ring(slot);
+  }
+
+  private ring(slot: number): void {
+    Atomics.add(this.words, accountWord(slot, A.BELL), 1);
+    Atomics.notify(this.words, accountWord(slot, A.BELL));
+  }
+
+  private onSuccess(slot: number): void {
+    const w = this.words;
+    const limit = Atomics.load(w, accountWord(slot, A.LIMIT));
+    const successes = Atomics.add(w, accountWord(slot, A.SUCCESSES), 1) + 1;
+    if (successes < limit) return;
+    Atomics.store(w, accountWord(slot, A.SUCCESSES), 0);
+    const max = Atomics.load(w, accountWord(slot, A.MAX_LIMIT));
+    let ceiling = Atomics.load(w, accountWord(slot, A.CEILING));
+    if (limit >= ceiling && ceiling < max && this.nowMs() - Atomics.load(w, accountWord(slot, A.LAST_THROTTLE_MS)) > PROBE_MS) {
+      Atomics.compareExchange(w, accountWord(slot, A.CEILING), ceiling, ceiling + 1);
+      ceiling += 1;
+    }
+    if (limit < ceiling && Atomics.compareExchange(w, accountWord(slot, A.LIMIT), limit, limit + 1) === limit) this.ring(slot);
+  }
+
+  private onThrottle(slot: number, ticket: number, retryAfterMs: number, lock: boolean): void {
+    const w = this.words;
+    Atomics.add(w, accountWord(slot, A.THROTTLES), 1);
+    Atomics.add(w, G.THROTTLES, 1);
+    const now = this.nowMs();
+    Atomics.store(w, accountWord(slot, A.LAST_THROTTLE_MS), now);
+    const until = now + Math.max(0, retryAfterMs);
+    for (;;) {
+      const cur = Atomics.load(w, accountWord(slot, A.PAUSED_UNTIL_MS));
+      if (cur >= until || Atomics.compareExchange(w, accountWord(slot, A.PAUSED_UNTIL_MS), cur, until) === cur) break;
+    }
+    if (lock) return; // namespace lock contention is not a request-rate signal
+    // Multiplicative decrease, at most once per window: only a request that started after the last
+    // decrease (its ticket is newer) may halve the limit again.
+    const last = Atomics.load(w, accountWord(slot, A.LAST_DECREASE_TICKET));
+    if (((ticket - last) | 0) <= 0) return;
+    const next = Atomics.load(w, accountWord(slot, A.NEXT_TICKET));
+    if (Atomics.compareExchange(w, accountWord(slot, A.LAST_DECREASE_TICKET), last, next) !== last) return;
+    const limit = Atomics.load(w, accountWord(slot, A.LIMIT));
+    const halved = Math.max(1, Math.floor(limit / 2));
+    Atomics.store(w, accountWord(slot, A.LIMIT), halved);
+    Atomics.store(w, accountWord(slot, A.CEILING), halved);
+    Atomics.store(w, accountWord(slot, A.SUCCESSES), 0);
+    this.ring(slot);
+  }
+
+  private async pump(slot: number, g: Gate): Promise<void> {
+    g.running = true;
+    const w = this.words;
+    try {
+      while (g.head < g.queue.length) {
+        const waiter = g.queue[g.head]!;
+        if (waiter.cancelled()) {
+          this.shift(g);
+          this.giveBack(slot);
+          waiter.resolve(null);
+          continue;
+        }
+        const bell = Atomics.load(w, accountWord(slot, A.BELL));
+        const pausedMs = Atomics.load(w, accountWord(slot, A.PAUSED_UNTIL_MS)) - this.nowMs();
+        if (pausedMs > 0) {
+          await sleep(Math.min(pausedMs, FALLBACK_WAIT_MS));
+          continue;
+        }
+        const ahead = (waiter.ticket - Atomics.load(w, accountWord(slot, A.RELEASED))) | 0;
+        if (ahead < Atomics.load(w, accountWord(slot, A.LIMIT))) {
+          this.shift(g);
+          waiter.resolve({ accountSlot: slot, ticket: waiter.ticket });
+          continue;
+        }
+        // Cancelled waiters behind the head keep their place; they are released when they reach it.
+        await waitWord(w, accountWord(slot, A.BELL), bell, FALLBACK_WAIT_MS);
+      }
+    } finally {
+      g.running = false;
+    }
+  }
+
+  private shift(g: Gate): void {
+    g.head++;
+    if (g.head > 1024 && g.head * 2 > g.queue.length) {
+      g.queue.splice(0, g.head);
+      g.head = 0;
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Main thread: sets up or updates an account slot's limits. */
+export function initAccountSlot(control: ControlHandle, slot: number, maxConcurrentRequests: number): void {
+  const w = new Int32Array(control.sab);
+  Atomics.store(w, accountWord(slot, A.MAX_LIMIT), maxConcurrentRequests);
+  Atomics.store(w, accountWord(slot, A.CEILING), maxConcurrentRequests);
+  if (Atomics.load(w, accountWord(slot, A.LIMIT)) === 0 || Atomics.load(w, accountWord(slot, A.LIMIT)) > maxConcurrentRequests) {
+    Atomics.store(w, accountWord(slot, A.LIMIT), maxConcurrentRequests);
+  }
+  Atomics.add(w, accountWord(slot, A.BELL), 1);
+  Atomics.notify(w, accountWord(slot, A.BELL));
+}

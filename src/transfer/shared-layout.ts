@@ -1,0 +1,130 @@
+// Every offset of the engine's shared control block (one SharedArrayBuffer, Int32 words) lives here.
+// Read and written by the main thread and every worker. Invariant: each word has the writer(s)
+// named below; counters are free-running Int32 (compare with `(a - b) | 0`), never reset while in use.
+//
+//  word                      writer        meaning
+//  ------------------------- ------------- -----------------------------------------------------------
+//  GLOBAL (words 0..15)
+//   0 MAGIC                  main (once)   0x44465450 "DFTP"
+//   1 UPLOAD_CHUNK_BYTES     main          size of the next append chunk (from the memory budget)
+//   2 RING_BYTES             main          ring size handed to the newest transfer (stats)
+//   3 CHUNK_KIB_IN_USE       workers       retry/append buffers allocated now, KiB (sum of slots)
+//   4 RETRIES                workers       requests retried (429, 5xx, reset, incorrect_offset)
+//   5 THROTTLES              workers       429 responses seen
+//   6 FAIR_ROUND_KIB         main (once)   bytes one account moves per fair round, KiB (slice sizing)
+//   7 MIN_SLICE_BYTES        main (once)   smallest chunk a contended transfer asks for
+//  ACCOUNTS (ACCOUNT_BASE + slot * ACCOUNT_WORDS), one slot per account, assigned by main
+//   +0 LIMIT                 any (CAS)     current concurrent-request budget (AIMD)
+//   +1 MAX_LIMIT             main          ceiling for additive increase
+//   +2 NEXT_TICKET           any (add)     tickets ever taken; a request needs one
+//   +3 RELEASED              any (add)     tickets ever given back; ticket t may run while t - RELEASED < LIMIT
+//   +4 BELL                  any (add)     bumped on every release / limit change; gate loops wait on it
+//   +5 PAUSED_UNTIL_MS       any (CAS max) no new grants before this time (ms since epochMs): retry_after
+//   +6 LAST_DECREASE_TICKET  any (CAS)     a 429 on a ticket older than this does not halve LIMIT again
+//   +7 SUCCESSES             any (add)     successes since the last increase (additive increase per window)
+//   +8 THROTTLES             any (add)     429s for this account
+//   +9 RETRIES               any (add)     retries for this account
+//  +10 CEILING               any (CAS)     additive increase stops here until PROBE_MS after a 429
+//  +11 LAST_THROTTLE_MS      any (store)   time of the last 429 (ms since epochMs)
+//  WORKERS (WORKER_BASE + slot * WORKER_WORDS), one slot per live thread that runs tasks
+//   +0 THREAD_ID             the thread    threadId + 1 while alive (0 = free); main frees after a crash
+//   +1 CHUNK_KIB             the thread    this thread's share of CHUNK_KIB_IN_USE
+//   +2.. HELD[account]       the thread    tickets taken and not yet released, per account slot
+//
+// A thread that dies leaves HELD and CHUNK_KIB behind; main adds HELD to RELEASED (so the queue moves
+// past the dead tickets) and subtracts CHUNK_KIB, then frees the slot (reclaimWorkerSlot).
+
+export const CONTROL_MAGIC = 0x44465450;
+
+export const G = {
+  MAGIC: 0,
+  UPLOAD_CHUNK_BYTES: 1,
+  RING_BYTES: 2,
+  CHUNK_KIB_IN_USE: 3,
+  RETRIES: 4,
+  THROTTLES: 5,
+  FAIR_ROUND_KIB: 6,
+  MIN_SLICE_BYTES: 7,
+} as const;
+
+export const A = {
+  LIMIT: 0,
+  MAX_LIMIT: 1,
+  NEXT_TICKET: 2,
+  RELEASED: 3,
+  BELL: 4,
+  PAUSED_UNTIL_MS: 5,
+  LAST_DECREASE_TICKET: 6,
+  SUCCESSES: 7,
+  THROTTLES: 8,
+  RETRIES: 9,
+  CEILING: 10,
+  LAST_THROTTLE_MS: 11,
+} as const;
+
+export const MAX_ACCOUNTS = 256;
+export const MAX_WORKER_SLOTS = 128;
+export const GLOBAL_WORDS = 16;
+export const ACCOUNT_WORDS = 16;
+export const ACCOUNT_BASE = GLOBAL_WORDS;
+export const WORKER_BASE = ACCOUNT_BASE + MAX_ACCOUNTS * ACCOUNT_WORDS;
+export const WORKER_WORDS = 2 + MAX_ACCOUNTS;
+export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HELD: 2 } as const;
+export const CONTROL_WORDS = WORKER_BASE + MAX_WORKER_SLOTS * WORKER_WORDS;
+
+/** What every thread receives: the block itself and the shared clock origin. */
+export interface ControlHandle {
+  readonly sab: SharedArrayBuffer;
+  /** Date.now() at engine start; PAUSED_UNTIL_MS counts from it (fits an Int32 for 24 days). */
+  readonly epochMs: number;
+}
+
+export function accountWord(slot: number, field: number): number {
+  return ACCOUNT_BASE + slot * ACCOUNT_WORDS + field;
+}
+
+export function workerWord(slot: number, field: number): number {
+  return WORKER_BASE + slot * WORKER_WORDS + field;
+}
+
+export function createControl(init: { uploadChunkBytes: number; fairRoundBytes: number; minSliceBytes: number }): ControlHandle {
+  const sab = new SharedArrayBuffer(CONTROL_WORDS * 4);
+  const w = new Int32Array(sab);
+  Atomics.store(w, G.UPLOAD_CHUNK_BYTES, init.uploadChunkBytes);
+  Atomics.store(w, G.FAIR_ROUND_KIB, Math.max(1, Math.floor(init.fairRoundBytes / 1024)));
+  Atomics.store(w, G.MIN_SLICE_BYTES, init.minSliceBytes);
+  Atomics.store(w, G.MAGIC, CONTROL_MAGIC);
+  return { sab, epochMs: Date.now() };
+}
+
+/** Claims a free worker slot for the calling thread (CAS on THREAD_ID); returns the slot. */
+export function claimWorkerSlot(words: Int32Array, threadKey: number): number {
+  for (let slot = 0; slot < MAX_WORKER_SLOTS; slot++) {
+    if (Atomics.compareExchange(words, workerWord(slot, WK.THREAD_ID), 0, threadKey) === 0) return slot;
+  }
+  throw new Error(`no free worker slot in the control block (max ${MAX_WORKER_SLOTS} threads)`);
+}
+
+/**
+ * Main thread, after a thread died: gives back its tickets and buffer accounting, frees its slot.
+ * Returns the number of tickets released.
+ */
+export function reclaimWorkerSlot(words: Int32Array, threadKey: number): number {
+  let released = 0;
+  for (let slot = 0; slot < MAX_WORKER_SLOTS; slot++) {
+    if (Atomics.load(words, workerWord(slot, WK.THREAD_ID)) !== threadKey) continue;
+    for (let acc = 0; acc < MAX_ACCOUNTS; acc++) {
+      const held = Atomics.exchange(words, workerWord(slot, WK.HELD + acc), 0);
+      if (held > 0) {
+        Atomics.add(words, accountWord(acc, A.RELEASED), held);
+        Atomics.add(words, accountWord(acc, A.BELL), 1);
+        Atomics.notify(words, accountWord(acc, A.BELL));
+        released += held;
+      }
+    }
+    const kib = Atomics.exchange(words, workerWord(slot, WK.CHUNK_KIB), 0);
+    Atomics.sub(words, G.CHUNK_KIB_IN_USE, kib);
+    Atomics.store(words, workerWord(slot, WK.THREAD_ID), 0);
+  }
+  return released;
+}

@@ -1,0 +1,100 @@
+// UploadStream: the Writable a STOR pipes its data socket into, filling the transfer's ring.
+// Main thread. Invariants: 'finish' is emitted only after the worker appended every byte and closed
+// the session, the commit batcher committed it, and the committed content_hash equals the hash of
+// the bytes written; destroy()/abort() before that aborts the ring's producer side, so the worker
+// stops and nothing is committed; write() returns false while the ring is full (backpressure).
+
+import { Writable } from 'node:stream';
+import type { RingWriter } from 'native-free-ringbuf';
+import { DropftpError, fromWire } from '../errors.ts';
+import { ringCodeForError } from './ring-codes.ts';
+import type { FileMetadata, TaskResult, UploadReady, UploadResumeToken } from './task-wire.ts';
+
+export class UploadStream extends Writable {
+  /** The committed FileMetadata (set before 'finish'). */
+  metadata: FileMetadata | null = null;
+  bytesWritten = 0;
+  /** open → ending (ring ended, worker finishing) → committing (handed to the batcher). */
+  private phase: 'open' | 'ending' | 'committing' = 'open';
+
+  constructor(
+    private readonly ring: RingWriter,
+    readonly result: Promise<TaskResult>,
+    private readonly commit: (ready: UploadReady) => Promise<FileMetadata>,
+    readonly account: string,
+    readonly path: string,
+    /** Bytes the session held before this stream (a resumed upload), counted in the result. */
+    private readonly resumedBytes = 0,
+  ) {
+    super({ highWaterMark: Math.min(64 * 1024, ring.capacity), decodeStrings: true });
+    result.then((r) => {
+      if (!r.ok && !this.destroyed) this.destroy(fromWire(r.error));
+    });
+  }
+
+  /** Stops the upload; nothing is committed; the stream errors with DROPFTP_ERR_ABORTED. */
+  abort(reason = 'upload aborted'): void {
+    this.destroy(new DropftpError('DROPFTP_ERR_ABORTED', reason));
+  }
+
+  /**
+   * After an interrupted upload: where its session can be resumed (REST token.offset + STOR with
+   * openUpload(..., { resume: token })), or null when there is nothing to resume.
+   */
+  async interrupted(): Promise<UploadResumeToken | null> {
+    const r = await this.result;
+    return r.ok ? null : (r.resume ?? null);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    let offset = 0;
+    const pump = (): void => {
+      if (offset < chunk.length) {
+        const n = this.ring.write(chunk, offset);
+        offset += n;
+        this.bytesWritten += n;
+      }
+      if (offset >= chunk.length) return callback();
+      if (this.destroyed) return callback();
+      if (this.ring.consumerGone()) return void this.failFromResult(callback);
+      this.ring.waitWritable(1).then(pump, callback);
+    };
+    pump();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.ring.consumerGone()) return void this.failFromResult(callback);
+    this.phase = 'ending';
+    this.ring.end();
+    this.result.then(async (r) => {
+      if (!r.ok || r.kind !== 'upload') return this.failFromResult(callback);
+      if (r.byteLength !== this.resumedBytes + this.bytesWritten) {
+        return callback(new DropftpError('DROPFTP_ERR_INTERNAL', `worker appended ${r.byteLength} B, stream took ${this.resumedBytes + this.bytesWritten} B`));
+      }
+      // Destroyed while the worker was finishing: commit nothing.
+      if (this.destroyed) return callback(new DropftpError('DROPFTP_ERR_ABORTED', 'upload destroyed before its commit'));
+      try {
+        this.phase = 'committing';
+        const meta = await this.commit(r);
+        if (meta.content_hash !== r.contentHash) {
+          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${this.path}: committed content_hash ${meta.content_hash} ≠ ${r.contentHash} of the bytes received`);
+        }
+        this.metadata = meta;
+        callback();
+      } catch (err) {
+        callback(err instanceof DropftpError ? err : new DropftpError('DROPFTP_ERR_COMMIT_FAILED', String(err)));
+      }
+    });
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // Once the commit is on its way it cannot be recalled; before that, aborting the ring (even after
+    // end()) makes the worker stop without closing the session.
+    if (this.phase !== 'committing') this.ring.abort(ringCodeForError(err ?? new DropftpError('DROPFTP_ERR_ABORTED')));
+    callback(err);
+  }
+
+  private failFromResult(callback: (error?: Error | null) => void): void {
+    this.result.then((r) => callback(r.ok ? new DropftpError('DROPFTP_ERR_INTERNAL', 'upload worker stopped reading') : fromWire(r.error)));
+  }
+}

@@ -1,0 +1,207 @@
+// One download: files/download streamed into the transfer's ring, in turns granted by the account's
+// request gate, resumed with Range after any fault, and checked against content_hash before the
+// ring ends. Runs on the worker the transfer is pinned to. Invariants: the ring ends cleanly only
+// after every byte was delivered and (for whole-file reads) the hash matched; any failure aborts the
+// ring with a coded error; a permit is never held while waiting for the consumer for long when
+// others wait (the request is cut and resumed later from the byte already delivered).
+
+import { RingWriter } from 'native-free-ringbuf';
+import type { ErrorCode } from '../src/errors.ts';
+import { ContentHasher } from '../src/transfer/content-hash.ts';
+import { backoffMs, classifyResponse, classifyThrown, contentRequest, headerValue, rpcRequest, sleep } from '../src/transfer/dropbox-http.ts';
+import type { Failure } from '../src/transfer/dropbox-http.ts';
+import type { Outcome } from '../src/transfer/request-gate.ts';
+import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
+import type { DownloadTask, FileMetadata, TaskResult } from '../src/transfer/task-wire.ts';
+import { countRetry, crashForTest, fairSliceBytes } from './thread-context.ts';
+import type { ThreadContext } from './thread-context.ts';
+
+/** Attempts in a row without progress before a download gives up (429s are not counted). */
+export const MAX_FAILED_ATTEMPTS = 10;
+/** How long a contended request may sit on a full ring before it gives its turn away. */
+const STALL_PREEMPT_MS = 200;
+
+export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promise<TaskResult> {
+  const ring = new RingWriter(task.ring);
+  const slot = task.account.slot;
+  const hasher = task.offset === 0 ? new ContentHasher() : null;
+  const crashAt = task.test?.crashWorkerAfterBytes;
+  let pos = task.offset;
+  let total = -1;
+  let metadata: FileMetadata | null = null;
+  let failedAttempts = 0;
+  let throttles = 0;
+
+  const fail = (code: ErrorCode, message: string): TaskResult => {
+    ring.abort(ringCodeFor(code));
+    return { ok: false, error: { code, message } };
+  };
+  const consumerGone = (): TaskResult => ({
+    ok: false,
+    error: { code: codeForRing(ring.consumerError()), message: 'download stopped by its reader' },
+  });
+
+  while (total < 0 || pos < total) {
+    if (ring.consumerGone()) return consumerGone();
+    // Take a turn only when the ring can take a useful amount: a slow reader must not hold a permit.
+    if (ring.writable() < ring.capacity / 4) {
+      if ((await ring.waitWritable(ring.capacity / 4)) === 'closed') return consumerGone();
+    }
+    const permit = await ctx.gates.acquire(slot, () => ring.consumerGone());
+    if (!permit) return consumerGone();
+    let outcome: Outcome = { kind: 'failed' };
+    let failure: Failure | null = null;
+    try {
+      const slice = fairSliceBytes(ctx, slot);
+      // The first request is open-ended (the size is unknown, and a range on an empty file is
+      // unsatisfiable); it is cut after a fair slice if others wait. Later ones are bounded.
+      const end = total < 0 ? Infinity : Math.min(total - 1, slice === Infinity ? Infinity : pos + slice - 1);
+      const headers: Record<string, string> = {};
+      if (pos > 0 || end !== Infinity) headers.range = `bytes=${pos}-${end === Infinity ? '' : end}`;
+      const res = await contentRequest({ dispatcher: ctx.agent, account: task.account, route: 'files/download', arg: { path: task.path }, headers });
+      if (res.statusCode !== 200 && res.statusCode !== 206) {
+        failure = await classifyResponse(res);
+        if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_BAD_OFFSET' && total < 0 && pos > 0) {
+          // 416: a range starting at the end of the file is unsatisfiable; REST at the size is legal
+          // FTP and sends nothing. Ask for the metadata to tell the two apart.
+          const meta = await fileMetadata(ctx, task);
+          if (meta && meta.size === pos) {
+            metadata = meta;
+            total = meta.size;
+            failure = null;
+            outcome = { kind: 'ok' };
+          } else {
+            return fail('DROPFTP_ERR_BAD_OFFSET', `offset ${pos} is beyond the end of ${task.path}`);
+          }
+        }
+      } else {
+        const meta = parseResult(headerValue(res.headers['dropbox-api-result']));
+        if (!meta) {
+          res.body.destroy();
+          return fail('DROPFTP_ERR_UPSTREAM', 'download response without a valid Dropbox-API-Result header');
+        }
+        if (metadata && (meta.rev !== metadata.rev || meta.size !== metadata.size)) {
+          res.body.destroy();
+          return fail('DROPFTP_ERR_UPSTREAM', `${task.path} changed during the download (rev ${metadata.rev} → ${meta.rev})`);
+        }
+        metadata = meta;
+        total = meta.size;
+        if (pos > total) {
+          res.body.destroy();
+          return fail('DROPFTP_ERR_BAD_OFFSET', `offset ${pos} is beyond the end of ${task.path} (${total} B)`);
+        }
+        // A 200 to a ranged request carries the whole file: skip what was already delivered.
+        let skip = res.statusCode === 200 ? pos : 0;
+        if (res.statusCode === 206) {
+          const start = Number(/bytes (\d+)-/.exec(headerValue(res.headers['content-range']) ?? '')?.[1] ?? NaN);
+          if (start !== pos) {
+            res.body.destroy();
+            failure = { kind: 'retry', reason: `Content-Range starts at ${start}, wanted ${pos}`, retryAfterMs: 0, throttle: null };
+          }
+        }
+        if (!failure) {
+          const startedAt = pos;
+          let preempted = false;
+          try {
+            for await (const raw of res.body) {
+              let chunk = raw as Buffer;
+              if (skip > 0) {
+                const s = Math.min(skip, chunk.length);
+                skip -= s;
+                chunk = chunk.subarray(s);
+              }
+              if (pos + chunk.length > total) chunk = chunk.subarray(0, Math.max(0, total - pos));
+              let off = 0;
+              while (off < chunk.length) {
+                const n = ring.write(chunk, off);
+                if (n > 0) {
+                  hasher?.update(chunk.subarray(off, off + n));
+                  off += n;
+                  pos += n;
+                  continue;
+                }
+                const waited = await ring.waitWritable(Math.min(chunk.length - off, ring.capacity / 4), STALL_PREEMPT_MS);
+                if (waited === 'closed') break;
+                if (waited === 'timeout' && ctx.gates.contention(slot) > 0) {
+                  preempted = true;
+                  break;
+                }
+              }
+              if (ring.consumerGone() || preempted) break;
+              if (crashAt !== undefined && pos - task.offset >= crashAt) crashForTest(ctx);
+              // Uncontended reads run open-ended; once others wait, cut after a fair slice.
+              if (end === Infinity && pos - startedAt >= fairSliceBytes(ctx, slot)) {
+                preempted = true;
+                break;
+              }
+            }
+          } catch (err) {
+            failure = classifyThrown(err);
+          }
+          if (preempted || ring.consumerGone()) res.body.destroy();
+          if (pos > startedAt) failedAttempts = 0;
+          if (!failure) outcome = { kind: 'ok' };
+          if (!failure && !preempted && end === Infinity && pos < total && !ring.consumerGone()) {
+            failure = { kind: 'retry', reason: `body ended at ${pos} of ${total} B`, retryAfterMs: 0, throttle: null };
+          }
+        }
+      }
+    } catch (err) {
+      failure = classifyThrown(err);
+    } finally {
+      if (failure?.kind === 'retry' && failure.throttle) {
+        outcome = { kind: 'throttled', retryAfterMs: failure.retryAfterMs, lock: failure.throttle === 'lock' };
+      }
+      ctx.gates.release(permit, outcome);
+    }
+    if (ring.consumerGone()) return consumerGone();
+    if (!failure) continue;
+    if (failure.kind !== 'retry') {
+      const code = failure.kind === 'fatal' ? failure.code : 'DROPFTP_ERR_UPSTREAM';
+      return fail(code, `download ${task.path}: ${failure.reason}`);
+    }
+    countRetry(ctx, slot);
+    if (failure.throttle) {
+      if (++throttles > 200) return fail('DROPFTP_ERR_RATE_LIMITED', `download ${task.path}: still throttled after 200 tries`);
+      continue; // the gate holds every request of the account until retry_after has passed
+    }
+    if (++failedAttempts > MAX_FAILED_ATTEMPTS) {
+      return fail('DROPFTP_ERR_UPSTREAM', `download ${task.path}: ${failedAttempts} attempts without progress, last: ${failure.reason}`);
+    }
+    await sleep(backoffMs(failedAttempts));
+  }
+
+  if (!metadata) return fail('DROPFTP_ERR_INTERNAL', 'download finished without metadata');
+  if (hasher) {
+    const got = hasher.digest();
+    if (metadata.content_hash && got !== metadata.content_hash) {
+      return fail('DROPFTP_ERR_INTEGRITY', `${task.path}: content_hash ${got} of the bytes received ≠ ${metadata.content_hash}`);
+    }
+  }
+  ring.end();
+  return { ok: true, kind: 'download', metadata, byteLength: pos - task.offset, verified: hasher !== null && !!metadata.content_hash };
+}
+
+async function fileMetadata(ctx: ThreadContext, task: DownloadTask): Promise<FileMetadata | null> {
+  try {
+    const res = await rpcRequest(ctx.agent, task.account, 'files/get_metadata', { path: task.path });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return null;
+    }
+    const meta = (await res.body.json()) as FileMetadata;
+    return typeof meta?.size === 'number' ? meta : null;
+  } catch {
+    return null;
+  }
+}
+
+function parseResult(header: string | undefined): FileMetadata | null {
+  if (!header) return null;
+  try {
+    const meta = JSON.parse(header) as FileMetadata;
+    return typeof meta?.size === 'number' && typeof meta.rev === 'string' ? meta : null;
+  } catch {
+    return null;
+  }
+}

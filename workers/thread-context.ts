@@ -1,0 +1,69 @@
+// What one thread needs to run transfers: its slot in the control block, its request gates and its
+// keep-alive HTTP agent. Runs on a piscina worker (or the main thread in onlyMainThread mode).
+// Invariants: one context per thread, created once; buffer accounting goes through chargeChunk /
+// refundChunk so that a dead thread's share can be reclaimed from its slot.
+
+import { isMainThread, threadId } from 'node:worker_threads';
+import type { Agent } from 'undici';
+import { createAgent } from '../src/transfer/dropbox-http.ts';
+import { RequestGates } from '../src/transfer/request-gate.ts';
+import { A, G, WK, accountWord, claimWorkerSlot, workerWord } from '../src/transfer/shared-layout.ts';
+import type { ControlHandle } from '../src/transfer/shared-layout.ts';
+
+export interface ThreadContext {
+  readonly control: ControlHandle;
+  readonly words: Int32Array;
+  readonly gates: RequestGates;
+  readonly agent: Agent;
+  readonly workerSlot: number;
+  readonly inWorker: boolean;
+}
+
+/** The key a thread writes in its slot; main reclaims a dead worker by it. */
+export function threadKey(id: number = threadId): number {
+  return id + 1;
+}
+
+export function createThreadContext(control: ControlHandle): ThreadContext {
+  const words = new Int32Array(control.sab);
+  const workerSlot = claimWorkerSlot(words, threadKey());
+  return { control, words, gates: new RequestGates(control, workerSlot), agent: createAgent(), workerSlot, inWorker: !isMainThread };
+}
+
+/** Counts a buffer of `bytes` against the global budget (KiB, rounded up). */
+export function chargeChunk(ctx: ThreadContext, bytes: number): number {
+  const kib = Math.ceil(bytes / 1024);
+  Atomics.add(ctx.words, G.CHUNK_KIB_IN_USE, kib);
+  Atomics.add(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
+  return kib;
+}
+
+export function refundChunk(ctx: ThreadContext, kib: number): void {
+  Atomics.sub(ctx.words, G.CHUNK_KIB_IN_USE, kib);
+  Atomics.sub(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
+}
+
+export function countRetry(ctx: ThreadContext, accountSlot: number): void {
+  Atomics.add(ctx.words, G.RETRIES, 1);
+  Atomics.add(ctx.words, accountWord(accountSlot, A.RETRIES), 1);
+}
+
+/** Test hook: a worker (never the main thread) exits abruptly. */
+export function crashForTest(ctx: ThreadContext): void {
+  if (ctx.inWorker) process.exit(70);
+}
+
+export const MAX_SLICE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Bytes one turn may move for an account when transfers outnumber its request budget: a fair round
+ * (FAIR_ROUND_KIB, all contenders once) divided among the tickets outstanding, within
+ * [MIN_SLICE_BYTES, 8 MiB]. Infinity when the account is not contended.
+ */
+export function fairSliceBytes(ctx: ThreadContext, accountSlot: number): number {
+  if (ctx.gates.contention(accountSlot) <= 0) return Infinity;
+  const round = Atomics.load(ctx.words, G.FAIR_ROUND_KIB) * 1024;
+  const min = Atomics.load(ctx.words, G.MIN_SLICE_BYTES);
+  const share = Math.floor(round / Math.max(1, ctx.gates.outstanding(accountSlot)));
+  return Math.min(MAX_SLICE_BYTES, Math.max(min, share));
+}
