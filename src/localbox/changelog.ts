@@ -15,6 +15,7 @@ export interface CursorState {
   d: boolean; // include_deleted (listing phase)
   s: number; // change-log position the listing is consistent with
   a?: string; // listing phase: last path_lower returned
+  l?: number; // page size asked for by list_folder
 }
 
 export interface Page {
@@ -81,11 +82,12 @@ export class ChangeFeed {
 
   /** First page of list_folder. */
   start(ns: number, p: string, recursive: boolean, includeDeleted: boolean, limit: number): Page {
-    return this.listPage({ v: 1, ns, p, r: recursive, d: includeDeleted, s: this.latestSeq(ns), a: '' }, limit);
+    return this.listPage({ v: 1, ns, p, r: recursive, d: includeDeleted, s: this.latestSeq(ns), a: '', l: limit }, limit);
   }
 
   /** list_folder/continue. */
-  next(c: CursorState, limit: number): Page {
+  next(c: CursorState): Page {
+    const limit = c.l ?? 2000;
     return c.a !== undefined ? this.listPage(c, limit) : this.feedPage(c, limit);
   }
 
@@ -98,7 +100,7 @@ export class ChangeFeed {
     const more = rows.length > limit;
     if (more) rows = rows.slice(0, limit);
     const entries = rows.map((r) => metadataJson(r));
-    const cursor: CursorState = more ? { ...c, a: rows[rows.length - 1]!.path_lower } : { v: 1, ns: c.ns, p: c.p, r: c.r, d: c.d, s: c.s };
+    const cursor: CursorState = more ? { ...c, a: rows[rows.length - 1]!.path_lower } : { v: 1, ns: c.ns, p: c.p, r: c.r, d: c.d, s: c.s, l: limit };
     return { entries, cursor: encodeCursor(cursor), has_more: more };
   }
 

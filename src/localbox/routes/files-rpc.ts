@@ -79,7 +79,7 @@ const listContinue: Route = {
     const c = decodeCursor(ctx.route, ctx.args.str('cursor'));
     if (c.ns !== ctx.account!.ns) throw routeError({ '.tag': 'reset' });
     if (c.p !== '' && !box.ns.get(c.ns, c.p)) throw routeError({ '.tag': 'path', path: { '.tag': 'not_found' } });
-    sendJson(ctx.res, box.feed.next(c, 2000));
+    sendJson(ctx.res, box.feed.next(c));
   },
 };
 
