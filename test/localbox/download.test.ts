@@ -122,9 +122,9 @@ test('errors on download: folder → not_file, missing → not_found, bad path �
   await t.sdk(acc).filesCreateFolderV2({ path: '/dir' });
   let r = await t.call('files/download', acc.accessToken, { arg: { path: '/dir' } });
   assert.is(r.status, 409);
-  assert.equal((await r.json()).error, { '.tag': 'path', path: { '.tag': 'not_file' } });
+  assert.equal(((await r.json()) as { error: unknown }).error, { '.tag': 'path', path: { '.tag': 'not_file' } });
   r = await t.call('files/download', acc.accessToken, { arg: { path: '/missing' } });
-  assert.equal((await r.json()).error, { '.tag': 'path', path: { '.tag': 'not_found' } });
+  assert.equal(((await r.json()) as { error: unknown }).error, { '.tag': 'path', path: { '.tag': 'not_found' } });
   r = await t.call('files/download', acc.accessToken, { arg: { path: 'relative' } });
   assert.is(r.status, 400);
   assert.is(r.headers.get('content-type'), 'text/plain; charset=utf-8');

@@ -129,7 +129,7 @@ test('users, check/user, space usage', async () => {
   for (const init of [{}, { body: 'null', headers: { 'Content-Type': 'application/json' } }, { body: 'null' }]) {
     const r = await t.call('users/get_current_account', acc.accessToken, init);
     assert.is(r.status, 200);
-    assert.is((await r.json()).account_id, acc.accountId);
+    assert.is(((await r.json()) as { account_id: string }).account_id, acc.accountId);
   }
 });
 
@@ -170,7 +170,7 @@ test('400 and 401 shapes; bad input never crashes the server', async () => {
   await r.text();
   r = await t.call('files/get_metadata', acc.accessToken, { json: { path: `/${'x'.repeat(100_000)}` } });
   assert.is(r.status, 409);
-  assert.equal((await r.json()).error, { '.tag': 'path', path: { '.tag': 'malformed_path' } });
+  assert.equal(((await r.json()) as { error: unknown }).error, { '.tag': 'path', path: { '.tag': 'malformed_path' } });
   r = await fetch(`${t.box.url}/2/no/such_route`, { method: 'POST' });
   assert.is(r.status, 404);
   await r.text();
