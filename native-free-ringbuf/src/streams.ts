@@ -4,6 +4,7 @@
 // aborts its ring side so that the other thread learns it without any message.
 
 import { Readable, Writable } from 'node:stream';
+import { STATE } from './layout.ts';
 import type { RingReader, RingWriter } from './ring.ts';
 
 /** Error raised by an adapter when the other side aborted; `ringCode` is the code it left. */
@@ -62,6 +63,9 @@ export class RingWritable extends Writable {
         if (offset >= chunk.length) return callback();
         if (this.ring.consumerGone()) return callback(this.errorForCode(this.ring.consumerError(), 'consumer'));
         if (this.destroyed) return callback();
+        if (this.ring.producerState() !== STATE.OPEN) {
+          return callback(new Error('write after the ring was ended or aborted by this side'));
+        }
         this.ring.waitWritable(1).then(pump, callback);
         return;
       }
@@ -105,10 +109,13 @@ export class RingReadable extends Readable {
   override _read(): void {
     if (this.waiting) return;
     for (;;) {
+      // push() can run a 'data' listener that destroys this stream (and aborts the ring).
+      if (this.destroyed) return;
       const available = this.ring.readable();
       if (available > 0) {
         const chunk = Buffer.allocUnsafe(available < this.chunkBytes ? available : this.chunkBytes);
         const n = this.ring.read(chunk);
+        if (n === 0) return; // this side aborted: read() refuses
         if (!this.push(n === chunk.length ? chunk : chunk.subarray(0, n))) return;
         continue;
       }
