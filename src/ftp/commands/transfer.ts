@@ -1,0 +1,115 @@
+// RETR, STOR, APPE, STOU and ABOR. Main thread. Invariants: bytes move only through the session
+// file system's openRead/openWrite (the transfer engine); a command that fails before its transfer
+// starts closes the data connector at once (ftp-srv #257 kept the listener); REST applies to the
+// next RETR or STOR only; ABOR is answered during the transfer: the transfer's 426, then 226.
+
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import { DropftpError } from '../../errors.ts';
+import type { FtpSession } from '../connection.ts';
+import { FromCrlf, ToCrlf } from '../ascii.ts';
+import { baseName, parentOf } from '../fs/paths.ts';
+import type { SessionFs, UploadSink } from '../fs/types.ts';
+import { receiveStream, runTransfer, sendStream, waitForData } from '../transfer-runner.ts';
+import { requireArg, sessionFs } from './helpers.ts';
+import type { Command, CommandSpec } from './types.ts';
+
+/** Runs the preparation of a transfer; on failure the pending data connection is freed. */
+async function prepare<T>(session: FtpSession, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    session.closeConnector();
+    throw err;
+  }
+}
+
+async function retr(session: FtpSession, command: Command): Promise<void> {
+  const fs = sessionFs(session);
+  const offset = session.takeRestOffset();
+  const { socket, source, info } = await prepare(session, async () => {
+    const path = fs.resolve(requireArg(command));
+    const info = await fs.stat(path);
+    if (info.isDirectory) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
+    if (offset > info.size) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
+    const socket = await waitForData(session);
+    let source: Readable;
+    try {
+      source = await fs.openRead(path, { offset });
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    return { socket, source, info };
+  });
+  const ascii = session.transferType === 'ascii';
+  const wire = ascii ? source.pipe(new ToCrlf()) : source;
+  if (ascii) source.once('error', (err) => wire.destroy(err));
+  await session.reply(150, `Opening ${ascii ? 'ASCII' : 'BINARY'} mode data connection for ${info.name} (${info.size - offset} bytes)`);
+  await runTransfer(session, 'RETR', socket, (handle) => sendStream(wire, socket, handle, session.server.limits.unusedDataTimeoutMs));
+}
+
+async function uniquePath(fs: SessionFs, arg: string): Promise<string> {
+  const wanted = fs.resolve(arg || 'file');
+  const dir = parentOf(wanted);
+  const name = baseName(wanted);
+  for (let n = 0; n < 100; n++) {
+    const candidate = n === 0 ? wanted : `${dir === '/' ? '' : dir}/${name}.${n}`;
+    try {
+      await fs.stat(candidate);
+    } catch (err) {
+      if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return candidate;
+      throw err;
+    }
+  }
+  throw new DropftpError('DROPFTP_ERR_EXISTS', 'no unique name found');
+}
+
+async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE' | 'STOU'): Promise<void> {
+  const fs = sessionFs(session);
+  const rest = session.takeRestOffset();
+  const { socket, sink, path } = await prepare(session, async () => {
+    const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
+    const socket = await waitForData(session);
+    let sink: UploadSink;
+    try {
+      sink = await fs.openWrite(path, { offset: mode === 'APPE' ? 0 : rest, append: mode === 'APPE' });
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    return { socket, sink, path };
+  });
+  const ascii = session.transferType === 'ascii';
+  let input: Duplex = socket;
+  if (ascii) {
+    const convert = new FromCrlf();
+    const tee = new PassThrough();
+    socket.pipe(convert).pipe(tee);
+    socket.once('close', () => {
+      if (!socket.readableEnded) tee.destroy();
+    });
+    input = tee;
+  }
+  const name = baseName(path);
+  await session.reply(150, mode === 'STOU' ? `FILE: ${name}` : `Ok to send data for ${name}`);
+  await runTransfer(session, mode, socket, (handle) => receiveStream(input, sink, handle), mode === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete');
+}
+
+async function abor(session: FtpSession): Promise<void> {
+  const transfer = session.transfer;
+  if (!transfer) {
+    session.closeConnector();
+    return session.reply(225, 'No transfer to abort');
+  }
+  transfer.abort(new DropftpError('DROPFTP_ERR_ABORTED', 'ABOR'));
+  await transfer.done;
+  return session.reply(226, 'Abort successful');
+}
+
+export const TRANSFER_COMMANDS: CommandSpec[] = [
+  { name: 'RETR', syntax: 'RETR <path>', description: 'Download a file', handler: retr },
+  { name: 'STOR', syntax: 'STOR <path>', description: 'Upload a file', handler: (s, c) => store(s, c, 'STOR') },
+  { name: 'APPE', guardedBy: ['STOR'], syntax: 'APPE <path>', description: 'Append to a file', handler: (s, c) => store(s, c, 'APPE') },
+  { name: 'STOU', guardedBy: ['STOR'], syntax: 'STOU [<name>]', description: 'Upload under a unique name', handler: (s, c) => store(s, c, 'STOU') },
+  { name: 'ABOR', urgent: true, syntax: 'ABOR', description: 'Abort the transfer in progress', handler: abor },
+];

@@ -1,0 +1,40 @@
+// The file-system view one FTP session has: client paths ('/' is the user's root, a jail) and the
+// operations the commands need. Main thread. Invariants: every method takes an absolute client path
+// from resolve(); errors are DropftpError whose client text never names a server path or a
+// Dropbox internal; transfers go only through openRead/openWrite (the transfer engine).
+
+import type { Readable, Writable } from 'node:stream';
+
+export interface FileInfo {
+  /** Last path component, in its real case. */
+  name: string;
+  isDirectory: boolean;
+  size: number;
+  mtime: Date;
+  /** Stable id (Dropbox id:…); MLSD's unique fact. */
+  id: string;
+}
+
+/** A Writable whose 'finish' means committed and verified; abort() commits nothing. */
+export interface UploadSink extends Writable {
+  abort(reason?: string): void;
+}
+
+export interface SessionFs {
+  /** Current directory, a client path. */
+  readonly cwd: string;
+  /** Client absolute path for an argument relative to cwd ('..' never climbs above '/'). */
+  resolve(arg: string): string;
+  stat(path: string): Promise<FileInfo>;
+  list(path: string): Promise<FileInfo[]>;
+  /** Changes cwd to a folder; returns the new cwd. */
+  chdir(path: string): Promise<string>;
+  mkdir(path: string): Promise<void>;
+  /** Removes an empty folder; refuses a non-empty one or a file. */
+  rmdir(path: string): Promise<void>;
+  /** Removes a file; refuses a folder. */
+  remove(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  openRead(path: string, options: { offset: number }): Promise<Readable>;
+  openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink>;
+}

@@ -1,0 +1,209 @@
+// The FTP server: ftp-srv's FtpServer with its process-wide side effects removed and its socket
+// intake replaced. Main thread. Invariants: constructing it installs no process signal handlers
+// (ftp-srv's constructor added SIGTERM/SIGINT/SIGQUIT handlers that called process.exit: the
+// service owns its lifecycle); sessions live in a Map, so counting them is O(1) (ftp-srv counted
+// Object.keys on every connect and disconnect); disconnects leave no timer behind; one TLS
+// SecureContext serves AUTH TLS and every data connection (ftp-srv built one per AUTH/PASV/PORT);
+// a login handler that throws or rejects becomes a 530, never a process crash.
+
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { DropftpError } from '../errors.ts';
+import { FtpSrv, silentLogger, type FtpSrvLogger } from './ftp-srv-types.ts';
+import { FtpSession } from './connection.ts';
+import { buildCommandTable } from './commands/index.ts';
+import type { CommandSpec } from './commands/types.ts';
+import { PassivePortPool, type PortRange } from './data/passive-ports.ts';
+import type { SessionFs } from './fs/types.ts';
+
+export interface LoginResult {
+  fs: SessionFs;
+  /** Verbs refused to this user, on top of the server's blacklist. */
+  blacklist?: string[];
+}
+
+export type Authenticator = (login: { username: string; password: string; session: FtpSession }) => Promise<LoginResult>;
+
+export interface SessionLimits {
+  /** Control connection idle time before 421 (0: never). Never counted during a transfer. */
+  idleTimeoutMs: number;
+  /** How long a transfer command waits for its data connection. */
+  dataConnectTimeoutMs: number;
+  /** A passive listener or data socket no transfer claims is closed after this. */
+  unusedDataTimeoutMs: number;
+  /** A transfer whose data socket moves no byte for this long is aborted (426). */
+  stallTimeoutMs: number;
+  maxLineBytes: number;
+  maxQueuedCommands: number;
+  /** Failed PASS attempts before the connection is closed. */
+  maxLoginFailures: number;
+  maxConnections: number;
+}
+
+export interface FtpServerOptions extends Partial<SessionLimits> {
+  host?: string;
+  port?: number;
+  pasvPorts?: PortRange | null;
+  /** Address announced in PASV replies (for NAT); defaults to the control connection's local address. */
+  publicHost?: string | null;
+  tls?: SecureContextOptions | null;
+  authenticate?: Authenticator;
+  blacklist?: string[];
+  whitelist?: string[];
+  greeting?: string;
+  log?: FtpSrvLogger;
+  commands?: Map<string, CommandSpec>;
+}
+
+const DEFAULT_LIMITS: SessionLimits = {
+  idleTimeoutMs: 300_000,
+  dataConnectTimeoutMs: 15_000,
+  unusedDataTimeoutMs: 30_000,
+  stallTimeoutMs: 120_000,
+  maxLineBytes: 8192,
+  maxQueuedCommands: 64,
+  maxLoginFailures: 3,
+  maxConnections: 10_000,
+};
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
+
+export class FtpServer extends FtpSrv {
+  readonly limits: Readonly<SessionLimits>;
+  readonly commands: Map<string, CommandSpec>;
+  readonly blacklist: ReadonlySet<string>;
+  readonly whitelist: ReadonlySet<string>;
+  readonly passivePorts: PassivePortPool;
+  readonly publicHost: string | null;
+  readonly secureContext: SecureContext | null;
+  readonly sessions = new Map<string, FtpSession>();
+  readonly #authenticator: Authenticator | undefined;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #greeting: string;
+  #closing = false;
+
+  constructor(options: FtpServerOptions = {}) {
+    const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+    super({ url: 'ftp://127.0.0.1:0', log: options.log ?? silentLogger, pasv_url: null, tls: false, timeout: 0 });
+    for (const signal of SIGNALS) {
+      for (const listener of process.listeners(signal)) {
+        if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+      }
+    }
+    // ftp-srv's own net.Server (never listened) is replaced by ours.
+    this.server.removeAllListeners();
+    this.server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.server.on('error', (error) => this.emit('server-error', { error }));
+
+    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(options) });
+    this.commands = options.commands ?? buildCommandTable();
+    this.blacklist = new Set((options.blacklist ?? []).map((verb) => verb.toUpperCase()));
+    this.whitelist = new Set((options.whitelist ?? []).map((verb) => verb.toUpperCase()));
+    this.passivePorts = new PassivePortPool(options.pasvPorts ?? null);
+    this.publicHost = options.publicHost ?? null;
+    this.secureContext = options.tls ? createSecureContext(options.tls) : null;
+    this.#authenticator = options.authenticate;
+    this.#host = options.host ?? '0.0.0.0';
+    this.#port = options.port ?? 2121;
+    this.#greeting = options.greeting ?? 'dropftp ready';
+  }
+
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  get isTLS(): boolean {
+    return false; // implicit FTPS is not offered; AUTH TLS upgrades a session explicitly
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new DropftpError('DROPFTP_ERR_CONFIG', `listen: ${err.message}`, { cause: err }));
+      this.server.once('error', onError);
+      this.server.listen(this.#port, this.#host, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  get address(): AddressInfo | null {
+    return this.server.address() as AddressInfo | null;
+  }
+
+  /** Stops accepting, aborts transfers (nothing half-uploaded is committed), closes every session. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.emit('closing');
+    const closed = new Promise<void>((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
+    for (const session of this.sessions.values()) {
+      session.transfer?.abort(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN'));
+      void session.close(421, 'Server shutting down');
+      session.commandSocket.destroy();
+    }
+    await closed;
+    this.emit('closed', {});
+  }
+
+  disconnectClient(id: string): Promise<void> {
+    this.sessions.get(id)?.commandSocket.destroy();
+    return Promise.resolve();
+  }
+
+  /** Runs the authenticator (or ftp-srv 'login' listeners) so that no failure can escape. */
+  async authenticate(session: FtpSession, username: string, password: string): Promise<LoginResult> {
+    try {
+      if (this.#authenticator) return await this.#authenticator({ username, password, session });
+      const listeners = this.listeners('login');
+      if (listeners.length === 0) throw new DropftpError('DROPFTP_ERR_LOGIN_FAILED', 'no login handler');
+      return await new Promise<LoginResult>((resolve, reject) => {
+        for (const listener of listeners) {
+          const returned: unknown = listener.call(this, { connection: session, username, password }, resolve, reject);
+          if (returned && typeof (returned as PromiseLike<unknown>).then === 'function') {
+            (returned as PromiseLike<unknown>).then(undefined, reject);
+          }
+        }
+      });
+    } catch (err) {
+      this.emit('client-error', { connection: session, context: 'login', error: err });
+      if (err instanceof DropftpError && err.code !== 'DROPFTP_ERR_INTERNAL') throw err;
+      throw new DropftpError('DROPFTP_ERR_LOGIN_FAILED', 'login handler failed', { cause: err });
+    }
+  }
+
+  #accept(socket: Socket): void {
+    socket.on('error', () => {});
+    if (this.#closing || this.sessions.size >= this.limits.maxConnections) {
+      const error = this.#closing ? new DropftpError('DROPFTP_ERR_SHUTTING_DOWN') : new DropftpError('DROPFTP_ERR_TOO_MANY_CONNECTIONS');
+      socket.write(`${error.ftpCode} ${error.clientText}\r\n`);
+      socket.destroySoon();
+      return;
+    }
+    socket.setNoDelay(true);
+    if (this.limits.idleTimeoutMs > 0) socket.setTimeout(this.limits.idleTimeoutMs);
+    const session = new FtpSession(this, socket);
+    const id = session.id;
+    this.sessions.set(id, session);
+    socket.once('close', () => {
+      this.sessions.delete(id);
+      this.emit('disconnect', { connection: session, id, newConnectionCount: this.sessions.size });
+    });
+    this.emit('connect', { connection: session, id, newConnectionCount: this.sessions.size });
+    void session.reply(220, this.#greeting).then(() => socket.resume());
+  }
+}
+
+function definedOnly(options: FtpServerOptions): Partial<SessionLimits> {
+  const out: Partial<Record<keyof SessionLimits, number>> = {};
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof SessionLimits)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !(value >= 0)) throw new DropftpError('DROPFTP_ERR_CONFIG', `${key}: expected a number >= 0`);
+    out[key] = value;
+  }
+  return out;
+}
+

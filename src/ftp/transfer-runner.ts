@@ -1,0 +1,241 @@
+// Runs one data transfer and sends its final reply. Main thread. Invariants: exactly one final
+// reply per transfer (226 only on success, else the error's registry code: 426 aborted/stalled/
+// client gone, 451 upstream); a stream that closes without end/finish/error fails the transfer
+// (ftp-srv hung forever with the control socket paused); an upload is ended (committed) only after
+// the client's data socket ended cleanly — any reset, abort, stall or shutdown aborts it instead
+// (ftp-srv's STOR ran the commit on aborted uploads); the data socket moves no byte for
+// stallTimeoutMs → 426.
+
+import type { Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { DropftpError, toDropftpError } from '../errors.ts';
+import type { ActiveTransfer, FtpSession } from './connection.ts';
+import type { UploadSink } from './fs/types.ts';
+
+export interface TransferHandle extends ActiveTransfer {
+  readonly signal: AbortSignal;
+}
+
+/** Waits for the session's data connection (425 when there is none or it never comes). */
+export async function waitForData(session: FtpSession): Promise<Duplex> {
+  try {
+    return await session.connector.waitForSocket(session.server.limits.dataConnectTimeoutMs);
+  } catch (err) {
+    session.closeConnector();
+    throw err instanceof DropftpError ? err : new DropftpError('DROPFTP_ERR_NO_DATA_CONNECTION', 'use PASV, EPSV, PORT or EPRT first');
+  }
+}
+
+export async function runTransfer(
+  session: FtpSession,
+  directive: string,
+  socket: Duplex,
+  body: (handle: TransferHandle) => Promise<void>,
+  successText = 'Transfer complete',
+): Promise<void> {
+  const controller = new AbortController();
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const aborted = new Promise<never>((_, reject) => {
+    controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+  });
+  aborted.catch(() => {});
+  const handle: TransferHandle = {
+    directive,
+    bytes: 0,
+    done,
+    signal: controller.signal,
+    abort: (err) => controller.abort(err),
+  };
+  session.transfer = handle;
+  const stallMs = session.server.limits.stallTimeoutMs;
+  if (stallMs > 0 && 'setTimeout' in socket) {
+    (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(stallMs, () =>
+      handle.abort(new DropftpError('DROPFTP_ERR_STALLED', `no data for ${stallMs} ms`)),
+    );
+  }
+  let error: DropftpError | null = null;
+  try {
+    const running = body(handle);
+    running.catch(() => {});
+    await Promise.race([running, aborted]);
+  } catch (err) {
+    error = toDropftpError(err);
+    if (!controller.signal.aborted) controller.abort(error);
+    socket.destroy();
+  } finally {
+    if (session.transfer === handle) session.transfer = null;
+    session.closeConnector();
+  }
+  try {
+    session.emit(directive, error, undefined);
+    if (error) await session.reply(error.ftpCode, error.clientText);
+    else await session.reply(226, successText);
+  } finally {
+    resolveDone();
+  }
+}
+
+/** After a successful send: read and drop whatever the client still sends, so its FIN closes us. */
+function drainAndClose(socket: Duplex, timeoutMs: number): void {
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.on('data', () => {});
+  socket.resume();
+}
+
+function once<T>(run: (settle: (err: DropftpError | null, value?: T) => void) => () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    let cleanup: () => void = () => {};
+    const settle = (err: DropftpError | null, value?: T): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      if (err) reject(err);
+      else resolve(value as T);
+    };
+    cleanup = run(settle);
+  });
+}
+
+/** Source → data socket with backpressure; resolves once every byte is flushed to the socket. */
+export function sendStream(source: Readable, socket: Duplex, handle: TransferHandle, drainTimeoutMs: number): Promise<void> {
+  return once<void>((settle) => {
+    const fail = (err: DropftpError): void => {
+      source.destroy();
+      socket.destroy();
+      settle(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      handle.bytes += chunk.length;
+      if (!socket.write(chunk)) source.pause();
+    };
+    const onDrain = (): void => void source.resume();
+    const onEnd = (): void => void socket.end();
+    const onFinish = (): void => {
+      drainAndClose(socket, drainTimeoutMs);
+      settle(null);
+    };
+    const onSourceError = (err: unknown): void => fail(toDropftpError(err, 'DROPFTP_ERR_UPSTREAM'));
+    const onSourceClose = (): void => {
+      if (!source.readableEnded) fail(new DropftpError('DROPFTP_ERR_UPSTREAM', 'download stream closed before its end'));
+    };
+    const onSocketGone = (): void => {
+      if (!socket.writableFinished) fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE'));
+    };
+    const onAbort = (): void => fail(toDropftpError(handle.signal.reason, 'DROPFTP_ERR_ABORTED'));
+    source.on('data', onData);
+    source.once('end', onEnd);
+    source.once('error', onSourceError);
+    source.once('close', onSourceClose);
+    socket.on('drain', onDrain);
+    socket.once('finish', onFinish);
+    socket.once('error', onSocketGone);
+    socket.once('close', onSocketGone);
+    handle.signal.addEventListener('abort', onAbort);
+    if (handle.signal.aborted) queueMicrotask(onAbort);
+    source.resume();
+    return () => {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onSourceError);
+      source.off('close', onSourceClose);
+      source.on('error', () => {});
+      socket.off('drain', onDrain);
+      socket.off('finish', onFinish);
+      socket.off('error', onSocketGone);
+      socket.off('close', onSocketGone);
+      handle.signal.removeEventListener('abort', onAbort);
+    };
+  });
+}
+
+/** Sends one buffer (a listing) and ends the data connection. */
+export function sendBuffer(buffer: Buffer, socket: Duplex, handle: TransferHandle, drainTimeoutMs: number): Promise<void> {
+  return once<void>((settle) => {
+    const onFinish = (): void => {
+      drainAndClose(socket, drainTimeoutMs);
+      settle(null);
+    };
+    const onGone = (): void => {
+      if (!socket.writableFinished) {
+        socket.destroy();
+        settle(new DropftpError('DROPFTP_ERR_CLIENT_GONE'));
+      }
+    };
+    const onAbort = (): void => {
+      socket.destroy();
+      settle(toDropftpError(handle.signal.reason, 'DROPFTP_ERR_ABORTED'));
+    };
+    socket.once('finish', onFinish);
+    socket.once('error', onGone);
+    socket.once('close', onGone);
+    handle.signal.addEventListener('abort', onAbort);
+    handle.bytes += buffer.length;
+    socket.end(buffer);
+    return () => {
+      socket.off('finish', onFinish);
+      socket.off('error', onGone);
+      socket.off('close', onGone);
+      handle.signal.removeEventListener('abort', onAbort);
+    };
+  });
+}
+
+/**
+ * Data socket → upload sink. The sink is ended (which commits) only on the socket's clean 'end';
+ * every other way out aborts the sink, which commits nothing.
+ */
+export function receiveStream(socket: Duplex, sink: UploadSink, handle: TransferHandle): Promise<void> {
+  return once<void>((settle) => {
+    let clientEnded = false;
+    const fail = (err: DropftpError): void => {
+      sink.abort(err.message);
+      socket.destroy();
+      settle(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      handle.bytes += chunk.length;
+      if (!sink.write(chunk)) socket.pause();
+    };
+    const onDrain = (): void => void socket.resume();
+    const onEnd = (): void => {
+      clientEnded = true;
+      sink.end();
+    };
+    const onFinish = (): void => settle(null);
+    const onSinkError = (err: unknown): void => fail(toDropftpError(err, 'DROPFTP_ERR_COMMIT_FAILED'));
+    const onSinkClose = (): void => {
+      if (!sink.writableFinished) fail(new DropftpError('DROPFTP_ERR_COMMIT_FAILED', 'upload stream closed before its commit'));
+    };
+    const onSocketGone = (): void => {
+      if (!clientEnded) fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE'));
+    };
+    const onAbort = (): void => fail(toDropftpError(handle.signal.reason, 'DROPFTP_ERR_ABORTED'));
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('error', onSocketGone);
+    socket.once('close', onSocketGone);
+    sink.on('drain', onDrain);
+    sink.once('finish', onFinish);
+    sink.once('error', onSinkError);
+    sink.once('close', onSinkClose);
+    handle.signal.addEventListener('abort', onAbort);
+    if (handle.signal.aborted) queueMicrotask(onAbort);
+    socket.resume();
+    return () => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onSocketGone);
+      socket.off('close', onSocketGone);
+      sink.off('drain', onDrain);
+      sink.off('finish', onFinish);
+      sink.off('error', onSinkError);
+      sink.off('close', onSinkClose);
+      sink.on('error', () => {});
+      handle.signal.removeEventListener('abort', onAbort);
+    };
+  });
+}
