@@ -86,8 +86,9 @@ export class Sessions {
    */
   async append(id: string, ns: number, offset: number, close: boolean, body: AsyncIterable<Buffer>, expectHash?: string): Promise<void> {
     const s = this.get(id, ns);
-    if (s.closed) throw new SessionError({ '.tag': 'closed' });
     const concurrent = s.concurrent === 1;
+    // a concurrent session's appends may arrive after the closing one, below its end
+    if (s.closed && !(concurrent && offset < s.offset)) throw new SessionError({ '.tag': 'closed' });
     if (concurrent) {
       if (offset % BLOCK_BYTES !== 0) throw new SessionError({ '.tag': 'concurrent_session_invalid_offset' });
     } else if (offset !== s.offset || this.busy.has(id)) {
@@ -117,9 +118,11 @@ export class Sessions {
       this.db.transaction(() => {
         const now = this.stmt.get.get(id) as SessionRow | undefined;
         if (!now) throw new SessionError({ '.tag': 'not_found' });
+        if (concurrent && now.closed && offset + bytes > now.offset) throw new SessionError({ '.tag': 'closed' });
         const firstIdx = Math.floor(offset / BLOCK_BYTES);
         refs.forEach((r, i) => this.stmt.putBlock.run(id, firstIdx + i, r.hash, r.len));
-        const newOffset = concurrent ? Math.max(now.offset, offset + bytes) : offset + bytes;
+        // concurrent: `offset` column = end of data so far (exact once the closing append landed)
+        const newOffset = concurrent ? (now.closed ? now.offset : close ? offset + bytes : Math.max(now.offset, offset + bytes)) : offset + bytes;
         this.stmt.update.run(newOffset, close || now.closed ? 1 : 0, id);
       })();
       writer.release();

@@ -79,8 +79,11 @@ test('concurrent session: 4 MiB-aligned appends in any order, rules enforced', a
     dbx.filesUploadSessionFinish({ cursor: { session_id, offset: data.length }, commit: { path: '/conc.bin' }, contents: Buffer.alloc(0) }),
   );
   assert.equal(e.error.error, { '.tag': 'concurrent_session_not_closed' });
+  // the closing append lands first; the others follow in parallel
+  await dbx.filesUploadSessionAppendV2({ cursor: { session_id, offset: 8 * MiB }, close: true, contents: data.subarray(8 * MiB) });
+  e = await sdkError(dbx.filesUploadSessionAppendV2({ cursor: { session_id, offset: 12 * MiB }, contents: data.subarray(0, 4 * MiB) }));
+  assert.equal(e.error.error, { '.tag': 'closed' });
   await Promise.all([
-    dbx.filesUploadSessionAppendV2({ cursor: { session_id, offset: 8 * MiB }, close: true, contents: data.subarray(8 * MiB) }),
     dbx.filesUploadSessionAppendV2({ cursor: { session_id, offset: 4 * MiB }, contents: data.subarray(4 * MiB, 8 * MiB) }),
     dbx.filesUploadSessionAppendV2({ cursor: { session_id, offset: 0 }, contents: data.subarray(0, 4 * MiB) }),
   ]);
