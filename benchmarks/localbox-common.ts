@@ -1,0 +1,64 @@
+// Shared pieces of the local box benchmarks: RSS sampling of the server child, deterministic block
+// data, result saving. Runs on the benchmark's main thread.
+
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MiB = 1024 * 1024;
+
+/** Samples the RSS of `pid` every `everyMs`; stop() returns { maxBytes, samples }. */
+export function sampleRss(pid: number, everyMs = 100): { stop(): { maxBytes: number; samples: number } } {
+  let maxBytes = 0;
+  let samples = 0;
+  const read = (): void => {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) {
+        maxBytes = Math.max(maxBytes, Number(m[1]) * 1024);
+        samples++;
+      }
+    } catch {
+      // process gone
+    }
+  };
+  read();
+  const timer = setInterval(read, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return { maxBytes, samples };
+    },
+  };
+}
+
+/** 4 MiB block number `i` of a deterministic stream: a fixed random pattern stamped with i (so blocks differ). */
+export function makeBlockSource(): (i: number, len: number) => Buffer {
+  const pattern = Buffer.alloc(4 * MiB);
+  let x = 0x9e3779b9;
+  for (let o = 0; o < pattern.length; o += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    pattern.writeUInt32LE(x >>> 0, o);
+  }
+  return (i, len) => {
+    const b = Buffer.from(pattern.subarray(0, len));
+    b.writeUInt32LE(i, 0);
+    b.writeUInt32LE((i ^ 0xa5a5a5a5) >>> 0, len - 8 >= 4 ? len - 8 : 0);
+    return b;
+  };
+}
+
+export function saveResult(name: string, result: unknown): string {
+  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
+}
+
+export function fmtRate(bytesPerSec: number): string {
+  return `${(bytesPerSec / 1e6).toFixed(1)} MB/s`;
+}
