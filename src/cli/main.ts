@@ -6,6 +6,7 @@ const USAGE = `usage: dropftp <command> [options]
 
 commands:
   serve       run the FTP server (on the embedded local box unless configured otherwise)
+  localbox    run the local box (a Dropbox-API-compatible storage server) on its own
   help        show this text
 `;
 
@@ -15,6 +16,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'serve':
       process.stderr.write('dropftp serve: the FTP service is not built yet (see the open issues); nothing to start.\n');
       return 1;
+    case 'localbox': {
+      const { localboxCommand } = await import('./localbox.ts');
+      return localboxCommand(argv.slice(1));
+    }
     case 'help':
     case '--help':
     case '-h':
