@@ -6,6 +6,7 @@ const USAGE = `usage: dropftp <command> [options]
 
 commands:
   serve       run the FTP server (on the embedded local box unless configured otherwise)
+  user add    add an FTP user (scrypt hash in the users file)
   localbox    run the local box (a Dropbox-API-compatible storage server) on its own
   help        show this text
 `;
@@ -14,8 +15,9 @@ export async function main(argv: string[]): Promise<number> {
   const [command = 'help'] = argv;
   switch (command) {
     case 'serve':
-      process.stderr.write('dropftp serve: the FTP service is not built yet (see the open issues); nothing to start.\n');
-      return 1;
+      return (await import('./serve.ts')).serveCommand(argv.slice(1));
+    case 'user':
+      return (await import('./user.ts')).userCommand(argv.slice(1));
     case 'localbox': {
       const { localboxCommand } = await import('./localbox.ts');
       return localboxCommand(argv.slice(1));
