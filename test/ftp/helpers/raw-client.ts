@@ -172,3 +172,35 @@ export async function until(check: () => boolean, timeoutMs = 5000, what = 'cond
     await sleep(20);
   }
 }
+
+/** PASV + a transfer command that reads: returns the final reply and the bytes received. */
+export async function download(c: RawFtp, line: string): Promise<{ first: Reply; final: Reply; data: Buffer }> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  const received = readAll(data);
+  c.send(line);
+  const first = await c.read();
+  if (first.code >= 400) {
+    data.destroy();
+    return { first, final: first, data: Buffer.alloc(0) };
+  }
+  const bytes = await received;
+  const final = await c.read(30_000);
+  return { first, final, data: bytes };
+}
+
+/** PASV + a transfer command that writes `bytes`, ending the data connection cleanly. */
+export async function upload(c: RawFtp, line: string, bytes: Buffer): Promise<{ first: Reply; final: Reply }> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send(line);
+  const first = await c.read();
+  if (first.code >= 400) {
+    data.destroy();
+    return { first, final: first };
+  }
+  data.end(bytes);
+  const final = await c.read(60_000);
+  data.destroy();
+  return { first, final };
+}
