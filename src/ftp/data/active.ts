@@ -1,0 +1,78 @@
+// An active-mode data connection (PORT/EPRT): the server connects out, only ever to the control
+// connection's own address (the FTP bounce attack, GHSA-jw37-5gqr-cf9j). Main thread.
+// Invariants: waitForSocket settles on connect, error or timeout (no 250 ms polling); TLS uses the
+// server's one shared SecureContext (ftp-srv built a new one per PORT); an unclaimed socket is
+// destroyed after unusedTimeoutMs and on close().
+
+import { connect, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { DropftpError } from '../../errors.ts';
+import { sameAddress, type DataConnector } from './connector.ts';
+
+export interface ActiveOptions {
+  host: string;
+  port: number;
+  family: 4 | 6;
+  peerAddress: string;
+  localAddress: string | undefined;
+  secureContext: SecureContext | null;
+  unusedTimeoutMs: number;
+}
+
+export class ActiveConnector implements DataConnector {
+  readonly kind = 'active' as const;
+  #socket: Socket;
+  #data: Duplex;
+  #ready: Promise<Duplex>;
+  #claimed = false;
+  #closed = false;
+  #unusedTimer: NodeJS.Timeout;
+
+  /** Throws DROPFTP_ERR_PERMISSION when the target is not the client's own address. */
+  constructor(options: ActiveOptions) {
+    if (!sameAddress(options.host, options.peerAddress)) {
+      throw new DropftpError('DROPFTP_ERR_PERMISSION', 'PORT/EPRT address is not the client address');
+    }
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'PORT/EPRT port out of range');
+    }
+    const socket = connect({ host: options.host, port: options.port, family: options.family, localAddress: options.localAddress });
+    socket.on('error', () => {});
+    this.#socket = socket;
+    this.#data = options.secureContext ? new TLSSocket(socket, { isServer: true, secureContext: options.secureContext }) : socket;
+    if (this.#data !== socket) this.#data.on('error', () => {});
+    this.#ready = new Promise<Duplex>((resolve, reject) => {
+      socket.once('connect', () => resolve(this.#data));
+      socket.once('close', () => reject(new DropftpError('DROPFTP_ERR_NO_DATA_CONNECTION', 'active data connection failed')));
+    });
+    this.#ready.catch(() => {});
+    this.#unusedTimer = setTimeout(() => this.close(), options.unusedTimeoutMs);
+    this.#unusedTimer.unref();
+  }
+
+  waitForSocket(timeoutMs: number): Promise<Duplex> {
+    if (this.#closed) return Promise.reject(new DropftpError('DROPFTP_ERR_NO_DATA_CONNECTION', 'data connection closed'));
+    this.#claimed = true;
+    clearTimeout(this.#unusedTimer);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new DropftpError('DROPFTP_ERR_NO_DATA_CONNECTION', 'active connect timed out'));
+        this.#socket.destroy();
+      }, timeoutMs);
+    });
+    return Promise.race([this.#ready, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#unusedTimer);
+    if (!this.#claimed || this.#socket.connecting) this.#socket.destroy();
+  }
+
+  end(): void {
+    this.close();
+  }
+}
