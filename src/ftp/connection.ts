@@ -43,6 +43,7 @@ export class FtpSession extends FtpConnection {
   readonly #lines: LineReader;
   readonly #queue: Command[] = [];
   #pumping = false;
+  #readPaused = false;
   #closed = false;
 
   constructor(server: FtpServer, socket: Socket) {
@@ -94,11 +95,11 @@ export class FtpSession extends FtpConnection {
         }
         this.#queue.push(command);
       }
-      if (this.#queue.length > this.server.limits.maxQueuedCommands) {
-        this.#queue.length = 0;
-        void this.close(421, 'Too many pipelined commands');
-        return;
-      }
+    }
+    // Pipelined commands beyond the limit: stop reading until the queue drains (bounded memory).
+    if (this.#queue.length > this.server.limits.maxQueuedCommands && !this.#readPaused) {
+      this.#readPaused = true;
+      this.commandSocket.pause();
     }
     void this.#pump();
   }
@@ -107,7 +108,13 @@ export class FtpSession extends FtpConnection {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.#queue.length && !this.#closed) await this.#execute(this.#queue.shift()!);
+      while (this.#queue.length && !this.#closed) {
+        await this.#execute(this.#queue.shift()!);
+        if (this.#readPaused && this.#queue.length <= this.server.limits.maxQueuedCommands / 2) {
+          this.#readPaused = false;
+          this.commandSocket.resume();
+        }
+      }
     } finally {
       this.#pumping = false;
     }

@@ -37,4 +37,6 @@ export interface SessionFs {
   rename(from: string, to: string): Promise<void>;
   openRead(path: string, options: { offset: number }): Promise<Readable>;
   openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink>;
+  /** Bytes an interrupted upload of this path kept (for this user), or null. SIZE reports it. */
+  keptUploadOffset?(path: string): number | null;
 }
