@@ -14,7 +14,12 @@ export interface BlockRef {
   len: number; // bytes, 1..BLOCK_BYTES
 }
 
-const WRITE_BATCH_BYTES = 512 * 1024;
+// Memory per transfer shrinks as transfers multiply, so that 1,000 clients stay within bounds while
+// one stream still gets large reads (sendfile-like throughput).
+let activeReads = 0;
+let activeWriters = 0;
+const readChunkBytes = (): number => (activeReads <= 8 ? 1024 * 1024 : activeReads <= 64 ? 256 * 1024 : 64 * 1024);
+const writeBatchBytes = (): number => (activeWriters <= 8 ? 512 * 1024 : 64 * 1024);
 
 export class BlockStore {
   readonly dir: string;
@@ -49,9 +54,19 @@ export class BlockStore {
   }
 
   /** Streams bytes [start, end) of the file made of `blocks`. */
-  async *read(blocks: BlockRef[], start: number, end: number, highWaterMark = 1024 * 1024): AsyncGenerator<Buffer> {
+  async *read(blocks: BlockRef[], start: number, end: number): AsyncGenerator<Buffer> {
+    activeReads++;
+    try {
+      yield* this.readBlocks(blocks, start, end);
+    } finally {
+      activeReads--;
+    }
+  }
+
+  private async *readBlocks(blocks: BlockRef[], start: number, end: number): AsyncGenerator<Buffer> {
     let blockStart = 0;
     for (const b of blocks) {
+      const highWaterMark = readChunkBytes();
       const blockEnd = blockStart + b.len;
       if (blockEnd > start && blockStart < end) {
         const from = Math.max(start, blockStart) - blockStart;
@@ -149,6 +164,7 @@ export class BlockWriter {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private released = false;
+  private counted = false;
 
   constructor(private readonly store: BlockStore) {}
 
@@ -165,7 +181,7 @@ export class BlockWriter {
       this.bytes += take;
       off += take;
       if (this.curLen === BLOCK_BYTES) await this.sealBlock();
-      else if (this.pendingLen >= WRITE_BATCH_BYTES) await this.flush();
+      else if (this.pendingLen >= writeBatchBytes()) await this.flush();
     }
   }
 
@@ -181,6 +197,10 @@ export class BlockWriter {
 
   /** Drops the pins (after the database references the blocks, or after a failure). */
   release(): void {
+    if (this.counted) {
+      this.counted = false;
+      activeWriters--;
+    }
     if (this.released) return;
     this.released = true;
     for (const r of this.refs) this.store.unpin(r.hash);
@@ -200,6 +220,10 @@ export class BlockWriter {
   }
 
   private async startBlock(): Promise<void> {
+    if (!this.counted) {
+      this.counted = true;
+      activeWriters++;
+    }
     this.tmp = this.store.tmpName();
     this.fh = await open(this.tmp, 'w');
     this.hash = createHash('sha256');

@@ -1,0 +1,184 @@
+// Local box throughput: download and upload bytes/s at 1, 64 and 1,000 concurrent clients (each
+// client one keep-alive connection, requests back to back for a fixed time), beside a baseline — a
+// bare Node HTTP server streaming from memory (localbox-baseline-server.ts) — measured in the same
+// run. Usage: node --import tsx benchmarks/localbox-throughput.ts
+// Env: BENCH_SECONDS (per case, default 5), BENCH_CLIENTS (default "1,64,1000").
+// Saves benchmarks/results/localbox-throughput.json.
+
+import { spawn } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { startLocalBox } from '../src/localbox/index.ts';
+import { fmtRate, MiB, sampleRss, saveResult } from './localbox-common.ts';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const clientCounts = (process.env.BENCH_CLIENTS ?? '1,64,1000').split(',').map(Number);
+const downloadBytesFor = (n: number): number => (n === 1 ? 128 * MiB : n <= 64 ? 16 * MiB : 1 * MiB);
+const uploadBytesFor = (n: number): number => (n === 1 ? 64 * MiB : n <= 64 ? 4 * MiB : 256 * 1024);
+
+interface CaseResult {
+  clients: number;
+  bytesPerRequest: number;
+  requests: number;
+  errors: number;
+  bytes: number;
+  seconds: number;
+  bytesPerSec: number;
+  latencyMs: { p50: number; p99: number; max: number };
+  serverRssMaxMiB?: number;
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : 0;
+}
+
+/**
+ * Runs `clients` loops of `once()` for `seconds`. `once` reports bytes as they move through
+ * `count` (so long requests count while in flight); at the deadline the rate is taken and requests
+ * still in flight are aborted through `signal`.
+ */
+async function runCase(
+  clients: number,
+  bytesPerRequest: number,
+  once: (client: number, count: (n: number) => void, signal: AbortSignal) => Promise<void>,
+  pid?: number,
+): Promise<CaseResult> {
+  const rss = pid ? sampleRss(pid, 100) : null;
+  const abort = new AbortController();
+  setMaxListeners(0, abort.signal);
+  let bytes = 0;
+  let requests = 0;
+  let errors = 0;
+  let stopped = false;
+  const lat: number[] = [];
+  const count = (n: number): void => {
+    if (!stopped) bytes += n;
+  };
+  const started = process.hrtime.bigint();
+  let secs = 0;
+  let atDeadline = 0;
+  const loops = Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      while (!stopped) {
+        const t0 = performance.now();
+        try {
+          await once(c, count, abort.signal);
+          if (!stopped) {
+            requests++;
+            lat.push(performance.now() - t0);
+          }
+        } catch {
+          if (!stopped) errors++;
+        }
+      }
+    }),
+  );
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  stopped = true;
+  secs = Number(process.hrtime.bigint() - started) / 1e9;
+  atDeadline = bytes;
+  abort.abort();
+  await loops;
+  lat.sort((a, b) => a - b);
+  const r: CaseResult = {
+    clients,
+    bytesPerRequest,
+    requests,
+    errors,
+    bytes: atDeadline,
+    seconds: secs,
+    bytesPerSec: atDeadline / secs,
+    latencyMs: { p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] ?? 0 },
+  };
+  if (rss) r.serverRssMaxMiB = rss.stop().maxBytes / MiB;
+  return r;
+}
+
+async function drain(body: AsyncIterable<Buffer>, count: (n: number) => void): Promise<void> {
+  for await (const c of body) count(c.length);
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'localbox-bench-'));
+const box = await startLocalBox({ dataDir });
+const baseline = spawn(process.execPath, ['--import', 'tsx', new URL('./localbox-baseline-server.ts', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
+const baselinePort = await new Promise<number>((resolve) => baseline.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+const baseUrl = `http://127.0.0.1:${baselinePort}`;
+const results: Record<string, unknown>[] = [];
+try {
+  const acc = await box.createAccount('bench');
+  const auth = `Bearer ${acc.accessToken}`;
+  for (const n of clientCounts) {
+    const agent = new Agent({ connections: n, pipelining: 1, keepAliveTimeout: 60_000 });
+    // a file to download, uploaded once
+    const dlBytes = downloadBytesFor(n);
+    const src = Buffer.alloc(dlBytes);
+    for (let i = 0; i < dlBytes; i += 4096) src.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const path = `/bench/dl-${n}.bin`;
+    const up0 = await request(`${box.url}/2/files/upload`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { Authorization: auth, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': JSON.stringify({ path, mode: 'overwrite' }) },
+      body: src,
+    });
+    const up0Text = await up0.body.text();
+    if (up0.statusCode !== 200) throw new Error(`seed upload: ${up0.statusCode} ${up0Text}`);
+
+    const localboxDownload = await runCase(n, dlBytes, async (_c, count, signal) => {
+      const r = await request(`${box.url}/2/files/download`, { method: 'POST', dispatcher: agent, signal, headers: { Authorization: auth, 'Dropbox-API-Arg': JSON.stringify({ path }) } });
+      if (r.statusCode !== 200) throw new Error(`${r.statusCode} ${await r.body.text()}`);
+      await drain(r.body, count);
+    }, box.pid);
+    const baselineDownload = await runCase(n, dlBytes, async (_c, count, signal) => {
+      const r = await request(`${baseUrl}/download?bytes=${dlBytes}`, { method: 'GET', dispatcher: agent, signal });
+      await drain(r.body, count);
+    });
+
+    const ulBytes = uploadBytesFor(n);
+    const body = Buffer.alloc(ulBytes, 0x33);
+    let stamp = 0;
+    const localboxUpload = await runCase(n, ulBytes, async (c, count, signal) => {
+      body.writeUInt32LE(stamp++ >>> 0, 0); // distinct content per request: no dedup shortcut
+      const r = await request(`${box.url}/2/files/upload`, {
+        method: 'POST',
+        dispatcher: agent,
+        headers: { Authorization: auth, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': JSON.stringify({ path: `/bench/up/${n}-${c}.bin`, mode: 'overwrite' }) },
+        body,
+        signal,
+      });
+      await r.body.text();
+      if (r.statusCode !== 200) throw new Error(String(r.statusCode));
+      count(ulBytes); // counted when committed
+    }, box.pid);
+    const baselineUpload = await runCase(n, ulBytes, async (_c, count, signal) => {
+      const r = await request(`${baseUrl}/upload`, { method: 'POST', dispatcher: agent, body, signal });
+      await r.body.text();
+      count(ulBytes);
+    });
+    await agent.close();
+    const row = { clients: n, localboxDownload, baselineDownload, localboxUpload, baselineUpload };
+    results.push(row);
+    console.log(
+      `${String(n).padStart(5)} clients  download ${fmtRate(localboxDownload.bytesPerSec)} (baseline ${fmtRate(baselineDownload.bytesPerSec)})  ` +
+        `upload ${fmtRate(localboxUpload.bytesPerSec)} (baseline ${fmtRate(baselineUpload.bytesPerSec)})  ` +
+        `errors ${localboxDownload.errors + localboxUpload.errors}  server RSS max ${Math.max(localboxDownload.serverRssMaxMiB ?? 0, localboxUpload.serverRssMaxMiB ?? 0).toFixed(0)} MiB`,
+    );
+    await fetch(`${box.url}/admin/gc`, { method: 'POST', headers: { Authorization: `Bearer ${box.adminToken}` } });
+  }
+  const file = saveResult('localbox-throughput', {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    secondsPerCase: seconds,
+    note: 'bytes/s through loopback; baseline = bare node:http server streaming from memory, same run, same clients',
+    results,
+  });
+  console.log(`saved ${file}`);
+} finally {
+  baseline.kill('SIGTERM');
+  await box.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
