@@ -19,7 +19,7 @@ import type { ThreadContext } from './thread-context.ts';
 /** Attempts in a row without progress before a download gives up (429s are not counted). */
 export const MAX_FAILED_ATTEMPTS = 10;
 /** How long a contended request may sit on a full ring before it gives its turn away. */
-const STALL_PREEMPT_MS = 200;
+const STALL_PREEMPT_MS = 500;
 
 export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promise<TaskResult> {
   const ring = new RingWriter(task.ring);
@@ -43,25 +43,27 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
 
   while (total < 0 || pos < total) {
     if (ring.consumerGone()) return consumerGone();
-    // Take a turn only when the ring can take a useful amount: a slow reader must not hold a permit.
-    if (ring.writable() < ring.capacity / 4) {
-      if ((await ring.waitWritable(ring.capacity / 4)) === 'closed') return consumerGone();
+    // A turn is taken only once the ring has room for a useful amount (at most the whole slice), so a
+    // slow reader does not hold a permit; a response that still stalls on the ring is cut (below).
+    const slice = fairSliceBytes(ctx, slot);
+    const room = Math.min(slice, ring.capacity / 2);
+    if (ring.writable() < room) {
+      if ((await ring.waitWritable(room)) === 'closed') return consumerGone();
     }
     const permit = await ctx.gates.acquire(slot, () => ring.consumerGone());
     if (!permit) return consumerGone();
     let outcome: Outcome = { kind: 'failed' };
     let failure: Failure | null = null;
     try {
-      const slice = fairSliceBytes(ctx, slot);
-      // The first request is open-ended (the size is unknown, and a range on an empty file is
-      // unsatisfiable); it is cut after a fair slice if others wait. Later ones are bounded.
-      const end = total < 0 ? Infinity : Math.min(total - 1, slice === Infinity ? Infinity : pos + slice - 1);
+      // Uncontended: open-ended (cut after a fair slice if others start waiting). Contended: a bounded
+      // range, read to its end so the keep-alive connection survives (an empty file answers 416).
+      const end = Math.min(total < 0 ? Infinity : total - 1, slice === Infinity ? Infinity : pos + slice - 1);
       const headers: Record<string, string> = {};
       if (pos > 0 || end !== Infinity) headers.range = `bytes=${pos}-${end === Infinity ? '' : end}`;
       const res = await contentRequest({ dispatcher: ctx.agent, account: task.account, route: 'files/download', arg: { path: task.path }, headers });
       if (res.statusCode !== 200 && res.statusCode !== 206) {
         failure = await classifyResponse(res);
-        if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_BAD_OFFSET' && total < 0 && pos > 0) {
+        if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_BAD_OFFSET' && total < 0) {
           // 416: a range starting at the end of the file is unsatisfiable; REST at the size is legal
           // FTP and sends nothing. Ask for the metadata to tell the two apart.
           const meta = await fileMetadata(ctx, task);
@@ -140,7 +142,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           }
           if (preempted || ring.consumerGone()) res.body.destroy();
           if (pos > startedAt) failedAttempts = 0;
-          if (!failure) outcome = { kind: 'ok' };
+          if (!failure) outcome = { kind: 'ok', bytes: pos - startedAt };
           if (!failure && !preempted && end === Infinity && pos < total && !ring.consumerGone()) {
             failure = { kind: 'retry', reason: `body ended at ${pos} of ${total} B`, retryAfterMs: 0, throttle: null };
           }

@@ -56,13 +56,19 @@ export function crashForTest(ctx: ThreadContext): void {
 export const MAX_SLICE_BYTES = 8 * 1024 * 1024;
 
 /**
- * Bytes one turn may move for an account when transfers outnumber its request budget: a fair round
- * (FAIR_ROUND_KIB, all contenders once) divided among the tickets outstanding, within
- * [MIN_SLICE_BYTES, 8 MiB]. Infinity when the account is not contended.
+ * Bytes one turn may move for an account when transfers outnumber its request budget: what the
+ * account moves in FAIR_ROUND_MS (its measured rate; FAIR_ROUND_KIB until known) divided among the
+ * tickets outstanding, within [MIN_SLICE_BYTES, 8 MiB] — so every contender gets a turn about once
+ * per round, and turns are as large as that allows (per-request overhead is what caps throughput).
+ * Infinity when the account is not contended.
  */
 export function fairSliceBytes(ctx: ThreadContext, accountSlot: number): number {
+  const rate = ctx.gates.rateBytesPerSec(accountSlot);
   if (ctx.gates.contention(accountSlot) <= 0) return Infinity;
-  const round = Atomics.load(ctx.words, G.FAIR_ROUND_KIB) * 1024;
+  const roundMs = Atomics.load(ctx.words, G.FAIR_ROUND_MS);
+  // ×1.5: when per-request overhead caps the account's requests/s, the round time no longer depends on
+  // the slice size, so slices must grow to find the bandwidth; they settle near 1.5 × FAIR_ROUND_MS.
+  const round = rate > 0 ? (1.5 * rate * roundMs) / 1000 : Atomics.load(ctx.words, G.FAIR_ROUND_KIB) * 1024;
   const min = Atomics.load(ctx.words, G.MIN_SLICE_BYTES);
   const share = Math.floor(round / Math.max(1, ctx.gates.outstanding(accountSlot)));
   return Math.min(MAX_SLICE_BYTES, Math.max(min, share));

@@ -81,7 +81,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
             if (typeof id !== 'string') throw new Error('upload_session/start returned no session_id');
             sessionId = id;
           }
-          outcome = { kind: 'ok' };
+          outcome = { kind: 'ok', bytes: body.length };
         } else {
           failure = await classifyResponse(res);
         }

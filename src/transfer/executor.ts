@@ -6,7 +6,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { reclaimWorkerSlot } from './shared-layout.ts';
+import { reclaimWorkerSlot, workerSlotKeys } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { EngineTask, TaskResult } from './task-wire.ts';
 
@@ -35,8 +35,13 @@ export function createPoolExecutor(control: ControlHandle, threads: number): Exe
   });
   const words = new Int32Array(control.sab);
   let crashes = 0;
-  pool.on('workerDestroy', (worker: { id: number }) => {
-    reclaimWorkerSlot(words, worker.id + 1);
+  // A dead worker's threadId already reads -1 here, so find dead slots by elimination: any slot of a
+  // worker thread (key = threadId + 1 ≥ 2) whose thread is no longer among the pool's live threads.
+  pool.on('workerDestroy', () => {
+    setImmediate(() => {
+      const live = new Set(pool.threads.map((t) => t.threadId + 1).filter((key) => key >= 2));
+      for (const key of workerSlotKeys(words)) if (key >= 2 && !live.has(key)) reclaimWorkerSlot(words, key);
+    });
   });
   // A worker dying with no task in flight is reported here; piscina replaces it either way.
   pool.on('error', () => {

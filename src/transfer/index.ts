@@ -99,7 +99,7 @@ export class TransferEngine {
 
   static async start(options?: EngineOptions): Promise<TransferEngine> {
     const o = resolveEngineOptions(options);
-    const control = createControl({ uploadChunkBytes: 1 << 20, fairRoundBytes: o.fairRoundBytes, minSliceBytes: o.minSliceBytes });
+    const control = createControl({ uploadChunkBytes: 1 << 20, fairRoundBytes: o.fairRoundBytes, minSliceBytes: o.minSliceBytes, fairRoundMs: o.fairRoundMs });
     const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers);
     return new TransferEngine(o, control, executor);
   }

@@ -13,7 +13,9 @@ export interface EngineOptions {
   onlyMainThread?: boolean;
   /** Ceiling of each account's concurrent-request budget; AIMD moves below it (default 16). */
   maxRequestsPerAccount?: number;
-  /** Bytes one account moves in one fair round when contended; slices = round / contenders (default 32 MiB). */
+  /** Target time in which every contender of a busy account gets one turn; slices = rate × round / contenders (default 600 ms). */
+  fairRoundMs?: number;
+  /** Bytes of a fair round before the account's rate has been measured (default 64 MiB). */
   fairRoundBytes?: number;
   /** Smallest slice (ranged read or append) a contended transfer asks for (default 64 KiB). */
   minSliceBytes?: number;
@@ -30,7 +32,8 @@ export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
   memoryBudgetBytes: 512 * 1024 * 1024,
   onlyMainThread: false,
   maxRequestsPerAccount: 16,
-  fairRoundBytes: 32 * 1024 * 1024,
+  fairRoundMs: 600,
+  fairRoundBytes: 64 * 1024 * 1024,
   minSliceBytes: 64 * 1024,
   commitLingerMs: 20,
   maxBatchEntries: 1000,
@@ -50,6 +53,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
     memoryBudgetBytes: int('memoryBudgetBytes', o.memoryBudgetBytes, 1 << 20, 2 ** 40),
     onlyMainThread: Boolean(o.onlyMainThread),
     maxRequestsPerAccount: int('maxRequestsPerAccount', o.maxRequestsPerAccount, 1, 1024),
+    fairRoundMs: int('fairRoundMs', o.fairRoundMs, 50, 60_000),
     fairRoundBytes: int('fairRoundBytes', o.fairRoundBytes, 64 * 1024, 2 ** 31 - 1),
     minSliceBytes: int('minSliceBytes', o.minSliceBytes, 4096, 64 * 1024 * 1024),
     commitLingerMs: int('commitLingerMs', o.commitLingerMs, 0, 10_000),

@@ -19,7 +19,7 @@ export interface Permit {
 }
 
 export type Outcome =
-  | { kind: 'ok' }
+  | { kind: 'ok'; bytes?: number }
   | { kind: 'throttled'; retryAfterMs: number; lock: boolean } // lock: too_many_write_operations
   | { kind: 'failed' };
 
@@ -39,6 +39,7 @@ export class RequestGates {
   private readonly words: Int32Array;
   private readonly epochMs: number;
   private readonly gates = new Map<number, Gate>();
+  private readonly rates = new Map<number, { atMs: number; kib: number; rate: number }>();
 
   constructor(
     control: ControlHandle,
@@ -57,6 +58,29 @@ export class RequestGates {
     const w = this.words;
     const outstanding = (Atomics.load(w, accountWord(accountSlot, A.NEXT_TICKET)) - Atomics.load(w, accountWord(accountSlot, A.RELEASED))) | 0;
     return outstanding - Atomics.load(w, accountWord(accountSlot, A.LIMIT));
+  }
+
+  /**
+   * The account's throughput (bytes/s, all threads), from the shared MOVED_KIB counter sampled at
+   * most every 200 ms and smoothed; 0 until known.
+   */
+  rateBytesPerSec(accountSlot: number): number {
+    let r = this.rates.get(accountSlot);
+    const now = Date.now();
+    const kib = Atomics.load(this.words, accountWord(accountSlot, A.MOVED_KIB));
+    if (!r) {
+      this.rates.set(accountSlot, { atMs: now, kib, rate: 0 });
+      return 0;
+    }
+    const dt = now - r.atMs;
+    if (dt >= 200) {
+      const sample = (((kib - r.kib) | 0) * 1024 * 1000) / dt;
+      // A long idle gap says nothing about the rate under load: restart the estimate.
+      r.rate = dt > 2000 ? 0 : r.rate === 0 ? sample : r.rate * 0.6 + sample * 0.4;
+      r.atMs = now;
+      r.kib = kib;
+    }
+    return r.rate;
   }
 
   /** Tickets taken and not released for this account (waiting + running). */
@@ -85,6 +109,7 @@ export class RequestGates {
   /** Gives the permit back and feeds the outcome to AIMD. */
   release(permit: Permit, outcome: Outcome): void {
     const slot = permit.accountSlot;
+    if (outcome.kind === 'ok' && outcome.bytes) Atomics.add(this.words, accountWord(slot, A.MOVED_KIB), Math.round(outcome.bytes / 1024));
     if (outcome.kind === 'ok') this.onSuccess(slot);
     else if (outcome.kind === 'throttled') this.onThrottle(slot, permit.ticket, outcome.retryAfterMs, outcome.lock);
     this.giveBack(slot);
@@ -129,13 +154,13 @@ export class RequestGates {
       if (cur >= until || Atomics.compareExchange(w, accountWord(slot, A.PAUSED_UNTIL_MS), cur, until) === cur) break;
     }
     if (lock) return; // namespace lock contention is not a request-rate signal
-    // Multiplicative decrease, at most once per window: only a request that started after the last
-    // decrease (its ticket is newer) may halve the limit again.
+    // Multiplicative decrease, at most once per window: only a request granted after the last
+    // decrease (its ticket is above the newest ticket granted then) may halve the limit again.
     const last = Atomics.load(w, accountWord(slot, A.LAST_DECREASE_TICKET));
     if (((ticket - last) | 0) <= 0) return;
-    const next = Atomics.load(w, accountWord(slot, A.NEXT_TICKET));
-    if (Atomics.compareExchange(w, accountWord(slot, A.LAST_DECREASE_TICKET), last, next) !== last) return;
     const limit = Atomics.load(w, accountWord(slot, A.LIMIT));
+    const newestGranted = (Atomics.load(w, accountWord(slot, A.RELEASED)) + limit - 1) | 0;
+    if (Atomics.compareExchange(w, accountWord(slot, A.LAST_DECREASE_TICKET), last, newestGranted) !== last) return;
     const halved = Math.max(1, Math.floor(limit / 2));
     Atomics.store(w, accountWord(slot, A.LIMIT), halved);
     Atomics.store(w, accountWord(slot, A.CEILING), halved);

@@ -11,7 +11,8 @@
 //   3 CHUNK_KIB_IN_USE       workers       retry/append buffers allocated now, KiB (sum of slots)
 //   4 RETRIES                workers       requests retried (429, 5xx, reset, incorrect_offset)
 //   5 THROTTLES              workers       429 responses seen
-//   6 FAIR_ROUND_KIB         main (once)   bytes one account moves per fair round, KiB (slice sizing)
+//   6 FAIR_ROUND_KIB         main (once)   bytes of a fair round before the account's rate is known, KiB
+//   8 FAIR_ROUND_MS          main (once)   target time for every contender of an account to get one turn
 //   7 MIN_SLICE_BYTES        main (once)   smallest chunk a contended transfer asks for
 //  ACCOUNTS (ACCOUNT_BASE + slot * ACCOUNT_WORDS), one slot per account, assigned by main
 //   +0 LIMIT                 any (CAS)     current concurrent-request budget (AIMD)
@@ -26,6 +27,7 @@
 //   +9 RETRIES               any (add)     retries for this account
 //  +10 CEILING               any (CAS)     additive increase stops here until PROBE_MS after a 429
 //  +11 LAST_THROTTLE_MS      any (store)   time of the last 429 (ms since epochMs)
+//  +12 MOVED_KIB             any (add)     KiB moved by finished requests (each thread derives the rate)
 //  WORKERS (WORKER_BASE + slot * WORKER_WORDS), one slot per live thread that runs tasks
 //   +0 THREAD_ID             the thread    threadId + 1 while alive (0 = free); main frees after a crash
 //   +1 CHUNK_KIB             the thread    this thread's share of CHUNK_KIB_IN_USE
@@ -45,6 +47,7 @@ export const G = {
   THROTTLES: 5,
   FAIR_ROUND_KIB: 6,
   MIN_SLICE_BYTES: 7,
+  FAIR_ROUND_MS: 8,
 } as const;
 
 export const A = {
@@ -60,6 +63,7 @@ export const A = {
   RETRIES: 9,
   CEILING: 10,
   LAST_THROTTLE_MS: 11,
+  MOVED_KIB: 12,
 } as const;
 
 export const MAX_ACCOUNTS = 256;
@@ -87,12 +91,13 @@ export function workerWord(slot: number, field: number): number {
   return WORKER_BASE + slot * WORKER_WORDS + field;
 }
 
-export function createControl(init: { uploadChunkBytes: number; fairRoundBytes: number; minSliceBytes: number }): ControlHandle {
+export function createControl(init: { uploadChunkBytes: number; fairRoundBytes: number; minSliceBytes: number; fairRoundMs?: number }): ControlHandle {
   const sab = new SharedArrayBuffer(CONTROL_WORDS * 4);
   const w = new Int32Array(sab);
   Atomics.store(w, G.UPLOAD_CHUNK_BYTES, init.uploadChunkBytes);
   Atomics.store(w, G.FAIR_ROUND_KIB, Math.max(1, Math.floor(init.fairRoundBytes / 1024)));
   Atomics.store(w, G.MIN_SLICE_BYTES, init.minSliceBytes);
+  Atomics.store(w, G.FAIR_ROUND_MS, init.fairRoundMs ?? 1000);
   Atomics.store(w, G.MAGIC, CONTROL_MAGIC);
   return { sab, epochMs: Date.now() };
 }
@@ -127,4 +132,14 @@ export function reclaimWorkerSlot(words: Int32Array, threadKey: number): number 
     Atomics.store(words, workerWord(slot, WK.THREAD_ID), 0);
   }
   return released;
+}
+
+/** The thread keys of every claimed worker slot. */
+export function workerSlotKeys(words: Int32Array): number[] {
+  const keys: number[] = [];
+  for (let slot = 0; slot < MAX_WORKER_SLOTS; slot++) {
+    const key = Atomics.load(words, workerWord(slot, WK.THREAD_ID));
+    if (key !== 0) keys.push(key);
+  }
+  return keys;
 }
