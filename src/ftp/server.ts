@@ -121,7 +121,8 @@ export class FtpServer extends FtpSrv {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new DropftpError('DROPFTP_ERR_CONFIG', `listen: ${err.message}`, { cause: err }));
       this.server.once('error', onError);
-      this.server.listen(this.#port, this.#host, () => {
+      // A deep accept queue: thousands of clients may connect in the same instant.
+      this.server.listen({ port: this.#port, host: this.#host, backlog: 4096 }, () => {
         this.server.off('error', onError);
         resolve();
       });

@@ -10,6 +10,8 @@ export interface Reply {
 }
 
 export class RawFtp {
+  /** Default reply timeout (the load generator raises it: real clients wait far longer than 5 s). */
+  static defaultTimeoutMs = 5000;
   readonly socket: Socket;
   #buffer = '';
   #replies: Reply[] = [];
@@ -71,14 +73,14 @@ export class RawFtp {
   }
 
   /** The next reply; rejects if none arrives within timeoutMs or the connection closes. */
-  read(timeoutMs = 5000): Promise<Reply> {
+  read(timeoutMs = RawFtp.defaultTimeoutMs): Promise<Reply> {
     return this.readOrNull(timeoutMs).then((reply) => {
       if (!reply) throw new Error(`no reply within ${timeoutMs} ms (closed: ${this.#closed})`);
       return reply;
     });
   }
 
-  readOrNull(timeoutMs = 5000): Promise<Reply | null> {
+  readOrNull(timeoutMs = RawFtp.defaultTimeoutMs): Promise<Reply | null> {
     const queued = this.#replies.shift();
     if (queued) return Promise.resolve(queued);
     if (this.#closed) return Promise.resolve(null);
@@ -103,7 +105,7 @@ export class RawFtp {
     this.socket.write(bytes);
   }
 
-  async cmd(line: string, timeoutMs = 5000): Promise<Reply> {
+  async cmd(line: string, timeoutMs = RawFtp.defaultTimeoutMs): Promise<Reply> {
     this.send(line);
     return this.read(timeoutMs);
   }
@@ -149,6 +151,7 @@ export function readAll(socket: Socket): Promise<Buffer> {
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.once('end', () => resolve(Buffer.concat(chunks)));
     socket.once('error', reject);
+    socket.once('close', () => resolve(Buffer.concat(chunks))); // after 'end' this is a no-op
   });
 }
 
