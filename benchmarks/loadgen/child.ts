@@ -1,0 +1,67 @@
+// Entry of a load generator child process: receives its share of sessions over IPC, logs them in,
+// waits for the coordinator's 'go', runs the scenario and sends back its result. Runs as its own
+// process (spawned with --import tsx). Invariants: progress goes out every 500 ms; the process exits
+// when it has sent its result or when the IPC channel closes (a dead coordinator leaves no orphan).
+
+import type { FromChild, ToChild, WorkerConfig } from './protocol.ts';
+import { ScenarioRunner } from './scenarios.ts';
+
+function send(message: FromChild): void {
+  process.send?.(message);
+}
+
+let runner: ScenarioRunner | null = null;
+let goResolve: ((epochMs: number) => void) | null = null;
+const go = new Promise<number>((resolve) => (goResolve = resolve));
+
+async function run(config: WorkerConfig): Promise<void> {
+  const r = new ScenarioRunner(config);
+  runner = r;
+  const progress = setInterval(() => send({ type: 'progress', counters: r.counters }), 500);
+  // Churn logs in inside its loop; the other scenarios log every session in before 'go'.
+  if (config.scenario !== 'churn') await r.loginAll();
+  send({ type: 'ready', counters: r.counters });
+  const epochMs = await go;
+  switch (config.scenario) {
+    case 'idle':
+      await r.idle();
+      break;
+    case 'storm':
+      await r.storm(epochMs);
+      break;
+    case 'big':
+      await r.big(epochMs);
+      break;
+    case 'churn':
+      await r.churn(epochMs);
+      break;
+  }
+  await r.quitAll();
+  clearInterval(progress);
+  // Disconnect only once the (possibly large) result has left.
+  process.send?.({ type: 'result', counters: r.counters, result: r.result } satisfies FromChild, undefined, {}, () => process.disconnect?.());
+}
+
+process.on('message', (message: ToChild) => {
+  switch (message.type) {
+    case 'config':
+      run(message.config).catch((err: Error) => {
+        send({ type: 'fatal', message: err.stack ?? err.message });
+        process.exit(1);
+      });
+      break;
+    case 'go':
+      goResolve?.(message.epochMs);
+      break;
+    case 'stop':
+      runner?.stop();
+      break;
+    default:
+      send({ type: 'fatal', message: `unknown message ${JSON.stringify(message)}` });
+      process.exit(1);
+  }
+});
+process.on('disconnect', () => {
+  if (!runner) process.exit(0);
+  setTimeout(() => process.exit(0), 100).unref();
+});

@@ -1,0 +1,185 @@
+// One measured run of one scenario against one server: fresh work directory, server start, seed
+// file, resource sampling from /proc, the load run itself, summary, server stop, cleanup. Main
+// thread. Invariants: the server is stopped and its directory removed whatever happens; the RSS
+// baseline is taken after the seed upload and a settle pause, before any session connects.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PeerDef, PeerInstance } from '../peers/types.ts';
+import { runLoad } from './coordinator.ts';
+import { FtpControl } from './ftp-client.ts';
+import { ftpTransfer } from './ftp-transfer.ts';
+import { httpTransfer } from './http-transfer.ts';
+import { TransferMeter, nowMs } from './meter.ts';
+import { ResourceSampler, type ResourceSample } from './proc-stats.ts';
+import { ProgressLine } from './progress.ts';
+import type { OpMix, Scenario, Target } from './protocol.ts';
+import { mergeErrors, summariseElu, summariseLogins, summariseResources, summariseTransfers, type OpSummary } from './summarise.ts';
+
+export interface RunParams {
+  scenario: Scenario;
+  sessions: number;
+  sizeBytes: number;
+  op: OpMix;
+  procs: number;
+  holdMs: number;
+  durationMs: number;
+  noopMs: number;
+  loginConcurrency: number;
+  bucketMs: number;
+  timelineSessions: number;
+  stallTimeoutMs: number;
+  pasvPorts: [number, number];
+  sampleEveryMs: number;
+  seed: number;
+}
+
+// Relative paths: each server resolves them in the user's start directory (vsftpd has no jail here).
+export const SEED_PATH = 'src.bin';
+const SEED_SESSION_ID = 1_000_000;
+
+/** Uploads the file that every RETR reads, through the server's own protocol. */
+async function seed(target: Target, sizeBytes: number): Promise<void> {
+  const plan = { op: 'STOR' as const, path: SEED_PATH, sizeBytes, sessionId: SEED_SESSION_ID, stallTimeoutMs: 120_000 };
+  const meter = new TransferMeter(0, 'STOR', sizeBytes, nowMs(), 0);
+  if (target.kind === 'http') return httpTransfer(target, plan, meter);
+  const ctl = await FtpControl.connect(target.host, target.port);
+  try {
+    await ctl.login(target.user, target.password);
+    await ftpTransfer(ctl, plan, meter);
+  } finally {
+    await ctl.quit();
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function runPeer(peer: PeerDef, p: RunParams) {
+  const workDir = await mkdtemp(join(tmpdir(), `dropftp-bench-${peer.name}-`));
+  let instance: PeerInstance | null = null;
+  let sampler: ResourceSampler | null = null;
+  const progressSeries: [number, number][] = [];
+  const label = `${peer.name} ${p.scenario} n=${p.sessions}`;
+  const line = new ProgressLine(label);
+  try {
+    instance = await peer.start({ workDir, pasvPorts: p.pasvPorts, sessions: p.sessions });
+    if (p.scenario === 'storm' || p.scenario === 'churn') {
+      if (p.op !== 'stor' || p.scenario === 'churn') await seed(instance.target, p.sizeBytes);
+    }
+    await sleep(1000);
+    sampler = new ResourceSampler(instance.pid, p.sampleEveryMs);
+    const baseline = sampler.sample();
+    let ready: ResourceSample | null = null;
+    let held: ResourceSample | null = null;
+    const raw = await runLoad({
+      scenario: p.scenario,
+      target: instance.target,
+      sessions: p.sessions,
+      procs: p.procs,
+      sizeBytes: p.sizeBytes,
+      op: p.op,
+      retrPath: SEED_PATH,
+      storPrefix: 'up-',
+      loginConcurrency: p.loginConcurrency,
+      bucketMs: p.bucketMs,
+      timelineSessions: p.timelineSessions,
+      noopMs: p.noopMs,
+      durationMs: p.durationMs,
+      holdMs: p.holdMs,
+      stallTimeoutMs: p.stallTimeoutMs,
+      replyTimeoutMs: Math.max(60_000, p.stallTimeoutMs),
+      runTimeoutMs: Math.max(30 * 60_000, p.durationMs + p.holdMs + 10 * 60_000),
+      seed: p.seed,
+      onProgress(c, phase) {
+        progressSeries.push([nowMs(), c.bytes]);
+        const rss = sampler?.last.rssBytes;
+        line.update(c, phase, rss ? `server rss ${(rss / 2 ** 20).toFixed(0)} MiB` : '');
+      },
+      onReady() {
+        ready = sampler!.sample();
+      },
+      async onHeld() {
+        held = sampler!.sample();
+      },
+    });
+    const samples = sampler.stop();
+    sampler = null;
+    const transfers = raw.results.flatMap((r) => r.transfers);
+    const byOp: Record<string, OpSummary> = {};
+    for (const op of ['RETR', 'STOR'] as const) {
+      const records = transfers.filter((t) => t.op === op);
+      if (records.length) byOp[op] = summariseTransfers(records, raw.epochMs);
+    }
+    const logins = summariseLogins(raw);
+    const resources = summariseResources(samples, baseline, ready, raw.epochMs, raw.endMs);
+    const heldRss = (held as ResourceSample | null)?.rssBytes ?? null;
+    const idle =
+      p.scenario === 'idle'
+        ? {
+            sessionsHeld: logins.ok,
+            heldRssBytes: heldRss,
+            rssPerSessionBytes: heldRss !== null && baseline.rssBytes !== null && logins.ok ? Math.round((heldRss - baseline.rssBytes) / logins.ok) : null,
+            heldPssBytes: (held as ResourceSample | null)?.treePssBytes ?? null,
+            pssPerSessionBytes: held && logins.ok ? Math.round(((held as ResourceSample).treePssBytes - baseline.treePssBytes) / logins.ok) : null,
+            ...raw.results.reduce(
+              (acc, r) => ({
+                noopsOk: acc.noopsOk + (r.idle?.noopsOk ?? 0),
+                noopsFailed: acc.noopsFailed + (r.idle?.noopsFailed ?? 0),
+                disconnected: acc.disconnected + (r.idle?.disconnected ?? 0),
+              }),
+              { noopsOk: 0, noopsFailed: 0, disconnected: 0 },
+            ),
+          }
+        : null;
+    const churn =
+      p.scenario === 'churn'
+        ? raw.results.reduce(
+            (acc, r) => {
+              acc.sessions += r.churn?.sessions ?? 0;
+              for (const [k, v] of Object.entries(r.churn?.outcomes ?? {})) acc.outcomes[k] = (acc.outcomes[k] ?? 0) + v;
+              return acc;
+            },
+            { sessions: 0, outcomes: {} as Record<string, number> },
+          )
+        : null;
+    const timeline = transfers
+      .filter((t) => t.buckets)
+      .sort((a, b) => a.id - b.id || a.startMs - b.startMs)
+      .map((t) => ({ id: t.id, op: t.op, ok: t.ok, buckets: t.buckets! }));
+    const all = transfers.length ? summariseTransfers(transfers, raw.epochMs) : null;
+    line.done(
+      `${all ? `${all.complete}/${all.transfers} transfers, ${all.aggregateMBps} MB/s, Jain ${all.jain}, longest stall ${all.longestStallMs} ms, ` : ''}` +
+        `${logins.ok} logins (${logins.perSecond}/s), peak RSS ${((resources.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+    );
+    return {
+      server: peer.name,
+      description: peer.description,
+      notes: instance.notes,
+      sessions: p.sessions,
+      wallMs: Math.round(raw.endMs - raw.epochMs),
+      loginPhaseMs: Math.round(raw.readyMs - (logins.ok || logins.failed ? raw.results.reduce((m, r) => Math.min(m, r.logins.firstStartMs ?? Infinity), Infinity) : raw.readyMs)),
+      logins,
+      transfers: all,
+      byOp,
+      idle,
+      churn,
+      resources,
+      elu: summariseElu(instance.elu(), raw.epochMs, raw.endMs),
+      errors: mergeErrors(raw),
+      throughputSeries: progressSeries
+        .filter(([t]) => t >= raw.epochMs)
+        .map(([t, b], i, arr) => {
+          const prev = arr[i - 1] ?? [raw.epochMs, progressSeries.filter(([pt]) => pt < raw.epochMs).at(-1)?.[1] ?? 0];
+          return [Math.round((t - raw.epochMs) / 100) / 10, Math.round(((b - prev[1]) / 1e6 / Math.max(0.001, (t - prev[0]) / 1000)) * 10) / 10];
+        }),
+      timeline: { bucketMs: p.bucketMs, sessions: timeline },
+    };
+  } finally {
+    sampler?.stop();
+    if (instance) await instance.close().catch(() => {});
+    await rm(workDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+export type PeerRunResult = Awaited<ReturnType<typeof runPeer>>;

@@ -1,0 +1,79 @@
+// Peers: dropftp serve on its embedded local box, with the transfer workers on (the design) and
+// off (`--no-workers`: every byte on the main thread, the design's own baseline). Started through
+// the public CLI (`dropftp user add`, `dropftp serve`) with the ELU probe preloaded into the main
+// thread. Main thread. Invariant: a flag the CLI does not offer makes prepare() say so, not guess.
+
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { freePort, outputTail, readEluFile, run, startProcess, stopProcess, waitForListener } from './process-util.ts';
+import type { PeerDef } from './types.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/dropftp.mjs', import.meta.url));
+const PROBE = fileURLToPath(new URL('./elu-probe.mjs', import.meta.url));
+
+async function serveHelp(): Promise<string> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, 'serve', '--help'], { timeout: 30_000 });
+    return stdout + stderr;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return (e.stdout ?? '') + (e.stderr ?? '');
+  }
+}
+
+function addUser(dataDir: string, usersFile: string, password: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(process.execPath, [BIN, 'user', 'add', 'bench', '--password-stdin', '--data-dir', dataDir, '--users', usersFile], (err, _out, stderr) =>
+      err ? reject(new Error(`dropftp user add: ${stderr || err.message}`)) : resolve(),
+    );
+    child.stdin?.end(`${password}\n`);
+  });
+}
+
+function dropftpPeer(name: string, extraFlags: string[], description: string): PeerDef {
+  return {
+    name,
+    description,
+    scenarios: ['idle', 'storm', 'big', 'churn'],
+    async prepare() {
+      const help = await serveHelp();
+      if (!/--listen/.test(help)) return 'dropftp serve is not available yet';
+      for (const flag of extraFlags) if (!help.includes(flag)) return `dropftp serve has no ${flag} flag yet`;
+      return null;
+    },
+    async start(ctx) {
+      const port = await freePort();
+      const password = randomBytes(9).toString('base64url');
+      const dataDir = join(ctx.workDir, 'data');
+      const usersFile = join(ctx.workDir, 'users.yaml');
+      await mkdir(dataDir, { recursive: true });
+      await addUser(dataDir, usersFile, password);
+      const eluFile = join(ctx.workDir, 'elu.txt');
+      const child = startProcess(
+        process.execPath,
+        ['--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...extraFlags],
+        { env: { ...process.env, BENCH_ELU_FILE: eluFile } },
+      );
+      try {
+        await waitForListener('127.0.0.1', port, 60_000, child);
+      } catch (err) {
+        await stopProcess(child);
+        throw new Error(`${name}: ${(err as Error).message}\n${outputTail(child)}`);
+      }
+      return {
+        name,
+        target: { kind: 'ftp', host: '127.0.0.1', port, user: 'bench', password },
+        pid: child.pid!,
+        elu: () => readEluFile(eluFile),
+        notes: [`${name}: RSS is the gateway process; PSS and CPU include its local box child`],
+        close: () => stopProcess(child, 15_000),
+      };
+    },
+  };
+}
+
+export const dropftpWorkersPeer = dropftpPeer('dropftp', [], 'dropftp serve on the local box, transfer workers on');
+export const dropftpNoWorkersPeer = dropftpPeer('dropftp-noworkers', ['--no-workers'], 'dropftp serve on the local box, --no-workers (every byte on the main thread)');

@@ -1,0 +1,42 @@
+// The servers a scale run compares ("peers"): how each one is started on loopback with its files
+// in a fresh directory, what the load generator connects to, and which process to sample. Runs on
+// the benchmark's main thread. Invariant: close() stops every process the peer started.
+
+import type { Target } from '../loadgen/protocol.ts';
+
+export interface PeerContext {
+  /** Fresh, empty directory the peer owns for this run (its files, config, logs). */
+  workDir: string;
+  /** Passive data port range [first, last] (outside the kernel's ephemeral range). */
+  pasvPorts: [number, number];
+  /** Sessions the run will open at once (a forking server is capped below what would exhaust pids). */
+  sessions: number;
+}
+
+export interface EluSample {
+  /** Absolute ms (wall clock). */
+  tMs: number;
+  utilization: number;
+}
+
+export interface PeerInstance {
+  name: string;
+  target: Target;
+  /** The process whose RSS is "server RSS"; its tree gives PSS and CPU. */
+  pid: number;
+  /** Main-thread event-loop utilisation samples so far, or null where the server cannot report it. */
+  elu(): EluSample[] | null;
+  /** Anything a reader must know about how this peer was configured. */
+  notes: string[];
+  close(): Promise<void>;
+}
+
+export interface PeerDef {
+  name: string;
+  description: string;
+  /** Scenarios this peer takes part in. */
+  scenarios: readonly string[];
+  /** Null when it can run here, else why not (after trying to install what it needs). */
+  prepare(): Promise<string | null>;
+  start(ctx: PeerContext): Promise<PeerInstance>;
+}
