@@ -9,6 +9,25 @@ import { parseCommand, splitListOptions } from '../../src/ftp/commands/types.ts'
 import { RawFtp, openData, sleep, tcpHandles, timers, until } from './helpers/raw-client.ts';
 import { startProtocolServer } from './helpers/protocol-server.ts';
 
+/** n consecutive ports below the ephemeral range, free right now (other tests run beside us). */
+async function freeRange(n: number): Promise<number> {
+  for (;;) {
+    const base = 20000 + Math.floor(Math.random() * 12000);
+    const held: Server[] = [];
+    let ok = true;
+    for (let p = base; p < base + n && ok; p++) {
+      const probe = createServer();
+      ok = await new Promise<boolean>((resolve) => {
+        probe.once('error', () => resolve(false));
+        probe.listen(p, '127.0.0.1', () => resolve(true));
+      });
+      if (ok) held.push(probe);
+    }
+    await Promise.all(held.map((h) => new Promise((resolve) => h.close(resolve))));
+    if (ok) return base;
+  }
+}
+
 let unhandled: unknown[] = [];
 process.on('unhandledRejection', (err) => unhandled.push(err));
 process.on('uncaughtException', (err) => unhandled.push(err));
@@ -144,7 +163,7 @@ test('defect: disconnectClient leaves a timer per disconnect; O(n) connection co
 });
 
 test('defect: repeated PASV/EPSV leak passive listeners until the range is exhausted', async () => {
-  const base = 42000 + Math.floor(Math.random() * 2000) * 3;
+  const base = await freeRange(3);
   const { server, port } = await startProtocolServer({ pasvPorts: { min: base, max: base + 2 } });
   const c = await RawFtp.connect(port);
   await c.login();
@@ -160,7 +179,7 @@ test('defect: repeated PASV/EPSV leak passive listeners until the range is exhau
 });
 
 test('defect: one client can exhaust the passive port range', async () => {
-  const base = 45000 + Math.floor(Math.random() * 2000) * 2;
+  const base = await freeRange(2);
   const { server, port } = await startProtocolServer({ pasvPorts: { min: base, max: base + 1 } });
   const greedy = await RawFtp.connect(port);
   await greedy.login();
@@ -206,7 +225,7 @@ test('defect: a failed command after PASV leaks the passive listener', async () 
 });
 
 test('defect: EADDRINUSE race on the passive port never replies', async () => {
-  const base = 48000 + Math.floor(Math.random() * 2000) * 2;
+  const base = await freeRange(2);
   const blockers: Server[] = [];
   for (const p of [base, base + 1]) {
     const blocker = createServer();
