@@ -13,6 +13,7 @@ export { contentHash, contentHashOfBlocks, ContentHasher } from './content-hash.
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
+const TSX_LOADER = import.meta.resolve('tsx');
 
 export interface StartExtras {
   /** How often the child collects unreferenced blocks (default 10 min; 0 = only at start-up). */
@@ -21,7 +22,8 @@ export interface StartExtras {
 
 export async function startLocalBox(options: LocalBoxOptions, extras: StartExtras = {}): Promise<LocalBox> {
   const config = resolveConfig(options, extras);
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+  // Resolve the loader from this file, not from the caller's working directory.
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, CHILD], {
     env: { ...process.env, LOCALBOX_CONFIG: JSON.stringify(config) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
