@@ -1,0 +1,339 @@
+// The directory cache of one Dropbox account: a Tree fed by the account's change feed (recursive
+// list_folder from the root, then continue + longpoll forever), an Overlay of this gateway's own
+// writes, and change fan-out to subscribers. Main thread (one async loop per account).
+// Invariants: feed pages are applied strictly in cursor order and the cursor advances only after
+// its page is applied (a failed call is repeated with the same cursor: 429/5xx lose nothing);
+// a `reset` rebuilds a fresh tree in the background and swaps it in whole; readers never see a
+// state older than one they saw before (own writes are masked in until the feed covers them);
+// close() aborts the parked longpoll at once and leaves no timer or socket behind.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DropftpError } from '../errors.ts';
+import { nodeFrom, normalizePath, parentOf, sameEntry, folderNode, type CacheEntry, type Node, type RawMetadata } from './entry.ts';
+import { FeedClient, FeedError, classify } from './feed-client.ts';
+import { Overlay } from './overlay.ts';
+import { Subscribers, type ChangeListener } from './subscribers.ts';
+import { Tree, type TreeChange } from './tree.ts';
+
+export interface DirectoryCacheOptions {
+  /** 'https://api.dropboxapi.com' or the local box's URL. */
+  apiUrl: string;
+  accessToken: string;
+  /** For logs and stats. */
+  name?: string;
+  /** list_folder page size (1..2000, default 2000). */
+  pageLimit?: number;
+  /** Longpoll timeout asked of the server (30..480 s, default 30). */
+  longpollTimeoutSec?: number;
+  /** First retry delay after a 5xx or network failure; doubles per failure (default 250). */
+  minBackoffMs?: number;
+  /** Cap of that delay, and the delay after a non-retryable failure (default 30,000). */
+  maxBackoffMs?: number;
+  /** Feed failures (they are retried; this is for logs). */
+  onError?: (err: Error) => void;
+}
+
+export interface DirectoryCacheStats {
+  name: string;
+  ready: boolean;
+  entries: number;
+  pendingLocal: number;
+  subscribers: number;
+  requests: number;
+  retries: number;
+  resets: number;
+  lastError: string | null;
+}
+
+interface Building {
+  tree: Tree;
+  cursor: string | null;
+  chainStart: number;
+}
+
+export class DirectoryCache {
+  readonly name: string;
+  /** Resolves once the first full listing is in. */
+  readonly ready: Promise<void>;
+  readonly #client: FeedClient;
+  readonly #abort = new AbortController();
+  readonly #subscribers: Subscribers;
+  readonly #overlay = new Overlay();
+  readonly #options: Required<Omit<DirectoryCacheOptions, 'name' | 'onError' | 'apiUrl' | 'accessToken'>>;
+  readonly #onError: (err: Error) => void;
+  #tree = new Tree();
+  #building: Building | null = null;
+  #cursor: string | null = null;
+  #needContinue = false;
+  #chainStart = 0;
+  #pollNotBeforeMs = 0;
+  #pollAbort: AbortController | null = null;
+  #requests = 0;
+  #retries = 0;
+  #resets = 0;
+  #isReady = false;
+  #lastError: Error | null = null;
+  #loop: Promise<void> | null = null;
+  #resolveReady!: () => void;
+  #rejectReady!: (err: Error) => void;
+
+  constructor(options: DirectoryCacheOptions) {
+    this.name = options.name ?? 'account';
+    const pageLimit = options.pageLimit ?? 2000;
+    const longpollTimeoutSec = options.longpollTimeoutSec ?? 30;
+    if (!(Number.isInteger(pageLimit) && pageLimit >= 1 && pageLimit <= 2000)) throw new DropftpError('DROPFTP_ERR_CONFIG', 'sync.pageLimit: must be an integer 1..2000');
+    if (!(Number.isInteger(longpollTimeoutSec) && longpollTimeoutSec >= 30 && longpollTimeoutSec <= 480)) {
+      throw new DropftpError('DROPFTP_ERR_CONFIG', 'sync.longpollTimeoutSec: must be an integer 30..480 (Dropbox range)');
+    }
+    this.#options = { pageLimit, longpollTimeoutSec, minBackoffMs: options.minBackoffMs ?? 250, maxBackoffMs: options.maxBackoffMs ?? 30_000 };
+    this.#onError = options.onError ?? (() => {});
+    this.#subscribers = new Subscribers((err) => this.#onError(err instanceof Error ? err : new Error(String(err))));
+    this.#client = new FeedClient({ apiUrl: options.apiUrl, accessToken: options.accessToken, pageLimit, longpollTimeoutSec });
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#resolveReady = resolve;
+      this.#rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // closing before ready is not an unhandled rejection
+  }
+
+  /** Starts following the feed (idempotent); returns this. */
+  start(): this {
+    this.#loop ??= this.#run();
+    return this;
+  }
+
+  get isReady(): boolean {
+    return this.#isReady;
+  }
+
+  /** Entries held (the root excluded). */
+  get size(): number {
+    return this.#tree.size;
+  }
+
+  /** The entry at a path (any case; "" or "/" is the root), or null if it does not exist. */
+  stat(path: string): CacheEntry | null {
+    this.#assertReady();
+    return this.#overlay.visible(normalizePath(path), this.#tree);
+  }
+
+  /** The entries of a folder, or null if the path is not a folder. Order is unspecified. */
+  list(path: string): CacheEntry[] | null {
+    this.#assertReady();
+    return this.#overlay.children(normalizePath(path), this.#tree);
+  }
+
+  /** Watches a subtree ("" = everything); returns the function that stops watching. */
+  subscribe(prefix: string, listener: ChangeListener): () => void {
+    return this.#subscribers.add(normalizePath(prefix), listener);
+  }
+
+  /** This gateway wrote `metadata` (upload/commit, create_folder, copy result): show it now. */
+  applyLocalWrite(metadata: RawMetadata): void {
+    const node = nodeFrom(metadata);
+    if (!node || node.pathLower === '') {
+      if (metadata['.tag'] === 'deleted' && metadata.path_lower) this.applyLocalDelete(metadata.path_lower);
+      return;
+    }
+    this.#ensureVisibleParents(node.pathLower, metadata.path_display ?? null);
+    this.#writeOwn(node);
+  }
+
+  /** This gateway deleted `path` (and its subtree): hide it now. */
+  applyLocalDelete(path: string): void {
+    const pathLower = normalizePath(path);
+    if (pathLower === '') return;
+    const before = this.#overlay.visible(pathLower, this.#tree);
+    this.#overlay.tombstone(pathLower, this.#requests);
+    if (before) this.#subscribers.emit({ kind: 'delete', pathLower });
+  }
+
+  /** This gateway moved `fromPath` to `to` (move_v2's result): the subtree shows at its new place now. */
+  applyLocalMove(fromPath: string, to: RawMetadata): void {
+    const fromLower = normalizePath(fromPath);
+    const root = nodeFrom(to);
+    if (!root || fromLower === '') return;
+    const moved: Node[] = [];
+    if (root.tag === 'folder' && this.#isReady) {
+      const stack = [fromLower];
+      while (stack.length > 0) {
+        const folder = stack.pop()!;
+        for (const child of this.#overlay.children(folder, this.#tree) ?? []) {
+          const pathLower = root.pathLower + child.pathLower.slice(fromLower.length);
+          moved.push(child.tag === 'folder' ? folderNode(pathLower, child.name, child.id, new Set()) : { ...child, pathLower, children: null });
+          if (child.tag === 'folder') stack.push(child.pathLower);
+        }
+      }
+    }
+    if (fromLower !== root.pathLower) this.applyLocalDelete(fromLower);
+    this.applyLocalWrite(to);
+    for (const node of moved) this.#writeOwn(node);
+  }
+
+  /** Asks the feed now instead of waiting for the longpoll (e.g. after a burst of own writes). */
+  refresh(): void {
+    if (this.#cursor === null) return;
+    this.#needContinue = true;
+    this.#pollAbort?.abort();
+  }
+
+  stats(): DirectoryCacheStats {
+    return {
+      name: this.name,
+      ready: this.#isReady,
+      entries: this.#tree.size,
+      pendingLocal: this.#overlay.size,
+      subscribers: this.#subscribers.size,
+      requests: this.#requests,
+      retries: this.#retries,
+      resets: this.#resets,
+      lastError: this.#lastError?.message ?? null,
+    };
+  }
+
+  /** Stops the feed loop (aborting the parked longpoll) and releases its connections. */
+  async close(): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    this.#abort.abort();
+    this.#rejectReady(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', `directory cache ${this.name} closed`));
+    await this.#loop;
+    await this.#client.close();
+  }
+
+  /** The cache holds no state worth flushing: destroy is close. */
+  destroy(): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal Tests only: point the feed at another cursor (e.g. one the server will `reset`). */
+  _setCursorForTests(cursor: string): void {
+    this.#cursor = cursor;
+    this.refresh();
+  }
+
+  #assertReady(): void {
+    if (!this.#isReady) throw new DropftpError('DROPFTP_ERR_INTERNAL', `directory cache ${this.name} is not ready; await cache.ready or ask Dropbox`);
+  }
+
+  #writeOwn(node: Node): void {
+    const before = this.#overlay.visible(node.pathLower, this.#tree);
+    this.#overlay.write(node, this.#requests);
+    if (!sameEntry(before, node)) this.#subscribers.emit({ kind: 'upsert', pathLower: node.pathLower, entry: node });
+  }
+
+  /** Dropbox creates missing parents on upload: so does the overlay. */
+  #ensureVisibleParents(pathLower: string, pathDisplay: string | null): void {
+    const parent = parentOf(pathLower);
+    if (parent === '') return;
+    const seen = this.#overlay.visible(parent, this.#tree);
+    if (seen?.tag === 'folder') return;
+    const displayParent = pathDisplay && pathDisplay.length === pathLower.length ? parentOf(pathDisplay) : parent;
+    this.#ensureVisibleParents(parent, displayParent);
+    this.#writeOwn(folderNode(parent, displayParent.slice(displayParent.lastIndexOf('/') + 1), '', new Set()));
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        if (this.#cursor === null) await this.#rebuild(signal);
+        else if (this.#needContinue) await this.#catchUp(signal);
+        else await this.#poll(signal);
+        failures = 0;
+      } catch (caught) {
+        const err = caught instanceof FeedError ? caught : classify(caught, 'feed', signal);
+        if (signal.aborted) break;
+        if (err.kind === 'aborted') continue; // refresh() interrupted the longpoll
+        this.#lastError = err;
+        this.#onError(err);
+        if (err.kind === 'reset') {
+          this.#resets++;
+          this.#cursor = null;
+          this.#building = null;
+          continue;
+        }
+        failures++;
+        this.#retries++;
+        const { minBackoffMs, maxBackoffMs } = this.#options;
+        const backoffMs = err.kind === 'fatal' ? maxBackoffMs : Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(failures - 1, 20));
+        const delayMs = err.delayMs > 0 ? Math.min(err.delayMs, 300_000) : backoffMs * (0.8 + 0.4 * Math.random());
+        await sleep(delayMs, undefined, { signal }).catch(() => {});
+      }
+    }
+  }
+
+  /** A full recursive listing into a fresh tree, swapped in when complete. */
+  async #rebuild(signal: AbortSignal): Promise<void> {
+    this.#building ??= { tree: new Tree(), cursor: null, chainStart: this.#requests + 1 };
+    const b = this.#building;
+    for (;;) {
+      this.#requests++;
+      const page = b.cursor === null ? await this.#client.listRoot(signal) : await this.#client.continue(b.cursor, signal);
+      for (const raw of page.entries) b.tree.apply(raw);
+      b.cursor = page.cursor;
+      if (!page.hasMore) break;
+    }
+    this.#tree = b.tree;
+    this.#cursor = b.cursor;
+    this.#building = null;
+    this.#needContinue = false;
+    this.#chainStart = 0;
+    if (!this.#isReady) {
+      this.#overlay.dropBefore(b.chainStart);
+      this.#isReady = true;
+      this.#resolveReady();
+    } else {
+      this.#overlay.dropBefore(b.chainStart);
+      this.#subscribers.emit({ kind: 'reset' });
+    }
+  }
+
+  /** continue until has_more is false (one chain), then retire own writes the chain covered. */
+  async #catchUp(signal: AbortSignal): Promise<void> {
+    if (this.#chainStart === 0) this.#chainStart = this.#requests + 1;
+    for (;;) {
+      this.#requests++;
+      const page = await this.#client.continue(this.#cursor!, signal);
+      const changes: TreeChange[] = [];
+      for (const raw of page.entries) this.#tree.apply(raw, changes);
+      this.#cursor = page.cursor;
+      for (const change of changes) this.#announce(change.pathLower, change.node);
+      if (!page.hasMore) break;
+    }
+    this.#needContinue = false;
+    const chainStart = this.#chainStart;
+    this.#chainStart = 0;
+    const paths = this.#overlay.pathsBefore(chainStart);
+    if (paths.length === 0) return;
+    const before = paths.map((p) => this.#overlay.visible(p, this.#tree));
+    this.#overlay.dropBefore(chainStart);
+    paths.forEach((p, i) => {
+      const after = this.#overlay.visible(p, this.#tree);
+      if (!sameEntry(before[i]!, after)) this.#announce(p, after);
+    });
+  }
+
+  #announce(pathLower: string, entry: CacheEntry | null): void {
+    if (this.#overlay.masks(pathLower)) return;
+    this.#subscribers.emit(entry ? { kind: 'upsert', pathLower, entry } : { kind: 'delete', pathLower });
+  }
+
+  async #poll(signal: AbortSignal): Promise<void> {
+    const waitMs = this.#pollNotBeforeMs - Date.now();
+    if (waitMs > 0) await sleep(waitMs, undefined, { signal });
+    const pollAbort = new AbortController();
+    this.#pollAbort = pollAbort;
+    const onAbort = (): void => pollAbort.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (this.#needContinue) return; // refresh() came while we slept
+      const { changes, backoffMs } = await this.#client.longpoll(this.#cursor!, pollAbort.signal);
+      this.#pollNotBeforeMs = Date.now() + backoffMs;
+      if (changes) this.#needContinue = true;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.#pollAbort = null;
+    }
+  }
+}

@@ -1,0 +1,128 @@
+// The change-feed calls of one account (list_folder recursive from the root, continue, longpoll)
+// through the official `dropbox` SDK, and the classification of their failures. Main thread.
+// Invariants: every failure becomes a FeedError whose kind decides what the loop does (reset →
+// rebuild, retry → wait `delayMs` and repeat the same call, aborted → stop, fatal → long backoff);
+// longpolls use their own connection pool so that thousands of parked polls never starve the
+// bounded pool of ordinary calls (on real Dropbox they go to another host anyway).
+// Why not src/dropbox/rpc.ts: it hides cursors (listFolder returns all pages at once), retries
+// and maps errors itself (losing the `reset` tag and retry_after to its own policy), and has no
+// abort signal or longpoll — the feed loop needs all four.
+
+import { Dropbox } from 'dropbox';
+import { Agent, fetch as undiciFetch } from 'undici';
+import type { RawMetadata } from './entry.ts';
+
+export interface FeedPage {
+  entries: RawMetadata[];
+  cursor: string;
+  hasMore: boolean;
+}
+
+export type FeedErrorKind = 'reset' | 'retry' | 'aborted' | 'fatal';
+
+export class FeedError extends Error {
+  readonly kind: FeedErrorKind;
+  /** For `retry`: the server's retry_after (429) or 0 (the loop picks an exponential backoff). */
+  readonly delayMs: number;
+  readonly status: number | null;
+  constructor(kind: FeedErrorKind, message: string, delayMs = 0, status: number | null = null, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'FeedError';
+    this.kind = kind;
+    this.delayMs = delayMs;
+    this.status = status;
+  }
+}
+
+export interface FeedClientOptions {
+  /** 'https://api.dropboxapi.com' or the local box's URL. */
+  apiUrl: string;
+  accessToken: string;
+  pageLimit: number;
+  /** Longpoll timeout sent to the server (30..480 s). */
+  longpollTimeoutSec: number;
+}
+
+function tagsOf(value: unknown, depth = 0, out: string[] = []): string[] {
+  if (depth > 6 || value === null || typeof value !== 'object') return out;
+  const tag = (value as Record<string, unknown>)['.tag'];
+  if (typeof tag === 'string') out.push(tag);
+  for (const [key, child] of Object.entries(value)) if (key !== '.tag') tagsOf(child, depth + 1, out);
+  return out;
+}
+
+export function classify(err: unknown, what: string, signal: AbortSignal): FeedError {
+  if (err instanceof FeedError) return err;
+  if (signal.aborted) return new FeedError('aborted', `${what}: aborted`);
+  const status = typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : null;
+  if (status === null) {
+    // fetch network failure (TypeError), a reset socket, or a timeout of our own: retry.
+    return new FeedError('retry', `${what}: ${err instanceof Error ? err.message : String(err)}`, 0, null, err);
+  }
+  const body = (err as { error?: unknown }).error;
+  const summary = typeof (body as { error_summary?: unknown })?.error_summary === 'string' ? (body as { error_summary: string }).error_summary : '';
+  const message = `${what}: HTTP ${status} ${summary}`.trim();
+  if (status === 409 && tagsOf((body as { error?: unknown })?.error).includes('reset')) return new FeedError('reset', message, 0, status, err);
+  if (status === 429) {
+    const seconds = (body as { error?: { retry_after?: unknown } })?.error?.retry_after;
+    const header = Number((err as { headers?: { get?(k: string): string | null } }).headers?.get?.('retry-after'));
+    const delaySec = typeof seconds === 'number' ? seconds : Number.isFinite(header) && header > 0 ? header : 1;
+    return new FeedError('retry', message, delaySec * 1000, status, err);
+  }
+  if (status >= 500) return new FeedError('retry', message, 0, status, err);
+  return new FeedError('fatal', message, 0, status, err);
+}
+
+export class FeedClient {
+  readonly #sdk: Dropbox;
+  readonly #agent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
+  readonly #pollAgent = new Agent({ connections: 2, keepAliveTimeout: 1_000, bodyTimeout: 0, headersTimeout: 0 });
+  readonly #options: FeedClientOptions;
+
+  constructor(options: FeedClientOptions) {
+    this.#options = options;
+    const base = options.apiUrl.replace(/\/+$/, '');
+    const rewrite = /^https:\/\/[^/]+/;
+    const customFetch = (url: string, init: Record<string, unknown>) =>
+      undiciFetch(url.replace(rewrite, base), {
+        ...(init as object),
+        dispatcher: url.endsWith('/list_folder/longpoll') ? this.#pollAgent : this.#agent,
+      } as Parameters<typeof undiciFetch>[1]);
+    this.#sdk = new Dropbox({ accessToken: options.accessToken, fetch: customFetch as unknown as typeof fetch });
+  }
+
+  /** First page of the recursive listing of the whole account. */
+  async listRoot(signal: AbortSignal): Promise<FeedPage> {
+    try {
+      const res = await this.#sdk.filesListFolder({ path: '', recursive: true, include_deleted: false, limit: this.#options.pageLimit }, { signal });
+      return { entries: res.result.entries as RawMetadata[], cursor: res.result.cursor, hasMore: res.result.has_more };
+    } catch (err) {
+      throw classify(err, 'list_folder', signal);
+    }
+  }
+
+  async continue(cursor: string, signal: AbortSignal): Promise<FeedPage> {
+    try {
+      const res = await this.#sdk.filesListFolderContinue({ cursor }, { signal });
+      return { entries: res.result.entries as RawMetadata[], cursor: res.result.cursor, hasMore: res.result.has_more };
+    } catch (err) {
+      throw classify(err, 'list_folder/continue', signal);
+    }
+  }
+
+  /** Waits for changes after `cursor`: { changes, backoffMs }. */
+  async longpoll(cursor: string, signal: AbortSignal): Promise<{ changes: boolean; backoffMs: number }> {
+    const timeoutSec = this.#options.longpollTimeoutSec;
+    try {
+      // Dropbox may hold a longpoll up to 90 s past its timeout (reference §3.6); beyond that, give up and retry.
+      const res = await this.#sdk.filesListFolderLongpoll({ cursor, timeout: timeoutSec }, { signal, timeout: (timeoutSec + 100) * 1000 });
+      return { changes: res.result.changes, backoffMs: (res.result.backoff ?? 0) * 1000 };
+    } catch (err) {
+      throw classify(err, 'list_folder/longpoll', signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#agent.destroy(), this.#pollAgent.destroy()]);
+  }
+}
