@@ -67,7 +67,10 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           // 416: a range starting at the end of the file is unsatisfiable; REST at the size is legal
           // FTP and sends nothing. Ask for the metadata to tell the two apart.
           const meta = await fileMetadata(ctx, task);
-          if (meta && meta.size === pos) {
+          if (meta === 'transient') {
+            // The lookup itself hit a 429/5xx/reset: try the whole step again rather than fail.
+            failure = { kind: 'retry', reason: 'get_metadata after a 416 failed', retryAfterMs: 250, throttle: null };
+          } else if (meta && meta.size === pos) {
             metadata = meta;
             total = meta.size;
             failure = null;
@@ -184,17 +187,18 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   return { ok: true, kind: 'download', metadata, byteLength: pos - task.offset, verified: hasher !== null && !!metadata.content_hash };
 }
 
-async function fileMetadata(ctx: ThreadContext, task: DownloadTask): Promise<FileMetadata | null> {
+/** The file's metadata; null when it is gone or not a file; 'transient' on 429/5xx/network errors. */
+async function fileMetadata(ctx: ThreadContext, task: DownloadTask): Promise<FileMetadata | null | 'transient'> {
   try {
     const res = await rpcRequest(ctx.agent, task.account, 'files/get_metadata', { path: task.path });
     if (res.statusCode !== 200) {
       await res.body.dump();
-      return null;
+      return res.statusCode === 429 || res.statusCode >= 500 ? 'transient' : null;
     }
     const meta = (await res.body.json()) as FileMetadata;
     return typeof meta?.size === 'number' ? meta : null;
   } catch {
-    return null;
+    return 'transient';
   }
 }
 
