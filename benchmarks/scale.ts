@@ -29,9 +29,12 @@ const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
   --timeline K            keep a byte timeline for the first K sessions (default 40)
   --bucket 250ms          timeline bucket width
   --stall-timeout 120s    a data connection idle this long fails its transfer
+  --reply-timeout T       a control reply awaited this long fails (default 60s; churn 20s)
   --pasv-ports A-B        passive ports for every server (default 61000-65000)
   --tag NAME              save as scale-<scenario>-<NAME>.json (default: scale-<scenario>.json)
-  --seed S                PRNG seed for churn (default 1)`;
+  --seed S                PRNG seed for churn (default 1)
+  --sources K             spread FTP sessions over K loopback source addresses 127.1.x.y
+                          (default 1; servers that cap connections per address need more)`;
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30 };
 
@@ -60,7 +63,7 @@ function parseArgs(argv: string[]) {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else flags.set(a.slice(2), argv[++i] ?? '');
   }
-  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed'];
+  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const get = (k: string, d: string): string => flags.get(k) ?? d;
   const defaultN = { idle: '1000', storm: '200', big: '1', churn: '50' }[scenario];
@@ -91,9 +94,11 @@ function parseArgs(argv: string[]) {
       timelineSessions: Number(get('timeline', '40')),
       bucketMs: parseMs(get('bucket', '250ms'), '--bucket'),
       stallTimeoutMs: parseMs(get('stall-timeout', '120s'), '--stall-timeout'),
+      replyTimeoutMs: parseMs(get('reply-timeout', scenario === 'churn' ? '20s' : '60s'), '--reply-timeout'),
       pasvPorts: [Number(pasv[1]), Number(pasv[2])] as [number, number],
       sampleEveryMs: 500,
       seed: Number(get('seed', '1')),
+      sourceAddresses: Number(get('sources', '1')),
     },
   };
 }

@@ -39,6 +39,7 @@ export class FtpControl {
     readonly socket: Socket,
     readonly host: string,
     readonly replyTimeoutMs: number,
+    readonly localAddress: string | undefined,
   ) {
     socket.setEncoding('latin1');
     socket.setNoDelay(true);
@@ -47,10 +48,14 @@ export class FtpControl {
     socket.on('close', () => this.fail(new FtpClientError('control connection closed')));
   }
 
-  /** Connects and reads the 220 greeting. */
-  static async connect(host: string, port: number, replyTimeoutMs = 60_000): Promise<FtpControl> {
-    const socket = connect({ host, port });
-    const control = new FtpControl(socket, host, replyTimeoutMs);
+  /**
+   * Connects and reads the 220 greeting. `localAddress` (e.g. 127.1.0.7) makes the session look
+   * like its own client host; its data connections then come from the same address, as servers
+   * that check passive connections' origin require.
+   */
+  static async connect(host: string, port: number, replyTimeoutMs = 60_000, localAddress?: string): Promise<FtpControl> {
+    const socket = connect(localAddress ? { host, port, localAddress } : { host, port });
+    const control = new FtpControl(socket, host, replyTimeoutMs, localAddress);
     const greeting = await control.reply();
     if (greeting.code !== 220) {
       socket.destroy();
@@ -183,9 +188,9 @@ export class FtpControl {
 }
 
 /** Opens a data connection; resolves once connected. */
-export function connectData(host: string, port: number, timeoutMs = 30_000): Promise<Socket> {
+export function connectData(host: string, port: number, timeoutMs = 30_000, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
+    const socket = connect(localAddress ? { host, port, localAddress } : { host, port });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new FtpClientError(`data connection to ${port} timed out`));

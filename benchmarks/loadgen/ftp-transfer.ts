@@ -28,7 +28,7 @@ const WRITE_CHUNK_BYTES = 256 * 1024;
 
 export async function ftpTransfer(ctl: FtpControl, plan: TransferPlan, meter: TransferMeter): Promise<TransferOutcome> {
   const { host, port } = await ctl.passive();
-  const data = await connectData(host, port);
+  const data = await connectData(host, port, 30_000, ctl.localAddress);
   data.setTimeout(plan.stallTimeoutMs, () => data.destroy(new FtpClientError(`data connection stalled ${plan.stallTimeoutMs} ms`)));
   try {
     return plan.op === 'RETR' ? await retr(ctl, data, plan, meter) : await stor(ctl, data, plan, meter);
@@ -49,9 +49,14 @@ async function retr(ctl: FtpControl, data: Socket, plan: TransferPlan, meter: Tr
         resolve('cut');
       }
     });
-    data.once('end', () => resolve('end'));
+    let ended = false;
+    data.once('end', () => {
+      ended = true;
+      resolve('end');
+    });
     data.once('error', reject);
-    data.once('close', () => resolve('end'));
+    // A data connection that closes without a FIN (reset, or destroyed by us) is not a clean end.
+    data.once('close', () => (ended ? resolve('end') : reject(new FtpClientError(`data connection closed without end after ${received} bytes`))));
   });
   ended.catch(() => {});
   ctl.write(`RETR ${plan.path}`);

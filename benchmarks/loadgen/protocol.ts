@@ -35,6 +35,8 @@ export interface WorkerConfig {
   stallTimeoutMs: number;
   replyTimeoutMs: number;
   seed: number;
+  /** Spread sessions over this many loopback source addresses (127.1.x.y); 1 = the default address. */
+  sourceAddresses: number;
 }
 
 export interface Counters {

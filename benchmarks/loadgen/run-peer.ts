@@ -30,9 +30,11 @@ export interface RunParams {
   bucketMs: number;
   timelineSessions: number;
   stallTimeoutMs: number;
+  replyTimeoutMs: number;
   pasvPorts: [number, number];
   sampleEveryMs: number;
   seed: number;
+  sourceAddresses: number;
 }
 
 // Relative paths: each server resolves them in the user's start directory (vsftpd has no jail here).
@@ -88,9 +90,10 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       durationMs: p.durationMs,
       holdMs: p.holdMs,
       stallTimeoutMs: p.stallTimeoutMs,
-      replyTimeoutMs: Math.max(60_000, p.stallTimeoutMs),
+      replyTimeoutMs: p.replyTimeoutMs,
       runTimeoutMs: Math.max(30 * 60_000, p.durationMs + p.holdMs + 10 * 60_000),
       seed: p.seed,
+      sourceAddresses: p.sourceAddresses,
       onProgress(c, phase) {
         progressSeries.push([nowMs(), c.bytes]);
         const rss = sampler?.last.rssBytes;

@@ -21,6 +21,13 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** Session `id`'s loopback source address when sessions are spread over `count` of them. */
+export function sourceAddress(id: number, count: number): string | undefined {
+  if (count <= 1) return undefined;
+  const k = (id % count) + 1;
+  return `127.1.${(k >> 8) & 255}.${k & 255}`;
+}
+
 export class ScenarioRunner {
   readonly counters: Counters = { loggedIn: 0, loginFailed: 0, active: 0, done: 0, failed: 0, bytes: 0 };
   readonly result: WorkerResult = {
@@ -70,7 +77,7 @@ export class ScenarioRunner {
     const logins = this.result.logins;
     logins.firstStartMs ??= started;
     try {
-      const ctl = await FtpControl.connect(t.host, t.port, this.config.replyTimeoutMs);
+      const ctl = await FtpControl.connect(t.host, t.port, this.config.replyTimeoutMs, sourceAddress(id, this.config.sourceAddresses));
       ctl.socket.on('error', () => {});
       try {
         await ctl.login(t.user, t.password);
