@@ -146,6 +146,7 @@ export class DirectoryCache {
     const before = this.#overlay.visible(pathLower, this.#tree);
     this.#overlay.tombstone(pathLower, this.#requests);
     if (before) this.#subscribers.emit({ kind: 'delete', pathLower });
+    this.refresh(); // a chain that starts after this write retires it (one extra continue per burst)
   }
 
   /** This gateway moved `fromPath` to `to` (move_v2's result): the subtree shows at its new place now. */
@@ -170,9 +171,9 @@ export class DirectoryCache {
     for (const node of moved) this.#writeOwn(node);
   }
 
-  /** Asks the feed now instead of waiting for the longpoll (e.g. after a burst of own writes). */
+  /** Asks the feed now instead of waiting for the longpoll; own writes do this by themselves. */
   refresh(): void {
-    if (this.#cursor === null) return;
+    if (this.#cursor === null) return; // a listing is under way: it ends with a chain of its own
     this.#needContinue = true;
     this.#pollAbort?.abort();
   }
@@ -219,6 +220,7 @@ export class DirectoryCache {
     const before = this.#overlay.visible(node.pathLower, this.#tree);
     this.#overlay.write(node, this.#requests);
     if (!sameEntry(before, node)) this.#subscribers.emit({ kind: 'upsert', pathLower: node.pathLower, entry: node });
+    this.refresh(); // a chain that starts after this write retires it (one extra continue per burst)
   }
 
   /** Dropbox creates missing parents on upload: so does the overlay. */
@@ -292,16 +294,22 @@ export class DirectoryCache {
   /** continue until has_more is false (one chain), then retire own writes the chain covered. */
   async #catchUp(signal: AbortSignal): Promise<void> {
     if (this.#chainStart === 0) this.#chainStart = this.#requests + 1;
-    for (;;) {
-      this.#requests++;
-      const page = await this.#client.continue(this.#cursor!, signal);
-      const changes: TreeChange[] = [];
-      for (const raw of page.entries) this.#tree.apply(raw, changes);
-      this.#cursor = page.cursor;
-      for (const change of changes) this.#announce(change.pathLower, change.node);
-      if (!page.hasMore) break;
-    }
+    // Cleared before the chain: an own write made during it asks for one more chain.
     this.#needContinue = false;
+    try {
+      for (;;) {
+        this.#requests++;
+        const page = await this.#client.continue(this.#cursor!, signal);
+        const changes: TreeChange[] = [];
+        for (const raw of page.entries) this.#tree.apply(raw, changes);
+        this.#cursor = page.cursor;
+        for (const change of changes) this.#announce(change.pathLower, change.node);
+        if (!page.hasMore) break;
+      }
+    } catch (err) {
+      this.#needContinue = true; // resume the chain from the same cursor
+      throw err;
+    }
     const chainStart = this.#chainStart;
     this.#chainStart = 0;
     const paths = this.#overlay.pathsBefore(chainStart);
