@@ -79,6 +79,15 @@ export function writeScaleCharts(doc: ScaleDoc, dir: string, stem: string): stri
       series: largest.map((r) => ({ name: `${r.server} (${r.sessions})`, points: r.resources.series.map(([t, rss]) => [t, rss] as [number, number | null]) })),
     }),
   );
+  save(
+    'pss',
+    lineChart({
+      title: `${doc.scenario}: PSS of the server's whole process tree over time`,
+      xLabel: 'seconds since start',
+      yLabel: 'PSS MiB (all processes)',
+      series: largest.map((r) => ({ name: `${r.server} (${r.sessions})`, points: r.resources.series.map(([t, , pss]) => [t, pss] as [number, number | null]) })),
+    }),
+  );
   if (doc.scenario !== 'idle') {
     save(
       'throughput-time',
