@@ -98,6 +98,11 @@ function pump(data: Socket, sessionId: number, limitBytes: number, meter: Transf
     let flushed = 0;
     const onError = (err: Error): void => reject(err);
     const onClose = (): void => reject(new FtpClientError(`data connection closed after ${flushed} of ${limitBytes} bytes`));
+    // The server may have closed the data connection while we awaited its 150.
+    if (data.destroyed || !data.writable) {
+      onClose();
+      return;
+    }
     data.once('error', onError);
     data.once('close', onClose);
     const step = (): void => {
@@ -106,7 +111,7 @@ function pump(data: Socket, sessionId: number, limitBytes: number, meter: Transf
         const chunk = slice(sessionId, position, n);
         position += n;
         const more = data.write(chunk, (err) => {
-          if (err) return;
+          if (err) return reject(err);
           flushed += n;
           meter.add(n);
           if (flushed === limitBytes) {

@@ -125,14 +125,25 @@ export class ScenarioRunner {
       this.counters.bytes += meter.record.bytes - counted;
       counted = meter.record.bytes;
     };
-    const tick = setInterval(flush, 250);
+    // Watchdog: no byte for longer than any single wait may last means a wait without a timeout
+    // hangs (a client or server defect); drop the session and count the transfer as failed.
+    const limitMs = c.stallTimeoutMs + c.replyTimeoutMs + 5_000;
+    let fire!: (err: Error) => void;
+    const watchdog = new Promise<never>((_, reject) => (fire = reject));
+    const tick = setInterval(() => {
+      flush();
+      if (nowMs() - (meter.record.lastByteMs ?? meter.record.startMs) > limitMs) {
+        ctl?.drop();
+        fire(new Error(`watchdog: no progress for ${limitMs} ms`));
+      }
+    }, 250);
     try {
       if (c.target.kind === 'http') {
-        await httpTransfer(c.target, plan, meter);
+        await Promise.race([httpTransfer(c.target, plan, meter), watchdog]);
         outcome = 'complete';
       } else {
         if (!ctl) throw new Error('not logged in');
-        outcome = await ftpTransfer(ctl, plan, meter);
+        outcome = await Promise.race([ftpTransfer(ctl, plan, meter), watchdog]);
       }
       meter.finish(true);
       this.counters.done++;
