@@ -34,7 +34,11 @@ test('an interrupted STOR commits nothing; SIZE + REST n + STOR continue its kep
   const data = await openData(port);
   c.send('STOR /resume/file.bin');
   assert.is((await c.read()).code, 150);
-  data.write(whole.subarray(0, 9 * 1024 * 1024));
+  // Let the bytes leave the client and the server take them in before the reset: when a reset
+  // arrives while data still waits in the server's receive queue, libuv can report a clean EOF
+  // instead of ECONNRESET (its POLLHUP short-cut after a partial read). That case is a known open
+  // defect of its own (see the issues), not what this test is about.
+  await new Promise<void>((resolve, reject) => data.write(whole.subarray(0, 9 * 1024 * 1024), (err) => (err ? reject(err) : resolve())));
   await sleep(1500);
   data.resetAndDestroy();
   assert.is((await c.read(10_000)).code, 426);
