@@ -27,13 +27,13 @@ export function markdownTable(scenario: string, runs: PeerRunResult[], sizeBytes
       );
     }
   } else if (scenario === 'big') {
-    rows.push(`| server | size | STOR MB/s | RETR MB/s | longest stall (s) | peak RSS (MiB) | peak PSS tree (MiB) | CPU s | main ELU mean/max |`);
+    rows.push(`| server | size | STOR MB/s | RETR MB/s | longest stall (s) | RSS idle → peak (MiB) | peak PSS tree (MiB) | CPU s | main ELU mean/max |`);
     rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of runs) {
       const s = r.byOp.STOR;
       const g = r.byOp.RETR;
       rows.push(
-        `| ${r.server} | ${sizeText(sizeBytes)} | ${s?.complete ? f(s.aggregateMBps) : 'failed'} | ${g?.complete ? f(g.aggregateMBps) : 'failed'} | ${f((r.transfers?.longestMidStallMs ?? 0) / 1000, 2)} | ${mib(r.resources.peakRssBytes)} | ${mib(r.resources.peakPssBytes)} | ${f(r.resources.cpuSecondsDuringRun)} | ${elu(r)} |`,
+        `| ${r.server} | ${sizeText(sizeBytes)} | ${s?.complete ? f(s.aggregateMBps) : 'failed'} | ${g?.complete ? f(g.aggregateMBps) : 'failed'} | ${f((r.transfers?.longestMidStallMs ?? 0) / 1000, 2)} | ${mib(r.resources.baselineRssBytes)} → ${mib(r.resources.peakRssBytes)} | ${mib(r.resources.peakPssBytes)} | ${f(r.resources.cpuSecondsDuringRun)} | ${elu(r)} |`,
       );
     }
   } else {

@@ -41,15 +41,18 @@ export interface OpSummary {
 export function summariseTransfers(records: TransferRecord[], epochMs: number): OpSummary {
   const ok = records.filter((r) => r.ok);
   const bytes = records.reduce((s, r) => s + r.bytes, 0);
-  // A transfer counts until the server confirmed it (226: for STOR, the file is committed).
+  // A transfer counts until the server confirmed it (226: for STOR, the file is committed); the
+  // clock starts at the first command (storm: at 'go'; big: the RETR starts after the STOR).
   const lastEnd = records.reduce((m, r) => Math.max(m, (r.ok ? r.endMs : r.lastByteMs) ?? epochMs), epochMs);
+  const firstStart = records.reduce((m, r) => Math.min(m, r.startMs), Infinity);
+  const origin = Math.max(epochMs, firstStart);
   const rates = records.map((r) => r.bytes / 1e6 / Math.max(1e-3, ((r.endMs ?? r.lastByteMs ?? r.startMs) - r.startMs) / 1000));
   return {
     transfers: records.length,
     complete: ok.length,
     failed: records.length - ok.length,
     bytes,
-    aggregateMBps: round(lastEnd > epochMs ? bytes / 1e6 / ((lastEnd - epochMs) / 1000) : null, 2),
+    aggregateMBps: round(lastEnd > origin ? bytes / 1e6 / ((lastEnd - origin) / 1000) : null, 2),
     jain: round(jainIndex(rates), 4),
     minMedianRatio: round(minMedianRatio(rates), 4),
     longestStallMs: round(records.length ? Math.max(...records.map((r) => r.longestGapMs)) : null, 1),
