@@ -29,6 +29,7 @@ export const ERRORS = {
   DROPFTP_ERR_LOGIN_FAILED: { ftp: 530, text: 'Login incorrect' },
   DROPFTP_ERR_NOT_LOGGED_IN: { ftp: 530, text: 'Please login with USER and PASS' },
   DROPFTP_ERR_TOO_MANY_CONNECTIONS: { ftp: 421, text: 'Too many connections' },
+  DROPFTP_ERR_BANNED: { ftp: 421, text: 'Too many failed logins from your address; try again later' },
   DROPFTP_ERR_TLS_REQUIRED: { ftp: 530, text: 'TLS required before login' },
   DROPFTP_ERR_BAD_COMMAND: { ftp: 501, text: 'Syntax error in parameters or arguments' },
   DROPFTP_ERR_NO_DATA_CONNECTION: { ftp: 425, text: "Can't open data connection" },
