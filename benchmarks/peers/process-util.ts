@@ -39,17 +39,19 @@ export async function waitForListener(host: string, port: number, timeoutMs: num
   }
 }
 
+export async function debInstalled(name: string): Promise<boolean> {
+  try {
+    const { stdout } = await run('dpkg-query', ['-W', '-f=${Status}', name]);
+    return stdout.includes('install ok installed');
+  } catch {
+    return false;
+  }
+}
+
 /** Installs missing Debian packages with apt-get (root only); returns null or why it could not. */
 export async function ensureDebPackages(packages: string[]): Promise<string | null> {
   const missing: string[] = [];
-  for (const p of packages) {
-    try {
-      const { stdout } = await run('dpkg-query', ['-W', '-f=${Status}', p]);
-      if (!stdout.includes('install ok installed')) missing.push(p);
-    } catch {
-      missing.push(p);
-    }
-  }
+  for (const p of packages) if (!(await debInstalled(p))) missing.push(p);
   if (missing.length === 0) return null;
   if (process.getuid?.() !== 0) return `not root: cannot install ${missing.join(', ')}`;
   process.stderr.write(`installing ${missing.join(', ')} with apt-get...\n`);

@@ -17,7 +17,7 @@ import { jainIndex, median, minMedianRatio, percentile } from '../../benchmarks/
 import { PERIOD_BYTES, slice } from '../../benchmarks/loadgen/pattern.ts';
 import { summariseTransfers } from '../../benchmarks/loadgen/summarise.ts';
 import { ftpSrvStockPeer } from '../../benchmarks/peers/ftp-srv-stock.ts';
-import { ensureDebPackages } from '../../benchmarks/peers/process-util.ts';
+import { debInstalled } from '../../benchmarks/peers/process-util.ts';
 import { pyftpdlibPeer } from '../../benchmarks/peers/pyftpdlib.ts';
 import type { PeerInstance } from '../../benchmarks/peers/types.ts';
 
@@ -74,9 +74,9 @@ test('summary of transfer records: aggregate rate, stalls, completion', () => {
 });
 
 async function startServer(workDir: string): Promise<PeerInstance> {
-  // CI installs python3-pyftpdlib (.ci/run); elsewhere fall back to stock ftp-srv, always installed.
-  const missing = process.getuid?.() === 0 ? await ensureDebPackages(['python3-pyftpdlib']) : 'not root';
-  const peer = missing ? ftpSrvStockPeer : pyftpdlibPeer;
+  // CI installs python3-pyftpdlib (.ci/run); without it, stock ftp-srv (an npm dependency). Never
+  // installs anything itself.
+  const peer = (await debInstalled('python3-pyftpdlib')) ? pyftpdlibPeer : ftpSrvStockPeer;
   return peer.start({ workDir, pasvPorts: [61000, 61999], sessions: 20 });
 }
 
