@@ -1,0 +1,159 @@
+// Shared helpers of the reliability suites: a whole dropftp stack in-process (or as a `dropftp serve`
+// child), an independent view of the store straight over the local box's HTTP API (never through
+// dropftp), a seeded PRNG, and resource counters. Test code only.
+// Invariant: everything verified here is read back from the local box, so a bug in dropftp's read
+// path cannot hide a bug in its write path.
+
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+export const LONG = process.env.RELIABILITY_LONG === '1';
+export const SEED = Number(process.env.RELIABILITY_SEED ?? 20240917);
+
+/** mulberry32: small, fast, seeded; every random choice in these suites comes from one of these. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function pick<T>(rnd: () => number, items: readonly T[]): T {
+  return items[Math.floor(rnd() * items.length)]!;
+}
+
+/** Deterministic bytes (fast: a repeated seeded 64 KiB pattern with the offset mixed in). */
+export function pattern(byteLength: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(byteLength);
+  const rnd = prng(seed);
+  const block = Buffer.allocUnsafe(Math.min(byteLength, 64 * KiB));
+  for (let i = 0; i < block.length; i++) block[i] = Math.floor(rnd() * 256);
+  for (let off = 0; off < byteLength; off += block.length) {
+    block.copy(out, off, 0, Math.min(block.length, byteLength - off));
+    if (off + 4 <= byteLength) out.writeUInt32LE(off >>> 0, off); // no two blocks alike
+  }
+  return out;
+}
+
+export function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** A client of the local box's Dropbox HTTP API, holding a fresh access token of the data dir's account. */
+export class BoxView {
+  constructor(
+    readonly url: string,
+    readonly accessToken: string,
+  ) {}
+
+  static async open(url: string, dataDir: string, accountName = 'local'): Promise<BoxView> {
+    const stored = parse(await readFile(join(dataDir, 'accounts.yaml'), 'utf8')) as Record<string, { refreshToken: string; appKey: string; appSecret: string }>;
+    const account = stored[accountName];
+    if (!account) throw new Error(`no account ${accountName} in ${dataDir}/accounts.yaml`);
+    const res = await fetch(`${url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: account.refreshToken, client_id: account.appKey, client_secret: account.appSecret }),
+    });
+    if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
+    return new BoxView(url, ((await res.json()) as { access_token: string }).access_token);
+  }
+
+  /** The committed bytes of a file, or null when it does not exist. */
+  async download(path: string): Promise<Buffer | null> {
+    const res = await fetch(`${this.url}/2/files/download`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.accessToken}`, 'Dropbox-API-Arg': JSON.stringify({ path }) },
+    });
+    if (res.status === 409) {
+      await res.arrayBuffer();
+      return null;
+    }
+    if (!res.ok) throw new Error(`download ${path}: HTTP ${res.status} ${await res.text()}`);
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  async rpc<T>(route: string, body: unknown): Promise<{ status: number; body: T }> {
+    const res = await fetch(`${this.url}/2/${route}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.accessToken}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* keep the text */
+    }
+    return { status: res.status, body: parsed as T };
+  }
+
+  /** Every file under the root: path_lower → { size, content_hash }. */
+  async listFiles(): Promise<Map<string, { size: number; contentHash: string }>> {
+    type Entry = { '.tag': string; path_lower: string; size?: number; content_hash?: string };
+    type Page = { entries: Entry[]; cursor: string; has_more: boolean };
+    const out = new Map<string, { size: number; contentHash: string }>();
+    let page = await this.rpc<Page>('files/list_folder', { path: '', recursive: true, limit: 2000 });
+    for (;;) {
+      if (page.status !== 200) throw new Error(`list_folder: HTTP ${page.status} ${JSON.stringify(page.body)}`);
+      for (const e of page.body.entries) if (e['.tag'] === 'file') out.set(e.path_lower, { size: e.size!, contentHash: e.content_hash! });
+      if (!page.body.has_more) return out;
+      page = await this.rpc<Page>('files/list_folder/continue', { cursor: page.body.cursor });
+    }
+  }
+}
+
+/** Open file descriptors of this process (sockets, pipes, files). */
+export async function openFds(): Promise<number> {
+  const { readdir } = await import('node:fs/promises');
+  return (await readdir('/proc/self/fd')).length;
+}
+
+export function tcpHandles(): number {
+  return process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap' || name === 'TCPServerWrap').length;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what()}`);
+    await sleep(50);
+  }
+}
+
+/** Forces full collections so that heap numbers compare (needs --expose-gc; a no-op without it). */
+export async function settleGc(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await sleep(30);
+  }
+}
+
+/** Writes a file straight into the store (files/upload, overwrite), bypassing dropftp. */
+export async function boxUpload(view: BoxView, path: string, bytes: Buffer): Promise<void> {
+  const res = await fetch(`${view.url}/2/files/upload`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${view.accessToken}`,
+      'Content-Type': 'application/octet-stream',
+      'Dropbox-API-Arg': JSON.stringify({ path, mode: 'overwrite' }),
+    },
+    body: bytes,
+  });
+  if (!res.ok) throw new Error(`upload ${path}: HTTP ${res.status} ${await res.text()}`);
+  await res.arrayBuffer();
+}
