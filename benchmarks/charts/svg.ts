@@ -58,14 +58,17 @@ export function lineChart(spec: ChartSpec): string {
   const xs = pts.map((p) => p[0]);
   const ys = pts.map((p) => p[1]);
   const tx = (x: number): number => (spec.logX ? Math.log10(Math.max(x, 1e-9)) : x);
-  let xLo = xs.length ? Math.min(...xs.map(tx)) : 0;
-  let xHi = xs.length ? Math.max(...xs.map(tx)) : 1;
+  // reduce, not Math.min(...): charts may hold more points than a call takes arguments
+  const lo = (v: number[]): number => v.reduce((m, x) => (x < m ? x : m), Infinity);
+  const hi = (v: number[]): number => v.reduce((m, x) => (x > m ? x : m), -Infinity);
+  let xLo = xs.length ? lo(xs.map(tx)) : 0;
+  let xHi = xs.length ? hi(xs.map(tx)) : 1;
   if (xHi === xLo) {
     xLo -= 0.5;
     xHi += 0.5;
   }
-  const yLo = spec.yMin ?? Math.min(0, ...ys);
-  let yHi = spec.yMax ?? Math.max(...ys, ...(spec.hLines ?? []).map((h) => h.y), yLo + 1e-9);
+  const yLo = spec.yMin ?? Math.min(0, lo(ys));
+  let yHi = spec.yMax ?? Math.max(hi(ys), ...(spec.hLines ?? []).map((h) => h.y), yLo + 1e-9);
   if (spec.yMax === undefined) yHi = yHi + (yHi - yLo) * 0.05;
   const X = (x: number): number => m.left + ((tx(x) - xLo) / (xHi - xLo)) * plotW;
   const Y = (y: number): number => m.top + plotH - ((y - yLo) / (yHi - yLo)) * plotH;

@@ -141,12 +141,21 @@ async function cut(ctl: FtpControl, plan: TransferPlan): Promise<TransferOutcome
     ctl.drop();
     return 'dropped';
   }
+  // Wait for ABOR's own 225/226 (after any 426) before the next command: servers that run ABOR
+  // asynchronously have been seen answering a pipelined NOOP before it.
   ctl.write('ABOR');
+  for (let i = 0; i < 4; i++) {
+    const r = await ctl.reply(ABOR_REPLY_TIMEOUT_MS);
+    if (r.code === 225 || r.code === 226 || r.code >= 500) break;
+    if (r.code < 400) throw new FtpClientError(`ABOR: unexpected ${r.code} ${r.text}`, r);
+  }
   await resync(ctl);
   return 'aborted';
 }
 
-/** Reads replies (426, 225, 226, ...) until a NOOP's 200 shows the control stream is in step. */
+const ABOR_REPLY_TIMEOUT_MS = 10_000;
+
+/** Reads replies (a late 225/226, ...) until a NOOP's 200 shows the control stream is in step. */
 async function resync(ctl: FtpControl): Promise<void> {
   ctl.write('NOOP');
   for (let i = 0; i < 8; i++) {

@@ -146,9 +146,12 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
             { sessions: 0, outcomes: {} as Record<string, number> },
           )
         : null;
+    // The first transfer of each of the first `timelineSessions` sessions (churn runs many per session).
+    const seen = new Set<number>();
     const timeline = transfers
       .filter((t) => t.buckets)
       .sort((a, b) => a.id - b.id || a.startMs - b.startMs)
+      .filter((t) => !seen.has(t.id) && seen.add(t.id) !== null)
       .map((t) => ({ id: t.id, op: t.op, ok: t.ok, buckets: t.buckets! }));
     const all = transfers.length ? summariseTransfers(transfers, raw.epochMs) : null;
     line.done(
