@@ -118,6 +118,18 @@ export async function openFds(): Promise<number> {
   return (await readdir('/proc/self/fd')).length;
 }
 
+/** What each open fd is (socket:[inode], pipe:[..], a path), counted by kind: for leak messages. */
+export async function fdKinds(): Promise<Record<string, number>> {
+  const { readdir, readlink } = await import('node:fs/promises');
+  const out: Record<string, number> = {};
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => 'gone');
+    const kind = target.replace(/\[\d+\]$/, '').replace(/^\/.*/, 'file');
+    out[kind] = (out[kind] ?? 0) + 1;
+  }
+  return out;
+}
+
 export function tcpHandles(): number {
   return process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap' || name === 'TCPServerWrap').length;
 }
@@ -126,19 +138,22 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string | Promise<string>): Promise<void> {
   const start = Date.now();
   while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what()}`);
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${await what()}`);
     await sleep(50);
   }
 }
 
-/** Forces full collections so that heap numbers compare (needs --expose-gc; a no-op without it). */
+/** Forces full collections so that heap numbers compare (works without --expose-gc). */
 export async function settleGc(): Promise<void> {
-  const gc = (globalThis as { gc?: () => void }).gc;
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
   for (let i = 0; i < 3; i++) {
-    gc?.();
+    gc();
     await sleep(30);
   }
 }

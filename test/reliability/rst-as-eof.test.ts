@@ -1,0 +1,47 @@
+// Known open defect, pinned: a client that resets its STOR data connection while some of its bytes
+// still wait in the server's receive queue gets 226, and the store commits the truncated prefix.
+// libuv reports EOF instead of ECONNRESET when POLLHUP arrives after a partial read (its
+// uv__stream_io short-cut), so the FTP layer sees a clean end. Runs with RELIABILITY_KNOWN_DEFECTS=1
+// (fails today: about 3 in 20 attempts commit a prefix); promote it to CI once fixed.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RawFtp, openData } from '../ftp/helpers/raw-client.ts';
+import { startStack, type Stack } from '../ftp/helpers/stack.ts';
+import { BoxView, KiB, pattern, sha256, sleep } from './helpers.ts';
+
+const ENABLED = process.env.RELIABILITY_KNOWN_DEFECTS === '1';
+const ATTEMPTS = 20;
+let stack: Stack;
+
+test.before(async () => {
+  if (ENABLED) stack = await startStack({ engineWorkers: 1 });
+});
+test.after(async () => {
+  if (ENABLED) await stack.stop();
+});
+
+(ENABLED ? test : test.skip)('a STOR reset with bytes in flight is never answered 226 nor committed', async () => {
+  const view = await BoxView.open(stack.box.url, stack.dataDir);
+  const wrong: string[] = [];
+  for (let i = 0; i < ATTEMPTS; i++) {
+    const c = await RawFtp.connect(stack.port);
+    await c.login(stack.user, stack.password);
+    const { port } = await c.pasv();
+    const data = await openData(port);
+    data.on('error', () => {});
+    c.send(`STOR /rst/${i}.bin`);
+    assert.is((await c.read()).code, 150);
+    const bytes = pattern(300 * KiB, i);
+    data.write(bytes);
+    await sleep(5);
+    data.resetAndDestroy();
+    const reply = await c.read(10_000);
+    const stored = await view.download(`/rst/${i}.bin`);
+    if (reply.code === 226 || (stored && sha256(stored) !== sha256(bytes))) wrong.push(`#${i}: ${reply.code}, stored ${stored?.length ?? 'nothing'} of ${bytes.length} bytes`);
+    c.close();
+  }
+  assert.equal(wrong, []);
+});
+
+test.run();
