@@ -44,13 +44,15 @@ export function markdownTable(scenario: string, runs: PeerRunResult[], sizeBytes
       const t = r.transfers;
       const sec = (ms: number | null | undefined): string => f(ms == null ? null : ms / 1000, 1);
       let lead: string;
-      if (scenario === 'churn') {
+      // TTFB and completion are measured from 'go': meaningless where sessions start at random times.
+      const churn = scenario === 'churn';
+      if (churn) {
         const o = r.churn?.outcomes ?? {};
         const count = (suffix: string): number => Object.entries(o).filter(([k]) => k.endsWith(suffix)).reduce((s, [, v]) => s + v, 0);
         lead = `| ${r.server} | ${r.sessions} | ${r.churn?.sessions ?? 0} | ${count('complete')} / ${count('aborted')} / ${count('dropped')} / ${count('failed')} |`;
       } else lead = `| ${r.server} | ${r.sessions} | ${t ? `${t.complete}/${t.transfers}` : '–'} |`;
       rows.push(
-        `${lead} ${f(t?.aggregateMBps)} (${f(r.byOp.RETR?.aggregateMBps)} / ${f(r.byOp.STOR?.aggregateMBps)}) | ${f(t?.jain, 3)} | ${f(t?.minMedianRatio, 2)} | ${sec(t?.longestStallMs)} | ${f(t?.ttfbMs.p50, 0)} / ${f(t?.ttfbMs.p99, 0)} | ${sec(t?.completionMs.p50)} / ${sec(t?.completionMs.p99)} | ${f(r.logins.perSecond, 0)} | ${mib(r.resources.peakRssBytes)} | ${f(r.resources.cpuSecondsDuringRun)} | ${elu(r)} |`,
+        `${lead} ${f(t?.aggregateMBps)} (${f(r.byOp.RETR?.aggregateMBps)} / ${f(r.byOp.STOR?.aggregateMBps)}) | ${f(t?.jain, 3)} | ${f(t?.minMedianRatio, 2)} | ${sec(t?.longestStallMs)} | ${churn ? 'n/a' : `${f(t?.ttfbMs.p50, 0)} / ${f(t?.ttfbMs.p99, 0)}`} | ${churn ? 'n/a' : `${sec(t?.completionMs.p50)} / ${sec(t?.completionMs.p99)}`} | ${f(r.logins.perSecond, 0)} | ${mib(r.resources.peakRssBytes)} | ${f(r.resources.cpuSecondsDuringRun)} | ${elu(r)} |`,
       );
     }
   }
