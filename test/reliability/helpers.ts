@@ -63,7 +63,7 @@ export class BoxView {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: account.refreshToken, client_id: account.appKey, client_secret: account.appSecret }),
     });
-    if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
+    if (!res.ok) throw new Error(`token: HTTP ${res.status} ${await res.text()}`);
     return new BoxView(url, ((await res.json()) as { access_token: string }).access_token);
   }
 
