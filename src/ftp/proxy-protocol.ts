@@ -142,7 +142,7 @@ export class ProxyHeaderError extends Error {
 export function readProxyHeader(socket: Socket, options: ReadHeaderOptions): Promise<ProxyHeader> {
   const maxV2Bytes = options.maxV2Bytes ?? PROXY_V2_DEFAULT_MAX_BYTES;
   return new Promise<ProxyHeader>((resolve, reject) => {
-    let buffered = Buffer.alloc(0);
+    let buffered: Buffer = Buffer.alloc(0);
     const cleanup = (): void => {
       clearTimeout(timer);
       socket.off('data', onData);
