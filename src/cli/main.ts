@@ -7,6 +7,7 @@ const USAGE = `usage: dropftp <command> [options]
 commands:
   serve       run the FTP server (on the embedded local box unless configured otherwise)
   user add    add an FTP user (scrypt hash in the users file)
+  auth        link a Dropbox account (OAuth 2 with PKCE; refresh token into the credentials file)
   localbox    run the local box (a Dropbox-API-compatible storage server) on its own
   help        show this text
 `;
@@ -16,6 +17,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return (await import('./serve.ts')).serveCommand(argv.slice(1));
+    case 'auth':
+      return (await import('./auth.ts')).authCommand(argv.slice(1));
     case 'user':
       return (await import('./user.ts')).userCommand(argv.slice(1));
     case 'localbox': {

@@ -1,0 +1,106 @@
+// The OAuth 2 pieces dropftp uses against Dropbox (or any base URL that speaks its API): PKCE
+// (RFC 7636, S256), the no-redirect authorize URL, and the /oauth2/token grants (code exchange,
+// refresh). Main thread. Invariants: parameters and client credentials travel in a form body
+// (RFC 6749 §2.3.1, §4.1.3) — never in the URL, where the SDK's DropboxAuth puts the refresh token
+// and secret (dropbox-api.md §6.2); failures are DropftpErrors, `transient` says whether to retry.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { fetch } from 'undici';
+import { DropftpError } from '../errors.ts';
+import { DROPBOX_API_URL } from './credentials-file.ts';
+
+export interface Pkce {
+  verifier: string;
+  challenge: string;
+}
+
+/** A 64-byte random verifier (86 base64url chars, within RFC 7636's 43..128) and its S256 challenge. */
+export function createPkce(): Pkce {
+  const verifier = randomBytes(64).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/** Where the user approves the app: Dropbox's web page, or `<apiUrl>/oauth2/authorize` elsewhere. */
+export function authorizeUrl(apiUrl: string, appKey: string, pkce: Pkce): string {
+  const base = apiUrl.replace(/\/+$/, '') === DROPBOX_API_URL ? 'https://www.dropbox.com' : apiUrl.replace(/\/+$/, '');
+  const params = new URLSearchParams({
+    client_id: appKey,
+    response_type: 'code',
+    token_access_type: 'offline', // short-lived access token + refresh token
+    code_challenge: pkce.challenge,
+    code_challenge_method: 'S256',
+  });
+  return `${base}/oauth2/authorize?${params}`;
+}
+
+export interface TokenGrant {
+  accessToken: string;
+  /** Absolute expiry (Date.now() based); Infinity when the server gave no expires_in. */
+  expiresAtMs: number;
+  refreshToken?: string;
+  accountId?: string;
+}
+
+/** Thrown by the token calls; `transient` failures (network, 429, 5xx) may be retried. */
+export class TokenError extends DropftpError {
+  readonly status: number;
+  readonly transient: boolean;
+  constructor(message: string, status: number, transient: boolean) {
+    super('DROPFTP_ERR_UPSTREAM_AUTH', message);
+    this.status = status;
+    this.transient = transient;
+  }
+}
+
+export interface ClientCredentials {
+  apiUrl: string;
+  appKey: string;
+  appSecret?: string;
+}
+
+async function tokenCall(client: ClientCredentials, params: Record<string, string>, timeoutMs: number): Promise<TokenGrant> {
+  const body = new URLSearchParams({ ...params, client_id: client.appKey });
+  if (client.appSecret) body.set('client_secret', client.appSecret);
+  const url = `${client.apiUrl.replace(/\/+$/, '')}/oauth2/token`;
+  let res;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: body.toString(),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    throw new TokenError(`${url}: ${(err as Error).message}`, 0, true);
+  }
+  const text = await res.text().catch(() => '');
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // not JSON: reported below by status
+  }
+  if (!res.ok) {
+    // Only the error tag and description: the body never echoes a token, but stay on the safe side.
+    const what = typeof json.error === 'string' ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description}` : ''}` : text.slice(0, 120);
+    throw new TokenError(`token endpoint ${params.grant_type}: HTTP ${res.status} ${what}`, res.status, res.status === 429 || res.status >= 500);
+  }
+  if (typeof json.access_token !== 'string' || json.access_token === '') {
+    throw new TokenError(`token endpoint ${params.grant_type}: no access_token in the reply`, res.status, false);
+  }
+  const expiresIn = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : null;
+  const grant: TokenGrant = { accessToken: json.access_token, expiresAtMs: expiresIn === null ? Infinity : Date.now() + expiresIn * 1000 };
+  if (typeof json.refresh_token === 'string') grant.refreshToken = json.refresh_token;
+  if (typeof json.account_id === 'string') grant.accountId = json.account_id;
+  return grant;
+}
+
+/** authorization_code grant with the PKCE verifier (no redirect_uri: the no-redirect flow). */
+export function exchangeCode(client: ClientCredentials, code: string, verifier: string, timeoutMs = 30_000): Promise<TokenGrant> {
+  return tokenCall(client, { grant_type: 'authorization_code', code, code_verifier: verifier }, timeoutMs);
+}
+
+/** refresh_token grant: a new short-lived access token (Dropbox returns no new refresh token). */
+export function refreshAccessToken(client: ClientCredentials, refreshToken: string, timeoutMs = 30_000): Promise<TokenGrant> {
+  return tokenCall(client, { grant_type: 'refresh_token', refresh_token: refreshToken }, timeoutMs);
+}
