@@ -3,18 +3,30 @@
 // local box). Main thread. Invariants: every failure is a DropftpError (errors.ts); 429/5xx/network
 // failures of these idempotent-or-checked calls are retried a few times honouring retry_after;
 // identical read calls in flight at once share one request (2,000 clients listing one folder make
-// one list_folder call, not 2,000); nothing is cached beyond that.
+// one list_folder call, not 2,000); nothing is cached beyond that. With a token provider, each call
+// takes the account's current access token and a 401 expired_access_token is retried once with a
+// refreshed one (the provider refreshes once for all callers holding the stale token).
 
 import { Dropbox } from 'dropbox';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { DropftpError } from '../errors.ts';
-import { mapDropboxError, retryAfterMs } from './errors.ts';
+import type { TokenProvider } from '../auth/token-manager.ts';
+import { errorTags, mapDropboxError, retryAfterMs } from './errors.ts';
 
 export interface RpcAccount {
   name: string;
   /** 'https://api.dropboxapi.com' or the local box's URL. */
   apiUrl: string;
-  accessToken: string;
+  /** A fixed token (tests, tools); ignored when `tokens` is given. */
+  accessToken?: string;
+  /** Short-lived tokens from the token manager. */
+  tokens?: TokenProvider;
+}
+
+/** Told about every HTTP attempt (metrics). `status` 0: no HTTP answer (network failure). */
+export interface RpcObserver {
+  request(route: string, status: number): void;
+  retry(route: string): void;
 }
 
 export interface DropboxEntry {
@@ -49,22 +61,40 @@ function toEntry(raw: SdkEntry): DropboxEntry | null {
 
 export class DropboxRpc {
   readonly account: RpcAccount;
-  readonly #sdk: Dropbox;
   readonly #inflight = new Map<string, Promise<unknown>>();
+  readonly #fetch: typeof fetch;
+  readonly #tokens: TokenProvider;
+  readonly #observer: RpcObserver | null;
+  // One SDK client per token: a call always runs with the token it was given, so a 401 names it.
+  #sdk: { token: string; client: Dropbox } | null = null;
 
-  constructor(account: RpcAccount, dispatcher: Agent = sharedAgent()) {
+  constructor(account: RpcAccount, dispatcher: Agent = sharedAgent(), observer: RpcObserver | null = null) {
     this.account = account;
     const base = account.apiUrl.replace(/\/+$/, '');
     const rewrite = /^https:\/\/[^/]+/;
     const customFetch = (url: string, init: Record<string, unknown>) =>
       undiciFetch(url.replace(rewrite, base), { ...(init as object), dispatcher } as Parameters<typeof undiciFetch>[1]);
-    this.#sdk = new Dropbox({ accessToken: account.accessToken, fetch: customFetch as unknown as typeof fetch });
+    this.#fetch = customFetch as unknown as typeof fetch;
+    const fixed = account.accessToken ?? '';
+    this.#tokens = account.tokens ?? { get: async () => fixed, expired: async () => fixed };
+    this.#observer = observer;
+  }
+
+  #client(token: string): Dropbox {
+    if (this.#sdk?.token !== token) this.#sdk = { token, client: new Dropbox({ accessToken: token, fetch: this.#fetch }) };
+    return this.#sdk.client;
+  }
+
+  /** users/get_current_account: who the token belongs to (`dropftp auth` verifies with it). */
+  async currentAccount(): Promise<{ accountId: string; email: string; displayName: string }> {
+    const res = await this.#call('users/get_current_account', (sdk) => sdk.usersGetCurrentAccount());
+    return { accountId: res.result.account_id, email: res.result.email, displayName: res.result.name.display_name };
   }
 
   /** Metadata of one path (never the root, which Dropbox does not describe). */
   getMetadata(path: string): Promise<DropboxEntry> {
     return this.#shared(`meta\0${path.toLowerCase()}`, async () => {
-      const res = await this.#call('get_metadata', () => this.#sdk.filesGetMetadata({ path }));
+      const res = await this.#call('files/get_metadata', (sdk) => sdk.filesGetMetadata({ path }));
       const entry = toEntry(res.result as SdkEntry);
       if (!entry) throw new DropftpError('DROPFTP_ERR_NOT_FOUND', `get_metadata ${path}: deleted`);
       return entry;
@@ -75,7 +105,7 @@ export class DropboxRpc {
   listFolder(path: string): Promise<DropboxEntry[]> {
     return this.#shared(`list\0${path.toLowerCase()}`, async () => {
       const entries: DropboxEntry[] = [];
-      let res = await this.#call('list_folder', () => this.#sdk.filesListFolder({ path, limit: 2000 }));
+      let res = await this.#call('files/list_folder', (sdk) => sdk.filesListFolder({ path, limit: 2000 }));
       for (;;) {
         for (const raw of res.result.entries as SdkEntry[]) {
           const entry = toEntry(raw);
@@ -83,28 +113,28 @@ export class DropboxRpc {
         }
         if (!res.result.has_more) return entries;
         const cursor = res.result.cursor;
-        res = await this.#call('list_folder/continue', () => this.#sdk.filesListFolderContinue({ cursor }));
+        res = await this.#call('files/list_folder/continue', (sdk) => sdk.filesListFolderContinue({ cursor }));
       }
     });
   }
 
   /** True when the folder has at least one entry. */
   async hasChildren(path: string): Promise<boolean> {
-    const res = await this.#call('list_folder', () => this.#sdk.filesListFolder({ path, limit: 1 }));
+    const res = await this.#call('files/list_folder', (sdk) => sdk.filesListFolder({ path, limit: 1 }));
     return res.result.entries.length > 0;
   }
 
   async createFolder(path: string): Promise<void> {
-    await this.#call('create_folder_v2', () => this.#sdk.filesCreateFolderV2({ path, autorename: false }), false);
+    await this.#call('files/create_folder_v2', (sdk) => sdk.filesCreateFolderV2({ path, autorename: false }), false);
   }
 
   /** Deletes a path; with parentRev, only that very version of a file. */
   async delete(path: string, parentRev?: string): Promise<void> {
-    await this.#call('delete_v2', () => this.#sdk.filesDeleteV2(parentRev ? { path, parent_rev: parentRev } : { path }), false);
+    await this.#call('files/delete_v2', (sdk) => sdk.filesDeleteV2(parentRev ? { path, parent_rev: parentRev } : { path }), false);
   }
 
   async move(fromPath: string, toPath: string): Promise<void> {
-    await this.#call('move_v2', () => this.#sdk.filesMoveV2({ from_path: fromPath, to_path: toPath, autorename: false }), false);
+    await this.#call('files/move_v2', (sdk) => sdk.filesMoveV2({ from_path: fromPath, to_path: toPath, autorename: false }), false);
   }
 
   #shared<T>(key: string, run: () => Promise<T>): Promise<T> {
@@ -115,16 +145,32 @@ export class DropboxRpc {
     return promise;
   }
 
-  /** Runs one SDK call with retries; `idempotent` false retries only when nothing was done (429). */
-  async #call<T>(what: string, run: () => Promise<T>, idempotent = true): Promise<T> {
+  /**
+   * Runs one SDK call with retries; `idempotent` false retries only when nothing was done (429, and
+   * 401 expired_access_token: Dropbox refused the call before doing anything).
+   */
+  async #call<T>(what: string, run: (sdk: Dropbox) => Promise<T>, idempotent = true): Promise<T> {
+    let token = await this.#tokens.get();
+    let refreshed = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await run();
+        const result = await run(this.#client(token));
+        this.#observer?.request(what, 200);
+        return result;
       } catch (err) {
+        const status = (err as { status?: unknown }).status;
+        this.#observer?.request(what, typeof status === 'number' ? status : 0);
+        if (status === 401 && !refreshed && errorTags((err as { error?: { error?: unknown } }).error?.error).includes('expired_access_token')) {
+          refreshed = true;
+          attempt--; // an auth refresh is not a fault retry
+          this.#observer?.retry(what);
+          token = await this.#tokens.expired(token);
+          continue;
+        }
         const waitMs = retryAfterMs(err);
-        const status = (err as { status?: number }).status;
         const retryable = waitMs !== null && (idempotent || status === 429);
         if (!retryable || attempt >= MAX_ATTEMPTS) throw mapDropboxError(err, what);
+        this.#observer?.retry(what);
         await new Promise((resolve) => setTimeout(resolve, waitMs * attempt));
       }
     }
