@@ -2,7 +2,11 @@
 // Invariants: a line is decoded only once complete, so a multi-byte UTF-8 character split across
 // TCP segments survives (ftp-srv decoded each chunk on its own and split per chunk: defect
 // "commands split across TCP packets"); Telnet IAC sequences (RFC 854, sent with ABOR per RFC 959
-// 4.1.3) are removed; no line grows past maxLineBytes (the rest of an overlong line is discarded).
+// 4.1.3) are removed; no line grows past maxLineBytes (the rest of an overlong line is discarded);
+// a line that is not valid UTF-8 (a legacy Latin-1 client) is read as Latin-1, never with U+FFFD
+// replacements (defect "invalid UTF-8 names collapse": r\xe9sum\xe9 and r\xe8sum\xe8 were one file).
+
+import { isUtf8 } from 'node:buffer';
 
 export type LineEvent = { line: string } | { tooLong: true };
 
@@ -72,7 +76,7 @@ export class LineReader {
     this.#parts = [];
     this.#length = 0;
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
-    if (line.length > 0) out.push({ line: line.toString('utf8') });
+    if (line.length > 0) out.push({ line: line.toString(isUtf8(line) ? 'utf8' : 'latin1') });
   }
 
   /** Removes IAC commands (IAC IP, IAC DM, IAC WILL x …); IAC IAC stands for one 0xFF byte. */
