@@ -3,10 +3,14 @@
 // (line-reader.ts); the control socket is never paused, so ABOR/STAT/QUIT/NOOP are read and
 // answered during a transfer (ftp-srv paused it for the whole transfer); a handler's failure
 // becomes a reply, never an unhandled rejection; replies go out in one write; the idle timeout
-// never fires while a transfer runs (stall timeouts guard transfers instead).
+// never fires while a transfer runs (stall timeouts guard transfers instead); the peer address is
+// the real client's (from a PROXY header when a load balancer stands in front), and the access
+// limiter sees every login: a banned address is refused before its password is checked, a failed
+// login is answered only after the limiter's delay, a user over its cap is refused after login.
 
 import type { Socket } from 'node:net';
 import { DropftpError, toDropftpError } from '../errors.ts';
+import type { ConnectionTicket } from '../limits/index.ts';
 import { FTP_SRV_MESSAGES, FtpConnection, type ReplyLetter, type ReplyOptions } from './ftp-srv-types.ts';
 import { LineReader } from './line-reader.ts';
 import { parseCommand, type Command, type CommandSpec } from './commands/types.ts';
@@ -37,20 +41,27 @@ export class FtpSession extends FtpConnection {
   /** After EPSV ALL (RFC 2428 4) only EPSV may set up data connections. */
   epsvAll = false;
   lastDataSetup: 'PASV' | 'EPSV' | 'PORT' | 'EPRT' | '' = '';
-  /** Addresses of the control connection (kept: a TLS upgrade replaces commandSocket). */
+  /**
+   * Addresses of the control connection (kept: a TLS upgrade replaces commandSocket). The peer is
+   * the real client: its PROXY-protocol source address when the server takes PROXY headers.
+   */
   readonly controlLocalAddress: string;
   readonly controlPeerAddress: string;
+  /** This session's hold on the server's AccessLimiter (null for sessions built without one). */
+  readonly ticket: ConnectionTicket | null;
   readonly #lines: LineReader;
   readonly #queue: Command[] = [];
   #pumping = false;
   #readPaused = false;
   #closed = false;
+  #closeAfterReply = false;
 
-  constructor(server: FtpServer, socket: Socket) {
+  constructor(server: FtpServer, socket: Socket, origin: { peerAddress?: string; localAddress?: string; ticket?: ConnectionTicket } = {}) {
     super(server, { log: server.log, socket });
     this.connector = NO_CONNECTOR;
-    this.controlLocalAddress = socket.localAddress ?? '';
-    this.controlPeerAddress = socket.remoteAddress ?? '';
+    this.controlLocalAddress = origin.localAddress ?? socket.localAddress ?? '';
+    this.controlPeerAddress = origin.peerAddress ?? socket.remoteAddress ?? '';
+    this.ticket = origin.ticket ?? null;
     this.#lines = new LineReader(server.limits.maxLineBytes);
     // ftp-srv's own 'timeout' listener closes the connection even mid-transfer: replace it.
     socket.removeAllListeners('timeout');
@@ -78,6 +89,11 @@ export class FtpSession extends FtpConnection {
 
   get isClosed(): boolean {
     return this.#closed;
+  }
+
+  /** ftp-srv's `ip` (used in its logs): the real client address. */
+  override get ip(): string | undefined {
+    return this.controlPeerAddress;
   }
 
   // ftp-srv binds this as the control socket's 'data' listener.
@@ -127,6 +143,10 @@ export class FtpSession extends FtpConnection {
       if (!spec) return void (await this.reply(502, 'Command not implemented'));
       if (!this.#allowed(spec, command.directive)) return void (await this.reply(550, 'Permission denied'));
       if (!spec.noAuth && !this.authenticated) return void (await this.reply(530, 'Please login with USER and PASS'));
+      if (this.server.requireTls && !this.secure && (spec.name === 'USER' || spec.name === 'PASS')) {
+        const error = new DropftpError('DROPFTP_ERR_TLS_REQUIRED');
+        return void (await this.reply(error.ftpCode, `${error.clientText} (use AUTH TLS or implicit FTPS)`));
+      }
       await spec.handler(this, command);
     } catch (err) {
       const error = toDropftpError(err);
@@ -156,9 +176,33 @@ export class FtpSession extends FtpConnection {
     this.closeConnector();
   }
 
-  /** Logs in through the server's authenticator (which never lets a handler's failure escape). */
+  /**
+   * Logs in through the server's authenticator (which never lets a handler's failure escape), under
+   * the access limiter: a banned address gets 421 and the connection closes, unchecked; a failed
+   * login waits the limiter's delay before its 530 (the session stays silent meanwhile), and the
+   * failure that bans the address closes the connection after its 421; a user over its session
+   * cap gets 421 and the connection closes.
+   */
   async login(username: string, password: string): Promise<void> {
-    const result = await this.server.authenticate(this, username, password);
+    const ticket = this.ticket;
+    const banned = ticket?.checkLogin();
+    if (banned) throw this.#closingWith(new DropftpError('DROPFTP_ERR_BANNED'));
+    let result: Awaited<ReturnType<FtpServer['authenticate']>>;
+    try {
+      result = await this.server.authenticate(this, username, password);
+    } catch (err) {
+      const failure = ticket && err instanceof DropftpError && err.code === 'DROPFTP_ERR_LOGIN_FAILED' ? ticket.loginFailed() : null;
+      if (failure) {
+        if (failure.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, failure.delayMs));
+        if (failure.banned) {
+          this.server.emit('banned', { address: this.controlPeerAddress, username });
+          throw this.#closingWith(new DropftpError('DROPFTP_ERR_BANNED'));
+        }
+      }
+      throw err;
+    }
+    const overCap = ticket?.loginSucceeded(username);
+    if (overCap) throw this.#closingWith(new DropftpError('DROPFTP_ERR_TOO_MANY_CONNECTIONS', 'Too many sessions for this user'));
     this.files = result.fs;
     this.userBlacklist = new Set((result.blacklist ?? []).map((verb) => verb.toUpperCase()));
     this.authenticated = true;
@@ -189,7 +233,20 @@ export class FtpSession extends FtpConnection {
       const separator = opts.eol === undefined ? (last ? ' ' : '-') : opts.eol ? ' ' : '-';
       text += (raw || !code ? message : `${code}${separator}${message}`) + '\r\n';
     });
-    return writeText(opts.socket ?? this.commandSocket, text);
+    const socket = opts.socket ?? this.commandSocket;
+    const written = writeText(socket, text);
+    if (!this.#closeAfterReply || socket !== this.commandSocket) return written;
+    this.#closeAfterReply = false;
+    this.#closed = true;
+    return written.then(() => void socket.destroySoon());
+  }
+
+  /** Marks the session for closing right after its next reply (the error's); returns the error. */
+  #closingWith(error: DropftpError): DropftpError {
+    this.#closeAfterReply = true;
+    this.#queue.length = 0; // nothing pipelined behind this command runs
+    this.commandSocket.setTimeout(10_000, () => this.commandSocket.destroy());
+    return error;
   }
 
   /** Replies, then closes the control connection. */

@@ -4,11 +4,18 @@
 // service owns its lifecycle); sessions live in a Map, so counting them is O(1) (ftp-srv counted
 // Object.keys on every connect and disconnect); disconnects leave no timer behind; one TLS
 // SecureContext serves AUTH TLS and every data connection (ftp-srv built one per AUTH/PASV/PORT);
-// a login handler that throws or rejects becomes a 530, never a process crash.
+// a login handler that throws or rejects becomes a 530, never a process crash; every session holds
+// one AccessLimiter ticket, released exactly once on close; with proxyProtocol on, a connection is
+// a session only after a valid PROXY header from a trusted source (limits, logs and data-connection
+// checks then see the client's real address); an implicit-FTPS listener (optional) speaks TLS from
+// the first byte and shares the one SecureContext.
 
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { DropftpError } from '../errors.ts';
+import { AccessLimiter, type LimitsOptions } from '../limits/index.ts';
+import { readProxyHeader, TrustedProxies } from './proxy-protocol.ts';
+import { acceptTls } from './tls-context.ts';
 import { FtpSrv, silentLogger, type FtpSrvLogger } from './ftp-srv-types.ts';
 import { FtpSession } from './connection.ts';
 import { buildCommandTable } from './commands/index.ts';
@@ -47,12 +54,27 @@ export interface FtpServerOptions extends Partial<SessionLimits> {
   /** Address announced in PASV replies (for NAT); defaults to the control connection's local address. */
   publicHost?: string | null;
   tls?: SecureContextOptions | null;
+  /** A second listener speaking TLS from the first byte (implicit FTPS, usually 990); needs `tls`. */
+  implicitTlsPort?: number | null;
+  /** Refuse USER/PASS (530) until the control connection is TLS (AUTH TLS or implicit). */
+  requireTls?: boolean;
+  /** Connection caps, login-failure delay and bans, bandwidth caps (src/limits). */
+  access?: AccessLimiter | LimitsOptions;
+  /** PROXY protocol v1/v2 on both control listeners: a header is required on every connection. */
+  proxyProtocol?: ProxyProtocolOptions | null;
   authenticate?: Authenticator;
   blacklist?: string[];
   whitelist?: string[];
   greeting?: string;
   log?: FtpSrvLogger;
   commands?: Map<string, CommandSpec>;
+}
+
+export interface ProxyProtocolOptions {
+  /** Addresses or CIDR blocks allowed to send a header (empty: any source); others are closed. */
+  trustedProxies?: string[];
+  /** A connection whose header is not complete by then is closed (default 5000). */
+  headerTimeoutMs?: number;
 }
 
 const DEFAULT_LIMITS: SessionLimits = {
@@ -77,6 +99,13 @@ export class FtpServer extends FtpSrv {
   readonly publicHost: string | null;
   readonly secureContext: SecureContext | null;
   readonly sessions = new Map<string, FtpSession>();
+  readonly access: AccessLimiter;
+  readonly requireTls: boolean;
+  readonly #implicitServer: Server | null = null;
+  readonly #implicitPort: number;
+  readonly #proxy: { trusted: TrustedProxies; headerTimeoutMs: number } | null;
+  /** Accepted sockets still waiting for their PROXY header (closed by close()). */
+  readonly #pending = new Set<Socket>();
   readonly #authenticator: Authenticator | undefined;
   readonly #host: string;
   readonly #port: number;
@@ -93,7 +122,7 @@ export class FtpServer extends FtpSrv {
     }
     // ftp-srv's own net.Server (never listened) is replaced by ours.
     this.server.removeAllListeners();
-    this.server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket, false));
     this.server.on('error', (error) => this.emit('server-error', { error }));
 
     this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(options) });
@@ -103,6 +132,31 @@ export class FtpServer extends FtpSrv {
     this.passivePorts = new PassivePortPool(options.pasvPorts ?? null);
     this.publicHost = options.publicHost ?? null;
     this.secureContext = options.tls ? createSecureContext(options.tls) : null;
+    this.access = options.access instanceof AccessLimiter ? options.access : new AccessLimiter(options.access ?? {});
+    this.requireTls = options.requireTls === true;
+    if (this.requireTls && !this.secureContext) throw new DropftpError('DROPFTP_ERR_CONFIG', 'requireTls: needs a TLS certificate and key');
+    this.#implicitPort = options.implicitTlsPort ?? -1;
+    if (options.implicitTlsPort !== undefined && options.implicitTlsPort !== null) {
+      if (!this.secureContext) throw new DropftpError('DROPFTP_ERR_CONFIG', 'implicitTlsPort: needs a TLS certificate and key');
+      if (!Number.isInteger(options.implicitTlsPort) || options.implicitTlsPort < 0 || options.implicitTlsPort > 65535) {
+        throw new DropftpError('DROPFTP_ERR_CONFIG', `implicitTlsPort: expected a port number, got ${String(options.implicitTlsPort)}`);
+      }
+      this.#implicitServer = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket, true));
+      this.#implicitServer.on('error', (error) => this.emit('server-error', { error }));
+    }
+    if (options.proxyProtocol) {
+      const headerTimeoutMs = options.proxyProtocol.headerTimeoutMs ?? 5000;
+      if (!(Number.isInteger(headerTimeoutMs) && headerTimeoutMs > 0)) throw new DropftpError('DROPFTP_ERR_CONFIG', 'proxyProtocol.headerTimeoutMs: expected an integer > 0');
+      let trusted: TrustedProxies;
+      try {
+        trusted = new TrustedProxies(options.proxyProtocol.trustedProxies ?? []);
+      } catch (err) {
+        throw new DropftpError('DROPFTP_ERR_CONFIG', `proxyProtocol.trustedProxies: ${(err as Error).message}`);
+      }
+      this.#proxy = { trusted, headerTimeoutMs };
+    } else {
+      this.#proxy = null;
+    }
     this.#authenticator = options.authenticate;
     this.#host = options.host ?? '0.0.0.0';
     this.#port = options.port ?? 2121;
@@ -114,19 +168,12 @@ export class FtpServer extends FtpSrv {
   }
 
   get isTLS(): boolean {
-    return false; // implicit FTPS is not offered; AUTH TLS upgrades a session explicitly
+    return false; // the main listener is plain FTP (AUTH TLS upgrades); implicit FTPS has its own
   }
 
   async listen(): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new DropftpError('DROPFTP_ERR_CONFIG', `listen: ${err.message}`, { cause: err }));
-      this.server.once('error', onError);
-      // A deep accept queue: thousands of clients may connect in the same instant.
-      this.server.listen({ port: this.#port, host: this.#host, backlog: 4096 }, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
+    await listenOn(this.server, this.#port, this.#host, 'port');
+    if (this.#implicitServer) await listenOn(this.#implicitServer, this.#implicitPort, this.#host, 'implicitTlsPort');
     return this.server.address() as AddressInfo;
   }
 
@@ -134,12 +181,18 @@ export class FtpServer extends FtpSrv {
     return this.server.address() as AddressInfo | null;
   }
 
+  /** The implicit-FTPS listener's address, when there is one. */
+  get implicitTlsAddress(): AddressInfo | null {
+    return (this.#implicitServer?.address() as AddressInfo | null | undefined) ?? null;
+  }
+
   /** Stops accepting, aborts transfers (nothing half-uploaded is committed), closes every session. */
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     this.emit('closing');
-    const closed = new Promise<void>((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
+    const closed = Promise.all([this.server, this.#implicitServer].map((server) => new Promise<void>((resolve) => (server?.listening ? server.close(() => resolve()) : resolve()))));
+    for (const socket of this.#pending) socket.destroy();
     for (const session of this.sessions.values()) {
       session.transfer?.abort(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN'));
       void session.close(421, 'Server shutting down');
@@ -175,26 +228,84 @@ export class FtpServer extends FtpSrv {
     }
   }
 
-  #accept(socket: Socket): void {
-    socket.on('error', () => {});
-    if (this.#closing || this.sessions.size >= this.limits.maxConnections) {
+  #accept(raw: Socket, implicitTls: boolean): void {
+    raw.on('error', () => {});
+    if (this.#closing || this.sessions.size + this.#pending.size >= this.limits.maxConnections) {
       const error = this.#closing ? new DropftpError('DROPFTP_ERR_SHUTTING_DOWN') : new DropftpError('DROPFTP_ERR_TOO_MANY_CONNECTIONS');
-      socket.write(`${error.ftpCode} ${error.clientText}\r\n`);
-      socket.destroySoon();
+      // Before a PROXY header or a TLS handshake a reply would be noise to the peer: just close.
+      if (this.#proxy || implicitTls) raw.destroy();
+      else refuse(raw, `${error.ftpCode} ${error.clientText}`);
       return;
     }
+    const proxy = this.#proxy;
+    if (!proxy) return this.#admit(raw, implicitTls, raw.remoteAddress ?? '');
+    if (!proxy.trusted.has(raw.remoteAddress)) {
+      this.emit('client-error', { connection: null, context: 'proxyProtocol', error: new Error(`PROXY header from untrusted ${raw.remoteAddress}`) });
+      raw.destroy();
+      return;
+    }
+    this.#pending.add(raw);
+    readProxyHeader(raw, { timeoutMs: proxy.headerTimeoutMs }).then(
+      (header) => {
+        this.#pending.delete(raw);
+        if (this.#closing || raw.destroyed) return void raw.destroy();
+        this.#admit(raw, implicitTls, header.local || !header.sourceAddress ? (raw.remoteAddress ?? '') : header.sourceAddress);
+      },
+      (error: unknown) => {
+        this.#pending.delete(raw);
+        this.emit('client-error', { connection: null, context: 'proxyProtocol', error });
+        raw.destroy();
+      },
+    );
+  }
+
+  /** A connection whose real client address is known: limits, then a session (or a 421). */
+  #admit(raw: Socket, implicitTls: boolean, peerAddress: string): void {
+    const localAddress = raw.localAddress ?? '';
+    const socket = implicitTls ? acceptTls(raw, this.secureContext!) : raw;
+    const admission = this.access.connect(peerAddress);
+    if (!admission.ok) {
+      this.emit('refused', { address: peerAddress, reason: admission.refusal.reason });
+      refuse(socket, admission.refusal.reply);
+      return;
+    }
+    const ticket = admission.ticket;
     socket.setNoDelay(true);
     if (this.limits.idleTimeoutMs > 0) socket.setTimeout(this.limits.idleTimeoutMs);
-    const session = new FtpSession(this, socket);
+    const session = new FtpSession(this, socket, { peerAddress, localAddress, ticket });
+    if (implicitTls) {
+      session.secure = true;
+      session.dataProtection = 'P'; // an implicit-FTPS client expects private data unless it says PROT C
+    }
     const id = session.id;
     this.sessions.set(id, session);
     socket.once('close', () => {
+      ticket.release();
       this.sessions.delete(id);
       this.emit('disconnect', { connection: session, id, newConnectionCount: this.sessions.size });
     });
     this.emit('connect', { connection: session, id, newConnectionCount: this.sessions.size });
     void session.reply(220, this.#greeting).then(() => socket.resume());
   }
+}
+
+/** Sends one reply line, then closes once it is flushed; a peer that never reads is cut after 5 s. */
+function refuse(socket: Socket, line: string): void {
+  socket.setTimeout(5000, () => socket.destroy());
+  socket.write(`${line}\r\n`);
+  socket.destroySoon();
+}
+
+function listenOn(server: Server, port: number, host: string, option: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(new DropftpError('DROPFTP_ERR_CONFIG', `${option}: listen on ${host}:${port}: ${err.message}`, { cause: err }));
+    server.once('error', onError);
+    // A deep accept queue: thousands of clients may connect in the same instant.
+    server.listen({ port, host, backlog: 4096 }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }
 
 function definedOnly(options: FtpServerOptions): Partial<SessionLimits> {
