@@ -13,7 +13,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { DropftpError } from '../errors.ts';
-import { AccessLimiter, type LimitsOptions } from '../limits/index.ts';
+import { AccessLimiter, NO_LIMITS, type LimitsOptions } from '../limits/index.ts';
 import { readProxyHeader, TrustedProxies } from './proxy-protocol.ts';
 import { acceptTls } from './tls-context.ts';
 import { FtpSrv, silentLogger, type FtpSrvLogger } from './ftp-srv-types.ts';
@@ -58,7 +58,7 @@ export interface FtpServerOptions extends Partial<SessionLimits> {
   implicitTlsPort?: number | null;
   /** Refuse USER/PASS (530) until the control connection is TLS (AUTH TLS or implicit). */
   requireTls?: boolean;
-  /** Connection caps, login-failure delay and bans, bandwidth caps (src/limits). */
+  /** Connection caps, login-failure delay and bans (src/limits); default none (NO_LIMITS). */
   access?: AccessLimiter | LimitsOptions;
   /** PROXY protocol v1/v2 on both control listeners: a header is required on every connection. */
   proxyProtocol?: ProxyProtocolOptions | null;
@@ -132,7 +132,7 @@ export class FtpServer extends FtpSrv {
     this.passivePorts = new PassivePortPool(options.pasvPorts ?? null);
     this.publicHost = options.publicHost ?? null;
     this.secureContext = options.tls ? createSecureContext(options.tls) : null;
-    this.access = options.access instanceof AccessLimiter ? options.access : new AccessLimiter(options.access ?? {});
+    this.access = options.access instanceof AccessLimiter ? options.access : new AccessLimiter(options.access ?? NO_LIMITS);
     this.requireTls = options.requireTls === true;
     if (this.requireTls && !this.secureContext) throw new DropftpError('DROPFTP_ERR_CONFIG', 'requireTls: needs a TLS certificate and key');
     this.#implicitPort = options.implicitTlsPort ?? -1;

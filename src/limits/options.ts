@@ -100,6 +100,16 @@ function cap(name: string, value: BandwidthCap | undefined): BandwidthCap {
   return Object.freeze(out);
 }
 
+/** No caps, no login delay, no bans: what a bare FtpServer gets when given no access options. */
+export const NO_LIMITS: Readonly<LimitsOptions> = Object.freeze({
+  maxConnections: 0,
+  maxConnectionsPerAddress: 0,
+  maxConnectionsPerUser: 0,
+  loginDelayBaseMs: 0,
+  loginDelayMaxMs: 0,
+  banAfterFailures: 0,
+});
+
 export function resolveLimits(options: LimitsOptions = {}): ResolvedLimits {
   const d = LIMITS_DEFAULTS;
   const bits = count('ipv6PrefixBits', options.ipv6PrefixBits, d.ipv6PrefixBits, 1);
