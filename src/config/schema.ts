@@ -1,0 +1,122 @@
+// The configuration schema: every option of `dropftp serve`, its kind, default, environment
+// variable, flag and documentation, in one table. Main thread, read-only data. Invariants: a key is
+// the option's dotted path in the YAML file; its env name and flag are derived from the key (plus
+// the few short flag aliases listed here) so the three sources can never disagree; the example
+// file and the README table are generated from this table (`dropftp config example`).
+
+import { availableParallelism } from 'node:os';
+import type { KindSpec } from './values.ts';
+
+export interface EntryField extends KindSpec {
+  doc: string;
+  required?: boolean;
+}
+
+export interface OptionSpec extends KindSpec {
+  key: string;
+  /** Value when no source sets it (null: off / derived at start, see doc). */
+  default: unknown;
+  doc: string;
+  /** Extra flags besides the derived `--dotted-key-in-kebab-case` (kept from earlier releases). */
+  aliases?: readonly string[];
+  /** For kind 'map': the fields of each entry (the map itself is only settable in the file). */
+  entry?: Readonly<Record<string, EntryField>>;
+}
+
+const CPUS = Math.max(1, availableParallelism());
+
+export const OPTIONS: readonly OptionSpec[] = [
+  // service
+  { key: 'listen', kind: 'hostPort', default: '0.0.0.0:2121', doc: 'FTP control connection address ([::]:2121 for IPv6).' },
+  { key: 'dataDir', kind: 'string', default: './data', doc: 'Local box storage, local accounts and (by default) the users file.' },
+  { key: 'usersFile', kind: 'string', nullable: true, default: null, aliases: ['--users'], doc: 'Users file (null: <dataDir>/users.yaml). Reloaded on SIGHUP.' },
+  { key: 'passivePorts', kind: 'portRange', nullable: true, default: null, aliases: ['--pasv-ports'], doc: 'Passive data ports "A-B" (null: any free port).' },
+  { key: 'publicHost', kind: 'string', nullable: true, default: null, doc: 'Address announced in PASV replies to non-local clients (behind NAT).' },
+  { key: 'greeting', kind: 'string', default: 'dropftp ready', doc: 'Text of the 220 greeting.' },
+  { key: 'shutdownGraceMs', kind: 'durationMs', default: 30_000, max: 3_600_000, aliases: ['--grace'], doc: 'On SIGTERM: how long running transfers may finish before the rest are aborted.' },
+  // transfer engine
+  { key: 'engine.workers', kind: 'int', min: 1, max: 64, default: CPUS, doc: 'Transfer worker threads (default: the CPU count).' },
+  { key: 'engine.noWorkers', kind: 'bool', default: false, aliases: ['--no-workers'], doc: 'Run every transfer on the main thread (the benchmark baseline).' },
+  { key: 'engine.memoryBudgetBytes', kind: 'bytes', min: 1 << 20, max: 2 ** 40, default: 512 * 1024 * 1024, doc: 'Memory for rings and append buffers, all transfers together ("512MiB").' },
+  { key: 'engine.maxRequestsPerAccount', kind: 'int', min: 1, max: 1024, default: 16, doc: 'Ceiling of concurrent Dropbox requests per account (adapts down on 429).' },
+  { key: 'engine.commitLingerMs', kind: 'durationMs', max: 10_000, default: 20, doc: 'How long upload commits wait to be batched together.' },
+  // FTP session limits
+  { key: 'session.idleTimeoutMs', kind: 'durationMs', default: 300_000, doc: 'Idle control connection closed (421) after this (0: never). Not counted during transfers.' },
+  { key: 'session.dataConnectTimeoutMs', kind: 'durationMs', min: 1, default: 15_000, doc: 'How long a transfer command waits for its data connection.' },
+  { key: 'session.unusedDataTimeoutMs', kind: 'durationMs', min: 1, default: 30_000, doc: 'An unclaimed passive listener or data socket is closed after this.' },
+  { key: 'session.stallTimeoutMs', kind: 'durationMs', default: 120_000, doc: 'A transfer moving no byte for this long is aborted (426; 0: never).' },
+  { key: 'session.maxLineBytes', kind: 'int', min: 64, max: 1 << 20, default: 8192, doc: 'Longest command line accepted.' },
+  { key: 'session.maxQueuedCommands', kind: 'int', min: 1, max: 10_000, default: 64, doc: 'Pipelined commands buffered before the control socket is paused.' },
+  { key: 'session.maxLoginFailures', kind: 'int', min: 1, default: 3, doc: 'Failed PASS attempts before the connection is closed.' },
+  // connection and login limits (src/limits)
+  { key: 'limits.maxConnections', kind: 'int', min: 1, default: 10_000, doc: 'Connections to the whole server.' },
+  { key: 'limits.maxConnectionsPerAddress', kind: 'int', min: 1, default: 50, doc: 'Connections from one client address (IPv6: per prefix).' },
+  { key: 'limits.maxConnectionsPerUser', kind: 'int', min: 1, default: 100, doc: 'Logged-in sessions of one user.' },
+  { key: 'limits.ipv6PrefixBits', kind: 'int', min: 1, max: 128, default: 64, doc: 'IPv6 clients are counted per prefix of this many bits.' },
+  { key: 'limits.loginDelayBaseMs', kind: 'durationMs', default: 500, doc: 'First failed login of an address is answered after this; doubles per failure.' },
+  { key: 'limits.loginDelayMaxMs', kind: 'durationMs', default: 8000, doc: 'Cap of that growing delay.' },
+  { key: 'limits.banAfterFailures', kind: 'int', min: 1, default: 10, doc: 'Failed logins of one address within failureWindowMs that ban it.' },
+  { key: 'limits.failureWindowMs', kind: 'durationMs', min: 1, default: 900_000, doc: 'A failure is forgotten this long after the address\'s last failure.' },
+  { key: 'limits.banMs', kind: 'durationMs', min: 1, default: 900_000, doc: 'How long a ban lasts.' },
+  { key: 'limits.maxTrackedAddresses', kind: 'int', min: 1, default: 100_000, doc: 'Addresses whose failures are remembered (least recently seen forgotten first).' },
+  { key: 'limits.bandwidth.downloadBytesPerSec', kind: 'bytes', nullable: true, min: 1024, default: null, doc: 'Download cap per user, all sessions together (null: none).' },
+  { key: 'limits.bandwidth.uploadBytesPerSec', kind: 'bytes', nullable: true, min: 1024, default: null, doc: 'Upload cap per user, all sessions together (null: none).' },
+  {
+    key: 'limits.userBandwidth',
+    kind: 'map',
+    default: {},
+    doc: 'Per-user caps replacing limits.bandwidth for the users named (file only).',
+    entry: {
+      downloadBytesPerSec: { kind: 'bytes', min: 1024, nullable: true, doc: 'Download cap of this user.' },
+      uploadBytesPerSec: { kind: 'bytes', min: 1024, nullable: true, doc: 'Upload cap of this user.' },
+    },
+  },
+  // FTPS (RFC 4217, explicit AUTH TLS)
+  { key: 'tls.certFile', kind: 'string', nullable: true, default: null, doc: 'PEM certificate chain; with tls.keyFile enables AUTH TLS (null: no FTPS).' },
+  { key: 'tls.keyFile', kind: 'string', nullable: true, default: null, doc: 'PEM private key of tls.certFile.' },
+  { key: 'tls.required', kind: 'bool', default: false, doc: 'Refuse login on a control connection that is not TLS.' },
+  // behind a load balancer
+  { key: 'proxyProtocol.enabled', kind: 'bool', default: false, aliases: ['--proxy-protocol'], doc: 'Expect a PROXY protocol v1/v2 header on every control connection.' },
+  { key: 'proxyProtocol.trustedProxies', kind: 'stringList', default: [], doc: 'Addresses allowed to send PROXY headers (empty: any; comma-separated in env/flags).' },
+  // admin listener
+  { key: 'admin', kind: 'hostPort', nullable: true, default: null, doc: 'Admin listener for /metrics and /healthz, HOST:PORT (null: off).' },
+  // logs
+  { key: 'log.level', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', doc: 'Lowest level written.' },
+  { key: 'log.format', kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto', doc: 'json: one JSON object a line; pretty: readable lines; auto: pretty on a terminal, else json.' },
+  // Dropbox accounts
+  { key: 'credentialsFile', kind: 'string', nullable: true, default: null, doc: 'Refresh tokens written by `dropftp auth` (mode 0600; null: <dataDir>/credentials.yaml).' },
+  {
+    key: 'accounts',
+    kind: 'map',
+    default: {},
+    doc: 'Dropbox accounts by name (file only); users name one. "local" (the embedded local box) always exists.',
+    entry: {
+      appKey: { kind: 'string', required: true, doc: 'Dropbox app key (PKCE: no secret needed).' },
+      appSecret: { kind: 'string', nullable: true, doc: 'App secret, for apps that use one.' },
+      apiUrl: { kind: 'string', nullable: true, doc: 'RPC base URL (default https://api.dropboxapi.com; tests point it at the local box).' },
+      contentUrl: { kind: 'string', nullable: true, doc: 'Content base URL (default https://content.dropboxapi.com).' },
+      authUrl: { kind: 'string', nullable: true, doc: 'OAuth2 token base URL (default https://api.dropboxapi.com).' },
+    },
+  },
+];
+
+export const OPTION_BY_KEY: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((o) => [o.key, o]));
+
+const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** `limits.maxConnectionsPerAddress` → `DROPFTP_LIMITS_MAX_CONNECTIONS_PER_ADDRESS`. */
+export function envName(key: string): string {
+  return 'DROPFTP_' + key.split('.').map((part) => kebab(part).replace(/-/g, '_').toUpperCase()).join('_');
+}
+
+/** `limits.maxConnectionsPerAddress` → `--limits-max-connections-per-address`. */
+export function flagName(key: string): string {
+  return '--' + key.split('.').map(kebab).join('-');
+}
+
+/** Every flag (derived and aliases) → its option. */
+export const OPTION_BY_FLAG: ReadonlyMap<string, OptionSpec> = new Map(
+  OPTIONS.filter((o) => o.kind !== 'map').flatMap((o) => [flagName(o.key), ...(o.aliases ?? [])].map((flag) => [flag, o] as const)),
+);
+
+export const OPTION_BY_ENV: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.filter((o) => o.kind !== 'map').map((o) => [envName(o.key), o]));

@@ -1,0 +1,64 @@
+// Where log records go: pino hands each record here as one JSON line; we redact it (redact.ts) and
+// write it to the output as JSON, or as a readable line for terminals. Main thread. Invariants:
+// every record passes through redact() before any byte is written (one choke point, whatever
+// logged it); writes are synchronous, so nothing logged before exit is lost; a line that is not
+// JSON is written redacted as it is.
+
+import { writeSync } from 'node:fs';
+import { redact, redactString } from './redact.ts';
+
+export type LogFormat = 'json' | 'pretty';
+
+export interface LogOutput {
+  write(text: string): void;
+}
+
+/** Standard output, written synchronously (also when it is a pipe). */
+export const STDOUT: LogOutput = {
+  write(text) {
+    try {
+      writeSync(1, text);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      process.stdout.write(text);
+    }
+  },
+};
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
+const COLORS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
+const HIDDEN = new Set(['level', 'time', 'msg', 'pid', 'hostname']);
+
+function shownValue(value: unknown): string {
+  if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  if (value && typeof value === 'object' && 'message' in value && 'stack' in value) return JSON.stringify((value as { message: unknown }).message);
+  return JSON.stringify(value);
+}
+
+/** `12:00:01.234 INFO  transfer user=bob path=/a.bin bytes=42 …` (optionally coloured). */
+export function prettyLine(record: Record<string, unknown>, color: boolean): string {
+  const level = Number(record.level);
+  const time = typeof record.time === 'string' ? record.time.slice(11, 23) : new Date(Number(record.time ?? Date.now())).toISOString().slice(11, 23);
+  const name = LEVELS[level] ?? String(record.level);
+  const tag = color ? `\x1b[${COLORS[level] ?? '0'}m${name}\x1b[0m` : name;
+  const fields = Object.entries(record)
+    .filter(([key, value]) => !HIDDEN.has(key) && value !== undefined)
+    .map(([key, value]) => `${key}=${shownValue(value)}`);
+  return `${time} ${tag} ${String(record.msg ?? '')}${fields.length ? ' ' + fields.join(' ') : ''}\n`;
+}
+
+export function createSink(format: LogFormat, output: LogOutput = STDOUT, color = false): { write(line: string): void } {
+  return {
+    write(line: string) {
+      let record: unknown;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        output.write(redactString(line));
+        return;
+      }
+      const clean = redact(record) as Record<string, unknown>;
+      output.write(format === 'json' ? JSON.stringify(clean) + '\n' : prettyLine(clean, color));
+    },
+  };
+}
