@@ -3,7 +3,8 @@
 // client gone, 451 upstream); a stream that closes without end/finish/error fails the transfer
 // (ftp-srv hung forever with the control socket paused); an upload is ended (committed) only after
 // the client's data socket ended cleanly — any reset, abort, stall or shutdown aborts it instead
-// (ftp-srv's STOR ran the commit on aborted uploads); the data socket moves no byte for
+// (ftp-srv's STOR ran the commit on aborted uploads), and an end is trusted only once
+// confirmCleanEnd has told it from a reset read as EOF; the data socket moves no byte for
 // stallTimeoutMs → 426.
 
 import type { Readable } from 'node:stream';
@@ -11,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import { DropftpError, toDropftpError } from '../errors.ts';
 import type { ActiveTransfer, FtpSession } from './connection.ts';
 import type { UploadSink } from './fs/types.ts';
+import { confirmCleanEnd } from './data/clean-end.ts';
 
 export interface TransferHandle extends ActiveTransfer {
   readonly signal: AbortSignal;
@@ -185,12 +187,14 @@ export function sendBuffer(buffer: Buffer, socket: Duplex, handle: TransferHandl
 }
 
 /**
- * Data socket → upload sink. The sink is ended (which commits) only on the socket's clean 'end';
- * every other way out aborts the sink, which commits nothing.
+ * Data socket → upload sink. The sink is ended (which commits) only on the socket's clean 'end',
+ * confirmed on the TCP socket (`dataSocket`: the socket itself, or the one under a TYPE A
+ * converter); every other way out aborts the sink, which commits nothing.
  */
-export function receiveStream(socket: Duplex, sink: UploadSink, handle: TransferHandle): Promise<void> {
+export function receiveStream(socket: Duplex, sink: UploadSink, handle: TransferHandle, dataSocket: Duplex = socket): Promise<void> {
   return once<void>((settle) => {
     let clientEnded = false;
+    let active = true;
     const fail = (err: DropftpError): void => {
       sink.abort(err.message);
       socket.destroy();
@@ -202,8 +206,14 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
     };
     const onDrain = (): void => void socket.resume();
     const onEnd = (): void => {
+      // From here the probe decides: the input may close (a TYPE A converter does) before it answers.
       clientEnded = true;
-      sink.end();
+      void confirmCleanEnd(dataSocket).then((clean) => {
+        if (!active) return;
+        if (!clean) return fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'data connection reset before its end'));
+        dataSocket.end();
+        sink.end();
+      });
     };
     const onFinish = (): void => settle(null);
     const onSinkError = (err: unknown): void => fail(toDropftpError(err, 'DROPFTP_ERR_COMMIT_FAILED'));
@@ -226,6 +236,7 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
     if (handle.signal.aborted) queueMicrotask(onAbort);
     socket.resume();
     return () => {
+      active = false;
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onSocketGone);

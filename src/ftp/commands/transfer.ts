@@ -92,7 +92,7 @@ async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE
   }
   const name = baseName(path);
   await session.reply(150, mode === 'STOU' ? `FILE: ${name}` : `Ok to send data for ${name}`);
-  await runTransfer(session, mode, socket, (handle) => receiveStream(input, sink, handle), mode === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete');
+  await runTransfer(session, mode, socket, (handle) => receiveStream(input, sink, handle, socket), mode === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete');
 }
 
 async function abor(session: FtpSession): Promise<void> {

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
+import { registerDataSocket } from './clean-end.ts';
 import { sameAddress, type DataConnector } from './connector.ts';
 
 export interface ActiveOptions {
@@ -37,10 +38,11 @@ export class ActiveConnector implements DataConnector {
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'PORT/EPRT port out of range');
     }
-    const socket = connect({ host: options.host, port: options.port, family: options.family, localAddress: options.localAddress });
+    const socket = connect({ host: options.host, port: options.port, family: options.family, localAddress: options.localAddress, allowHalfOpen: true });
     socket.on('error', () => {});
     this.#socket = socket;
-    this.#data = options.secureContext ? new TLSSocket(socket, { isServer: true, secureContext: options.secureContext }) : socket;
+    this.#data = options.secureContext ? new TLSSocket(socket, { isServer: true, secureContext: options.secureContext }) : socket; // allowHalfOpen comes from the TCP socket
+    registerDataSocket(this.#data, socket);
     if (this.#data !== socket) this.#data.on('error', () => {});
     this.#ready = new Promise<Duplex>((resolve, reject) => {
       socket.once('connect', () => resolve(this.#data));

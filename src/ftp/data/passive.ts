@@ -10,6 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
+import { registerDataSocket } from './clean-end.ts';
 import { sameAddress, type DataConnector } from './connector.ts';
 import type { PassivePortPool } from './passive-ports.ts';
 
@@ -41,7 +42,7 @@ export class PassiveConnector implements DataConnector {
 
   private constructor(options: PassiveOptions) {
     this.#options = options;
-    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#onConnection(socket));
+    this.#server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.#onConnection(socket));
   }
 
   static async open(options: PassiveOptions): Promise<PassiveConnector> {
@@ -109,10 +110,11 @@ export class PassiveConnector implements DataConnector {
     this.#server = null;
     let socket: Duplex = raw;
     if (this.#options.secureContext) {
-      const secure = new TLSSocket(raw, { isServer: true, secureContext: this.#options.secureContext });
+      const secure = new TLSSocket(raw, { isServer: true, secureContext: this.#options.secureContext }); // allowHalfOpen from raw
       secure.on('error', () => {});
       socket = secure;
     }
+    registerDataSocket(socket, raw);
     socket.once('close', () => {
       if (!this.#claimed) this.close();
     });
