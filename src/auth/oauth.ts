@@ -35,8 +35,8 @@ export function authorizeUrl(apiUrl: string, appKey: string, pkce: Pkce): string
 
 export interface TokenGrant {
   accessToken: string;
-  /** Absolute expiry (Date.now() based); Infinity when the server gave no expires_in. */
-  expiresAtMs: number;
+  /** Lifetime from the server's expires_in; Infinity when it gave none. */
+  expiresInMs: number;
   refreshToken?: string;
   accountId?: string;
 }
@@ -89,7 +89,7 @@ async function tokenCall(client: ClientCredentials, params: Record<string, strin
     throw new TokenError(`token endpoint ${params.grant_type}: no access_token in the reply`, res.status, false);
   }
   const expiresIn = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : null;
-  const grant: TokenGrant = { accessToken: json.access_token, expiresAtMs: expiresIn === null ? Infinity : Date.now() + expiresIn * 1000 };
+  const grant: TokenGrant = { accessToken: json.access_token, expiresInMs: expiresIn === null ? Infinity : expiresIn * 1000 };
   if (typeof json.refresh_token === 'string') grant.refreshToken = json.refresh_token;
   if (typeof json.account_id === 'string') grant.accountId = json.account_id;
   return grant;

@@ -49,12 +49,15 @@ export interface TokenManagerOptions {
   retryDelayMs?: number;
   /** Called after every refresh (metrics). */
   onRefresh?: (event: RefreshEvent) => void;
+  /** Wall clock in ms (tests move it forward to reach a token's expiry). Default Date.now. */
+  clock?: () => number;
 }
 
 interface State {
   account: ManagedAccount;
   token: string | null;
   expiresAtMs: number;
+  lifetimeMs: number;
   refreshing: Promise<string> | null;
   timer: NodeJS.Timeout | null;
 }
@@ -66,6 +69,7 @@ export class TokenManager {
   readonly #maxAttempts: number;
   readonly #retryDelayMs: number;
   readonly #onRefresh: ((event: RefreshEvent) => void) | undefined;
+  readonly #now: () => number;
   #closed = false;
 
   constructor(options: TokenManagerOptions = {}) {
@@ -73,13 +77,14 @@ export class TokenManager {
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 4);
     this.#retryDelayMs = options.retryDelayMs ?? 30_000;
     this.#onRefresh = options.onRefresh;
+    this.#now = options.clock ?? Date.now;
   }
 
   /** Adds (or replaces) an account; its first token is fetched on first use or by start(). */
   add(account: ManagedAccount): void {
     const old = this.#accounts.get(account.name);
     if (old?.timer) clearTimeout(old.timer);
-    this.#accounts.set(account.name, { account: { ...account }, token: null, expiresAtMs: 0, refreshing: null, timer: null });
+    this.#accounts.set(account.name, { account: { ...account }, token: null, expiresAtMs: 0, lifetimeMs: 0, refreshing: null, timer: null });
   }
 
   has(name: string): boolean {
@@ -115,7 +120,7 @@ export class TokenManager {
 
   async accessToken(name: string, reason: RefreshEvent['reason'] = 'expiry'): Promise<string> {
     const state = this.#state(name);
-    if (state.token !== null && Date.now() < state.expiresAtMs - this.#margin(state)) return state.token;
+    if (state.token !== null && this.#now() < state.expiresAtMs - this.#margin(state)) return state.token;
     return this.#refresh(state, reason);
   }
 
@@ -148,7 +153,7 @@ export class TokenManager {
   }
 
   #margin(state: State): number {
-    return Math.min(this.#marginMs, Math.max(0, (state.expiresAtMs - Date.now()) / 2));
+    return Math.min(this.#marginMs, state.lifetimeMs / 2);
   }
 
   #fresh(state: State): FreshToken {
@@ -185,8 +190,9 @@ export class TokenManager {
         const grant = await refreshAccessToken(account, account.refreshToken);
         if (this.#accounts.get(account.name) !== state) return grant.accessToken; // replaced meanwhile
         state.token = grant.accessToken;
-        state.expiresAtMs = grant.expiresAtMs;
-        this.#schedule(state, Number.isFinite(grant.expiresAtMs) ? grant.expiresAtMs - this.#margin(state) - Date.now() : null);
+        state.lifetimeMs = grant.expiresInMs;
+        state.expiresAtMs = this.#now() + grant.expiresInMs;
+        this.#schedule(state, Number.isFinite(grant.expiresInMs) ? grant.expiresInMs - this.#margin(state) : null);
         const fresh = this.#fresh(state);
         for (const listener of this.#listeners) listener(fresh);
         return grant.accessToken;
