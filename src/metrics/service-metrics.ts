@@ -1,0 +1,160 @@
+// Every dropftp metric, in one place: the counters other modules increment (FTP sessions, logins,
+// transfers, Dropbox RPC requests, token refreshes) and the values read at scrape time (engine
+// stats, ring and memory budget, piscina utilisation, event-loop delay, process memory). Main
+// thread. Invariants: one instance per running service; label values come from small fixed sets
+// (never a user name or a path), so the series count stays bounded.
+
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { RefreshEvent } from '../auth/token-manager.ts';
+import type { RpcObserver } from '../dropbox/rpc.ts';
+import type { ErrorCode } from '../errors.ts';
+import { Registry, type Sample } from './registry.ts';
+
+/** What the metrics read from the transfer engine at scrape time (a subset of EngineStats). */
+export interface EngineStatsLike {
+  threads: number;
+  activeDownloads: number;
+  activeUploads: number;
+  memory: { budgetBytes: number; ringBytesInUse: number; chunkBytesInUse: number };
+  accounts: Record<string, { limit: number; inFlight: number; waiting: number; throttles: number; retries: number }>;
+  retries: number;
+  throttles: number;
+  workerCrashes: number;
+  commits: { calls: number; committed: number; backlog: number };
+  /** piscina's pool utilisation (0..1), when the engine exposes it. */
+  workerUtilization?: number;
+}
+
+export type Direction = 'download' | 'upload';
+export type TransferResult = 'ok' | 'aborted' | 'failed';
+
+const ABORTED: ReadonlySet<ErrorCode> = new Set(['DROPFTP_ERR_ABORTED', 'DROPFTP_ERR_CLIENT_GONE', 'DROPFTP_ERR_STALLED', 'DROPFTP_ERR_SHUTTING_DOWN']);
+
+/** ok, aborted (the client or the server stopped it) or failed (an error). */
+export function transferResult(code: ErrorCode | null): TransferResult {
+  if (code === null) return 'ok';
+  return ABORTED.has(code) ? 'aborted' : 'failed';
+}
+
+const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly #eventLoop: IntervalHistogram;
+  #engine: (() => EngineStatsLike) | null = null;
+  #stats: EngineStatsLike | null = null;
+  #rpc429 = 0;
+  #connections: (() => number) | null = null;
+
+  readonly connectionsTotal = this.registry.counter('dropftp_ftp_connections_total', 'FTP control connections accepted.');
+  readonly logins = this.registry.counter('dropftp_ftp_logins_total', 'FTP logins by result (ok, failed).');
+  readonly transfers = this.registry.counter('dropftp_ftp_transfers_total', 'FTP file transfers by direction (download = RETR, upload = STOR/APPE/STOU) and result (ok, aborted, failed).');
+  readonly transferBytes = this.registry.counter('dropftp_ftp_transfer_bytes_total', 'File bytes moved over FTP data connections, by direction.');
+  readonly transferDuration = this.registry.histogram('dropftp_ftp_transfer_duration_seconds', 'FTP file transfer durations (open to final reply), by direction.', DURATION_BUCKETS_S);
+  readonly dropboxRequests = this.registry.counter('dropftp_dropbox_requests_total', 'Dropbox API requests from the main thread (RPC, token endpoint), by route and HTTP status (0: no answer).');
+  readonly dropboxRetries = this.registry.counter('dropftp_dropbox_rpc_retries_total', 'Dropbox RPC calls retried (429, 5xx, network, expired token), by route.');
+  readonly tokenRefreshes = this.registry.counter('dropftp_token_refreshes_total', 'Access token refreshes, by account, reason (start, expiry, expired_access_token) and result.');
+
+  constructor() {
+    this.#eventLoop = monitorEventLoopDelay({ resolution: 10 });
+    this.#eventLoop.enable();
+    const r = this.registry;
+    r.gauge('dropftp_ftp_connections', 'FTP control connections open now.', () => this.#connections?.() ?? 0);
+    r.counterFrom('dropftp_dropbox_rate_limited_total', 'HTTP 429 answers from Dropbox (rpc: main-thread calls; engine: transfer and commit requests).', () => [
+      { labels: { source: 'rpc' }, value: this.#rpc429 },
+      ...(this.#stats ? [{ labels: { source: 'engine' }, value: this.#stats.throttles }] : []),
+    ]);
+    r.counterFrom('dropftp_engine_retries_total', 'Transfer engine requests retried (429, 5xx, reset, incorrect_offset).', () => this.#fromEngine((s) => s.retries));
+    r.counterFrom('dropftp_engine_worker_crashes_total', 'Transfer worker threads that died.', () => this.#fromEngine((s) => s.workerCrashes));
+    r.counterFrom('dropftp_commit_batches_total', 'upload_session/finish_batch_v2 calls.', () => this.#fromEngine((s) => s.commits.calls));
+    r.counterFrom('dropftp_commit_batch_entries_total', 'Uploads committed through finish_batch_v2 (divide by dropftp_commit_batches_total for the mean batch size).', () => this.#fromEngine((s) => s.commits.committed));
+    r.gauge('dropftp_commit_backlog', 'Uploads waiting for their commit batch.', () => this.#fromEngine((s) => s.commits.backlog));
+    r.gauge('dropftp_engine_active_transfers', 'Transfers running in the engine, by direction.', () =>
+      this.#stats ? [{ labels: { direction: 'download' }, value: this.#stats.activeDownloads }, { labels: { direction: 'upload' }, value: this.#stats.activeUploads }] : [],
+    );
+    r.gauge('dropftp_memory_budget_bytes', 'The engine memory budget (rings and chunks).', () => this.#fromEngine((s) => s.memory.budgetBytes));
+    r.gauge('dropftp_memory_ring_bytes_in_use', 'Ring bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.ringBytesInUse));
+    r.gauge('dropftp_memory_chunk_bytes_in_use', 'Upload chunk bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.chunkBytesInUse));
+    r.gauge('dropftp_engine_request_limit', 'Per-account concurrent Dropbox request limit (AIMD), by account.', () => this.#perAccount((a) => a.limit));
+    r.gauge('dropftp_engine_requests_in_flight', 'Dropbox requests running now, by account.', () => this.#perAccount((a) => a.inFlight));
+    r.gauge('dropftp_engine_requests_waiting', 'Transfers waiting for a request turn, by account.', () => this.#perAccount((a) => a.waiting));
+    r.gauge('dropftp_worker_threads', 'Transfer worker threads (0: transfers run on the main thread).', () => this.#fromEngine((s) => s.threads));
+    r.gauge('dropftp_worker_utilization_ratio', "Transfer worker pool utilisation (piscina's utilization, 0..1).", () =>
+      typeof this.#stats?.workerUtilization === 'number' ? this.#stats.workerUtilization : [],
+    );
+    r.gauge('dropftp_event_loop_delay_seconds', 'Main-thread event-loop delay since the previous scrape (quantile 0.5, 0.99, 1 = max).', () => this.#eventLoopDelay());
+    r.gauge('dropftp_process_resident_memory_bytes', 'Resident set size of the process.', () => process.memoryUsage.rss());
+    r.gauge('dropftp_process_heap_used_bytes', 'V8 heap in use (main thread).', () => process.memoryUsage().heapUsed);
+  }
+
+  /** The engine whose stats() the scrape reads. */
+  attachEngine(stats: () => EngineStatsLike): void {
+    this.#engine = stats;
+  }
+
+  attachConnections(count: () => number): void {
+    this.#connections = count;
+  }
+
+  readonly rpcObserver: RpcObserver = {
+    request: (route, status) => {
+      this.dropboxRequests.inc({ route, status: String(status) });
+      if (status === 429) this.#rpc429++;
+    },
+    retry: (route) => this.dropboxRetries.inc({ route }),
+  };
+
+  readonly onRefresh = (event: RefreshEvent): void => {
+    this.tokenRefreshes.inc({ account: event.account, reason: event.reason, result: event.ok ? 'ok' : 'failed' });
+  };
+
+  login(ok: boolean): void {
+    this.logins.inc({ result: ok ? 'ok' : 'failed' });
+  }
+
+  transfer(direction: Direction, result: TransferResult, bytes: number, seconds: number): void {
+    this.transfers.inc({ direction, result });
+    this.transferBytes.inc({ direction }, bytes);
+    this.transferDuration.observe({ direction }, seconds);
+  }
+
+  /** The exposition text; engine stats are read once per scrape. */
+  render(): string {
+    try {
+      this.#stats = this.#engine?.() ?? null;
+    } catch {
+      this.#stats = null; // engine closed: its series are left out
+    }
+    try {
+      return this.registry.render();
+    } finally {
+      this.#stats = null;
+    }
+  }
+
+  close(): void {
+    this.#eventLoop.disable();
+  }
+
+  #fromEngine(read: (s: EngineStatsLike) => number): Sample[] {
+    return this.#stats ? [{ value: read(this.#stats) }] : [];
+  }
+
+  #perAccount(read: (a: EngineStatsLike['accounts'][string]) => number): Sample[] {
+    if (!this.#stats) return [];
+    return Object.entries(this.#stats.accounts).map(([account, a]) => ({ labels: { account }, value: read(a) }));
+  }
+
+  #eventLoopDelay(): Sample[] {
+    const h = this.#eventLoop;
+    const out: Sample[] = h.count > 0
+      ? [
+          { labels: { quantile: '0.5' }, value: h.percentile(50) / 1e9 },
+          { labels: { quantile: '0.99' }, value: h.percentile(99) / 1e9 },
+          { labels: { quantile: '1' }, value: h.max / 1e9 },
+        ]
+      : [];
+    h.reset();
+    return out;
+  }
+}
