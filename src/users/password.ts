@@ -1,8 +1,11 @@
-// scrypt password hashes for FTP users: hashing, verification, and a short-lived cache of verified
-// logins. Main thread (scrypt itself runs on the libuv pool: never blocks the event loop).
-// Invariants: hashes are "scrypt$N$r$p$salt$hash" (base64); comparison is constant-time; the cache
-// keys are HMACs under a per-process random key (no password is kept), so thousands of logins of
-// one user cost one scrypt, and a changed hash invalidates its entries.
+// scrypt password hashes for FTP users: hashing, verification, and a bounded cache of recently
+// verified logins. Called on the main thread; the scrypt work itself runs off it, on libuv's thread
+// pool (crypto.scrypt's async form; UV_THREADPOOL_SIZE threads, 4 by default, which also bounds
+// scrypt's 16 MiB-per-check memory). Invariants: hashes are "scrypt$N$r$p$salt$hash" (base64);
+// comparison is constant-time; cache keys are HMACs of user, hash and password under a per-process
+// random key (no password is kept), so a wrong password never matches a cached entry, a changed
+// hash invalidates its entries, and thousands of logins of one user cost one scrypt; the cache
+// holds at most maxEntries (least recently used dropped first) for at most ttlMs each.
 
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 
@@ -37,24 +40,41 @@ export async function verifyPassword(password: string, encoded: string): Promise
 /** Caches successful verifications for ttlMs; concurrent checks of one login share one scrypt. */
 export class LoginCache {
   readonly #key = randomBytes(32);
+  /** HMAC → expiry; Map order is recency (a hit re-inserts), so the first key is the LRU one. */
   readonly #verified = new Map<string, number>();
   readonly #inflight = new Map<string, Promise<boolean>>();
   readonly ttlMs: number;
+  readonly maxEntries: number;
+  hits = 0;
+  misses = 0;
 
-  constructor(ttlMs = 600_000) {
+  constructor(ttlMs = 600_000, maxEntries = 10_000) {
     this.ttlMs = ttlMs;
+    this.maxEntries = maxEntries;
+  }
+
+  get size(): number {
+    return this.#verified.size;
   }
 
   verify(user: string, password: string, encoded: string): Promise<boolean> {
     const id = createHmac('sha256', this.#key).update(`${user}\0${encoded}\0${password}`).digest('base64');
     const until = this.#verified.get(id);
-    if (until !== undefined && until > Date.now()) return Promise.resolve(true);
+    if (until !== undefined) {
+      this.#verified.delete(id);
+      if (until > Date.now()) {
+        this.#verified.set(id, until);
+        this.hits++;
+        return Promise.resolve(true);
+      }
+    }
     const running = this.#inflight.get(id);
     if (running) return running;
+    this.misses++;
     const check = verifyPassword(password, encoded)
       .then((ok) => {
         if (ok) {
-          if (this.#verified.size > 100_000) this.#verified.clear();
+          while (this.#verified.size >= this.maxEntries) this.#verified.delete(this.#verified.keys().next().value!);
           this.#verified.set(id, Date.now() + this.ttlMs);
         }
         return ok;

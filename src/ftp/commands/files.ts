@@ -1,7 +1,8 @@
 // Navigation and metadata commands: PWD, CWD, CDUP, MKD, RMD, DELE, RNFR/RNTO, SIZE, MDTM, MLST.
 // Main thread. Invariants: replies show client paths only (ftp-srv's MKD answered with the server's
 // absolute path); failures surface as registry codes (errors.ts), never raw error messages; XPWD,
-// XCWD, XCUP, XMKD and XRMD are aliases of the same specs, so a blacklist of one blocks the other.
+// XCWD, XCUP, XMKD and XRMD are aliases of the same specs, so a blacklist of one blocks the other;
+// SIZE, MDTM and MLST need `list` at their path, RNFR `rename` (checked before anything is read).
 
 import { DropftpError } from '../../errors.ts';
 import type { FtpSession } from '../connection.ts';
@@ -48,6 +49,7 @@ async function rnfr(session: FtpSession, command: Command): Promise<void> {
   const fs = sessionFs(session);
   const path = fs.resolve(requireArg(command));
   session.renameFrom = null;
+  fs.check?.('rename', path);
   await fs.stat(path);
   session.renameFrom = path;
   return session.reply(350, 'Ready for RNTO');
@@ -67,6 +69,7 @@ async function rnto(session: FtpSession, command: Command): Promise<void> {
 async function size(session: FtpSession, command: Command): Promise<void> {
   const fs = sessionFs(session);
   const path = fs.resolve(requireArg(command));
+  fs.check?.('list', path);
   // An interrupted upload of this path by this user: tell the client where to resume (REST n +
   // STOR, or APPE, continue the kept session); nothing of it is visible anywhere else.
   const kept = fs.keptUploadOffset?.(path) ?? null;
@@ -78,7 +81,9 @@ async function size(session: FtpSession, command: Command): Promise<void> {
 
 async function mdtm(session: FtpSession, command: Command): Promise<void> {
   const fs = sessionFs(session);
-  const info = await fs.stat(fs.resolve(requireArg(command)));
+  const path = fs.resolve(requireArg(command));
+  fs.check?.('list', path);
+  const info = await fs.stat(path);
   if (info.isDirectory) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
   return session.reply(213, ftpTime(info.mtime));
 }
@@ -86,6 +91,7 @@ async function mdtm(session: FtpSession, command: Command): Promise<void> {
 async function mlst(session: FtpSession, command: Command): Promise<void> {
   const fs = sessionFs(session);
   const path = fs.resolve(command.arg || '.');
+  fs.check?.('list', path);
   const info = await fs.stat(path);
   return session.reply(250, 'Listing', { message: ` ${mlsxFacts(info)} ${path}`, raw: true }, 'End');
 }

@@ -14,6 +14,7 @@ import { splitListOptions, type Command, type CommandSpec } from './types.ts';
 async function entriesFor(session: FtpSession, arg: string, format: 'LIST' | 'NLST' | 'MLSD'): Promise<FileInfo[]> {
   const fs = sessionFs(session);
   const path = fs.resolve(arg || '.');
+  fs.check?.('list', path);
   const info = await fs.stat(path);
   if (info.isDirectory) return fs.list(path);
   if (format === 'MLSD') throw new DropftpError('DROPFTP_ERR_NOT_A_FOLDER');

@@ -1,7 +1,8 @@
 // RETR, STOR, APPE, STOU and ABOR. Main thread. Invariants: bytes move only through the session
 // file system's openRead/openWrite (the transfer engine); a command that fails before its transfer
 // starts closes the data connector at once (ftp-srv #257 kept the listener); REST applies to the
-// next RETR or STOR only; ABOR is answered during the transfer: the transfer's 426, then 226.
+// next RETR or STOR only; ABOR is answered during the transfer: the transfer's 426, then 226;
+// permissions (read, write) are checked at the path before the data connection is awaited.
 
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
@@ -28,6 +29,7 @@ async function retr(session: FtpSession, command: Command): Promise<void> {
   const offset = session.takeRestOffset();
   const { socket, source, info } = await prepare(session, async () => {
     const path = fs.resolve(requireArg(command));
+    fs.check?.('read', path);
     const info = await fs.stat(path);
     if (info.isDirectory) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     if (offset > info.size) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
@@ -68,7 +70,9 @@ async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE
   const fs = sessionFs(session);
   const rest = session.takeRestOffset();
   const { socket, sink, path } = await prepare(session, async () => {
+    if (mode === 'STOU') fs.check?.('write', fs.resolve(command.arg || 'file'));
     const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
+    fs.check?.('write', path); // before waiting for the data connection: a refusal costs no transfer
     const socket = await waitForData(session);
     let sink: UploadSink;
     try {

@@ -1,89 +1,118 @@
-// One session's file system over a Dropbox account: metadata through the RPC client, bytes through
-// the transfer engine. Main thread. Invariants: every path is jailed under the user's root folder
-// (paths.ts); RMD refuses a non-empty folder (delete_v2 is recursive); DELE refuses folders and
-// deletes only the version it looked at (parent_rev); case-only renames go through a temporary
-// name (move_v2 refuses them); an interrupted STOR commits nothing but its upload session is kept
-// (resume-store.ts) for REST n + STOR or APPE by the same user; APPE and REST beyond a kept session
-// compose a new version from the current bytes and the new ones.
+// One session's file system over its user's tree (user-tree.ts: a root folder plus mounts, possibly
+// of other accounts): metadata through each account's store (directory cache + RPC), bytes through
+// the transfer engine. Main thread. Invariants: every path is jailed (paths.ts) and every operation
+// checks its permission at its own path (a read-only mount refuses writes whatever the verb);
+// mount points can be neither removed, renamed nor overwritten, and nothing moves across accounts;
+// RMD refuses a non-empty folder (delete_v2 is recursive); DELE deletes only the version it looked
+// at (parent_rev); case-only renames go through a temporary name (move_v2 refuses them); an
+// interrupted STOR commits nothing but its upload session is kept (resume-store.ts) for REST n +
+// STOR or APPE by the same user; a committed upload shows in listings at once.
 
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
 import type { DropboxEntry, DropboxRpc } from '../../dropbox/rpc.ts';
-import { baseName, normalizeRoot, parentOf, resolveClientPath, toDropboxPath } from './paths.ts';
+import { ALL_PERMISSIONS, type Permission } from '../../users/permissions.ts';
+import { AccountStore, type CommittedFile } from './account-store.ts';
+import { baseName, normalizeRoot, parentOf, resolveClientPath } from './paths.ts';
 import { PrefixedUpload } from './prefixed-upload.ts';
 import { ResumeStore } from './resume-store.ts';
 import type { EngineUpload, TransferAdapter } from './transfer-adapter.ts';
 import type { FileInfo, SessionFs, UploadSink } from './types.ts';
+import { UserTree, type Place } from './user-tree.ts';
 
 export interface DropboxFsOptions {
-  rpc: DropboxRpc;
   transfers: TransferAdapter;
-  /** The engine's name for the account (engine.setAccount). */
-  account: string;
   /** FTP user name: kept upload sessions belong to one user. */
   user: string;
-  /** Dropbox folder that is this user's '/', e.g. '' or '/ftp/alice'. */
+  /** The user's tree (root folder, permissions, mounts). */
+  tree?: UserTree;
+  /** Without a tree: one account, all permissions. */
+  rpc?: DropboxRpc;
+  /** Without a tree: the engine's name for that account. */
+  account?: string;
+  /** Without a tree: the Dropbox folder that is the user's '/', e.g. '' or '/ftp/alice'. */
   root?: string;
   resumes?: ResumeStore;
 }
 
 const FOLDER_TIME = new Date(0);
+const RENAME_TEMP = '.dropftp-rename-';
 
-function toInfo(entry: DropboxEntry): FileInfo {
-  return {
-    name: entry.name,
-    isDirectory: entry.tag === 'folder',
-    size: entry.size,
-    mtime: entry.modified ?? FOLDER_TIME,
-    id: entry.id,
-  };
+function toInfo(entry: DropboxEntry, name = entry.name): FileInfo {
+  return { name, isDirectory: entry.tag === 'folder', size: entry.size, mtime: entry.modified ?? FOLDER_TIME, id: entry.id };
+}
+
+function notFound(path: string): DropftpError {
+  return new DropftpError('DROPFTP_ERR_NOT_FOUND', `${path}: not found`);
 }
 
 export class DropboxFs implements SessionFs {
   cwd = '/';
-  readonly #rpc: DropboxRpc;
+  readonly #tree: UserTree;
   readonly #transfers: TransferAdapter;
-  readonly #account: string;
   readonly #user: string;
-  readonly #root: string;
   readonly #resumes: ResumeStore;
 
   constructor(options: DropboxFsOptions) {
-    this.#rpc = options.rpc;
     this.#transfers = options.transfers;
-    this.#account = options.account;
     this.#user = options.user;
-    this.#root = normalizeRoot(options.root ?? '');
     this.#resumes = options.resumes ?? new ResumeStore();
+    if (options.tree) this.#tree = options.tree;
+    else {
+      if (!options.rpc || !options.account) throw new TypeError('DropboxFs: give a tree, or rpc and account');
+      const store = new AccountStore(options.account, options.rpc, null);
+      this.#tree = new UserTree({ root: normalizeRoot(options.root ?? ''), rootStore: store, permissions: ALL_PERMISSIONS, mounts: [] });
+    }
   }
 
   resolve(arg: string): string {
     return resolveClientPath(this.cwd, arg);
   }
 
-  #dbx(path: string): string {
-    return toDropboxPath(this.#root, path);
+  /** Throws DROPFTP_ERR_PERMISSION unless `permission` is granted at `path`. */
+  check(permission: Permission, path: string): void {
+    this.#tree.check(permission, path);
+  }
+
+  /** Creates the root folder and writable mounts' folders when missing (first login of a user). */
+  async prepare(): Promise<void> {
+    await Promise.all(this.#tree.foldersToEnsure().map(({ store, dbx }) => store.ensureFolder(dbx)));
   }
 
   async stat(path: string): Promise<FileInfo> {
-    const dbx = this.#dbx(path);
-    if (dbx === '' || path === '/') {
-      if (dbx !== '') await this.#folderEntry(dbx); // the user's root must exist
-      return { name: '/', isDirectory: true, size: 0, mtime: FOLDER_TIME, id: 'root' };
+    const place = this.#tree.place(path);
+    if (path === '/' || place.dbx === '') {
+      if (place.dbx !== '') await this.#folderEntry(place, path); // the user's root must exist
+      return { name: path === '/' ? '/' : baseName(path), isDirectory: true, size: 0, mtime: FOLDER_TIME, id: 'root' };
     }
-    return toInfo(await this.#rpc.getMetadata(dbx));
+    const entry = await place.store.stat(place.dbx);
+    if (entry) return toInfo(entry, place.isMountPoint ? baseName(path) : entry.name);
+    // A folder that exists only because a mount lies below it (mount /a/b/shared, no /a in the root).
+    if (this.#tree.holdsMount(path)) return { name: baseName(path), isDirectory: true, size: 0, mtime: FOLDER_TIME, id: `virtual:${path.toLowerCase()}` };
+    throw notFound(path);
   }
 
-  async #folderEntry(dbx: string): Promise<DropboxEntry> {
-    const entry = await this.#rpc.getMetadata(dbx);
+  async #folderEntry(place: Place, path: string): Promise<DropboxEntry> {
+    const entry = await place.store.stat(place.dbx);
+    if (!entry) throw notFound(path);
     if (entry.tag !== 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FOLDER');
     return entry;
   }
 
   async list(path: string): Promise<FileInfo[]> {
-    const entries = await this.#rpc.listFolder(this.#dbx(path));
-    return entries.map(toInfo).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const place = this.#tree.check('list', path);
+    const mounted = this.#tree.mountNamesIn(path);
+    let entries: DropboxEntry[] = [];
+    try {
+      entries = await place.store.list(place.dbx);
+    } catch (err) {
+      if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND' && this.#tree.holdsMount(path))) throw err;
+    }
+    const shadowed = new Set(mounted.map((name) => name.toLowerCase()));
+    const infos = entries.filter((e) => !shadowed.has(e.name.toLowerCase()) && !e.name.startsWith(RENAME_TEMP)).map((e) => toInfo(e));
+    for (const name of mounted) infos.push(await this.stat(path === '/' ? `/${name}` : `${path}/${name}`).catch(() => ({ name, isDirectory: true, size: 0, mtime: FOLDER_TIME, id: `mount:${name}` })));
+    return infos.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async chdir(path: string): Promise<string> {
@@ -94,72 +123,93 @@ export class DropboxFs implements SessionFs {
   }
 
   async mkdir(path: string): Promise<void> {
-    if (path === '/') throw new DropftpError('DROPFTP_ERR_EXISTS');
-    await this.#rpc.createFolder(this.#dbx(path));
+    const place = this.#tree.check('mkdir', path);
+    if (path === '/' || place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_EXISTS');
+    if (baseName(path).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
+    await place.store.createFolder(place.dbx);
   }
 
   async rmdir(path: string): Promise<void> {
-    if (path === '/') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot remove the root');
-    const dbx = this.#dbx(path);
-    await this.#folderEntry(dbx);
+    const place = this.#tree.check('delete', path);
+    if (path === '/' || place.dbx === '') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot remove the root');
+    if (place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot remove a mount point');
+    // Deciding to delete: ask Dropbox itself, never the cache.
+    const entry = await place.store.rpc.getMetadata(place.dbx);
+    if (entry.tag !== 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FOLDER');
     // delete_v2 removes folders recursively: RMD must refuse a folder that still holds anything.
-    if (await this.#rpc.hasChildren(dbx)) throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
-    await this.#rpc.delete(dbx);
+    if (await place.store.hasChildren(place.dbx)) throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
+    await place.store.delete(place.dbx);
   }
 
   async remove(path: string): Promise<void> {
-    if (path === '/') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
-    const dbx = this.#dbx(path);
-    const entry = await this.#rpc.getMetadata(dbx);
+    const place = this.#tree.check('delete', path);
+    if (path === '/' || place.dbx === '' || place.isMountPoint) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
+    const entry = await place.store.rpc.getMetadata(place.dbx);
     if (entry.tag !== 'file') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
-    await this.#rpc.delete(dbx, entry.rev ?? undefined);
+    await place.store.delete(place.dbx, entry.rev ?? undefined);
   }
 
   async rename(from: string, to: string): Promise<void> {
-    if (from === '/' || to === '/') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename the root');
+    const src = this.#tree.check('rename', from);
+    const dst = this.#tree.check('rename', to);
+    if (from === '/' || to === '/' || src.dbx === '' || dst.dbx === '') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename the root');
+    for (const path of [from, to]) {
+      if (this.#tree.place(path).isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename a mount point');
+    }
+    if (src.store !== dst.store) throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename across accounts');
+    if (baseName(to).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
     if (from === to) return;
-    const src = this.#dbx(from);
-    const dst = this.#dbx(to);
-    if (src.toLowerCase() === dst.toLowerCase()) {
+    const store = src.store;
+    const source = await store.stat(src.dbx);
+    if (!source) throw notFound(from);
+    if (src.dbx.toLowerCase() === dst.dbx.toLowerCase()) {
       // move_v2 refuses case-only renames (dropbox-api.md 3.7): go through a temporary name.
-      const temporary = `${this.#dbx(parentOf(to))}/.dropftp-rename-${randomBytes(6).toString('hex')}`;
-      await this.#rpc.move(src, temporary);
+      const parent = this.#tree.place(parentOf(to)).dbx;
+      const temporary = `${parent}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
+      await store.move(src.dbx, temporary, source);
       try {
-        await this.#rpc.move(temporary, dst);
+        await store.move(temporary, dst.dbx, source);
       } catch (err) {
-        await this.#rpc.move(temporary, src).catch(() => {});
+        await store.move(temporary, src.dbx, source).catch(() => {});
         throw err;
       }
       return;
     }
     try {
-      await this.#rpc.move(src, dst);
+      await store.move(src.dbx, dst.dbx, source);
     } catch (err) {
       if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS')) throw err;
-      // FTP RNTO replaces an existing file (as rename(2) does); never a folder.
-      const [source, target] = await Promise.all([this.#rpc.getMetadata(src), this.#rpc.getMetadata(dst)]);
+      // FTP RNTO replaces an existing file (as rename(2) does); never a folder. Replacing destroys
+      // the old file, so it needs the delete permission there too.
+      this.#tree.check('delete', to);
+      const target = await store.rpc.getMetadata(dst.dbx);
       if (source.tag !== 'file' || target.tag !== 'file') throw err;
-      await this.#rpc.delete(dst, target.rev ?? undefined);
-      await this.#rpc.move(src, dst);
+      await store.delete(dst.dbx, target.rev ?? undefined);
+      await store.move(src.dbx, dst.dbx, source);
     }
   }
 
   async openRead(path: string, options: { offset: number }): Promise<Readable> {
-    return this.#transfers.openDownload(this.#account, this.#dbx(path), { offset: options.offset });
+    const place = this.#tree.check('read', path);
+    return this.#transfers.openDownload(place.store.name, place.dbx, { offset: options.offset });
   }
 
   /** Size a client should resume an upload from: a kept session's offset, when there is one. */
   keptUploadOffset(path: string): number | null {
-    return this.#resumes.peekOffset(ResumeStore.key(this.#user, this.#account, this.#dbx(path)));
+    const place = this.#tree.place(path);
+    return this.#resumes.peekOffset(ResumeStore.key(this.#user, place.store.name, place.dbx));
   }
 
   async openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink> {
-    if (path === '/') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
-    if (baseName(path).startsWith('.dropftp-rename-')) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
-    const dbx = this.#dbx(path);
-    const key = ResumeStore.key(this.#user, this.#account, dbx);
+    const place = this.#tree.check('write', path);
+    if (path === '/' || place.dbx === '' || place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
+    if (baseName(path).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
+    const { store, dbx } = place;
+    const account = store.name;
+    const key = ResumeStore.key(this.#user, account, dbx);
     const kept = this.#resumes.take(key);
-    const existing = await this.#rpc.getMetadata(dbx).catch((err: unknown) => {
+    // Deciding what to overwrite or append to: ask Dropbox itself, never the cache.
+    const existing = await store.rpc.getMetadata(dbx).catch((err: unknown) => {
       if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return null;
       throw err;
     });
@@ -167,21 +217,25 @@ export class DropboxFs implements SessionFs {
     // Continue the kept session when the client resumes exactly where it stopped.
     const resumeAt = options.append ? (kept?.offset ?? -1) : options.offset;
     if (kept && resumeAt === kept.offset && resumeAt > 0) {
-      return this.#track(key, this.#transfers.openUpload(this.#account, dbx, { resume: kept }));
+      return this.#track(key, store, this.#transfers.openUpload(account, dbx, { resume: kept }));
     }
     const prefixBytes = options.append ? (existing?.size ?? 0) : options.offset;
-    if (prefixBytes === 0) return this.#track(key, this.#transfers.openUpload(this.#account, dbx, {}));
+    if (prefixBytes === 0) return this.#track(key, store, this.#transfers.openUpload(account, dbx, {}));
     if (!existing || prefixBytes > existing.size) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
-    const upload = this.#transfers.openUpload(this.#account, dbx, {});
-    const prefix = this.#transfers.openDownload(this.#account, dbx, { offset: 0 });
-    this.#track(key, upload);
+    const upload = this.#transfers.openUpload(account, dbx, {});
+    const prefix = this.#transfers.openDownload(account, dbx, { offset: 0 });
+    this.#track(key, store, upload);
     return new PrefixedUpload(upload, prefix, prefixBytes);
   }
 
-  /** When an upload fails before its commit, keep its session for a later resume. */
-  #track(key: string, upload: EngineUpload): EngineUpload {
+  /** A committed upload shows at once; one that fails before its commit keeps its session for a resume. */
+  #track(key: string, store: AccountStore, upload: EngineUpload): EngineUpload {
     let finished = false;
-    upload.once('finish', () => (finished = true));
+    upload.once('finish', () => {
+      finished = true;
+      const committed: CommittedFile | null | undefined = upload.metadata;
+      if (committed) store.noteUpload(committed);
+    });
     upload.once('close', () => {
       if (finished) return;
       upload.interrupted().then(

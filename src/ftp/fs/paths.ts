@@ -1,20 +1,67 @@
 // Client paths inside a session's jail, and their Dropbox paths. Pure functions, any thread.
 // Invariants: a client path is absolute, normalised, '/'-separated, never ends in '/' except the
-// root itself, and '..' never climbs above '/' (CVE-2020-26299); Dropbox paths are the user's root
-// folder plus the client path, with '' for the Dropbox root (never '/', dropbox-api.md 5).
+// root itself, and '..' never climbs above '/' (CVE-2020-26299); no component is, or could be read
+// by any later layer as, '.' or '..' or a separator: percent-encoded (%2e%2e, %2f), Unicode
+// look-alikes (fullwidth ．／＼, one/two-dot leaders, division and fraction slashes), backslashes,
+// NUL and invisible padding are refused (DROPFTP_ERR_BAD_PATH, 553); Dropbox paths are the user's
+// root folder plus the client path, with '' for the Dropbox root (never '/', dropbox-api.md 5), and
+// never an `id:`, `rev:` or `ns:` reference (they always start with '/').
 
 import { posix } from 'node:path';
 import { DropftpError } from '../../errors.ts';
 
+const MAX_PATH_CHARS = 4096;
+// Characters that some layer (a Windows client, a percent-decoding proxy, NFKC folding) could read
+// as a separator. NFKC folds ／ and ＼ already; these survive it.
+const SEPARATOR_LOOKALIKES = /[\\\u2215\u2044\u29F8\u29F5\u2216\uFE68\uFF0F\uFF3C]/u;
+const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\s]/gu;
+
+function percentDecoded(text: string): string {
+  let current = text;
+  for (let i = 0; i < 3 && current.includes('%'); i++) {
+    try {
+      const next = decodeURIComponent(current);
+      if (next === current) break;
+      current = next;
+    } catch {
+      break; // not valid percent-encoding: a literal '%' name, harmless as it is
+    }
+  }
+  return current;
+}
+
+/** Throws DROPFTP_ERR_BAD_PATH when a path component could be read as a traversal or separator. */
+export function checkComponent(name: string): void {
+  const decoded = percentDecoded(name);
+  for (const form of new Set([name, decoded, name.normalize('NFKC'), decoded.normalize('NFKC')])) {
+    if (form.includes('\0') || form.includes('/') || SEPARATOR_LOOKALIKES.test(form)) {
+      throw new DropftpError('DROPFTP_ERR_BAD_PATH', `path component ${JSON.stringify(name)} holds a separator or look-alike`);
+    }
+    const bare = form.replace(INVISIBLE, '');
+    if (bare === '.' || bare === '..' || (bare === '' && form !== name)) {
+      throw new DropftpError('DROPFTP_ERR_BAD_PATH', `path component ${JSON.stringify(name)} reads as a dot segment`);
+    }
+  }
+}
+
 export function resolveClientPath(cwd: string, arg: string): string {
   if (arg.includes('\0')) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'NUL in path');
+  if (arg.length > MAX_PATH_CHARS) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'path too long');
+  // A backslash is never a separator here, and never a name character either: a Windows client
+  // sending "..\x" must not land on a file literally named "..\x" that a Windows sync client
+  // would later read as a traversal.
+  if (arg.includes('\\')) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'backslash in path');
   const joined = arg.startsWith('/') ? arg : posix.join(cwd, arg);
   const normal = posix.normalize('/' + joined); // normalize('/..') is '/': no escape above root
-  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
+  const path = normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
+  if (path !== '/') for (const component of path.slice(1).split('/')) checkComponent(component);
+  return path;
 }
 
 /** Folder root ('' or '/Team/alice', no trailing slash) + client path → Dropbox API path. */
 export function toDropboxPath(root: string, clientPath: string): string {
+  if (!clientPath.startsWith('/')) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'client path must be absolute');
+  if (root !== '' && !root.startsWith('/')) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'root must be absolute');
   const path = clientPath === '/' ? root : root + clientPath;
   return path === '/' ? '' : path;
 }
@@ -30,4 +77,11 @@ export function parentOf(clientPath: string): string {
 
 export function baseName(clientPath: string): string {
   return posix.basename(clientPath);
+}
+
+/** True when `path` is `folder` or lies below it (client paths, case-insensitive like Dropbox). */
+export function isWithin(path: string, folder: string): boolean {
+  const p = path.toLowerCase();
+  const f = folder.toLowerCase();
+  return f === '/' || p === f || p.startsWith(f + '/');
 }

@@ -4,6 +4,7 @@
 // files); an upload's 'finish' means committed and verified; abort() commits nothing.
 
 import type { Readable, Writable } from 'node:stream';
+import type { CommittedFile } from './account-store.ts';
 
 /** Opaque to the FTP layer except `offset`: how many bytes the kept session already holds. */
 export interface ResumeToken {
@@ -11,6 +12,8 @@ export interface ResumeToken {
 }
 
 export interface EngineUpload extends Writable {
+  /** The committed file (set before 'finish'). */
+  readonly metadata?: CommittedFile | null;
   abort(reason?: string): void;
   /** After a failure: how to continue the session, or null when it cannot be resumed. */
   interrupted(): Promise<ResumeToken | null>;

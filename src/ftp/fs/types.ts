@@ -37,6 +37,8 @@ export interface SessionFs {
   rename(from: string, to: string): Promise<void>;
   openRead(path: string, options: { offset: number }): Promise<Readable>;
   openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink>;
+  /** Throws DROPFTP_ERR_PERMISSION unless the user may do `permission` at `path` (mounts may be read-only). */
+  check?(permission: 'list' | 'read' | 'write' | 'delete' | 'mkdir' | 'rename', path: string): void;
   /** Bytes an interrupted upload of this path kept (for this user), or null. SIZE reports it. */
   keptUploadOffset?(path: string): number | null;
 }

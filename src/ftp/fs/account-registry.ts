@@ -1,0 +1,119 @@
+// The storage accounts a running server serves, by name: for each, an access token (OAuth2 refresh
+// grant from <dataDir>/accounts.yaml), the transfer engine's account, an RPC client and the
+// account's one directory cache (SyncRegistry), bundled as an AccountStore shared by every session
+// and mount. Main thread. Invariants: on the embedded local box an account named by the users file
+// is created on first use and its refresh token kept (mode 0600); one AccountStore per name for the
+// server's life; accounts.yaml is rewritten by one writer at a time.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { DropftpError } from '../../errors.ts';
+import { DropboxRpc } from '../../dropbox/rpc.ts';
+import type { LocalBox, LocalBoxAccount } from '../../localbox/index.ts';
+import type { SyncRegistry } from '../../sync/index.ts';
+import { AccountStore } from './account-store.ts';
+
+type StoredAccount = Omit<LocalBoxAccount, 'accessToken'>;
+
+export interface EngineAccounts {
+  setAccount(account: { name: string; apiUrl: string; contentUrl: string; accessToken: string }): void;
+}
+
+export interface AccountRegistryOptions {
+  box: LocalBox;
+  dataDir: string;
+  engine: EngineAccounts;
+  /** Directory caches; null serves every read from the RPC client. */
+  sync: SyncRegistry | null;
+}
+
+export class AccountRegistry {
+  readonly #options: AccountRegistryOptions;
+  readonly #stores = new Map<string, Promise<AccountStore>>();
+  readonly #releases: (() => void)[] = [];
+  #fileWrite: Promise<void> = Promise.resolve();
+
+  constructor(options: AccountRegistryOptions) {
+    this.#options = options;
+  }
+
+  get #file(): string {
+    return join(this.#options.dataDir, 'accounts.yaml');
+  }
+
+  /** The account's store (created, tokened and registered with the engine on first use). */
+  get(name: string): Promise<AccountStore> {
+    let store = this.#stores.get(name);
+    if (!store) {
+      store = this.#open(name);
+      store.catch(() => this.#stores.delete(name));
+      this.#stores.set(name, store);
+    }
+    return store;
+  }
+
+  /** A fresh access token for the account (tests use it to act "elsewhere", through the HTTP API). */
+  async accessToken(name: string): Promise<string> {
+    return this.#token(await this.#stored(name));
+  }
+
+  /** Lets go of the directory caches (the SyncRegistry's own close() stops them). */
+  close(): void {
+    for (const release of this.#releases.splice(0)) release();
+  }
+
+  async #open(name: string): Promise<AccountStore> {
+    const { box, engine, sync } = this.#options;
+    const accessToken = await this.accessToken(name);
+    engine.setAccount({ name, apiUrl: box.url, contentUrl: box.url, accessToken });
+    const rpc = new DropboxRpc({ name, apiUrl: box.url, accessToken });
+    let cache = null;
+    if (sync) {
+      const held = sync.acquire({ name, apiUrl: box.url, accessToken });
+      this.#releases.push(held.release);
+      cache = held.cache;
+    }
+    return new AccountStore(name, rpc, cache);
+  }
+
+  async #readFile(): Promise<Record<string, StoredAccount>> {
+    try {
+      return (parse(await readFile(this.#file, 'utf8')) ?? {}) as Record<string, StoredAccount>;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw new DropftpError('DROPFTP_ERR_CONFIG', `${this.#file}: ${(err as Error).message}`);
+    }
+  }
+
+  async #stored(name: string): Promise<StoredAccount> {
+    const existing = (await this.#readFile())[name];
+    if (existing) return existing;
+    // One writer at a time: two accounts created at once must both end up in the file.
+    const write = this.#fileWrite.then(async () => {
+      const stored = await this.#readFile();
+      if (stored[name]) return;
+      const created = await this.#options.box.createAccount(name);
+      stored[name] = { name: created.name, accountId: created.accountId, refreshToken: created.refreshToken, appKey: created.appKey, appSecret: created.appSecret };
+      await writeFile(this.#file, '# local box accounts of this data directory (refresh tokens: keep private)\n' + stringify(stored), { mode: 0o600 });
+    });
+    this.#fileWrite = write.catch(() => {});
+    await write;
+    const account = (await this.#readFile())[name];
+    if (!account) throw new DropftpError('DROPFTP_ERR_CONFIG', `account ${name} could not be created`);
+    return account;
+  }
+
+  async #token(account: StoredAccount): Promise<string> {
+    // Short-lived access tokens: always start from a fresh one (OAuth2 refresh grant).
+    const res = await fetch(`${this.#options.box.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: account.refreshToken, client_id: account.appKey, client_secret: account.appSecret }),
+    });
+    if (!res.ok) throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `local box refused the stored refresh token of ${account.name} (HTTP ${res.status})`);
+    const body = (await res.json()) as { access_token?: string };
+    if (!body.access_token) throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', 'local box token response without access_token');
+    return body.access_token;
+  }
+}

@@ -1,0 +1,149 @@
+// One storage account as the FTP file systems see it: metadata reads served from the account's
+// directory cache (src/sync, one per account, shared by every session and mount), falling back to
+// the RPC client while the cache is still listing or when it has not seen a path yet; metadata
+// writes through the RPC client, each applied to the cache at once (own writes show in the next
+// listing, before the change feed reports them). Main thread. Invariants: a path is a Dropbox path
+// ('' is the root); a cache miss is confirmed with get_metadata before answering "not found" (a
+// file added elsewhere a moment ago is never refused); nothing here checks permissions.
+
+import { DropftpError } from '../../errors.ts';
+import type { DropboxEntry, DropboxRpc } from '../../dropbox/rpc.ts';
+import type { CacheEntry, DirectoryCache, RawMetadata } from '../../sync/index.ts';
+
+/** Committed upload metadata as the transfer engine returns it (Dropbox FileMetadata). */
+export interface CommittedFile {
+  name: string;
+  id: string;
+  path_lower?: string;
+  path_display?: string;
+  rev: string;
+  size: number;
+  content_hash?: string;
+  client_modified?: string;
+  server_modified?: string;
+}
+
+export interface StoreStats {
+  cacheHits: number;
+  rpcReads: number;
+}
+
+function fromCache(entry: CacheEntry): DropboxEntry {
+  return {
+    tag: entry.tag,
+    name: entry.name,
+    pathLower: entry.pathLower,
+    pathDisplay: '',
+    id: entry.id,
+    size: entry.size,
+    modified: entry.tag === 'file' && entry.clientModifiedMs !== null ? new Date(entry.clientModifiedMs) : null,
+    rev: entry.rev,
+  };
+}
+
+function lastName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+export class AccountStore {
+  readonly name: string;
+  readonly rpc: DropboxRpc;
+  readonly cache: DirectoryCache | null;
+  readonly stats: StoreStats = { cacheHits: 0, rpcReads: 0 };
+  readonly #ensured = new Map<string, Promise<void>>();
+
+  constructor(name: string, rpc: DropboxRpc, cache: DirectoryCache | null) {
+    this.name = name;
+    this.rpc = rpc;
+    this.cache = cache;
+  }
+
+  #ready(): DirectoryCache | null {
+    return this.cache?.isReady ? this.cache : null;
+  }
+
+  /** The entry at `path`, or null when there is none. Never called for the root (''). */
+  async stat(path: string): Promise<DropboxEntry | null> {
+    const cache = this.#ready();
+    const cached = cache?.stat(path);
+    if (cached) {
+      this.stats.cacheHits++;
+      return fromCache(cached);
+    }
+    this.stats.rpcReads++;
+    try {
+      return await this.rpc.getMetadata(path);
+    } catch (err) {
+      if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return null;
+      throw err;
+    }
+  }
+
+  /** The entries of a folder (order unspecified); throws NOT_FOUND / NOT_A_FOLDER. */
+  async list(path: string): Promise<DropboxEntry[]> {
+    const cache = this.#ready();
+    const cached = cache?.list(path);
+    if (cached) {
+      this.stats.cacheHits++;
+      return cached.map(fromCache);
+    }
+    this.stats.rpcReads++;
+    return this.rpc.listFolder(path);
+  }
+
+  async hasChildren(path: string): Promise<boolean> {
+    // Deciding to delete: ask Dropbox itself, a stale cache must never let RMD remove a full folder.
+    return this.rpc.hasChildren(path);
+  }
+
+  async createFolder(path: string): Promise<void> {
+    await this.rpc.createFolder(path);
+    this.cache?.applyLocalWrite({ '.tag': 'folder', name: lastName(path), path_lower: path.toLowerCase(), path_display: path, id: '' });
+  }
+
+  /** Creates the folder unless it exists (user roots, mount targets); once per process and path. */
+  ensureFolder(path: string): Promise<void> {
+    if (path === '') return Promise.resolve();
+    const key = path.toLowerCase();
+    let running = this.#ensured.get(key);
+    if (!running) {
+      running = (async () => {
+        const entry = await this.stat(path);
+        if (entry?.tag === 'folder') return;
+        if (entry) throw new DropftpError('DROPFTP_ERR_CONFIG', `${this.name}:${path} is a file, not a folder`);
+        await this.createFolder(path).catch((err: unknown) => {
+          if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS')) throw err;
+        });
+      })();
+      running.catch(() => this.#ensured.delete(key));
+      this.#ensured.set(key, running);
+    }
+    return running;
+  }
+
+  async delete(path: string, parentRev?: string): Promise<void> {
+    await this.rpc.delete(path, parentRev);
+    this.cache?.applyLocalDelete(path);
+  }
+
+  /** move_v2; `source` is the moved entry as read before the move. */
+  async move(from: string, to: string, source: DropboxEntry | null): Promise<void> {
+    await this.rpc.move(from, to);
+    if (!this.cache) return;
+    if (!source) {
+      this.cache.applyLocalDelete(from);
+      this.cache.refresh();
+      return;
+    }
+    const moved: RawMetadata = { '.tag': source.tag, name: lastName(to), path_lower: to.toLowerCase(), path_display: to, id: source.id };
+    if (source.tag === 'file') {
+      Object.assign(moved, { size: source.size, rev: source.rev ?? undefined, client_modified: source.modified?.toISOString() });
+    }
+    this.cache.applyLocalMove(from, moved);
+  }
+
+  /** The transfer engine committed `file`: show it now. */
+  noteUpload(file: CommittedFile): void {
+    this.cache?.applyLocalWrite({ ...file, '.tag': 'file' });
+  }
+}
