@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { request } from 'undici';
-import { AdminServer } from '../../src/metrics/admin-server.ts';
+import { AdminServer, type HealthReport } from '../../src/metrics/admin-server.ts';
 import { Registry } from '../../src/metrics/registry.ts';
 
 test('counters, histograms and collected gauges render in the text format', () => {
@@ -63,7 +63,7 @@ test('admin listener: /metrics, /healthz (cached, 503 naming the failing part), 
     host: '127.0.0.1',
     port: 0,
     metrics: () => 'x_total 1\n',
-    health: async () => {
+    health: async (): Promise<HealthReport> => {
       probes++;
       return healthy ? { ok: true, checks: { ftp: 'ok' } } : { ok: false, checks: { ftp: 'ok', 'account:local': 'connect ECONNREFUSED' } };
     },
