@@ -8,6 +8,7 @@ commands:
   serve       run the FTP server (on the embedded local box unless configured otherwise)
   user add    add an FTP user (scrypt hash in the users file)
   auth        link a Dropbox account (OAuth 2 with PKCE; refresh token into the credentials file)
+  config      check a configuration file, print the example file or the option table
   localbox    run the local box (a Dropbox-API-compatible storage server) on its own
   help        show this text
 `;
@@ -21,6 +22,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./auth.ts')).authCommand(argv.slice(1));
     case 'user':
       return (await import('./user.ts')).userCommand(argv.slice(1));
+    case 'config':
+      return (await import('./config.ts')).configCommand(argv.slice(1));
     case 'localbox': {
       const { localboxCommand } = await import('./localbox.ts');
       return localboxCommand(argv.slice(1));
