@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { DropftpError } from '../errors.ts';
 import { readConfigText, unknownKey, type FileValue } from './file.ts';
-import { OPTIONS, OPTION_BY_ENV, OPTION_BY_FLAG, envName, flagName, type OptionSpec } from './schema.ts';
+import { OPTIONS, OPTION_BY_ENV, OPTION_BY_FLAG, OTHER_COMMANDS_ENV, envName, flagName, type OptionSpec } from './schema.ts';
 import type { ConfigSource, DropftpConfig, LoadedConfig } from './types.ts';
 import { ValueError, parseValue, shown } from './values.ts';
 
@@ -71,7 +71,7 @@ function readFlags(argv: readonly string[], problems: string[]): { flags: Map<st
 function readEnv(env: NodeJS.ProcessEnv, problems: string[]): Map<string, Given> {
   const out = new Map<string, Given>();
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('DROPFTP_') || name === CONFIG_ENV || value === undefined) continue;
+    if (!name.startsWith('DROPFTP_') || name === CONFIG_ENV || OTHER_COMMANDS_ENV.has(name) || value === undefined) continue;
     const option = OPTION_BY_ENV.get(name);
     if (!option) problems.push(`${name}: ${unknownKey(name, OPTION_BY_ENV.keys()).replace('option', 'environment variable')}`);
     else out.set(option.key, { value, source: 'env', where: name });

@@ -4,7 +4,6 @@
 // the few short flag aliases listed here) so the three sources can never disagree; the example
 // file and the README table are generated from this table (`dropftp config example`).
 
-import { availableParallelism } from 'node:os';
 import type { KindSpec } from './values.ts';
 
 export interface EntryField extends KindSpec {
@@ -23,8 +22,6 @@ export interface OptionSpec extends KindSpec {
   entry?: Readonly<Record<string, EntryField>>;
 }
 
-const CPUS = Math.max(1, availableParallelism());
-
 export const OPTIONS: readonly OptionSpec[] = [
   // service
   { key: 'listen', kind: 'hostPort', default: '0.0.0.0:2121', doc: 'FTP control connection address ([::]:2121 for IPv6).' },
@@ -35,7 +32,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'greeting', kind: 'string', default: 'dropftp ready', doc: 'Text of the 220 greeting.' },
   { key: 'shutdownGraceMs', kind: 'durationMs', default: 30_000, max: 3_600_000, aliases: ['--grace'], doc: 'On SIGTERM: how long running transfers may finish before the rest are aborted.' },
   // transfer engine
-  { key: 'engine.workers', kind: 'int', min: 1, max: 64, default: CPUS, doc: 'Transfer worker threads (default: the CPU count).' },
+  { key: 'engine.workers', kind: 'int', nullable: true, min: 1, max: 64, default: null, doc: 'Transfer worker threads (null: the CPU count).' },
   { key: 'engine.noWorkers', kind: 'bool', default: false, aliases: ['--no-workers'], doc: 'Run every transfer on the main thread (the benchmark baseline).' },
   { key: 'engine.memoryBudgetBytes', kind: 'bytes', min: 1 << 20, max: 2 ** 40, default: 512 * 1024 * 1024, doc: 'Memory for rings and append buffers, all transfers together ("512MiB").' },
   { key: 'engine.maxRequestsPerAccount', kind: 'int', min: 1, max: 1024, default: 16, doc: 'Ceiling of concurrent Dropbox requests per account (adapts down on 429).' },
@@ -75,30 +72,22 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'tls.certFile', kind: 'string', nullable: true, default: null, doc: 'PEM certificate chain; with tls.keyFile enables AUTH TLS (null: no FTPS).' },
   { key: 'tls.keyFile', kind: 'string', nullable: true, default: null, doc: 'PEM private key of tls.certFile.' },
   { key: 'tls.required', kind: 'bool', default: false, doc: 'Refuse login on a control connection that is not TLS.' },
+  { key: 'tls.implicitPort', kind: 'int', nullable: true, max: 65535, default: null, doc: 'Second listener speaking TLS from the first byte (implicit FTPS, usually 990; null: off).' },
   // behind a load balancer
   { key: 'proxyProtocol.enabled', kind: 'bool', default: false, aliases: ['--proxy-protocol'], doc: 'Expect a PROXY protocol v1/v2 header on every control connection.' },
-  { key: 'proxyProtocol.trustedProxies', kind: 'stringList', default: [], doc: 'Addresses allowed to send PROXY headers (empty: any; comma-separated in env/flags).' },
+  { key: 'proxyProtocol.headerTimeoutMs', kind: 'durationMs', min: 1, default: 5000, doc: 'A connection whose PROXY header is not complete by then is closed.' },
+  { key: 'proxyProtocol.trustedProxies', kind: 'stringList', default: [], doc: 'Addresses or CIDR blocks allowed to send PROXY headers (empty: any; comma-separated in env/flags).' },
   // admin listener
   { key: 'admin', kind: 'hostPort', nullable: true, default: null, doc: 'Admin listener for /metrics and /healthz, HOST:PORT (null: off).' },
   // logs
   { key: 'log.level', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', doc: 'Lowest level written.' },
   { key: 'log.format', kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto', doc: 'json: one JSON object a line; pretty: readable lines; auto: pretty on a terminal, else json.' },
   // Dropbox accounts
-  { key: 'credentialsFile', kind: 'string', nullable: true, default: null, doc: 'Refresh tokens written by `dropftp auth` (mode 0600; null: <dataDir>/credentials.yaml).' },
-  {
-    key: 'accounts',
-    kind: 'map',
-    default: {},
-    doc: 'Dropbox accounts by name (file only); users name one. "local" (the embedded local box) always exists.',
-    entry: {
-      appKey: { kind: 'string', required: true, doc: 'Dropbox app key (PKCE: no secret needed).' },
-      appSecret: { kind: 'string', nullable: true, doc: 'App secret, for apps that use one.' },
-      apiUrl: { kind: 'string', nullable: true, doc: 'RPC base URL (default https://api.dropboxapi.com; tests point it at the local box).' },
-      contentUrl: { kind: 'string', nullable: true, doc: 'Content base URL (default https://content.dropboxapi.com).' },
-      authUrl: { kind: 'string', nullable: true, doc: 'OAuth2 token base URL (default https://api.dropboxapi.com).' },
-    },
-  },
+  { key: 'credentialsFile', kind: 'string', nullable: true, default: null, doc: 'Dropbox accounts (app key, refresh token, base URLs) written by `dropftp auth` (mode 0600; null: <dataDir>/credentials.yaml).' },
 ];
+
+/** DROPFTP_* variables that belong to other sub-commands (not options of serve): ignored, not rejected. */
+export const OTHER_COMMANDS_ENV: ReadonlySet<string> = new Set(['DROPFTP_APP_KEY']);
 
 export const OPTION_BY_KEY: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((o) => [o.key, o]));
 

@@ -9,14 +9,6 @@ export interface BandwidthCapConfig {
   uploadBytesPerSec: number | null;
 }
 
-export interface AccountConfig {
-  appKey: string;
-  appSecret: string | null;
-  apiUrl: string | null;
-  contentUrl: string | null;
-  authUrl: string | null;
-}
-
 export interface DropftpConfig {
   listen: HostPort;
   dataDir: string;
@@ -26,7 +18,7 @@ export interface DropftpConfig {
   greeting: string;
   shutdownGraceMs: number;
   engine: {
-    workers: number;
+    workers: number | null;
     noWorkers: boolean;
     memoryBudgetBytes: number;
     maxRequestsPerAccount: number;
@@ -55,12 +47,11 @@ export interface DropftpConfig {
     bandwidth: BandwidthCapConfig;
     userBandwidth: Record<string, BandwidthCapConfig>;
   };
-  tls: { certFile: string | null; keyFile: string | null; required: boolean };
-  proxyProtocol: { enabled: boolean; trustedProxies: string[] };
+  tls: { certFile: string | null; keyFile: string | null; required: boolean; implicitPort: number | null };
+  proxyProtocol: { enabled: boolean; headerTimeoutMs: number; trustedProxies: string[] };
   admin: HostPort | null;
   log: { level: LogLevel; format: 'auto' | 'json' | 'pretty' };
   credentialsFile: string | null;
-  accounts: Record<string, AccountConfig>;
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
