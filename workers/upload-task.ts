@@ -3,18 +3,18 @@
 // of the account's request gate and carrying its own content_hash; faults resume at correct_offset.
 // Runs on the worker the transfer is pinned to. Invariants: nothing is committed here (main's commit
 // batcher does it, only for a result with ok=true, which needs a clean end of the ring); the hasher
-// always covers exactly the bytes the session holds; the chunk buffer is charged to the budget.
+// always covers exactly the bytes the session holds; an append buffer is taken only while a permit
+// is held (so their total is bounded by the request budget) and is charged to the memory budget.
 
 import { RingReader } from 'native-free-ringbuf';
 import type { ErrorCode } from '../src/errors.ts';
 import { BLOCK_BYTES, ContentHasher, contentHash } from '../src/transfer/content-hash.ts';
 import { backoffMs, classifyResponse, classifyThrown, contentRequest, sleep } from '../src/transfer/dropbox-http.ts';
 import type { Failure } from '../src/transfer/dropbox-http.ts';
-import type { Outcome } from '../src/transfer/request-gate.ts';
-import { G } from '../src/transfer/shared-layout.ts';
+import type { Outcome, Permit } from '../src/transfer/request-gate.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
 import type { TaskResult, UploadResumeToken, UploadTask } from '../src/transfer/task-wire.ts';
-import { chargeChunk, countRetry, crashForTest, fairSliceBytes, refundChunk } from './thread-context.ts';
+import { appendBytes, countRetry, crashForTest, giveChunk, takeChunk } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
 export const MAX_FAILED_ATTEMPTS = 10;
@@ -29,8 +29,6 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   let sessionId: string | null = resume?.sessionId ?? null;
   let offset = resume?.sessionOffset ?? 0; // bytes the session holds
   let skip = resume ? resume.sessionOffset - resume.offset : 0; // resent bytes the session already has
-  let buf: Buffer | null = null;
-  let chargedKib = 0;
   const crashAt = task.test?.crashWorkerAfterBytes;
 
   const token = (): UploadResumeToken | undefined => {
@@ -45,14 +43,17 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   };
   const writerGone = (): TaskResult => stop(codeForRing(ring.producerError()), 'upload stopped by its writer', false);
 
-  // Sends data as the next piece of the session (start when there is none yet).
-  const send = async (data: Buffer, close: boolean): Promise<Sent> => {
+  // Sends data as the next piece of the session (start when there is none yet). The first attempt
+  // runs on `first`, the permit the caller holds; retries wait for a new turn.
+  const send = async (data: Buffer, close: boolean, first: Permit): Promise<Sent> => {
     let sent = 0;
     let failedAttempts = 0;
     let throttles = 0;
     let tried = false;
+    let held: Permit | null = first;
     for (;;) {
-      const permit = await ctx.gates.acquire(slot, () => ring.producerAborted());
+      const permit = held ?? (await ctx.gates.acquire(slot, () => ring.producerAborted()));
+      held = null;
       if (!permit) return { ok: false, code: codeForRing(ring.producerError()), message: 'upload stopped by its writer', aborted: true };
       let outcome: Outcome = { kind: 'failed' };
       let failure: Failure | null = null;
@@ -126,47 +127,63 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     }
   };
 
-  try {
-    for (;;) {
-      const want = Math.max(1, Math.min(Atomics.load(ctx.words, G.UPLOAD_CHUNK_BYTES), fairSliceBytes(ctx, slot)));
-      if (!buf || buf.length !== want) {
-        if (chargedKib) refundChunk(ctx, chargedKib);
-        buf = null;
-        chargedKib = chargeChunk(ctx, want);
-        buf = Buffer.allocUnsafe(want);
-      }
-      const got = await fill(ring, buf);
+  for (;;) {
+    if (skip > 0) {
+      // A resumed upload: the client resends bytes the session already holds; hash them, send nothing.
+      const scratch = Buffer.allocUnsafe(Math.min(skip, 64 * 1024));
+      const got = await fill(ring, scratch, () => false);
       if (got.aborted) return writerGone();
-      let data = buf.subarray(0, got.n);
-      if (skip > 0) {
-        const s = Math.min(skip, data.length);
-        hasher.update(data.subarray(0, s));
-        skip -= s;
-        data = data.subarray(s);
-        if (skip > 0 && got.ended) {
-          return stop('DROPFTP_ERR_BAD_OFFSET', `resumed upload ended ${skip} B before the session's ${offset} B`, true);
-        }
-        if (data.length === 0 && !got.ended) continue;
-      }
-      const result = await send(data, got.ended);
-      if (!result.ok) {
-        if (result.aborted) return writerGone();
-        return stop(result.code, `upload ${task.path}: ${result.message}`, true);
-      }
-      hasher.update(data);
-      offset += data.length;
-      if (crashAt !== undefined && offset >= crashAt) crashForTest(ctx);
-      if (got.ended) break;
+      hasher.update(scratch.subarray(0, got.n));
+      skip -= got.n;
+      if (skip > 0 && got.ended) return stop('DROPFTP_ERR_BAD_OFFSET', `resumed upload ended ${skip} B before the session's ${offset} B`, true);
+      if (!got.ended || skip > 0) continue;
     }
-  } finally {
-    if (chargedKib) refundChunk(ctx, chargedKib);
+    // A turn is asked for only once the ring holds enough to be worth one (or the data ended), so
+    // a slow or idle client never sits in the account's queue.
+    if ((await ring.waitReadable(ring.capacity / 2)) === 'closed' && ring.producerAborted()) return writerGone();
+    const permit = await ctx.gates.acquire(slot, () => ring.producerAborted());
+    if (!permit) return writerGone();
+    // The append buffer exists only while this transfer holds a permit: buffers in use are bounded
+    // by the request budget, not by the number of uploads (issue 4, storm of 1,000 STORs).
+    const want = appendBytes(ctx, slot, offset);
+    const buf = takeChunk(ctx, want);
+    let sent: Sent;
+    let got: Filled;
+    try {
+      got = await fill(ring, buf, () => ctx.gates.contention(slot) > 0);
+      if (got.aborted) {
+        ctx.gates.release(permit, { kind: 'ok' });
+        return writerGone();
+      }
+      const data = buf.subarray(0, got.n);
+      sent = await send(data, got.ended, permit);
+      if (sent.ok) hasher.update(data);
+    } finally {
+      giveChunk(ctx, buf);
+    }
+    if (!sent.ok) {
+      if (sent.aborted) return writerGone();
+      return stop(sent.code, `upload ${task.path}: ${sent.message}`, true);
+    }
+    offset += got.n;
+    if (crashAt !== undefined && offset >= crashAt) crashForTest(ctx);
+    if (got.ended) break;
   }
   if (!sessionId) return stop('DROPFTP_ERR_INTERNAL', 'upload finished without a session', true);
   return { ok: true, kind: 'upload', sessionId, byteLength: offset, contentHash: hasher.digest() };
 }
 
-/** Reads from the ring until `buf` is full, the writer ended, or it aborted. */
-async function fill(ring: RingReader, buf: Buffer): Promise<{ n: number; ended: boolean; aborted: boolean }> {
+type Filled = { n: number; ended: boolean; aborted: boolean };
+
+/** A permit-holder whose client goes quiet this long sends what it has when others wait. */
+const IDLE_CUT_MS = 200;
+
+/**
+ * Reads from the ring until `buf` is full, the writer ended or aborted, or — with at least one byte
+ * read — the ring stayed empty for IDLE_CUT_MS while `contended()` (a slow client must not hold a
+ * turn that others wait for).
+ */
+async function fill(ring: RingReader, buf: Buffer, contended: () => boolean): Promise<Filled> {
   let n = 0;
   while (n < buf.length) {
     const got = ring.read(buf, n, buf.length - n);
@@ -174,8 +191,9 @@ async function fill(ring: RingReader, buf: Buffer): Promise<{ n: number; ended: 
     if (got > 0) continue;
     if (ring.producerAborted()) return { n, ended: false, aborted: true };
     if (ring.isEnded()) return { n, ended: true, aborted: false };
-    const waited = await ring.waitReadable(Math.min(buf.length - n, ring.capacity / 2));
+    const waited = await ring.waitReadable(Math.min(buf.length - n, ring.capacity / 2), IDLE_CUT_MS);
     if (waited === 'closed' && ring.producerAborted()) return { n, ended: false, aborted: true };
+    if (waited === 'timeout' && n > 0 && ring.readable() === 0 && contended()) return { n, ended: false, aborted: false };
   }
   return { n, ended: ring.isEnded(), aborted: false };
 }

@@ -129,7 +129,10 @@ export class TransferEngine {
     const existing = this.accounts.get(account.name);
     const slot = existing?.slot ?? this.accounts.size;
     if (slot >= MAX_ACCOUNTS) throw new DropftpError('DROPFTP_ERR_CONFIG', `at most ${MAX_ACCOUNTS} engine accounts`);
-    if (!existing) initAccountSlot(this.control, slot, this.options.maxRequestsPerAccount);
+    if (!existing) {
+      initAccountSlot(this.control, slot, this.options.maxRequestsPerAccount);
+      this.budget.setAppendSlots((this.accounts.size + 1) * this.options.maxRequestsPerAccount);
+    }
     this.accounts.set(account.name, {
       slot,
       name: account.name,

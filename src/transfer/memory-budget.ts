@@ -1,15 +1,17 @@
 // The global memory budget: ring sizes for new transfers and the append-chunk size, derived from
 // the number of transfers alive, with floors. Main thread. Invariants: admitted transfers' floors
 // (ring + one chunk for uploads) always fit in the budget — beyond that, opens are refused with
-// DROPFTP_ERR_OVERLOADED; rings shrink for newcomers as the count grows; the chunk size (read by
-// workers from the control block) is recomputed on every open and close.
+// DROPFTP_ERR_OVERLOADED; rings shrink for newcomers as the count grows; append buffers exist only
+// while an upload holds a request permit, so the chunk size (read by workers from the control block,
+// recomputed on every open and close) divides the spare budget among at most that many appends.
 
 import { G } from './shared-layout.ts';
 
 export const MIN_RING_BYTES = 64 * 1024;
 export const MAX_RING_BYTES = 1024 * 1024;
 export const MIN_CHUNK_BYTES = 64 * 1024;
-export const MAX_CHUNK_BYTES = 8 * 1024 * 1024;
+/** One 4 MiB block: larger appends would not be faster, and this keeps appends block-aligned. */
+export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export function floorPow2(n: number): number {
   return n < 1 ? 1 : 2 ** Math.floor(Math.log2(n));
@@ -19,6 +21,8 @@ export class MemoryBudget {
   ringBytesInUse = 0;
   downloads = 0;
   uploads = 0;
+  /** Most appends that can run at once: the sum of the accounts' request budgets. */
+  private appendSlots = 16;
 
   constructor(
     readonly budgetBytes: number,
@@ -50,6 +54,12 @@ export class MemoryBudget {
     this.publishChunk();
   }
 
+  /** Sets the number of requests that may run at once over all accounts. */
+  setAppendSlots(slots: number): void {
+    this.appendSlots = Math.max(1, slots);
+    this.publishChunk();
+  }
+
   /** Bytes of append buffers allocated by workers right now. */
   chunkBytesInUse(): number {
     return Atomics.load(this.words, G.CHUNK_KIB_IN_USE) * 1024;
@@ -61,7 +71,7 @@ export class MemoryBudget {
 
   private publishChunk(): void {
     const spare = Math.max(0, this.budgetBytes - this.ringBytesInUse);
-    const chunk = Math.min(MAX_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, this.uploads))));
+    const chunk = Math.min(MAX_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, Math.min(this.uploads, this.appendSlots)))));
     Atomics.store(this.words, G.UPLOAD_CHUNK_BYTES, chunk);
   }
 }
