@@ -3,23 +3,30 @@
 // Invariants: the first run creates a local box account (kept in <dataDir>/accounts.yaml) and, when
 // the users file holds no user, one FTP user whose password is returned once and never stored in
 // clear; access tokens are refreshed at start; close() stops accepting, lets nothing half-uploaded
-// commit, then stops the engine and the box.
+// commit, then stops the engine and the box; shutdown(graceMs) first lets running transfers finish
+// (new ones get 421) for up to graceMs; reload() re-reads the users file without dropping sessions.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { DropftpError } from './errors.ts';
-import { DropboxRpc, closeSharedAgent } from './dropbox/rpc.ts';
-import { DropboxFs } from './ftp/fs/dropbox-fs.ts';
+import { closeSharedAgent } from './dropbox/rpc.ts';
+import { AccountRegistry } from './ftp/fs/account-registry.ts';
+import { openUserFs } from './ftp/fs/open-user-fs.ts';
 import { ResumeStore } from './ftp/fs/resume-store.ts';
 import type { TransferAdapter } from './ftp/fs/transfer-adapter.ts';
 import { FtpServer, type Authenticator, type SessionLimits } from './ftp/server.ts';
+import { buildCommandTable } from './ftp/commands/index.ts';
+import { TransferWatch } from './lifecycle/transfer-watch.ts';
+import { attachSessionLog, loggedAuthenticator, logTransfer } from './log/session-log.ts';
+import { silentLog, type Logger } from './log/logger.ts';
+import type { EngineOptions } from './transfer/options.ts';
 import type { PortRange } from './ftp/data/passive-ports.ts';
-import { startLocalBox, type LocalBox, type LocalBoxAccount } from './localbox/index.ts';
+import { startLocalBox, type LocalBox } from './localbox/index.ts';
+import { SyncRegistry } from './sync/index.ts';
 import { TransferEngine, type UploadResumeToken } from './transfer/index.ts';
-import { LoginCache, hashPassword } from './users/password.ts';
-import { readUsersFile, writeUsersFile, type UserRecord } from './users/users-file.ts';
+import { hashPassword } from './users/password.ts';
+import { UserDirectory } from './users/user-directory.ts';
+import { readUsersFile, writeUsersFile } from './users/users-file.ts';
 
 export interface DropftpOptions {
   dataDir: string;
@@ -30,7 +37,17 @@ export interface DropftpOptions {
   /** Default <dataDir>/users.yaml. */
   usersFile?: string;
   engineWorkers?: number;
+  /** Further engine options (memory budget, onlyMainThread for the no-workers baseline …). */
+  engine?: EngineOptions;
   limits?: Partial<SessionLimits>;
+  greeting?: string;
+  /** Session, login and transfer lines go here (default: nothing is logged). */
+  log?: Logger;
+}
+
+export interface ShutdownResult {
+  /** Transfers still running when the grace period ended (aborted: nothing of theirs committed). */
+  aborted: number;
 }
 
 export interface Dropftp {
@@ -43,39 +60,19 @@ export interface Dropftp {
   createdUser: { name: string; password: string } | null;
   /** The login check the FTP server uses (tests build extra servers with other limits on it). */
   authenticate: Authenticator;
+  /** Users (re-read when the users file changes) and the storage accounts they use. */
+  users: UserDirectory;
+  accounts: AccountRegistry;
+  /** Watches transfer commands (running count, drain). */
+  transfers: TransferWatch;
+  /** Re-reads the users file (SIGHUP); sessions stay; a bad file throws and the old users stay. */
+  reload(): Promise<{ users: number }>;
+  /** Stops accepting, lets running transfers finish for up to graceMs, then closes (abort the rest). */
+  shutdown(graceMs: number): Promise<ShutdownResult>;
   close(): Promise<void>;
 }
 
 const LOCAL_ACCOUNT = 'local';
-
-type StoredAccount = Omit<LocalBoxAccount, 'accessToken'>;
-
-async function localAccount(box: LocalBox, dataDir: string): Promise<{ name: string; accessToken: string }> {
-  const path = join(dataDir, 'accounts.yaml');
-  let stored: Record<string, StoredAccount> = {};
-  try {
-    stored = (parse(await readFile(path, 'utf8')) ?? {}) as Record<string, StoredAccount>;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new DropftpError('DROPFTP_ERR_CONFIG', `${path}: ${(err as Error).message}`);
-  }
-  let account = stored[LOCAL_ACCOUNT];
-  if (!account) {
-    const created = await box.createAccount(LOCAL_ACCOUNT);
-    account = { name: created.name, accountId: created.accountId, refreshToken: created.refreshToken, appKey: created.appKey, appSecret: created.appSecret };
-    stored[LOCAL_ACCOUNT] = account;
-    await writeFile(path, '# local box accounts of this data directory (refresh tokens: keep private)\n' + stringify(stored), { mode: 0o600 });
-  }
-  // Short-lived access tokens: always start from a fresh one (OAuth2 refresh grant).
-  const res = await fetch(`${box.url}/oauth2/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: account.refreshToken, client_id: account.appKey, client_secret: account.appSecret }),
-  });
-  if (!res.ok) throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `local box refused the stored refresh token (HTTP ${res.status})`);
-  const body = (await res.json()) as { access_token?: string };
-  if (!body.access_token) throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', 'local box token response without access_token');
-  return { name: LOCAL_ACCOUNT, accessToken: body.access_token };
-}
 
 async function ensureFirstUser(usersFile: string): Promise<{ name: string; password: string } | null> {
   const file = await readUsersFile(usersFile);
@@ -91,45 +88,55 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   await mkdir(dataDir, { recursive: true });
   const usersFile = options.usersFile ?? join(dataDir, 'users.yaml');
   const createdUser = await ensureFirstUser(usersFile);
-  const users = (await readUsersFile(usersFile)).users;
+  const log = options.log ?? silentLog();
+  const users = await UserDirectory.open({ path: usersFile, onError: (err) => log.error({ event: 'users-file', err }, 'users file rejected; previous users stay') });
 
   const box = await startLocalBox({ dataDir: join(dataDir, 'localbox') });
   let engine: TransferEngine | null = null;
+  const sync = new SyncRegistry();
   try {
-    const account = await localAccount(box, dataDir);
-    engine = await TransferEngine.start(options.engineWorkers ? { workers: options.engineWorkers } : {});
-    engine.setAccount({ name: account.name, apiUrl: box.url, contentUrl: box.url, accessToken: account.accessToken });
-    const rpcs = new Map([[account.name, new DropboxRpc({ name: account.name, apiUrl: box.url, accessToken: account.accessToken })]]);
+    engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) });
     const running = engine;
+    const accounts = new AccountRegistry({ box, dataDir, engine: running, sync });
+    // Every account the users file names: tokens now, directory caches listing in the background.
+    const named = new Set([LOCAL_ACCOUNT, ...[...users.users.values()].flatMap((u) => [u.account, ...u.mounts.map((m) => m.account)])]);
+    await Promise.all([...named].map((name) => accounts.get(name)));
     // Resume tokens pass through the FTP layer untouched (opaque but for their offset).
     const transfers: TransferAdapter = {
       openDownload: (name, path, o) => running.openDownload(name, path, o),
       openUpload: (name, path, o) => running.openUpload(name, path, { ...o, resume: o.resume as UploadResumeToken | undefined }),
     };
-    const logins = new LoginCache();
     const resumes = new ResumeStore();
     const authenticate: Authenticator = async ({ username, password }) => {
-        const user: UserRecord | undefined = Object.hasOwn(users, username) ? users[username] : undefined;
-        // Unknown users cost the same scrypt as known ones (no user enumeration by timing).
-        const ok = await logins.verify(username, password, user?.password ?? DUMMY_HASH);
-        if (!user || !ok) throw new DropftpError('DROPFTP_ERR_LOGIN_FAILED');
-        const rpc = rpcs.get(user.account);
-        if (!rpc) throw new DropftpError('DROPFTP_ERR_CONFIG', `user ${username}: unknown account ${user.account}`);
-        return {
-          fs: new DropboxFs({ rpc, transfers, account: user.account, user: username, root: user.root, resumes }),
-          blacklist: user.deny ?? [],
-        };
+      const user = await users.authenticate(username, password);
+      return openUserFs(user, accounts, transfers, resumes);
     };
+    const transfersWatch = new TransferWatch((record) => logTransfer(log, record));
     const ftp = new FtpServer({
+      commands: transfersWatch.wrap(buildCommandTable()),
+      ...(options.greeting ? { greeting: options.greeting } : {}),
+      log: log.child({ component: 'ftp-srv' }),
       host: options.host ?? '0.0.0.0',
       port: options.port ?? 2121,
       pasvPorts: options.pasvPorts ?? null,
       publicHost: options.publicHost ?? null,
       ...options.limits,
-      authenticate,
+      authenticate: loggedAuthenticator(authenticate, log),
     });
+    const detachLog = attachSessionLog(ftp, log);
     const address = await ftp.listen();
     const started = engine;
+    let closing: Promise<void> | null = null;
+    const close = (): Promise<void> =>
+      (closing ??= (async () => {
+        await ftp.close();
+        detachLog();
+        accounts.close();
+        await sync.close();
+        await started.close();
+        await closeSharedAgent();
+        await box.close();
+      })());
     return {
       ftp,
       box,
@@ -138,19 +145,25 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       port: address.port,
       createdUser,
       authenticate,
-      close: async () => {
-        await ftp.close();
-        await started.close();
-        await closeSharedAgent();
-        await box.close();
+      transfers: transfersWatch,
+      users,
+      accounts,
+      reload: () => users.reload(),
+      shutdown: async (graceMs) => {
+        transfersWatch.drain();
+        // Stop listening now (close()'s callback would wait for every session; ftp.close() does that).
+        if (ftp.server.listening) ftp.server.close();
+        const finished = await transfersWatch.idle(graceMs);
+        const aborted = finished ? 0 : transfersWatch.running;
+        await close();
+        return { aborted };
       },
+      close,
     };
   } catch (err) {
+    await sync.close().catch(() => {});
     await engine?.destroy().catch(() => {});
     await box.close().catch(() => {});
     throw err;
   }
 }
-
-// Well-formed but matching no password: unknown users still pay one scrypt.
-const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
