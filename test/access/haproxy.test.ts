@@ -1,0 +1,211 @@
+// dropftp behind HAProxy (TCP mode, send-proxy and send-proxy-v2) with the PROXY protocol on:
+// per-address limits count the real client addresses (127.0.0.2/127.0.0.3 through one proxy),
+// a passive data connection (direct to the gateway) is accepted from the real client and refused
+// from the proxy's address, implicit FTPS works through send-proxy-v2, and connections without a
+// header or from an untrusted source are closed. HAProxy is required: the test fails without it.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FtpServer } from '../../src/ftp/server.ts';
+import { tlsOptionsFromFiles } from '../../src/ftp/tls-context.ts';
+import { startStack, type Stack } from '../ftp/helpers/stack.ts';
+import { Ftp, readAll, sleep } from './client.ts';
+
+const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';
+let stack: Stack;
+let server: FtpServer;
+let haproxy: ChildProcess | null = null;
+let dir: string;
+const fronts = { v1: 0, v2: 0, tls: 0 };
+const clients: Ftp[] = [];
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+async function reachable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+// uvu reports a throwing before-hook as nothing at all (0 passed, exit 0): keep the error and fail
+// every test with it instead, so a missing HAProxy is a loud failure, never a silent skip.
+let setupError: Error | null = null;
+function ready(): void {
+  if (setupError) throw setupError;
+}
+
+test.before(async () => {
+  try {
+    await setup();
+  } catch (err) {
+    setupError = err as Error;
+  }
+});
+
+async function setup(): Promise<void> {
+  if (!existsSync(HAPROXY)) {
+    throw new Error(`HAProxy not found at ${HAPROXY}: install the Debian package "haproxy" (CI does) or set HAPROXY=/path/to/haproxy`);
+  }
+  dir = mkdtempSync(join(tmpdir(), 'dropftp-haproxy-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  stack = await startStack();
+  server = new FtpServer({
+    host: '127.0.0.1',
+    port: 0,
+    implicitTlsPort: 0,
+    tls: tlsOptionsFromFiles({ tlsCertFile: join(dir, 'cert.pem'), tlsKeyFile: join(dir, 'key.pem') }),
+    proxyProtocol: { trustedProxies: ['127.0.0.1'], headerTimeoutMs: 1000 },
+    access: { maxConnectionsPerAddress: 1 },
+    authenticate: stack.authenticate,
+  });
+  const ftpPort = (await server.listen()).port;
+  const tlsPort = server.implicitTlsAddress!.port;
+  fronts.v1 = await freePort();
+  fronts.v2 = await freePort();
+  fronts.tls = await freePort();
+  const config = `global
+  maxconn 200
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend ftp_v1
+  bind 127.0.0.1:${fronts.v1}
+  default_backend gateways_v1
+backend gateways_v1
+  server gw1 127.0.0.1:${ftpPort} send-proxy
+frontend ftp_v2
+  bind 127.0.0.1:${fronts.v2}
+  default_backend gateways_v2
+backend gateways_v2
+  server gw1 127.0.0.1:${ftpPort} send-proxy-v2
+frontend ftps_v2
+  bind 127.0.0.1:${fronts.tls}
+  default_backend gateways_tls
+backend gateways_tls
+  server gw1 127.0.0.1:${tlsPort} send-proxy-v2
+`;
+  writeFileSync(join(dir, 'haproxy.cfg'), config);
+  let stderr = '';
+  haproxy = spawn(HAPROXY, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  haproxy.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  for (let i = 0; i < 100; i++) {
+    if (haproxy.exitCode !== null) break;
+    if ((await reachable(fronts.v1)) && (await reachable(fronts.v2)) && (await reachable(fronts.tls))) return;
+    await sleep(50);
+  }
+  throw new Error(`HAProxy did not start (exit ${haproxy.exitCode}): ${stderr}`);
+}
+
+test('setup: HAProxy is installed and started in front of dropftp', () => {
+  ready();
+});
+
+test.after.each(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await sleep(100); // let the server see the closes (per-address counts) before the next test
+});
+
+test.after(async () => {
+  haproxy?.kill('SIGTERM');
+  await server?.close();
+  await stack?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function through(port: number, localAddress: string, implicitTls = false): Promise<{ ftp: Ftp; first: string }> {
+  const { ftp, first } = await Ftp.open({ port, localAddress, implicitTls });
+  clients.push(ftp);
+  return { ftp, first: first?.text ?? 'closed without a reply' };
+}
+
+for (const version of ['v1', 'v2'] as const) {
+  test(`send-proxy${version === 'v2' ? '-v2' : ''}: per-address limit 1 counts real clients — 127.0.0.2 and 127.0.0.3 both in, a second 127.0.0.2 refused`, async () => {
+    ready();
+    const a = await through(fronts[version], '127.0.0.2');
+    const b = await through(fronts[version], '127.0.0.3');
+    assert.match(a.first, /^220 /);
+    assert.match(b.first, /^220 /, 'a second client through the same proxy address is not counted against the first');
+    const again = await through(fronts[version], '127.0.0.2');
+    assert.match(again.first, /^421 Too many connections/);
+    assert.is((await a.ftp.login(stack.user, stack.password)).code, 230);
+    const stat = await a.ftp.cmd('STAT');
+    assert.match(stat.text, /^211 /);
+  });
+}
+
+test('passive data through the proxy setup: the data connection (direct) from the real client works byte-exact; one from the proxy address is refused', async () => {
+  ready();
+  const { ftp } = await through(fronts.v2, '127.0.0.2');
+  assert.is((await ftp.login(stack.user, stack.password)).code, 230);
+  const bytes = randomBytes(512 * 1024 + 3);
+  let data = await ftp.data(await ftp.epsv(), { localAddress: '127.0.0.2' });
+  ftp.socket.write('STOR /via-haproxy.bin\r\n');
+  assert.is((await ftp.read()).code, 150);
+  data.end(bytes);
+  assert.is((await ftp.read(20_000)).code, 226);
+  data = await ftp.data(await ftp.epsv(), { localAddress: '127.0.0.2' });
+  const got = readAll(data);
+  ftp.socket.write('RETR /via-haproxy.bin\r\n');
+  assert.is((await ftp.read()).code, 150);
+  assert.ok((await got).equals(bytes), 'byte-exact');
+  assert.is((await ftp.read(20_000)).code, 226);
+  // The proxy's own address (127.0.0.1) is not the client: its data connection is dropped.
+  const port = await ftp.epsv();
+  const stranger = await ftp.data(port, { localAddress: '127.0.0.1' });
+  const strangerClosed = new Promise<void>((resolve) => stranger.once('close', () => resolve()));
+  stranger.on('error', () => {});
+  stranger.resume();
+  await strangerClosed;
+  const rightful = await ftp.data(port, { localAddress: '127.0.0.2' });
+  const listing = readAll(rightful);
+  ftp.socket.write('NLST /\r\n');
+  assert.is((await ftp.read()).code, 150);
+  assert.match((await listing).toString(), /via-haproxy\.bin/);
+  assert.is((await ftp.read()).code, 226);
+});
+
+test('implicit FTPS through send-proxy-v2: TLS after the header, login, per-address count of the real client', async () => {
+  ready();
+  const a = await through(fronts.tls, '127.0.0.4', true);
+  assert.match(a.first, /^220 /);
+  assert.is((await a.ftp.login(stack.user, stack.password)).code, 230);
+  const again = await through(fronts.tls, '127.0.0.4', true);
+  assert.match(again.first, /^421 /);
+});
+
+test('PROXY protocol on: no header → closed after the timeout without a greeting; an untrusted source with a forged header → closed', async () => {
+  ready();
+  const ftpPort = server.address!.port;
+  const started = Date.now();
+  const silent = await through(ftpPort, '127.0.0.1');
+  assert.is(silent.first, 'closed without a reply');
+  assert.ok(Date.now() - started >= 900, 'closed by the header timeout');
+  const forged = await Ftp.open({ port: ftpPort, localAddress: '127.0.0.9', preamble: 'PROXY TCP4 198.51.100.7 127.0.0.1 4000 21\r\n' });
+  clients.push(forged.ftp);
+  assert.is(forged.first, null, 'untrusted sources may not claim an address');
+  const trusted = await Ftp.open({ port: ftpPort, localAddress: '127.0.0.1', preamble: 'PROXY TCP4 198.51.100.7 127.0.0.1 4000 21\r\n' });
+  clients.push(trusted.ftp);
+  assert.match(trusted.first?.text ?? '', /^220 /, 'a trusted source with a valid header is served');
+});
+
+test.run();
