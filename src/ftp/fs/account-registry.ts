@@ -3,13 +3,17 @@
 // account's one directory cache (SyncRegistry), bundled as an AccountStore shared by every session
 // and mount. Main thread. Invariants: on the embedded local box an account named by the users file
 // is created on first use and its refresh token kept (mode 0600); one AccountStore per name for the
-// server's life; accounts.yaml is rewritten by one writer at a time.
+// server's life; accounts.yaml is rewritten by one writer at a time. With a token manager
+// (src/auth), accounts of the credentials file point at their own base URLs, every access token
+// comes from the manager (refreshed before expiry and after a 401) and each new one reaches the engine.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { DropftpError } from '../../errors.ts';
-import { DropboxRpc } from '../../dropbox/rpc.ts';
+import { DropboxRpc, sharedAgent, type RpcObserver } from '../../dropbox/rpc.ts';
+import type { AccountCredentials } from '../../auth/credentials-file.ts';
+import type { TokenManager } from '../../auth/token-manager.ts';
 import type { LocalBox, LocalBoxAccount } from '../../localbox/index.ts';
 import type { SyncRegistry } from '../../sync/index.ts';
 import { AccountStore } from './account-store.ts';
@@ -26,6 +30,12 @@ export interface AccountRegistryOptions {
   engine: EngineAccounts;
   /** Directory caches; null serves every read from the RPC client. */
   sync: SyncRegistry | null;
+  /** Short-lived tokens for every account (without it: one token per account, fetched at open). */
+  tokens?: TokenManager;
+  /** Dropbox accounts from `dropftp auth` (by name; they win over local box accounts). */
+  credentials?: Record<string, AccountCredentials>;
+  /** Told about every RPC request (metrics). */
+  rpcObserver?: RpcObserver;
 }
 
 export class AccountRegistry {
@@ -36,6 +46,9 @@ export class AccountRegistry {
 
   constructor(options: AccountRegistryOptions) {
     this.#options = options;
+    const { tokens, engine } = options;
+    // A refreshed token (before expiry, after a 401) applies to the engine's transfers opened from now on.
+    if (tokens) this.#releases.push(tokens.onToken(({ name, apiUrl, contentUrl, accessToken }) => engine.setAccount({ name, apiUrl, contentUrl, accessToken })));
   }
 
   get #file(): string {
@@ -55,7 +68,20 @@ export class AccountRegistry {
 
   /** A fresh access token for the account (tests use it to act "elsewhere", through the HTTP API). */
   async accessToken(name: string): Promise<string> {
-    return this.#token(await this.#stored(name));
+    const { tokens } = this.#options;
+    if (!tokens) return this.#token(await this.#stored(name));
+    await this.#manage(tokens, name);
+    return tokens.accessToken(name);
+  }
+
+  async #manage(tokens: TokenManager, name: string): Promise<void> {
+    if (tokens.has(name)) return;
+    const credentials = this.#options.credentials?.[name];
+    if (credentials) return tokens.add({ name, ...credentials });
+    const stored = await this.#stored(name);
+    if (tokens.has(name)) return;
+    const url = this.#options.box.url;
+    tokens.add({ name, apiUrl: url, contentUrl: url, appKey: stored.appKey, appSecret: stored.appSecret, refreshToken: stored.refreshToken });
   }
 
   /** Lets go of the directory caches (the SyncRegistry's own close() stops them). */
@@ -64,13 +90,14 @@ export class AccountRegistry {
   }
 
   async #open(name: string): Promise<AccountStore> {
-    const { box, engine, sync } = this.#options;
+    const { box, engine, sync, tokens } = this.#options;
     const accessToken = await this.accessToken(name);
-    engine.setAccount({ name, apiUrl: box.url, contentUrl: box.url, accessToken });
-    const rpc = new DropboxRpc({ name, apiUrl: box.url, accessToken });
+    const { apiUrl, contentUrl } = tokens ? tokens.account(name) : { apiUrl: box.url, contentUrl: box.url };
+    engine.setAccount({ name, apiUrl, contentUrl, accessToken });
+    const rpc = new DropboxRpc({ name, apiUrl, ...(tokens ? { tokens: tokens.provider(name) } : { accessToken }) }, sharedAgent(), this.#options.rpcObserver ?? null);
     let cache = null;
     if (sync) {
-      const held = sync.acquire({ name, apiUrl: box.url, accessToken });
+      const held = sync.acquire({ name, apiUrl, accessToken });
       this.#releases.push(held.release);
       cache = held.cache;
     }
