@@ -1,114 +1,121 @@
-// `dropftp serve`: parses its flags, starts the service (src/server.ts), prints where it listens
-// (and, on the first run, the new user's password, once), and runs until SIGINT/SIGTERM, then
-// closes gracefully. Main thread. Invariant: bad flags exit 2 with a message naming the flag.
+// `dropftp serve`: loads the configuration (defaults < YAML file < DROPFTP_* env < flags), starts
+// the service (src/server.ts), prints where it listens (and, on the first run, the new user's
+// password, once, on stdout and never in the logs), and runs until signalled. Main thread.
+// Invariants: bad configuration exits 2 naming each bad option and its source; SIGTERM/SIGINT drain
+// (running transfers may finish for shutdownGraceMs, the rest are aborted, nothing partial is
+// committed) and exit 0, a second one aborts at once; SIGHUP reloads the users file and limits.
 
-import { resolve } from 'node:path';
-import { startDropftp } from '../server.ts';
-import type { PortRange } from '../ftp/data/passive-ports.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { usage } from '../config/usage.ts';
+import { CLI_KEYS, UNMAPPED_KEYS, toDropftpOptions } from '../config/to-options.ts';
+import type { LoadedConfig } from '../config/types.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { startDropftp, type Dropftp } from '../server.ts';
 
-const USAGE = `usage: dropftp serve [--listen HOST:PORT] [--data-dir DIR] [--pasv-ports A-B] [--public-host H] [--users FILE]
+export const SERVE_USAGE_HEAD = `usage: dropftp serve [--config FILE] [options]
 
-  --listen HOST:PORT   control connection address (default 0.0.0.0:2121; [::]:2121 for IPv6)
+Every option is also a YAML key of FILE and a DROPFTP_* environment variable;
+flags win over the environment, which wins over the file. Common ones:
+  --listen HOST:PORT   control connection address (default 0.0.0.0:2121)
   --data-dir DIR       local box storage, accounts and users (default ./data)
   --pasv-ports A-B     passive data ports (default: any free port)
-  --public-host H      address announced in PASV replies to non-local clients (for NAT)
+  --public-host H      address announced in PASV replies (for NAT)
   --users FILE         users file (default DIR/users.yaml)
+  --no-workers         every transfer on the main thread (benchmark baseline)
+  --log-level LEVEL    trace, debug, info, warn, error, fatal, silent
 `;
 
-export interface ServeFlags {
-  host: string;
-  port: number;
-  dataDir: string;
-  pasvPorts: PortRange | null;
-  publicHost: string | null;
-  usersFile: string | undefined;
-}
-
-export function parseServeFlags(argv: string[]): ServeFlags {
-  const flags: ServeFlags = { host: '0.0.0.0', port: 2121, dataDir: './data', pasvPorts: null, publicHost: null, usersFile: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
-      return v;
-    };
-    switch (name) {
-      case '--listen': {
-        const v = value();
-        const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(v);
-        if (!m) throw new UsageError(`--listen: expected HOST:PORT, got "${v}"`);
-        flags.host = m[1] ?? (m[2] || '0.0.0.0');
-        flags.port = Number(m[3]);
-        if (flags.port > 65535) throw new UsageError(`--listen: port ${flags.port} out of range`);
-        break;
-      }
-      case '--data-dir':
-        flags.dataDir = value();
-        break;
-      case '--pasv-ports': {
-        const v = value();
-        const m = /^(\d+)-(\d+)$/.exec(v);
-        const min = Number(m?.[1]);
-        const max = Number(m?.[2]);
-        if (!m || min < 1 || max > 65535 || min > max) throw new UsageError(`--pasv-ports: expected A-B with 1 <= A <= B <= 65535, got "${v}"`);
-        flags.pasvPorts = { min, max };
-        break;
-      }
-      case '--public-host':
-        flags.publicHost = value();
-        break;
-      case '--users':
-        flags.usersFile = value();
-        break;
-      case '--help':
-      case '-h':
-        throw new UsageError('');
-      default:
-        throw new UsageError(`unknown option ${arg}`);
-    }
+/** Exit code 2 and the problems, or the loaded configuration. */
+function load(argv: string[]): LoadedConfig | number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(SERVE_USAGE_HEAD + '\nAll options:\n' + usage());
+    return 0;
   }
-  return flags;
-}
-
-export class UsageError extends Error {}
-
-export async function serveCommand(argv: string[]): Promise<number> {
-  let flags: ServeFlags;
+  let loaded: LoadedConfig;
   try {
-    flags = parseServeFlags(argv);
+    loaded = loadConfig({ argv });
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    (err.message ? process.stderr : process.stdout).write((err.message ? `dropftp serve: ${err.message}\n` : '') + USAGE);
-    return err.message ? 2 : 0;
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(err.problems.map((p) => `dropftp serve: ${p}\n`).join('') + 'dropftp serve: see `dropftp serve --help`\n');
+    return 2;
   }
-  const service = await startDropftp({
-    dataDir: resolve(flags.dataDir),
-    host: flags.host,
-    port: flags.port,
-    pasvPorts: flags.pasvPorts,
-    publicHost: flags.publicHost,
-    usersFile: flags.usersFile ? resolve(flags.usersFile) : undefined,
-  });
+  // An option accepted by the schema but not yet consumed must not be silently ignored.
+  const ignored = [...loaded.sources].filter(([key, source]) => source !== 'default' && Object.hasOwn(UNMAPPED_KEYS, key) && !Object.hasOwn(CLI_KEYS, key));
+  if (ignored.length) {
+    process.stderr.write(ignored.map(([key, source]) => `dropftp serve: ${key} (from ${source}): not supported by this build yet (${UNMAPPED_KEYS[key]})\n`).join(''));
+    return 2;
+  }
+  return loaded;
+}
+
+function banner(service: Dropftp, loaded: LoadedConfig, log: Logger): void {
   const shown = service.host.includes(':') ? `[${service.host}]` : service.host;
-  process.stdout.write(`dropftp: FTP server listening on ftp://${shown}:${service.port} (data in ${resolve(flags.dataDir)})\n`);
+  const where = `ftp://${shown}:${service.port}`;
+  // Plain lines on stdout for people and scripts (tests wait for "listening on ftp://…").
+  process.stdout.write(`dropftp: FTP server listening on ${where} (data in ${loaded.config.dataDir})\n`);
+  log.info({ event: 'start', listen: where, config: loaded.file, dataDir: loaded.config.dataDir, workers: loaded.config.engine.noWorkers ? 0 : service.engine.options.workers }, `listening on ${where}`);
   if (service.createdUser) {
     process.stdout.write(
       `dropftp: created FTP user "${service.createdUser.name}" with password: ${service.createdUser.password}\n` +
         `dropftp: (shown only this once; add users with \`dropftp user add NAME\`)\n`,
     );
   }
+}
+
+/** SIGHUP: the users file again; the configuration file's limits when the service can apply them. */
+async function reload(service: Dropftp, argv: string[], log: Logger): Promise<void> {
+  try {
+    loadConfig({ argv }); // a bad configuration file is reported and nothing changes
+    const { users } = await service.reload();
+    log.info({ event: 'reload', users }, 'reloaded users');
+  } catch (err) {
+    log.error({ event: 'reload', err }, 'reload failed; the running configuration stays');
+  }
+}
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const loaded = load(argv);
+  if (typeof loaded === 'number') return loaded;
+  const { config } = loaded;
+  const log = createLogger(config.log);
+  let service: Dropftp;
+  try {
+    service = await startDropftp(toDropftpOptions(config, log));
+  } catch (err) {
+    log.fatal({ event: 'start-failed', err }, 'dropftp could not start');
+    process.stderr.write(`dropftp serve: ${(err as Error).message}\n`);
+    return 1;
+  }
+  banner(service, loaded, log);
+  const onHup = (): void => void reload(service, argv, log);
+  process.on('SIGHUP', onHup);
   await new Promise<void>((resolveStop) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolveStop();
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // A second signal: abort every transfer now (nothing partial is committed).
+        log.warn({ event: 'shutdown', signal }, 'second signal: aborting running transfers');
+        void service.close();
+        return;
+      }
+      stopping = true;
+      log.info({ event: 'shutdown', signal, graceMs: config.shutdownGraceMs, running: service.transfers.running }, 'shutting down: no new connections, running transfers may finish');
+      void service.shutdown(config.shutdownGraceMs).then(
+        ({ aborted }) => {
+          log.info({ event: 'stopped', aborted }, aborted ? `stopped; ${aborted} transfer(s) aborted at the end of the grace period` : 'stopped');
+          resolveStop();
+        },
+        (err: unknown) => {
+          log.error({ event: 'stopped', err }, 'error while stopping');
+          resolveStop();
+        },
+      );
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  process.stdout.write('dropftp: shutting down\n');
-  await service.close();
+  process.off('SIGHUP', onHup);
+  // Every handle should be closed by now; if one lingers, do not hang the service manager.
+  setTimeout(() => process.exit(0), 5000).unref();
   return 0;
 }

@@ -52,7 +52,8 @@ function readFlags(argv: readonly string[], problems: string[]): { flags: Map<st
     const inline = eq > 0 && arg.startsWith('--') ? arg.slice(eq + 1) : undefined;
     const option = OPTION_BY_FLAG.get(name);
     if (name !== '--config' && !option) {
-      problems.push(`${arg}: ${unknownKey(name, ['--config', ...OPTION_BY_FLAG.keys()]).replace('option', 'flag')}`);
+      problems.push(`${name}: ${unknownKey(name, ['--config', ...OPTION_BY_FLAG.keys()]).replace('option', 'flag')}`);
+      if (inline === undefined && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) i++; // its value
       continue;
     }
     let value: string | undefined = inline;

@@ -7,6 +7,14 @@ import type { DropftpOptions } from '../server.ts';
 import type { Logger } from '../log/logger.ts';
 import type { DropftpConfig } from './types.ts';
 
+/** Keys toDropftpOptions maps (kept next to the function; the schema test checks the cover). */
+export const MAPPED_KEYS: readonly string[] = [
+  'listen', 'dataDir', 'passivePorts', 'publicHost', 'usersFile', 'greeting',
+  'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxRequestsPerAccount', 'engine.commitLingerMs',
+  'session.idleTimeoutMs', 'session.dataConnectTimeoutMs', 'session.unusedDataTimeoutMs', 'session.stallTimeoutMs',
+  'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures', 'limits.maxConnections',
+];
+
 /** Keys consumed outside DropftpOptions (by the CLI itself), with where. */
 export const CLI_KEYS: Readonly<Record<string, string>> = {
   shutdownGraceMs: 'src/cli/serve.ts (SIGTERM)',
