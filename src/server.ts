@@ -14,7 +14,9 @@ import { AccountRegistry } from './ftp/fs/account-registry.ts';
 import { openUserFs } from './ftp/fs/open-user-fs.ts';
 import { ResumeStore } from './ftp/fs/resume-store.ts';
 import type { TransferAdapter } from './ftp/fs/transfer-adapter.ts';
-import { FtpServer, type Authenticator, type SessionLimits } from './ftp/server.ts';
+import { FtpServer, type Authenticator, type ProxyProtocolOptions, type SessionLimits } from './ftp/server.ts';
+import { tlsOptionsFromFiles } from './ftp/tls-context.ts';
+import { BandwidthLimits, NO_LIMITS, throttleSessionFs, type LimitsOptions } from './limits/index.ts';
 import { buildCommandTable } from './ftp/commands/index.ts';
 import { TransferWatch } from './lifecycle/transfer-watch.ts';
 import { attachSessionLog, loggedAuthenticator, logTransfer } from './log/session-log.ts';
@@ -40,9 +42,30 @@ export interface DropftpOptions {
   /** Further engine options (memory budget, onlyMainThread for the no-workers baseline …). */
   engine?: EngineOptions;
   limits?: Partial<SessionLimits>;
+  /**
+   * Connection caps (server, address, user), failed-login delay and bans, per-user bandwidth caps
+   * (src/limits/options.ts, the `limits.*` configuration keys). Default: none at all (NO_LIMITS);
+   * `dropftp serve` passes its configuration, whose defaults are LIMITS_DEFAULTS.
+   */
+  access?: LimitsOptions;
+  /** FTPS (AUTH TLS, PBSZ, PROT) with this certificate; null/absent: plain FTP only. */
+  tls?: DropftpTlsOptions | null;
+  /** PROXY protocol v1/v2 required on the control listeners (behind HAProxy); null/absent: off. */
+  proxyProtocol?: ProxyProtocolOptions | null;
   greeting?: string;
   /** Session, login and transfer lines go here (default: nothing is logged). */
   log?: Logger;
+}
+
+export interface DropftpTlsOptions {
+  /** PEM certificate chain file (`tls.certFile`). */
+  certFile: string;
+  /** PEM private key file (`tls.keyFile`). */
+  keyFile: string;
+  /** Refuse USER/PASS (530) until the control connection is TLS (`tls.required`). */
+  required?: boolean;
+  /** Implicit-FTPS listener port, TLS from the first byte (`tls.implicitPort`, usually 990; 0: any free port; null: off). */
+  implicitPort?: number | null;
 }
 
 export interface ShutdownResult {
@@ -56,6 +79,8 @@ export interface Dropftp {
   engine: TransferEngine;
   host: string;
   port: number;
+  /** The implicit-FTPS listener's port, when there is one. */
+  implicitTlsPort: number | null;
   /** Set on the run that created the first user: its name and clear password (shown once). */
   createdUser: { name: string; password: string } | null;
   /** The login check the FTP server uses (tests build extra servers with other limits on it). */
@@ -107,10 +132,13 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       openUpload: (name, path, o) => running.openUpload(name, path, { ...o, resume: o.resume as UploadResumeToken | undefined }),
     };
     const resumes = new ResumeStore();
+    const bandwidth = new BandwidthLimits(options.access ?? NO_LIMITS);
     const authenticate: Authenticator = async ({ username, password }) => {
       const user = await users.authenticate(username, password);
-      return openUserFs(user, accounts, transfers, resumes);
+      const result = await openUserFs(user, accounts, transfers, resumes);
+      return { ...result, fs: throttleSessionFs(result.fs, username, bandwidth) };
     };
+    const tls = options.tls ?? null;
     const transfersWatch = new TransferWatch((record) => logTransfer(log, record));
     const ftp = new FtpServer({
       commands: transfersWatch.wrap(buildCommandTable()),
@@ -121,6 +149,11 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       pasvPorts: options.pasvPorts ?? null,
       publicHost: options.publicHost ?? null,
       ...options.limits,
+      access: options.access ?? NO_LIMITS,
+      tls: tls ? tlsOptionsFromFiles({ tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile }) : null,
+      requireTls: tls?.required === true,
+      implicitTlsPort: tls?.implicitPort ?? null,
+      proxyProtocol: options.proxyProtocol ?? null,
       authenticate: loggedAuthenticator(authenticate, log),
     });
     const detachLog = attachSessionLog(ftp, log);
@@ -130,6 +163,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const close = (): Promise<void> =>
       (closing ??= (async () => {
         await ftp.close();
+        bandwidth.close();
         detachLog();
         accounts.close();
         await sync.close();
@@ -143,6 +177,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       engine: started,
       host: address.address,
       port: address.port,
+      implicitTlsPort: ftp.implicitTlsAddress?.port ?? null,
       createdUser,
       authenticate,
       transfers: transfersWatch,
@@ -152,7 +187,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       shutdown: async (graceMs) => {
         transfersWatch.drain();
         // Stop listening now (close()'s callback would wait for every session; ftp.close() does that).
-        if (ftp.server.listening) ftp.server.close();
+        ftp.stopListening();
         const finished = await transfersWatch.idle(graceMs);
         const aborted = finished ? 0 : transfersWatch.running;
         await close();

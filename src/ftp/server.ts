@@ -186,6 +186,11 @@ export class FtpServer extends FtpSrv {
     return (this.#implicitServer?.address() as AddressInfo | null | undefined) ?? null;
   }
 
+  /** Stops accepting on every listener now (running sessions go on; close() ends them). */
+  stopListening(): void {
+    for (const server of [this.server, this.#implicitServer]) if (server?.listening) server.close();
+  }
+
   /** Stops accepting, aborts transfers (nothing half-uploaded is committed), closes every session. */
   async close(): Promise<void> {
     if (this.#closing) return;
