@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDropftp, type Dropftp } from '../../../src/server.ts';
+import { startDropftp, type Dropftp, type DropftpOptions } from '../../../src/server.ts';
 import type { SessionLimits } from '../../../src/ftp/server.ts';
 import type { PortRange } from '../../../src/ftp/data/passive-ports.ts';
 
@@ -16,7 +16,13 @@ export interface Stack extends Dropftp {
   stop(): Promise<void>;
 }
 
-export async function startStack(options: { limits?: Partial<SessionLimits>; pasvPorts?: PortRange | null; engineWorkers?: number } = {}): Promise<Stack> {
+export interface StackOptions extends Pick<DropftpOptions, 'access' | 'tls' | 'proxyProtocol'> {
+  limits?: Partial<SessionLimits>;
+  pasvPorts?: PortRange | null;
+  engineWorkers?: number;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = await mkdtemp(join(tmpdir(), 'dropftp-ftp-test-'));
   const service = await startDropftp({
     dataDir,
@@ -25,6 +31,9 @@ export async function startStack(options: { limits?: Partial<SessionLimits>; pas
     engineWorkers: options.engineWorkers ?? 1,
     limits: options.limits,
     pasvPorts: options.pasvPorts ?? null,
+    ...(options.access ? { access: options.access } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.proxyProtocol ? { proxyProtocol: options.proxyProtocol } : {}),
   });
   const { name, password } = service.createdUser!;
   return {
