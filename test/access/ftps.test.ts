@@ -11,14 +11,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { FtpServer } from '../../src/ftp/server.ts';
-import { tlsOptionsFromFiles } from '../../src/ftp/tls-context.ts';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
 import { Ftp, readAll } from './client.ts';
 
 const run = promisify(execFile);
 let stack: Stack;
-let server: FtpServer;
 let dir: string;
 let port: number;
 let implicitPort: number;
@@ -29,21 +26,13 @@ test.before(async () => {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
   payload = join(dir, 'payload.bin');
   writeFileSync(payload, randomBytes(3 * 1024 * 1024 + 7));
-  stack = await startStack();
-  server = new FtpServer({
-    host: '127.0.0.1',
-    port: 0,
-    implicitTlsPort: 0,
-    requireTls: true,
-    tls: tlsOptionsFromFiles({ tlsCertFile: join(dir, 'cert.pem'), tlsKeyFile: join(dir, 'key.pem') }),
-    authenticate: stack.authenticate,
-  });
-  port = (await server.listen()).port;
-  implicitPort = server.implicitTlsAddress!.port;
+  // Through startDropftp's own options (what `dropftp serve` maps its tls.* keys to).
+  stack = await startStack({ tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), required: true, implicitPort: 0 } });
+  port = stack.port;
+  implicitPort = stack.implicitTlsPort!;
 });
 
 test.after(async () => {
-  await server.close();
   await stack.stop();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -13,14 +13,11 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FtpServer } from '../../src/ftp/server.ts';
-import { tlsOptionsFromFiles } from '../../src/ftp/tls-context.ts';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
 import { Ftp, readAll, sleep } from './client.ts';
 
 const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';
 let stack: Stack;
-let server: FtpServer;
 let haproxy: ChildProcess | null = null;
 let dir: string;
 const fronts = { v1: 0, v2: 0, tls: 0 };
@@ -66,18 +63,14 @@ async function setup(): Promise<void> {
   }
   dir = mkdtempSync(join(tmpdir(), 'dropftp-haproxy-'));
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-  stack = await startStack();
-  server = new FtpServer({
-    host: '127.0.0.1',
-    port: 0,
-    implicitTlsPort: 0,
-    tls: tlsOptionsFromFiles({ tlsCertFile: join(dir, 'cert.pem'), tlsKeyFile: join(dir, 'key.pem') }),
+  // The whole service through startDropftp's own options (what `dropftp serve` maps its configuration to).
+  stack = await startStack({
+    tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), implicitPort: 0 },
     proxyProtocol: { trustedProxies: ['127.0.0.1'], headerTimeoutMs: 1000 },
     access: { maxConnectionsPerAddress: 1 },
-    authenticate: stack.authenticate,
   });
-  const ftpPort = (await server.listen()).port;
-  const tlsPort = server.implicitTlsAddress!.port;
+  const ftpPort = stack.port;
+  const tlsPort = stack.implicitTlsPort!;
   fronts.v1 = await freePort();
   fronts.v2 = await freePort();
   fronts.tls = await freePort();
@@ -127,7 +120,6 @@ test.after.each(async () => {
 
 test.after(async () => {
   haproxy?.kill('SIGTERM');
-  await server?.close();
   await stack?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -195,7 +187,7 @@ test('implicit FTPS through send-proxy-v2: TLS after the header, login, per-addr
 
 test('PROXY protocol on: no header → closed after the timeout without a greeting; an untrusted source with a forged header → closed', async () => {
   ready();
-  const ftpPort = server.address!.port;
+  const ftpPort = stack.port;
   const started = Date.now();
   const silent = await through(ftpPort, '127.0.0.1');
   assert.is(silent.first, 'closed without a reply');
