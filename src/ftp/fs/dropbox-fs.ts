@@ -109,9 +109,16 @@ export class DropboxFs implements SessionFs {
     } catch (err) {
       if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND' && this.#tree.holdsMount(path))) throw err;
     }
-    const shadowed = new Set(mounted.map((name) => name.toLowerCase()));
+    // Mount points shadow whatever the folder holds under their name; virtual parents of deeper
+    // mounts show only when the folder holds nothing of that name.
+    const shadowed = new Set(mounted.filter((m) => m.isMountPoint).map((m) => m.name.toLowerCase()));
     const infos = entries.filter((e) => !shadowed.has(e.name.toLowerCase()) && !e.name.startsWith(RENAME_TEMP)).map((e) => toInfo(e));
-    for (const name of mounted) infos.push(await this.stat(path === '/' ? `/${name}` : `${path}/${name}`).catch(() => ({ name, isDirectory: true, size: 0, mtime: FOLDER_TIME, id: `mount:${name}` })));
+    const present = new Set(infos.map((i) => i.name.toLowerCase()));
+    for (const { name } of mounted) {
+      if (present.has(name.toLowerCase())) continue;
+      const child = path === '/' ? `/${name}` : `${path}/${name}`;
+      infos.push(await this.stat(child).catch(() => ({ name, isDirectory: true, size: 0, mtime: FOLDER_TIME, id: `mount:${child.toLowerCase()}` })));
+    }
     return infos.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
@@ -132,7 +139,6 @@ export class DropboxFs implements SessionFs {
   async rmdir(path: string): Promise<void> {
     const place = this.#tree.check('delete', path);
     if (path === '/' || place.dbx === '') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot remove the root');
-    if (place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot remove a mount point');
     // Deciding to delete: ask Dropbox itself, never the cache.
     const entry = await place.store.rpc.getMetadata(place.dbx);
     if (entry.tag !== 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FOLDER');
@@ -153,9 +159,6 @@ export class DropboxFs implements SessionFs {
     const src = this.#tree.check('rename', from);
     const dst = this.#tree.check('rename', to);
     if (from === '/' || to === '/' || src.dbx === '' || dst.dbx === '') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename the root');
-    for (const path of [from, to]) {
-      if (this.#tree.place(path).isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename a mount point');
-    }
     if (src.store !== dst.store) throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot rename across accounts');
     if (baseName(to).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
     if (from === to) return;

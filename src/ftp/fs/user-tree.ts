@@ -9,7 +9,7 @@ import { DropftpError } from '../../errors.ts';
 import { restrictToReadOnly, type Permission, type PermissionSet } from '../../users/permissions.ts';
 import type { Mount } from '../../users/mounts.ts';
 import type { AccountStore } from './account-store.ts';
-import { baseName, isWithin, parentOf, toDropboxPath } from './paths.ts';
+import { isWithin, toDropboxPath } from './paths.ts';
 
 export interface Place {
   store: AccountStore;
@@ -51,10 +51,16 @@ export class UserTree {
     return { store: this.rootStore, dbx: toDropboxPath(this.root, clientPath), permissions: this.permissions, mount: null, isMountPoint: false };
   }
 
-  /** Throws DROPFTP_ERR_PERMISSION unless `permission` is granted at `clientPath`. */
+  /**
+   * Throws DROPFTP_ERR_PERMISSION unless `permission` is granted at `clientPath`; a mount point, or
+   * a folder holding one, can never be renamed or deleted (the mount would dangle).
+   */
   check(permission: Permission, clientPath: string): Place {
     const place = this.place(clientPath);
     if (!place.permissions.has(permission)) throw new DropftpError('DROPFTP_ERR_PERMISSION', `${permission} refused at ${clientPath}`);
+    if ((permission === 'rename' || permission === 'delete') && (place.isMountPoint || this.holdsMount(clientPath))) {
+      throw new DropftpError('DROPFTP_ERR_PERMISSION', `${clientPath} is or holds a mount point`);
+    }
     return place;
   }
 
@@ -63,9 +69,21 @@ export class UserTree {
     return this.mounts.some(({ mount }) => mount.path.toLowerCase() !== clientPath.toLowerCase() && isWithin(mount.path, clientPath));
   }
 
-  /** Names of the mount points directly inside `clientPath` (they show as folders there). */
-  mountNamesIn(clientPath: string): string[] {
-    return this.mounts.filter(({ mount }) => parentOf(mount.path).toLowerCase() === clientPath.toLowerCase()).map(({ mount }) => baseName(mount.path));
+  /**
+   * Folders that mounts add directly inside `clientPath`: mount points themselves, and the first
+   * component of deeper mounts (/deep for /deep/nested/share), which exist only virtually.
+   */
+  mountNamesIn(clientPath: string): { name: string; isMountPoint: boolean }[] {
+    const out = new Map<string, { name: string; isMountPoint: boolean }>();
+    const prefix = clientPath === '/' ? '/' : clientPath + '/';
+    for (const { mount } of this.mounts) {
+      if (!mount.path.toLowerCase().startsWith(prefix.toLowerCase())) continue;
+      const rest = mount.path.slice(prefix.length);
+      const name = rest.split('/')[0]!;
+      const isMountPoint = !rest.includes('/');
+      if (!out.get(name.toLowerCase())?.isMountPoint) out.set(name.toLowerCase(), { name, isMountPoint });
+    }
+    return [...out.values()];
   }
 
   /** Every folder that must exist for the tree to work: the root, and writable mounts' folders. */
