@@ -202,6 +202,7 @@ export class FtpSession extends FtpConnection {
       throw err;
     }
     const overCap = ticket?.loginSucceeded(username);
+    if (overCap) this.server.emit('refused', { address: this.controlPeerAddress, reason: overCap.reason, detail: `user ${username}: ${overCap.reply}` });
     if (overCap) throw this.#closingWith(new DropftpError('DROPFTP_ERR_TOO_MANY_CONNECTIONS', 'Too many sessions for this user'));
     this.files = result.fs;
     this.userBlacklist = new Set((result.blacklist ?? []).map((verb) => verb.toUpperCase()));

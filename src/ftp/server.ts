@@ -13,7 +13,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { DropftpError } from '../errors.ts';
-import { AccessLimiter, NO_LIMITS, type LimitsOptions } from '../limits/index.ts';
+import { AccessLimiter, NO_LIMITS, type LimitsOptions, type RefusalReason } from '../limits/index.ts';
 import { readProxyHeader, TrustedProxies } from './proxy-protocol.ts';
 import { acceptTls } from './tls-context.ts';
 import { FtpSrv, silentLogger, type FtpSrvLogger } from './ftp-srv-types.ts';
@@ -68,6 +68,17 @@ export interface FtpServerOptions extends Partial<SessionLimits> {
   greeting?: string;
   log?: FtpSrvLogger;
   commands?: Map<string, CommandSpec>;
+}
+
+/**
+ * Emitted as 'refused' for every connection or login turned away by a limit or the PROXY protocol
+ * (for logs and metrics; the address is the real client's where known, else the socket peer's).
+ * 'banned' ({ address, username }) is emitted when a failed login bans an address.
+ */
+export interface RefusedEvent {
+  address: string;
+  reason: RefusalReason | 'proxy_untrusted' | 'proxy_header';
+  detail: string;
 }
 
 export interface ProxyProtocolOptions {
@@ -245,7 +256,7 @@ export class FtpServer extends FtpSrv {
     const proxy = this.#proxy;
     if (!proxy) return this.#admit(raw, implicitTls, raw.remoteAddress ?? '');
     if (!proxy.trusted.has(raw.remoteAddress)) {
-      this.emit('client-error', { connection: null, context: 'proxyProtocol', error: new Error(`PROXY header from untrusted ${raw.remoteAddress}`) });
+      this.emit('refused', { address: raw.remoteAddress ?? '', reason: 'proxy_untrusted', detail: 'PROXY header source not in trustedProxies' } satisfies RefusedEvent);
       raw.destroy();
       return;
     }
@@ -258,7 +269,7 @@ export class FtpServer extends FtpSrv {
       },
       (error: unknown) => {
         this.#pending.delete(raw);
-        this.emit('client-error', { connection: null, context: 'proxyProtocol', error });
+        this.emit('refused', { address: raw.remoteAddress ?? '', reason: 'proxy_header', detail: (error as Error).message } satisfies RefusedEvent);
         raw.destroy();
       },
     );
@@ -270,7 +281,7 @@ export class FtpServer extends FtpSrv {
     const socket = implicitTls ? acceptTls(raw, this.secureContext!) : raw;
     const admission = this.access.connect(peerAddress);
     if (!admission.ok) {
-      this.emit('refused', { address: peerAddress, reason: admission.refusal.reason });
+      this.emit('refused', { address: peerAddress, reason: admission.refusal.reason, detail: admission.refusal.reply } satisfies RefusedEvent);
       refuse(socket, admission.refusal.reply);
       return;
     }
