@@ -10,6 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closeSharedAgent } from './dropbox/rpc.ts';
+import { readCredentialsFile } from './auth/credentials-file.ts';
+import { TokenManager } from './auth/token-manager.ts';
+import { AdminServer, type HealthReport } from './metrics/admin-server.ts';
+import { ServiceMetrics, transferResult } from './metrics/service-metrics.ts';
 import { AccountRegistry } from './ftp/fs/account-registry.ts';
 import { openUserFs } from './ftp/fs/open-user-fs.ts';
 import { ResumeStore } from './ftp/fs/resume-store.ts';
@@ -55,6 +59,10 @@ export interface DropftpOptions {
   greeting?: string;
   /** Session, login and transfer lines go here (default: nothing is logged). */
   log?: Logger;
+  /** Dropbox accounts from `dropftp auth`. Default <dataDir>/credentials.yaml. */
+  credentialsFile?: string | null;
+  /** Metrics and health listener (GET /metrics, /healthz); off when absent. */
+  admin?: { host: string; port: number } | null;
 }
 
 export interface DropftpTlsOptions {
@@ -88,6 +96,11 @@ export interface Dropftp {
   /** Users (re-read when the users file changes) and the storage accounts they use. */
   users: UserDirectory;
   accounts: AccountRegistry;
+  /** Short-lived access tokens of every account (refreshed before expiry and after a 401). */
+  tokens: TokenManager;
+  metrics: ServiceMetrics;
+  /** The admin listener's address when `admin` was set. */
+  admin: { host: string; port: number } | null;
   /** Watches transfer commands (running count, drain). */
   transfers: TransferWatch;
   /** Re-reads the users file (SIGHUP); sessions stay; a bad file throws and the old users stay. */
@@ -116,13 +129,18 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   const log = options.log ?? silentLog();
   const users = await UserDirectory.open({ path: usersFile, onError: (err) => log.error({ event: 'users-file', err }, 'users file rejected; previous users stay') });
 
+  const credentials = await readCredentialsFile(options.credentialsFile ?? join(dataDir, 'credentials.yaml'));
   const box = await startLocalBox({ dataDir: join(dataDir, 'localbox') });
+  const metrics = new ServiceMetrics();
+  const tokens = new TokenManager({ onRefresh: metrics.onRefresh });
+  let admin: AdminServer | null = null;
   let engine: TransferEngine | null = null;
   const sync = new SyncRegistry();
   try {
     engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) });
     const running = engine;
-    const accounts = new AccountRegistry({ box, dataDir, engine: running, sync });
+    const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: credentials.accounts, rpcObserver: metrics.rpcObserver });
+    metrics.attachEngine(() => running.stats());
     // Every account the users file names: tokens now, directory caches listing in the background.
     const named = new Set([LOCAL_ACCOUNT, ...[...users.users.values()].flatMap((u) => [u.account, ...u.mounts.map((m) => m.account)])]);
     await Promise.all([...named].map((name) => accounts.get(name)));
@@ -134,12 +152,21 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const resumes = new ResumeStore();
     const bandwidth = new BandwidthLimits(options.access ?? NO_LIMITS);
     const authenticate: Authenticator = async ({ username, password }) => {
-      const user = await users.authenticate(username, password);
-      const result = await openUserFs(user, accounts, transfers, resumes);
-      return { ...result, fs: throttleSessionFs(result.fs, username, bandwidth) };
+      try {
+        const user = await users.authenticate(username, password);
+        const result = await openUserFs(user, accounts, transfers, resumes);
+        metrics.login(true);
+        return { ...result, fs: throttleSessionFs(result.fs, username, bandwidth) };
+      } catch (err) {
+        metrics.login(false);
+        throw err;
+      }
     };
     const tls = options.tls ?? null;
-    const transfersWatch = new TransferWatch((record) => logTransfer(log, record));
+    const transfersWatch = new TransferWatch((record) => {
+      logTransfer(log, record);
+      metrics.transfer(record.direction, transferResult(record.result === 'ok' ? null : record.result), record.bytes, record.durationMs / 1000);
+    });
     const ftp = new FtpServer({
       commands: transfersWatch.wrap(buildCommandTable()),
       ...(options.greeting ? { greeting: options.greeting } : {}),
@@ -157,7 +184,31 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       authenticate: loggedAuthenticator(authenticate, log),
     });
     const detachLog = attachSessionLog(ftp, log);
+    metrics.attachConnections(() => ftp.connectionCount);
+    ftp.on('connect', () => metrics.connectionsTotal.inc());
     const address = await ftp.listen();
+    if (options.admin) {
+      admin = new AdminServer({
+        host: options.admin.host,
+        port: options.admin.port,
+        metrics: () => metrics.render(),
+        health: async (): Promise<HealthReport> => {
+          // Healthy: the FTP listener is up and every account in use answers users/get_current_account.
+          const checks: Record<string, string> = { ftp: ftp.server.listening ? 'ok' : 'not listening' };
+          await Promise.all(tokens.names().map(async (name) => {
+            const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer in 5 s')), 5000).unref());
+            checks[`account:${name}`] = await Promise.race([accounts.get(name).then((store) => store.rpc.currentAccount()), timeout]).then(
+              () => 'ok',
+              (err: Error) => err.message,
+            );
+          }));
+          return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+        },
+      });
+      await admin.listen();
+    }
+    const adminAddress = admin?.address ?? null;
+    const startedAdmin = admin;
     const started = engine;
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> =>
@@ -168,6 +219,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
         accounts.close();
         await sync.close();
         await started.close();
+        await startedAdmin?.close();
+        tokens.close();
+        metrics.close();
         await closeSharedAgent();
         await box.close();
       })());
@@ -183,6 +237,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       transfers: transfersWatch,
       users,
       accounts,
+      tokens,
+      metrics,
+      admin: adminAddress ? { host: adminAddress.address, port: adminAddress.port } : null,
       reload: () => users.reload(),
       shutdown: async (graceMs) => {
         transfersWatch.drain();
@@ -196,6 +253,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       close,
     };
   } catch (err) {
+    tokens.close();
+    metrics.close();
+    await admin?.close().catch(() => {});
     await sync.close().catch(() => {});
     await engine?.destroy().catch(() => {});
     await box.close().catch(() => {});
