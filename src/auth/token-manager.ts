@@ -121,7 +121,7 @@ export class TokenManager {
   async accessToken(name: string, reason: RefreshEvent['reason'] = 'expiry'): Promise<string> {
     const state = this.#state(name);
     if (state.token !== null && this.#now() < state.expiresAtMs - this.#margin(state)) return state.token;
-    return this.#refresh(state, reason);
+    return this.#refresh(state, state.token === null ? 'start' : reason);
   }
 
   /** After a 401 expired_access_token: refreshes once, however many callers held `stale`. */

@@ -28,10 +28,10 @@ export interface EngineStatsLike {
 export type Direction = 'download' | 'upload';
 export type TransferResult = 'ok' | 'aborted' | 'failed';
 
-const ABORTED: ReadonlySet<ErrorCode> = new Set(['DROPFTP_ERR_ABORTED', 'DROPFTP_ERR_CLIENT_GONE', 'DROPFTP_ERR_STALLED', 'DROPFTP_ERR_SHUTTING_DOWN']);
+const ABORTED: ReadonlySet<string> = new Set<ErrorCode>(['DROPFTP_ERR_ABORTED', 'DROPFTP_ERR_CLIENT_GONE', 'DROPFTP_ERR_STALLED', 'DROPFTP_ERR_SHUTTING_DOWN']);
 
-/** ok, aborted (the client or the server stopped it) or failed (an error). */
-export function transferResult(code: ErrorCode | null): TransferResult {
+/** ok, aborted (the client or the server stopped it) or failed (an error); `code`: a registry code. */
+export function transferResult(code: string | null): TransferResult {
   if (code === null) return 'ok';
   return ABORTED.has(code) ? 'aborted' : 'failed';
 }
