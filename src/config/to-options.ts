@@ -5,14 +5,20 @@
 
 import type { DropftpOptions } from '../server.ts';
 import type { Logger } from '../log/logger.ts';
-import type { DropftpConfig } from './types.ts';
+import type { BandwidthCap, LimitsOptions } from '../limits/index.ts';
+import type { BandwidthCapConfig, DropftpConfig } from './types.ts';
 
 /** Keys toDropftpOptions maps (kept next to the function; the schema test checks the cover). */
 export const MAPPED_KEYS: readonly string[] = [
   'listen', 'dataDir', 'passivePorts', 'publicHost', 'usersFile', 'greeting',
   'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxRequestsPerAccount', 'engine.commitLingerMs',
   'session.idleTimeoutMs', 'session.dataConnectTimeoutMs', 'session.unusedDataTimeoutMs', 'session.stallTimeoutMs',
-  'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures', 'limits.maxConnections',
+  'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures',
+  'limits.maxConnections', 'limits.maxConnectionsPerAddress', 'limits.maxConnectionsPerUser', 'limits.ipv6PrefixBits',
+  'limits.loginDelayBaseMs', 'limits.loginDelayMaxMs', 'limits.banAfterFailures', 'limits.failureWindowMs', 'limits.banMs',
+  'limits.maxTrackedAddresses', 'limits.bandwidth.downloadBytesPerSec', 'limits.bandwidth.uploadBytesPerSec', 'limits.userBandwidth',
+  'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort',
+  'proxyProtocol.enabled', 'proxyProtocol.trustedProxies', 'proxyProtocol.headerTimeoutMs',
 ];
 
 /** Keys consumed outside DropftpOptions (by the CLI itself), with where. */
@@ -24,25 +30,6 @@ export const CLI_KEYS: Readonly<Record<string, string>> = {
 
 /** Keys the service does not consume yet: `serve` refuses a non-default value for them. */
 export const UNMAPPED_KEYS: Readonly<Record<string, string>> = {
-  'limits.maxConnectionsPerAddress': 'limits wiring',
-  'limits.maxConnectionsPerUser': 'limits wiring',
-  'limits.ipv6PrefixBits': 'limits wiring',
-  'limits.loginDelayBaseMs': 'limits wiring',
-  'limits.loginDelayMaxMs': 'limits wiring',
-  'limits.banAfterFailures': 'limits wiring',
-  'limits.failureWindowMs': 'limits wiring',
-  'limits.banMs': 'limits wiring',
-  'limits.maxTrackedAddresses': 'limits wiring',
-  'limits.bandwidth.downloadBytesPerSec': 'limits wiring',
-  'limits.bandwidth.uploadBytesPerSec': 'limits wiring',
-  'limits.userBandwidth': 'limits wiring',
-  'tls.certFile': 'FTPS wiring',
-  'tls.keyFile': 'FTPS wiring',
-  'tls.required': 'FTPS wiring',
-  'tls.implicitPort': 'FTPS wiring',
-  'proxyProtocol.enabled': 'PROXY protocol wiring',
-  'proxyProtocol.trustedProxies': 'PROXY protocol wiring',
-  'proxyProtocol.headerTimeoutMs': 'PROXY protocol wiring',
   admin: 'metrics listener wiring',
   credentialsFile: 'Dropbox accounts wiring',
 };
@@ -68,5 +55,23 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
     },
     // FTP sessions (and the server-wide connection cap)
     limits: { ...config.session, maxConnections: config.limits.maxConnections },
+    // connection caps, login delay and bans, bandwidth
+    access: accessOptions(config.limits),
+    // FTPS
+    tls: config.tls.certFile && config.tls.keyFile ? { certFile: config.tls.certFile, keyFile: config.tls.keyFile, required: config.tls.required, implicitPort: config.tls.implicitPort } : null,
+    // behind a load balancer
+    proxyProtocol: config.proxyProtocol.enabled ? { trustedProxies: [...config.proxyProtocol.trustedProxies], headerTimeoutMs: config.proxyProtocol.headerTimeoutMs } : null,
   };
+}
+
+function cap(value: BandwidthCapConfig): BandwidthCap {
+  const out: BandwidthCap = {};
+  if (value.downloadBytesPerSec !== null) out.downloadBytesPerSec = value.downloadBytesPerSec;
+  if (value.uploadBytesPerSec !== null) out.uploadBytesPerSec = value.uploadBytesPerSec;
+  return out;
+}
+
+export function accessOptions(limits: DropftpConfig['limits']): LimitsOptions {
+  const { bandwidth, userBandwidth, ...counts } = limits;
+  return { ...counts, bandwidth: cap(bandwidth), userBandwidth: Object.fromEntries(Object.entries(userBandwidth).map(([user, value]) => [user, cap(value)])) };
 }

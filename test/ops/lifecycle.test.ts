@@ -57,7 +57,7 @@ function addUser(dataDir: string, name: string, password: string): Promise<void>
 }
 
 async function serve(dataDir: string): Promise<ServeProcess> {
-  const s = await startServe(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--grace', String(GRACE_MS), '--engine-workers', '2'], { DROPFTP_LOG_FORMAT: 'json' });
+  const s = await startServe(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--grace', String(GRACE_MS), '--engine-workers', '2', '--limits-max-connections-per-address', '200'], { DROPFTP_LOG_FORMAT: 'json' });
   running.add(s);
   void s.exited.then(() => running.delete(s));
   return s;
