@@ -55,7 +55,7 @@ function bump(map: Map<string, number>, key: string, by: number): void {
 }
 
 export class AccessLimiter {
-  readonly limits: ResolvedLimits;
+  #limits: ResolvedLimits;
   readonly #now: () => number;
   readonly #perAddress = new Map<string, number>();
   readonly #perUser = new Map<string, number>();
@@ -64,9 +64,24 @@ export class AccessLimiter {
   readonly #stats = { refused: { banned: 0, server_full: 0, address_full: 0, user_full: 0 }, loginFailures: 0, bans: 0 };
 
   constructor(options: LimitsOptions = {}, now: () => number = Date.now) {
-    this.limits = resolveLimits(options); // idempotent: a ResolvedLimits resolves to itself
+    this.#limits = resolveLimits(options); // idempotent: a ResolvedLimits resolves to itself
     this.#now = now;
-    this.#failures = new LruMap(this.limits.maxTrackedAddresses);
+    this.#failures = new LruMap(this.#limits.maxTrackedAddresses);
+  }
+
+  get limits(): ResolvedLimits {
+    return this.#limits;
+  }
+
+  /**
+   * New limits (SIGHUP): live counts, failure records and bans are kept; connections already over a
+   * lowered cap stay, new ones are refused until the count falls below it. Throws on bad options,
+   * leaving the old limits in force.
+   */
+  reconfigure(options: LimitsOptions): void {
+    const next = resolveLimits(options);
+    this.#limits = next;
+    this.#failures.resize(next.maxTrackedAddresses);
   }
 
   /** Called on accept with socket.remoteAddress; on refusal, send `refusal.reply` and close. */

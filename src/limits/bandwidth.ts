@@ -7,12 +7,30 @@ import { TokenBucket } from './token-bucket.ts';
 
 export type Direction = 'download' | 'upload';
 
+/** The rate a bucket gets when its cap is lifted while sessions still hold it: no pacing in practice. */
+const UNCAPPED_BYTES_PER_SEC = 2 ** 40;
+
 export class BandwidthLimits {
-  readonly limits: ResolvedLimits;
+  limits: ResolvedLimits;
   readonly #buckets = new Map<string, TokenBucket>();
 
   constructor(options: LimitsOptions = {}) {
     this.limits = resolveLimits(options);
+  }
+
+  /**
+   * New caps (SIGHUP): buckets already handed out follow the new rate at once (a lifted cap
+   * becomes a rate too high to matter); sessions that logged in uncapped stay uncapped until they
+   * log in again. Throws on bad options, leaving the old caps in force.
+   */
+  reconfigure(options: LimitsOptions): void {
+    this.limits = resolveLimits(options);
+    for (const [key, bucket] of this.#buckets) {
+      const [direction, user] = key.split('\0') as [Direction, string];
+      const cap = this.capOf(user);
+      const rate = direction === 'download' ? cap.downloadBytesPerSec : cap.uploadBytesPerSec;
+      bucket.setRate(rate ?? UNCAPPED_BYTES_PER_SEC);
+    }
   }
 
   /** The cap that applies to a user (its own entry, else the default). */

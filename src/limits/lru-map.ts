@@ -4,11 +4,26 @@
 
 export class LruMap<K, V> {
   readonly #map = new Map<K, V>();
-  readonly capacity: number;
+  #capacity: number;
 
   constructor(capacity: number) {
     if (!(capacity >= 1)) throw new RangeError('LruMap: capacity must be ≥ 1');
-    this.capacity = capacity;
+    this.#capacity = capacity;
+  }
+
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** Changes the bound, forgetting the least recently used entries beyond it. */
+  resize(capacity: number): void {
+    if (!(capacity >= 1)) throw new RangeError('LruMap: capacity must be ≥ 1');
+    this.#capacity = capacity;
+    while (this.#map.size > capacity) {
+      const oldest = this.#map.keys().next();
+      if (oldest.done) break;
+      this.#map.delete(oldest.value);
+    }
   }
 
   get size(): number {
@@ -33,7 +48,7 @@ export class LruMap<K, V> {
   set(key: K, value: V): void {
     this.#map.delete(key);
     this.#map.set(key, value);
-    if (this.#map.size > this.capacity) {
+    if (this.#map.size > this.#capacity) {
       const oldest = this.#map.keys().next();
       if (!oldest.done) this.#map.delete(oldest.value);
     }

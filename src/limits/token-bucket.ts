@@ -24,8 +24,8 @@ interface Waiter {
 }
 
 export class TokenBucket {
-  readonly bytesPerSec: number;
-  readonly burstBytes: number;
+  bytesPerSec: number;
+  burstBytes: number;
   readonly quantumBytes: number;
   #tokens: number;
   #lastRefillMs = performance.now();
@@ -39,6 +39,20 @@ export class TokenBucket {
     this.quantumBytes = Math.max(1, Math.floor(options.quantumBytes ?? 16 * 1024));
     this.burstBytes = Math.max(this.quantumBytes, Math.floor(options.burstBytes ?? this.bytesPerSec / 10));
     this.#tokens = this.burstBytes;
+  }
+
+  /** Changes the rate (and a burst that was derived from it) for everyone using this bucket. */
+  setRate(bytesPerSec: number, burstBytes?: number): void {
+    if (!(bytesPerSec > 0 && Number.isFinite(bytesPerSec))) throw new RangeError('TokenBucket: bytesPerSec must be a positive number');
+    this.#refill();
+    this.bytesPerSec = bytesPerSec;
+    this.burstBytes = Math.max(this.quantumBytes, Math.floor(burstBytes ?? bytesPerSec / 10));
+    this.#tokens = Math.min(this.#tokens, this.burstBytes);
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    if (this.#queue.length > 0) this.#pump();
   }
 
   /** Transfers waiting right now. */

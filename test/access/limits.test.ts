@@ -99,6 +99,22 @@ test('bad passwords from one address: 530 after a growing delay, then 421 ban; b
   assert.ok(Date.now() - started < 2000);
 });
 
+test('reconfigure (SIGHUP): a lowered per-address cap refuses new connections at once, a raised one admits them; bans survive', async () => {
+  const port = await serve({ maxConnectionsPerAddress: 3, loginDelayBaseMs: 0, banAfterFailures: 1, banMs: 60_000 });
+  const server = servers.at(-1)!;
+  await open(port, '127.0.0.10');
+  await open(port, '127.0.0.10');
+  server.access.reconfigure({ maxConnectionsPerAddress: 2, loginDelayBaseMs: 0, banAfterFailures: 1, banMs: 60_000 });
+  assert.match((await open(port, '127.0.0.10')).first, /^421 Too many connections/);
+  const { ftp } = await open(port, '127.0.0.11');
+  assert.is((await ftp.login(stack.user, 'wrong')).code, 421, 'one failure bans under these limits');
+  server.access.reconfigure({ maxConnectionsPerAddress: 3, loginDelayBaseMs: 0, banAfterFailures: 1, banMs: 60_000 });
+  assert.match((await open(port, '127.0.0.10')).first, /^220 /);
+  assert.match((await open(port, '127.0.0.11')).first, /^421 Too many failed logins/, 'the ban is kept');
+  assert.throws(() => server.access.reconfigure({ maxConnectionsPerAddress: -1 }), /maxConnectionsPerAddress/);
+  assert.is(server.access.limits.maxConnectionsPerAddress, 3, 'a bad reload leaves the old limits');
+});
+
 test('bandwidth caps: a user capped at 256 KiB/s down and up moves 384 KiB each way byte-exact in about 1.5 s', async () => {
   const bandwidth = new BandwidthLimits({ bandwidth: { downloadBytesPerSec: 256 * 1024, uploadBytesPerSec: 256 * 1024 } });
   const port = await serve(
@@ -128,7 +144,18 @@ test('bandwidth caps: a user capped at 256 KiB/s down and up moves 384 KiB each 
   assert.ok((await got).equals(bytes), 'download byte-exact');
   assert.is((await ftp.read(20_000)).code, 226);
   const downMs = Date.now() - started;
+  // Reload lifts the download cap: the same session's next RETR is no longer paced.
+  bandwidth.reconfigure({ bandwidth: { uploadBytesPerSec: 256 * 1024 } });
+  started = Date.now();
+  data = await ftp.data(await ftp.epsv());
+  const again = readAll(data);
+  ftp.socket.write('RETR /bw.bin\r\n');
+  assert.is((await ftp.read()).code, 150);
+  assert.ok((await again).equals(bytes));
+  assert.is((await ftp.read(20_000)).code, 226);
+  const liftedMs = Date.now() - started;
   bandwidth.close();
+  assert.ok(liftedMs < 1000, `download after the cap was lifted took ${liftedMs} ms`);
   // 384 KiB at 256 KiB/s with a 25.6 KiB burst: at least ~1.4 s each way; uncapped it is ~50 ms.
   assert.ok(upMs >= 1200 && upMs < 6000, `upload took ${upMs} ms`);
   assert.ok(downMs >= 1200 && downMs < 6000, `download took ${downMs} ms`);
