@@ -1,0 +1,88 @@
+// Several storage accounts side by side through the whole service: the embedded local box's own
+// account and an account of the credentials file that points at another base URL (a second local
+// box standing in for Dropbox). Each FTP user names one; files land in the right store; expiring
+// the second store's tokens refreshes that account only, and its users carry on.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { Client } from 'basic-ftp';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { saveAccount } from '../../src/auth/credentials-file.ts';
+import { adminOf, startLocalBox, type LocalBox, type LocalBoxAccount } from '../../src/localbox/index.ts';
+import { startDropftp, type Dropftp } from '../../src/server.ts';
+import { fetchFile } from '../engine/helpers.ts';
+import { writeUsers } from '../users/helpers.ts';
+
+let dir = '';
+let remote: LocalBox;
+let carol: LocalBoxAccount;
+let service: Dropftp;
+
+async function ftp(user: string): Promise<Client> {
+  const client = new Client(20_000);
+  await client.access({ host: '127.0.0.1', port: service.port, user, password: `${user}-secret` });
+  return client;
+}
+
+test.before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dropftp-accounts-'));
+  remote = await startLocalBox({ dataDir: join(dir, 'remote') });
+  carol = await remote.createAccount('carol');
+  // What `dropftp auth --account ext --api-url <remote>` stores (that flow has its own test).
+  await saveAccount(join(dir, 'data', 'credentials.yaml'), 'ext', {
+    appKey: carol.appKey,
+    refreshToken: carol.refreshToken,
+    apiUrl: remote.url,
+    contentUrl: remote.url,
+  });
+  await writeUsers(join(dir, 'data', 'users.yaml'), {
+    loc: { password: 'loc-secret' },
+    far: { password: 'far-secret', account: 'ext' },
+  });
+  service = await startDropftp({ dataDir: join(dir, 'data'), host: '127.0.0.1', port: 0, engineWorkers: 1 });
+});
+
+test.after(async () => {
+  await service?.close();
+  await remote?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('each user stores into the account it names; the credentials account lives at its own base URL', async () => {
+  const near = Buffer.alloc(20_000, 1);
+  const far = Buffer.alloc(30_000, 2);
+  const a = await ftp('loc');
+  const b = await ftp('far');
+  await a.uploadFrom(Readable.from([near]), 'near.bin');
+  await b.uploadFrom(Readable.from([far]), 'far.bin');
+  a.close();
+  b.close();
+  const remoteToken = await service.tokens.accessToken('ext');
+  assert.ok((await fetchFile(remote, remoteToken, '/far.bin'))!.equals(far));
+  assert.is(await fetchFile(remote, remoteToken, '/near.bin'), null);
+  const localToken = await service.tokens.accessToken('local');
+  assert.ok((await fetchFile(service.box, localToken, '/near.bin'))!.equals(near));
+  assert.is(await fetchFile(service.box, localToken, '/far.bin'), null);
+});
+
+test("the remote account's tokens expire mid-run: only it is refreshed, its user carries on", async () => {
+  const localBefore = service.tokens.current('local');
+  const extBefore = service.tokens.current('ext');
+  const client = await ftp('far');
+  await adminOf(remote).adminCall('POST', 'expire-tokens', { account: 'carol' });
+  await client.ensureDir('/made-after');
+  const data = Buffer.alloc(10_000, 9);
+  await client.uploadFrom(Readable.from([data]), 'later.bin');
+  client.close();
+  assert.is.not(service.tokens.current('ext'), extBefore);
+  assert.is(service.tokens.current('local'), localBefore);
+  assert.ok((await fetchFile(remote, service.tokens.current('ext')!, '/made-after/later.bin'))!.equals(data));
+  const m = service.metrics.tokenRefreshes;
+  assert.is(m.get({ account: 'ext', reason: 'expired_access_token', result: 'ok' }), 1);
+  assert.is(m.get({ account: 'local', reason: 'expired_access_token', result: 'ok' }), 0);
+});
+
+test.run();
