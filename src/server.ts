@@ -105,6 +105,11 @@ export interface Dropftp {
   transfers: TransferWatch;
   /** Re-reads the users file (SIGHUP); sessions stay; a bad file throws and the old users stay. */
   reload(): Promise<{ users: number }>;
+  /**
+   * New `limits.*` (SIGHUP): caps, login delay and bans, bandwidth. Counts, bans and running
+   * sessions stay; throws DROPFTP_ERR_CONFIG naming the option on a bad value (old limits stay).
+   */
+  reconfigureAccess(access: LimitsOptions): void;
   /** Stops accepting, lets running transfers finish for up to graceMs, then closes (abort the rest). */
   shutdown(graceMs: number): Promise<ShutdownResult>;
   close(): Promise<void>;
@@ -241,6 +246,10 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       metrics,
       admin: adminAddress ? { host: adminAddress.address, port: adminAddress.port } : null,
       reload: () => users.reload(),
+      reconfigureAccess: (access) => {
+        ftp.access.reconfigure(access);
+        bandwidth.reconfigure(access);
+      },
       shutdown: async (graceMs) => {
         transfersWatch.drain();
         // Stop listening now (close()'s callback would wait for every session; ftp.close() does that).
