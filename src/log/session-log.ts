@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { toDropftpError } from '../errors.ts';
 import type { FtpSession } from '../ftp/connection.ts';
-import type { Authenticator, FtpServer } from '../ftp/server.ts';
+import type { Authenticator, FtpServer, RefusedEvent } from '../ftp/server.ts';
 import type { TransferRecord } from '../lifecycle/transfer-watch.ts';
 
 const startedAt = new WeakMap<FtpSession, number>();
@@ -32,13 +32,20 @@ export function attachSessionLog(ftp: FtpServer, log: Logger): () => void {
     );
   };
   const onServerError = ({ error }: { error: unknown }): void => log.error({ event: 'server-error', err: error }, 'FTP listener error');
-  ftp.on('connect', onConnect);
-  ftp.on('disconnect', onDisconnect);
-  ftp.on('server-error', onServerError);
+  // Turned away by a limit or the PROXY protocol (the address is the real client's where known).
+  const onRefused = ({ address, reason, detail }: RefusedEvent): void => log.warn({ event: 'refused', client: address, reason, detail }, 'connection refused');
+  const onBanned = ({ address, username }: { address: string; username?: string }): void => log.warn({ event: 'banned', client: address, user: username ?? null }, 'address banned after failed logins');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter listeners take any arguments
+  const listeners: [string, (...args: any[]) => void][] = [
+    ['connect', onConnect],
+    ['disconnect', onDisconnect],
+    ['server-error', onServerError],
+    ['refused', onRefused],
+    ['banned', onBanned],
+  ];
+  for (const [event, listener] of listeners) ftp.on(event, listener);
   return () => {
-    ftp.off('connect', onConnect);
-    ftp.off('disconnect', onDisconnect);
-    ftp.off('server-error', onServerError);
+    for (const [event, listener] of listeners) ftp.off(event, listener);
   };
 }
 
