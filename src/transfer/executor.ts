@@ -15,6 +15,8 @@ export interface Executor {
   run(task: EngineTask): Promise<TaskResult>;
   /** Worker crashes seen so far. */
   crashes(): number;
+  /** piscina's pool utilisation (0..1; the main-thread executor: null). */
+  utilization(): number | null;
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -62,6 +64,7 @@ export function createPoolExecutor(control: ControlHandle, threads: number): Exe
       });
     },
     crashes: () => crashes,
+    utilization: () => pool.utilization,
     async close() {
       await pool.close();
     },
@@ -88,6 +91,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
       }
     },
     crashes: () => 0,
+    utilization: () => null,
     async close() {
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));
       await ctx.agent.close();

@@ -74,6 +74,8 @@ export interface EngineStats {
   retries: number;
   throttles: number;
   workerCrashes: number;
+  /** piscina's pool utilisation (0..1), absent when transfers run on the main thread. */
+  workerUtilization?: number;
   commits: { calls: number; committed: number; backlog: number };
 }
 
@@ -237,6 +239,7 @@ export class TransferEngine {
       retries: Atomics.load(w, G.RETRIES),
       throttles: Atomics.load(w, G.THROTTLES),
       workerCrashes: this.executor.crashes(),
+      ...(this.executor.utilization() !== null ? { workerUtilization: this.executor.utilization()! } : {}),
       commits: { calls: this.batcher.calls, committed: this.batcher.committed, backlog: this.batcher.backlog() },
     };
   }
