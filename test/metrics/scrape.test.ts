@@ -24,8 +24,16 @@ async function scrape(): Promise<Map<string, number>> {
   assert.is(res.statusCode, 200);
   const text = await res.body.text();
   const out = new Map<string, number>();
+  const types = new Set<string>();
   for (const line of text.split('\n')) {
+    if (line.startsWith('# TYPE ')) {
+      const name = line.split(' ')[2]!;
+      assert.ok(!types.has(name), `one TYPE line per metric: ${name}`);
+      types.add(name);
+    }
     if (!line || line.startsWith('#')) continue;
+    // Exposition format 0.0.4: name{label="value",...} value
+    assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/);
     const at = line.lastIndexOf(' ');
     out.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
@@ -102,7 +110,8 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.is(m.get('dropftp_worker_threads'), 1);
   assert.ok(m.get('dropftp_memory_budget_bytes')! > 0);
   assert.is(m.get('dropftp_memory_ring_bytes_in_use'), 0);
-  assert.ok(m.has('dropftp_worker_utilization_ratio') || !('workerUtilization' in service.engine.stats()), 'utilisation shown when the engine has it');
+  const utilization = m.get('dropftp_worker_utilization_ratio')!;
+  assert.ok(utilization >= 0 && utilization <= 1, `worker utilisation ${utilization}`);
   assert.ok(m.get('dropftp_event_loop_delay_seconds{quantile="0.99"}')! >= 0);
   assert.ok(m.get('dropftp_process_resident_memory_bytes')! > 10_000_000);
 
