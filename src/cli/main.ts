@@ -6,7 +6,7 @@ const USAGE = `usage: dropftp <command> [options]
 
 commands:
   serve       run the FTP server (on the embedded local box unless configured otherwise)
-  user add    add an FTP user (scrypt hash in the users file)
+  user        add|list|remove|passwd FTP users (users file: scrypt hash, root, permissions, mounts)
   auth        link a Dropbox account (OAuth 2 with PKCE; refresh token into the credentials file)
   config      check a configuration file, print the example file or the option table
   localbox    run the local box (a Dropbox-API-compatible storage server) on its own
