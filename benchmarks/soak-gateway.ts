@@ -1,0 +1,54 @@
+// The gateway process of the soak run: `dropftp serve` (the same startDropftp() call with serve's
+// settings) plus an IPC side door for the soak driver: the local box's URL, fault spec and counts,
+// and the gateway's own counters. Runs as a child process (main thread). Invariant: it adds no
+// behaviour to the gateway; IPC only reads counters or sets the box's faults (which `dropftp serve`
+// cannot reach: its box's admin token never leaves the process).
+
+import { resolve } from 'node:path';
+import { startDropftp } from '../src/server.ts';
+import type { FaultSpec } from '../src/localbox/types.ts';
+
+type Request = { id: number; type: 'faults'; spec: FaultSpec } | { id: number; type: 'faultCounts' } | { id: number; type: 'counters' } | { id: number; type: 'stop' };
+
+const dataDir = resolve(process.argv[2] ?? './data');
+const service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0 });
+
+process.on('message', (raw: unknown) => {
+  const msg = raw as Request;
+  const answer = (value: unknown): void => void process.send!({ id: msg.id, ok: true, value });
+  const fail = (err: unknown): void => void process.send!({ id: msg.id, ok: false, message: (err as Error).message });
+  switch (msg.type) {
+    case 'faults':
+      service.box.setFaults(msg.spec).then(() => answer(null), fail);
+      break;
+    case 'faultCounts':
+      service.box.faultCounts().then(answer, fail);
+      break;
+    case 'counters': {
+      const engine = service.engine.stats();
+      answer({
+        sessions: service.ftp.connectionCount,
+        passiveListeners: service.ftp.passivePorts.open,
+        activeDownloads: engine.activeDownloads,
+        activeUploads: engine.activeUploads,
+        ringBytesInUse: engine.memory.ringBytesInUse,
+        retries: engine.retries,
+        throttles: engine.throttles,
+        workerCrashes: engine.workerCrashes,
+        heapUsedBytes: process.memoryUsage().heapUsed,
+        boxPid: service.box.pid,
+      });
+      break;
+    }
+    case 'stop':
+      service.close().then(() => {
+        answer(null);
+        process.disconnect();
+      }, fail);
+      break;
+    default:
+      fail(new Error(`unknown soak message ${JSON.stringify(raw)}`));
+  }
+});
+
+process.send!({ type: 'ready', port: service.port, boxUrl: service.box.url, user: service.createdUser?.name, password: service.createdUser?.password });

@@ -1,0 +1,63 @@
+// RSS drift and handle-count summary of a soak run's samples. Runs on the soak driver's (or the
+// reliability report's) main thread. Invariant: warm-up is the first 20% of the run; drift compares
+// the last quarter's mean RSS with the mean of the window right after warm-up (20%–40%).
+
+export interface Sample {
+  tS: number;
+  phase: string;
+  gatewayRssBytes: number;
+  gatewayFds: number;
+  boxRssBytes: number;
+  boxFds: number;
+  sessions: number;
+  passiveListeners: number;
+  activeDownloads: number;
+  activeUploads: number;
+  completed: number;
+  [counter: string]: number | string;
+}
+
+export const RSS_DRIFT_LIMIT_PCT = 5;
+
+const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
+/** Least-squares slope of y over t, per hour. */
+function slopePerHour(points: Array<[number, number]>): number {
+  const mt = mean(points.map((p) => p[0]));
+  const my = mean(points.map((p) => p[1]));
+  let num = 0;
+  let den = 0;
+  for (const [t, y] of points) {
+    num += (t - mt) * (y - my);
+    den += (t - mt) ** 2;
+  }
+  return den ? (num / den) * 3600 : 0;
+}
+
+export function driftReport(all: readonly Sample[]) {
+  const loaded = all.filter((s) => s.phase !== 'drain');
+  const endS = loaded.length ? loaded[loaded.length - 1]!.tS : 0;
+  const window = (from: number, to: number): Sample[] => loaded.filter((s) => s.tS >= from * endS && s.tS <= to * endS);
+  const afterWarmUp = window(0.2, 0.4);
+  const lastQuarter = window(0.75, 1);
+  const rss = (xs: Sample[]): number => mean(xs.map((s) => s.gatewayRssBytes));
+  const fds = (xs: Sample[]): number => mean(xs.map((s) => s.gatewayFds));
+  const afterWarmUpRss = rss(afterWarmUp);
+  const lastQuarterRss = rss(lastQuarter);
+  const driftPct = ((lastQuarterRss - afterWarmUpRss) / afterWarmUpRss) * 100;
+  const steady = window(0.2, 1);
+  return {
+    samples: all.length,
+    afterWarmUpMeanRssMiB: afterWarmUpRss / 2 ** 20,
+    lastQuarterMeanRssMiB: lastQuarterRss / 2 ** 20,
+    rssDriftPct: Number.isFinite(driftPct) ? Math.round(driftPct * 100) / 100 : null,
+    rssDriftLimitPct: RSS_DRIFT_LIMIT_PCT,
+    withinLimit: Number.isFinite(driftPct) && driftPct <= RSS_DRIFT_LIMIT_PCT,
+    rssSlopeMiBPerHour: Math.round((slopePerHour(steady.map((s) => [s.tS, s.gatewayRssBytes / 2 ** 20])) * 100)) / 100,
+    peakRssMiB: Math.max(...all.map((s) => s.gatewayRssBytes)) / 2 ** 20,
+    afterWarmUpMeanFds: fds(afterWarmUp),
+    lastQuarterMeanFds: fds(lastQuarter),
+    boxAfterWarmUpMeanRssMiB: mean(afterWarmUp.map((s) => s.boxRssBytes)) / 2 ** 20,
+    boxLastQuarterMeanRssMiB: mean(lastQuarter.map((s) => s.boxRssBytes)) / 2 ** 20,
+  };
+}
