@@ -41,6 +41,8 @@ export class CommitBatcher {
   /** Calls made and entries committed (stats). */
   calls = 0;
   committed = 0;
+  /** Told the size of every batch sent (metrics). */
+  onBatch: ((entries: number) => void) | null = null;
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -101,6 +103,7 @@ export class CommitBatcher {
     if (q.inFlight || q.pending.length === 0) return;
     q.inFlight = true;
     const batch = q.pending.splice(0, this.options.maxEntries);
+    this.onBatch?.(batch.length);
     try {
       await this.commitBatch(account, q, batch);
     } catch (err) {

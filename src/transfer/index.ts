@@ -204,6 +204,14 @@ export class TransferEngine {
     return stream;
   }
 
+  /** Tells `listener` the entry count of every finish_batch_v2 batch (metrics); returns the remover. */
+  onCommitBatch(listener: (entries: number) => void): () => void {
+    this.batcher.onBatch = listener;
+    return () => {
+      if (this.batcher.onBatch === listener) this.batcher.onBatch = null;
+    };
+  }
+
   stats(): EngineStats {
     const w = this.words;
     const accounts: Record<string, AccountStats> = {};
