@@ -146,6 +146,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const running = engine;
     const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: credentials.accounts, rpcObserver: metrics.rpcObserver });
     metrics.attachEngine(() => running.stats());
+    running.onCommitBatch((entries) => metrics.commitBatchSize.observe({}, entries));
     // Every account the users file names: tokens now, directory caches listing in the background.
     const named = new Set([LOCAL_ACCOUNT, ...[...users.users.values()].flatMap((u) => [u.account, ...u.mounts.map((m) => m.account)])]);
     await Promise.all([...named].map((name) => accounts.get(name)));

@@ -53,6 +53,7 @@ export class ServiceMetrics {
   readonly transferDuration = this.registry.histogram('dropftp_ftp_transfer_duration_seconds', 'FTP file transfer durations (open to final reply), by direction.', DURATION_BUCKETS_S);
   readonly dropboxRequests = this.registry.counter('dropftp_dropbox_requests_total', 'Dropbox API requests from the main thread (RPC, token endpoint), by route and HTTP status (0: no answer).');
   readonly dropboxRetries = this.registry.counter('dropftp_dropbox_rpc_retries_total', 'Dropbox RPC calls retried (429, 5xx, network, expired token), by route.');
+  readonly commitBatchSize = this.registry.histogram('dropftp_commit_batch_size', 'Uploads per upload_session/finish_batch_v2 call.', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]);
   readonly tokenRefreshes = this.registry.counter('dropftp_token_refreshes_total', 'Access token refreshes, by account, reason (start, expiry, expired_access_token) and result.');
 
   constructor() {

@@ -104,6 +104,8 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.ok(m.get('dropftp_ftp_transfer_duration_seconds_sum{direction="upload"}')! > 0);
   assert.is(m.get('dropftp_commit_batch_entries_total'), 2);
   assert.ok(m.get('dropftp_commit_batches_total')! >= 1);
+  assert.is(m.get('dropftp_commit_batch_size_sum'), 2);
+  assert.is(m.get('dropftp_commit_batch_size_count'), m.get('dropftp_commit_batches_total'));
   assert.is(m.get('dropftp_dropbox_requests_total{route="files/create_folder_v2",status="200"}'), 1);
   assert.is(m.get('dropftp_token_refreshes_total{account="local",reason="start",result="ok"}'), 1);
   assert.is(m.get('dropftp_dropbox_rate_limited_total{source="rpc"}'), 0);
