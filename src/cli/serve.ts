@@ -7,7 +7,7 @@
 
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { usage } from '../config/usage.ts';
-import { CLI_KEYS, UNMAPPED_KEYS, toDropftpOptions } from '../config/to-options.ts';
+import { CLI_KEYS, UNMAPPED_KEYS, accessOptions, toDropftpOptions } from '../config/to-options.ts';
 import type { LoadedConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { startDropftp, type Dropftp } from '../server.ts';
@@ -53,7 +53,7 @@ function banner(service: Dropftp, loaded: LoadedConfig, log: Logger): void {
   const where = `ftp://${shown}:${service.port}`;
   // Plain lines on stdout for people and scripts (tests wait for "listening on ftp://…").
   process.stdout.write(`dropftp: FTP server listening on ${where} (data in ${loaded.config.dataDir})\n`);
-  log.info({ event: 'start', listen: where, config: loaded.file, dataDir: loaded.config.dataDir, workers: loaded.config.engine.noWorkers ? 0 : service.engine.options.workers }, `listening on ${where}`);
+  log.info({ event: 'start', listen: where, config: loaded.file, dataDir: loaded.config.dataDir, workers: loaded.config.engine.noWorkers ? 0 : service.engine.options.workers, admin: service.admin ? `http://${service.admin.host.includes(':') ? `[${service.admin.host}]` : service.admin.host}:${service.admin.port}` : null }, `listening on ${where}`);
   if (service.createdUser) {
     process.stdout.write(
       `dropftp: created FTP user "${service.createdUser.name}" with password: ${service.createdUser.password}\n` +
@@ -62,15 +62,42 @@ function banner(service: Dropftp, loaded: LoadedConfig, log: Logger): void {
   }
 }
 
-/** SIGHUP: the users file again; the configuration file's limits when the service can apply them. */
-async function reload(service: Dropftp, argv: string[], log: Logger): Promise<void> {
+/**
+ * SIGHUP: the users file again, and the configuration's `limits.*` (caps, login delay and bans,
+ * bandwidth) from the same sources as at start. Other changed options are reported as needing a
+ * restart; a bad configuration changes nothing.
+ */
+async function reload(service: Dropftp, argv: string[], running: LoadedConfig, log: Logger): Promise<LoadedConfig> {
+  let next: LoadedConfig;
   try {
-    loadConfig({ argv }); // a bad configuration file is reported and nothing changes
-    const { users } = await service.reload();
-    log.info({ event: 'reload', users }, 'reloaded users');
+    next = loadConfig({ argv });
   } catch (err) {
-    log.error({ event: 'reload', err }, 'reload failed; the running configuration stays');
+    const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+    log.error({ event: 'reload', result: 'bad configuration', problems }, 'reload refused; the running configuration stays');
+    return running;
   }
+  const changed = [...next.sources.keys()].filter((key) => JSON.stringify(valueAt(next.config, key)) !== JSON.stringify(valueAt(running.config, key)));
+  const applied: string[] = [];
+  try {
+    const { users } = await service.reload();
+    applied.push('usersFile');
+    const limits = changed.filter((key) => key.startsWith('limits.'));
+    if (limits.length) {
+      service.reconfigureAccess(accessOptions(next.config.limits));
+      applied.push(...limits);
+    }
+    const needsRestart = changed.filter((key) => !applied.includes(key));
+    log.info({ event: 'reload', users, applied, needsRestart }, needsRestart.length ? 'reloaded; some changes need a restart' : 'reloaded');
+    // Options that need a restart keep their running value (and are compared with it next time).
+    return needsRestart.length ? running : next;
+  } catch (err) {
+    log.error({ event: 'reload', err }, 'reload failed; the running users and limits stay');
+    return running;
+  }
+}
+
+function valueAt(config: object, key: string): unknown {
+  return key.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], config);
 }
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -87,7 +114,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 1;
   }
   banner(service, loaded, log);
-  const onHup = (): void => void reload(service, argv, log);
+  let current = loaded;
+  let reloading = Promise.resolve();
+  const onHup = (): void => {
+    reloading = reloading.then(async () => {
+      current = await reload(service, argv, current, log);
+    });
+  };
   process.on('SIGHUP', onHup);
   await new Promise<void>((resolveStop) => {
     let stopping = false;

@@ -19,6 +19,7 @@ export const MAPPED_KEYS: readonly string[] = [
   'limits.maxTrackedAddresses', 'limits.bandwidth.downloadBytesPerSec', 'limits.bandwidth.uploadBytesPerSec', 'limits.userBandwidth',
   'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort',
   'proxyProtocol.enabled', 'proxyProtocol.trustedProxies', 'proxyProtocol.headerTimeoutMs',
+  'admin', 'credentialsFile',
 ];
 
 /** Keys consumed outside DropftpOptions (by the CLI itself), with where. */
@@ -30,8 +31,6 @@ export const CLI_KEYS: Readonly<Record<string, string>> = {
 
 /** Keys the service does not consume yet: `serve` refuses a non-default value for them. */
 export const UNMAPPED_KEYS: Readonly<Record<string, string>> = {
-  admin: 'metrics listener wiring',
-  credentialsFile: 'Dropbox accounts wiring',
 };
 
 export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOptions {
@@ -61,6 +60,10 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
     tls: config.tls.certFile && config.tls.keyFile ? { certFile: config.tls.certFile, keyFile: config.tls.keyFile, required: config.tls.required, implicitPort: config.tls.implicitPort } : null,
     // behind a load balancer
     proxyProtocol: config.proxyProtocol.enabled ? { trustedProxies: [...config.proxyProtocol.trustedProxies], headerTimeoutMs: config.proxyProtocol.headerTimeoutMs } : null,
+    // metrics and health
+    admin: config.admin ? { ...config.admin } : null,
+    // Dropbox accounts
+    credentialsFile: config.credentialsFile,
   };
 }
 

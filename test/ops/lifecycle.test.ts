@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBox } from '../../src/localbox/index.ts';
@@ -56,16 +56,18 @@ function addUser(dataDir: string, name: string, password: string): Promise<void>
   });
 }
 
-async function serve(dataDir: string): Promise<ServeProcess> {
-  const s = await startServe(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--grace', String(GRACE_MS), '--engine-workers', '2', '--limits-max-connections-per-address', '200'], { DROPFTP_LOG_FORMAT: 'json' });
+async function serve(dataDir: string, extra: string[] = ['--limits-max-connections-per-address', '200']): Promise<ServeProcess> {
+  const s = await startServe(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--grace', String(GRACE_MS), '--engine-workers', '2', ...extra], { DROPFTP_LOG_FORMAT: 'json' });
   running.add(s);
   void s.exited.then(() => running.delete(s));
   return s;
 }
 
-test('SIGHUP reloads users while a session stays; logs have transfer lines and no password', async () => {
+test('SIGHUP reloads users and limits while a session stays; logs have transfer lines and no password', async () => {
   const dataDir = join(root, 'hup');
-  const s = await serve(dataDir);
+  const config = join(root, 'hup.yaml');
+  await writeFile(config, 'limits:\n  maxConnectionsPerAddress: 200\n');
+  const s = await serve(dataDir, ['--config', config]);
   const a = await RawFtp.connect(s.port);
   await a.login(s.user, s.password);
   const first = bytesOf(300 * KiB + 7, 1);
@@ -73,9 +75,18 @@ test('SIGHUP reloads users while a session stays; logs have transfer lines and n
 
   const bobPassword = 'b0b-Secret-pass-' + Date.now();
   await addUser(dataDir, 'bob', bobPassword);
+  await writeFile(config, 'limits:\n  maxConnectionsPerAddress: 200\n  maxConnectionsPerUser: 1\n');
   s.child.kill('SIGHUP');
   const reload = await waitFor(() => s.records().find((r) => r.event === 'reload'), 10_000, 'reload line');
   assert.is(reload.users, 2, JSON.stringify(reload));
+  assert.equal(reload.applied, ['usersFile', 'limits.maxConnectionsPerUser'], JSON.stringify(reload));
+  assert.equal(reload.needsRestart, []);
+  // The new per-user cap: a second session of the first user is refused; its first one stays.
+  const again = await RawFtp.connect(s.port);
+  await again.cmd(`USER ${s.user}`);
+  const refusedLogin = await again.cmd(`PASS ${s.password}`, 15_000);
+  assert.ok(refusedLogin.code !== 230, `second session of ${s.user} logged in after the cap of 1`);
+  again.close();
 
   const b = await RawFtp.connect(s.port);
   await b.login('bob', bobPassword);
@@ -101,9 +112,9 @@ test('SIGHUP reloads users while a session stays; logs have transfer lines and n
     { user: s.user, client: '127.0.0.1', direction: 'upload', bytes: first.length, result: 'ok', ftpCode: 226 },
   );
   assert.ok(typeof before.durationMs === 'number' && before.durationMs >= 0);
-  await waitFor(() => s.records().filter((r) => r.event === 'disconnect').length >= 3, 5000, 'disconnect lines');
+  await waitFor(() => s.records().filter((r) => r.event === 'disconnect').length >= 4, 5000, 'disconnect lines');
   const events = new Set(s.records().map((r) => r.event));
-  for (const event of ['start', 'connect', 'login', 'transfer', 'disconnect', 'reload']) assert.ok(events.has(event), `no ${event} line`);
+  for (const event of ['start', 'connect', 'login', 'transfer', 'disconnect', 'reload', 'refused']) assert.ok(events.has(event), `no ${event} line`);
   assert.ok(s.records().some((r) => r.event === 'login' && r.user === 'bob' && r.result === 'DROPFTP_ERR_LOGIN_FAILED'));
   // No password anywhere in the logs (the first-run banner line is not a log record).
   const logs = s.stdout().split('\n').filter((line) => line.startsWith('{')).join('\n');
