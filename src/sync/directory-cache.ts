@@ -19,6 +19,8 @@ export interface DirectoryCacheOptions {
   /** 'https://api.dropboxapi.com' or the local box's URL. */
   apiUrl: string;
   accessToken: string;
+  /** Rotating tokens (src/auth token manager's provider); without it `accessToken` is used for ever. */
+  tokens?: { get(): Promise<string> } | null;
   /** For logs and stats. */
   name?: string;
   /** list_folder page size (1..2000, default 2000). */
@@ -59,7 +61,7 @@ export class DirectoryCache {
   readonly #abort = new AbortController();
   readonly #subscribers: Subscribers;
   readonly #overlay = new Overlay();
-  readonly #options: Required<Omit<DirectoryCacheOptions, 'name' | 'onError' | 'apiUrl' | 'accessToken'>>;
+  readonly #options: Required<Omit<DirectoryCacheOptions, 'name' | 'onError' | 'apiUrl' | 'accessToken' | 'tokens'>>;
   readonly #onError: (err: Error) => void;
   #tree = new Tree();
   #building: Building | null = null;
@@ -88,7 +90,7 @@ export class DirectoryCache {
     this.#options = { pageLimit, longpollTimeoutSec, minBackoffMs: options.minBackoffMs ?? 250, maxBackoffMs: options.maxBackoffMs ?? 30_000 };
     this.#onError = options.onError ?? (() => {});
     this.#subscribers = new Subscribers((err) => this.#onError(err instanceof Error ? err : new Error(String(err))));
-    this.#client = new FeedClient({ apiUrl: options.apiUrl, accessToken: options.accessToken, pageLimit, longpollTimeoutSec });
+    this.#client = new FeedClient({ apiUrl: options.apiUrl, accessToken: options.accessToken, tokens: options.tokens ?? null, pageLimit, longpollTimeoutSec });
     this.ready = new Promise<void>((resolve, reject) => {
       this.#resolveReady = resolve;
       this.#rejectReady = reject;

@@ -38,6 +38,8 @@ export interface FeedClientOptions {
   /** 'https://api.dropboxapi.com' or the local box's URL. */
   apiUrl: string;
   accessToken: string;
+  /** Rotating tokens (src/auth): each request asks for a current one; `accessToken` is then unused. */
+  tokens?: { get(): Promise<string> } | null;
   pageLimit: number;
   /** Longpoll timeout sent to the server (30..480 s). */
   longpollTimeoutSec: number;
@@ -83,11 +85,18 @@ export class FeedClient {
     this.#options = options;
     const base = options.apiUrl.replace(/\/+$/, '');
     const rewrite = /^https:\/\/[^/]+/;
-    const customFetch = (url: string, init: Record<string, unknown>) =>
-      undiciFetch(url.replace(rewrite, base), {
+    const tokens = options.tokens ?? null;
+    const customFetch = async (url: string, init: Record<string, unknown>) => {
+      let headers = init.headers as Record<string, string> | undefined;
+      // Short-lived tokens expire (4 h on Dropbox): a feed that runs for days asks for a current one
+      // per request. Longpoll carries no Authorization (it is a notify endpoint) and gets none.
+      if (tokens && headers && typeof headers.Authorization === 'string') headers = { ...headers, Authorization: `Bearer ${await tokens.get()}` };
+      return undiciFetch(url.replace(rewrite, base), {
         ...(init as object),
+        ...(headers ? { headers } : {}),
         dispatcher: url.endsWith('/list_folder/longpoll') ? this.#pollAgent : this.#agent,
       } as Parameters<typeof undiciFetch>[1]);
+    };
     this.#sdk = new Dropbox({ accessToken: options.accessToken, fetch: customFetch as unknown as typeof fetch });
   }
 

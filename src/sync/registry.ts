@@ -9,9 +9,11 @@ export interface SyncAccount {
   name: string;
   apiUrl: string;
   accessToken: string;
+  /** Rotating tokens (src/auth); without it `accessToken` is used for ever. */
+  tokens?: { get(): Promise<string> } | null;
 }
 
-export interface SyncRegistryOptions extends Omit<DirectoryCacheOptions, 'apiUrl' | 'accessToken' | 'name'> {
+export interface SyncRegistryOptions extends Omit<DirectoryCacheOptions, 'apiUrl' | 'accessToken' | 'tokens' | 'name'> {
   /** How long a cache nobody holds keeps following its feed (default 60,000). */
   lingerMs?: number;
 }

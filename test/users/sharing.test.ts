@@ -7,6 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Dropbox } from 'dropbox';
+import { DirectoryCache } from '../../src/sync/index.ts';
 import { RawFtp, download, upload } from '../ftp/helpers/raw-client.ts';
 import { putFile, readFileText, startUsersStack, storeTree, type UsersStack } from './helpers.ts';
 
@@ -139,6 +140,19 @@ test('a reset of the change feed rebuilds the cache; listings stay right', async
   assert.ok((await names(bob, '/shared')).includes('from-bob.txt'));
   await putFile(team, '/proj/after-reset.txt', 'a');
   await within(5000, 'feed continues after the rebuild', async () => (await names(bob, '/shared')).includes('after-reset.txt'));
+});
+
+test('the feed asks a token provider for each request (short-lived tokens rotate under a long-running cache)', async () => {
+  const token = await stack.service.accounts.accessToken('team');
+  let asked = 0;
+  const cache = new DirectoryCache({ apiUrl: stack.service.box.url, accessToken: 'an-expired-token', tokens: { get: async () => (asked++, token) }, name: 'rotating' }).start();
+  try {
+    await Promise.race([cache.ready, new Promise((_, reject) => setTimeout(() => reject(new Error('cache never ready')), 5000))]);
+    assert.ok(asked > 0);
+    assert.ok(cache.list('/proj')!.some((e) => e.name === 'from-bob.txt'));
+  } finally {
+    await cache.close();
+  }
 });
 
 test.run();

@@ -97,7 +97,7 @@ export class AccountRegistry {
     const rpc = new DropboxRpc({ name, apiUrl, ...(tokens ? { tokens: tokens.provider(name) } : { accessToken }) }, sharedAgent(), this.#options.rpcObserver ?? null);
     let cache = null;
     if (sync) {
-      const held = sync.acquire({ name, apiUrl, accessToken });
+      const held = sync.acquire({ name, apiUrl, accessToken, ...(tokens ? { tokens: tokens.provider(name) } : {}) });
       this.#releases.push(held.release);
       cache = held.cache;
     }
