@@ -53,7 +53,7 @@ function banner(service: Dropftp, loaded: LoadedConfig, log: Logger): void {
   const where = `ftp://${shown}:${service.port}`;
   // Plain lines on stdout for people and scripts (tests wait for "listening on ftp://…").
   process.stdout.write(`dropftp: FTP server listening on ${where} (data in ${loaded.config.dataDir})\n`);
-  log.info({ event: 'start', listen: where, config: loaded.file, dataDir: loaded.config.dataDir, workers: loaded.config.engine.noWorkers ? 0 : service.engine.options.workers, admin: service.admin ? `http://${service.admin.host.includes(':') ? `[${service.admin.host}]` : service.admin.host}:${service.admin.port}` : null }, `listening on ${where}`);
+  log.info({ event: 'start', listen: where, config: loaded.file, dataDir: loaded.config.dataDir, workers: service.engine.options.onlyMainThread ? 0 : service.engine.options.workers, admin: service.admin ? `http://${service.admin.host.includes(':') ? `[${service.admin.host}]` : service.admin.host}:${service.admin.port}` : null }, `listening on ${where}`);
   if (service.createdUser) {
     process.stdout.write(
       `dropftp: created FTP user "${service.createdUser.name}" with password: ${service.createdUser.password}\n` +
