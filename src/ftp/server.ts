@@ -4,16 +4,16 @@
 // service owns its lifecycle); sessions live in a Map, so counting them is O(1) (ftp-srv counted
 // Object.keys on every connect and disconnect); disconnects leave no timer behind; one TLS
 // SecureContext serves AUTH TLS and every data connection (ftp-srv built one per AUTH/PASV/PORT);
-// a login handler that throws or rejects becomes a 530, never a process crash; every session holds
-// one AccessLimiter ticket, released exactly once on close; with proxyProtocol on, a connection is
-// a session only after a valid PROXY header from a trusted source (limits, logs and data-connection
-// checks then see the client's real address); an implicit-FTPS listener (optional) speaks TLS from
-// the first byte and shares the one SecureContext.
+// a login handler that throws or rejects becomes a 530, never a process crash; every client session
+// holds one AccessLimiter ticket (a proxy's LOCAL health check holds none), released once on close;
+// with proxyProtocol on, a connection is a session only after a valid PROXY header from a trusted
+// source (limits, logs and data-connection checks then see the client's real address); an
+// implicit-FTPS listener (optional) speaks TLS from the first byte and shares the one SecureContext.
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { DropftpError } from '../errors.ts';
-import { AccessLimiter, NO_LIMITS, type LimitsOptions, type RefusalReason } from '../limits/index.ts';
+import { AccessLimiter, NO_LIMITS, type ConnectionTicket, type LimitsOptions, type RefusalReason } from '../limits/index.ts';
 import { readProxyHeader, TrustedProxies } from './proxy-protocol.ts';
 import { acceptTls } from './tls-context.ts';
 import { FtpSrv, silentLogger, type FtpSrvLogger } from './ftp-srv-types.ts';
@@ -265,7 +265,10 @@ export class FtpServer extends FtpSrv {
       (header) => {
         this.#pending.delete(raw);
         if (this.#closing || raw.destroyed) return void raw.destroy();
-        this.#admit(raw, implicitTls, header.local || !header.sourceAddress ? (raw.remoteAddress ?? '') : header.sourceAddress);
+        // LOCAL (v2) / UNKNOWN (v1): the trusted proxy's own connection, a health check; it is not
+        // a client, so no client limit applies (HAProxy's checks overlap and would trip them).
+        if (header.local || !header.sourceAddress) this.#admit(raw, implicitTls, raw.remoteAddress ?? '', false);
+        else this.#admit(raw, implicitTls, header.sourceAddress);
       },
       (error: unknown) => {
         this.#pending.delete(raw);
@@ -276,16 +279,19 @@ export class FtpServer extends FtpSrv {
   }
 
   /** A connection whose real client address is known: limits, then a session (or a 421). */
-  #admit(raw: Socket, implicitTls: boolean, peerAddress: string): void {
+  #admit(raw: Socket, implicitTls: boolean, peerAddress: string, limited = true): void {
     const localAddress = raw.localAddress ?? '';
     const socket = implicitTls ? acceptTls(raw, this.secureContext!) : raw;
-    const admission = this.access.connect(peerAddress);
-    if (!admission.ok) {
-      this.emit('refused', { address: peerAddress, reason: admission.refusal.reason, detail: admission.refusal.reply } satisfies RefusedEvent);
-      refuse(socket, admission.refusal.reply);
-      return;
+    let ticket: ConnectionTicket | undefined;
+    if (limited) {
+      const admission = this.access.connect(peerAddress);
+      if (!admission.ok) {
+        this.emit('refused', { address: peerAddress, reason: admission.refusal.reason, detail: admission.refusal.reply } satisfies RefusedEvent);
+        refuse(socket, admission.refusal.reply);
+        return;
+      }
+      ticket = admission.ticket;
     }
-    const ticket = admission.ticket;
     socket.setNoDelay(true);
     if (this.limits.idleTimeoutMs > 0) socket.setTimeout(this.limits.idleTimeoutMs);
     const session = new FtpSession(this, socket, { peerAddress, localAddress, ticket });
@@ -296,7 +302,7 @@ export class FtpServer extends FtpSrv {
     const id = session.id;
     this.sessions.set(id, session);
     socket.once('close', () => {
-      ticket.release();
+      ticket?.release();
       this.sessions.delete(id);
       this.emit('disconnect', { connection: session, id, newConnectionCount: this.sessions.size });
     });
