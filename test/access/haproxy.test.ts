@@ -76,6 +76,7 @@ async function setup(): Promise<void> {
   fronts.tls = await freePort();
   const config = `global
   maxconn 200
+  stats socket ${join(dir, 'haproxy.sock')} level admin
 defaults
   mode tcp
   timeout connect 5s
@@ -96,6 +97,13 @@ frontend ftps_v2
   default_backend gateways_tls
 backend gateways_tls
   server gw1 127.0.0.1:${tlsPort} send-proxy-v2
+backend checked
+  option tcp-check
+  tcp-check connect send-proxy
+  tcp-check send NOOP\\r\\n
+  tcp-check expect rstring ^220
+  tcp-check send QUIT\\r\\n
+  server gw1 127.0.0.1:${ftpPort} send-proxy-v2 check inter 200ms rise 1 fall 1
 `;
   writeFileSync(join(dir, 'haproxy.cfg'), config);
   let stderr = '';
@@ -183,6 +191,28 @@ test('implicit FTPS through send-proxy-v2: TLS after the header, login, per-addr
   assert.is((await a.ftp.login(stack.user, stack.password)).code, 230);
   const again = await through(fronts.tls, '127.0.0.4', true);
   assert.match(again.first, /^421 /);
+});
+
+async function haproxyStat(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(join(dir, 'haproxy.sock'));
+    let out = '';
+    s.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    s.once('end', () => resolve(out));
+    s.once('error', reject);
+    s.end('show stat\n');
+  });
+}
+
+test('the README health check (tcp-check: PROXY header with a NOOP — HAProxy sends a check\'s header only with its first bytes — then expects the 220 greeting) marks the gateway UP', async () => {
+  ready();
+  let line = '';
+  for (let i = 0; i < 50; i++) {
+    line = (await haproxyStat()).split('\n').find((l) => l.startsWith('checked,gw1,')) ?? '';
+    if (line.split(',')[17] === 'UP') break;
+    await sleep(100);
+  }
+  assert.is(line.split(',')[17], 'UP', line);
 });
 
 test('PROXY protocol on: no header → closed after the timeout without a greeting; an untrusted source with a forged header → closed', async () => {
