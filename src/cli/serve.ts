@@ -80,7 +80,7 @@ async function reload(service: Dropftp, argv: string[], running: LoadedConfig, l
   const applied: string[] = [];
   try {
     const { users } = await service.reload();
-    applied.push('usersFile');
+    applied.push('users');
     const limits = changed.filter((key) => key.startsWith('limits.'));
     if (limits.length) {
       service.reconfigureAccess(accessOptions(next.config.limits));

@@ -79,7 +79,7 @@ test('SIGHUP reloads users and limits while a session stays; logs have transfer 
   s.child.kill('SIGHUP');
   const reload = await waitFor(() => s.records().find((r) => r.event === 'reload'), 10_000, 'reload line');
   assert.is(reload.users, 2, JSON.stringify(reload));
-  assert.equal(reload.applied, ['usersFile', 'limits.maxConnectionsPerUser'], JSON.stringify(reload));
+  assert.equal(reload.applied, ['users', 'limits.maxConnectionsPerUser'], JSON.stringify(reload));
   assert.equal(reload.needsRestart, []);
   // The new per-user cap: a second session of the first user is refused; its first one stays.
   const again = await RawFtp.connect(s.port);
