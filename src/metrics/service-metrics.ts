@@ -36,6 +36,7 @@ export function transferResult(code: string | null): TransferResult {
   return ABORTED.has(code) ? 'aborted' : 'failed';
 }
 
+const EVENT_LOOP_RESOLUTION_MS = 10;
 const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 export class ServiceMetrics {
@@ -57,8 +58,15 @@ export class ServiceMetrics {
   readonly tokenRefreshes = this.registry.counter('dropftp_token_refreshes_total', 'Access token refreshes, by account, reason (start, expiry, expired_access_token) and result.');
 
   constructor() {
-    this.#eventLoop = monitorEventLoopDelay({ resolution: 10 });
+    this.#eventLoop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
     this.#eventLoop.enable();
+    // Known series start at 0, so that rate() and absent results mean what they say.
+    this.connectionsTotal.inc({}, 0);
+    for (const result of ['ok', 'failed']) this.logins.inc({ result }, 0);
+    for (const direction of ['download', 'upload'] as const) {
+      this.transferBytes.inc({ direction }, 0);
+      for (const result of ['ok', 'aborted', 'failed'] as const) this.transfers.inc({ direction, result }, 0);
+    }
     const r = this.registry;
     r.gauge('dropftp_ftp_connections', 'FTP control connections open now.', () => this.#connections?.() ?? 0);
     r.counterFrom('dropftp_dropbox_rate_limited_total', 'HTTP 429 answers from Dropbox (rpc: main-thread calls; engine: transfer and commit requests).', () => [
@@ -148,11 +156,13 @@ export class ServiceMetrics {
 
   #eventLoopDelay(): Sample[] {
     const h = this.#eventLoop;
+    // The histogram holds whole timer intervals; the delay is what exceeds the sampling interval.
+    const delay = (ns: number): number => Math.max(0, ns / 1e6 - EVENT_LOOP_RESOLUTION_MS) / 1000;
     const out: Sample[] = h.count > 0
       ? [
-          { labels: { quantile: '0.5' }, value: h.percentile(50) / 1e9 },
-          { labels: { quantile: '0.99' }, value: h.percentile(99) / 1e9 },
-          { labels: { quantile: '1' }, value: h.max / 1e9 },
+          { labels: { quantile: '0.5' }, value: delay(h.percentile(50)) },
+          { labels: { quantile: '0.99' }, value: delay(h.percentile(99)) },
+          { labels: { quantile: '1' }, value: delay(h.max) },
         ]
       : [];
     h.reset();
