@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import { FtpServer, type FtpServerOptions } from '../../src/ftp/server.ts';
-import { BandwidthLimits, throttleSessionFs, type LimitsOptions } from '../../src/limits/index.ts';
+import type { LimitsOptions } from '../../src/limits/index.ts';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
 import { Ftp, readAll, sleep } from './client.ts';
 
@@ -15,8 +15,11 @@ let stack: Stack;
 const servers: FtpServer[] = [];
 const clients: Ftp[] = [];
 
+const CAP = { downloadBytesPerSec: 256 * 1024, uploadBytesPerSec: 256 * 1024 };
+
 test.before(async () => {
-  stack = await startStack();
+  // The first-run user is "ftp"; its bandwidth cap comes through startDropftp's `access` option.
+  stack = await startStack({ access: { userBandwidth: { ftp: CAP } } });
 });
 test.after.each(async () => {
   for (const c of clients.splice(0)) c.close();
@@ -115,17 +118,9 @@ test('reconfigure (SIGHUP): a lowered per-address cap refuses new connections at
   assert.is(server.access.limits.maxConnectionsPerAddress, 3, 'a bad reload leaves the old limits');
 });
 
-test('bandwidth caps: a user capped at 256 KiB/s down and up moves 384 KiB each way byte-exact in about 1.5 s', async () => {
-  const bandwidth = new BandwidthLimits({ bandwidth: { downloadBytesPerSec: 256 * 1024, uploadBytesPerSec: 256 * 1024 } });
-  const port = await serve(
-    {},
-    {
-      authenticate: async (login) => {
-        const result = await stack.authenticate(login);
-        return { ...result, fs: throttleSessionFs(result.fs, login.username, bandwidth) };
-      },
-    },
-  );
+test('bandwidth caps (access.userBandwidth): 256 KiB/s down and up moves 384 KiB each way byte-exact in about 1.5 s; reconfigureAccess lifts the cap live', async () => {
+  assert.is(stack.user, 'ftp');
+  const port = await serve({});
   const { ftp } = await open(port, '127.0.0.1');
   assert.is((await ftp.login(stack.user, stack.password)).code, 230);
   const bytes = randomBytes(384 * 1024);
@@ -145,7 +140,7 @@ test('bandwidth caps: a user capped at 256 KiB/s down and up moves 384 KiB each 
   assert.is((await ftp.read(20_000)).code, 226);
   const downMs = Date.now() - started;
   // Reload lifts the download cap: the same session's next RETR is no longer paced.
-  bandwidth.reconfigure({ bandwidth: { uploadBytesPerSec: 256 * 1024 } });
+  stack.reconfigureAccess({ userBandwidth: { ftp: { uploadBytesPerSec: CAP.uploadBytesPerSec } } });
   started = Date.now();
   data = await ftp.data(await ftp.epsv());
   const again = readAll(data);
@@ -154,11 +149,10 @@ test('bandwidth caps: a user capped at 256 KiB/s down and up moves 384 KiB each 
   assert.ok((await again).equals(bytes));
   assert.is((await ftp.read(20_000)).code, 226);
   const liftedMs = Date.now() - started;
-  bandwidth.close();
-  assert.ok(liftedMs < 1000, `download after the cap was lifted took ${liftedMs} ms`);
   // 384 KiB at 256 KiB/s with a 25.6 KiB burst: at least ~1.4 s each way; uncapped it is ~50 ms.
   assert.ok(upMs >= 1200 && upMs < 6000, `upload took ${upMs} ms`);
   assert.ok(downMs >= 1200 && downMs < 6000, `download took ${downMs} ms`);
+  assert.ok(liftedMs < 1000, `download after the cap was lifted took ${liftedMs} ms`);
 });
 
 test.run();
