@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { parseProxyHeader, readProxyHeader, TrustedProxies, type ProxyHeader } from '../../src/ftp/proxy-protocol.ts';
+import { FtpServer } from '../../src/ftp/server.ts';
 
 const SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 
@@ -225,6 +226,40 @@ test('reader: a silent peer times out, garbage and an early close are refused', 
     },
   );
   assert.equal(outcomes, ['no PROXY header within 200 ms', 'no PROXY protocol signature', 'connection closed before a complete PROXY header']);
+});
+
+test('FtpServer with proxyProtocol: 300 connections of mutated headers and junk, 30 at a time — each is closed or greeted, none crashes the server or lingers; a valid one is then served', async () => {
+  const server = new FtpServer({ host: '127.0.0.1', port: 0, proxyProtocol: { headerTimeoutMs: 300 } });
+  const { port } = await server.listen();
+  let seed = 12345;
+  const rand = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+  const seeds = [Buffer.from('PROXY TCP4 192.0.2.7 127.0.0.1 56324 21\r\n'), v2tcp4([192, 0, 2, 8], [127, 0, 0, 1], 1, 21)];
+  const outcomes = { greeted: 0, closed: 0 };
+  const one = async (i: number): Promise<void> => {
+    const buf = Buffer.from(seeds[i % 2]!);
+    if (i % 3 !== 0) for (let f = 0; f < 3; f++) buf[Math.floor(rand() * buf.length)] = Math.floor(rand() * 256);
+    const cut = i % 5 === 0 ? buf.subarray(0, Math.floor(rand() * buf.length)) : buf;
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(cut);
+    const greeted = await new Promise<boolean>((resolve) => {
+      socket.once('data', (chunk: Buffer) => resolve(chunk.toString().startsWith('220 ')));
+      socket.once('close', () => resolve(false));
+    });
+    outcomes[greeted ? 'greeted' : 'closed']++;
+    socket.destroy();
+  };
+  for (let i = 0; i < 300; i += 30) await Promise.all(Array.from({ length: 30 }, (_, j) => one(i + j)));
+  assert.ok(outcomes.greeted > 50 && outcomes.closed > 100, JSON.stringify(outcomes));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.is(server.connectionCount, 0, 'no session left behind');
+  const ok = connect(port, '127.0.0.1');
+  ok.write('PROXY TCP4 198.51.100.1 127.0.0.1 1000 21\r\n');
+  const line = await new Promise<string>((resolve) => ok.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+  assert.match(line, /^220 /);
+  ok.destroy();
+  await server.close();
 });
 
 test.run();
