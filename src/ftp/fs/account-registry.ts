@@ -32,8 +32,11 @@ export interface AccountRegistryOptions {
   sync: SyncRegistry | null;
   /** Short-lived tokens for every account (without it: one token per account, fetched at open). */
   tokens?: TokenManager;
-  /** Dropbox accounts from `dropftp auth` (by name; they win over local box accounts). */
-  credentials?: Record<string, AccountCredentials>;
+  /**
+   * Dropbox accounts from `dropftp auth` (by name; they win over local box accounts). Asked again
+   * for each name not seen yet, so an account linked while the server runs is found after SIGHUP.
+   */
+  credentials?: () => Promise<Record<string, AccountCredentials>>;
   /** Told about every RPC request (metrics). */
   rpcObserver?: RpcObserver;
 }
@@ -76,7 +79,8 @@ export class AccountRegistry {
 
   async #manage(tokens: TokenManager, name: string): Promise<void> {
     if (tokens.has(name)) return;
-    const credentials = this.#options.credentials?.[name];
+    const credentials = (await this.#options.credentials?.())?.[name];
+    if (tokens.has(name)) return;
     if (credentials) return tokens.add({ name, ...credentials });
     const stored = await this.#stored(name);
     if (tokens.has(name)) return;
