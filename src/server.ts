@@ -134,7 +134,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   const log = options.log ?? silentLog();
   const users = await UserDirectory.open({ path: usersFile, onError: (err) => log.error({ event: 'users-file', err }, 'users file rejected; previous users stay') });
 
-  const credentials = await readCredentialsFile(options.credentialsFile ?? join(dataDir, 'credentials.yaml'));
+  // Read (and its mode checked) before anything starts: a bad file stops the start-up at once.
+  const credentialsFile = options.credentialsFile ?? join(dataDir, 'credentials.yaml');
+  await readCredentialsFile(credentialsFile);
   const box = await startLocalBox({ dataDir: join(dataDir, 'localbox') });
   const metrics = new ServiceMetrics();
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh });
@@ -144,7 +146,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   try {
     engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) });
     const running = engine;
-    const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: credentials.accounts, rpcObserver: metrics.rpcObserver });
+    const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: async () => (await readCredentialsFile(credentialsFile)).accounts, rpcObserver: metrics.rpcObserver });
     metrics.attachEngine(() => running.stats());
     running.onCommitBatch((entries) => metrics.commitBatchSize.observe({}, entries));
     // Every account the users file names: tokens now, directory caches listing in the background.
