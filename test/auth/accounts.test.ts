@@ -1,7 +1,8 @@
 // Several storage accounts side by side through the whole service: the embedded local box's own
 // account and an account of the credentials file that points at another base URL (a second local
 // box standing in for Dropbox). Each FTP user names one; files land in the right store; expiring
-// the second store's tokens refreshes that account only, and its users carry on.
+// the second store's tokens refreshes that account only, and its users carry on; an account linked
+// while the server runs is picked up by a reload.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,6 +84,24 @@ test("the remote account's tokens expire mid-run: only it is refreshed, its user
   const m = service.metrics.tokenRefreshes;
   assert.is(m.get({ account: 'ext', reason: 'expired_access_token', result: 'ok' }), 1);
   assert.is(m.get({ account: 'local', reason: 'expired_access_token', result: 'ok' }), 0);
+});
+
+test('an account linked while the server runs serves its users after a reload', async () => {
+  const dave = await remote.createAccount('dave');
+  await saveAccount(join(dir, 'data', 'credentials.yaml'), 'late', { appKey: dave.appKey, refreshToken: dave.refreshToken, apiUrl: remote.url, contentUrl: remote.url });
+  await writeUsers(join(dir, 'data', 'users.yaml'), {
+    loc: { password: 'loc-secret' },
+    far: { password: 'far-secret', account: 'ext' },
+    newcomer: { password: 'newcomer-secret', account: 'late' },
+  });
+  await service.reload();
+  const client = await ftp('newcomer');
+  const data = Buffer.alloc(5_000, 4);
+  await client.uploadFrom(Readable.from([data]), 'hello.bin');
+  client.close();
+  const token = await service.tokens.accessToken('late');
+  assert.ok((await fetchFile(remote, token, '/hello.bin'))!.equals(data));
+  assert.is(await fetchFile(remote, await service.tokens.accessToken('ext'), '/hello.bin'), null, "not in carol's account");
 });
 
 test.run();
