@@ -211,4 +211,34 @@ test('SIGTERM during 50 uploads: the running ones finish, the rest abort, nothin
   assert.is(stopped?.aborted, UPLOADS / 2, JSON.stringify(stopped));
 });
 
+test('a second SIGTERM aborts at once: exit 0 long before the grace period, nothing committed', async () => {
+  const dataDir = join(root, 'twice');
+  const s = await serve(dataDir, ['--grace', '60s']);
+  const c = await RawFtp.connect(s.port);
+  await c.login(s.user, s.password);
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  data.on('error', () => {});
+  c.send('STOR /stuck.bin');
+  assert.is((await c.read(10_000)).code, 150);
+  data.write(bytesOf(100 * KiB, 3));
+  const final = c.readOrNull(20_000);
+  const signalledAt = Date.now();
+  s.child.kill('SIGTERM');
+  await waitFor(() => s.records().find((r) => r.event === 'shutdown'), 5000, 'shutdown line');
+  s.child.kill('SIGTERM');
+  assert.equal(await s.exited, { code: 0, signal: null }, s.stderr());
+  assert.ok(Date.now() - signalledAt < 15_000, `took ${Date.now() - signalledAt} ms with a 60 s grace period`);
+  assert.ok((await final)?.code !== 226);
+  c.close();
+  data.destroy();
+  const box = await startLocalBox({ dataDir: join(dataDir, 'localbox') }, { gcIntervalMs: 0 });
+  try {
+    const view = await BoxView.open(box.url, dataDir);
+    assert.is(await view.download('/stuck.bin'), null);
+  } finally {
+    await box.close();
+  }
+});
+
 test.run();
