@@ -152,7 +152,7 @@ export async function authCommand(argv: string[]): Promise<number> {
     process.stdout.write(
       `dropftp: linked Dropbox account "${flags.account}" (${who.displayName} <${who.email}>, ${who.accountId})\n` +
         `dropftp: refresh token saved to ${flags.credentialsFile} (mode 0600)\n` +
-        `dropftp: give users "account: ${flags.account}" in the users file to store their files there\n`,
+        `dropftp: give users "account: ${flags.account}" in the users file, then reload a running server (SIGHUP)\n`,
     );
     return 0;
   } catch (err) {
