@@ -2,7 +2,7 @@
 // (3 logins ok, 1 failed, 2 STOR and 1 RETR of known sizes, one MKD) /metrics holds exactly those
 // counts and bytes, the engine, token and Dropbox request series are there, and /healthz says 200.
 // Then the embedded box expires every access token: the next metadata call (MKD) is refreshed once
-// and goes on, and new transfers run with the new token.
+// and goes on, and new transfers run with the new token. Last, the box dies: /healthz turns 503.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -138,6 +138,24 @@ test('expired access tokens mid-run: one refresh, MKD goes on, new STOR and RETR
   assert.is(m.get('dropftp_dropbox_requests_total{route="files/create_folder_v2",status="200"}'), before.get('dropftp_dropbox_requests_total{route="files/create_folder_v2",status="200"}')! + 1);
   assert.is(m.get('dropftp_ftp_transfers_total{direction="upload",result="ok"}'), 3);
   assert.is(m.get('dropftp_ftp_transfers_total{direction="download",result="ok"}'), 2);
+});
+
+test('/healthz is 503 naming the account once the storage backend stops answering', async () => {
+  service.box.kill();
+  await adminOf(service.box).waitExit();
+  let status = 0;
+  let body: { status?: string; checks?: Record<string, string> } = {};
+  // Probes are cached for 5 s: poll until the next probe sees the dead backend.
+  for (let i = 0; i < 40 && status !== 503; i++) {
+    const res = await request(`${base}/healthz`);
+    status = res.statusCode;
+    body = (await res.body.json()) as typeof body;
+    if (status !== 503) await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  assert.is(status, 503);
+  assert.is(body.status, 'unavailable');
+  assert.is(body.checks!.ftp, 'ok');
+  assert.is.not(body.checks!['account:local'], 'ok');
 });
 
 test.run();
