@@ -29,11 +29,13 @@ let password = '';
 const rnd = prng(SEED + 3);
 const current = new Map<string, Buffer>(); // path → the version known to be committed
 const children = new Set<ChildProcess>(); // dropftp processes still running (killed in after)
+const report = { rounds: 0, killedDropftp: 0, killedLocalbox: 0, uploadsAttempted: 0, renamesAttempted: 0, deletesAttempted: 0, filesVerified: 0 };
 
 test.before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'dropftp-crash-'));
 });
 test.after(async () => {
+  if (process.env.RELIABILITY_REPORT) console.log(`RELIABILITY_REPORT crash ${JSON.stringify(report)}`);
   for (const child of children) child.kill('SIGKILL');
   await sleep(300);
   await rm(dataDir, { recursive: true, force: true });
@@ -156,6 +158,7 @@ async function verify(view: BoxView, box: LocalBox, round: number, fresh: Map<st
   const gc = await adminOf(box).adminCall<{ deletedBlocks: number }>('POST', 'gc');
   assert.is(gc.deletedBlocks, 0, 'start-up gc left orphans');
   const files = await view.listFiles();
+  report.filesVerified += files.size;
   for (const [path, meta] of files) {
     const bytes = await view.download(path);
     assert.ok(bytes, `${path} listed but not downloadable`);
@@ -198,6 +201,11 @@ test(`${ROUNDS} rounds of kill -9 (dropftp or its local box) during uploads, ren
     const jobs = load(s.port, round, fresh);
     await sleep(150 + rnd() * 1200);
     const victim = round % 2 === 0 ? 'dropftp' : 'localbox';
+    report.rounds++;
+    report[victim === 'dropftp' ? 'killedDropftp' : 'killedLocalbox']++;
+    report.uploadsAttempted += UPLOADS;
+    report.renamesAttempted += MOVES;
+    report.deletesAttempted += DELETES;
     if (victim === 'dropftp') s.child.kill('SIGKILL');
     else {
       process.kill(boxPid, 'SIGKILL');
