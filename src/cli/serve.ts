@@ -106,12 +106,22 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const { config } = loaded;
   const log = createLogger(config.log);
   let service: Dropftp;
+  // A stop signal during start-up is kept and acted on once the service is up (no half-started exit).
+  const early: NodeJS.Signals[] = [];
+  const onEarly = (signal: NodeJS.Signals): void => void early.push(signal);
+  process.on('SIGINT', onEarly);
+  process.on('SIGTERM', onEarly);
+  process.on('SIGHUP', onEarly);
   try {
     service = await startDropftp(toDropftpOptions(config, log));
   } catch (err) {
     log.fatal({ event: 'start-failed', err }, 'dropftp could not start');
     process.stderr.write(`dropftp serve: ${(err as Error).message}\n`);
     return 1;
+  } finally {
+    process.off('SIGINT', onEarly);
+    process.off('SIGTERM', onEarly);
+    process.off('SIGHUP', onEarly);
   }
   banner(service, loaded, log);
   let current = loaded;
@@ -146,6 +156,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    for (const signal of early) (signal === 'SIGHUP' ? onHup : () => stop(signal))();
   });
   process.off('SIGHUP', onHup);
   // Every handle should be closed by now; if one lingers, do not hang the service manager.
