@@ -1,7 +1,9 @@
 // Peers: dropftp serve on its embedded local box, with the transfer workers on (the design) and
 // off (`--no-workers`: every byte on the main thread, the design's own baseline). Started through
 // the public CLI (`dropftp user add`, `dropftp serve`) with the ELU probe preloaded into the main
-// thread. Main thread. Invariant: a flag the CLI does not offer makes prepare() say so, not guess.
+// thread. Main thread. Invariant: a flag the CLI does not offer makes prepare() say so, not guess;
+// the connection caps (50 per address, 100 per user, 10,000 in all by default) are raised for the
+// run, since the load generator logs every session in as one user from few loopback addresses.
 
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -45,6 +47,10 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       return null;
     },
     async start(ctx) {
+      const help = await serveHelp();
+      const capFlags = ['--limits-max-connections', '--limits-max-connections-per-address', '--limits-max-connections-per-user']
+        .filter((flag) => help.includes(flag))
+        .flatMap((flag) => [flag, '1000000']);
       const port = await freePort();
       const password = randomBytes(9).toString('base64url');
       const dataDir = join(ctx.workDir, 'data');
@@ -54,7 +60,7 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       const eluFile = join(ctx.workDir, 'elu.txt');
       const child = startProcess(
         process.execPath,
-        ['--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...extraFlags],
+        ['--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags],
         { env: { ...process.env, BENCH_ELU_FILE: eluFile } },
       );
       try {
