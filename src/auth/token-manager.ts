@@ -194,12 +194,18 @@ export class TokenManager {
         state.expiresAtMs = this.#now() + grant.expiresInMs;
         this.#schedule(state, Number.isFinite(grant.expiresInMs) ? grant.expiresInMs - this.#margin(state) : null);
         const fresh = this.#fresh(state);
-        for (const listener of this.#listeners) listener(fresh);
+        for (const listener of this.#listeners) {
+          try {
+            listener(fresh);
+          } catch {
+            // A listener's failure is its own (the engine refuses only what it refused at setup).
+          }
+        }
         return grant.accessToken;
       } catch (err) {
         const transient = err instanceof TokenError && err.transient;
         if (!transient || attempt >= this.#maxAttempts) {
-          throw err instanceof DropftpError ? err : new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `account ${account.name}: ${(err as Error).message}`);
+          throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `account ${account.name}: ${(err as Error).message}`, { cause: err });
         }
         await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** (attempt - 1)));
       }
