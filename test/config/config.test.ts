@@ -153,6 +153,22 @@ test('dropftp config check: exit 0 when valid, 2 with file:line messages', async
   assert.is(ko.stderr.trim(), 'bad.yaml:3: limits.maxConnectionsPerAddress: expected a positive integer, got "x"');
 });
 
+test('dropftp config show and serve --help: resolved values with their sources, every flag listed', async () => {
+  const [show, help] = await Promise.all([
+    runDropftp(['config', 'show', '--listen', '127.0.0.1:9', '--no-workers'], { DROPFTP_LOG_LEVEL: 'warn' }),
+    runDropftp(['serve', '--help']),
+  ]);
+  assert.is(show.code, 0, show.stderr);
+  const shown = JSON.parse(show.stdout) as { config: { listen: unknown; log: { level: string }; engine: { noWorkers: boolean } }; setBy: Record<string, string> };
+  assert.equal(shown.config.listen, { host: '127.0.0.1', port: 9 });
+  assert.is(shown.config.log.level, 'warn');
+  assert.is(shown.config.engine.noWorkers, true);
+  assert.equal(shown.setBy, { listen: 'flag', 'engine.noWorkers': 'flag', 'log.level': 'env' });
+  assert.is(help.code, 0);
+  for (const option of OPTIONS) if (option.kind !== 'map') assert.ok(help.stdout.includes(flagName(option.key)) && help.stdout.includes(envName(option.key)), option.key);
+  assert.ok(help.stdout.includes('--no-workers'));
+});
+
 test('dropftp serve refuses a bad configuration before starting (exit 2, option and line named)', async () => {
   const bad = await file('serve-bad.yaml', `dataDir: ${join(dir, 'never')}\nengine:\n  workers: 0\n  turbo: true\n`);
   const run = await runDropftp(['serve', '--config', bad, '--listen', '127.0.0.1:0'], { DROPFTP_PASSIVE_PORTS: 'a-b' });
