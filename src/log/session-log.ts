@@ -35,8 +35,14 @@ export function attachSessionLog(ftp: FtpServer, log: Logger): () => void {
   // Turned away by a limit or the PROXY protocol (the address is the real client's where known).
   const onRefused = ({ address, reason, detail }: RefusedEvent): void => log.warn({ event: 'refused', client: address, reason, detail }, 'connection refused');
   const onBanned = ({ address, username }: { address: string; username?: string }): void => log.warn({ event: 'banned', client: address, user: username ?? null }, 'address banned after failed logins');
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter listeners take any arguments
+  // A command that failed (the client got its error reply); debug: clients cause these routinely.
+  const onClientError = ({ connection, context, error }: { connection?: FtpSession; context?: string; error?: unknown }): void => {
+    if (context === 'login' || !log.isLevelEnabled('debug')) return; // logins have their own line
+    const e = toDropftpError(error);
+    log.debug({ event: 'command-error', session: connection?.id, client: connection?.controlPeerAddress, context, code: e.code, detail: e.message }, 'command failed');
+  };
   const listeners: [string, (...args: any[]) => void][] = [
+    ['client-error', onClientError],
     ['connect', onConnect],
     ['disconnect', onDisconnect],
     ['server-error', onServerError],
