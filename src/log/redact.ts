@@ -18,6 +18,17 @@ const STRING_RULES: [RegExp, string][] = [
   [/("(?:access_token|refresh_token|id_token|client_secret|password|secret|token)"\s*:\s*")[^"]*/gi, `$1${CENSOR}`],
 ];
 
+/**
+ * A cheap test over a whole serialized record: false means no rule above could match anything in
+ * it (no secret-like key, no PASS line, no Bearer/Basic, no OAuth field), so it can be written as
+ * it is without being parsed. It errs on the side of true.
+ */
+const SUSPECT = /pass|pwd|secret|token|authori[sz]ation|cookie|credential|verifier|api[-_]?key|private|key"|bearer|basic|code=/i;
+
+export function mayHoldSecret(line: string): boolean {
+  return SUSPECT.test(line);
+}
+
 export function isSecretKey(key: string): boolean {
   return SECRET_KEY.test(key.replace(/[-_]/g, '').toLowerCase());
 }

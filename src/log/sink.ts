@@ -1,11 +1,11 @@
 // Where log records go: pino hands each record here as one JSON line; we redact it (redact.ts) and
 // write it to the output as JSON, or as a readable line for terminals. Main thread. Invariants:
 // every record passes through redact() before any byte is written (one choke point, whatever
-// logged it); writes are synchronous, so nothing logged before exit is lost; a line that is not
+// logged it; a JSON record in which no redaction rule could match is written unparsed); writes are synchronous, so nothing logged before exit is lost; a line that is not
 // JSON is written redacted as it is.
 
 import { writeSync } from 'node:fs';
-import { redact, redactString } from './redact.ts';
+import { mayHoldSecret, redact, redactString } from './redact.ts';
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -50,6 +50,11 @@ export function prettyLine(record: Record<string, unknown>, color: boolean): str
 export function createSink(format: LogFormat, output: LogOutput = STDOUT, color = false): { write(line: string): void } {
   return {
     write(line: string) {
+      // Most records (session events, transfers) hold nothing secret-like: written as pino made them.
+      if (format === 'json' && !mayHoldSecret(line)) {
+        output.write(line);
+        return;
+      }
       let record: unknown;
       try {
         record = JSON.parse(line);

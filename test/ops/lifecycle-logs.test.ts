@@ -37,6 +37,23 @@ test('no secret survives, whatever carries it', () => {
   assert.equal([last.path, last.bytes, last.passive, last.msg], ['/passport/scan.pdf', 42, true, 'transfer complete']);
 });
 
+test('every secret-like key is redacted, whatever its case or separators (the unparsed fast path included)', () => {
+  const { log, lines } = capture('json');
+  const keys = ['pass', 'Password', 'passwd', 'pwd', 'secret', 'app_secret', 'clientSecret', 'token', 'access_token', 'refreshToken', 'id-token', 'authorization', 'Proxy-Authorization', 'cookie', 'Set-Cookie', 'credentials', 'code_verifier', 'apiKey', 'private_key', 'key'];
+  for (const key of keys) log.info({ [key]: 'S3cr3t-v4lue' }, 'x');
+  for (const key of keys) log.info({ nested: [{ [key]: 'S3cr3t-v4lue' }] }, 'x');
+  assert.is(lines.length, keys.length * 2);
+  for (const line of lines) assert.not.ok(line.includes('S3cr3t-v4lue'), line);
+});
+
+test('a record with nothing secret-like is written as pino serialized it', () => {
+  const { log, lines } = capture('json');
+  log.info({ event: 'transfer', user: 'bob', path: '/a/b.bin', bytes: 42, durationMs: 3, result: 'ok', ftpCode: 226 }, 'transfer complete');
+  const record = JSON.parse(lines[0]!) as Record<string, unknown>;
+  assert.equal([record.event, record.user, record.path, record.bytes, record.ftpCode], ['transfer', 'bob', '/a/b.bin', 42, 226]);
+  assert.ok(lines[0]!.endsWith('"msg":"transfer complete"}\n'));
+});
+
 test('pretty: one readable line per record, secrets redacted too, level filter', () => {
   const { log, lines } = capture('pretty', 'warn');
   log.info({ event: 'connect' }, 'not shown');
