@@ -1,17 +1,22 @@
-// The gateway process of the soak run: `dropftp serve` (the same startDropftp() call with serve's
-// settings) plus an IPC side door for the soak driver: the local box's URL, fault spec and counts,
-// and the gateway's own counters. Runs as a child process (main thread). Invariant: it adds no
-// behaviour to the gateway; IPC only reads counters or sets the box's faults (which `dropftp serve`
-// cannot reach: its box's admin token never leaves the process).
+// The gateway process of the soak run: `dropftp serve` (its configuration loader, defaults, limits
+// and JSON log, then the same startDropftp() call) plus an IPC side door for the soak driver: the
+// local box's URL, fault spec and counts, and the gateway's own counters. Runs as a child process
+// (main thread). Invariant: it adds no behaviour to the gateway; IPC only reads counters or sets the
+// box's faults (which `dropftp serve` cannot reach: its box's admin token never leaves the process).
 
 import { resolve } from 'node:path';
+import { loadConfig } from '../src/config/load.ts';
+import { toDropftpOptions } from '../src/config/to-options.ts';
+import { createLogger } from '../src/log/logger.ts';
 import { startDropftp } from '../src/server.ts';
 import type { FaultSpec } from '../src/localbox/types.ts';
 
 type Request = { id: number; type: 'faults'; spec: FaultSpec } | { id: number; type: 'faultCounts' } | { id: number; type: 'counters' } | { id: number; type: 'stop' };
 
 const dataDir = resolve(process.argv[2] ?? './data');
-const service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0 });
+// As `dropftp serve --listen 127.0.0.1:0 --data-dir DIR [more flags]` would run (DROPFTP_* env too).
+const { config } = loadConfig({ argv: ['--listen', '127.0.0.1:0', '--data-dir', dataDir, ...process.argv.slice(3)], file: null });
+const service = await startDropftp(toDropftpOptions(config, createLogger(config.log)));
 
 process.on('message', (raw: unknown) => {
   const msg = raw as Request;

@@ -6,7 +6,7 @@
 // through dropftp; each worker owns its files, so the expected version of each file is exact.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -110,6 +110,21 @@ function rssBytes(pid: number): number {
 }
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+/** What the process's fds are, by kind (socket, pipe, anon_inode:[eventfd], file …): for leak reports. */
+function fdKinds(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target = 'gone';
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      /* closed meanwhile */
+    }
+    const kind = target.replace(/\[\d+\]$/, '').replace(/^\/.*/, 'file');
+    out[kind] = (out[kind] ?? 0) + 1;
+  }
+  return out;
 }
 const samples: Sample[] = [];
 let currentPhase = PHASES[0]!;
@@ -227,6 +242,7 @@ async function main(): Promise<void> {
   store = new StoreCheck(gateway.boxUrl, ((await token.json()) as { access_token: string }).access_token);
   const startMs = Date.now();
   const idleBefore = await sample(startMs);
+  const fdKindsBefore = fdKinds(gateway.child.pid!);
   const deadlineMs = startMs + MINUTES * 60_000;
   let phaseIndex = 0;
   const phaseTimer = setInterval(() => {
@@ -245,11 +261,13 @@ async function main(): Promise<void> {
   await setFaults(currentPhase.spec);
   // Drained: sessions, listeners and transfers back to zero, fds back to the idle count.
   let idleAfter: Sample | null = null;
-  for (let i = 0; i < 60; i++) {
+  // (Keep-alive HTTP connections to the box may stay open a while: allow a few more fds, then report.)
+  for (let i = 0; i < 30; i++) {
     idleAfter = await sample(startMs);
-    if (idleAfter && idleAfter.sessions === 0 && idleAfter.passiveListeners === 0 && idleAfter.activeUploads === 0 && idleAfter.activeDownloads === 0 && idleAfter.gatewayFds <= (idleBefore?.gatewayFds ?? 0) + 2) break;
+    if (idleAfter && idleAfter.sessions === 0 && idleAfter.passiveListeners === 0 && idleAfter.activeUploads === 0 && idleAfter.activeDownloads === 0 && idleAfter.gatewayFds <= (idleBefore?.gatewayFds ?? 0) + 4) break;
     await sleep(1000);
   }
+  const fdKindsAfter = fdKinds(gateway.child.pid!);
   // Every file, whole, faults off: byte-exact against what the store may hold.
   let verifiedFiles = 0;
   for (const [path, allowed] of expected) {
@@ -270,7 +288,7 @@ async function main(): Promise<void> {
     faultsInjected: faults,
     faultsInjectedTotal: Object.entries(faults).filter(([k]) => k !== 'concurrency_limit').reduce((a, [, n]) => a + n, 0),
     verifiedFiles,
-    idle: { before: idleBefore, after: idleAfter },
+    idle: { before: idleBefore, after: idleAfter, fdKindsBefore, fdKindsAfter },
     memory: driftReport(samples),
     problems,
     samples,
