@@ -1,6 +1,8 @@
 // Entry point of the local box child process (spawned by startLocalBox with `--import tsx`): runs the
 // server and reports its URL to the parent over IPC. Runs as the child's main thread.
-// Invariants: exits when the parent disconnects or on SIGTERM (graceful); reads its config from
+// Invariants: exits when the parent disconnects or on SIGTERM (graceful); ignores SIGINT while its
+// parent is connected (Ctrl-C reaches the whole process group, and the parent first drains the
+// transfers that still need us, then closes us); reads its config from
 // the LOCALBOX_CONFIG environment variable (a resolved ServerConfig as JSON).
 
 import { startServer } from './server.ts';
@@ -22,7 +24,9 @@ try {
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
-  process.on('SIGINT', () => void stop());
+  process.on('SIGINT', () => {
+    if (!process.connected) void stop();
+  });
   process.on('disconnect', () => void stop());
   process.on('message', (m: { type?: string }) => {
     if (m?.type === 'close') void stop();
