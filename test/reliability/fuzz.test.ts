@@ -6,6 +6,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { RawFtp, openData } from '../ftp/helpers/raw-client.ts';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
@@ -249,6 +250,8 @@ test(`local box HTTP fuzz: ${HTTP_INPUTS} seeded requests get 4xx, never 5xx, a 
     return h;
   };
   const statuses: Record<number, number> = {};
+  const boxFds = (): number => readdirSync(`/proc/${stack.box.pid}/fd`).length;
+  const fdsBefore = boxFds();
   for (let i = 0; i < HTTP_INPUTS; i++) {
     const route = pick(rnd, routes);
     const body = bodies();
@@ -271,8 +274,9 @@ test(`local box HTTP fuzz: ${HTTP_INPUTS} seeded requests get 4xx, never 5xx, a 
     if (status >= 500) tried.http5xx++;
     assert.ok(status >= 200 && status < 500, `request #${i} ${route} ${JSON.stringify(body.slice(0, 80))}: HTTP ${status}`);
   }
-  // Still serving a normal call.
+  // Still serving a normal call, and nothing leaked in the box (keep-alive sockets close when idle).
   assert.is((await view.rpc('files/list_folder', { path: '' })).status, 200);
+  await until(() => boxFds() <= fdsBefore + 2, 15_000, () => `local box fds ${boxFds()} vs ${fdsBefore} before the HTTP fuzz`);
   console.log(`  HTTP statuses: ${JSON.stringify(statuses)}`);
 });
 
