@@ -139,7 +139,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   await readCredentialsFile(credentialsFile);
   const box = await startLocalBox({ dataDir: join(dataDir, 'localbox') });
   const metrics = new ServiceMetrics();
-  const tokens = new TokenManager({ onRefresh: metrics.onRefresh });
+  const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;
   let engine: TransferEngine | null = null;
   const sync = new SyncRegistry();
