@@ -49,6 +49,8 @@ export interface TokenManagerOptions {
   retryDelayMs?: number;
   /** Called after every refresh (metrics). */
   onRefresh?: (event: RefreshEvent) => void;
+  /** Called after every token endpoint request with its HTTP status (0: no answer) (metrics). */
+  onRequest?: (route: string, status: number) => void;
   /** Wall clock in ms (tests move it forward to reach a token's expiry). Default Date.now. */
   clock?: () => number;
 }
@@ -69,6 +71,7 @@ export class TokenManager {
   readonly #maxAttempts: number;
   readonly #retryDelayMs: number;
   readonly #onRefresh: ((event: RefreshEvent) => void) | undefined;
+  readonly #onRequest: ((route: string, status: number) => void) | undefined;
   readonly #now: () => number;
   #closed = false;
 
@@ -77,6 +80,7 @@ export class TokenManager {
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 4);
     this.#retryDelayMs = options.retryDelayMs ?? 30_000;
     this.#onRefresh = options.onRefresh;
+    this.#onRequest = options.onRequest;
     this.#now = options.clock ?? Date.now;
   }
 
@@ -187,7 +191,14 @@ export class TokenManager {
     const { account } = state;
     for (let attempt = 1; ; attempt++) {
       try {
-        const grant = await refreshAccessToken(account, account.refreshToken);
+        let grant;
+        try {
+          grant = await refreshAccessToken(account, account.refreshToken);
+          this.#onRequest?.('oauth2/token', 200);
+        } catch (err) {
+          this.#onRequest?.('oauth2/token', err instanceof TokenError ? err.status : 0);
+          throw err;
+        }
         if (this.#accounts.get(account.name) !== state) return grant.accessToken; // replaced meanwhile
         state.token = grant.accessToken;
         state.lifetimeMs = grant.expiresInMs;

@@ -108,6 +108,7 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.is(m.get('dropftp_commit_batch_size_count'), m.get('dropftp_commit_batches_total'));
   assert.is(m.get('dropftp_dropbox_requests_total{route="files/create_folder_v2",status="200"}'), 1);
   assert.is(m.get('dropftp_token_refreshes_total{account="local",reason="start",result="ok"}'), 1);
+  assert.is(m.get('dropftp_dropbox_requests_total{route="oauth2/token",status="200"}'), 1);
   assert.is(m.get('dropftp_dropbox_rate_limited_total{source="rpc"}'), 0);
   assert.is(m.get('dropftp_worker_threads'), 1);
   assert.ok(m.get('dropftp_memory_budget_bytes')! > 0);
@@ -133,6 +134,7 @@ test('expired access tokens mid-run: one refresh, MKD goes on, new STOR and RETR
   client.close();
   const m = await scrape();
   assert.is(m.get('dropftp_token_refreshes_total{account="local",reason="expired_access_token",result="ok"}'), 1);
+  assert.is(m.get('dropftp_dropbox_requests_total{route="oauth2/token",status="200"}'), 2, 'one token request for the expiry');
   const unauthorized = [...m].filter(([k]) => k.startsWith('dropftp_dropbox_requests_total{') && k.includes('status="401"'));
   assert.ok(unauthorized.length >= 1, 'some RPC call met the expired token');
   assert.is(m.get('dropftp_dropbox_requests_total{route="files/create_folder_v2",status="200"}'), before.get('dropftp_dropbox_requests_total{route="files/create_folder_v2",status="200"}')! + 1);
