@@ -45,6 +45,8 @@ export interface SessionLimits {
   /** Failed PASS attempts before the connection is closed. */
   maxLoginFailures: number;
   maxConnections: number;
+  /** A TLS handshake (AUTH TLS, implicit FTPS) not finished by then closes the connection. */
+  tlsHandshakeTimeoutMs: number;
 }
 
 export interface FtpServerOptions extends Partial<SessionLimits> {
@@ -58,6 +60,11 @@ export interface FtpServerOptions extends Partial<SessionLimits> {
   implicitTlsPort?: number | null;
   /** Refuse USER/PASS (530) until the control connection is TLS (AUTH TLS or implicit). */
   requireTls?: boolean;
+  /**
+   * Refuse (425) a PROT P data connection that does not resume the TLS session of its control
+   * connection (vsftpd's require_ssl_reuse): proves the data connection comes from the same client.
+   */
+  requireTlsSessionReuse?: boolean;
   /** Connection caps, login-failure delay and bans (src/limits); default none (NO_LIMITS). */
   access?: AccessLimiter | LimitsOptions;
   /** PROXY protocol v1/v2 on both control listeners: a header is required on every connection. */
@@ -97,6 +104,7 @@ const DEFAULT_LIMITS: SessionLimits = {
   maxQueuedCommands: 64,
   maxLoginFailures: 3,
   maxConnections: 10_000,
+  tlsHandshakeTimeoutMs: 10_000,
 };
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
@@ -112,6 +120,7 @@ export class FtpServer extends FtpSrv {
   readonly sessions = new Map<string, FtpSession>();
   readonly access: AccessLimiter;
   readonly requireTls: boolean;
+  readonly requireTlsSessionReuse: boolean;
   readonly #implicitServer: Server | null = null;
   readonly #implicitPort: number;
   readonly #proxy: { trusted: TrustedProxies; headerTimeoutMs: number } | null;
@@ -146,6 +155,7 @@ export class FtpServer extends FtpSrv {
     this.access = options.access instanceof AccessLimiter ? options.access : new AccessLimiter(options.access ?? NO_LIMITS);
     this.requireTls = options.requireTls === true;
     if (this.requireTls && !this.secureContext) throw new DropftpError('DROPFTP_ERR_CONFIG', 'requireTls: needs a TLS certificate and key');
+    this.requireTlsSessionReuse = options.requireTlsSessionReuse === true;
     this.#implicitPort = options.implicitTlsPort ?? -1;
     if (options.implicitTlsPort !== undefined && options.implicitTlsPort !== null) {
       if (!this.secureContext) throw new DropftpError('DROPFTP_ERR_CONFIG', 'implicitTlsPort: needs a TLS certificate and key');
@@ -281,7 +291,7 @@ export class FtpServer extends FtpSrv {
   /** A connection whose real client address is known: limits, then a session (or a 421). */
   #admit(raw: Socket, implicitTls: boolean, peerAddress: string, limited = true): void {
     const localAddress = raw.localAddress ?? '';
-    const socket = implicitTls ? acceptTls(raw, this.secureContext!) : raw;
+    const socket = implicitTls ? acceptTls(raw, this.secureContext!, this.limits.tlsHandshakeTimeoutMs) : raw;
     let ticket: ConnectionTicket | undefined;
     if (limited) {
       const admission = this.access.connect(peerAddress);
