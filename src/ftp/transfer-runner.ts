@@ -5,7 +5,8 @@
 // the client's data socket ended cleanly — any reset, abort, stall or shutdown aborts it instead
 // (ftp-srv's STOR ran the commit on aborted uploads), and an end is trusted only once
 // confirmCleanEnd has told it from a reset read as EOF; the data socket moves no byte for
-// stallTimeoutMs → 426.
+// stallTimeoutMs → 426; every transfer, LIST included, emits one 'transfer-end' (TransferEnd) on
+// its session after the data connection is settled and before its final reply.
 
 import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
@@ -17,6 +18,19 @@ import { confirmCleanEnd } from './data/clean-end.ts';
 export interface TransferHandle extends ActiveTransfer {
   readonly signal: AbortSignal;
 }
+
+/** Payload of the session's 'transfer-end' event: the handle's final facts (bytes as moved). */
+export interface TransferEnd {
+  /** RETR, STOR, APPE, STOU, LIST, NLST or MLSD. */
+  directive: string;
+  /** Bytes moved on the data connection (before any TYPE A conversion for uploads). */
+  bytes: number;
+  /** null on success (226); else the error whose reply ends the transfer. */
+  error: DropftpError | null;
+  handle: TransferHandle;
+}
+
+export const TRANSFER_END = 'transfer-end';
 
 /** Waits for the session's data connection (425 when there is none or it never comes). */
 export async function waitForData(session: FtpSession): Promise<Duplex> {
@@ -70,6 +84,11 @@ export async function runTransfer(
     session.closeConnector();
   }
   try {
+    try {
+      session.emit(TRANSFER_END, { directive, bytes: handle.bytes, error, handle } satisfies TransferEnd);
+    } catch {
+      /* a listener's failure must not cost the transfer its reply */
+    }
     session.emit(directive, error, undefined);
     if (error) await session.reply(error.ftpCode, error.clientText);
     else await session.reply(226, successText);

@@ -2,11 +2,14 @@
 // command table: reports one record per transfer (the facts of an xferlog line), counts the ones
 // running, and refuses new ones (421) once the service drains for shutdown. Main thread.
 // Invariants: the wrapped handler behaves exactly like the original (same replies, same errors);
-// a record is reported once per command, after its final reply; drain() never aborts anything.
+// a record is reported once per command, after its final reply; drain() never aborts anything;
+// bytes and outcome come from the runner's 'transfer-end' event (transfer-runner.ts), nothing is
+// installed on the session.
 
 import { performance } from 'node:perf_hooks';
 import { DropftpError, toDropftpError } from '../errors.ts';
-import type { ActiveTransfer, FtpSession } from '../ftp/connection.ts';
+import type { FtpSession } from '../ftp/connection.ts';
+import { TRANSFER_END, type TransferEnd } from '../ftp/transfer-runner.ts';
 import type { CommandSpec } from '../ftp/commands/types.ts';
 
 export const WATCHED = ['RETR', 'STOR', 'APPE', 'STOU'] as const;
@@ -23,29 +26,6 @@ export interface TransferRecord {
   /** 'ok', or the registry code of the failure (DROPFTP_ERR_…). */
   result: 'ok' | string;
   ftpCode: number;
-}
-
-const LAST = Symbol('dropftp.lastTransfer');
-type Tracked = FtpSession & { [LAST]?: ActiveTransfer | null };
-
-/**
- * The session's `transfer` slot is set by the transfer runner (src/ftp/transfer-runner.ts) and
- * cleared before the final reply; this accessor keeps the last handle so its byte count can be
- * read once the command is over, without touching the runner.
- */
-function track(session: Tracked): void {
-  if (Object.hasOwn(session, LAST)) return;
-  let current: ActiveTransfer | null = session.transfer;
-  session[LAST] = null;
-  Object.defineProperty(session, 'transfer', {
-    configurable: true,
-    enumerable: true,
-    get: () => current,
-    set: (next: ActiveTransfer | null) => {
-      current = next;
-      if (next) session[LAST] = next;
-    },
-  });
 }
 
 export class TransferWatch {
@@ -106,19 +86,19 @@ export class TransferWatch {
     });
   }
 
-  async #run(spec: CommandSpec, session: Tracked, arg: string, original: () => Promise<void> | void): Promise<void> {
+  async #run(spec: CommandSpec, session: FtpSession, arg: string, original: () => Promise<void> | void): Promise<void> {
     if (this.#draining) {
       session.closeConnector();
       throw new DropftpError('DROPFTP_ERR_SHUTTING_DOWN');
     }
-    track(session);
-    session[LAST] = null;
     const startedAt = performance.now();
     let outcome: DropftpError | null = null;
-    const onOutcome = (error: unknown): void => {
-      outcome = error ? toDropftpError(error) : null;
+    let bytes = 0;
+    const onEnd = (end: TransferEnd): void => {
+      outcome = end.error;
+      bytes = end.bytes;
     };
-    session.once(spec.name, onOutcome);
+    session.on(TRANSFER_END, onEnd);
     const running = Promise.resolve().then(original);
     this.#running.add(running);
     try {
@@ -127,14 +107,14 @@ export class TransferWatch {
       outcome = toDropftpError(err);
       throw err;
     } finally {
-      session.off(spec.name, onOutcome);
+      session.off(TRANSFER_END, onEnd);
       this.#running.delete(running);
-      this.#emit(spec.name, session, arg, startedAt, outcome);
+      this.#emit(spec.name, session, arg, startedAt, outcome, bytes);
       if (this.#running.size === 0) for (const waiter of this.#idleWaiters.splice(0)) waiter();
     }
   }
 
-  #emit(command: string, session: Tracked, arg: string, startedAt: number, error: DropftpError | null): void {
+  #emit(command: string, session: FtpSession, arg: string, startedAt: number, error: DropftpError | null, bytes: number): void {
     let path = arg;
     try {
       if (session.files && arg) path = session.files.resolve(arg);
@@ -149,7 +129,7 @@ export class TransferWatch {
         command,
         direction: command === 'RETR' ? 'download' : 'upload',
         path,
-        bytes: session[LAST]?.bytes ?? 0,
+        bytes,
         durationMs: Math.round(performance.now() - startedAt),
         result: error ? error.code : 'ok',
         ftpCode: error ? error.ftpCode : 226,

@@ -7,7 +7,7 @@
 import { DropftpError } from '../../errors.ts';
 import type { FtpSession } from '../connection.ts';
 import { ftpTime, mlsxFacts } from '../list-format.ts';
-import { quotePath, requireArg, sessionFs } from './helpers.ts';
+import { grantedAt, quotePath, requireArg, sessionFs } from './helpers.ts';
 import type { Command, CommandSpec } from './types.ts';
 
 async function pwd(session: FtpSession): Promise<void> {
@@ -93,7 +93,8 @@ async function mlst(session: FtpSession, command: Command): Promise<void> {
   const path = fs.resolve(command.arg || '.');
   fs.check?.('list', path);
   const info = await fs.stat(path);
-  return session.reply(250, 'Listing', { message: ` ${mlsxFacts(info)} ${path}`, raw: true }, 'End');
+  const facts = mlsxFacts(info, { granted: grantedAt(fs, path) });
+  return session.reply(250, 'Listing', { message: ` ${facts} ${path}`, raw: true }, 'End');
 }
 
 export const FILE_COMMANDS: CommandSpec[] = [

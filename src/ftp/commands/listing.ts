@@ -5,20 +5,21 @@
 
 import { DropftpError } from '../../errors.ts';
 import type { FtpSession } from '../connection.ts';
-import { lsLine, renderListing } from '../list-format.ts';
+import { lsLine, renderListing, type Granted } from '../list-format.ts';
 import { runTransfer, sendBuffer, waitForData } from '../transfer-runner.ts';
 import type { FileInfo } from '../fs/types.ts';
-import { sessionFs } from './helpers.ts';
+import { childPath, grantedAt, sessionFs } from './helpers.ts';
 import { splitListOptions, type Command, type CommandSpec } from './types.ts';
 
-async function entriesFor(session: FtpSession, arg: string, format: 'LIST' | 'NLST' | 'MLSD'): Promise<FileInfo[]> {
+/** The entries to list, and the user's permissions at each (for perm facts and ls modes). */
+async function entriesFor(session: FtpSession, arg: string, format: 'LIST' | 'NLST' | 'MLSD'): Promise<{ entries: FileInfo[]; grantedFor: (entry: FileInfo) => Granted }> {
   const fs = sessionFs(session);
   const path = fs.resolve(arg || '.');
   fs.check?.('list', path);
   const info = await fs.stat(path);
-  if (info.isDirectory) return fs.list(path);
+  if (info.isDirectory) return { entries: await fs.list(path), grantedFor: (entry) => grantedAt(fs, childPath(path, entry.name)) };
   if (format === 'MLSD') throw new DropftpError('DROPFTP_ERR_NOT_A_FOLDER');
-  return [info];
+  return { entries: [info], grantedFor: () => grantedAt(fs, path) };
 }
 
 async function listing(session: FtpSession, command: Command, format: 'LIST' | 'NLST' | 'MLSD'): Promise<void> {
@@ -26,8 +27,8 @@ async function listing(session: FtpSession, command: Command, format: 'LIST' | '
   let socket;
   let body: Buffer;
   try {
-    const entries = await entriesFor(session, arg, format);
-    body = renderListing(entries, format);
+    const { entries, grantedFor } = await entriesFor(session, arg, format);
+    body = renderListing(entries, format, Date.now(), grantedFor);
     socket = await waitForData(session);
   } catch (err) {
     session.closeConnector();
@@ -50,9 +51,9 @@ async function stat(session: FtpSession, command: Command): Promise<void> {
   }
   if (!session.authenticated) return session.reply(530, 'Please login with USER and PASS');
   const { path } = splitListOptions(command.arg);
-  const entries = await entriesFor(session, path, 'LIST');
+  const { entries, grantedFor } = await entriesFor(session, path, 'LIST');
   const now = Date.now();
-  return session.reply(213, 'Status follows:', ...entries.map((entry) => ({ message: ` ${lsLine(entry, now)}`, raw: true })), 'End of status');
+  return session.reply(213, 'Status follows:', ...entries.map((entry) => ({ message: ` ${lsLine(entry, now, grantedFor(entry))}`, raw: true })), 'End of status');
 }
 
 export const LISTING_COMMANDS: CommandSpec[] = [

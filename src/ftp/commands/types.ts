@@ -36,11 +36,12 @@ export function parseCommand(line: string): Command {
 }
 
 /**
- * LIST and NLST accept ls-style options before the path ("LIST -la dir"): clients send them and
- * expect them ignored. Only leading tokens that look like options are taken; MLSD/MLST take none.
+ * LIST and NLST accept ls-style options before the path ("LIST -la dir", "LIST -a"): clients send
+ * them and expect them ignored. Only leading tokens made of letters (and 1) after one '-' are
+ * taken; "--" ends them, so a name that starts with '-' is reached as "LIST -- -x" (or by any path
+ * that does not start with '-', such as "./-x" or "/dir/-x"). MLSD/MLST take no options.
  */
 export function splitListOptions(arg: string): { options: string; path: string } {
-  const match = /^((?:-[A-Za-z1]+(?: +|$))+)(.*)$/.exec(arg);
-  if (!match) return { options: '', path: arg };
+  const match = /^((?:-[A-Za-z1]+(?: +|$))*)(?:--(?: +|$))?(.*)$/s.exec(arg)!;
   return { options: match[1]!.trim(), path: match[2]! };
 }

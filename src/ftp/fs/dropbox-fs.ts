@@ -3,7 +3,8 @@
 // the transfer engine. Main thread. Invariants: every path is jailed (paths.ts) and every operation
 // checks its permission at its own path (a read-only mount refuses writes whatever the verb);
 // mount points can be neither removed, renamed nor overwritten, and nothing moves across accounts;
-// RMD refuses a non-empty folder (delete_v2 is recursive); DELE deletes only the version it looked
+// RMD refuses a non-empty folder (delete_v2 is recursive) and deletes it only after moving it aside
+// and finding it still empty, so no file committed meanwhile goes with it; DELE deletes only the version it looked
 // at (parent_rev); case-only renames go through a temporary name (move_v2 refuses them); an
 // interrupted STOR commits nothing but its upload session is kept (resume-store.ts) for REST n +
 // STOR or APPE by the same user; a committed upload shows in listings at once.
@@ -139,12 +140,39 @@ export class DropboxFs implements SessionFs {
   async rmdir(path: string): Promise<void> {
     const place = this.#tree.check('delete', path);
     if (path === '/' || place.dbx === '') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'cannot remove the root');
+    const { store, dbx } = place;
     // Deciding to delete: ask Dropbox itself, never the cache.
-    const entry = await place.store.rpc.getMetadata(place.dbx);
+    const entry = await store.rpc.getMetadata(dbx);
     if (entry.tag !== 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FOLDER');
     // delete_v2 removes folders recursively: RMD must refuse a folder that still holds anything.
-    if (await place.store.hasChildren(place.dbx)) throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
-    await place.store.delete(place.dbx);
+    if (await store.hasChildren(dbx)) throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
+    // delete_v2 takes no parent_rev for folders, so a file committed between that check and the
+    // delete would be deleted with the folder. Move the folder aside first (move_v2 is atomic):
+    // a commit after the move recreates the folder at its path and stays there; one before it is
+    // inside the moved folder, found by a second check, and moved back. Only what is written
+    // into the hidden aside name itself could still be lost, and FTP refuses that name.
+    const aside = `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
+    await store.move(dbx, aside, entry);
+    if (await store.hasChildren(aside)) {
+      await this.#moveBack(place, aside, entry);
+      throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
+    }
+    await store.delete(aside);
+  }
+
+  /** RMD lost its race: the folder moved aside holds files; put them back where they were. */
+  async #moveBack(place: Place, aside: string, entry: DropboxEntry): Promise<void> {
+    const { store, dbx } = place;
+    try {
+      return await store.move(aside, dbx, entry);
+    } catch (err) {
+      if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS')) throw err;
+    }
+    // The folder was recreated meanwhile (a commit after the move): move the children into it.
+    for (const child of await store.rpc.listFolder(aside)) {
+      await store.move(`${aside}/${child.name}`, `${dbx}/${child.name}`, child).catch(() => {});
+    }
+    if (!(await store.hasChildren(aside))) await store.delete(aside);
   }
 
   async remove(path: string): Promise<void> {
