@@ -2,6 +2,7 @@
 // /metrics on its own port (never on the FTP port), and it is off without the flag.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +72,13 @@ test('--admin opens /healthz and /metrics on their own port; no flag, no listene
     const off = await serve(join(dir, 'b'), ['--log-format', 'json']);
     try {
       assert.is(off.admin, null);
+      // The service is up all the same: its FTP greeting.
+      const greeting = await new Promise<string>((resolve, reject) => {
+        const socket = connect(off.ftpPort, '127.0.0.1');
+        socket.once('data', (d) => (socket.destroy(), resolve(String(d))));
+        socket.once('error', reject);
+      });
+      assert.match(greeting, /^220 /);
     } finally {
       await stop(off);
     }
