@@ -74,6 +74,8 @@ export interface DropftpTlsOptions {
   required?: boolean;
   /** Implicit-FTPS listener port, TLS from the first byte (`tls.implicitPort`, usually 990; 0: any free port; null: off). */
   implicitPort?: number | null;
+  /** Refuse (425) a PROT P data connection that does not resume the control connection's TLS session (`tls.requireSessionReuse`, vsftpd's require_ssl_reuse). */
+  requireSessionReuse?: boolean;
 }
 
 export interface ShutdownResult {
@@ -187,6 +189,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       access: options.access ?? NO_LIMITS,
       tls: tls ? tlsOptionsFromFiles({ tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile }) : null,
       requireTls: tls?.required === true,
+      requireTlsSessionReuse: tls?.requireSessionReuse === true,
       implicitTlsPort: tls?.implicitPort ?? null,
       proxyProtocol: options.proxyProtocol ?? null,
       authenticate: loggedAuthenticator(authenticate, log),
