@@ -139,6 +139,7 @@ function checkTogether(config: DropftpConfig, where: (key: string) => string, pr
     problems.push(`${where(set)}: ${set}: tls.certFile and tls.keyFile go together`);
   }
   if (config.tls.required && config.tls.certFile === null) problems.push(`${where('tls.required')}: tls.required: needs tls.certFile and tls.keyFile`);
+  if (config.tls.requireSessionReuse && config.tls.certFile === null) problems.push(`${where('tls.requireSessionReuse')}: tls.requireSessionReuse: needs tls.certFile and tls.keyFile`);
   if (config.limits.loginDelayMaxMs < config.limits.loginDelayBaseMs) {
     problems.push(`${where('limits.loginDelayMaxMs')}: limits.loginDelayMaxMs: must be >= limits.loginDelayBaseMs (${config.limits.loginDelayBaseMs})`);
   }

@@ -73,6 +73,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'tls.keyFile', kind: 'string', nullable: true, default: null, doc: 'PEM private key of tls.certFile.' },
   { key: 'tls.required', kind: 'bool', default: false, doc: 'Refuse login on a control connection that is not TLS.' },
   { key: 'tls.implicitPort', kind: 'int', nullable: true, max: 65535, default: null, doc: 'Second listener speaking TLS from the first byte (implicit FTPS, usually 990; null: off).' },
+  { key: 'tls.requireSessionReuse', kind: 'bool', default: false, doc: 'Refuse (425) a PROT P data connection that does not resume the control connection\'s TLS session (like vsftpd require_ssl_reuse; curl, lftp and FileZilla resume).' },
   // behind a load balancer
   { key: 'proxyProtocol.enabled', kind: 'bool', default: false, aliases: ['--proxy-protocol'], doc: 'Expect a PROXY protocol v1/v2 header on every control connection.' },
   { key: 'proxyProtocol.headerTimeoutMs', kind: 'durationMs', min: 1, default: 5000, doc: 'A connection whose PROXY header is not complete by then is closed.' },

@@ -17,7 +17,7 @@ export const MAPPED_KEYS: readonly string[] = [
   'limits.maxConnections', 'limits.maxConnectionsPerAddress', 'limits.maxConnectionsPerUser', 'limits.ipv6PrefixBits',
   'limits.loginDelayBaseMs', 'limits.loginDelayMaxMs', 'limits.banAfterFailures', 'limits.failureWindowMs', 'limits.banMs',
   'limits.maxTrackedAddresses', 'limits.bandwidth.downloadBytesPerSec', 'limits.bandwidth.uploadBytesPerSec', 'limits.userBandwidth',
-  'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort',
+  'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort', 'tls.requireSessionReuse',
   'proxyProtocol.enabled', 'proxyProtocol.trustedProxies', 'proxyProtocol.headerTimeoutMs',
   'admin', 'credentialsFile',
 ];
@@ -57,7 +57,7 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
     // connection caps, login delay and bans, bandwidth
     access: accessOptions(config.limits),
     // FTPS
-    tls: config.tls.certFile && config.tls.keyFile ? { certFile: config.tls.certFile, keyFile: config.tls.keyFile, required: config.tls.required, implicitPort: config.tls.implicitPort } : null,
+    tls: config.tls.certFile && config.tls.keyFile ? { certFile: config.tls.certFile, keyFile: config.tls.keyFile, required: config.tls.required, implicitPort: config.tls.implicitPort, requireSessionReuse: config.tls.requireSessionReuse } : null,
     // behind a load balancer
     proxyProtocol: config.proxyProtocol.enabled ? { trustedProxies: [...config.proxyProtocol.trustedProxies], headerTimeoutMs: config.proxyProtocol.headerTimeoutMs } : null,
     // metrics and health

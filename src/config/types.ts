@@ -47,7 +47,7 @@ export interface DropftpConfig {
     bandwidth: BandwidthCapConfig;
     userBandwidth: Record<string, BandwidthCapConfig>;
   };
-  tls: { certFile: string | null; keyFile: string | null; required: boolean; implicitPort: number | null };
+  tls: { certFile: string | null; keyFile: string | null; required: boolean; implicitPort: number | null; requireSessionReuse: boolean };
   proxyProtocol: { enabled: boolean; headerTimeoutMs: number; trustedProxies: string[] };
   admin: HostPort | null;
   log: { level: LogLevel; format: 'auto' | 'json' | 'pretty' };
