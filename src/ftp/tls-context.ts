@@ -45,11 +45,12 @@ export function tlsOptionsFromFiles(files: TlsFileOptions): SecureContextOptions
  * Starts the server side of TLS over an accepted (possibly paused) socket; errors are swallowed
  * here and surface as 'close' (a failed handshake closes the connection, nothing more); a peer
  * that does not finish its handshake within handshakeTimeoutMs is cut (tls.Server's own
- * handshakeTimeout does not apply to a TLSSocket built by hand).
+ * handshakeTimeout does not apply to a TLSSocket built by hand); 0: no limit.
  */
 export function acceptTls(raw: Socket, context: SecureContext, handshakeTimeoutMs = 10_000): TLSSocket {
   const secure = new TLSSocket(raw, { isServer: true, secureContext: context });
   secure.on('error', () => {});
+  if (!(handshakeTimeoutMs > 0)) return secure;
   const timer = setTimeout(() => secure.destroy(), handshakeTimeoutMs);
   timer.unref();
   const done = (): void => clearTimeout(timer);

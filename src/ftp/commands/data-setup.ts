@@ -23,6 +23,7 @@ async function openPassive(session: FtpSession): Promise<PassiveConnector> {
     host: session.controlLocalAddress,
     peerAddress: session.controlPeerAddress,
     secureContext: session.dataProtection === 'P' ? server.secureContext : null,
+    requireSessionReuse: server.requireTlsSessionReuse,
     unusedTimeoutMs: server.limits.unusedDataTimeoutMs,
     onRefused: (address) => server.emit('client-error', { connection: session, context: 'dataServer', error: new Error(`refused data connection from ${address}`) }),
   });
@@ -83,6 +84,7 @@ function openActive(session: FtpSession, host: string, port: number, family: 4 |
       peerAddress: session.controlPeerAddress,
       localAddress: undefined,
       secureContext: session.dataProtection === 'P' ? session.server.secureContext : null,
+      requireSessionReuse: session.server.requireTlsSessionReuse,
       unusedTimeoutMs: session.server.limits.unusedDataTimeoutMs,
     });
   } catch (err) {

@@ -1,12 +1,13 @@
 // Session commands: login, options, status, help, FEAT, AUTH TLS/PBSZ/PROT. Main thread.
 // Invariants: PASS failures are counted and the connection closed after maxLoginFailures (ftp-srv
 // allowed unlimited retries); FEAT lists what is really supported (ftp-srv omitted EPSV, EPRT,
-// MLST, REST STREAM, TVFS); AUTH TLS uses the server's one shared SecureContext. Simple verbs
+// MLST, REST STREAM, TVFS); AUTH TLS uses the server's one shared SecureContext, and a client that
+// does not finish its handshake within tlsHandshakeTimeoutMs is cut (its slot freed). Simple verbs
 // (TYPE, MODE, STRU, ALLO, SYST, NOOP, REST, PBSZ) run ftp-srv's own handlers.
 
-import { TLSSocket } from 'node:tls';
 import { DropftpError } from '../../errors.ts';
 import type { FtpSession } from '../connection.ts';
+import { acceptTls } from '../tls-context.ts';
 import { FTP_SRV_REGISTRY, silentLogger } from '../ftp-srv-types.ts';
 import type { Command, CommandSpec } from './types.ts';
 
@@ -100,7 +101,7 @@ async function auth(session: FtpSession, command: Command): Promise<void> {
   if (session.secure) return session.reply(503, 'Already secured');
   await session.reply(234, 'AUTH TLS successful');
   const raw = session.commandSocket;
-  const secure = new TLSSocket(raw, { isServer: true, secureContext: context });
+  const secure = acceptTls(raw, context, session.server.limits.tlsHandshakeTimeoutMs);
   // Keep every listener (ours and ftp-srv's) on the raw socket: forward the secure socket's events.
   for (const event of ['data', 'timeout', 'end', 'close', 'drain', 'error'] as const) {
     secure.on(event, (...args: unknown[]) => raw.emit(event, ...args));

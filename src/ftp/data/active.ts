@@ -9,7 +9,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
 import { registerDataSocket } from './clean-end.ts';
-import { sameAddress, type DataConnector } from './connector.ts';
+import { sameAddress, whenSessionReused, type DataConnector } from './connector.ts';
 
 export interface ActiveOptions {
   host: string;
@@ -18,6 +18,8 @@ export interface ActiveOptions {
   peerAddress: string;
   localAddress: string | undefined;
   secureContext: SecureContext | null;
+  /** With TLS: refuse a data connection that does not resume a TLS session (connector.ts). */
+  requireSessionReuse?: boolean;
   unusedTimeoutMs: number;
 }
 
@@ -41,11 +43,15 @@ export class ActiveConnector implements DataConnector {
     const socket = connect({ host: options.host, port: options.port, family: options.family, localAddress: options.localAddress, allowHalfOpen: true });
     socket.on('error', () => {});
     this.#socket = socket;
-    this.#data = options.secureContext ? new TLSSocket(socket, { isServer: true, secureContext: options.secureContext }) : socket; // allowHalfOpen comes from the TCP socket
+    const secure = options.secureContext ? new TLSSocket(socket, { isServer: true, secureContext: options.secureContext }) : null; // allowHalfOpen comes from the TCP socket
+    this.#data = secure ?? socket;
     registerDataSocket(this.#data, socket);
-    if (this.#data !== socket) this.#data.on('error', () => {});
+    secure?.on('error', () => {});
     this.#ready = new Promise<Duplex>((resolve, reject) => {
-      socket.once('connect', () => resolve(this.#data));
+      socket.once('connect', () => {
+        if (secure && options.requireSessionReuse) whenSessionReused(secure).then(resolve, reject);
+        else resolve(this.#data);
+      });
       socket.once('close', () => reject(new DropftpError('DROPFTP_ERR_NO_DATA_CONNECTION', 'active data connection failed')));
     });
     this.#ready.catch(() => {});

@@ -11,7 +11,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
 import { registerDataSocket } from './clean-end.ts';
-import { sameAddress, type DataConnector } from './connector.ts';
+import { sameAddress, whenSessionReused, type DataConnector } from './connector.ts';
 import type { PassivePortPool } from './passive-ports.ts';
 
 export interface PassiveOptions {
@@ -22,6 +22,8 @@ export interface PassiveOptions {
   peerAddress: string;
   /** Wrap the data socket in TLS (PROT P) with this shared context. */
   secureContext: SecureContext | null;
+  /** With TLS: refuse a data connection that does not resume a TLS session (connector.ts). */
+  requireSessionReuse?: boolean;
   unusedTimeoutMs: number;
   /** Called once for each refused peer (for counters and logs). */
   onRefused?: (remoteAddress: string | undefined) => void;
@@ -34,6 +36,8 @@ export class PassiveConnector implements DataConnector {
   port = 0;
   #server: Server | null;
   #socket: Duplex | null = null;
+  /** A TLS data socket whose session reuse is still being checked (handshake running). */
+  #handshaking: Duplex | null = null;
   #claimed = false;
   #closed = false;
   #unusedTimer: NodeJS.Timeout | null = null;
@@ -78,19 +82,21 @@ export class PassiveConnector implements DataConnector {
     });
   }
 
-  close(): void {
+  close(reason?: DropftpError): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#clearUnused();
     this.#server?.close();
     this.#server = null;
+    this.#handshaking?.destroy();
+    this.#handshaking = null;
     const socket = this.#socket;
     this.#socket = null;
     // A claimed socket belongs to its transfer, which ends or destroys it; an unclaimed one is ours.
     if (socket && !this.#claimed) socket.destroy();
     for (const waiter of this.#waiters.splice(0)) {
       clearTimeout(waiter.timer);
-      waiter.reject(noConnection('data connection closed'));
+      waiter.reject(reason ?? noConnection('data connection closed'));
     }
   }
 
@@ -113,8 +119,27 @@ export class PassiveConnector implements DataConnector {
       const secure = new TLSSocket(raw, { isServer: true, secureContext: this.#options.secureContext }); // allowHalfOpen from raw
       secure.on('error', () => {});
       socket = secure;
+      if (this.#options.requireSessionReuse) {
+        // Claimable only after the handshake proved the session was resumed; the listener is gone,
+        // so a refused connection ends this connector (the transfer waiting on it gets 425).
+        registerDataSocket(secure, raw);
+        this.#handshaking = secure;
+        whenSessionReused(secure).then(
+          () => {
+            this.#handshaking = null;
+            this.#accepted(secure);
+          },
+          (err: DropftpError) => this.close(err),
+        );
+        return;
+      }
     }
     registerDataSocket(socket, raw);
+    this.#accepted(socket);
+  }
+
+  #accepted(socket: Duplex): void {
+    if (this.#closed) return void socket.destroy();
     socket.once('close', () => {
       if (!this.#claimed) this.close();
     });
