@@ -162,9 +162,11 @@ export class DropboxRpc {
         this.#observer?.request(what, typeof status === 'number' ? status : 0);
         if (status === 401 && !refreshed && errorTags((err as { error?: { error?: unknown } }).error?.error).includes('expired_access_token')) {
           refreshed = true;
+          const next = await this.#tokens.expired(token);
+          if (next === token) throw mapDropboxError(err, what); // a fixed token: nothing newer to try
+          token = next;
           attempt--; // an auth refresh is not a fault retry
           this.#observer?.retry(what);
-          token = await this.#tokens.expired(token);
           continue;
         }
         const waitMs = retryAfterMs(err);
