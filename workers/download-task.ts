@@ -10,7 +10,7 @@ import type { ErrorCode } from '../src/errors.ts';
 import { ContentHasher } from '../src/transfer/content-hash.ts';
 import { backoffMs, classifyResponse, classifyThrown, contentRequest, headerValue, rpcRequest, sleep } from '../src/transfer/dropbox-http.ts';
 import type { Failure } from '../src/transfer/dropbox-http.ts';
-import type { Outcome } from '../src/transfer/request-gate.ts';
+import type { Outcome, Permit } from '../src/transfer/request-gate.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
 import type { DownloadTask, FileMetadata, TaskResult } from '../src/transfer/task-wire.ts';
 import { countRetry, crashForTest, fairSliceBytes } from './thread-context.ts';
@@ -41,16 +41,27 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     error: { code: codeForRing(ring.consumerError()), message: 'download stopped by its reader' },
   });
 
+  // A permit kept through a 429: the retry runs in the same turn.
+  let held: Permit | null = null;
+  const dropHeld = (): void => {
+    if (held) ctx.gates.release(held, { kind: 'failed' });
+    held = null;
+  };
+
   while (total < 0 || pos < total) {
-    if (ring.consumerGone()) return consumerGone();
+    if (ring.consumerGone()) {
+      dropHeld();
+      return consumerGone();
+    }
     // A turn is taken only once the ring has room for a useful amount (at most the whole slice), so a
     // slow reader does not hold a permit; a response that still stalls on the ring is cut (below).
     const slice = fairSliceBytes(ctx, slot);
     const room = Math.min(slice, ring.capacity / 2);
-    if (ring.writable() < room) {
+    if (!held && ring.writable() < room) {
       if ((await ring.waitWritable(room)) === 'closed') return consumerGone();
     }
-    const permit = await ctx.gates.acquire(slot, () => ring.consumerGone());
+    const permit: Permit | null = held ?? (await ctx.gates.acquire(slot, () => ring.consumerGone()));
+    held = null;
     if (!permit) return consumerGone();
     let outcome: Outcome = { kind: 'failed' };
     let failure: Failure | null = null;
@@ -154,21 +165,26 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     } catch (err) {
       failure = classifyThrown(err);
     } finally {
-      if (failure?.kind === 'retry' && failure.throttle) {
-        outcome = { kind: 'throttled', retryAfterMs: failure.retryAfterMs, lock: failure.throttle === 'lock' };
-      }
-      ctx.gates.release(permit, outcome);
+      if (failure?.kind === 'retry' && failure.throttle) held = permit;
+      else ctx.gates.release(permit, outcome);
     }
-    if (ring.consumerGone()) return consumerGone();
+    if (ring.consumerGone()) {
+      dropHeld();
+      return consumerGone();
+    }
     if (!failure) continue;
     if (failure.kind !== 'retry') {
       const code = failure.kind === 'fatal' ? failure.code : 'DROPFTP_ERR_UPSTREAM';
       return fail(code, `download ${task.path}: ${failure.reason}`);
     }
     countRetry(ctx, slot);
-    if (failure.throttle) {
-      if (++throttles > 200) return fail('DROPFTP_ERR_RATE_LIMITED', `download ${task.path}: still throttled after 200 tries`);
-      continue; // the gate holds every request of the account until retry_after has passed
+    if (failure.throttle && held) {
+      if (++throttles > 200) {
+        dropHeld();
+        return fail('DROPFTP_ERR_RATE_LIMITED', `download ${task.path}: still throttled after 200 tries`);
+      }
+      await ctx.gates.retryAfterThrottle(held, failure.retryAfterMs, failure.throttle === 'lock', throttles);
+      continue;
     }
     if (++failedAttempts > MAX_FAILED_ATTEMPTS) {
       return fail('DROPFTP_ERR_UPSTREAM', `download ${task.path}: ${failedAttempts} attempts without progress, last: ${failure.reason}`);

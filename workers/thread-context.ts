@@ -80,7 +80,7 @@ export function fairSliceBytes(ctx: ThreadContext, accountSlot: number): number 
 }
 
 /** Idle buffers kept per size and thread (a reused buffer costs no allocation and no GC work). */
-const SPARE_CHUNKS_PER_SIZE = 4;
+const SPARE_CHUNKS_PER_SIZE = 2;
 
 /** An append buffer of exactly `bytes`, charged to the budget until giveChunk(). */
 export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {

@@ -52,7 +52,11 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     let tried = false;
     let held: Permit | null = first;
     for (;;) {
-      const permit = held ?? (await ctx.gates.acquire(slot, () => ring.producerAborted()));
+      if (held && ring.producerAborted()) {
+        ctx.gates.release(held, { kind: 'failed' });
+        held = null;
+      }
+      const permit: Permit | null = held ?? (ring.producerAborted() ? null : await ctx.gates.acquire(slot, () => ring.producerAborted()));
       held = null;
       if (!permit) return { ok: false, code: codeForRing(ring.producerError()), message: 'upload stopped by its writer', aborted: true };
       let outcome: Outcome = { kind: 'failed' };
@@ -90,10 +94,9 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         tried = true;
         failure = classifyThrown(err);
       } finally {
-        if (failure?.kind === 'retry' && failure.throttle) {
-          outcome = { kind: 'throttled', retryAfterMs: failure.retryAfterMs, lock: failure.throttle === 'lock' };
-        }
-        ctx.gates.release(permit, outcome);
+        // Throttled: keep the permit and retry in the same turn (request-gate.ts).
+        if (failure?.kind === 'retry' && failure.throttle) held = permit;
+        else ctx.gates.release(permit, outcome);
       }
       if (!failure) return { ok: true };
       if (failure.kind === 'offset') {
@@ -114,8 +117,12 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       }
       if (failure.kind === 'fatal') return { ok: false, code: failure.code, message: failure.reason, aborted: false };
       countRetry(ctx, slot);
-      if (failure.throttle) {
-        if (++throttles > 200) return { ok: false, code: 'DROPFTP_ERR_RATE_LIMITED', message: 'still throttled after 200 tries', aborted: false };
+      if (failure.throttle && held) {
+        if (++throttles > 200) {
+          ctx.gates.release(held, { kind: 'failed' });
+          return { ok: false, code: 'DROPFTP_ERR_RATE_LIMITED', message: 'still throttled after 200 tries', aborted: false };
+        }
+        await ctx.gates.retryAfterThrottle(held, failure.retryAfterMs, failure.throttle === 'lock', throttles);
         continue;
       }
       if (++failedAttempts > MAX_FAILED_ATTEMPTS) {

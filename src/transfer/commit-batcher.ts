@@ -3,7 +3,8 @@
 // namespace lock is taken once per batch, not once per file). Runs on the main thread: it sees every
 // upload of every worker, and one small JSON call per batch costs the event loop little.
 // Invariants: a session is committed only through commit(), which the engine calls only after the
-// upload's ring ended cleanly; each call holds one permit of the account's request gate.
+// upload's ring ended cleanly; each call holds one permit of the account's request gate, a priority
+// one (granted at the next free slot, ahead of the transfers' round).
 
 import type { Dispatcher } from 'undici';
 import { DropftpError } from '../errors.ts';
@@ -130,8 +131,8 @@ export class CommitBatcher {
     }));
     let failedAttempts = 0;
     for (;;) {
-      const permit = await this.gates.acquire(account.slot);
-      if (!permit) throw new DropftpError('DROPFTP_ERR_INTERNAL', 'request gate refused an uncancellable wait');
+      // Ahead of the transfers' queue: a finished upload must not wait a whole round for its commit.
+      const permit = await this.gates.acquirePriority(account.slot);
       let outcome: Outcome = { kind: 'failed' };
       let failure: Failure | null = null;
       let body: any = null;

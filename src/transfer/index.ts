@@ -55,7 +55,7 @@ export interface AccountStats {
   limit: number;
   ceiling: number;
   maxLimit: number;
-  /** Requests running now (tickets granted and not released, approximately). */
+  /** Requests running now (permits granted and not given back). */
   inFlight: number;
   /** Transfers waiting for a turn. */
   waiting: number;
@@ -224,7 +224,7 @@ export class TransferEngine {
         limit,
         ceiling: at(A.CEILING),
         maxLimit: at(A.MAX_LIMIT),
-        inFlight: Math.min(limit, outstanding),
+        inFlight: at(A.RUNNING),
         waiting: Math.max(0, outstanding - limit),
         throttles: at(A.THROTTLES),
         retries: at(A.RETRIES),

@@ -8,7 +8,8 @@
 import { G } from './shared-layout.ts';
 
 export const MIN_RING_BYTES = 64 * 1024;
-export const MAX_RING_BYTES = 1024 * 1024;
+/** Enough to stream at full speed; uploads gather their appends in a separate buffer per permit. */
+export const MAX_RING_BYTES = 256 * 1024;
 export const MIN_CHUNK_BYTES = 64 * 1024;
 /** One 4 MiB block: larger appends would not be faster, and this keeps appends block-aligned. */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -36,7 +37,7 @@ export class MemoryBudget {
     const transfers = this.downloads + this.uploads + 1;
     const uploads = this.uploads + (kind === 'upload' ? 1 : 0);
     const share = this.budgetBytes / transfers;
-    const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(share / 4)));
+    const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(share / 8)));
     const floors = this.ringBytesInUse + ring + uploads * MIN_CHUNK_BYTES;
     if (floors > this.budgetBytes) return null;
     this.ringBytesInUse += ring;

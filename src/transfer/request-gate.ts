@@ -3,18 +3,23 @@
 // or main in onlyMainThread mode). Invariants: a request runs only while it holds a permit; tickets
 // are served in the order they were taken, across all threads, so a transfer that finished a chunk
 // and asks again goes to the back of the line (round robin); every ticket taken is released exactly
-// once (cancelled waiters release theirs when they reach the head).
+// once (cancelled waiters release theirs when they reach the head); a request throttled by a 429
+// keeps its permit and retries (it does not lose its turn), and only repeated throttling pauses the
+// whole account for retry_after.
 
 import { waitWord } from 'native-free-ringbuf';
-import { A, G, WK, accountWord, workerWord } from './shared-layout.ts';
+import { A, G, RUNNING_UNIT, WK, accountWord, workerWord } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 
 /** After a 429, the limit may grow past the halved value only this long after the last 429. */
 export const PROBE_MS = 20_000;
 const FALLBACK_WAIT_MS = 250;
+/** A decrease within this long of the previous one (or 2 × retry_after) also pauses the account. */
+const REPEAT_WINDOW_MS = 2000;
 
 export interface Permit {
   readonly accountSlot: number;
+  /** -1 for a priority permit (it took no ticket). */
   readonly ticket: number;
 }
 
@@ -106,13 +111,74 @@ export class RequestGates {
     });
   }
 
+  /**
+   * A permit ahead of every ticket: granted as soon as fewer than LIMIT permits run, and ticketed
+   * grants hold back while one waits. For the per-account commit (one at a time): uploads that sent
+   * their last byte must not wait a whole round of the queue to be committed.
+   */
+  async acquirePriority(accountSlot: number): Promise<Permit> {
+    const w = this.words;
+    Atomics.add(w, accountWord(accountSlot, A.PRIORITY_WAITING), 1);
+    try {
+      for (;;) {
+        const bell = Atomics.load(w, accountWord(accountSlot, A.BELL));
+        const pausedMs = Atomics.load(w, accountWord(accountSlot, A.PAUSED_UNTIL_MS)) - this.nowMs();
+        if (pausedMs > 0) {
+          await sleep(Math.min(pausedMs, FALLBACK_WAIT_MS));
+          continue;
+        }
+        if (this.tryRun(accountSlot, 0)) return { accountSlot, ticket: -1 };
+        await waitWord(w, accountWord(accountSlot, A.BELL), bell, FALLBACK_WAIT_MS);
+      }
+    } finally {
+      Atomics.sub(w, accountWord(accountSlot, A.PRIORITY_WAITING), 1);
+      this.ring(accountSlot);
+    }
+  }
+
   /** Gives the permit back and feeds the outcome to AIMD. */
   release(permit: Permit, outcome: Outcome): void {
     const slot = permit.accountSlot;
     if (outcome.kind === 'ok' && outcome.bytes) Atomics.add(this.words, accountWord(slot, A.MOVED_KIB), Math.round(outcome.bytes / 1024));
     if (outcome.kind === 'ok') this.onSuccess(slot);
     else if (outcome.kind === 'throttled') this.onThrottle(slot, permit.ticket, outcome.retryAfterMs, outcome.lock);
-    this.giveBack(slot);
+    const w = this.words;
+    Atomics.sub(w, accountWord(slot, A.RUNNING), 1);
+    if (permit.ticket === -1) {
+      Atomics.sub(w, workerWord(this.workerSlot, WK.HELD + slot), RUNNING_UNIT);
+      this.ring(slot);
+    } else {
+      Atomics.sub(w, workerWord(this.workerSlot, WK.HELD + slot), RUNNING_UNIT);
+      this.giveBack(slot);
+    }
+  }
+
+  /** Takes a running slot if fewer than LIMIT − `reserve` permits run (CAS, any thread). */
+  private tryRun(slot: number, reserve: number): boolean {
+    const w = this.words;
+    for (;;) {
+      const running = Atomics.load(w, accountWord(slot, A.RUNNING));
+      if (running >= Atomics.load(w, accountWord(slot, A.LIMIT)) - reserve) return false;
+      if (Atomics.compareExchange(w, accountWord(slot, A.RUNNING), running, running + 1) === running) {
+        Atomics.add(w, workerWord(this.workerSlot, WK.HELD + slot), RUNNING_UNIT);
+        return true;
+      }
+    }
+  }
+
+  /**
+   * A request on `permit` got a 429: feeds AIMD and resolves when the same permit may try again
+   * (`attempt` counts this request's 429s, from 1). The permit stays held, so the transfer keeps its
+   * place in the round: after a decrease the gate grants nothing new until enough permits are back,
+   * and the throttled few retry with a short backoff. A repeated decrease pauses the account for
+   * retry_after (honoured in full). Namespace-lock 429s wait retry_after for this request only.
+   */
+  async retryAfterThrottle(permit: Permit, retryAfterMs: number, lock: boolean, attempt: number): Promise<void> {
+    const effect = this.onThrottle(permit.accountSlot, permit.ticket, retryAfterMs, lock);
+    const cap = Math.max(10, retryAfterMs);
+    const backoff = Math.min(cap, 20 * 2 ** Math.min(attempt - 1, 8));
+    const waitMs = effect === 'pause' || lock ? retryAfterMs : Math.round(backoff / 2 + Math.random() * (backoff / 2));
+    if (waitMs > 0) await sleep(waitMs);
   }
 
   private giveBack(slot: number): void {
@@ -130,6 +196,15 @@ export class RequestGates {
   private onSuccess(slot: number): void {
     const w = this.words;
     const limit = Atomics.load(w, accountWord(slot, A.LIMIT));
+    // `limit` successes while the account was saturated (all permits out) and no 429 since the last
+    // decrease: that many requests at once are fine — remember it as known good.
+    if (this.outstanding(slot) >= limit && Atomics.add(w, accountWord(slot, A.SATURATED_OK), 1) + 1 >= limit) {
+      Atomics.store(w, accountWord(slot, A.SATURATED_OK), 0);
+      for (;;) {
+        const known = Atomics.load(w, accountWord(slot, A.KNOWN_GOOD));
+        if (known >= limit || Atomics.compareExchange(w, accountWord(slot, A.KNOWN_GOOD), known, limit) === known) break;
+      }
+    }
     const successes = Atomics.add(w, accountWord(slot, A.SUCCESSES), 1) + 1;
     if (successes < limit) return;
     Atomics.store(w, accountWord(slot, A.SUCCESSES), 0);
@@ -142,30 +217,50 @@ export class RequestGates {
     if (limit < ceiling && Atomics.compareExchange(w, accountWord(slot, A.LIMIT), limit, limit + 1) === limit) this.ring(slot);
   }
 
-  private onThrottle(slot: number, ticket: number, retryAfterMs: number, lock: boolean): void {
+  /**
+   * AIMD on a 429. 'stale': the request was granted before the last decrease (the decrease already
+   * answers it); 'decrease': the limit went down — back to KNOWN_GOOD when a probe above it failed
+   * (the account's cap is known: nobody pauses), else halved; 'pause': halved again soon after the
+   * previous decrease, so fewer requests did not help — the account also pauses for retry_after.
+   */
+  private onThrottle(slot: number, ticket: number, retryAfterMs: number, lock: boolean): 'stale' | 'decrease' | 'pause' {
     const w = this.words;
     Atomics.add(w, accountWord(slot, A.THROTTLES), 1);
     Atomics.add(w, G.THROTTLES, 1);
     const now = this.nowMs();
     Atomics.store(w, accountWord(slot, A.LAST_THROTTLE_MS), now);
-    const until = now + Math.max(0, retryAfterMs);
-    for (;;) {
-      const cur = Atomics.load(w, accountWord(slot, A.PAUSED_UNTIL_MS));
-      if (cur >= until || Atomics.compareExchange(w, accountWord(slot, A.PAUSED_UNTIL_MS), cur, until) === cur) break;
-    }
-    if (lock) return; // namespace lock contention is not a request-rate signal
+    if (lock) return 'stale'; // namespace lock contention is not a request-rate signal
     // Multiplicative decrease, at most once per window: only a request granted after the last
-    // decrease (its ticket is above the newest ticket granted then) may halve the limit again.
+    // decrease (its ticket is above the newest ticket granted then) may lower the limit again.
     const last = Atomics.load(w, accountWord(slot, A.LAST_DECREASE_TICKET));
-    if (((ticket - last) | 0) <= 0) return;
+    if (((ticket - last) | 0) <= 0) return 'stale';
     const limit = Atomics.load(w, accountWord(slot, A.LIMIT));
     const newestGranted = (Atomics.load(w, accountWord(slot, A.RELEASED)) + limit - 1) | 0;
-    if (Atomics.compareExchange(w, accountWord(slot, A.LAST_DECREASE_TICKET), last, newestGranted) !== last) return;
-    const halved = Math.max(1, Math.floor(limit / 2));
-    Atomics.store(w, accountWord(slot, A.LIMIT), halved);
-    Atomics.store(w, accountWord(slot, A.CEILING), halved);
+    if (Atomics.compareExchange(w, accountWord(slot, A.LAST_DECREASE_TICKET), last, newestGranted) !== last) return 'stale';
+    const known = Atomics.load(w, accountWord(slot, A.KNOWN_GOOD));
+    const probing = known > 0 && limit > known;
+    const lowered = probing ? known : Math.max(1, Math.floor(limit / 2));
+    Atomics.store(w, accountWord(slot, A.LIMIT), lowered);
+    Atomics.store(w, accountWord(slot, A.CEILING), lowered);
     Atomics.store(w, accountWord(slot, A.SUCCESSES), 0);
+    Atomics.store(w, accountWord(slot, A.SATURATED_OK), 0);
+    const previousDecreaseMs = Atomics.exchange(w, accountWord(slot, A.LAST_DECREASE_MS), Math.max(1, now));
+    let effect: 'decrease' | 'pause' = 'decrease';
+    if (!probing) {
+      // The limit that was fine is no longer: forget it.
+      Atomics.store(w, accountWord(slot, A.KNOWN_GOOD), 0);
+      const repeated = previousDecreaseMs > 0 && now - previousDecreaseMs < Math.max(REPEAT_WINDOW_MS, 2 * retryAfterMs);
+      if (repeated) {
+        effect = 'pause';
+        const until = now + Math.max(0, retryAfterMs);
+        for (;;) {
+          const cur = Atomics.load(w, accountWord(slot, A.PAUSED_UNTIL_MS));
+          if (cur >= until || Atomics.compareExchange(w, accountWord(slot, A.PAUSED_UNTIL_MS), cur, until) === cur) break;
+        }
+      }
+    }
     this.ring(slot);
+    return effect;
   }
 
   private async pump(slot: number, g: Gate): Promise<void> {
@@ -187,7 +282,8 @@ export class RequestGates {
           continue;
         }
         const ahead = (waiter.ticket - Atomics.load(w, accountWord(slot, A.RELEASED))) | 0;
-        if (ahead < Atomics.load(w, accountWord(slot, A.LIMIT))) {
+        const reserve = Atomics.load(w, accountWord(slot, A.PRIORITY_WAITING));
+        if (ahead < Atomics.load(w, accountWord(slot, A.LIMIT)) - reserve && this.tryRun(slot, reserve)) {
           this.shift(g);
           waiter.resolve({ accountSlot: slot, ticket: waiter.ticket });
           continue;

@@ -12,8 +12,9 @@
 //   4 RETRIES                workers       requests retried (429, 5xx, reset, incorrect_offset)
 //   5 THROTTLES              workers       429 responses seen
 //   6 FAIR_ROUND_KIB         main (once)   bytes of a fair round before the account's rate is known, KiB
-//   8 FAIR_ROUND_MS          main (once)   target time for every contender of an account to get one turn
 //   7 MIN_SLICE_BYTES        main (once)   smallest chunk a contended transfer asks for
+//   8 FAIR_ROUND_MS          main (once)   target time for every contender of an account to get one turn
+//   9 REFRESH_BELL           any (add)     bumped by a thread that needs a fresh access token (main waits on it)
 //  ACCOUNTS (ACCOUNT_BASE + slot * ACCOUNT_WORDS), one slot per account, assigned by main
 //   +0 LIMIT                 any (CAS)     current concurrent-request budget (AIMD)
 //   +1 MAX_LIMIT             main          ceiling for additive increase
@@ -28,10 +29,17 @@
 //  +10 CEILING               any (CAS)     additive increase stops here until PROBE_MS after a 429
 //  +11 LAST_THROTTLE_MS      any (store)   time of the last 429 (ms since epochMs)
 //  +12 MOVED_KIB             any (add)     KiB moved by finished requests (each thread derives the rate)
+//  +13 KNOWN_GOOD            any (CAS max) highest LIMIT that ran a whole contended window without a 429
+//                                          (0 = unknown); a failed probe above it falls back to it
+//  +14 LAST_DECREASE_MS      any (store)   time of the last multiplicative decrease (ms since epochMs)
+//  +15 SATURATED_OK          any (add)     successes while the account had ≥ LIMIT requests outstanding
+//  +16 RUNNING               any (CAS/sub) permits granted and not yet given back (ticketed and priority)
+//  +17 PRIORITY_WAITING      any (add/sub) priority requests (commits) waiting: ticketed grants hold back
 //  WORKERS (WORKER_BASE + slot * WORKER_WORDS), one slot per live thread that runs tasks
 //   +0 THREAD_ID             the thread    threadId + 1 while alive (0 = free); main frees after a crash
 //   +1 CHUNK_KIB             the thread    this thread's share of CHUNK_KIB_IN_USE
-//   +2.. HELD[account]       the thread    tickets taken and not yet released, per account slot
+//   +2.. HELD[account]       the thread    per account slot: tickets taken and not yet released (low 16
+//                                          bits) + RUNNING_UNIT × permits granted and not given back
 //
 // A thread that dies leaves HELD and CHUNK_KIB behind; main adds HELD to RELEASED (so the queue moves
 // past the dead tickets) and subtracts CHUNK_KIB, then frees the slot (reclaimWorkerSlot).
@@ -48,6 +56,7 @@ export const G = {
   FAIR_ROUND_KIB: 6,
   MIN_SLICE_BYTES: 7,
   FAIR_ROUND_MS: 8,
+  REFRESH_BELL: 9,
 } as const;
 
 export const A = {
@@ -64,16 +73,23 @@ export const A = {
   CEILING: 10,
   LAST_THROTTLE_MS: 11,
   MOVED_KIB: 12,
+  KNOWN_GOOD: 13,
+  LAST_DECREASE_MS: 14,
+  SATURATED_OK: 15,
+  RUNNING: 16,
+  PRIORITY_WAITING: 17,
 } as const;
 
 export const MAX_ACCOUNTS = 256;
 export const MAX_WORKER_SLOTS = 128;
 export const GLOBAL_WORDS = 16;
-export const ACCOUNT_WORDS = 16;
+export const ACCOUNT_WORDS = 32;
 export const ACCOUNT_BASE = GLOBAL_WORDS;
 export const WORKER_BASE = ACCOUNT_BASE + MAX_ACCOUNTS * ACCOUNT_WORDS;
 export const WORKER_WORDS = 2 + MAX_ACCOUNTS;
 export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HELD: 2 } as const;
+/** HELD's unit for a granted permit (tickets waiting or running count 1 each in the low 16 bits). */
+export const RUNNING_UNIT = 0x10000;
 export const CONTROL_WORDS = WORKER_BASE + MAX_WORKER_SLOTS * WORKER_WORDS;
 
 /** What every thread receives: the block itself and the shared clock origin. */
@@ -121,10 +137,12 @@ export function reclaimWorkerSlot(words: Int32Array, threadKey: number): number 
     for (let acc = 0; acc < MAX_ACCOUNTS; acc++) {
       const held = Atomics.exchange(words, workerWord(slot, WK.HELD + acc), 0);
       if (held > 0) {
-        Atomics.add(words, accountWord(acc, A.RELEASED), held);
+        const tickets = held % RUNNING_UNIT;
+        Atomics.add(words, accountWord(acc, A.RELEASED), tickets);
+        Atomics.sub(words, accountWord(acc, A.RUNNING), Math.floor(held / RUNNING_UNIT));
         Atomics.add(words, accountWord(acc, A.BELL), 1);
         Atomics.notify(words, accountWord(acc, A.BELL));
-        released += held;
+        released += tickets;
       }
     }
     const kib = Atomics.exchange(words, workerWord(slot, WK.CHUNK_KIB), 0);

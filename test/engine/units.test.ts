@@ -115,18 +115,50 @@ test('request gate: at most LIMIT permits, granted in ticket order across thread
   }
 });
 
-test('request gate: a 429 halves the limit once per window and pauses grants for retry_after', async () => {
+test('request gate: a 429 halves the limit once per window; a repeated decrease pauses grants for retry_after', async () => {
   const { words, t1 } = gateSetup(8);
   const permits = await Promise.all(Array.from({ length: 8 }, () => t1.acquire(0)));
   for (const p of permits) t1.release(p!, { kind: 'throttled', retryAfterMs: 300, lock: false });
   assert.is(Atomics.load(words, accountWord(0, A.LIMIT)), 4, 'one halving for one window of 429s');
-  const started = Date.now();
+  // The first decrease does not pause the account: the lower limit is the answer.
+  let started = Date.now();
+  const first = (await t1.acquire(0))!;
+  assert.ok(Date.now() - started < 200, 'granted at once after the first decrease');
+  // 429s on requests granted after that decrease, soon after it: halve again and pause.
+  const second = (await t1.acquire(0))!;
+  t1.release(first, { kind: 'throttled', retryAfterMs: 300, lock: false });
+  t1.release(second, { kind: 'throttled', retryAfterMs: 300, lock: false });
+  assert.is(Atomics.load(words, accountWord(0, A.LIMIT)), 2);
+  started = Date.now();
   const p = (await t1.acquire(0))!;
   assert.ok(Date.now() - started >= 250, 'no grant before retry_after');
   t1.release(p, { kind: 'ok' });
   // Successes do not raise the limit above the ceiling set by the 429 (until the probe period).
   for (let i = 0; i < 40; i++) t1.release((await t1.acquire(0))!, { kind: 'ok' });
-  assert.is(Atomics.load(words, accountWord(0, A.LIMIT)), 4);
+  assert.is(Atomics.load(words, accountWord(0, A.LIMIT)), 2);
+});
+
+test('request gate: a failed probe above the known-good limit falls back to it without pausing; a throttled permit is kept', async () => {
+  const { words, t1 } = gateSetup(6);
+  // Six requests at once, with more waiting, succeed: 6 is known good.
+  const first = await Promise.all(Array.from({ length: 6 }, () => t1.acquire(0)));
+  const waiting = Array.from({ length: 12 }, () => t1.acquire(0));
+  for (const p of first) t1.release(p!, { kind: 'ok' });
+  await Promise.all(waiting.map((w) => w.then((p) => t1.release(p!, { kind: 'ok' }))));
+  assert.is(Atomics.load(words, accountWord(0, A.KNOWN_GOOD)), 6);
+  // A probe: the limit went to 7 (as additive increase would after PROBE_MS) and a request gets a 429.
+  Atomics.store(words, accountWord(0, A.LIMIT), 7);
+  Atomics.store(words, accountWord(0, A.CEILING), 7);
+  const held = (await t1.acquire(0))!;
+  const started = Date.now();
+  await t1.retryAfterThrottle(held, 1000, false, 1);
+  assert.ok(Date.now() - started < 500, 'the throttled request retries after a short backoff, not retry_after');
+  assert.is(Atomics.load(words, accountWord(0, A.LIMIT)), 6, 'back to the known-good limit');
+  assert.is(Atomics.load(words, accountWord(0, A.PAUSED_UNTIL_MS)), 0, 'nobody paused');
+  // The permit is still held: it is released exactly once.
+  assert.is(t1.outstanding(0), 1);
+  t1.release(held, { kind: 'ok' });
+  assert.is(t1.outstanding(0), 0);
 });
 
 test('request gate: a cancelled waiter gives its ticket back; a dead thread is reclaimed', async () => {
