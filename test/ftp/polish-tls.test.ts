@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -115,6 +115,37 @@ test('tls.requireSessionReuse: a data connection without the control session is 
   const resumed = await listOverTls(control, session);
   assert.match(resumed.final, /^226 /, `resumed: ${resumed.first} / ${resumed.final}`);
   assert.match(await control.cmd('NOOP'), /^200 /, 'the session goes on');
+  secure.destroy();
+});
+
+/** PORT + LIST: the server connects to us and is the TLS server side; we resume (or not). */
+async function activeListOverTls(control: Control, session: Buffer | undefined): Promise<{ final: string; data: string }> {
+  const chunks: Buffer[] = [];
+  let closed: Promise<unknown> = Promise.resolve();
+  const server = createServer((socket) => {
+    server.close();
+    const data = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', ...(session ? { session } : {}) });
+    data.on('error', () => {});
+    data.on('data', (chunk: Buffer) => chunks.push(chunk));
+    closed = new Promise((done) => data.once('close', done));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  assert.match(await control.cmd(`PORT 127,0,0,1,${port >> 8},${port & 255}`), /^200 /);
+  const first = await control.cmd('LIST /');
+  const final = first.startsWith('150') ? await control.read() : first;
+  server.close();
+  await closed;
+  return { final, data: Buffer.concat(chunks).toString() };
+}
+
+test('tls.requireSessionReuse: active mode (PORT) refuses a data connection without the session too', async () => {
+  const { control, secure, session } = await tlsControl();
+  const refused = await activeListOverTls(control, undefined);
+  assert.match(refused.final, /^425 /, refused.final);
+  assert.is(refused.data, '');
+  const resumed = await activeListOverTls(control, session);
+  assert.match(resumed.final, /^226 /, resumed.final);
   secure.destroy();
 });
 
