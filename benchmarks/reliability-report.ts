@@ -1,8 +1,9 @@
 // Reliability report (`npm run reliability:report`): runs the reliability suites in their long forms
 // (RELIABILITY_LONG=1; --short for the CI forms) with RELIABILITY_REPORT=1, collects the counts they
 // print (`RELIABILITY_REPORT <suite> {json}`), adds the soak result (benchmarks/results/soak.json;
-// --soak-minutes N runs a fresh soak first) and the npm audit, and writes
-// benchmarks/results/reliability.json. Runs on its own main thread; each suite is a child process.
+// --soak-minutes N runs a fresh soak first; --reuse-suites keeps the suites of the last report) and
+// the npm audit, and writes benchmarks/results/reliability.json. Runs on its own main thread; each
+// suite is a child process.
 // Invariant: a suite that fails, or prints no counts, is reported as such, never as zero problems.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,6 +20,8 @@ const SOAK_MINUTES = soakIndex >= 0 ? Number(args[soakIndex + 1]) : 0;
 const onlyIndex = args.indexOf('--only');
 const ONLY = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : null;
 const OUT = join(ROOT, 'benchmarks', 'results', 'reliability.json');
+/** --reuse-suites: take the suites' results from the last reliability.json (only the soak and audit are new). */
+const REUSE = args.includes('--reuse-suites');
 
 /** Suites with their long-form knobs; `known` are pinned defects, run to record whether they still fail. */
 const SUITES: Array<{ name: string; file: string; env?: Record<string, string>; known?: boolean }> = [
@@ -81,8 +84,8 @@ async function main(): Promise<void> {
     console.log(`reliability report: soak for ${SOAK_MINUTES} min first`);
     spawnSync(process.execPath, ['--import', 'tsx', 'benchmarks/soak.ts', '--minutes', String(SOAK_MINUTES)], { cwd: ROOT, stdio: 'inherit' });
   }
-  const results: SuiteResult[] = [];
-  for (const suite of SUITES) {
+  const results: SuiteResult[] = REUSE ? ((JSON.parse(await readFile(OUT, 'utf8')) as { suites: SuiteResult[] }).suites) : [];
+  for (const suite of REUSE ? [] : SUITES) {
     if (ONLY && !ONLY.has(suite.name)) continue;
     console.log(`reliability report: ${suite.name} (${SHORT || suite.known ? 'short' : 'long'} form) …`);
     const r = await runSuite(suite);

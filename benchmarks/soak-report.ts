@@ -46,6 +46,9 @@ export function driftReport(all: readonly Sample[]) {
   const lastQuarterRss = rss(lastQuarter);
   const driftPct = ((lastQuarterRss - afterWarmUpRss) / afterWarmUpRss) * 100;
   const steady = window(0.2, 1);
+  const deciles = Array.from({ length: 10 }, (_, i) => window(i / 10, (i + 1) / 10));
+  const third = rss(window(0.5, 0.75));
+  const secondHalfDriftPct = ((lastQuarterRss - third) / third) * 100;
   return {
     samples: all.length,
     afterWarmUpMeanRssMiB: afterWarmUpRss / 2 ** 20,
@@ -54,10 +57,25 @@ export function driftReport(all: readonly Sample[]) {
     rssDriftLimitPct: RSS_DRIFT_LIMIT_PCT,
     withinLimit: Number.isFinite(driftPct) && driftPct <= RSS_DRIFT_LIMIT_PCT,
     rssSlopeMiBPerHour: Math.round((slopePerHour(steady.map((s) => [s.tS, s.gatewayRssBytes / 2 ** 20])) * 100)) / 100,
+    // The shape: bounded caches (the ring pool keeps up to 64 MiB of idle rings, worker heaps) fill
+    // over the first minutes; a leak keeps climbing through the second half.
+    rssMiBByDecile: deciles.map((d) => Math.round(rss(d) / 2 ** 20)),
+    mainHeapMiBByDecile: deciles.map((d) => Math.round(mean(d.map((s) => Number(s.heapUsedBytes ?? 0))) / 2 ** 20)),
+    secondHalfRssDriftPct: Math.round(secondHalfDriftPct * 100) / 100,
     peakRssMiB: Math.max(...all.map((s) => s.gatewayRssBytes)) / 2 ** 20,
     afterWarmUpMeanFds: fds(afterWarmUp),
     lastQuarterMeanFds: fds(lastQuarter),
     boxAfterWarmUpMeanRssMiB: mean(afterWarmUp.map((s) => s.boxRssBytes)) / 2 ** 20,
     boxLastQuarterMeanRssMiB: mean(lastQuarter.map((s) => s.boxRssBytes)) / 2 ** 20,
   };
+}
+
+// `node --import tsx benchmarks/soak-report.ts FILE`: recomputes a saved soak result's memory summary.
+if (process.argv[1]?.endsWith('soak-report.ts') && process.argv[2]) {
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const file = process.argv[2];
+  const result = JSON.parse(readFileSync(file, 'utf8')) as { samples: Sample[]; memory: unknown };
+  result.memory = driftReport(result.samples);
+  writeFileSync(file, JSON.stringify(result, null, 1) + '\n');
+  console.log(JSON.stringify(result.memory, null, 1));
 }
