@@ -76,6 +76,10 @@ export class DropboxFs implements SessionFs {
     this.#tree.check(permission, path);
   }
 
+  permissionsAt(path: string): ReadonlySet<Permission> {
+    return this.#tree.permissionsAt(path);
+  }
+
   /** Creates the root folder and writable mounts' folders when missing (first login of a user). */
   async prepare(): Promise<void> {
     await Promise.all(this.#tree.foldersToEnsure().map(({ store, dbx }) => store.ensureFolder(dbx)));

@@ -39,6 +39,8 @@ export interface SessionFs {
   openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink>;
   /** Throws DROPFTP_ERR_PERMISSION unless the user may do `permission` at `path` (mounts may be read-only). */
   check?(permission: 'list' | 'read' | 'write' | 'delete' | 'mkdir' | 'rename', path: string): void;
+  /** What check() would grant at `path`, without throwing (MLSD perm facts ask it per entry). */
+  permissionsAt?(path: string): ReadonlySet<'list' | 'read' | 'write' | 'delete' | 'mkdir' | 'rename'>;
   /** Bytes an interrupted upload of this path kept (for this user), or null. SIZE reports it. */
   keptUploadOffset?(path: string): number | null;
 }

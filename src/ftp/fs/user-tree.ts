@@ -64,6 +64,13 @@ export class UserTree {
     return place;
   }
 
+  /** What check() grants at `clientPath`, without throwing (listings ask it once per entry). */
+  permissionsAt(clientPath: string): PermissionSet {
+    const place = this.place(clientPath);
+    if (!place.isMountPoint && !((place.permissions.has('delete') || place.permissions.has('rename')) && this.holdsMount(clientPath))) return place.permissions;
+    return new Set([...place.permissions].filter((p) => p !== 'delete' && p !== 'rename'));
+  }
+
   /** True when a mount lies strictly below `clientPath` (the folder holds a mount point). */
   holdsMount(clientPath: string): boolean {
     return this.mounts.some(({ mount }) => mount.path.toLowerCase() !== clientPath.toLowerCase() && isWithin(mount.path, clientPath));
