@@ -32,6 +32,7 @@ export interface DropftpConfig {
     maxLineBytes: number;
     maxQueuedCommands: number;
     maxLoginFailures: number;
+    tlsHandshakeTimeoutMs: number;
   };
   limits: {
     maxConnections: number;
