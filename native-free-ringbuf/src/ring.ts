@@ -2,7 +2,9 @@
 // (consumer side) over one SharedArrayBuffer region laid out in layout.ts.
 // Runs on any thread, one side per thread. Invariants: the writer stores only producer words and
 // the reader only consumer words; data is copied before the position that publishes it is stored
-// with Atomics.store; write/read/peek/commit never throw and never allocate.
+// with Atomics.store; write/read/peek/commit never throw and never allocate; a side belongs to the
+// generation it attached to: once a pool hands the ring out again, a stale side is inert (writes and
+// reads move nothing, its aborts and ends touch nothing, its waits return 'closed').
 
 import { HEADER_BYTES, MAGIC, STATE, W, isValidCapacity, ringByteLength } from './layout.ts';
 import type { SideState } from './layout.ts';
@@ -53,6 +55,8 @@ abstract class RingSide {
   readonly capacity: number;
   protected readonly words: Int32Array;
   protected readonly mask: number;
+  /** The generation this side attached to. */
+  protected readonly attachedGeneration: number;
   fallbackMs = DEFAULT_FALLBACK_MS;
 
   constructor(handle: RingHandle) {
@@ -61,6 +65,12 @@ abstract class RingSide {
     this.mask = capacity - 1;
     this.words = new Int32Array(handle.sab, handle.byteOffset, HEADER_BYTES / 4);
     this.storage = new Uint8Array(handle.sab, handle.byteOffset + HEADER_BYTES, capacity);
+    this.attachedGeneration = Atomics.load(this.words, W.GENERATION);
+  }
+
+  /** True once the ring was re-initialised for another transfer: this side must not touch it. */
+  stale(): boolean {
+    return Atomics.load(this.words, W.GENERATION) !== this.attachedGeneration;
   }
 
   /** Bytes published by the producer and not yet consumed. */
@@ -101,6 +111,7 @@ export class RingWriter extends RingSide {
   /** Copies up to `length` bytes of `src` from `offset`; returns the bytes accepted (0 when full or closed). */
   write(src: Uint8Array, offset = 0, length = src.length - offset): number {
     const words = this.words;
+    if (this.stale()) return 0;
     if (Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) return 0;
     if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
     const writePos = Atomics.load(words, W.WRITE_POS);
@@ -125,6 +136,7 @@ export class RingWriter extends RingSide {
    */
   reserve(): number {
     const words = this.words;
+    if (this.stale()) return 0;
     if (Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) return 0;
     if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
     const writePos = Atomics.load(words, W.WRITE_POS);
@@ -148,14 +160,14 @@ export class RingWriter extends RingSide {
 
   /** No more data: the consumer reads what is left, then sees the end. Idempotent. */
   end(): void {
-    if (Atomics.load(this.words, W.PRODUCER_STATE) !== STATE.OPEN) return;
+    if (this.stale() || Atomics.load(this.words, W.PRODUCER_STATE) !== STATE.OPEN) return;
     Atomics.store(this.words, W.PRODUCER_STATE, STATE.ENDED);
     this.ringConsumer();
   }
 
   /** The producer gives up; `code` (non-zero) tells the consumer why. Unread data is dropped. */
   abort(code = 1): void {
-    if (Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED) return;
+    if (this.stale() || Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED) return;
     Atomics.store(this.words, W.PRODUCER_ERROR, code | 0 || 1);
     Atomics.store(this.words, W.PRODUCER_STATE, STATE.ABORTED);
     this.ringConsumer();
@@ -163,7 +175,7 @@ export class RingWriter extends RingSide {
 
   /** True once the consumer aborted: nothing written from now on will be read. */
   consumerGone(): boolean {
-    return Atomics.load(this.words, W.CONSUMER_STATE) !== STATE.OPEN;
+    return this.stale() || Atomics.load(this.words, W.CONSUMER_STATE) !== STATE.OPEN;
   }
 
   /** Resolves 'ready' once at least `minBytes` (clamped to capacity) may be written, 'closed' if either side closed. */
@@ -172,6 +184,7 @@ export class RingWriter extends RingSide {
     const words = this.words;
     const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
     for (;;) {
+      if (this.stale()) return 'closed'; // the header (waiting flag included) belongs to the next transfer
       Atomics.store(words, W.PRODUCER_WAITING, 1);
       const bell = Atomics.load(words, W.PRODUCER_BELL);
       if (this.consumerGone() || Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) {
@@ -207,6 +220,7 @@ export class RingReader extends RingSide {
   /** Copies up to `length` bytes into `dst` at `offset`; returns the bytes copied (0 when empty). */
   read(dst: Uint8Array, offset = 0, length = dst.length - offset): number {
     const words = this.words;
+    if (this.stale()) return 0;
     if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
     const readPos = Atomics.load(words, W.READ_POS);
     const available = (Atomics.load(words, W.WRITE_POS) - readPos) >>> 0;
@@ -227,6 +241,7 @@ export class RingReader extends RingSide {
   /** Zero-copy: the length of the contiguous readable span at `peekIndex()` in `storage`. */
   peek(): number {
     const words = this.words;
+    if (this.stale()) return 0;
     if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
     const readPos = Atomics.load(words, W.READ_POS);
     const available = (Atomics.load(words, W.WRITE_POS) - readPos) >>> 0;
@@ -249,17 +264,17 @@ export class RingReader extends RingSide {
 
   /** True when the producer ended cleanly and every byte has been read. */
   isEnded(): boolean {
-    return Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ENDED && this.readable() === 0;
+    return !this.stale() && Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ENDED && this.readable() === 0;
   }
 
   /** True when the producer aborted. */
   producerAborted(): boolean {
-    return Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED;
+    return this.stale() || Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED;
   }
 
   /** The consumer gives up; `code` (non-zero) tells the producer why. Idempotent. */
   abort(code = 1): void {
-    if (Atomics.load(this.words, W.CONSUMER_STATE) === STATE.ABORTED) return;
+    if (this.stale() || Atomics.load(this.words, W.CONSUMER_STATE) === STATE.ABORTED) return;
     Atomics.store(this.words, W.CONSUMER_ERROR, code | 0 || 1);
     Atomics.store(this.words, W.CONSUMER_STATE, STATE.ABORTED);
     this.ringProducer();
@@ -274,6 +289,7 @@ export class RingReader extends RingSide {
     const words = this.words;
     const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
     for (;;) {
+      if (this.stale()) return 'closed'; // the header (waiting flag included) belongs to the next transfer
       Atomics.store(words, W.CONSUMER_WAITING, 1);
       const bell = Atomics.load(words, W.CONSUMER_BELL);
       const producer = Atomics.load(words, W.PRODUCER_STATE);

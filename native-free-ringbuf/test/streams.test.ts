@@ -211,6 +211,45 @@ test('RingPool reuses released rings with a fresh header and a new generation', 
   assert.is(pool.idle(), 4096 + 192 + 8192 + 192);
 });
 
+test('sides left attached to a released ring are inert once the pool hands it out again', async () => {
+  // The defect this guards: an aborted upload's pending write woke after its ring went back to the
+  // pool and wrote into the next transfer's ring (a download then returned extra bytes).
+  const pool = new RingPool({ maxIdleBytes: 1 << 20 });
+  const a = pool.acquire(4096);
+  const staleWriter = new RingWriter(a);
+  const staleReader = new RingReader(a);
+  staleWriter.write(new Uint8Array(4096));
+  const pendingWrite = staleWriter.waitWritable(1); // full ring: waits
+  pool.release(a);
+  const b = pool.acquire(4096);
+  assert.is(b.sab, a.sab, 'the same memory came back');
+  const writer = new RingWriter(b);
+  const reader = new RingReader(b);
+  assert.ok(staleWriter.stale() && staleReader.stale());
+  assert.not.ok(writer.stale() || reader.stale());
+  writer.write(new Uint8Array([1, 2, 3]));
+  assert.is(await pendingWrite, 'closed', 'a wait begun before the release ends as closed');
+  assert.is(staleWriter.write(new Uint8Array([9, 9, 9, 9])), 0, 'a stale writer writes nothing');
+  assert.is(staleWriter.reserve(), 0);
+  assert.is(staleWriter.commit(4), 0);
+  assert.ok(staleWriter.consumerGone());
+  assert.is(await staleWriter.waitWritable(1), 'closed');
+  staleWriter.end();
+  staleWriter.abort(7);
+  assert.is(staleReader.read(new Uint8Array(16)), 0, 'a stale reader reads nothing');
+  assert.is(staleReader.peek(), 0);
+  assert.is(await staleReader.waitReadable(1), 'closed');
+  staleReader.abort(5);
+  assert.is(reader.producerState(), 0, 'the live transfer is still open');
+  assert.is(writer.consumerState(), 0);
+  const got = new Uint8Array(16);
+  assert.is(reader.read(got), 3, 'only the live writer\'s bytes are there');
+  assert.equal([...got.subarray(0, 3)], [1, 2, 3]);
+  writer.end();
+  assert.ok(reader.isEnded());
+  pool.release(b);
+});
+
 test('RingPool keeps at most maxIdleBytes of idle rings', () => {
   const pool = new RingPool({ maxIdleBytes: 3 * (1024 + 192) });
   const rings = Array.from({ length: 10 }, () => pool.acquire(1024));

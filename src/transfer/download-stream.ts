@@ -1,6 +1,7 @@
 // DownloadStream: the Readable a RETR pipes to its data socket, draining the transfer's ring.
 // Main thread. Invariants: it ends ('end') only after the worker ended the ring cleanly AND its
-// result (metadata, hash verified for whole-file reads) arrived; every failure is a DropftpError
+// result (metadata, hash verified for whole-file reads) arrived and the bytes delivered add up to
+// the file's size; every failure is a DropftpError
 // rebuilt from the worker's wire error; destroying it before the end aborts the ring's consumer side,
 // which the worker sees at its next step (no message needed).
 
@@ -25,6 +26,8 @@ export class DownloadStream extends Readable {
     readonly result: Promise<TaskResult>,
     readonly account: string,
     readonly path: string,
+    /** Where the read started (REST): the bytes delivered must reach exactly the file's size. */
+    readonly offset = 0,
   ) {
     super({ highWaterMark: Math.min(CHUNK_BYTES, ring.capacity) });
     result.then((r) => {
@@ -57,7 +60,14 @@ export class DownloadStream extends Readable {
       if (this.ring.isEnded()) {
         this.waiting = true;
         this.result.then((r) => {
-          if (r.ok && !this.destroyed) this.push(null);
+          if (!r.ok || this.destroyed) return;
+          // Last guard against a ring that carried bytes not of this file: the count must match.
+          const size = r.kind === 'download' ? r.metadata?.size : undefined;
+          if (size !== undefined && this.offset + this.bytesRead !== size) {
+            this.destroy(new DropftpError('DROPFTP_ERR_INTEGRITY', `${this.path}: ${this.offset + this.bytesRead} B delivered for a file of ${size} B`));
+            return;
+          }
+          this.push(null);
         });
         return;
       }

@@ -165,7 +165,7 @@ export class TransferEngine {
       offset,
       ...(opts.testHooks ? { test: opts.testHooks } : {}),
     });
-    const stream = new DownloadStream(new RingReader(ring), result, account, path);
+    const stream = new DownloadStream(new RingReader(ring), result, account, path, offset);
     this.track(stream, result, 'download', ring, ringBytes);
     return stream;
   }

@@ -49,13 +49,15 @@ export class UploadStream extends Writable {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     let offset = 0;
     const pump = (): void => {
+      // A wait that wakes after the stream was destroyed must not write: the ring may be another
+      // transfer's by now (the ring's generation check is the second guard).
+      if (this.destroyed) return callback();
       if (offset < chunk.length) {
         const n = this.ring.write(chunk, offset);
         offset += n;
         this.bytesWritten += n;
       }
       if (offset >= chunk.length) return callback();
-      if (this.destroyed) return callback();
       if (this.ring.consumerGone()) return void this.failFromResult(callback);
       this.ring.waitWritable(1).then(pump, callback);
     };

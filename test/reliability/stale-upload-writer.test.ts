@@ -4,7 +4,10 @@
 // check the ring's generation), so the stale bytes landed in another transfer's ring. A RETR that got
 // that ring answered 226 with extra bytes: found by the soak run, 25 of 195 RETRs corrupted in 30 s
 // of STOR aborts/drops beside whole RETRs (3,178,496 bytes received for a 3,145,728-byte file).
-// Pinned (RELIABILITY_KNOWN_DEFECTS=1) until src/transfer/upload-stream.ts is fixed.
+// Fixed three ways: the pump checks `destroyed` before it writes, a ring side is inert once its ring
+// was handed out again (generation check in native-free-ringbuf, unit-tested there), and a download
+// ends only when its bytes add up to the file's size. The race is timing-dependent: this test did
+// not always reproduce it after the engine changes of 4e18005; the ring unit test always does.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,17 +17,16 @@ import { retr, stor } from '../../benchmarks/soak-ops.ts';
 import { BoxView, MiB, boxUpload, pattern, prng, sha256 } from './helpers.ts';
 
 const SECONDS = Number(process.env.STALE_WRITER_SECONDS ?? 12);
-const KNOWN = process.env.RELIABILITY_KNOWN_DEFECTS === '1';
 let stack: Stack;
 
 test.before(async () => {
-  if (KNOWN) stack = await startStack({ engineWorkers: 2 });
+  stack = await startStack({ engineWorkers: 2 });
 });
 test.after(async () => {
-  if (KNOWN) await stack.stop();
+  await stack.stop();
 });
 
-(KNOWN ? test : test.skip)('RETRs beside aborted and dropped STORs get exactly their file (no bytes from a recycled ring)', async () => {
+test('RETRs beside aborted and dropped STORs get exactly their file (no bytes from a recycled ring)', async () => {
   const view = await BoxView.open(stack.box.url, stack.dataDir);
   const files = new Map<string, string>();
   for (let i = 0; i < 3; i++) {
