@@ -31,7 +31,7 @@ const SUITES: Array<{ name: string; file: string; env?: Record<string, string>; 
   { name: 'fuzz', file: 'test/reliability/fuzz.test.ts' },
   { name: 'security', file: 'test/reliability/security.test.ts' },
   { name: 'known defects: security', file: 'test/reliability/security.test.ts', env: { RELIABILITY_KNOWN_DEFECTS: '1' }, known: true },
-  { name: 'known defects: stale upload writer', file: 'test/reliability/stale-upload-writer.test.ts', env: { RELIABILITY_KNOWN_DEFECTS: '1' }, known: true },
+  { name: 'stale-upload-writer', file: 'test/reliability/stale-upload-writer.test.ts', env: { STALE_WRITER_SECONDS: '60' } },
 ];
 
 interface SuiteResult {
@@ -84,13 +84,15 @@ async function main(): Promise<void> {
     console.log(`reliability report: soak for ${SOAK_MINUTES} min first`);
     spawnSync(process.execPath, ['--import', 'tsx', 'benchmarks/soak.ts', '--minutes', String(SOAK_MINUTES)], { cwd: ROOT, stdio: 'inherit' });
   }
-  const results: SuiteResult[] = REUSE ? ((JSON.parse(await readFile(OUT, 'utf8')) as { suites: SuiteResult[] }).suites) : [];
-  for (const suite of REUSE ? [] : SUITES) {
-    if (ONLY && !ONLY.has(suite.name)) continue;
+  const results: SuiteResult[] = REUSE ? (JSON.parse(await readFile(OUT, 'utf8')) as { suites: SuiteResult[] }).suites : [];
+  for (const suite of SUITES) {
+    if (ONLY ? !ONLY.has(suite.name) : REUSE) continue; // --reuse-suites --only X: rerun X, keep the rest
     console.log(`reliability report: ${suite.name} (${SHORT || suite.known ? 'short' : 'long'} form) …`);
     const r = await runSuite(suite);
     console.log(`  ${r.passed ? 'pass' : 'FAIL'} in ${r.seconds} s ${r.counts ? JSON.stringify(r.counts) : ''}${r.failures.length ? `\n  ${r.failures.join('\n  ')}` : ''}`);
-    results.push(r);
+    const at = results.findIndex((x) => x.name === r.name);
+    if (at >= 0) results[at] = r;
+    else results.push(r);
   }
   const soakPath = join(ROOT, 'benchmarks', 'results', 'soak.json');
   const soak = existsSync(soakPath) ? (JSON.parse(await readFile(soakPath, 'utf8')) as { when: string; settings: { minutes: number }; transfers: Record<string, number>; faultsInjected: Record<string, number>; faultsInjectedTotal: number; memory: Record<string, unknown>; problems: string[] }) : null;
