@@ -53,10 +53,13 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
       dropHeld();
       return consumerGone();
     }
-    // A turn is taken only once the ring has room for a useful amount (at most the whole slice), so a
-    // slow reader does not hold a permit; a response that still stalls on the ring is cut (below).
-    const slice = fairSliceBytes(ctx, slot);
-    const room = Math.min(slice, ring.capacity / 2);
+    // A turn is taken only once the ring has room for the whole slice, and a contended slice is no
+    // larger than the ring: the response lands without waiting for the reader, so a permit is held
+    // for the HTTP exchange only — not for the main thread's turns (that made rounds of 500
+    // transfers under a cap of 8 last 2.5 s). A response that still stalls on the ring is cut (below).
+    const fair = fairSliceBytes(ctx, slot);
+    const slice = fair === Infinity ? fair : Math.min(fair, ring.capacity);
+    const room = Math.min(slice, ring.capacity);
     if (!held && ring.writable() < room) {
       if ((await ring.waitWritable(room)) === 'closed') return consumerGone();
     }

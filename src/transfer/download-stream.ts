@@ -47,7 +47,9 @@ export class DownloadStream extends Readable {
   override _read(): void {
     if (this.waiting) return;
     for (;;) {
-      const available = this.ring.readable();
+      // Never more than the highWaterMark buffered here: the rest waits in the ring (bounded memory).
+      const room = Math.max(1, this.readableHighWaterMark - this.readableLength);
+      const available = Math.min(this.ring.readable(), room);
       if (available > 0) {
         const chunk = Buffer.allocUnsafe(available < CHUNK_BYTES ? available : CHUNK_BYTES);
         const n = this.ring.read(chunk);

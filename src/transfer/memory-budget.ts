@@ -37,7 +37,7 @@ export class MemoryBudget {
     const transfers = this.downloads + this.uploads + 1;
     const uploads = this.uploads + (kind === 'upload' ? 1 : 0);
     const share = this.budgetBytes / transfers;
-    const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(share / 8)));
+    const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(share / 4)));
     const floors = this.ringBytesInUse + ring + uploads * MIN_CHUNK_BYTES;
     if (floors > this.budgetBytes) return null;
     this.ringBytesInUse += ring;

@@ -14,6 +14,8 @@ import type { ControlHandle } from './shared-layout.ts';
 /** After a 429, the limit may grow past the halved value only this long after the last 429. */
 export const PROBE_MS = 20_000;
 const FALLBACK_WAIT_MS = 250;
+/** 429s this soon after a decrease are attributed to the overload that caused it. */
+const ECHO_MS = 1000;
 /** A decrease within this long of the previous one (or 2 × retry_after) also pauses the account. */
 const REPEAT_WINDOW_MS = 2000;
 
@@ -200,6 +202,7 @@ export class RequestGates {
     // decrease: that many requests at once are fine — remember it as known good.
     if (this.outstanding(slot) >= limit && Atomics.add(w, accountWord(slot, A.SATURATED_OK), 1) + 1 >= limit) {
       Atomics.store(w, accountWord(slot, A.SATURATED_OK), 0);
+      Atomics.store(w, accountWord(slot, A.NOISE), 0);
       for (;;) {
         const known = Atomics.load(w, accountWord(slot, A.KNOWN_GOOD));
         if (known >= limit || Atomics.compareExchange(w, accountWord(slot, A.KNOWN_GOOD), known, limit) === known) break;
@@ -234,29 +237,48 @@ export class RequestGates {
     // decrease (its ticket is above the newest ticket granted then) may lower the limit again.
     const last = Atomics.load(w, accountWord(slot, A.LAST_DECREASE_TICKET));
     if (((ticket - last) | 0) <= 0) return 'stale';
+    // Echoes: for a while after a decrease the backend still counts requests that the client already
+    // finished or cut (a cut response frees its slot only when the server sees the socket close).
+    const lastDecreaseMs = Atomics.load(w, accountWord(slot, A.LAST_DECREASE_MS));
+    if (lastDecreaseMs > 0 && now - lastDecreaseMs < ECHO_MS) return 'stale';
+    Atomics.store(w, accountWord(slot, A.SATURATED_OK), 0);
     const limit = Atomics.load(w, accountWord(slot, A.LIMIT));
+    // At or below a proven level the cap is about here, and running at it draws the odd 429 (the
+    // backend frees a slot a moment after the client saw the reply end, later still when it is
+    // loaded): those requests just retry. Only `limit` 429s before the next clean window step down.
+    const proven = Atomics.load(w, accountWord(slot, A.KNOWN_GOOD));
+    if (proven > 0 && limit <= proven && Atomics.add(w, accountWord(slot, A.NOISE), 1) + 1 < limit) return 'stale';
     const newestGranted = (Atomics.load(w, accountWord(slot, A.RELEASED)) + limit - 1) | 0;
     if (Atomics.compareExchange(w, accountWord(slot, A.LAST_DECREASE_TICKET), last, newestGranted) !== last) return 'stale';
+    // Three cases. Above a limit that ran a whole saturated window cleanly (KNOWN_GOOD): a probe
+    // failed — back to it. At or below it, after `limit` 429s without a clean window: one step down,
+    // and that becomes the known-good level. Nothing known: halve (multiplicative decrease).
     const known = Atomics.load(w, accountWord(slot, A.KNOWN_GOOD));
-    const probing = known > 0 && limit > known;
-    const lowered = probing ? known : Math.max(1, Math.floor(limit / 2));
+    let lowered: number;
+    let halved = false;
+    if (known > 0 && limit > known) lowered = known;
+    else if (known > 0) {
+      lowered = Math.max(1, limit - 1);
+      Atomics.store(w, accountWord(slot, A.KNOWN_GOOD), lowered);
+    } else {
+      lowered = Math.max(1, Math.floor(limit / 2));
+      halved = true;
+    }
     Atomics.store(w, accountWord(slot, A.LIMIT), lowered);
     Atomics.store(w, accountWord(slot, A.CEILING), lowered);
     Atomics.store(w, accountWord(slot, A.SUCCESSES), 0);
-    Atomics.store(w, accountWord(slot, A.SATURATED_OK), 0);
+    Atomics.store(w, accountWord(slot, A.NOISE), 0);
     const previousDecreaseMs = Atomics.exchange(w, accountWord(slot, A.LAST_DECREASE_MS), Math.max(1, now));
     let effect: 'decrease' | 'pause' = 'decrease';
-    if (!probing) {
-      // The limit that was fine is no longer: forget it.
-      Atomics.store(w, accountWord(slot, A.KNOWN_GOOD), 0);
-      const repeated = previousDecreaseMs > 0 && now - previousDecreaseMs < Math.max(REPEAT_WINDOW_MS, 2 * retryAfterMs);
-      if (repeated) {
-        effect = 'pause';
-        const until = now + Math.max(0, retryAfterMs);
-        for (;;) {
-          const cur = Atomics.load(w, accountWord(slot, A.PAUSED_UNTIL_MS));
-          if (cur >= until || Atomics.compareExchange(w, accountWord(slot, A.PAUSED_UNTIL_MS), cur, until) === cur) break;
-        }
+    // Halving again soon after a decrease, or nothing left to lower: fewer requests did not help, so
+    // this is a rate limit — the account pauses for retry_after.
+    const repeated = previousDecreaseMs > 0 && now - previousDecreaseMs < Math.max(REPEAT_WINDOW_MS, 2 * retryAfterMs);
+    if ((halved && repeated) || limit === 1) {
+      effect = 'pause';
+      const until = now + Math.max(0, retryAfterMs);
+      for (;;) {
+        const cur = Atomics.load(w, accountWord(slot, A.PAUSED_UNTIL_MS));
+        if (cur >= until || Atomics.compareExchange(w, accountWord(slot, A.PAUSED_UNTIL_MS), cur, until) === cur) break;
       }
     }
     this.ring(slot);

@@ -35,6 +35,7 @@
 //  +15 SATURATED_OK          any (add)     successes while the account had ≥ LIMIT requests outstanding
 //  +16 RUNNING               any (CAS/sub) permits granted and not yet given back (ticketed and priority)
 //  +17 PRIORITY_WAITING      any (add/sub) priority requests (commits) waiting: ticketed grants hold back
+//  +18 NOISE                 any (add)     429s at a limit ≤ KNOWN_GOOD since its last clean window
 //  WORKERS (WORKER_BASE + slot * WORKER_WORDS), one slot per live thread that runs tasks
 //   +0 THREAD_ID             the thread    threadId + 1 while alive (0 = free); main frees after a crash
 //   +1 CHUNK_KIB             the thread    this thread's share of CHUNK_KIB_IN_USE
@@ -78,6 +79,7 @@ export const A = {
   SATURATED_OK: 15,
   RUNNING: 16,
   PRIORITY_WAITING: 17,
+  NOISE: 18,
 } as const;
 
 export const MAX_ACCOUNTS = 256;

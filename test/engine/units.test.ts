@@ -124,8 +124,9 @@ test('request gate: a 429 halves the limit once per window; a repeated decrease 
   let started = Date.now();
   const first = (await t1.acquire(0))!;
   assert.ok(Date.now() - started < 200, 'granted at once after the first decrease');
-  // 429s on requests granted after that decrease, soon after it: halve again and pause.
+  // 429s on requests granted after that decrease, after its echo window but soon: halve again and pause.
   const second = (await t1.acquire(0))!;
+  await new Promise((res) => setTimeout(res, 1100));
   t1.release(first, { kind: 'throttled', retryAfterMs: 300, lock: false });
   t1.release(second, { kind: 'throttled', retryAfterMs: 300, lock: false });
   assert.is(Atomics.load(words, accountWord(0, A.LIMIT)), 2);
