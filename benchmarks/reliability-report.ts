@@ -84,7 +84,8 @@ async function main(): Promise<void> {
     console.log(`reliability report: soak for ${SOAK_MINUTES} min first`);
     spawnSync(process.execPath, ['--import', 'tsx', 'benchmarks/soak.ts', '--minutes', String(SOAK_MINUTES)], { cwd: ROOT, stdio: 'inherit' });
   }
-  const results: SuiteResult[] = REUSE ? (JSON.parse(await readFile(OUT, 'utf8')) as { suites: SuiteResult[] }).suites : [];
+  const previous = REUSE ? (JSON.parse(await readFile(OUT, 'utf8')) as { suites: SuiteResult[] }).suites : [];
+  const results: SuiteResult[] = previous.filter((r) => SUITES.some((s) => s.name === r.name));
   for (const suite of SUITES) {
     if (ONLY ? !ONLY.has(suite.name) : REUSE) continue; // --reuse-suites --only X: rerun X, keep the rest
     console.log(`reliability report: ${suite.name} (${SHORT || suite.known ? 'short' : 'long'} form) …`);
