@@ -21,7 +21,11 @@ import { AccountStore } from './account-store.ts';
 type StoredAccount = Omit<LocalBoxAccount, 'accessToken'>;
 
 export interface EngineAccounts {
-  setAccount(account: { name: string; apiUrl: string; contentUrl: string; accessToken: string }): void;
+  /** `hooks.refresh`: how the engine gets a fresh token after a 401 in a running transfer. */
+  setAccount(
+    account: { name: string; apiUrl: string; contentUrl: string; accessToken: string },
+    hooks?: { refresh?: (staleToken: string) => Promise<string> },
+  ): void;
 }
 
 export interface AccountRegistryOptions {
@@ -97,7 +101,8 @@ export class AccountRegistry {
     const { box, engine, sync, tokens } = this.#options;
     const accessToken = await this.accessToken(name);
     const { apiUrl, contentUrl } = tokens ? tokens.account(name) : { apiUrl: box.url, contentUrl: box.url };
-    engine.setAccount({ name, apiUrl, contentUrl, accessToken });
+    // After a 401 in a running transfer the engine asks the token manager (one refresh per account).
+    engine.setAccount({ name, apiUrl, contentUrl, accessToken }, tokens ? { refresh: (stale) => tokens.refreshAfterExpired(name, stale) } : {});
     const rpc = new DropboxRpc({ name, apiUrl, ...(tokens ? { tokens: tokens.provider(name) } : { accessToken }) }, sharedAgent(), this.#options.rpcObserver ?? null);
     let cache = null;
     if (sync) {
