@@ -12,6 +12,7 @@ import { backoffMs, classifyResponse, classifyThrown, contentRequest, headerValu
 import type { Failure } from '../src/transfer/dropbox-http.ts';
 import type { Outcome, Permit } from '../src/transfer/request-gate.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
+import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { DownloadTask, FileMetadata, TaskResult } from '../src/transfer/task-wire.ts';
 import { countRetry, crashForTest, fairSliceBytes } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
@@ -31,6 +32,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   let metadata: FileMetadata | null = null;
   let failedAttempts = 0;
   let throttles = 0;
+  let authRefreshes = 0;
 
   const fail = (code: ErrorCode, message: string): TaskResult => {
     ring.abort(ringCodeFor(code));
@@ -68,6 +70,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     if (!permit) return consumerGone();
     let outcome: Outcome = { kind: 'failed' };
     let failure: Failure | null = null;
+    const tokenSeq = readToken(task.account.tokenCell).seq;
     try {
       // Uncontended: open-ended (cut after a fair slice if others start waiting). Contended: a bounded
       // range, read to its end so the keep-alive connection survives (an empty file answers 416).
@@ -176,6 +179,14 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
       return consumerGone();
     }
     if (!failure) continue;
+    if (failure.kind === 'auth') {
+      // The token expired mid-transfer: main fetches a fresh one (single flight per account); resume
+      // from the byte already delivered.
+      if (++authRefreshes > 2 || (await awaitFreshToken(task.account.tokenCell, ctx.words, tokenSeq)) !== 'fresh') {
+        return fail('DROPFTP_ERR_UPSTREAM_AUTH', `download ${task.path}: ${failure.reason}`);
+      }
+      continue;
+    }
     if (failure.kind !== 'retry') {
       const code = failure.kind === 'fatal' ? failure.code : 'DROPFTP_ERR_UPSTREAM';
       return fail(code, `download ${task.path}: ${failure.reason}`);

@@ -13,6 +13,7 @@ import { backoffMs, classifyResponse, classifyThrown, contentRequest, sleep } fr
 import type { Failure } from '../src/transfer/dropbox-http.ts';
 import type { Outcome, Permit } from '../src/transfer/request-gate.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
+import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { TaskResult, UploadResumeToken, UploadTask } from '../src/transfer/task-wire.ts';
 import { appendBytes, countRetry, crashForTest, giveChunk, takeChunk } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
@@ -49,6 +50,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     let sent = 0;
     let failedAttempts = 0;
     let throttles = 0;
+    let authRefreshes = 0;
     let tried = false;
     let held: Permit | null = first;
     for (;;) {
@@ -61,6 +63,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       if (!permit) return { ok: false, code: codeForRing(ring.producerError()), message: 'upload stopped by its writer', aborted: true };
       let outcome: Outcome = { kind: 'failed' };
       let failure: Failure | null = null;
+      const tokenSeq = readToken(task.account.tokenCell).seq;
       try {
         const body = data.subarray(sent);
         const res = sessionId
@@ -116,6 +119,13 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         return { ok: false, code: 'DROPFTP_ERR_UPSTREAM', message: `session closed: ${failure.reason}`, aborted: false };
       }
       if (failure.kind === 'fatal') return { ok: false, code: failure.code, message: failure.reason, aborted: false };
+      if (failure.kind === 'auth') {
+        // The token expired mid-transfer: main fetches a fresh one (single flight per account).
+        if (++authRefreshes > 2 || (await awaitFreshToken(task.account.tokenCell, ctx.words, tokenSeq)) !== 'fresh') {
+          return { ok: false, code: 'DROPFTP_ERR_UPSTREAM_AUTH', message: failure.reason, aborted: false };
+        }
+        continue;
+      }
       countRetry(ctx, slot);
       if (failure.throttle && held) {
         if (++throttles > 200) {

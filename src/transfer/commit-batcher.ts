@@ -13,6 +13,7 @@ import { backoffMs, classifyResponse, classifyRouteError, classifyThrown, rpcReq
 import type { Failure } from './dropbox-http.ts';
 import type { Outcome, RequestGates } from './request-gate.ts';
 import type { AccountWire, FileMetadata } from './task-wire.ts';
+import { readToken } from './token-cell.ts';
 
 export interface CommitRequest {
   sessionId: string;
@@ -49,7 +50,12 @@ export class CommitBatcher {
     private readonly dispatcher: Dispatcher,
     private readonly gates: RequestGates,
     private readonly accountFor: (name: string) => AccountWire | undefined,
-    private readonly options: { lingerMs: number; maxEntries: number },
+    private readonly options: {
+      lingerMs: number;
+      maxEntries: number;
+      /** After a 401 on token `seq` of the account: a fresh token is published ('fresh') or not. */
+      refresh: (account: string, seq: number) => Promise<'fresh' | 'failed'>;
+    },
   ) {}
 
   commit(account: string, request: CommitRequest): Promise<FileMetadata> {
@@ -130,7 +136,9 @@ export class CommitBatcher {
       },
     }));
     let failedAttempts = 0;
+    let authRefreshes = 0;
     for (;;) {
+      const tokenSeq = readToken(account.tokenCell).seq;
       // Ahead of the transfers' queue: a finished upload must not wait a whole round for its commit.
       const permit = await this.gates.acquirePriority(account.slot);
       let outcome: Outcome = { kind: 'failed' };
@@ -157,6 +165,7 @@ export class CommitBatcher {
         this.settle(q, batch, body);
         return;
       }
+      if (failure.kind === 'auth' && ++authRefreshes <= 2 && (await this.options.refresh(accountName, tokenSeq)) === 'fresh') continue;
       if (failure.kind === 'retry') {
         if (failure.throttle) continue; // the gate waits out retry_after
         if (++failedAttempts <= MAX_CALL_ATTEMPTS) {
@@ -164,7 +173,7 @@ export class CommitBatcher {
           continue;
         }
       }
-      const code: ErrorCode = failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_UPSTREAM_AUTH' ? failure.code : 'DROPFTP_ERR_COMMIT_FAILED';
+      const code: ErrorCode = failure.kind === 'auth' ? 'DROPFTP_ERR_UPSTREAM_AUTH' : 'DROPFTP_ERR_COMMIT_FAILED';
       throw new DropftpError(code, `finish_batch_v2: ${failure.reason}`);
     }
   }

@@ -1,18 +1,21 @@
 // The few Dropbox HTTP calls the engine makes (content download/upload-session routes, and the
 // finish_batch_v2 RPC), over undici with keep-alive, and the classification of every failure.
 // Any thread (each thread owns its own Agent). Invariants: every response body is consumed or
-// destroyed; failures are classified as retry (with a delay hint), offset (correct_offset) or fatal
-// (a DROPFTP_ERR_* code) — never thrown past the caller as a raw network error.
+// destroyed; failures are classified as retry (with a delay hint), offset (correct_offset), auth (401:
+// get a fresh token and retry) or fatal (a DROPFTP_ERR_* code) — never thrown past the caller as a raw
+// network error.
 
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../errors.ts';
 import type { AccountWire } from './task-wire.ts';
+import { readToken } from './token-cell.ts';
 
 export type Failure =
   | { kind: 'retry'; reason: string; retryAfterMs: number; throttle: 'requests' | 'lock' | null }
   | { kind: 'offset'; correctOffset: number; reason: string }
   | { kind: 'closed'; reason: string }
+  | { kind: 'auth'; reason: string } // 401: the access token is refused (expired or revoked)
   | { kind: 'fatal'; code: ErrorCode; reason: string };
 
 export function createAgent(): Agent {
@@ -31,7 +34,7 @@ export function headerSafeJson(value: unknown): string {
 }
 
 export function bearer(account: AccountWire): string {
-  return `Bearer ${account.accessToken}`;
+  return `Bearer ${readToken(account.tokenCell).token}`;
 }
 
 export interface ContentCall {
@@ -92,7 +95,7 @@ export function classifyStatus(status: number, json: any, text: string, retryAft
     };
   }
   if (status >= 500) return { kind: 'retry', reason: `${status} ${summary}`, retryAfterMs: 0, throttle: null };
-  if (status === 401) return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM_AUTH', reason: `401 ${summary}` };
+  if (status === 401) return { kind: 'auth', reason: `401 ${summary}` };
   if (status === 403) return { kind: 'fatal', code: 'DROPFTP_ERR_PERMISSION', reason: `403 ${summary}` };
   if (status === 409) return classifyRouteError(json?.error, summary);
   if (status === 416) return { kind: 'fatal', code: 'DROPFTP_ERR_BAD_OFFSET', reason: `416 ${summary}` };

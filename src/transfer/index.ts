@@ -20,6 +20,7 @@ import { A, G, MAX_ACCOUNTS, accountWord, claimWorkerSlot, createControl } from 
 import type { ControlHandle } from './shared-layout.ts';
 import type { AccountWire, TaskResult, TestHooks, UploadResumeToken } from './task-wire.ts';
 import { UploadStream } from './upload-stream.ts';
+import { createTokenCell, failRefresh, readToken, wantedSeq, writeToken } from './token-cell.ts';
 
 export { DownloadStream } from './download-stream.ts';
 export { UploadStream } from './upload-stream.ts';
@@ -41,6 +42,16 @@ export interface DownloadOptions {
   offset?: number;
   /** Test only. */
   testHooks?: TestHooks;
+}
+
+export interface AccountHooks {
+  /**
+   * Called on the main thread when a request of this account got 401 (expired or revoked token), with
+   * the refused token; resolves a fresh one. At most one call in flight per account (single flight):
+   * every transfer that hit the 401 waits for it and goes on with the new token. Without the hook, a
+   * 401 fails the transfers with DROPFTP_ERR_UPSTREAM_AUTH.
+   */
+  refresh?: (staleToken: string) => Promise<string>;
 }
 
 export interface UploadOptions {
@@ -92,6 +103,9 @@ export class TransferEngine {
   private readonly budget: MemoryBudget;
   private readonly rings: RingPool;
   private readonly accounts = new Map<string, AccountWire>();
+  private readonly refreshers = new Map<string, (staleToken: string) => Promise<string>>();
+  private readonly refreshing = new Map<string, Promise<'fresh' | 'failed'>>();
+  private watching = true;
   private readonly active = new Set<Active>();
   private readonly batcher: CommitBatcher;
   private readonly agent = createAgent();
@@ -118,11 +132,71 @@ export class TransferEngine {
     this.batcher = new CommitBatcher(this.agent, gates, (name) => this.accounts.get(name), {
       lingerMs: options.commitLingerMs,
       maxEntries: options.maxBatchEntries,
+      refresh: (name, seq) => this.refreshToken(name, seq),
     });
+    this.watchRefreshBell();
   }
 
-  /** Adds an account or updates it (a refreshed token applies to transfers opened from now on). */
-  setAccount(account: EngineAccount): void {
+  /**
+   * Threads that got a 401 bump REFRESH_BELL (token-cell.ts). A bare waitAsync (no timeout) keeps
+   * nothing alive, so the watcher never holds the process open; close()/destroy() end it.
+   */
+  private watchRefreshBell(): void {
+    const loop = (): void => {
+      if (!this.watching) return;
+      const seen = Atomics.load(this.words, G.REFRESH_BELL);
+      for (const acc of this.accounts.values()) {
+        const seq = wantedSeq(acc.tokenCell);
+        if (seq >= 0) void this.refreshToken(acc.name, seq);
+      }
+      const waited = Atomics.waitAsync(this.words, G.REFRESH_BELL, seen);
+      if (waited.async) void waited.value.then(loop);
+      else queueMicrotask(loop);
+    };
+    loop();
+  }
+
+  private stopWatching(): void {
+    this.watching = false;
+    Atomics.add(this.words, G.REFRESH_BELL, 1);
+    Atomics.notify(this.words, G.REFRESH_BELL);
+  }
+
+  /** Single flight per account: token `seq` was refused; gets and publishes a fresh one. */
+  private refreshToken(name: string, seq: number): Promise<'fresh' | 'failed'> {
+    const running = this.refreshing.get(name);
+    if (running) return running;
+    const acc = this.accounts.get(name);
+    if (!acc) return Promise.resolve('failed');
+    const current = readToken(acc.tokenCell);
+    if (current.seq !== seq) return Promise.resolve('fresh'); // already replaced
+    const hook = this.refreshers.get(name);
+    if (!hook) {
+      failRefresh(acc.tokenCell, seq);
+      return Promise.resolve('failed');
+    }
+    const done = (async (): Promise<'fresh' | 'failed'> => {
+      try {
+        const token = await hook(current.token);
+        if (typeof token !== 'string' || token === '') throw new Error('refresh hook returned no token');
+        if (readToken(acc.tokenCell).seq === seq) writeToken(acc.tokenCell, token);
+        return 'fresh';
+      } catch {
+        failRefresh(acc.tokenCell, seq);
+        return 'failed';
+      } finally {
+        this.refreshing.delete(name);
+      }
+    })();
+    this.refreshing.set(name, done);
+    return done;
+  }
+
+  /**
+   * Adds an account or updates it. A new access token reaches running transfers too (their next
+   * request uses it); `hooks.refresh` is how the engine gets one after a 401 (see AccountHooks).
+   */
+  setAccount(account: EngineAccount, hooks: AccountHooks = {}): void {
     for (const key of ['name', 'apiUrl', 'contentUrl', 'accessToken'] as const) {
       if (typeof account[key] !== 'string' || account[key] === '') {
         throw new DropftpError('DROPFTP_ERR_CONFIG', `engine account ${key} must be a non-empty string`);
@@ -135,12 +209,15 @@ export class TransferEngine {
       initAccountSlot(this.control, slot, this.options.maxRequestsPerAccount);
       this.budget.setAppendSlots((this.accounts.size + 1) * this.options.maxRequestsPerAccount);
     }
+    const tokenCell = existing?.tokenCell ?? createTokenCell();
+    if (!existing || readToken(tokenCell).token !== account.accessToken) writeToken(tokenCell, account.accessToken);
+    if (hooks.refresh) this.refreshers.set(account.name, hooks.refresh);
     this.accounts.set(account.name, {
       slot,
       name: account.name,
       apiUrl: account.apiUrl.replace(/\/+$/, ''),
       contentUrl: account.contentUrl.replace(/\/+$/, ''),
-      accessToken: account.accessToken,
+      tokenCell,
     });
   }
 
@@ -257,6 +334,7 @@ export class TransferEngine {
     this.closing = true;
     if (this.active.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.batcher.close();
+    this.stopWatching();
     await this.executor.close();
     await this.agent.close();
   }
@@ -264,6 +342,7 @@ export class TransferEngine {
   /** Abortive: every running transfer fails with `err` (default DROPFTP_ERR_SHUTTING_DOWN); nothing more is committed. */
   async destroy(err?: Error): Promise<void> {
     this.closing = true;
+    this.stopWatching();
     const reason = err ?? new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', 'transfer engine destroyed');
     this.batcher.destroy(reason instanceof DropftpError ? reason : new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', reason.message));
     const results = [...this.active].map((a) => {

@@ -12,7 +12,8 @@ export interface AccountWire {
   readonly name: string;
   readonly apiUrl: string;
   readonly contentUrl: string;
-  readonly accessToken: string;
+  /** The account's current access token (token-cell.ts; shared, so a refresh reaches running transfers). */
+  readonly tokenCell: SharedArrayBuffer;
 }
 
 /** Dropbox FileMetadata, the fields the engine reads (shared/reference/dropbox-api.md §3.8). */
