@@ -1,0 +1,219 @@
+// Transfer engine throughput: N concurrent downloads and uploads (default N = 1, 64, 500) through the
+// engine with its worker pool, through the same engine code on the main thread only
+// (onlyMainThread), and, as the floor, straight to the local box over HTTP from the main thread
+// (undici; downloads streamed and dropped, uploads as one files/upload each) — all in the same run,
+// on the same files. Reports MB/s, Jain's index over per-transfer throughput, peak RSS of this
+// process (engine + workers; the local box is a child) and main-thread event-loop utilisation.
+// Usage: node --import tsx benchmarks/engine-throughput.ts [--ns 1,64,500] [--total-mib 256] [--workers N]
+// (each case moves about --total-mib: files of total/N, between 512 KiB and 64 MiB).
+// Saves benchmarks/results/engine-throughput.json.
+
+import { availableParallelism, cpus } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Agent, request } from 'undici';
+import { startLocalBox } from '../src/localbox/index.ts';
+import type { LocalBox, LocalBoxAccount } from '../src/localbox/index.ts';
+import { TransferEngine } from '../src/transfer/index.ts';
+import { MiB, saveResult } from './localbox-common.ts';
+
+type Mode = 'workers' | 'main-thread' | 'direct-http';
+type Direction = 'download' | 'upload';
+
+interface CaseResult {
+  mode: Mode;
+  direction: Direction;
+  n: number;
+  fileBytes: number;
+  seconds: number;
+  mbPerSec: number;
+  jain: number;
+  failed: number;
+  peakRssMiB: number;
+  mainElu: number;
+}
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : fallback;
+}
+
+const ns = flag('ns', '1,64,500').split(',').map(Number);
+const totalBytes = Number(flag('total-mib', '256')) * MiB;
+const workers = Number(flag('workers', String(availableParallelism())));
+const fileBytesFor = (n: number): number => Math.min(64 * MiB, Math.max(512 * 1024, Math.floor(totalBytes / n / 65536) * 65536));
+
+function pattern(bytes: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(bytes);
+  let x = seed | 1;
+  for (let i = 0; i + 4 <= bytes; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b.writeInt32LE(x, i);
+  }
+  return b;
+}
+
+function jain(rates: number[]): number {
+  const s = rates.reduce((a, b) => a + b, 0);
+  const q = rates.reduce((a, b) => a + b * b, 0);
+  return q === 0 ? 1 : (s * s) / (rates.length * q);
+}
+
+async function api(box: LocalBox, token: string, route: string, arg: unknown, body?: Buffer): Promise<string> {
+  const res = await request(`${box.url}/2/${route}`, {
+    method: 'POST',
+    headers: body
+      ? { authorization: `Bearer ${token}`, 'dropbox-api-arg': JSON.stringify(arg), 'content-type': 'application/octet-stream' }
+      : { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body ?? JSON.stringify(arg),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${route}: ${res.statusCode} ${text.slice(0, 200)}`);
+  return text;
+}
+
+/** Runs n transfers at once; each resolves its byte count; returns the case's numbers. */
+async function measure(mode: Mode, direction: Direction, n: number, fileBytes: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
+  let peak = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const elu0 = performance.eventLoopUtilization();
+  const started = performance.now();
+  let failed = 0;
+  const rates = await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const t0 = performance.now();
+      try {
+        const bytes = await one(i);
+        return bytes / ((performance.now() - t0) / 1000);
+      } catch (err) {
+        failed++;
+        if (failed === 1) console.error(`  ${mode} ${direction} n=${n}: ${(err as Error).message}`);
+        return 0;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  const elu = performance.eventLoopUtilization(elu0);
+  const result: CaseResult = {
+    mode,
+    direction,
+    n,
+    fileBytes,
+    seconds: Math.round(seconds * 100) / 100,
+    mbPerSec: Math.round(((n - failed) * fileBytes) / seconds / 1e5) / 10,
+    jain: Math.round(jain(rates) * 1000) / 1000,
+    failed,
+    peakRssMiB: Math.round(peak / MiB),
+    mainElu: Math.round(elu.utilization * 100) / 100,
+  };
+  console.log(`${mode.padEnd(12)} ${direction.padEnd(8)} n=${String(n).padEnd(4)} ${(fileBytes / MiB).toFixed(2)} MiB each: ${result.mbPerSec} MB/s, Jain ${result.jain}, ${failed} failed, peak RSS ${result.peakRssMiB} MiB, main ELU ${result.mainElu}`);
+  return result;
+}
+
+function drainCount(stream: NodeJS.ReadableStream): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    stream.on('data', (c: Buffer) => (n += c.length));
+    stream.once('end', () => resolve(n));
+    stream.once('error', reject);
+  });
+}
+
+function writeAll(stream: NodeJS.WritableStream, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.once('error', reject);
+    stream.once('finish', () => resolve());
+    let off = 0;
+    const pump = (): void => {
+      while (off < data.length) {
+        const piece = data.subarray(off, off + 64 * 1024);
+        off += piece.length;
+        if (!stream.write(piece)) return void stream.once('drain', pump);
+      }
+      stream.end();
+    };
+    pump();
+  });
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dropftp-bench-engine-'));
+  const box = await startLocalBox({ dataDir });
+  const results: CaseResult[] = [];
+  try {
+    const account: LocalBoxAccount = await box.createAccount('bench');
+    const token = account.accessToken;
+    const distinct = 4;
+    for (const n of ns) {
+      const fileBytes = fileBytesFor(n);
+      const contents = Array.from({ length: distinct }, (_, d) => pattern(fileBytes, 7 + d + n));
+      for (let d = 0; d < distinct; d++) await api(box, token, 'files/upload', { path: `/src/${n}-${d}.bin`, mode: 'overwrite' }, contents[d]);
+      for (let i = 0; i < n; i += 50) {
+        await Promise.all(
+          Array.from({ length: Math.min(50, n - i) }, (_, k) =>
+            api(box, token, 'files/copy_v2', { from_path: `/src/${n}-${(i + k) % distinct}.bin`, to_path: `/dl/${n}/f${i + k}.bin` }),
+          ),
+        );
+      }
+      for (const mode of ['workers', 'main-thread', 'direct-http'] as const) {
+        const engine = mode === 'direct-http' ? null : await TransferEngine.start(mode === 'workers' ? { workers } : { onlyMainThread: true });
+        const agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
+        engine?.setAccount({ name: 'bench', apiUrl: box.url, contentUrl: box.url, accessToken: token });
+        // Warm-up: workers booted, connections open.
+        if (engine) await drainCount(engine.openDownload('bench', `/src/${n}-0.bin`));
+        const download = (i: number): Promise<number> => {
+          if (engine) return drainCount(engine.openDownload('bench', `/dl/${n}/f${i}.bin`));
+          return request(`${box.url}/2/files/download`, {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { authorization: `Bearer ${token}`, 'dropbox-api-arg': JSON.stringify({ path: `/dl/${n}/f${i}.bin` }) },
+          }).then((res) => drainCount(res.body));
+        };
+        const upload = async (i: number): Promise<number> => {
+          const path = `/ul/${mode}/${n}/f${i}.bin`;
+          const data = contents[i % distinct]!;
+          if (engine) {
+            await writeAll(engine.openUpload('bench', path), data);
+          } else {
+            const res = await request(`${box.url}/2/files/upload`, {
+              method: 'POST',
+              dispatcher: agent,
+              headers: { authorization: `Bearer ${token}`, 'dropbox-api-arg': JSON.stringify({ path, mode: 'overwrite' }), 'content-type': 'application/octet-stream' },
+              body: data,
+            });
+            const text = await res.body.text();
+            if (res.statusCode !== 200) throw new Error(`files/upload ${res.statusCode} ${text.slice(0, 200)}`);
+          }
+          return data.length;
+        };
+        results.push(await measure(mode, 'download', n, fileBytes, download));
+        results.push(await measure(mode, 'upload', n, fileBytes, upload));
+        await engine?.close();
+        await agent.close();
+      }
+    }
+  } finally {
+    await box.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  const file = saveResult('engine-throughput', {
+    benchmark: 'engine-throughput',
+    startedAt: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', node: process.version },
+    params: { ns, totalBytes, workers },
+    notes: [
+      'direct-http: main thread straight to the local box (downloads streamed and dropped, no hashing; uploads one files/upload each) — the floor of the engine overhead',
+      'workers / main-thread: the engine (content_hash verified on every download, upload sessions + batched commits)',
+      'peakRssMiB: this process (engine, workers, test data); the local box is a child process',
+    ],
+    results,
+  });
+  console.log(`saved ${file}`);
+}
+
+await main();
