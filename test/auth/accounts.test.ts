@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -84,6 +84,52 @@ test("the remote account's tokens expire mid-run: only it is refreshed, its user
   const m = service.metrics.tokenRefreshes;
   assert.is(m.get({ account: 'ext', reason: 'expired_access_token', result: 'ok' }), 1);
   assert.is(m.get({ account: 'local', reason: 'expired_access_token', result: 'ok' }), 0);
+});
+
+test('a STOR and a RETR running when the tokens expire finish whole (the engine asks for one refresh)', async () => {
+  const stored = Buffer.alloc(6 * 1024 * 1024);
+  for (let i = 0; i < stored.length; i += 4) stored.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const seeder = await ftp('far');
+  await seeder.uploadFrom(Readable.from([stored]), 'stored.bin');
+  seeder.close();
+  const refreshesBefore = service.metrics.tokenRefreshes.get({ account: 'ext', reason: 'expired_access_token', result: 'ok' });
+  const up = await ftp('far');
+  const down = await ftp('far');
+  const sent = Buffer.from(stored).reverse();
+  let expire!: () => void;
+  const expired = new Promise<void>((resolve) => (expire = resolve));
+  const half = 3 * 1024 * 1024;
+  // The client sends half, the expiry happens, then it sends the rest: the upload spans the expiry.
+  const source = Readable.from((async function* () {
+    yield sent.subarray(0, half);
+    await expired;
+    yield sent.subarray(half);
+  })());
+  const received: Buffer[] = [];
+  let got = 0;
+  let gate: (() => void) | null = null;
+  // A slow reader: after 1 MiB it stops until the expiry happened.
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      received.push(chunk);
+      got += chunk.length;
+      if (got >= 1024 * 1024 && gate === null) {
+        gate = cb;
+        void expired.then(() => cb());
+      } else cb();
+    },
+  });
+  const uploading = up.uploadFrom(source, 'spanning.bin');
+  const downloading = down.downloadTo(sink, 'stored.bin');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await adminOf(remote).adminCall('POST', 'expire-tokens', { account: 'carol' });
+  expire();
+  await Promise.all([uploading, downloading]);
+  up.close();
+  down.close();
+  assert.ok(Buffer.concat(received).equals(stored), 'RETR got the whole file');
+  assert.ok((await fetchFile(remote, await service.tokens.accessToken('ext'), '/spanning.bin'))!.equals(sent), 'STOR stored the whole file');
+  assert.is(service.metrics.tokenRefreshes.get({ account: 'ext', reason: 'expired_access_token', result: 'ok' }), refreshesBefore + 1);
 });
 
 test('an account linked while the server runs serves its users after a reload', async () => {

@@ -1,10 +1,8 @@
-// Defect "a transfer running when its access token expires fails": the engine's workers take the
-// account's token when a transfer starts and treat a 401 as fatal, so an upload or download that is
-// mid-way when Dropbox expires the token (every 4 h, or early) ends in 451, although the token
-// manager holds a fresh token one refresh away. Expected: the worker asks the main thread for a
-// newer token (one refresh per account, src/auth/token-manager.ts refreshAfterExpired) and resumes.
-// Pinned (RELIABILITY_KNOWN_DEFECTS=1) until the engine's in-worker 401 path exists; new transfers
-// after an expiry already work (token-refresh.test.ts, metrics/scrape.test.ts).
+// Regression, defect "a transfer running when its access token expires fails": the engine's workers
+// took the account's token when a transfer started and treated a 401 as fatal, so an upload or
+// download mid-way when Dropbox expired the token (every 4 h, or early) ended in 451. Now a worker
+// that gets a 401 asks the main thread, whose refresh hook is the token manager's
+// refreshAfterExpired (one refresh per account), and goes on with the new token.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +14,6 @@ import { adminOf, startLocalBox, type LocalBox } from '../../src/localbox/index.
 import { TransferEngine } from '../../src/transfer/index.ts';
 import { MiB, fetchFile, makePool, seed, sha256, sleep } from '../engine/helpers.ts';
 
-const KNOWN = process.env.RELIABILITY_KNOWN_DEFECTS === '1';
 let dir = '';
 let box: LocalBox;
 let engine: TransferEngine;
@@ -27,7 +24,6 @@ async function tokenRequests(): Promise<number> {
 }
 
 test.before(async () => {
-  if (!KNOWN) return;
   dir = mkdtempSync(join(tmpdir(), 'dropftp-xfer-expiry-'));
   box = await startLocalBox({ dataDir: join(dir, 'box') });
   const alice = await box.createAccount('alice');
@@ -35,19 +31,19 @@ test.before(async () => {
   tokens = new TokenManager();
   tokens.add({ name: 'alice', apiUrl: box.url, contentUrl: box.url, appKey: alice.appKey, refreshToken: alice.refreshToken });
   tokens.onToken((t) => engine.setAccount(t));
-  await tokens.start();
+  const [first] = await tokens.start();
+  engine.setAccount(first!, { refresh: (stale) => tokens.refreshAfterExpired('alice', stale) });
   await box.setFaults({ rules: [{ kind: 'latency', routes: ['oauth2/token'], latencyMs: 1 }] });
 });
 
 test.after(async () => {
-  if (!KNOWN) return;
   tokens.close();
   await engine.destroy();
   await box.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-(KNOWN ? test : test.skip)('an upload and a download mid-way through an expiry finish, whole, after one refresh', async () => {
+test('an upload and a download mid-way through an expiry finish, whole, after one refresh', async () => {
   const pool = makePool(16 * MiB, 5);
   const stored = pool.subarray(0, 12 * MiB);
   await seed(box, await tokens.accessToken('alice'), '/stored.bin', stored);
