@@ -115,14 +115,15 @@ export async function serveCommand(argv: string[]): Promise<number> {
   try {
     service = await startDropftp(toDropftpOptions(config, log));
   } catch (err) {
-    log.fatal({ event: 'start-failed', err }, 'dropftp could not start');
-    process.stderr.write(`dropftp serve: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
     process.off('SIGINT', onEarly);
     process.off('SIGTERM', onEarly);
     process.off('SIGHUP', onEarly);
+    log.fatal({ event: 'start-failed', err }, 'dropftp could not start');
+    process.stderr.write(`dropftp serve: ${(err as Error).message}\n`);
+    return 1;
   }
+  // onEarly stays installed until the real handlers are: a signal's disposition falls back to the
+  // default (exit by signal) whenever a signal has no listener, even between two statements.
   banner(service, loaded, log);
   let current = loaded;
   let reloading = Promise.resolve();
@@ -132,6 +133,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     });
   };
   process.on('SIGHUP', onHup);
+  process.off('SIGHUP', onEarly);
   await new Promise<void>((resolveStop) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -156,6 +158,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    process.off('SIGINT', onEarly);
+    process.off('SIGTERM', onEarly);
     for (const signal of early) (signal === 'SIGHUP' ? onHup : () => stop(signal))();
   });
   process.off('SIGHUP', onHup);
