@@ -84,14 +84,16 @@ export class FeedClient {
   constructor(options: FeedClientOptions) {
     this.#options = options;
     const base = options.apiUrl.replace(/\/+$/, '');
-    const rewrite = /^https:\/\/[^/]+/;
+    // The local box serves every route on one port: rewrite the SDK's hosts to it. Real Dropbox
+    // serves longpoll on notify.dropboxapi.com only, so its URLs stay as the SDK builds them.
+    const rewrite = base === 'https://api.dropboxapi.com' ? null : /^https:\/\/[^/]+/;
     const tokens = options.tokens ?? null;
     const customFetch = async (url: string, init: Record<string, unknown>) => {
       let headers = init.headers as Record<string, string> | undefined;
       // Short-lived tokens expire (4 h on Dropbox): a feed that runs for days asks for a current one
       // per request. Longpoll carries no Authorization (it is a notify endpoint) and gets none.
       if (tokens && headers && typeof headers.Authorization === 'string') headers = { ...headers, Authorization: `Bearer ${await tokens.get()}` };
-      return undiciFetch(url.replace(rewrite, base), {
+      return undiciFetch(rewrite ? url.replace(rewrite, base) : url, {
         ...(init as object),
         ...(headers ? { headers } : {}),
         dispatcher: url.endsWith('/list_folder/longpoll') ? this.#pollAgent : this.#agent,
