@@ -38,6 +38,8 @@ interface SuiteResult {
   name: string;
   file: string;
   form: 'long' | 'short';
+  /** When the suite started (absent in reports written before this field existed). */
+  startedAt?: string;
   passed: boolean;
   exitCode: number | null;
   seconds: number;
@@ -61,6 +63,7 @@ function runSuite(suite: (typeof SUITES)[number]): Promise<SuiteResult> {
         name: suite.name,
         file: suite.file,
         form: SHORT || suite.known ? 'short' : 'long',
+        startedAt: new Date(started).toISOString(),
         passed: code === 0,
         exitCode: code,
         seconds: Math.round((Date.now() - started) / 100) / 10,
