@@ -45,7 +45,12 @@ async function retr(session: FtpSession, command: Command): Promise<void> {
   });
   const ascii = session.transferType === 'ascii';
   const wire = ascii ? source.pipe(new ToCrlf()) : source;
-  if (ascii) source.once('error', (err) => wire.destroy(err));
+  if (ascii) {
+    source.once('error', (err) => wire.destroy(err));
+    // A send that fails destroys the converter only: the engine's download must go with it (its
+    // ring and memory share stayed taken, and the engine's close waited on it for ever).
+    wire.once('close', () => source.destroy());
+  }
   await session.reply(150, `Opening ${ascii ? 'ASCII' : 'BINARY'} mode data connection for ${info.name} (${info.size - offset} bytes)`);
   await runTransfer(session, 'RETR', socket, (handle) => sendStream(wire, socket, handle, session.server.limits.unusedDataTimeoutMs));
 }
