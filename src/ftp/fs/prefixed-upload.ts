@@ -1,8 +1,8 @@
 // An upload whose first bytes come from the file's current version (APPE, or REST beyond any kept
 // session): the engine upload receives `prefixBytes` read through the engine's download, then the
 // client's bytes. Main thread. Invariants: client bytes wait (backpressure) until the prefix is
-// fully copied; a short prefix fails the upload (DROPFTP_ERR_BAD_OFFSET); any failure aborts the
-// engine upload, so nothing is committed.
+// fully copied and the whole download has ended verified (content_hash); a short prefix fails the
+// upload (DROPFTP_ERR_BAD_OFFSET); any failure aborts the engine upload, so nothing is committed.
 
 import { Writable, type Readable } from 'node:stream';
 import { DropftpError, toDropftpError } from '../../errors.ts';
@@ -25,12 +25,14 @@ export class PrefixedUpload extends Writable implements UploadSink {
 
   async #copyPrefix(prefixBytes: number): Promise<void> {
     let copied = 0;
+    // Read to the download's end even past the prefix: the end is where the engine checks the
+    // file's content_hash, and a corrupted prefix must fail the upload, never be committed.
     for await (const chunk of this.#prefix) {
+      if (copied >= prefixBytes) continue;
       const buf = chunk as Buffer;
       const part = copied + buf.length > prefixBytes ? buf.subarray(0, prefixBytes - copied) : buf;
       copied += part.length;
       if (part.length && !this.#inner.write(part)) await this.#drained();
-      if (copied >= prefixBytes) break;
     }
     this.#prefix.destroy();
     if (copied < prefixBytes) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET', `file has ${copied} bytes, REST asked ${prefixBytes}`);
