@@ -161,7 +161,8 @@ export class Args {
       tag = (v as Obj)['.tag'];
       value = (v as Obj)[tag as string];
     } else this.fail(field, `expected union, got ${describe(v)}`);
-    if (typeof tag !== 'string' || !(tag in members)) this.fail(field, `unknown tag '${String(tag)}'`);
+    // Own keys only: `in` let inherited names (constructor, toString …) through as tags.
+    if (typeof tag !== 'string' || !Object.hasOwn(members, tag)) this.fail(field, `unknown tag '${String(tag)}'`);
     if (members[tag] && (typeof v === 'string' || value === undefined)) this.fail(field, `tag '${tag}' requires a value`);
     return { tag, value };
   }
