@@ -4,7 +4,7 @@
 // not reference is deleted, so a crash at any moment leaves no orphan for ever; the same collection
 // runs periodically while serving, sparing pinned (in-flight) blocks.
 
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { ChangeFeed } from './changelog.ts';
 import { Faults } from './faults.ts';
 import { Sessions } from './sessions.ts';
@@ -26,7 +26,10 @@ export class Box {
   private gcRunning = false;
 
   private constructor(readonly config: ServerConfig) {
-    mkdirSync(config.dataDir, { recursive: true });
+    // The database holds every account's tokens and app secret: the directory is the owner's only
+    // (an existing one from an older run is closed too).
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.dataDir, 0o700);
     this.db = openDb(config.dataDir);
     this.blocks = new BlockStore(config.dataDir);
     this.accounts = new Accounts(this.db);

@@ -17,7 +17,6 @@ import { RawFtp, download, upload, type Reply } from '../ftp/helpers/raw-client.
 import { pattern, rawFtpFrom, sha256 } from './helpers.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/dropftp.mjs', import.meta.url));
-const KNOWN = process.env.RELIABILITY_KNOWN_DEFECTS === '1';
 const PASSWORD = `Sec-${Date.now().toString(36)}-correct-horse`;
 const WRONG = [`wrong-${Date.now().toString(36)}-battery`, `${PASSWORD.slice(0, -1)}X`, 'hunter2-staple'];
 const DELAY_BASE_MS = 150;
@@ -91,9 +90,9 @@ test('credentials files are mode 0600 (accounts.yaml, users.yaml)', () => {
   }
 });
 
-// Known defect: the local box's SQLite database holds every refresh token, access token and app
-// secret in clear, created 0644 in a 0755 directory (src/localbox/store/db.ts).
-(KNOWN ? test : test.skip)('the local box database (tokens, app secrets) is not readable by others', () => {
+// Regression: the local box's SQLite database holds every refresh token, access token and app
+// secret in clear; it was created 0644 in a 0755 directory. The directory is now 0700.
+test('the local box database (tokens, app secrets) is not readable by others', () => {
   const dirMode = statSync(join(dataDir, 'localbox')).mode & 0o777;
   if ((dirMode & 0o077) === 0) return; // a closed directory protects whatever is in it
   for (const name of ['localbox.sqlite', 'localbox.sqlite-wal', 'localbox.sqlite-shm']) {
