@@ -53,6 +53,7 @@ export class FtpSession extends FtpConnection {
   readonly #queue: Command[] = [];
   #pumping = false;
   #readPaused = false;
+  #urgentRunning = 0;
   #closed = false;
   #closeAfterReply = false;
 
@@ -106,14 +107,21 @@ export class FtpSession extends FtpConnection {
         const command = parseCommand(event.line);
         const spec = this.server.commands.get(command.directive);
         if (this.transfer && spec?.urgent) {
-          void this.#execute(command);
+          // Counted: a client that sends urgent commands and never reads their replies must be
+          // paused like a pipelining one, or every reply waits in memory.
+          this.#urgentRunning++;
+          void this.#execute(command).finally(() => {
+            this.#urgentRunning--;
+            this.#maybeResume();
+          });
           continue;
         }
         this.#queue.push(command);
       }
     }
     // Pipelined commands beyond the limit: stop reading until the queue drains (bounded memory).
-    if (this.#queue.length > this.server.limits.maxQueuedCommands && !this.#readPaused) {
+    const max = this.server.limits.maxQueuedCommands;
+    if ((this.#queue.length > max || this.#urgentRunning > max) && !this.#readPaused) {
       this.#readPaused = true;
       this.commandSocket.pause();
     }
@@ -126,13 +134,18 @@ export class FtpSession extends FtpConnection {
     try {
       while (this.#queue.length && !this.#closed) {
         await this.#execute(this.#queue.shift()!);
-        if (this.#readPaused && this.#queue.length <= this.server.limits.maxQueuedCommands / 2) {
-          this.#readPaused = false;
-          this.commandSocket.resume();
-        }
+        this.#maybeResume();
       }
     } finally {
       this.#pumping = false;
+    }
+  }
+
+  #maybeResume(): void {
+    const half = this.server.limits.maxQueuedCommands / 2;
+    if (this.#readPaused && this.#queue.length <= half && this.#urgentRunning <= half) {
+      this.#readPaused = false;
+      this.commandSocket.resume();
     }
   }
 

@@ -1,0 +1,53 @@
+// Audit regression: during a transfer, urgent commands (NOOP, STAT-like, ABOR, QUIT) bypass the
+// command queue, whose length is what pauses reading the control socket. A client that pipelines
+// NOOPs during a transfer and never reads its replies made the server buffer every reply: memory
+// grew with what the peer sent.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startStack, type Stack } from '../ftp/helpers/stack.ts';
+import { RawFtp, openData, upload, until, sleep } from '../ftp/helpers/raw-client.ts';
+import { pattern } from '../reliability/helpers.ts';
+
+let stack: Stack;
+
+test.before(async () => {
+  stack = await startStack();
+});
+test.after(async () => {
+  await stack?.stop();
+});
+
+test('NOOPs pipelined during a transfer, replies unread: the server buffers a bounded amount', async () => {
+  const c = await RawFtp.connect(stack.port);
+  await c.login(stack.user, stack.password);
+  assert.is((await upload(c, 'STOR big.bin', pattern(4 * 1024 * 1024, 3))).final.code, 226);
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  data.pause(); // the transfer stays running
+  c.send('RETR big.bin');
+  assert.is((await c.read()).code, 150);
+  const session = [...stack.ftp.sessions.values()][0]!;
+  c.socket.pause(); // never read a reply again
+  const burst = Buffer.from('NOOP\r\n'.repeat(50_000)); // 300 KB per write
+  let maxBuffered = 0;
+  for (let i = 0; i < 80 && session.transfer; i++) {
+    // Write only when the kernel takes it (the client's own side stays bounded).
+    if (!c.socket.write(burst)) {
+      // Once the server stops reading, the kernel buffers fill and drain never comes: done.
+      const drained = await Promise.race([new Promise((r) => c.socket.once('drain', () => r(true))), sleep(2000).then(() => false)]);
+      maxBuffered = Math.max(maxBuffered, session.commandSocket.writableLength);
+      if (!drained) break;
+    }
+    maxBuffered = Math.max(maxBuffered, session.commandSocket.writableLength);
+    if (i % 8 === 0) await sleep(5);
+    if (maxBuffered > 64 * 1024 * 1024) break;
+  }
+  // Up to ~24 MB of NOOPs sent: about 2.5x that in replies would pile up without flow control.
+  assert.ok(maxBuffered < 8 * 1024 * 1024, `the server buffered ${maxBuffered} B of unread replies`);
+  c.close();
+  data.destroy();
+  await until(() => stack.ftp.sessions.size === 0, 5000, 'session closed');
+});
+
+test.run();
