@@ -1,0 +1,41 @@
+// Audit pin (engine defect, src/transfer + workers: not this audit's to fix): a RETR after REST n
+// (n > 0) is a ranged read that the engine never checks against the file's content_hash, so a
+// download corrupted on the wire is answered 226 with wrong bytes (design.md: "A RETR whose bytes
+// do not match the file's content_hash ends with an error reply, never a 226"). Runs only with
+// AUDIT_KNOWN_DEFECTS=1 until the engine verifies ranged reads (e.g. by reading from offset 0).
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startStack, type Stack } from '../ftp/helpers/stack.ts';
+import { RawFtp, download } from '../ftp/helpers/raw-client.ts';
+import { BoxView, boxUpload, pattern, sha256 } from '../reliability/helpers.ts';
+
+const RUN = process.env.AUDIT_KNOWN_DEFECTS === '1';
+let stack: Stack | null = null;
+
+test.after(async () => {
+  await stack?.box.setFaults({ rules: [] }).catch(() => {});
+  await stack?.stop();
+});
+
+(RUN ? test : test.skip)('REST n + RETR over a corrupted download never answers 226 with wrong bytes', async () => {
+  stack = await startStack();
+  const view = await BoxView.open(stack.box.url, stack.dataDir);
+  const original = pattern(600 * 1024, 7);
+  await boxUpload(view, '/f.bin', original);
+  const c = await RawFtp.connect(stack.port);
+  try {
+    await c.login(stack.user, stack.password);
+    await c.cmd('TYPE I');
+    await stack.box.setFaults({ rules: [{ kind: 'corrupt', routes: ['files/download'], afterBytes: 1000 }] });
+    for (const n of [0, 100, 1000]) {
+      assert.is((await c.cmd(`REST ${n}`)).code, 350);
+      const r = await download(c, 'RETR f.bin');
+      if (r.final.code === 226) assert.is(sha256(r.data), sha256(original.subarray(n)), `REST ${n}: 226 with wrong bytes`);
+    }
+  } finally {
+    c.close();
+  }
+});
+
+test.run();
