@@ -15,7 +15,10 @@ test.before(async () => {
 });
 test.after(async () => {
   // Bounded: with the defect, the leaked download kept the engine's close waiting.
-  const stopped = await Promise.race([stack?.stop().then(() => true), sleep(10_000).then(() => false)]);
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000)));
+  const stopped = await Promise.race([stack?.stop().then(() => true), limit]);
+  clearTimeout(timer);
   if (!stopped) {
     console.error('stack.stop() did not finish within 10 s');
     process.exit(1);
