@@ -13,6 +13,8 @@ const N = 16384;
 const R = 8;
 const P = 1;
 const KEY_BYTES = 32;
+const MAX_P = 16;
+const MAX_SCRYPT_BYTES = 64 * 1024 * 1024;
 
 function scryptAsync(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -30,7 +32,9 @@ export async function verifyPassword(password: string, encoded: string): Promise
   const parts = encoded.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
-  if (![n, r, p].every((v) => Number.isInteger(v) && v > 0) || n > 1 << 20) return false;
+  // Bounded cost: p is the number of passes (a users-file p of 5,000 held a libuv pool thread for
+  // minutes per login) and 128·N·r the memory of each (N=2^20, r=64 asked for 8 GiB).
+  if (![n, r, p].every((v) => Number.isInteger(v) && v > 0) || n > 1 << 20 || p > MAX_P || 128 * n * r > MAX_SCRYPT_BYTES) return false;
   const salt = Buffer.from(parts[4]!, 'base64');
   const expected = Buffer.from(parts[5]!, 'base64');
   const key = await scryptAsync(password, salt, n, r, p);
