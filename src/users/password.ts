@@ -28,13 +28,22 @@ export async function hashPassword(password: string): Promise<string> {
   return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
-export async function verifyPassword(password: string, encoded: string): Promise<boolean> {
+/** Why a stored hash can never verify (malformed, or beyond the cost bounds); null when usable. */
+export function passwordHashProblem(encoded: string): string | null {
   const parts = encoded.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return 'not of the form scrypt$N$r$p$salt$hash';
   const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (![n, r, p].every((v) => Number.isInteger(v) && v > 0)) return 'N, r and p must be positive integers';
   // Bounded cost: p is the number of passes (a users-file p of 5,000 held a libuv pool thread for
   // minutes per login) and 128·N·r the memory of each (N=2^20, r=64 asked for 8 GiB).
-  if (![n, r, p].every((v) => Number.isInteger(v) && v > 0) || n > 1 << 20 || p > MAX_P || 128 * n * r > MAX_SCRYPT_BYTES) return false;
+  if (n > 1 << 20 || p > MAX_P || 128 * n * r > MAX_SCRYPT_BYTES) return `N ≤ 2^20, p ≤ ${MAX_P} and 128·N·r ≤ ${MAX_SCRYPT_BYTES / 1024 / 1024} MiB`;
+  return null;
+}
+
+export async function verifyPassword(password: string, encoded: string): Promise<boolean> {
+  if (passwordHashProblem(encoded) !== null) return false;
+  const parts = encoded.split('$');
+  const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
   const salt = Buffer.from(parts[4]!, 'base64');
   const expected = Buffer.from(parts[5]!, 'base64');
   const key = await scryptAsync(password, salt, n, r, p);

@@ -20,6 +20,7 @@ import { dirname } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { DropftpError } from '../errors.ts';
 import { normalizeRoot } from '../ftp/fs/paths.ts';
+import { passwordHashProblem } from './password.ts';
 import { checkMount, checkMountSet, validAccountName, type Mount, type MountRecord } from './mounts.ts';
 import { ALL_PERMISSIONS, READ_ONLY_PERMISSIONS, isPermission, type Permission, type PermissionSet } from './permissions.ts';
 
@@ -70,6 +71,8 @@ export function resolveUser(name: string, record: unknown, file = 'users file'):
   if (!validUserName(name)) throw bad(file, `bad user name "${name}" (letters, digits, . _ @ -; at most 64)`);
   if (!r || typeof r !== 'object') throw bad(file, `${where} must be a map`);
   if (typeof r.password !== 'string' || !r.password.startsWith('scrypt$')) throw bad(file, `${where}.password must be a scrypt hash`);
+  const hashProblem = passwordHashProblem(r.password);
+  if (hashProblem) throw bad(file, `${where}.password: ${hashProblem}`);
   const account = r.account ?? 'local';
   if (typeof account !== 'string' || !validAccountName(account)) throw bad(file, `${where}.account: bad account name "${String(account)}"`);
   if (r.root !== undefined && (typeof r.root !== 'string' || !r.root.startsWith('/'))) throw bad(file, `${where}.root must be an absolute folder`);

@@ -7,6 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { hashPassword, verifyPassword } from '../../src/users/password.ts';
+import { resolveUser } from '../../src/users/users-file.ts';
 
 function withinMs<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
@@ -31,6 +32,18 @@ test('hashes made by hashPassword still verify', async () => {
   const encoded = await hashPassword('secret');
   assert.is(await verifyPassword('secret', encoded), true);
   assert.is(await verifyPassword('wrong', encoded), false);
+});
+
+test('the users file refuses such a hash at load, naming the option', () => {
+  for (const bad of [`scrypt$16384$8$5000$${salt}$${hash}`, `scrypt$1048576$64$1$${salt}$${hash}`, `scrypt$16384$8$1$${salt}`]) {
+    try {
+      resolveUser('eve', { password: bad });
+      assert.unreachable(`accepted ${bad}`);
+    } catch (err) {
+      assert.match((err as Error).message, 'users.eve.password');
+    }
+  }
+  assert.is(resolveUser('eve', { password: `scrypt$16384$8$1$${salt}$${hash}` }).name, 'eve');
 });
 
 test.run();
