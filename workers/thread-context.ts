@@ -32,7 +32,7 @@ export function threadKey(id: number = threadId): number {
 export function createThreadContext(control: ControlHandle): ThreadContext {
   const words = new Int32Array(control.sab);
   const workerSlot = claimWorkerSlot(words, threadKey());
-  return { control, words, gates: new RequestGates(control, workerSlot), agent: createAgent(), workerSlot, inWorker: !isMainThread, spareChunks: new Map() };
+  return { control, words, gates: new RequestGates(control, workerSlot), agent: createAgent(words), workerSlot, inWorker: !isMainThread, spareChunks: new Map() };
 }
 
 /** Counts a buffer of `bytes` against the global budget (KiB, rounded up). */

@@ -36,7 +36,13 @@ interface Metric {
 
 export class Counter implements Metric {
   readonly #series = new Map<string, { labels: Labels; value: number }>();
+  #collectors: (() => Sample[])[] = [];
   constructor(readonly name: string, readonly help: string) {}
+
+  /** Adds counts kept elsewhere (engine atomics), read at scrape time, to the series with the same labels. */
+  collect(read: () => Sample[]): void {
+    this.#collectors.push(read);
+  }
 
   inc(labels: Labels = {}, by = 1): void {
     if (!(by >= 0)) return; // counters never go down
@@ -52,7 +58,27 @@ export class Counter implements Metric {
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
-    for (const s of this.#series.values()) out.push(`${this.name}${formatLabels(s.labels)} ${formatValue(s.value)}`);
+    let series: Iterable<{ labels: Labels; value: number }> = this.#series.values();
+    if (this.#collectors.length > 0) {
+      const merged = new Map([...this.#series].map(([k, s]) => [k, { labels: s.labels, value: s.value }]));
+      for (const read of this.#collectors) {
+        let samples: Sample[];
+        try {
+          samples = read();
+        } catch {
+          continue; // a collector that cannot read now (module closed) adds nothing to this scrape
+        }
+        for (const sample of samples) {
+          const labels = sample.labels ?? {};
+          const k = key(labels);
+          const s = merged.get(k);
+          if (s) s.value += sample.value;
+          else merged.set(k, { labels, value: sample.value });
+        }
+      }
+      series = merged.values();
+    }
+    for (const s of series) out.push(`${this.name}${formatLabels(s.labels)} ${formatValue(s.value)}`);
   }
 }
 

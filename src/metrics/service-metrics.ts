@@ -23,6 +23,8 @@ export interface EngineStatsLike {
   commits: { calls: number; committed: number; backlog: number };
   /** piscina's pool utilisation (0..1), when the engine exposes it. */
   workerUtilization?: number;
+  /** The engine's Dropbox HTTP answers (worker threads and commits), by route then status label. */
+  requests?: Record<string, Record<string, number>>;
 }
 
 export type Direction = 'download' | 'upload';
@@ -52,7 +54,7 @@ export class ServiceMetrics {
   readonly transfers = this.registry.counter('dropftp_ftp_transfers_total', 'FTP file transfers by direction (download = RETR, upload = STOR/APPE/STOU) and result (ok, aborted, failed).');
   readonly transferBytes = this.registry.counter('dropftp_ftp_transfer_bytes_total', 'File bytes moved over FTP data connections, by direction.');
   readonly transferDuration = this.registry.histogram('dropftp_ftp_transfer_duration_seconds', 'FTP file transfer durations (open to final reply), by direction.', DURATION_BUCKETS_S);
-  readonly dropboxRequests = this.registry.counter('dropftp_dropbox_requests_total', 'Dropbox API requests from the main thread (RPC, token endpoint), by route and HTTP status (0: no answer).');
+  readonly dropboxRequests = this.registry.counter('dropftp_dropbox_requests_total', 'Dropbox API requests (main-thread RPC and token endpoint; transfer engine downloads, upload sessions and commits), by route and HTTP status (0: no answer; the engine reports 5xx and other as classes).');
   readonly dropboxRetries = this.registry.counter('dropftp_dropbox_rpc_retries_total', 'Dropbox RPC calls retried (429, 5xx, network, expired token), by route.');
   readonly commitBatchSize = this.registry.histogram('dropftp_commit_batch_size', 'Uploads per upload_session/finish_batch_v2 call.', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]);
   readonly tokenRefreshes = this.registry.counter('dropftp_token_refreshes_total', 'Access token refreshes, by account, reason (start, expiry, expired_access_token) and result.');
@@ -67,6 +69,7 @@ export class ServiceMetrics {
       this.transferBytes.inc({ direction }, 0);
       for (const result of ['ok', 'aborted', 'failed'] as const) this.transfers.inc({ direction, result }, 0);
     }
+    this.dropboxRequests.collect(() => this.#engineRequests());
     const r = this.registry;
     r.gauge('dropftp_ftp_connections', 'FTP control connections open now.', () => this.#connections?.() ?? 0);
     r.counterFrom('dropftp_dropbox_rate_limited_total', 'HTTP 429 answers from Dropbox (rpc: main-thread calls; engine: transfer and commit requests).', () => [
@@ -147,6 +150,14 @@ export class ServiceMetrics {
 
   #fromEngine(read: (s: EngineStatsLike) => number): Sample[] {
     return this.#stats ? [{ value: read(this.#stats) }] : [];
+  }
+
+  #engineRequests(): Sample[] {
+    const requests = this.#stats?.requests;
+    if (!requests) return [];
+    return Object.entries(requests).flatMap(([route, byStatus]) =>
+      Object.entries(byStatus).map(([status, value]) => ({ labels: { route, status }, value })),
+    );
   }
 
   #perAccount(read: (a: EngineStatsLike['accounts'][string]) => number): Sample[] {

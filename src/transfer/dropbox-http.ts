@@ -3,12 +3,14 @@
 // Any thread (each thread owns its own Agent). Invariants: every response body is consumed or
 // destroyed; failures are classified as retry (with a delay hint), offset (correct_offset), auth (401:
 // get a fresh token and retry) or fatal (a DROPFTP_ERR_* code) — never thrown past the caller as a raw
-// network error.
+// network error. Every answer (or its absence) of a request sent through an agent made with counters
+// is counted there by route and status (request-counts.ts), here and nowhere else.
 
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../errors.ts';
 import type { AccountWire } from './task-wire.ts';
+import { countRequest } from './request-counts.ts';
 import { readToken } from './token-cell.ts';
 
 export type Failure =
@@ -18,14 +20,36 @@ export type Failure =
   | { kind: 'auth'; reason: string } // 401: the access token is refused (expired or revoked)
   | { kind: 'fatal'; code: ErrorCode; reason: string };
 
-export function createAgent(): Agent {
-  return new Agent({
+/** The control-block words each counting agent adds its requests' answers to. */
+const counted = new WeakMap<Dispatcher, Int32Array>();
+
+/** A keep-alive agent; with `counters` (the engine's control words) every answer it gets is counted. */
+export function createAgent(counters?: Int32Array): Agent {
+  const agent = new Agent({
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 60_000,
     headersTimeout: 60_000,
     bodyTimeout: 60_000,
     connect: { timeout: 10_000 },
   });
+  if (counters) counted.set(agent, counters);
+  return agent;
+}
+
+/** Counts the answer of `route` (its status; 0 when the request failed without one). */
+function counting(dispatcher: Dispatcher, route: string, pending: Promise<Dispatcher.ResponseData>): Promise<Dispatcher.ResponseData> {
+  const words = counted.get(dispatcher);
+  if (!words) return pending;
+  return pending.then(
+    (res) => {
+      countRequest(words, route, res.statusCode);
+      return res;
+    },
+    (err: unknown) => {
+      countRequest(words, route, 0);
+      throw err;
+    },
+  );
 }
 
 /** JSON for the Dropbox-API-Arg header: every code unit ≥ 0x7F escaped (§1.3). */
@@ -53,21 +77,23 @@ export function contentRequest(call: ContentCall): Promise<Dispatcher.ResponseDa
     ...call.headers,
   };
   if (call.body) headers['content-type'] = 'application/octet-stream';
-  return request(`${call.account.contentUrl}/2/${call.route}`, {
+  const pending = request(`${call.account.contentUrl}/2/${call.route}`, {
     method: 'POST',
     headers,
     body: call.body ? Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength) : undefined,
     dispatcher: call.dispatcher,
   });
+  return counting(call.dispatcher, call.route, pending);
 }
 
 export function rpcRequest(dispatcher: Dispatcher, account: AccountWire, route: string, arg: unknown): Promise<Dispatcher.ResponseData> {
-  return request(`${account.apiUrl}/2/${route}`, {
+  const pending = request(`${account.apiUrl}/2/${route}`, {
     method: 'POST',
     headers: { authorization: bearer(account), 'content-type': 'application/json' },
     body: JSON.stringify(arg),
     dispatcher,
   });
+  return counting(dispatcher, route, pending);
 }
 
 /** Reads a non-2xx response (its body is consumed) and classifies it. */

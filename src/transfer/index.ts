@@ -10,6 +10,7 @@ import { DropftpError } from '../errors.ts';
 import { CommitBatcher } from './commit-batcher.ts';
 import { DownloadStream } from './download-stream.ts';
 import { createAgent } from './dropbox-http.ts';
+import { readRequestCounts, type RequestCounts } from './request-counts.ts';
 import { createMainThreadExecutor, createPoolExecutor } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { MemoryBudget } from './memory-budget.ts';
@@ -88,6 +89,8 @@ export interface EngineStats {
   /** piscina's pool utilisation (0..1), absent when transfers run on the main thread. */
   workerUtilization?: number;
   commits: { calls: number; committed: number; backlog: number };
+  /** Dropbox HTTP answers to the engine's requests (all threads), by route then status ('0': none). */
+  requests: RequestCounts;
 }
 
 interface Active {
@@ -108,7 +111,7 @@ export class TransferEngine {
   private watching = true;
   private readonly active = new Set<Active>();
   private readonly batcher: CommitBatcher;
-  private readonly agent = createAgent();
+  private readonly agent: ReturnType<typeof createAgent>;
   private nextId = 1;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
@@ -126,6 +129,7 @@ export class TransferEngine {
     private readonly executor: Executor,
   ) {
     this.words = new Int32Array(control.sab);
+    this.agent = createAgent(this.words);
     this.budget = new MemoryBudget(options.memoryBudgetBytes, this.words);
     this.rings = new RingPool({ maxIdleBytes: Math.min(64 << 20, Math.floor(options.memoryBudgetBytes / 4)) });
     const gates = new RequestGates(control, claimWorkerSlot(this.words, MAIN_THREAD_KEY));
@@ -326,6 +330,7 @@ export class TransferEngine {
       workerCrashes: this.executor.crashes(),
       ...(this.executor.utilization() !== null ? { workerUtilization: this.executor.utilization()! } : {}),
       commits: { calls: this.batcher.calls, committed: this.batcher.committed, backlog: this.batcher.backlog() },
+      requests: readRequestCounts(w),
     };
   }
 

@@ -42,6 +42,9 @@
 //   +2.. HELD[account]       the thread    per account slot: tickets taken and not yet released (low 16
 //                                          bits) + RUNNING_UNIT × permits granted and not given back
 //
+//  REQUESTS (REQUEST_BASE + route * REQUEST_STATUSES.length + status), request-counts.ts
+//   +n COUNT                 any (add)     Dropbox HTTP answers by engine route and status class
+//
 // A thread that dies leaves HELD and CHUNK_KIB behind; main adds HELD to RELEASED (so the queue moves
 // past the dead tickets) and subtracts CHUNK_KIB, then frees the slot (reclaimWorkerSlot).
 
@@ -92,7 +95,20 @@ export const WORKER_WORDS = 2 + MAX_ACCOUNTS;
 export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HELD: 2 } as const;
 /** HELD's unit for a granted permit (tickets waiting or running count 1 each in the low 16 bits). */
 export const RUNNING_UNIT = 0x10000;
-export const CONTROL_WORDS = WORKER_BASE + MAX_WORKER_SLOTS * WORKER_WORDS;
+/** The engine's Dropbox routes, counted by request-counts.ts ('other': any route not listed). */
+export const REQUEST_ROUTES = [
+  'files/download',
+  'files/get_metadata',
+  'files/upload_session/start',
+  'files/upload_session/append_v2',
+  'files/upload_session/finish_batch_v2',
+  'files/upload_session/finish_batch/check',
+  'other',
+] as const;
+/** HTTP status classes of the request counters; '0': no answer (network error, timeout). */
+export const REQUEST_STATUSES = ['200', '206', '400', '401', '409', '416', '429', '5xx', 'other', '0'] as const;
+export const REQUEST_BASE = WORKER_BASE + MAX_WORKER_SLOTS * WORKER_WORDS;
+export const CONTROL_WORDS = REQUEST_BASE + REQUEST_ROUTES.length * REQUEST_STATUSES.length;
 
 /** What every thread receives: the block itself and the shared clock origin. */
 export interface ControlHandle {

@@ -1,0 +1,81 @@
+// The transfer engine's Dropbox requests in dropftp_dropbox_requests_total: after 2 uploads and 1
+// download of known sizes through the real engine (2 worker threads) and the real local box, the
+// engine's stats().requests and the scraped series count every start / append_v2 / finish_batch_v2 /
+// download answer by route and status, and a 429 injected by the box on files/download shows as 429.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ServiceMetrics } from '../../src/metrics/service-metrics.ts';
+import { KiB, MiB, contentOf, drain, feed, makePool, seed, sha256, startFixture } from '../engine/helpers.ts';
+import type { Fixture } from '../engine/helpers.ts';
+
+let fx: Fixture;
+let metrics: ServiceMetrics;
+const pool = makePool(8 * MiB, 11);
+
+test.before(async () => {
+  fx = await startFixture({ workers: 2 });
+  metrics = new ServiceMetrics();
+  metrics.attachEngine(() => fx.engine.stats());
+});
+test.after(async () => {
+  metrics.close();
+  await fx.stop();
+});
+
+function scrape(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of metrics.render().split('\n')) {
+    if (!line.startsWith('dropftp_dropbox_requests_total{')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+const series = (route: string, status: string) => `dropftp_dropbox_requests_total{route="${route}",status="${status}"}`;
+const S = 'files/upload_session/';
+
+test('2 uploads and 1 download are counted by route and status; an injected 429 shows as 429', async () => {
+  // The box counts a zero-latency "fault" once per append_v2 it serves: the exact number to expect.
+  await fx.box.setFaults({ rules: [{ kind: 'latency', latencyMs: 0, routes: [`${S}append_v2`] }] });
+  const appendsBefore = (await fx.box.faultCounts()).latency ?? 0;
+  const sizes = [5 * MiB + 3, 300 * KiB];
+  await Promise.all(sizes.map((size, i) => feed(fx.engine.openUpload('alice', `/m/u${i}.bin`), contentOf(pool, i, size), 128 * KiB)));
+  const appends = ((await fx.box.faultCounts()).latency ?? 0) - appendsBefore;
+  await fx.box.setFaults({ rules: [] });
+  assert.ok(appends >= 1, `a 5 MiB upload needs at least one append_v2 (box saw ${appends})`);
+
+  const data = contentOf(pool, 9, 2 * MiB + 17);
+  await seed(fx.box, fx.account.accessToken, '/m/d.bin', data);
+  assert.is((await drain(fx.engine.openDownload('alice', '/m/d.bin'))).sha, sha256(data));
+
+  const after = fx.engine.stats();
+  assert.equal(after.requests[`${S}start`], { '200': 2 });
+  assert.equal(after.requests[`${S}append_v2`], { '200': appends });
+  assert.equal(after.requests[`${S}finish_batch_v2`], { '200': after.commits.calls });
+  assert.ok(after.commits.calls >= 1 && after.commits.calls <= 2);
+  assert.equal(after.requests['files/download'], { '200': 1 });
+
+  // One 429 on the next download: retried, then 200.
+  await fx.box.setFaults({ rules: [{ kind: 'too_many_requests', routes: ['files/download'], retryAfterSec: 0, count: 1 }] });
+  assert.is((await drain(fx.engine.openDownload('alice', '/m/d.bin'))).sha, sha256(data));
+  assert.is((await fx.box.faultCounts()).too_many_requests, 1);
+  await fx.box.setFaults({ rules: [] });
+  assert.equal(fx.engine.stats().requests['files/download'], { '200': 2, '429': 1 });
+
+  const m = scrape();
+  assert.is(m.get(series(`${S}start`, '200')), 2);
+  assert.is(m.get(series(`${S}append_v2`, '200')), appends);
+  assert.is(m.get(series(`${S}finish_batch_v2`, '200')), after.commits.calls);
+  assert.is(m.get(series('files/download', '200')), 2);
+  assert.is(m.get(series('files/download', '429')), 1);
+  assert.is([...m.keys()].filter((k) => k.includes('status="0"')).length, 0, 'no request went unanswered');
+});
+
+test('main-thread and engine counts of one route and status add up in one series', () => {
+  metrics.dropboxRequests.inc({ route: 'files/download', status: '429' }, 2);
+  assert.is(scrape().get(series('files/download', '429')), 3);
+});
+
+test.run();
