@@ -17,6 +17,12 @@ import { confirmCleanEnd } from './data/clean-end.ts';
 
 export interface TransferHandle extends ActiveTransfer {
   readonly signal: AbortSignal;
+  /**
+   * Set once a clean upload is handed to its commit: from then on abort() is ignored and the
+   * commit's own outcome makes the reply (an ABOR during the commit got 426 while the file was
+   * replaced all the same).
+   */
+  committing: boolean;
 }
 
 /** Payload of the session's 'transfer-end' event: the handle's final facts (bytes as moved). */
@@ -61,7 +67,10 @@ export async function runTransfer(
     bytes: 0,
     done,
     signal: controller.signal,
-    abort: (err) => controller.abort(err),
+    committing: false,
+    abort: (err) => {
+      if (!handle.committing) controller.abort(err);
+    },
   };
   session.transfer = handle;
   const stallMs = session.server.limits.stallTimeoutMs;
@@ -230,6 +239,8 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
       void confirmCleanEnd(dataSocket).then((clean) => {
         if (!active) return;
         if (!clean) return fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'data connection reset before its end'));
+        if (handle.signal.aborted) return; // onAbort has run or is queued: nothing is committed
+        handle.committing = true;
         dataSocket.end();
         sink.end();
       });
