@@ -1,7 +1,10 @@
 // One download: files/download streamed into the transfer's ring, in turns granted by the account's
 // request gate, resumed with Range after any fault, and checked against content_hash before the
 // ring ends. Runs on the worker the transfer is pinned to. Invariants: the ring ends cleanly only
-// after every byte was delivered and (for whole-file reads) the hash matched; any failure aborts the
+// after every byte was delivered and the whole file's hash matched — a read from an offset (REST)
+// fetches and hashes the bytes before it too, without delivering them, since content_hash covers
+// the whole file (a resumed RETR costs its prefix again, but never gets a 226 for bytes Dropbox did
+// not hold); any failure aborts the
 // ring with a coded error; a permit is never held while waiting for the consumer for long when
 // others wait (the request is cut and resumed later from the byte already delivered).
 
@@ -25,9 +28,11 @@ const STALL_PREEMPT_MS = 500;
 export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promise<TaskResult> {
   const ring = new RingWriter(task.ring);
   const slot = task.account.slot;
-  const hasher = task.offset === 0 ? new ContentHasher() : null;
+  const hasher: ContentHasher | null = new ContentHasher();
   const crashAt = task.test?.crashWorkerAfterBytes;
-  let pos = task.offset;
+  /** Bytes before this offset are fetched and hashed, not delivered. */
+  const deliverFrom = task.offset;
+  let pos = 0;
   let total = -1;
   let metadata: FileMetadata | null = null;
   let failedAttempts = 0;
@@ -87,7 +92,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           if (meta === 'transient') {
             // The lookup itself hit a 429/5xx/reset: try the whole step again rather than fail.
             failure = { kind: 'retry', reason: 'get_metadata after a 416 failed', retryAfterMs: 250, throttle: null };
-          } else if (meta && meta.size === pos) {
+          } else if (meta && meta.size === pos && deliverFrom <= meta.size) {
             metadata = meta;
             total = meta.size;
             failure = null;
@@ -108,9 +113,9 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
         }
         metadata = meta;
         total = meta.size;
-        if (pos > total) {
+        if (deliverFrom > total) {
           res.body.destroy();
-          return fail('DROPFTP_ERR_BAD_OFFSET', `offset ${pos} is beyond the end of ${task.path} (${total} B)`);
+          return fail('DROPFTP_ERR_BAD_OFFSET', `offset ${deliverFrom} is beyond the end of ${task.path} (${total} B)`);
         }
         // A 200 to a ranged request carries the whole file: skip what was already delivered.
         let skip = res.statusCode === 200 ? pos : 0;
@@ -134,6 +139,12 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
               }
               if (pos + chunk.length > total) chunk = chunk.subarray(0, Math.max(0, total - pos));
               let off = 0;
+              if (pos < deliverFrom) {
+                const prefix = Math.min(deliverFrom - pos, chunk.length);
+                hasher?.update(chunk.subarray(0, prefix));
+                off = prefix;
+                pos += prefix;
+              }
               while (off < chunk.length) {
                 const n = ring.write(chunk, off);
                 if (n > 0) {
@@ -150,7 +161,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
                 }
               }
               if (ring.consumerGone() || preempted) break;
-              if (crashAt !== undefined && pos - task.offset >= crashAt) crashForTest(ctx);
+              if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
               // Uncontended reads run open-ended; once others wait, cut after a fair slice.
               if (end === Infinity && pos - startedAt >= fairSliceBytes(ctx, slot)) {
                 preempted = true;
@@ -214,7 +225,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     }
   }
   ring.end();
-  return { ok: true, kind: 'download', metadata, byteLength: pos - task.offset, verified: hasher !== null && !!metadata.content_hash };
+  return { ok: true, kind: 'download', metadata, byteLength: pos - deliverFrom, verified: hasher !== null && !!metadata.content_hash };
 }
 
 /** The file's metadata; null when it is gone or not a file; 'transient' on 429/5xx/network errors. */

@@ -1,8 +1,7 @@
-// Audit pin (engine defect, src/transfer + workers: not this audit's to fix): a RETR after REST n
-// (n > 0) is a ranged read that the engine never checks against the file's content_hash, so a
-// download corrupted on the wire is answered 226 with wrong bytes (design.md: "A RETR whose bytes
-// do not match the file's content_hash ends with an error reply, never a 226"). Runs only with
-// AUDIT_KNOWN_DEFECTS=1 until the engine verifies ranged reads (e.g. by reading from offset 0).
+// Regression (found by the audit): a RETR after REST n (n > 0) was a ranged read that the engine
+// never checked against the file's content_hash, so a download corrupted on the wire was answered
+// 226 with wrong bytes (design.md: "A RETR whose bytes do not match the file's content_hash ends
+// with an error reply, never a 226"). The worker now fetches and hashes the prefix too.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,7 +9,6 @@ import { startStack, type Stack } from '../ftp/helpers/stack.ts';
 import { RawFtp, download } from '../ftp/helpers/raw-client.ts';
 import { BoxView, boxUpload, pattern, sha256 } from '../reliability/helpers.ts';
 
-const RUN = process.env.AUDIT_KNOWN_DEFECTS === '1';
 let stack: Stack | null = null;
 
 test.after(async () => {
@@ -18,7 +16,7 @@ test.after(async () => {
   await stack?.stop();
 });
 
-(RUN ? test : test.skip)('REST n + RETR over a corrupted download never answers 226 with wrong bytes', async () => {
+test('REST n + RETR over a corrupted download never answers 226 with wrong bytes', async () => {
   stack = await startStack();
   const view = await BoxView.open(stack.box.url, stack.dataDir);
   const original = pattern(600 * 1024, 7);
