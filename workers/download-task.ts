@@ -28,7 +28,7 @@ const STALL_PREEMPT_MS = 500;
 export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promise<TaskResult> {
   const ring = new RingWriter(task.ring);
   const slot = task.account.slot;
-  const hasher: ContentHasher | null = new ContentHasher();
+  const hasher = new ContentHasher();
   const crashAt = task.test?.crashWorkerAfterBytes;
   /** Bytes before this offset are fetched and hashed, not delivered. */
   const deliverFrom = task.offset;
@@ -141,14 +141,14 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
               let off = 0;
               if (pos < deliverFrom) {
                 const prefix = Math.min(deliverFrom - pos, chunk.length);
-                hasher?.update(chunk.subarray(0, prefix));
+                hasher.update(chunk.subarray(0, prefix));
                 off = prefix;
                 pos += prefix;
               }
               while (off < chunk.length) {
                 const n = ring.write(chunk, off);
                 if (n > 0) {
-                  hasher?.update(chunk.subarray(off, off + n));
+                  hasher.update(chunk.subarray(off, off + n));
                   off += n;
                   pos += n;
                   continue;
@@ -218,14 +218,12 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   }
 
   if (!metadata) return fail('DROPFTP_ERR_INTERNAL', 'download finished without metadata');
-  if (hasher) {
-    const got = hasher.digest();
-    if (metadata.content_hash && got !== metadata.content_hash) {
-      return fail('DROPFTP_ERR_INTEGRITY', `${task.path}: content_hash ${got} of the bytes received ≠ ${metadata.content_hash}`);
-    }
+  const got = hasher.digest();
+  if (metadata.content_hash && got !== metadata.content_hash) {
+    return fail('DROPFTP_ERR_INTEGRITY', `${task.path}: content_hash ${got} of the bytes received ≠ ${metadata.content_hash}`);
   }
   ring.end();
-  return { ok: true, kind: 'download', metadata, byteLength: pos - deliverFrom, verified: hasher !== null && !!metadata.content_hash };
+  return { ok: true, kind: 'download', metadata, byteLength: pos - deliverFrom, verified: !!metadata.content_hash };
 }
 
 /** The file's metadata; null when it is gone or not a file; 'transient' on 429/5xx/network errors. */
