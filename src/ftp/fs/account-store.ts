@@ -9,19 +9,10 @@
 import { DropftpError } from '../../errors.ts';
 import type { DropboxEntry, DropboxRpc } from '../../dropbox/rpc.ts';
 import type { CacheEntry, DirectoryCache, RawMetadata } from '../../sync/index.ts';
+import type { FileMetadata } from '../../transfer/task-wire.ts';
 
 /** Committed upload metadata as the transfer engine returns it (Dropbox FileMetadata). */
-export interface CommittedFile {
-  name: string;
-  id: string;
-  path_lower?: string;
-  path_display?: string;
-  rev: string;
-  size: number;
-  content_hash?: string;
-  client_modified?: string;
-  server_modified?: string;
-}
+export type CommittedFile = FileMetadata;
 
 export interface StoreStats {
   cacheHits: number;
