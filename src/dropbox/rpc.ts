@@ -60,6 +60,8 @@ function toEntry(raw: SdkEntry): DropboxEntry | null {
 }
 
 export class DropboxRpc {
+  /** Pages one listFolder may read (2,000 entries each on Dropbox: 20 million entries). */
+  static maxListPages = 10_000;
   readonly account: RpcAccount;
   readonly #inflight = new Map<string, Promise<unknown>>();
   readonly #fetch: typeof fetch;
@@ -101,19 +103,29 @@ export class DropboxRpc {
     });
   }
 
-  /** Every entry of a folder (all pages). '' is the root. */
+  /**
+   * Every entry of a folder (all pages). '' is the root. A server that keeps answering has_more
+   * with the cursor it was given, or beyond maxListPages pages, is answered DROPFTP_ERR_UPSTREAM:
+   * the cursor is the whole state of a listing, so either would loop (and hold memory) for ever.
+   */
   listFolder(path: string): Promise<DropboxEntry[]> {
     return this.#shared(`list\0${path.toLowerCase()}`, async () => {
       const entries: DropboxEntry[] = [];
       let res = await this.#call('files/list_folder', (sdk) => sdk.filesListFolder({ path, limit: 2000 }));
-      for (;;) {
+      for (let pages = 1; ; pages++) {
         for (const raw of res.result.entries as SdkEntry[]) {
           const entry = toEntry(raw);
           if (entry) entries.push(entry);
         }
         if (!res.result.has_more) return entries;
         const cursor = res.result.cursor;
+        if (pages >= DropboxRpc.maxListPages) {
+          throw new DropftpError('DROPFTP_ERR_UPSTREAM', `list_folder ${path}: still has_more after ${pages} pages`);
+        }
         res = await this.#call('files/list_folder/continue', (sdk) => sdk.filesListFolderContinue({ cursor }));
+        if (res.result.has_more && res.result.cursor === cursor) {
+          throw new DropftpError('DROPFTP_ERR_UPSTREAM', `list_folder/continue ${path}: has_more with an unchanged cursor`);
+        }
       }
     });
   }
