@@ -242,21 +242,26 @@ export class DropboxFs implements SessionFs {
     const { store, dbx } = place;
     const account = store.name;
     const key = ResumeStore.key(this.#user, account, dbx);
-    const kept = this.#resumes.take(key);
+    // The kept session is only looked at here and taken when handed to an upload: a check that
+    // fails first (get_metadata after its retries, a folder, a bad offset) leaves it for a resume.
+    const kept = this.#resumes.peek(key);
     // Deciding what to overwrite or append to: ask Dropbox itself, never the cache.
     const existing = await store.rpc.getMetadata(dbx).catch((err: unknown) => {
       if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return null;
       throw err;
     });
     if (existing?.tag === 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
-    // Continue the kept session when the client resumes exactly where it stopped.
+    // Continue the kept session when the client resumes exactly where it stopped (and no other
+    // session of this user took it meanwhile).
     const resumeAt = options.append ? (kept?.offset ?? -1) : options.offset;
-    if (kept && resumeAt === kept.offset && resumeAt > 0) {
+    if (kept && resumeAt === kept.offset && resumeAt > 0 && this.#resumes.takeIf(key, kept)) {
       return this.#track(key, store, this.#transfers.openUpload(account, dbx, { resume: kept }));
     }
     const prefixBytes = options.append ? (existing?.size ?? 0) : options.offset;
+    if (prefixBytes > 0 && (!existing || prefixBytes > existing.size)) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
+    // A new upload of the path from here on: a kept session of it is obsolete.
+    this.#resumes.drop(key);
     if (prefixBytes === 0) return this.#track(key, store, this.#transfers.openUpload(account, dbx, {}));
-    if (!existing || prefixBytes > existing.size) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
     const upload = this.#transfers.openUpload(account, dbx, {});
     const prefix = this.#transfers.openDownload(account, dbx, { offset: 0 });
     this.#track(key, store, upload);

@@ -39,6 +39,18 @@ export class ResumeStore {
     return kept ? kept.token.offset : null;
   }
 
+  /** The kept session, left in place (a caller checks first and takes it with takeIf()). */
+  peek(key: string): ResumeToken | null {
+    return this.#fresh(key)?.token ?? null;
+  }
+
+  /** Takes the kept session only if it is still `token` (no one else took or replaced it). */
+  takeIf(key: string, token: ResumeToken): boolean {
+    if (this.#fresh(key)?.token !== token) return false;
+    this.#kept.delete(key);
+    return true;
+  }
+
   take(key: string): ResumeToken | null {
     const kept = this.#fresh(key);
     this.#kept.delete(key);
