@@ -10,7 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DropftpError } from '../errors.ts';
 import { nodeFrom, normalizePath, parentOf, sameEntry, folderNode, type CacheEntry, type Node, type RawMetadata } from './entry.ts';
-import { FeedClient, FeedError, classify } from './feed-client.ts';
+import { FeedClient, FeedError, MAX_SERVER_DELAY_MS, classify } from './feed-client.ts';
 import { Overlay } from './overlay.ts';
 import { Subscribers, type ChangeListener } from './subscribers.ts';
 import { Tree, type TreeChange } from './tree.ts';
@@ -261,7 +261,10 @@ export class DirectoryCache {
         this.#retries++;
         const { minBackoffMs, maxBackoffMs } = this.#options;
         const backoffMs = err.kind === 'fatal' ? maxBackoffMs : Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(failures - 1, 20));
-        const delayMs = err.delayMs > 0 ? Math.min(err.delayMs, 300_000) : backoffMs * (0.8 + 0.4 * Math.random());
+        // A server's retry_after is honoured but never shortens our own backoff: a 429 that asks
+        // for 1 ms again and again must not make a request loop.
+        const serverMs = Number.isFinite(err.delayMs) ? err.delayMs : 0;
+        const delayMs = Math.min(Math.max(serverMs, backoffMs * (0.8 + 0.4 * Math.random())), MAX_SERVER_DELAY_MS);
         await sleep(delayMs, undefined, { signal }).catch(() => {});
       }
     }
@@ -330,16 +333,21 @@ export class DirectoryCache {
   }
 
   async #poll(signal: AbortSignal): Promise<void> {
-    const waitMs = this.#pollNotBeforeMs - Date.now();
-    if (waitMs > 0) await sleep(waitMs, undefined, { signal });
     const pollAbort = new AbortController();
     this.#pollAbort = pollAbort;
     const onAbort = (): void => pollAbort.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      if (this.#needContinue) return; // refresh() came while we slept
+      // The server's backoff applies to longpolls only: refresh() (an own write) cuts the wait
+      // short for a continue, and close() ends it.
+      const waitMs = Math.min(this.#pollNotBeforeMs - Date.now(), MAX_SERVER_DELAY_MS);
+      if (waitMs > 0) await sleep(waitMs, undefined, { signal: pollAbort.signal }).catch(() => {});
+      if (this.#needContinue || pollAbort.signal.aborted) return; // refresh() came while we slept, or close()
+      const startedMs = Date.now();
       const { changes, backoffMs } = await this.#client.longpoll(this.#cursor!, pollAbort.signal);
-      this.#pollNotBeforeMs = Date.now() + backoffMs;
+      // Longpolls start at least minBackoffMs apart: a server that answers at once (no hold, no
+      // or a bad backoff, changes=true for ever) must not make a request loop.
+      this.#pollNotBeforeMs = Math.max(Date.now() + backoffMs, startedMs + this.#options.minBackoffMs);
       if (changes) this.#needContinue = true;
     } finally {
       signal.removeEventListener('abort', onAbort);

@@ -53,6 +53,19 @@ function tagsOf(value: unknown, depth = 0, out: string[] = []): string[] {
   return out;
 }
 
+/** The longest wait a server may impose on the feed (a longpoll backoff, a 429's retry_after). */
+export const MAX_SERVER_DELAY_MS = 300_000;
+
+/**
+ * A server-given delay in seconds as milliseconds, validated: only a finite number > 0 counts
+ * (a string, null, NaN, a negative value is 0) and it is capped at MAX_SERVER_DELAY_MS — beyond
+ * 2^31-1 ms Node fires a timer at once, which turned a huge backoff into a request loop.
+ */
+export function serverDelayMs(seconds: unknown): number {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) return 0;
+  return Math.min(seconds * 1000, MAX_SERVER_DELAY_MS);
+}
+
 export function classify(err: unknown, what: string, signal: AbortSignal): FeedError {
   if (err instanceof FeedError) return err;
   if (signal.aborted) return new FeedError('aborted', `${what}: aborted`);
@@ -68,8 +81,8 @@ export function classify(err: unknown, what: string, signal: AbortSignal): FeedE
   if (status === 429) {
     const seconds = (body as { error?: { retry_after?: unknown } })?.error?.retry_after;
     const header = Number((err as { headers?: { get?(k: string): string | null } }).headers?.get?.('retry-after'));
-    const delaySec = typeof seconds === 'number' ? seconds : Number.isFinite(header) && header > 0 ? header : 1;
-    return new FeedError('retry', message, delaySec * 1000, status, err);
+    const delayMs = serverDelayMs(seconds) || serverDelayMs(header) || 1000;
+    return new FeedError('retry', message, delayMs, status, err);
   }
   if (status >= 500) return new FeedError('retry', message, 0, status, err);
   return new FeedError('fatal', message, 0, status, err);
@@ -121,13 +134,13 @@ export class FeedClient {
     }
   }
 
-  /** Waits for changes after `cursor`: { changes, backoffMs }. */
+  /** Waits for changes after `cursor`: { changes, backoffMs } (backoffMs validated, 0..MAX_SERVER_DELAY_MS). */
   async longpoll(cursor: string, signal: AbortSignal): Promise<{ changes: boolean; backoffMs: number }> {
     const timeoutSec = this.#options.longpollTimeoutSec;
     try {
       // Dropbox may hold a longpoll up to 90 s past its timeout (reference §3.6); beyond that, give up and retry.
       const res = await this.#sdk.filesListFolderLongpoll({ cursor, timeout: timeoutSec }, { signal, timeout: (timeoutSec + 100) * 1000 });
-      return { changes: res.result.changes, backoffMs: (res.result.backoff ?? 0) * 1000 };
+      return { changes: res.result.changes === true, backoffMs: serverDelayMs(res.result.backoff) };
     } catch (err) {
       throw classify(err, 'list_folder/longpoll', signal);
     }
