@@ -21,6 +21,8 @@ export const ERRORS = {
   DROPFTP_ERR_CLIENT_GONE: { ftp: 426, text: 'Data connection closed; transfer aborted' },
   DROPFTP_ERR_STALLED: { ftp: 426, text: 'Transfer stalled; aborted' },
   DROPFTP_ERR_BAD_OFFSET: { ftp: 554, text: 'Invalid restart offset' },
+  // REST n / resumed uploads count stored bytes; in TYPE A the client counts CRLF wire bytes (vsftpd: same refusal).
+  DROPFTP_ERR_ASCII_RESUME: { ftp: 550, text: 'Resume of ASCII (TYPE A) transfers is not supported; use TYPE I' },
   DROPFTP_ERR_WORKER_CRASHED: { ftp: 451, text: 'Transfer worker failed; transfer aborted' },
   DROPFTP_ERR_SHUTTING_DOWN: { ftp: 421, text: 'Server shutting down' },
   DROPFTP_ERR_OVERLOADED: { ftp: 421, text: 'Too many transfers, try again later' },
