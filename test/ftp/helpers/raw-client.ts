@@ -1,7 +1,15 @@
-// A minimal FTP client over a real socket, for protocol tests: sends raw bytes and parses replies
-// (multi-line aware, RFC 959 4.2). Test code only.
+// The test side of an FTP control connection over a real socket: sends raw bytes and parses replies
+// (multi-line aware, RFC 959 4.2); can choose its source address, start with a PROXY protocol header,
+// speak implicit TLS, or upgrade with AUTH TLS (RFC 4217), keeping the TLS session for data
+// connections. Test code only; main thread. Each reply goes to exactly one read, in order.
 
 import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { handshake, secureClient } from './tls-client.ts';
+
+// The data-connection and waiting helpers live beside this file; importers get them from here.
+export { download, openData, openSecureData, readAll, upload, type SecureDataOptions } from './data-connection.ts';
+export { sleep, tcpHandles, timers, until } from './wait.ts';
 
 export interface Reply {
   code: number;
@@ -9,17 +17,35 @@ export interface Reply {
   lines: string[];
 }
 
+export interface ConnectOptions {
+  port: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Source address (any 127.0.0.x on loopback): per-address limits see it as the client. */
+  localAddress?: string;
+  /** Bytes written before anything else: a PROXY protocol v1 line or v2 header. */
+  preamble?: Buffer | string;
+  /** TLS from the first byte (after the preamble), as on an implicit FTPS port. */
+  implicitTls?: boolean;
+}
+
 export class RawFtp {
   /** Default reply timeout (the load generator raises it: real clients wait far longer than 5 s). */
   static defaultTimeoutMs = 5000;
-  readonly socket: Socket;
+  #socket: Socket;
+  #tls: TLSSocket | null = null;
+  #session: Buffer | null = null;
   #buffer = '';
   #replies: Reply[] = [];
   #waiters: ((reply: Reply | null) => void)[] = [];
   #closed = false;
 
   private constructor(socket: Socket) {
-    this.socket = socket;
+    this.#socket = socket;
+    this.#attach(socket);
+  }
+
+  #attach(socket: Socket): void {
     socket.setEncoding('utf8');
     socket.on('data', (text: string) => this.#onData(text));
     socket.on('error', () => {});
@@ -29,20 +55,69 @@ export class RawFtp {
     });
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawFtp> {
-    const socket = connect({ port, host });
+  /** Connects and reads the first reply: the greeting, a refusal, or null when closed without one. */
+  static async open(options: ConnectOptions): Promise<{ ftp: RawFtp; first: Reply | null }> {
+    const raw = connect({ port: options.port, host: options.host ?? '127.0.0.1', localAddress: options.localAddress });
+    raw.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
+      raw.once('connect', resolve);
+      raw.once('error', reject);
     });
-    const client = new RawFtp(socket);
-    const greeting = await client.read();
-    if (greeting.code !== 220) throw new Error(`greeting ${greeting.code} ${greeting.text}`);
-    return client;
+    if (options.preamble) raw.write(options.preamble);
+    // Implicit TLS: the handshake is not awaited, so a refusal (or a close) during it reads as `first`.
+    const secure = options.implicitTls ? secureClient(raw) : null;
+    const ftp = new RawFtp(secure ?? raw);
+    if (secure) ftp.#keepSession(secure);
+    return { ftp, first: await ftp.readOrNull() };
+  }
+
+  /** Connects and reads the greeting; rejects unless it is a 220. */
+  static connect(port: number, host?: string): Promise<RawFtp>;
+  static connect(options: ConnectOptions): Promise<RawFtp>;
+  static async connect(portOrOptions: number | ConnectOptions, host = '127.0.0.1'): Promise<RawFtp> {
+    const options = typeof portOrOptions === 'number' ? { port: portOrOptions, host } : portOrOptions;
+    const { ftp, first } = await RawFtp.open(options);
+    if (!first) throw new Error(`no greeting within ${RawFtp.defaultTimeoutMs} ms (closed: ${ftp.closed})`);
+    if (first.code !== 220) throw new Error(`greeting ${first.code} ${first.text}`);
+    return ftp;
+  }
+
+  /** The control socket now: the TLS socket after `authTls()` or with implicit TLS. */
+  get socket(): Socket {
+    return this.#socket;
+  }
+
+  /** The control connection's TLS socket, or null while it is plain. */
+  get tls(): TLSSocket | null {
+    return this.#tls;
+  }
+
+  /** The control connection's latest TLS session (TLS 1.3 tickets come after the handshake), for data connections to resume. */
+  get session(): Buffer | null {
+    return this.#session;
   }
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  #keepSession(secure: TLSSocket): void {
+    this.#tls = secure;
+    secure.on('session', (session: Buffer) => (this.#session = session));
+  }
+
+  /** AUTH TLS, then the handshake over the same socket; replies are read from the TLS socket after it. */
+  async authTls(): Promise<Reply> {
+    const reply = await this.cmd('AUTH TLS');
+    if (reply.code !== 234) throw new Error(`AUTH TLS: ${reply.text}`);
+    const raw = this.#socket;
+    raw.removeAllListeners('data');
+    const secure = secureClient(raw);
+    await handshake(secure);
+    this.#socket = secure;
+    this.#attach(secure);
+    this.#keepSession(secure);
+    return reply;
   }
 
   #onData(text: string): void {
@@ -98,11 +173,11 @@ export class RawFtp {
   }
 
   send(line: string): void {
-    this.socket.write(line + '\r\n');
+    this.#socket.write(line + '\r\n');
   }
 
   sendRaw(bytes: Buffer | string): void {
-    this.socket.write(bytes);
+    this.#socket.write(bytes);
   }
 
   async cmd(line: string, timeoutMs = RawFtp.defaultTimeoutMs): Promise<Reply> {
@@ -115,6 +190,16 @@ export class RawFtp {
     if (r1.code !== 331) throw new Error(`USER: ${r1.text}`);
     const r2 = await this.cmd(`PASS ${password}`);
     if (r2.code !== 230) throw new Error(`PASS: ${r2.text}`);
+  }
+
+  /**
+   * USER then PASS, never throwing on a refusal: the reply that ended the attempt (230 when logged
+   * in; the USER reply when it was not 331). PASS may wait passTimeoutMs: failed-login delays are on purpose.
+   */
+  async tryLogin(user: string, password: string, passTimeoutMs = 20_000): Promise<Reply> {
+    const reply = await this.cmd(`USER ${user}`);
+    if (reply.code !== 331) return reply;
+    return this.cmd(`PASS ${password}`, passTimeoutMs);
   }
 
   async pasv(): Promise<{ host: string; port: number }> {
@@ -132,78 +217,6 @@ export class RawFtp {
   }
 
   close(): void {
-    this.socket.destroy();
+    this.#socket.destroy();
   }
-}
-
-export function openData(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port, host, localAddress });
-    socket.once('connect', () => resolve(socket));
-    socket.once('error', reject);
-  });
-}
-
-/** Reads a data socket to its end. */
-export function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-    socket.once('close', () => resolve(Buffer.concat(chunks))); // after 'end' this is a no-op
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Count of live TCP handles in this process (client and server ends alike). */
-export function tcpHandles(): number {
-  return process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap' || name === 'TCPServerWrap').length;
-}
-
-export function timers(): number {
-  return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length;
-}
-
-export async function until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** PASV + a transfer command that reads: returns the final reply and the bytes received. */
-export async function download(c: RawFtp, line: string): Promise<{ first: Reply; final: Reply; data: Buffer }> {
-  const { port } = await c.pasv();
-  const data = await openData(port);
-  const received = readAll(data);
-  c.send(line);
-  const first = await c.read();
-  if (first.code >= 400) {
-    data.destroy();
-    return { first, final: first, data: Buffer.alloc(0) };
-  }
-  const bytes = await received;
-  const final = await c.read(30_000);
-  return { first, final, data: bytes };
-}
-
-/** PASV + a transfer command that writes `bytes`, ending the data connection cleanly. */
-export async function upload(c: RawFtp, line: string, bytes: Buffer): Promise<{ first: Reply; final: Reply }> {
-  const { port } = await c.pasv();
-  const data = await openData(port);
-  c.send(line);
-  const first = await c.read();
-  if (first.code >= 400) {
-    data.destroy();
-    return { first, final: first };
-  }
-  data.end(bytes);
-  const final = await c.read(60_000);
-  data.destroy();
-  return { first, final };
 }

@@ -1,0 +1,75 @@
+// Passive-mode data connections for tests: open one (plain, or TLS resuming a session), read one to
+// its end, and the PASV + transfer-command round trips built on them (download, upload). Test code
+// only; main thread. Each opened socket belongs to the caller, who ends or destroys it.
+
+import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { RawFtp, Reply } from './raw-client.ts';
+import { handshake, secureClient } from './tls-client.ts';
+
+export function openData(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host, localAddress });
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+export interface SecureDataOptions {
+  host?: string;
+  /** Source address of the data connection (127.0.0.x). */
+  localAddress?: string;
+  /** A TLS session to offer (RawFtp's `session`); `isSessionReused()` tells whether it was resumed. */
+  session?: Buffer | null;
+}
+
+/** A PROT P data connection: TCP to `port`, then a TLS handshake (done when this resolves). */
+export async function openSecureData(port: number, options: SecureDataOptions = {}): Promise<TLSSocket> {
+  const raw = await openData(port, options.host, options.localAddress);
+  const secure = secureClient(raw, options.session);
+  await handshake(secure);
+  return secure;
+}
+
+/** Reads a data socket to its end. */
+export function readAll(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('error', reject);
+    socket.once('close', () => resolve(Buffer.concat(chunks))); // after 'end' this is a no-op
+  });
+}
+
+/** PASV + a transfer command that reads: returns the final reply and the bytes received. */
+export async function download(c: RawFtp, line: string): Promise<{ first: Reply; final: Reply; data: Buffer }> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  const received = readAll(data);
+  c.send(line);
+  const first = await c.read();
+  if (first.code >= 400) {
+    data.destroy();
+    return { first, final: first, data: Buffer.alloc(0) };
+  }
+  const bytes = await received;
+  const final = await c.read(30_000);
+  return { first, final, data: bytes };
+}
+
+/** PASV + a transfer command that writes `bytes`, ending the data connection cleanly. */
+export async function upload(c: RawFtp, line: string, bytes: Buffer): Promise<{ first: Reply; final: Reply }> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send(line);
+  const first = await c.read();
+  if (first.code >= 400) {
+    data.destroy();
+    return { first, final: first };
+  }
+  data.end(bytes);
+  const final = await c.read(60_000);
+  data.destroy();
+  return { first, final };
+}
