@@ -1,7 +1,8 @@
 // RETR, STOR, APPE, STOU and ABOR. Main thread. Invariants: bytes move only through the session
 // file system's openRead/openWrite (the transfer engine); a command that fails before its transfer
 // starts closes the data connector at once (ftp-srv #257 kept the listener); REST applies to the
-// next RETR or STOR only; ABOR is answered during the transfer: the transfer's 426, then 226;
+// next RETR or STOR only, and never in TYPE A (550, as vsftpd: the client counts CRLF wire bytes,
+// we count stored ones); ABOR is answered during the transfer: the transfer's 426, then 226;
 // permissions (read, write) are checked at the path before the data connection is awaited.
 
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
@@ -30,6 +31,8 @@ async function retr(session: FtpSession, command: Command): Promise<void> {
   const { socket, source, info } = await prepare(session, async () => {
     const path = fs.resolve(requireArg(command));
     fs.check?.('read', path);
+    // REST counts wire bytes (CRLF in TYPE A), the offset we can seek to counts stored bytes.
+    if (offset > 0 && session.transferType === 'ascii') throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
     const info = await fs.stat(path);
     if (info.isDirectory) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     if (offset > info.size) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
@@ -78,10 +81,14 @@ async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE
     if (mode === 'STOU') fs.check?.('write', fs.resolve(command.arg || 'file'));
     const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
     fs.check?.('write', path); // before waiting for the data connection: a refusal costs no transfer
+    const ascii = session.transferType === 'ascii';
+    const offset = mode === 'APPE' ? 0 : rest;
+    // REST n + STOR in TYPE A: n counts the client's CRLF bytes, stored files hold LF (RFC 3659 5.1).
+    if (ascii && offset > 0) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
     const socket = await waitForData(session);
     let sink: UploadSink;
     try {
-      sink = await fs.openWrite(path, { offset: mode === 'APPE' ? 0 : rest, append: mode === 'APPE' });
+      sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii });
     } catch (err) {
       socket.destroy();
       throw err;

@@ -235,7 +235,7 @@ export class DropboxFs implements SessionFs {
     return this.#resumes.peekOffset(ResumeStore.key(this.#user, place.store.name, place.dbx));
   }
 
-  async openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink> {
+  async openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean }): Promise<UploadSink> {
     const place = this.#tree.check('write', path);
     if (path === '/' || place.dbx === '' || place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     if (baseName(path).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
@@ -245,6 +245,9 @@ export class DropboxFs implements SessionFs {
     // The kept session is only looked at here and taken when handed to an upload: a check that
     // fails first (get_metadata after its retries, a folder, a bad offset) leaves it for a resume.
     const kept = this.#resumes.peek(key);
+    // TYPE A: the kept session's offset counts stored bytes, the client counts what it sent (CRLF);
+    // continuing it from there could commit shifted bytes (vsftpd refuses ASCII resumes too).
+    if (options.ascii && (options.offset > 0 || (options.append && kept))) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
     // Deciding what to overwrite or append to: ask Dropbox itself, never the cache.
     const existing = await store.rpc.getMetadata(dbx).catch((err: unknown) => {
       if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return null;
@@ -261,15 +264,19 @@ export class DropboxFs implements SessionFs {
     if (prefixBytes > 0 && (!existing || prefixBytes > existing.size)) throw new DropftpError('DROPFTP_ERR_BAD_OFFSET');
     // A new upload of the path from here on: a kept session of it is obsolete.
     this.#resumes.drop(key);
-    if (prefixBytes === 0) return this.#track(key, store, this.#transfers.openUpload(account, dbx, {}));
+    const keep = !options.ascii;
+    if (prefixBytes === 0) return this.#track(key, store, this.#transfers.openUpload(account, dbx, {}), keep);
     const upload = this.#transfers.openUpload(account, dbx, {});
     const prefix = this.#transfers.openDownload(account, dbx, { offset: 0 });
-    this.#track(key, store, upload);
+    this.#track(key, store, upload, keep);
     return new PrefixedUpload(upload, prefix, prefixBytes);
   }
 
-  /** A committed upload shows at once; one that fails before its commit keeps its session for a resume. */
-  #track(key: string, store: AccountStore, upload: EngineUpload): EngineUpload {
+  /**
+   * A committed upload shows at once; one that fails before its commit keeps its session for a
+   * resume (unless `keep` is false: TYPE A uploads, whose offsets no client can resume from).
+   */
+  #track(key: string, store: AccountStore, upload: EngineUpload, keep = true): EngineUpload {
     let finished = false;
     upload.once('finish', () => {
       finished = true;
@@ -277,7 +284,7 @@ export class DropboxFs implements SessionFs {
       if (committed) store.noteUpload(committed);
     });
     upload.once('close', () => {
-      if (finished) return;
+      if (finished || !keep) return;
       upload.interrupted().then(
         (token) => token && token.offset > 0 && this.#resumes.keep(key, token),
         () => {},

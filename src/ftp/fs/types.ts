@@ -36,7 +36,12 @@ export interface SessionFs {
   remove(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   openRead(path: string, options: { offset: number }): Promise<Readable>;
-  openWrite(path: string, options: { offset: number; append: boolean }): Promise<UploadSink>;
+  /**
+   * `ascii`: the bytes come converted from TYPE A. Such an upload never continues nor leaves a kept
+   * session (its offsets count stored bytes, the client counts CRLF wire bytes): APPE over a kept
+   * session is refused (DROPFTP_ERR_ASCII_RESUME).
+   */
+  openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean }): Promise<UploadSink>;
   /** Throws DROPFTP_ERR_PERMISSION unless the user may do `permission` at `path` (mounts may be read-only). */
   check?(permission: 'list' | 'read' | 'write' | 'delete' | 'mkdir' | 'rename', path: string): void;
   /** What check() would grant at `path`, without throwing (MLSD perm facts ask it per entry). */
