@@ -31,6 +31,9 @@ process.on('message', (raw: unknown) => {
       break;
     case 'counters': {
       const engine = service.engine.stats();
+      const main = process.memoryUsage();
+      const workers = engine.workerHeaps;
+      const sum = (pick: (h: (typeof workers)[number]) => number): number => workers.reduce((a, h) => a + pick(h), 0);
       answer({
         sessions: service.ftp.connectionCount,
         passiveListeners: service.ftp.passivePorts.open,
@@ -40,7 +43,13 @@ process.on('message', (raw: unknown) => {
         retries: engine.retries,
         throttles: engine.throttles,
         workerCrashes: engine.workerCrashes,
-        heapUsedBytes: process.memoryUsage().heapUsed,
+        heapUsedBytes: main.heapUsed,
+        // Where the RSS is: the main isolate's heap and buffers, the worker isolates' heaps.
+        heapTotalBytes: main.heapTotal,
+        arrayBuffersBytes: main.arrayBuffers,
+        workerHeapUsedBytes: sum((h) => h.heapUsedBytes),
+        workerHeapTotalBytes: sum((h) => h.heapTotalBytes),
+        workerExternalBytes: sum((h) => h.externalBytes),
         boxPid: service.box.pid,
       });
       break;

@@ -19,6 +19,9 @@ export interface Sample {
 
 export const RSS_DRIFT_LIMIT_PCT = 5;
 
+/** Sample fields (bytes) that split the gateway's RSS: anonymous vs file-backed, main and worker V8 heaps. */
+const BREAKDOWN = ['gatewayAnonBytes', 'gatewayFileBytes', 'heapTotalBytes', 'arrayBuffersBytes', 'workerHeapTotalBytes', 'workerHeapUsedBytes', 'workerExternalBytes'] as const;
+
 const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
 /** Least-squares slope of y over t, per hour. */
@@ -61,6 +64,10 @@ export function driftReport(all: readonly Sample[]) {
     // over the first minutes; a leak keeps climbing through the second half.
     rssMiBByDecile: deciles.map((d) => Math.round(rss(d) / 2 ** 20)),
     mainHeapMiBByDecile: deciles.map((d) => Math.round(mean(d.map((s) => Number(s.heapUsedBytes ?? 0))) / 2 ** 20)),
+    // Where the RSS is, by decile (MiB; absent in runs recorded before these counters existed).
+    breakdownMiBByDecile: Object.fromEntries(
+      BREAKDOWN.filter((key) => all.some((s) => typeof s[key] === 'number')).map((key) => [key, deciles.map((d) => Math.round(mean(d.map((s) => Number(s[key] ?? 0))) / 2 ** 20))]),
+    ),
     secondHalfRssDriftPct: Math.round(secondHalfDriftPct * 100) / 100,
     peakRssMiB: Math.max(...all.map((s) => s.gatewayRssBytes)) / 2 ** 20,
     afterWarmUpMeanFds: fds(afterWarmUp),

@@ -108,6 +108,12 @@ function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
+/** Resident anonymous and file-backed bytes (smaps_rollup): heaps and buffers vs. mapped code. */
+function rssSplit(pid: number): { gatewayAnonBytes: number; gatewayFileBytes: number } {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  return { gatewayAnonBytes: kb('Anonymous'), gatewayFileBytes: kb('Rss') - kb('Anonymous') };
+}
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
@@ -132,7 +138,7 @@ async function sample(startMs: number): Promise<Sample | null> {
   try {
     const pid = gateway.child.pid!;
     const c = await call<Record<string, number> & Pick<Sample, 'sessions' | 'passiveListeners' | 'activeDownloads' | 'activeUploads'>>('counters', {}, 5000);
-    const s: Sample = { tS: (Date.now() - startMs) / 1000, phase: currentPhase.name, gatewayRssBytes: rssBytes(pid), gatewayFds: fdCount(pid), boxRssBytes: rssBytes(c.boxPid!), boxFds: fdCount(c.boxPid!), ...c, completed: counts.completed };
+    const s: Sample = { tS: (Date.now() - startMs) / 1000, phase: currentPhase.name, gatewayRssBytes: rssBytes(pid), ...rssSplit(pid), gatewayFds: fdCount(pid), boxRssBytes: rssBytes(c.boxPid!), boxFds: fdCount(c.boxPid!), ...c, completed: counts.completed };
     samples.push(s);
     return s;
   } catch (err) {
@@ -251,7 +257,7 @@ async function main(): Promise<void> {
   }, PHASE_S * 1000);
   const sampler = setInterval(() => {
     void sample(startMs).then((s) => {
-      if (s && samples.length % 6 === 0) console.log(`${(s.tS / 60).toFixed(1)} min [${s.phase}] rss ${(s.gatewayRssBytes / MiB).toFixed(0)} MiB fds ${s.gatewayFds} sessions ${s.sessions} | attempted ${counts.attempted} completed ${counts.completed} clean-fail ${counts.failedCleanly} stopped ${counts.stoppedAsIntended} unclean ${counts.failedUnclean} corrupt ${counts.corrupted} lost ${counts.lost}`);
+      if (s && samples.length % 6 === 0) console.log(`${(s.tS / 60).toFixed(1)} min [${s.phase}] rss ${(s.gatewayRssBytes / MiB).toFixed(0)} MiB (heaps: main ${(Number(s.heapTotalBytes) / MiB).toFixed(0)}, workers ${(Number(s.workerHeapTotalBytes) / MiB).toFixed(0)}) fds ${s.gatewayFds} sessions ${s.sessions} | attempted ${counts.attempted} completed ${counts.completed} clean-fail ${counts.failedCleanly} stopped ${counts.stoppedAsIntended} unclean ${counts.failedUnclean} corrupt ${counts.corrupted} lost ${counts.lost}`);
     });
   }, SAMPLE_MS);
   await Promise.all(Array.from({ length: SESSIONS }, (_, w) => worker(w, deadlineMs)));

@@ -10,6 +10,7 @@ import { createAgent } from '../src/transfer/dropbox-http.ts';
 import { RequestGates } from '../src/transfer/request-gate.ts';
 import { BLOCK_BYTES } from '../src/transfer/content-hash.ts';
 import { floorPow2 } from '../src/transfer/memory-budget.ts';
+import { startPublishingThreadMemory } from './thread-memory.ts';
 import { A, G, WK, accountWord, claimWorkerSlot, workerWord } from '../src/transfer/shared-layout.ts';
 import type { ControlHandle } from '../src/transfer/shared-layout.ts';
 
@@ -32,6 +33,7 @@ export function threadKey(id: number = threadId): number {
 export function createThreadContext(control: ControlHandle): ThreadContext {
   const words = new Int32Array(control.sab);
   const workerSlot = claimWorkerSlot(words, threadKey());
+  if (!isMainThread) startPublishingThreadMemory(words, workerSlot);
   return { control, words, gates: new RequestGates(control, workerSlot), agent: createAgent(words), workerSlot, inWorker: !isMainThread, spareChunks: new Map() };
 }
 

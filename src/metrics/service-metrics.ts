@@ -25,6 +25,8 @@ export interface EngineStatsLike {
   workerUtilization?: number;
   /** The engine's Dropbox HTTP answers (worker threads and commits), by route then status label. */
   requests?: Record<string, Record<string, number>>;
+  /** Each worker thread's V8 heap, as it last published it. */
+  workerHeaps?: Array<{ threadKey: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number }>;
 }
 
 export type Direction = 'download' | 'upload';
@@ -97,6 +99,13 @@ export class ServiceMetrics {
     r.gauge('dropftp_event_loop_delay_seconds', 'Main-thread event-loop delay since the previous scrape (quantile 0.5, 0.99, 1 = max).', () => this.#eventLoopDelay());
     r.gauge('dropftp_process_resident_memory_bytes', 'Resident set size of the process.', () => process.memoryUsage.rss());
     r.gauge('dropftp_process_heap_used_bytes', 'V8 heap in use (main thread).', () => process.memoryUsage().heapUsed);
+    r.gauge('dropftp_worker_heap_bytes', "Each transfer worker thread's V8 heap (used, total = committed, external), published every 2 s.", () =>
+      (this.#stats?.workerHeaps ?? []).flatMap((h) => [
+        { labels: { thread: String(h.threadKey), kind: 'used' }, value: h.heapUsedBytes },
+        { labels: { thread: String(h.threadKey), kind: 'total' }, value: h.heapTotalBytes },
+        { labels: { thread: String(h.threadKey), kind: 'external' }, value: h.externalBytes },
+      ]),
+    );
   }
 
   /** The engine whose stats() the scrape reads. */

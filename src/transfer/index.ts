@@ -17,7 +17,7 @@ import { MemoryBudget } from './memory-budget.ts';
 import { resolveEngineOptions } from './options.ts';
 import type { EngineOptions, ResolvedEngineOptions } from './options.ts';
 import { RequestGates, initAccountSlot } from './request-gate.ts';
-import { A, G, MAX_ACCOUNTS, accountWord, claimWorkerSlot, createControl } from './shared-layout.ts';
+import { A, G, MAX_ACCOUNTS, accountWord, claimWorkerSlot, createControl, readWorkerHeaps } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { AccountWire, TaskResult, TestHooks, UploadResumeToken } from './task-wire.ts';
 import { UploadStream } from './upload-stream.ts';
@@ -91,6 +91,15 @@ export interface EngineStats {
   commits: { calls: number; committed: number; backlog: number };
   /** Dropbox HTTP answers to the engine's requests (all threads), by route then status ('0': none). */
   requests: RequestCounts;
+  /** Each worker thread's V8 heap as it last published it (every 2 s); empty on the main thread only. */
+  workerHeaps: WorkerHeap[];
+}
+
+export interface WorkerHeap {
+  threadKey: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
 }
 
 interface Active {
@@ -331,6 +340,7 @@ export class TransferEngine {
       ...(this.executor.utilization() !== null ? { workerUtilization: this.executor.utilization()! } : {}),
       commits: { calls: this.batcher.calls, committed: this.batcher.committed, backlog: this.batcher.backlog() },
       requests: readRequestCounts(w),
+      workerHeaps: readWorkerHeaps(w),
     };
   }
 

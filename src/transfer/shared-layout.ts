@@ -39,7 +39,10 @@
 //  WORKERS (WORKER_BASE + slot * WORKER_WORDS), one slot per live thread that runs tasks
 //   +0 THREAD_ID             the thread    threadId + 1 while alive (0 = free); main frees after a crash
 //   +1 CHUNK_KIB             the thread    this thread's share of CHUNK_KIB_IN_USE
-//   +2.. HELD[account]       the thread    per account slot: tickets taken and not yet released (low 16
+//   +2 HEAP_USED_KIB         the thread    its V8 heap in use, published every few seconds (store)
+//   +3 HEAP_TOTAL_KIB        the thread    its V8 heap committed (store)
+//   +4 EXTERNAL_KIB          the thread    memory its isolate reports as external (store)
+//   +5.. HELD[account]       the thread    per account slot: tickets taken and not yet released (low 16
 //                                          bits) + RUNNING_UNIT × permits granted and not given back
 //
 //  REQUESTS (REQUEST_BASE + route * REQUEST_STATUSES.length + status), request-counts.ts
@@ -91,8 +94,13 @@ export const GLOBAL_WORDS = 16;
 export const ACCOUNT_WORDS = 32;
 export const ACCOUNT_BASE = GLOBAL_WORDS;
 export const WORKER_BASE = ACCOUNT_BASE + MAX_ACCOUNTS * ACCOUNT_WORDS;
-export const WORKER_WORDS = 2 + MAX_ACCOUNTS;
-export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HELD: 2 } as const;
+/**
+ * A worker slot: THREAD_ID, CHUNK_KIB (append buffers taken), the thread's V8 heap as it last
+ * published it (HEAP_USED_KIB, HEAP_TOTAL_KIB: committed, EXTERNAL_KIB; see thread-memory.ts), then
+ * HELD, one word per account.
+ */
+export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HEAP_USED_KIB: 2, HEAP_TOTAL_KIB: 3, EXTERNAL_KIB: 4, HELD: 5 } as const;
+export const WORKER_WORDS = WK.HELD + MAX_ACCOUNTS;
 /** HELD's unit for a granted permit (tickets waiting or running count 1 each in the low 16 bits). */
 export const RUNNING_UNIT = 0x10000;
 /** The engine's Dropbox routes, counted by request-counts.ts ('other': any route not listed). */
@@ -165,6 +173,7 @@ export function reclaimWorkerSlot(words: Int32Array, threadKey: number): number 
     }
     const kib = Atomics.exchange(words, workerWord(slot, WK.CHUNK_KIB), 0);
     Atomics.sub(words, G.CHUNK_KIB_IN_USE, kib);
+    for (const field of [WK.HEAP_USED_KIB, WK.HEAP_TOTAL_KIB, WK.EXTERNAL_KIB]) Atomics.store(words, workerWord(slot, field), 0);
     Atomics.store(words, workerWord(slot, WK.THREAD_ID), 0);
   }
   return released;
@@ -178,4 +187,21 @@ export function workerSlotKeys(words: Int32Array): number[] {
     if (key !== 0) keys.push(key);
   }
   return keys;
+}
+
+/** Every claimed slot's published V8 heap (slots that have not published yet are left out). */
+export function readWorkerHeaps(words: Int32Array): Array<{ threadKey: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number }> {
+  const heaps = [];
+  for (let slot = 0; slot < MAX_WORKER_SLOTS; slot++) {
+    const threadKey = Atomics.load(words, workerWord(slot, WK.THREAD_ID));
+    const totalKib = Atomics.load(words, workerWord(slot, WK.HEAP_TOTAL_KIB));
+    if (threadKey === 0 || totalKib === 0) continue;
+    heaps.push({
+      threadKey,
+      heapUsedBytes: Atomics.load(words, workerWord(slot, WK.HEAP_USED_KIB)) * 1024,
+      heapTotalBytes: totalKib * 1024,
+      externalBytes: Atomics.load(words, workerWord(slot, WK.EXTERNAL_KIB)) * 1024,
+    });
+  }
+  return heaps;
 }

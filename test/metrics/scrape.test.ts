@@ -117,6 +117,10 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.ok(utilization >= 0 && utilization <= 1, `worker utilisation ${utilization}`);
   assert.ok(m.get('dropftp_event_loop_delay_seconds{quantile="0.99"}')! >= 0);
   assert.ok(m.get('dropftp_process_resident_memory_bytes')! > 10_000_000);
+  // The one worker thread published its own V8 heap (a worker's heap holds at least its modules).
+  const heap = (kind: string) => [...m].filter(([series]) => series.startsWith('dropftp_worker_heap_bytes{') && series.includes(`kind="${kind}"`)).map(([, v]) => v);
+  assert.is(heap('used').length, 1);
+  assert.ok(heap('used')[0]! > 1_000_000 && heap('total')[0]! >= heap('used')[0]!, `worker heap used ${heap('used')[0]} total ${heap('total')[0]}`);
 
   const health = await request(`${base}/healthz`);
   assert.is(health.statusCode, 200);
