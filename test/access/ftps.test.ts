@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
-import { Ftp, readAll } from './client.ts';
+import { RawFtp, openData, openSecureData, readAll } from '../ftp/helpers/raw-client.ts';
 
 const run = promisify(execFile);
 let stack: Stack;
@@ -63,13 +63,13 @@ test('lftp: explicit and implicit FTPS, upload + download byte-exact', async () 
 });
 
 test('requireTls: plain USER and PASS get 530 (curl without TLS fails too); after AUTH TLS the same login succeeds', async () => {
-  const plain = await Ftp.connect({ port });
+  const plain = await RawFtp.connect({ port });
   const user = await plain.cmd(`USER ${stack.user}`);
   assert.is(user.code, 530, user.text);
   assert.match(user.text, /TLS required/);
   assert.is((await plain.cmd(`PASS ${stack.password}`)).code, 530);
   await plain.authTls();
-  assert.is((await plain.login(stack.user, stack.password)).code, 230);
+  assert.is((await plain.tryLogin(stack.user, stack.password)).code, 230);
   plain.close();
   let failed = false;
   await curl('-o', join(dir, 'never.bin'), `ftp://127.0.0.1:${port}/curl/explicit.bin`).catch(() => (failed = true));
@@ -77,21 +77,21 @@ test('requireTls: plain USER and PASS get 530 (curl without TLS fails too); afte
 });
 
 test('TLS session reuse: a data connection offering the control session resumes it; PROT C data is plain', async () => {
-  const ftp = await Ftp.connect({ port: implicitPort, implicitTls: true });
-  assert.is((await ftp.login(stack.user, stack.password)).code, 230);
+  const ftp = await RawFtp.connect({ port: implicitPort, implicitTls: true });
+  assert.is((await ftp.tryLogin(stack.user, stack.password)).code, 230);
   assert.ok(ftp.session, 'the server issued a session ticket on the control connection');
-  const data = await ftp.data(await ftp.epsv(), { tls: true, session: ftp.session });
-  assert.ok(data.reused, 'the data connection resumed the control TLS session');
+  const data = await openSecureData(await ftp.epsv(), { session: ftp.session });
+  assert.ok(data.isSessionReused(), 'the data connection resumed the control TLS session');
   const listing = readAll(data);
-  ftp.socket.write('NLST /curl\r\n');
+  ftp.send('NLST /curl');
   assert.is((await ftp.read()).code, 150);
   assert.match((await listing).toString(), /implicit\.bin/);
   assert.is((await ftp.read()).code, 226);
   assert.is((await ftp.cmd('PBSZ 0')).code, 200);
   assert.is((await ftp.cmd('PROT C')).code, 200);
-  const clear = await ftp.data(await ftp.epsv());
+  const clear = await openData(await ftp.epsv());
   const clearListing = readAll(clear);
-  ftp.socket.write('NLST /curl\r\n');
+  ftp.send('NLST /curl');
   assert.is((await ftp.read()).code, 150);
   assert.match((await clearListing).toString(), /explicit\.bin/);
   assert.is((await ftp.read()).code, 226);

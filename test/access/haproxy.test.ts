@@ -14,14 +14,14 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
-import { Ftp, readAll, sleep } from './client.ts';
+import { RawFtp, openData, readAll, sleep } from '../ftp/helpers/raw-client.ts';
 
 const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';
 let stack: Stack;
 let haproxy: ChildProcess | null = null;
 let dir: string;
 const fronts = { v1: 0, v2: 0, tls: 0 };
-const clients: Ftp[] = [];
+const clients: RawFtp[] = [];
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -132,8 +132,8 @@ test.after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function through(port: number, localAddress: string, implicitTls = false): Promise<{ ftp: Ftp; first: string }> {
-  const { ftp, first } = await Ftp.open({ port, localAddress, implicitTls });
+async function through(port: number, localAddress: string, implicitTls = false): Promise<{ ftp: RawFtp; first: string }> {
+  const { ftp, first } = await RawFtp.open({ port, localAddress, implicitTls });
   clients.push(ftp);
   return { ftp, first: first?.text ?? 'closed without a reply' };
 }
@@ -147,38 +147,38 @@ for (const version of ['v1', 'v2'] as const) {
     assert.match(b.first, /^220 /, 'a second client through the same proxy address is not counted against the first');
     const again = await through(fronts[version], '127.0.0.2');
     assert.match(again.first, /^421 Too many connections/);
-    assert.is((await a.ftp.login(stack.user, stack.password)).code, 230);
+    assert.is((await a.ftp.tryLogin(stack.user, stack.password)).code, 230);
     const stat = await a.ftp.cmd('STAT');
-    assert.match(stat.text, /^211 /);
+    assert.match(stat.lines.at(-1)!, /^211 /); // the closing line (STAT's reply is multi-line)
   });
 }
 
 test('passive data through the proxy setup: the data connection (direct) from the real client works byte-exact; one from the proxy address is refused', async () => {
   ready();
   const { ftp } = await through(fronts.v2, '127.0.0.2');
-  assert.is((await ftp.login(stack.user, stack.password)).code, 230);
+  assert.is((await ftp.tryLogin(stack.user, stack.password)).code, 230);
   const bytes = randomBytes(512 * 1024 + 3);
-  let data = await ftp.data(await ftp.epsv(), { localAddress: '127.0.0.2' });
-  ftp.socket.write('STOR /via-haproxy.bin\r\n');
+  let data = await openData(await ftp.epsv(), '127.0.0.1', '127.0.0.2');
+  ftp.send('STOR /via-haproxy.bin');
   assert.is((await ftp.read()).code, 150);
   data.end(bytes);
   assert.is((await ftp.read(20_000)).code, 226);
-  data = await ftp.data(await ftp.epsv(), { localAddress: '127.0.0.2' });
+  data = await openData(await ftp.epsv(), '127.0.0.1', '127.0.0.2');
   const got = readAll(data);
-  ftp.socket.write('RETR /via-haproxy.bin\r\n');
+  ftp.send('RETR /via-haproxy.bin');
   assert.is((await ftp.read()).code, 150);
   assert.ok((await got).equals(bytes), 'byte-exact');
   assert.is((await ftp.read(20_000)).code, 226);
   // The proxy's own address (127.0.0.1) is not the client: its data connection is dropped.
   const port = await ftp.epsv();
-  const stranger = await ftp.data(port, { localAddress: '127.0.0.1' });
+  const stranger = await openData(port, '127.0.0.1', '127.0.0.1');
   const strangerClosed = new Promise<void>((resolve) => stranger.once('close', () => resolve()));
   stranger.on('error', () => {});
   stranger.resume();
   await strangerClosed;
-  const rightful = await ftp.data(port, { localAddress: '127.0.0.2' });
+  const rightful = await openData(port, '127.0.0.1', '127.0.0.2');
   const listing = readAll(rightful);
-  ftp.socket.write('NLST /\r\n');
+  ftp.send('NLST /');
   assert.is((await ftp.read()).code, 150);
   assert.match((await listing).toString(), /via-haproxy\.bin/);
   assert.is((await ftp.read()).code, 226);
@@ -188,7 +188,7 @@ test('implicit FTPS through send-proxy-v2: TLS after the header, login, per-addr
   ready();
   const a = await through(fronts.tls, '127.0.0.4', true);
   assert.match(a.first, /^220 /);
-  assert.is((await a.ftp.login(stack.user, stack.password)).code, 230);
+  assert.is((await a.ftp.tryLogin(stack.user, stack.password)).code, 230);
   const again = await through(fronts.tls, '127.0.0.4', true);
   assert.match(again.first, /^421 /);
 });
@@ -222,10 +222,10 @@ test('PROXY protocol on: no header → closed after the timeout without a greeti
   const silent = await through(ftpPort, '127.0.0.1');
   assert.is(silent.first, 'closed without a reply');
   assert.ok(Date.now() - started >= 900, 'closed by the header timeout');
-  const forged = await Ftp.open({ port: ftpPort, localAddress: '127.0.0.9', preamble: 'PROXY TCP4 198.51.100.7 127.0.0.1 4000 21\r\n' });
+  const forged = await RawFtp.open({ port: ftpPort, localAddress: '127.0.0.9', preamble: 'PROXY TCP4 198.51.100.7 127.0.0.1 4000 21\r\n' });
   clients.push(forged.ftp);
   assert.is(forged.first, null, 'untrusted sources may not claim an address');
-  const trusted = await Ftp.open({ port: ftpPort, localAddress: '127.0.0.1', preamble: 'PROXY TCP4 198.51.100.7 127.0.0.1 4000 21\r\n' });
+  const trusted = await RawFtp.open({ port: ftpPort, localAddress: '127.0.0.1', preamble: 'PROXY TCP4 198.51.100.7 127.0.0.1 4000 21\r\n' });
   clients.push(trusted.ftp);
   assert.match(trusted.first?.text ?? '', /^220 /, 'a trusted source with a valid header is served');
 });

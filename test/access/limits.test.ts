@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { FtpServer, type FtpServerOptions } from '../../src/ftp/server.ts';
 import type { LimitsOptions } from '../../src/limits/index.ts';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
-import { Ftp, readAll, sleep } from './client.ts';
+import { RawFtp, openData, readAll, sleep } from '../ftp/helpers/raw-client.ts';
 
 let stack: Stack;
 const servers: FtpServer[] = [];
-const clients: Ftp[] = [];
+const clients: RawFtp[] = [];
 
 const CAP = { downloadBytesPerSec: 256 * 1024, uploadBytesPerSec: 256 * 1024 };
 
@@ -34,12 +34,12 @@ async function serve(access: LimitsOptions, extra: Partial<FtpServerOptions> = {
   servers.push(server);
   return (await server.listen()).port;
 }
-async function open(port: number, localAddress: string): Promise<{ ftp: Ftp; first: string }> {
-  const { ftp, first } = await Ftp.open({ port, localAddress });
+async function open(port: number, localAddress: string): Promise<{ ftp: RawFtp; first: string }> {
+  const { ftp, first } = await RawFtp.open({ port, localAddress });
   clients.push(ftp);
   return { ftp, first: first?.text ?? 'closed without a reply' };
 }
-async function closedSoon(ftp: Ftp): Promise<boolean> {
+async function closedSoon(ftp: RawFtp): Promise<boolean> {
   for (let i = 0; i < 100 && !ftp.closed; i++) await sleep(20);
   return ftp.closed;
 }
@@ -54,7 +54,7 @@ test('per-address cap 3: the 4th connection from 127.0.0.1 gets 421 and is close
   assert.ok(await closedSoon(fourth.ftp), 'refused connection is closed');
   const other = await open(port, '127.0.0.2');
   assert.match(other.first, /^220 /);
-  assert.is((await other.ftp.login(stack.user, stack.password)).code, 230);
+  assert.is((await other.ftp.tryLogin(stack.user, stack.password)).code, 230);
   three[0]!.ftp.close();
   await sleep(100);
   const again = await open(port, '127.0.0.1');
@@ -66,9 +66,9 @@ test('per-user cap 2 and server cap 4: the third session of a user gets 421 afte
   const a = await open(port, '127.0.0.1');
   const b = await open(port, '127.0.0.2');
   const c = await open(port, '127.0.0.3');
-  assert.is((await a.ftp.login(stack.user, stack.password)).code, 230);
-  assert.is((await b.ftp.login(stack.user, stack.password)).code, 230);
-  const third = await c.ftp.login(stack.user, stack.password);
+  assert.is((await a.ftp.tryLogin(stack.user, stack.password)).code, 230);
+  assert.is((await b.ftp.tryLogin(stack.user, stack.password)).code, 230);
+  const third = await c.ftp.tryLogin(stack.user, stack.password);
   assert.is(third.code, 421, third.text);
   assert.ok(await closedSoon(c.ftp));
   await open(port, '127.0.0.4');
@@ -83,13 +83,13 @@ test('bad passwords from one address: 530 after a growing delay, then 421 ban; b
   const delays: number[] = [];
   for (let i = 0; i < 3; i++) {
     const started = Date.now();
-    const reply = await ftp.login(stack.user, 'wrong-password');
+    const reply = await ftp.tryLogin(stack.user, 'wrong-password');
     delays.push(Date.now() - started);
     assert.is(reply.code, 530, reply.text);
   }
   assert.ok(delays[0]! >= 140, `first failure delayed (${delays})`);
   assert.ok(delays[1]! >= 290 && delays[2]! >= 590, `delay doubles (${delays})`);
-  const banned = await ftp.login(stack.user, 'wrong-password');
+  const banned = await ftp.tryLogin(stack.user, 'wrong-password');
   assert.is(banned.code, 421, banned.text);
   assert.match(banned.text, /failed logins/);
   assert.ok(await closedSoon(ftp), 'the banning failure closes the connection');
@@ -98,7 +98,7 @@ test('bad passwords from one address: 530 after a growing delay, then 421 ban; b
   // Even the right password from the banned address is refused at connect; another address logs in at once.
   const started = Date.now();
   const other = await open(port, '127.0.0.8');
-  assert.is((await other.ftp.login(stack.user, stack.password)).code, 230);
+  assert.is((await other.ftp.tryLogin(stack.user, stack.password)).code, 230);
   assert.ok(Date.now() - started < 2000);
 });
 
@@ -110,7 +110,7 @@ test('reconfigure (SIGHUP): a lowered per-address cap refuses new connections at
   server.access.reconfigure({ maxConnectionsPerAddress: 2, loginDelayBaseMs: 0, banAfterFailures: 1, banMs: 60_000 });
   assert.match((await open(port, '127.0.0.10')).first, /^421 Too many connections/);
   const { ftp } = await open(port, '127.0.0.11');
-  assert.is((await ftp.login(stack.user, 'wrong')).code, 421, 'one failure bans under these limits');
+  assert.is((await ftp.tryLogin(stack.user, 'wrong')).code, 421, 'one failure bans under these limits');
   server.access.reconfigure({ maxConnectionsPerAddress: 3, loginDelayBaseMs: 0, banAfterFailures: 1, banMs: 60_000 });
   assert.match((await open(port, '127.0.0.10')).first, /^220 /);
   assert.match((await open(port, '127.0.0.11')).first, /^421 Too many failed logins/, 'the ban is kept');
@@ -122,19 +122,19 @@ test('bandwidth caps (access.userBandwidth): 256 KiB/s down and up moves 384 KiB
   assert.is(stack.user, 'ftp');
   const port = await serve({});
   const { ftp } = await open(port, '127.0.0.1');
-  assert.is((await ftp.login(stack.user, stack.password)).code, 230);
+  assert.is((await ftp.tryLogin(stack.user, stack.password)).code, 230);
   const bytes = randomBytes(384 * 1024);
   let started = Date.now();
-  let data = await ftp.data(await ftp.epsv());
-  ftp.socket.write('STOR /bw.bin\r\n');
+  let data = await openData(await ftp.epsv());
+  ftp.send('STOR /bw.bin');
   assert.is((await ftp.read()).code, 150);
   data.end(bytes);
   assert.is((await ftp.read(20_000)).code, 226);
   const upMs = Date.now() - started;
   started = Date.now();
-  data = await ftp.data(await ftp.epsv());
+  data = await openData(await ftp.epsv());
   const got = readAll(data);
-  ftp.socket.write('RETR /bw.bin\r\n');
+  ftp.send('RETR /bw.bin');
   assert.is((await ftp.read()).code, 150);
   assert.ok((await got).equals(bytes), 'download byte-exact');
   assert.is((await ftp.read(20_000)).code, 226);
@@ -142,9 +142,9 @@ test('bandwidth caps (access.userBandwidth): 256 KiB/s down and up moves 384 KiB
   // Reload lifts the download cap: the same session's next RETR is no longer paced.
   stack.reconfigureAccess({ userBandwidth: { ftp: { uploadBytesPerSec: CAP.uploadBytesPerSec } } });
   started = Date.now();
-  data = await ftp.data(await ftp.epsv());
+  data = await openData(await ftp.epsv());
   const again = readAll(data);
-  ftp.socket.write('RETR /bw.bin\r\n');
+  ftp.send('RETR /bw.bin');
   assert.is((await ftp.read()).code, 150);
   assert.ok((await again).equals(bytes));
   assert.is((await ftp.read(20_000)).code, 226);
