@@ -10,7 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DropftpError } from '../errors.ts';
 import { nodeFrom, normalizePath, parentOf, sameEntry, folderNode, type CacheEntry, type Node, type RawMetadata } from './entry.ts';
-import { FeedClient, FeedError, MAX_SERVER_DELAY_MS, classify } from './feed-client.ts';
+import { FeedClient, FeedError, MAX_SERVER_DELAY_MS, classify, type FeedPage } from './feed-client.ts';
 import { Overlay } from './overlay.ts';
 import { Subscribers, type ChangeListener } from './subscribers.ts';
 import { Tree, type TreeChange } from './tree.ts';
@@ -277,6 +277,7 @@ export class DirectoryCache {
     for (;;) {
       this.#requests++;
       const page = b.cursor === null ? await this.#client.listRoot(signal) : await this.#client.continue(b.cursor, signal);
+      stalled(page, b.cursor);
       for (const raw of page.entries) b.tree.apply(raw);
       b.cursor = page.cursor;
       if (!page.hasMore) break;
@@ -305,6 +306,7 @@ export class DirectoryCache {
       for (;;) {
         this.#requests++;
         const page = await this.#client.continue(this.#cursor!, signal);
+        stalled(page, this.#cursor);
         const changes: TreeChange[] = [];
         for (const raw of page.entries) this.#tree.apply(raw, changes);
         this.#cursor = page.cursor;
@@ -354,4 +356,12 @@ export class DirectoryCache {
       this.#pollAbort = null;
     }
   }
+}
+
+/**
+ * has_more with the very cursor that was sent: the cursor is the whole state of the chain, so the
+ * next call would get the same answer — a request loop. A `retry` failure backs off instead.
+ */
+function stalled(page: FeedPage, sent: string | null): void {
+  if (page.hasMore && sent !== null && page.cursor === sent) throw new FeedError('retry', 'list_folder/continue: has_more with an unchanged cursor');
 }

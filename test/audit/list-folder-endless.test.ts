@@ -1,4 +1,4 @@
-// Audit regression: DropboxRpc.listFolder followed has_more for ever. A server that kept answering
+// Audit regression: DropboxRpc.listFolder (and the directory cache's feed) followed has_more for ever. A server that kept answering
 // has_more with the cursor it was given (or an endless chain of pages) held the caller, and the
 // entries it had gathered, for ever. The fault is on the wire: a tiny real HTTP server here speaks
 // list_folder and list_folder/continue (the local box has no fault that rewrites cursors).
@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { Agent } from 'undici';
 import { DropftpError } from '../../src/errors.ts';
 import { DropboxRpc } from '../../src/dropbox/rpc.ts';
+import { DirectoryCache } from '../../src/sync/index.ts';
 
 type Page = { entries: unknown[]; cursor: string; has_more: boolean };
 
@@ -103,6 +104,21 @@ test('a real multi-page listing (cursor moves, has_more ends) still returns ever
   assert.is(result.error, undefined);
   assert.is(result.entries, 5);
   assert.equal(sent, [undefined, 'cursor-1', 'cursor-2']);
+});
+
+test('the directory cache feed backs off on has_more with an unchanged cursor (no request loop)', async () => {
+  requests = 0;
+  answer = (n) => ({ entries: [file(`f${n}`)], cursor: 'same-cursor', has_more: true });
+  const cache = new DirectoryCache({ apiUrl: url, accessToken: 't', name: 'audit', minBackoffMs: 200, maxBackoffMs: 2000 }).start();
+  try {
+    await new Promise((r) => setTimeout(r, 1200));
+    // 200, 400, 800 ms backoffs (±20%): about 4 continues after the first page; a loop makes thousands.
+    assert.ok(requests >= 2 && requests <= 8, `${requests} requests in 1.2 s`);
+    assert.not.ok(cache.isReady);
+    assert.match(cache.stats().lastError ?? '', /unchanged cursor/);
+  } finally {
+    await cache.close();
+  }
 });
 
 test.run();
