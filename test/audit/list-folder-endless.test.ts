@@ -11,6 +11,9 @@ import { Agent } from 'undici';
 import { DropftpError } from '../../src/errors.ts';
 import { DropboxRpc } from '../../src/dropbox/rpc.ts';
 import { DirectoryCache } from '../../src/sync/index.ts';
+import { DropboxFs } from '../../src/ftp/fs/dropbox-fs.ts';
+import { FtpServer } from '../../src/ftp/server.ts';
+import { RawFtp, download } from '../ftp/helpers/raw-client.ts';
 
 type Page = { entries: unknown[]; cursor: string; has_more: boolean };
 
@@ -104,6 +107,32 @@ test('a real multi-page listing (cursor moves, has_more ends) still returns ever
   assert.is(result.error, undefined);
   assert.is(result.entries, 5);
   assert.equal(sent, [undefined, 'cursor-1', 'cursor-2']);
+});
+
+test('an FTP LIST of such a folder ends with 451, no hang', async () => {
+  requests = 0;
+  answer = (n) => ({ entries: [file(`f${n}`)], cursor: 'same-cursor', has_more: true });
+  const rpc = new DropboxRpc({ name: 'a', apiUrl: url, accessToken: 't' }, agent);
+  const refuse = (): never => {
+    throw new DropftpError('DROPFTP_ERR_UPSTREAM', 'no transfers in this test');
+  };
+  const noTransfers = { openDownload: refuse, openUpload: refuse };
+  const ftp = new FtpServer({
+    host: '127.0.0.1',
+    port: 0,
+    authenticate: async () => ({ fs: new DropboxFs({ rpc, transfers: noTransfers, account: 'a', user: 'alice' }) }),
+  });
+  const { port } = await ftp.listen();
+  const c = await RawFtp.connect(port);
+  try {
+    await c.login('alice', 'secret');
+    const r = await download(c, 'LIST /');
+    assert.is(r.final.code, 451, r.final.text);
+    assert.ok(requests <= 2, `${requests} requests`);
+  } finally {
+    c.close();
+    await ftp.close();
+  }
 });
 
 test('the directory cache feed backs off on has_more with an unchanged cursor (no request loop)', async () => {
