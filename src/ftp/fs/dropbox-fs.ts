@@ -6,8 +6,8 @@
 // RMD refuses a non-empty folder (delete_v2 is recursive) and deletes it only after moving it aside
 // and finding it still empty, so no file committed meanwhile goes with it; DELE deletes only the version it looked
 // at (parent_rev); case-only renames go through a temporary name (move_v2 refuses them); an
-// interrupted STOR commits nothing but its upload session is kept (resume-store.ts) for REST n +
-// STOR or APPE by the same user; a committed upload shows in listings at once.
+// interrupted TYPE I STOR commits nothing but its upload session is kept (resume-store.ts) for REST n +
+// STOR or APPE by the same user (TYPE A neither keeps nor continues one); a committed upload shows in listings at once.
 
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';

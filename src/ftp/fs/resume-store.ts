@@ -1,6 +1,6 @@
 // Upload sessions kept after an interrupted STOR, so that REST n + STOR (or APPE) of the same path
 // by the same user continues it instead of starting over. Main thread, one per server. Invariants:
-// a kept session is handed out at most once (take() removes it); entries expire after ttlMs
+// a kept session is handed out at most once (take()/takeIf() remove it); entries expire after ttlMs
 // (checked lazily, no timer per entry); nothing here is ever committed by itself.
 
 import type { ResumeToken } from './transfer-adapter.ts';
