@@ -7,11 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { RawFtp, sleep, until } from './helpers/raw-client.ts';
+import { RawFtp, listenData, openSecureData, readUntilClose, sleep, until, type Reply } from './helpers/raw-client.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
 
 const HANDSHAKE_MS = 500;
@@ -43,110 +41,62 @@ test('defect: AUTH TLS without a handshake held its connection forever: cut afte
   await until(() => stack.ftp.connectionCount === before, 2000, 'slot freed');
 });
 
-/** A minimal FTP control client over any socket (plain, then TLS after AUTH TLS). */
-class Control {
-  #buffer = '';
-  #waiters: ((line: string) => void)[] = [];
-  #lines: string[] = [];
-  constructor(readonly socket: Socket | TLSSocket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => {
-      this.#buffer += text;
-      for (let end = this.#buffer.indexOf('\r\n'); end !== -1; end = this.#buffer.indexOf('\r\n')) {
-        const line = this.#buffer.slice(0, end);
-        this.#buffer = this.#buffer.slice(end + 2);
-        if (!/^\d{3} /.test(line)) continue; // only final lines of replies
-        const waiter = this.#waiters.shift();
-        if (waiter) waiter(line);
-        else this.#lines.push(line);
-      }
-    });
-  }
-  read(): Promise<string> {
-    const line = this.#lines.shift();
-    if (line !== undefined) return Promise.resolve(line);
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-  cmd(line: string): Promise<string> {
-    this.socket.write(line + '\r\n');
-    return this.read();
-  }
+/** Logged in over AUTH TLS with PBSZ 0 + PROT P; `session` is the control connection's TLS session. */
+async function tlsControl(): Promise<{ ftp: RawFtp; session: Buffer }> {
+  const ftp = await RawFtp.connect(stack.port); // rejects unless the greeting is 220
+  await ftp.authTls(); // rejects unless 234 and a completed handshake
+  await ftp.login(stack.user, stack.password); // rejects unless 331 then 230
+  assert.is((await ftp.cmd('PBSZ 0')).code, 200);
+  assert.is((await ftp.cmd('PROT P')).code, 200);
+  return { ftp, session: await ftp.waitForSession() };
 }
 
-async function tlsControl(): Promise<{ control: Control; secure: TLSSocket; session: Buffer }> {
-  const raw = netConnect({ port: stack.port, host: '127.0.0.1' });
-  await new Promise((resolve) => raw.once('connect', resolve));
-  const plain = new Control(raw);
-  assert.match(await plain.read(), /^220 /);
-  assert.match(await plain.cmd('AUTH TLS'), /^234 /);
-  raw.removeAllListeners('data');
-  const secure = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
-  const session = new Promise<Buffer>((resolve) => secure.once('session', resolve));
-  await new Promise((resolve) => secure.once('secureConnect', resolve));
-  const control = new Control(secure);
-  assert.match(await control.cmd(`USER ${stack.user}`), /^331 /);
-  assert.match(await control.cmd(`PASS ${stack.password}`), /^230 /);
-  assert.match(await control.cmd('PBSZ 0'), /^200 /);
-  assert.match(await control.cmd('PROT P'), /^200 /);
-  return { control, secure, session: await session };
+/** LIST /, then its final reply when the first was a 150. */
+async function list(ftp: RawFtp): Promise<{ first: Reply; final: Reply }> {
+  const first = await ftp.cmd('LIST /');
+  const final = first.code === 150 ? await ftp.read(30_000) : first;
+  return { first, final };
 }
 
 /** PASV + LIST over a TLS data connection opened with (or without) the control session. */
-async function listOverTls(control: Control, session: Buffer | undefined): Promise<{ first: string; final: string; data: string }> {
-  const pasv = await control.cmd('PASV');
-  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(pasv)!;
-  const port = Number(m[5]) * 256 + Number(m[6]);
-  const data = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, servername: 'localhost', ...(session ? { session } : {}) });
-  data.on('error', () => {});
-  const chunks: Buffer[] = [];
-  data.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const closed = new Promise((resolve) => data.once('close', resolve));
-  const first = await control.cmd('LIST /');
-  const final = first.startsWith('150') ? await control.read() : first;
-  await closed;
-  return { first, final, data: Buffer.concat(chunks).toString() };
+async function listOverTls(ftp: RawFtp, session: Buffer | null): Promise<{ first: Reply; final: Reply; data: string }> {
+  const { port } = await ftp.pasv();
+  const data = await openSecureData(port, { session });
+  const received = readUntilClose(data);
+  const { first, final } = await list(ftp);
+  return { first, final, data: (await received).toString() };
 }
 
 test('tls.requireSessionReuse: a data connection without the control session is refused (425), one that resumes it works', async () => {
-  const { control, secure, session } = await tlsControl();
-  const refused = await listOverTls(control, undefined);
-  assert.match(refused.final, /^425 /, `no resumption: ${refused.first} / ${refused.final}`);
+  const { ftp, session } = await tlsControl();
+  const refused = await listOverTls(ftp, null);
+  assert.is(refused.final.code, 425, `no resumption: ${refused.first.text} / ${refused.final.text}`);
   assert.is(refused.data, '');
-  const resumed = await listOverTls(control, session);
-  assert.match(resumed.final, /^226 /, `resumed: ${resumed.first} / ${resumed.final}`);
-  assert.match(await control.cmd('NOOP'), /^200 /, 'the session goes on');
-  secure.destroy();
+  const resumed = await listOverTls(ftp, session);
+  assert.is(resumed.final.code, 226, `resumed: ${resumed.first.text} / ${resumed.final.text}`);
+  assert.is((await ftp.cmd('NOOP')).code, 200, 'the session goes on');
+  ftp.close();
 });
 
 /** PORT + LIST: the server connects to us and is the TLS server side; we resume (or not). */
-async function activeListOverTls(control: Control, session: Buffer | undefined): Promise<{ final: string; data: string }> {
-  const chunks: Buffer[] = [];
-  let closed: Promise<unknown> = Promise.resolve();
-  const server = createServer((socket) => {
-    server.close();
-    const data = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', ...(session ? { session } : {}) });
-    data.on('error', () => {});
-    data.on('data', (chunk: Buffer) => chunks.push(chunk));
-    closed = new Promise((done) => data.once('close', done));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  assert.match(await control.cmd(`PORT 127,0,0,1,${port >> 8},${port & 255}`), /^200 /);
-  const first = await control.cmd('LIST /');
-  const final = first.startsWith('150') ? await control.read() : first;
-  server.close();
-  await closed;
-  return { final, data: Buffer.concat(chunks).toString() };
+async function activeListOverTls(ftp: RawFtp, session: Buffer | null): Promise<{ final: Reply; data: string }> {
+  const listener = await listenData({ secure: true, session });
+  const received = listener.accepted.then((socket) => (socket ? readUntilClose(socket) : Buffer.alloc(0)));
+  const { port } = listener;
+  assert.is((await ftp.cmd(`PORT 127,0,0,1,${port >> 8},${port & 255}`)).code, 200);
+  const { final } = await list(ftp);
+  listener.close();
+  return { final, data: (await received).toString() };
 }
 
 test('tls.requireSessionReuse: active mode (PORT) refuses a data connection without the session too', async () => {
-  const { control, secure, session } = await tlsControl();
-  const refused = await activeListOverTls(control, undefined);
-  assert.match(refused.final, /^425 /, refused.final);
+  const { ftp, session } = await tlsControl();
+  const refused = await activeListOverTls(ftp, null);
+  assert.is(refused.final.code, 425, refused.final.text);
   assert.is(refused.data, '');
-  const resumed = await activeListOverTls(control, session);
-  assert.match(resumed.final, /^226 /, resumed.final);
-  secure.destroy();
+  const resumed = await activeListOverTls(ftp, session);
+  assert.is(resumed.final.code, 226, resumed.final.text);
+  ftp.close();
 });
 
 function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

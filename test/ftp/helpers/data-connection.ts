@@ -1,8 +1,8 @@
-// Passive-mode data connections for tests: open one (plain, or TLS resuming a session), read one to
-// its end, and the PASV + transfer-command round trips built on them (download, upload). Test code
-// only; main thread. Each opened socket belongs to the caller, who ends or destroys it.
+// Data connections for tests: open a passive one (plain, or TLS resuming a session), listen for an
+// active one (PORT), read one to its end, and the PASV + transfer-command round trips built on them
+// (download, upload). Test code only; main thread. Each socket belongs to the caller, who ends or destroys it.
 
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { RawFtp, Reply } from './raw-client.ts';
 import { handshake, secureClient } from './tls-client.ts';
@@ -39,6 +39,57 @@ export function readAll(socket: Socket): Promise<Buffer> {
     socket.once('end', () => resolve(Buffer.concat(chunks)));
     socket.once('error', reject);
     socket.once('close', () => resolve(Buffer.concat(chunks))); // after 'end' this is a no-op
+  });
+}
+
+export interface ActiveDataOptions {
+  /** Address to listen on; default 127.0.0.1. */
+  host?: string;
+  /** PROT P: be the TLS client on the accepted socket (RFC 4217 9: the server end is the TLS server). */
+  secure?: boolean;
+  /** With `secure`: a TLS session to offer (RawFtp's `session`). */
+  session?: Buffer | null;
+}
+
+export interface ActiveDataListener {
+  port: number;
+  /** The server's one data connection (TLS started, not awaited), or null when closed before it came. */
+  accepted: Promise<Socket | null>;
+  /** Stops listening; an accepted socket stays the caller's. */
+  close(): void;
+}
+
+/** For PORT/EPRT: listens on an ephemeral port for the server's data connection and accepts only the first. */
+export async function listenData(options: ActiveDataOptions = {}): Promise<ActiveDataListener> {
+  let settle: (socket: Socket | null) => void = () => {};
+  const accepted = new Promise<Socket | null>((resolve) => (settle = resolve));
+  const server = createServer((raw) => {
+    server.close();
+    raw.on('error', () => {});
+    settle(options.secure ? secureClient(raw, options.session) : raw);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, options.host ?? '127.0.0.1', resolve);
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    accepted,
+    close: () => {
+      server.close();
+      settle(null);
+    },
+  };
+}
+
+/** Reads a data socket until it closes, for whatever reason: a refused connection may end in a reset or a TLS error. Never rejects. */
+export function readUntilClose(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    socket.on('error', () => {});
+    if (socket.closed) return resolve(Buffer.alloc(0));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('close', () => resolve(Buffer.concat(chunks)));
   });
 }
 

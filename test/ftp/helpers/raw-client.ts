@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { handshake, secureClient } from './tls-client.ts';
 
 // The data-connection and waiting helpers live beside this file; importers get them from here.
-export { download, openData, openSecureData, readAll, upload, type SecureDataOptions } from './data-connection.ts';
+export { download, listenData, openData, openSecureData, readAll, readUntilClose, upload, type ActiveDataListener, type ActiveDataOptions, type SecureDataOptions } from './data-connection.ts';
 export { sleep, tcpHandles, timers, until } from './wait.ts';
 
 export interface Reply {
@@ -99,6 +99,31 @@ export class RawFtp {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * The TLS session once the server has sent one: at once when `session` is set, else at the next
+   * ticket (TLS 1.3 sends them after the handshake, so right after `authTls()` there may be none yet).
+   * Rejects while the control connection is plain, when it closes first, or after timeoutMs.
+   */
+  waitForSession(timeoutMs = RawFtp.defaultTimeoutMs): Promise<Buffer> {
+    if (this.#session) return Promise.resolve(this.#session);
+    const secure = this.#tls;
+    if (!secure || this.#closed) return Promise.reject(new Error(secure ? 'control connection closed' : 'control connection is not TLS'));
+    return new Promise((resolve, reject) => {
+      const settle = (session: Buffer | null): void => {
+        clearTimeout(timer);
+        secure.off('session', onSession);
+        secure.off('close', onClose);
+        if (session) resolve(session);
+        else reject(new Error(`no TLS session within ${timeoutMs} ms (closed: ${this.#closed})`));
+      };
+      const onSession = (session: Buffer): void => settle(session);
+      const onClose = (): void => settle(null);
+      const timer = setTimeout(onClose, timeoutMs);
+      secure.on('session', onSession);
+      secure.on('close', onClose);
+    });
   }
 
   #keepSession(secure: TLSSocket): void {
