@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import type { RawFtp as RawFtpType } from '../ftp/helpers/raw-client.ts';
+import { RawFtp } from '../ftp/helpers/raw-client.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -178,18 +178,14 @@ export async function boxUpload(view: BoxView, path: string, bytes: Buffer): Pro
  * A RawFtp client whose connection comes from `localAddress` (another loopback address: a different
  * client for per-address limits). Returns null, with the greeting or nothing, when refused.
  */
-export async function rawFtpFrom(port: number, localAddress: string): Promise<{ client: RawFtpType | null; greeting: string }> {
-  const { connect } = await import('node:net');
-  const { RawFtp } = await import('../ftp/helpers/raw-client.ts');
-  const socket = connect({ port, host: '127.0.0.1', localAddress });
-  const ok = await new Promise<boolean>((resolve) => {
-    socket.once('connect', () => resolve(true));
-    socket.once('error', () => resolve(false));
-  });
-  if (!ok) return { client: null, greeting: '' };
-  // RawFtp's constructor is private to keep tests on connect(); this only adds the source address.
-  const client = new (RawFtp as unknown as new (s: typeof socket) => RawFtpType)(socket);
-  const greeting = await client.readOrNull(5000);
+export async function rawFtpFrom(port: number, localAddress: string): Promise<{ client: RawFtp | null; greeting: string }> {
+  let opened: Awaited<ReturnType<typeof RawFtp.open>>;
+  try {
+    opened = await RawFtp.open({ port, localAddress });
+  } catch {
+    return { client: null, greeting: '' }; // the connect itself failed
+  }
+  const { ftp: client, first: greeting } = opened;
   if (!greeting || greeting.code !== 220) {
     client.close();
     return { client: null, greeting: greeting?.text ?? '' };
