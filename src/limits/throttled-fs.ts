@@ -17,11 +17,12 @@ export function throttleSessionFs(fs: SessionFs, user: string, limits: Bandwidth
   if (!down && !up) return fs;
   return new Proxy(fs, {
     get(target, property) {
+      // Arguments typed from SessionFs itself and passed through whole, so a new option cannot be dropped.
       if (property === 'openRead' && down) {
-        return async (path: string, options: { offset: number }): Promise<Readable> => throttledRead(await target.openRead(path, options), down);
+        return async (...args: Parameters<SessionFs['openRead']>): Promise<Readable> => throttledRead(await target.openRead(...args), down);
       }
       if (property === 'openWrite' && up) {
-        return async (path: string, options: { offset: number; append: boolean }): Promise<UploadSink> => new ThrottledSink(await target.openWrite(path, options), up);
+        return async (...args: Parameters<SessionFs['openWrite']>): Promise<UploadSink> => new ThrottledSink(await target.openWrite(...args), up);
       }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
