@@ -1,8 +1,8 @@
 // Soak run (`npm run soak`, 30 minutes by default; --minutes N, --sessions N, --seed N, --out FILE):
 // mixed FTP load (STOR, RETR, LIST, ABOR and dropped connections) against the gateway process
-// (soak-gateway.ts: `dropftp serve` with an IPC side door) while its local box injects faults in
-// rotating phases; samples the gateway's and the box's RSS and open fds every few seconds. Runs on
-// the driver's main thread. Invariants: every store check reads the local box over HTTP, never
+// (soak-gateway.ts: `dropftp serve` with an IPC side door, started under bin/with-tuned-malloc as
+// bin/dropftp starts serve) while its local box injects faults in rotating phases; samples the
+// gateway's and the box's RSS and open fds every few seconds. Runs on the driver's main thread. Invariants: every store check reads the local box over HTTP, never
 // through dropftp; each worker owns its files, so the expected version of each file is exact.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -66,7 +66,8 @@ let nextId = 1;
 const pending = new Map<number, (m: { ok: boolean; value?: unknown; message?: string }) => void>();
 
 async function startGateway(dataDir: string): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'soak-gateway.ts'), dataDir], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  // Through bin/with-tuned-malloc, as bin/dropftp runs `serve` (it execs: the pid sampled is node's).
+  const child = spawn(join(HERE, '..', 'bin', 'with-tuned-malloc'), [process.execPath, '--import', 'tsx', join(HERE, 'soak-gateway.ts'), dataDir], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   const output: string[] = [];
   const keep = (d: Buffer): void => void (output.push(d.toString()), output.length > 200 && output.shift());
   child.stdout!.on('data', keep);

@@ -15,6 +15,8 @@ import type { PeerDef } from './types.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/dropftp.mjs', import.meta.url));
 const PROBE = fileURLToPath(new URL('./elu-probe.mjs', import.meta.url));
+/** As bin/dropftp runs it: node under the malloc tuning (it execs, so the pid measured is node's). */
+const TUNED_MALLOC = fileURLToPath(new URL('../../bin/with-tuned-malloc', import.meta.url));
 
 async function serveHelp(): Promise<string> {
   try {
@@ -59,8 +61,8 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       await addUser(dataDir, usersFile, password);
       const eluFile = join(ctx.workDir, 'elu.txt');
       const child = startProcess(
-        process.execPath,
-        ['--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags],
+        TUNED_MALLOC,
+        [process.execPath, '--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags],
         { env: { ...process.env, BENCH_ELU_FILE: eluFile } },
       );
       try {
