@@ -50,8 +50,8 @@ export function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DROPFTP_')));
 }
 
-export function startServe(args: string[], env: NodeJS.ProcessEnv = {}, firstRun = true): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...cleanEnv(), ...env } });
+export function startServe(args: string[], env: NodeJS.ProcessEnv = {}, firstRun = true, command: string[] = [process.execPath, BIN]): Promise<ServeProcess> {
+  const child = spawn(command[0]!, [...command.slice(1), 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...cleanEnv(), ...env } });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

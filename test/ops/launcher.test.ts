@@ -1,0 +1,55 @@
+// The installed command: bin/dropftp (a shell launcher, reached through a symlink as npm's .bin
+// links it) runs `node bin/dropftp.mjs` under bin/with-tuned-malloc. Checks the environment the
+// real serve process gets (/proc), that it is node itself (exec, no shell left between a signal and
+// the server), and that SIGTERM still ends it cleanly. Linux only (/proc), like the deployment.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startServe } from './lifecycle-helpers.ts';
+
+const LAUNCHER = fileURLToPath(new URL('../../bin/dropftp', import.meta.url));
+const TUNED = fileURLToPath(new URL('../../bin/with-tuned-malloc', import.meta.url));
+const FIXED = 'glibc.malloc.mmap_threshold=262144';
+
+function tunablesSeen(env: Record<string, string>): string {
+  const r = spawnSync(TUNED, ['sh', '-c', 'printf %s "$GLIBC_TUNABLES"'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+test('with-tuned-malloc: sets the mmap threshold, keeps other tunables, never overrides an operator’s own', () => {
+  assert.is(tunablesSeen({}), FIXED);
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }), `glibc.malloc.arena_max=2:${FIXED}`);
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576');
+});
+
+test('bin/dropftp through a symlink: serve runs as node with the tuning, and SIGTERM ends it with 0', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'dropftp-launcher-'));
+  try {
+    await mkdir(join(dir, '.bin'));
+    const link = join(dir, '.bin', 'dropftp');
+    await symlink(LAUNCHER, link);
+    const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '' }, true, [link]);
+    const pid = serve.child.pid!;
+    try {
+      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+      assert.ok(environ.includes(`GLIBC_TUNABLES=${FIXED}`), `serve's environment: ${environ.filter((e) => e.startsWith('GLIBC')).join(' ') || 'no GLIBC_TUNABLES'}`);
+      const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0]!;
+      assert.match(argv0, /node/, `the launcher's pid runs ${argv0}, not node`);
+      serve.child.kill('SIGTERM');
+      const { code } = await serve.exited;
+      assert.is(code, 0, serve.stderr());
+    } finally {
+      serve.child.kill('SIGKILL'); // a failed check must not leave the server running
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
