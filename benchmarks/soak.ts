@@ -2,8 +2,9 @@
 // mixed FTP load (STOR, RETR, LIST, ABOR and dropped connections) against the gateway process
 // (soak-gateway.ts: `dropftp serve` with an IPC side door, started under bin/with-tuned-malloc as
 // bin/dropftp starts serve) while its local box injects faults in rotating phases; samples the
-// gateway's and the box's RSS and open fds every few seconds. Runs on the driver's main thread. Invariants: every store check reads the local box over HTTP, never
-// through dropftp; each worker owns its files, so the expected version of each file is exact.
+// gateway's and the box's RSS and open fds every few seconds. Runs on the driver's main thread.
+// Invariants: every store check reads the local box over HTTP, never through dropftp; each worker
+// owns its files, so the expected version of each file is exact.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
