@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { machineSnapshot } from './soak-report.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
     else results.push(r);
   }
   const soakPath = join(ROOT, 'benchmarks', 'results', 'soak.json');
-  const soak = existsSync(soakPath) ? (JSON.parse(await readFile(soakPath, 'utf8')) as { when: string; settings: { minutes: number }; transfers: Record<string, number>; faultsInjected: Record<string, number>; faultsInjectedTotal: number; memory: Record<string, unknown>; problems: string[] }) : null;
+  const soak = existsSync(soakPath) ? (JSON.parse(await readFile(soakPath, 'utf8')) as { when: string; settings: { minutes: number }; transfers: Record<string, number>; faultsInjected: Record<string, number>; faultsInjectedTotal: number; memory: Record<string, unknown>; problems: string[]; machine?: unknown }) : null;
   const npmAudit = audit();
   console.log(`  ${npmAudit.summary}`);
 
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
     soakRssDriftWithinLimit: soak?.memory.withinLimit ?? null,
     npmAudit,
   };
-  const report = { when: new Date().toISOString(), command: `node --import tsx benchmarks/reliability-report.ts ${args.join(' ')}`.trim(), form: SHORT ? 'short' : 'long', machine: 'shared 2-core machine; other helpers ran builds and tests at the same time', summary, suites: results, soak: soak ? { when: soak.when, minutes: soak.settings.minutes, transfers: soak.transfers, faultsInjected: soak.faultsInjected, memory: soak.memory, problems: soak.problems.slice(0, 20) } : null };
+  const report = { when: new Date().toISOString(), command: `node --import tsx benchmarks/reliability-report.ts ${args.join(' ')}`.trim(), form: SHORT ? 'short' : 'long', machine: { ...machineSnapshot(), soak: soak?.machine ?? null }, summary, suites: results, soak: soak ? { when: soak.when, minutes: soak.settings.minutes, transfers: soak.transfers, faultsInjected: soak.faultsInjected, memory: soak.memory, problems: soak.problems.slice(0, 20) } : null };
   await writeFile(OUT, JSON.stringify(report, null, 1) + '\n');
   console.log(JSON.stringify(summary, null, 1));
   console.log(`wrote ${OUT}`);

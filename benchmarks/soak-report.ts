@@ -2,6 +2,8 @@
 // reliability report's) main thread. Invariant: warm-up is the first 20% of the run; drift compares
 // the last quarter's mean RSS with the mean of the window right after warm-up (20%–40%).
 
+import os from 'node:os';
+
 export interface Sample {
   tS: number;
   phase: string;
@@ -18,6 +20,12 @@ export interface Sample {
 }
 
 export const RSS_DRIFT_LIMIT_PCT = 5;
+
+/** The machine a run saw: its CPUs and the 1-minute load average (other work running beside the run shows there). */
+export function machineSnapshot(): { cpus: number; model: string; node: string; loadAverage1m: number } {
+  const cpus = os.cpus();
+  return { cpus: cpus.length, model: cpus[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Math.round(os.loadavg()[0]! * 100) / 100 };
+}
 
 /** Sample fields (bytes) that split the gateway's RSS: anonymous vs file-backed, main and worker V8 heaps. */
 const BREAKDOWN = ['gatewayAnonBytes', 'gatewayFileBytes', 'heapTotalBytes', 'arrayBuffersBytes', 'workerHeapTotalBytes', 'workerHeapUsedBytes', 'workerExternalBytes'] as const;

@@ -18,7 +18,7 @@ import type { FaultSpec } from '../src/localbox/types.ts';
 import { RawFtp } from '../test/ftp/helpers/raw-client.ts';
 import { KiB, MiB, pattern, pick, prng, sha256, sleep } from '../test/reliability/helpers.ts';
 import { StoreCheck, list, retr, stor, type Mode, type Outcome } from './soak-ops.ts';
-import { driftReport, type Sample } from './soak-report.ts';
+import { driftReport, machineSnapshot, type Sample } from './soak-report.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -135,6 +135,9 @@ function fdKinds(pid: number): Record<string, number> {
   return out;
 }
 const samples: Sample[] = [];
+let machineAtStart = machineSnapshot();
+let loadSum = 0;
+let loadSamples = 0;
 let currentPhase = PHASES[0]!;
 async function sample(startMs: number): Promise<Sample | null> {
   try {
@@ -142,6 +145,8 @@ async function sample(startMs: number): Promise<Sample | null> {
     const c = await call<Record<string, number> & Pick<Sample, 'sessions' | 'passiveListeners' | 'activeDownloads' | 'activeUploads'>>('counters', {}, 5000);
     const s: Sample = { tS: (Date.now() - startMs) / 1000, phase: currentPhase.name, gatewayRssBytes: rssBytes(pid), ...rssSplit(pid), gatewayFds: fdCount(pid), boxRssBytes: rssBytes(c.boxPid!), boxFds: fdCount(c.boxPid!), ...c, completed: counts.completed };
     samples.push(s);
+    loadSum += machineSnapshot().loadAverage1m;
+    loadSamples++;
     return s;
   } catch (err) {
     note(`sample failed: ${(err as Error).message}`);
@@ -249,6 +254,7 @@ async function main(): Promise<void> {
   const token = await fetch(`${gateway.boxUrl}/oauth2/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: account.refreshToken, client_id: account.appKey, client_secret: account.appSecret }) });
   store = new StoreCheck(gateway.boxUrl, ((await token.json()) as { access_token: string }).access_token);
   const startMs = Date.now();
+  machineAtStart = machineSnapshot();
   const idleBefore = await sample(startMs);
   const fdKindsBefore = fdKinds(gateway.child.pid!);
   const deadlineMs = startMs + MINUTES * 60_000;
@@ -290,7 +296,7 @@ async function main(): Promise<void> {
     when: new Date().toISOString(),
     command: `node --import tsx benchmarks/soak.ts ${args.join(' ')}`.trim(),
     settings: { minutes: MINUTES, sessions: SESSIONS, seed: SEED, phaseSeconds: PHASE_S, sampleMs: SAMPLE_MS, filesPerWorker: FILES_PER_WORKER, sizes: SIZES, phases: PHASES },
-    machine: 'shared 2-core machine; other helpers ran builds and tests at the same time',
+    machine: { ...machineSnapshot(), loadAverage1mAtStart: machineAtStart.loadAverage1m, meanLoadAverage1m: Math.round((loadSum / Math.max(1, loadSamples)) * 100) / 100 },
     transfers: counts,
     byOperation: byOp,
     faultsInjected: faults,
