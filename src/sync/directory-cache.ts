@@ -68,7 +68,10 @@ export class DirectoryCache {
   #cursor: string | null = null;
   #needContinue = false;
   #chainStart = 0;
+  /** The server's longpoll backoff: always honoured. */
   #pollNotBeforeMs = 0;
+  /** Our own spacing of longpolls (anti-loop); waived once a catch-up brought real changes. */
+  #spacingNotBeforeMs = 0;
   #pollAbort: AbortController | null = null;
   #requests = 0;
   #retries = 0;
@@ -307,6 +310,9 @@ export class DirectoryCache {
         this.#requests++;
         const page = await this.#client.continue(this.#cursor!, signal);
         stalled(page, this.#cursor);
+        // Real changes: the next longpoll may start at once (more may follow a burst); only a
+        // wake-up that brought nothing keeps the spacing.
+        if (page.entries.length > 0) this.#spacingNotBeforeMs = 0;
         const changes: TreeChange[] = [];
         for (const raw of page.entries) this.#tree.apply(raw, changes);
         this.#cursor = page.cursor;
@@ -342,14 +348,16 @@ export class DirectoryCache {
     try {
       // The server's backoff applies to longpolls only: refresh() (an own write) cuts the wait
       // short for a continue, and close() ends it.
-      const waitMs = Math.min(this.#pollNotBeforeMs - Date.now(), MAX_SERVER_DELAY_MS);
+      const waitMs = Math.min(Math.max(this.#pollNotBeforeMs, this.#spacingNotBeforeMs) - Date.now(), MAX_SERVER_DELAY_MS);
       if (waitMs > 0) await sleep(waitMs, undefined, { signal: pollAbort.signal }).catch(() => {});
       if (this.#needContinue || pollAbort.signal.aborted) return; // refresh() came while we slept, or close()
       const startedMs = Date.now();
       const { changes, backoffMs } = await this.#client.longpoll(this.#cursor!, pollAbort.signal);
-      // Longpolls start at least minBackoffMs apart: a server that answers at once (no hold, no
-      // or a bad backoff, changes=true for ever) must not make a request loop.
-      this.#pollNotBeforeMs = Math.max(Date.now() + backoffMs, startedMs + this.#options.minBackoffMs);
+      // Longpolls start at least minBackoffMs apart unless the catch-up in between found changes:
+      // a server that answers at once (no hold, no or a bad backoff, changes=true for ever with
+      // nothing behind it) must not make a request loop, and real changes must not wait.
+      this.#pollNotBeforeMs = Date.now() + backoffMs;
+      this.#spacingNotBeforeMs = startedMs + this.#options.minBackoffMs;
       if (changes) this.#needContinue = true;
     } finally {
       signal.removeEventListener('abort', onAbort);
