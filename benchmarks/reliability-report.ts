@@ -31,7 +31,6 @@ const SUITES: Array<{ name: string; file: string; env?: Record<string, string>; 
   { name: 'crash', file: 'test/reliability/crash.test.ts' },
   { name: 'fuzz', file: 'test/reliability/fuzz.test.ts' },
   { name: 'security', file: 'test/reliability/security.test.ts' },
-  { name: 'known defects: security', file: 'test/reliability/security.test.ts', env: { RELIABILITY_KNOWN_DEFECTS: '1' }, known: true },
   { name: 'stale-upload-writer', file: 'test/reliability/stale-upload-writer.test.ts', env: { STALE_WRITER_SECONDS: '60' } },
 ];
 
