@@ -37,6 +37,8 @@ export const ERRORS = {
   DROPFTP_ERR_NO_DATA_CONNECTION: { ftp: 425, text: "Can't open data connection" },
   // configuration
   DROPFTP_ERR_CONFIG: { ftp: 451, text: 'Server configuration error' },
+  // another process holds the local box's data directory (src/localbox/data-lock.ts)
+  DROPFTP_ERR_DATA_DIR_LOCKED: { ftp: 451, text: 'Storage directory in use by another server' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

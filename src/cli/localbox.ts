@@ -111,6 +111,6 @@ export async function localboxCommand(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     process.stderr.write(`dropftp localbox: ${(err as Error).message}\n`);
-    return 1;
+    return (err as { code?: unknown }).code === 'DROPFTP_ERR_DATA_DIR_LOCKED' ? 2 : 1;
   }
 }

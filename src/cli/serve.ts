@@ -120,7 +120,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.off('SIGHUP', onEarly);
     log.fatal({ event: 'start-failed', err }, 'dropftp could not start');
     process.stderr.write(`dropftp serve: ${(err as Error).message}\n`);
-    return 1;
+    // Another server owns the data directory: a usage error, like a bad option (issue 18).
+    return (err as { code?: unknown }).code === 'DROPFTP_ERR_DATA_DIR_LOCKED' ? 2 : 1;
   }
   // onEarly stays installed until the real handlers are: a signal's disposition falls back to the
   // default (exit by signal) whenever a signal has no listener, even between two statements.

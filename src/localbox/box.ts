@@ -6,6 +6,7 @@
 
 import { chmodSync, mkdirSync } from 'node:fs';
 import { ChangeFeed } from './changelog.ts';
+import { DataLock } from './data-lock.ts';
 import { Faults } from './faults.ts';
 import { Sessions } from './sessions.ts';
 import { Accounts } from './store/accounts.ts';
@@ -24,6 +25,7 @@ export class Box {
   readonly faults: Faults;
   private gcTimer: NodeJS.Timeout | null = null;
   private gcRunning = false;
+  private lock: DataLock | null = null;
 
   private constructor(readonly config: ServerConfig) {
     // The database holds every account's tokens and app secret: the directory is the owner's only
@@ -40,7 +42,16 @@ export class Box {
   }
 
   static async open(config: ServerConfig): Promise<Box> {
-    const box = new Box(config);
+    // One box per data directory (issue 18): before anything is read, collected or written.
+    const lock = await DataLock.acquire(config.dataDir);
+    let box: Box;
+    try {
+      box = new Box(config);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+    box.lock = lock;
     box.sessions.expire();
     await box.gc();
     if (config.gcIntervalMs > 0) {
@@ -81,5 +92,6 @@ export class Box {
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.feed.closeAll();
     this.db.close();
+    this.lock?.release();
   }
 }

@@ -5,6 +5,7 @@
 // transfers that still need us, then closes us); reads its config from
 // the LOCALBOX_CONFIG environment variable (a resolved ServerConfig as JSON).
 
+import { watchParent } from './parent-watch.ts';
 import { startServer } from './server.ts';
 import type { ServerConfig } from './types.ts';
 
@@ -27,7 +28,18 @@ try {
   process.on('SIGINT', () => {
     if (!process.connected) void stop();
   });
-  process.on('disconnect', () => void stop());
+  // The gateway is gone (kill -9 included): nobody is left to serve, so give the data directory
+  // back at once (a restarted gateway is waiting for it); SQLite's WAL makes this as safe as a crash.
+  if (process.send) {
+    watchParent(() => {
+      closing = true;
+      try {
+        running.box.close();
+      } finally {
+        process.exit(0);
+      }
+    });
+  }
   process.on('message', (m: { type?: string }) => {
     if (m?.type === 'close') void stop();
   });
@@ -35,7 +47,9 @@ try {
   else process.stdout.write(`${JSON.stringify({ type: 'listening', url: running.url })}\n`);
 } catch (err) {
   const message = (err as Error)?.message ?? String(err);
-  if (process.send) process.send({ type: 'error', message });
+  const code = (err as { code?: unknown })?.code;
   process.stderr.write(`localbox child: ${message}\n`);
-  process.exit(1);
+  // Exit once the message is out, so that the parent reads the reason before it sees the exit.
+  if (process.send) process.send({ type: 'error', message, ...(typeof code === 'string' && code.startsWith('DROPFTP_ERR_') ? { code } : {}) }, () => process.exit(1));
+  else process.exit(1);
 }

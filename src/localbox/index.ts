@@ -5,6 +5,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { fromWire } from '../errors.ts';
 import { resolveConfig } from './config.ts';
 import type { FaultSpec, LocalBox, LocalBoxAccount, LocalBoxOptions } from './types.ts';
 
@@ -36,13 +37,13 @@ export async function startLocalBox(options: LocalBoxOptions, extras: StartExtra
     };
     child.once('error', fail);
     child.once('exit', (code, signal) => fail(new Error(`localbox: the child exited during start-up (code ${code}, signal ${signal})`)));
-    child.on('message', (m: { type?: string; url?: string; message?: string }) => {
+    child.on('message', (m: { type?: string; url?: string; message?: string; code?: string }) => {
       if (m?.type === 'listening' && m.url) {
         clearTimeout(timer);
         child.removeAllListeners('exit');
         child.removeAllListeners('error');
         resolve(m.url);
-      } else if (m?.type === 'error') fail(new Error(`localbox: ${m.message}`));
+      } else if (m?.type === 'error') fail(m.code ? fromWire({ code: m.code, message: `localbox: ${m.message}` }) : new Error(`localbox: ${m.message}`));
     });
   });
   child.on('error', () => {});
