@@ -1,4 +1,5 @@
-// The admin listener (off unless configured): GET /metrics (Prometheus text) and GET /healthz
+// The admin listener (off unless configured): GET /metrics (Prometheus text format 0.0.4, the
+// content type Prometheus negotiates for plain text) and GET /healthz
 // (200 when the FTP listener is up and every storage backend answers, else 503, with a JSON body
 // saying which part failed). Main thread. Invariants: separate from the FTP port; serves nothing
 // else (404); health probes of the backend are cached for `healthCacheMs` so a busy prober cannot
@@ -18,7 +19,8 @@ export interface HealthReport {
 export interface AdminServerOptions {
   host: string;
   port: number;
-  metrics: () => string;
+  /** The exposition text (prom-client's registry renders asynchronously). */
+  metrics: () => string | Promise<string>;
   health: () => Promise<HealthReport>;
   /** Default 5 s. */
   healthCacheMs?: number;
@@ -71,7 +73,7 @@ export class AdminServer {
       return;
     }
     if (path === '/metrics') {
-      const body = this.#options.metrics();
+      const body = await this.#options.metrics();
       res.writeHead(200, { 'content-type': CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
       res.end(req.method === 'HEAD' ? undefined : body);
       return;

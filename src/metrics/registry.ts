@@ -1,45 +1,66 @@
-// A small metrics registry rendered in the Prometheus text exposition format 0.0.4: counters,
-// gauges and histograms with labels, plus collectors that read other modules' state at scrape time.
-// Main thread. Invariants: one registry per running service (tests run several side by side); label
-// values are escaped (\\, ", newline); names are checked once at registration; series of one
-// metric are rendered together under one HELP/TYPE header, in insertion order.
+// dropftp's metrics over prom-client (the Prometheus client most Node services use): one
+// prom-client Registry per running service (tests run several side by side), optionally with its
+// default process and Node.js series (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, …);
+// counters dropftp increments, histograms, and values read from other modules at scrape time. Main
+// thread. Invariants: label names are declared with the metric (prom-client rejects others); a
+// counter never goes down; a collector that throws (module closed) leaves its series out of that scrape.
+
+import client from 'prom-client';
 
 type Labels = Record<string, string>;
 
-const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-
-function escapeLabel(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-function formatLabels(labels: Labels, extra?: [string, string]): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-  if (extra) parts.push(`${extra[0]}="${escapeLabel(extra[1])}"`);
-  return parts.length ? `{${parts.join(',')}}` : '';
-}
-
-function formatValue(value: number): string {
-  if (Number.isNaN(value)) return 'NaN';
-  if (value === Infinity) return '+Inf';
-  if (value === -Infinity) return '-Inf';
-  return String(value);
+/** A sample produced at scrape time. */
+export interface Sample {
+  labels?: Labels;
+  value: number;
 }
 
 function key(labels: Labels): string {
   return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
-interface Metric {
-  readonly name: string;
-  render(out: string[]): void;
-}
-
-export class Counter implements Metric {
+/**
+ * A counter dropftp increments, readable synchronously (get) and, through collect(), merged at
+ * scrape time with counts kept elsewhere (engine atomics) that carry the same labels.
+ */
+export class Counter {
   readonly #series = new Map<string, { labels: Labels; value: number }>();
-  #collectors: (() => Sample[])[] = [];
-  constructor(readonly name: string, readonly help: string) {}
+  readonly #collectors: (() => Sample[])[] = [];
+  readonly #labelNames: readonly string[];
 
-  /** Adds counts kept elsewhere (engine atomics), read at scrape time, to the series with the same labels. */
+  constructor(registry: client.Registry, readonly name: string, help: string, labelNames: readonly string[]) {
+    this.#labelNames = labelNames;
+    const series = this.#series;
+    const collectors = this.#collectors;
+    new client.Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      // Rebuilt from dropftp's own counts plus the collectors' at every scrape.
+      collect(this: client.Counter) {
+        this.reset();
+        const merged = new Map([...series].map(([k, s]) => [k, { labels: s.labels, value: s.value }]));
+        for (const read of collectors) {
+          let samples: Sample[];
+          try {
+            samples = read();
+          } catch {
+            continue; // a collector that cannot read now adds nothing to this scrape
+          }
+          for (const sample of samples) {
+            const labels = sample.labels ?? {};
+            const s = merged.get(key(labels));
+            if (s) s.value += sample.value;
+            else merged.set(key(labels), { labels, value: sample.value });
+          }
+        }
+        for (const s of merged.values()) if (s.value >= 0) this.inc(s.labels, s.value);
+      },
+    });
+  }
+
+  /** Adds counts kept elsewhere, read at scrape time, to the series with the same labels. */
   collect(read: () => Sample[]): void {
     this.#collectors.push(read);
   }
@@ -49,126 +70,78 @@ export class Counter implements Metric {
     const k = key(labels);
     const s = this.#series.get(k);
     if (s) s.value += by;
-    else this.#series.set(k, { labels: { ...labels }, value: by });
+    else this.#series.set(k, { labels: this.#ordered(labels), value: by });
   }
 
   get(labels: Labels = {}): number {
     return this.#series.get(key(labels))?.value ?? 0;
   }
 
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
-    let series: Iterable<{ labels: Labels; value: number }> = this.#series.values();
-    if (this.#collectors.length > 0) {
-      const merged = new Map([...this.#series].map(([k, s]) => [k, { labels: s.labels, value: s.value }]));
-      for (const read of this.#collectors) {
-        let samples: Sample[];
-        try {
-          samples = read();
-        } catch {
-          continue; // a collector that cannot read now (module closed) adds nothing to this scrape
-        }
-        for (const sample of samples) {
-          const labels = sample.labels ?? {};
-          const k = key(labels);
-          const s = merged.get(k);
-          if (s) s.value += sample.value;
-          else merged.set(k, { labels, value: sample.value });
-        }
-      }
-      series = merged.values();
-    }
-    for (const s of series) out.push(`${this.name}${formatLabels(s.labels)} ${formatValue(s.value)}`);
-  }
-}
-
-export class Histogram implements Metric {
-  readonly #series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-  readonly buckets: readonly number[];
-  constructor(readonly name: string, readonly help: string, buckets: number[]) {
-    this.buckets = [...buckets].sort((a, b) => a - b);
-  }
-
-  observe(labels: Labels, value: number): void {
-    const k = key(labels);
-    let s = this.#series.get(k);
-    if (!s) this.#series.set(k, (s = { labels: { ...labels }, counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
-    s.sum += value;
-    s.count++;
-  }
-
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
-    for (const s of this.#series.values()) {
-      this.buckets.forEach((le, i) => out.push(`${this.name}_bucket${formatLabels(s.labels, ['le', formatValue(le)])} ${s.counts[i]}`));
-      out.push(`${this.name}_bucket${formatLabels(s.labels, ['le', '+Inf'])} ${s.count}`);
-      out.push(`${this.name}_sum${formatLabels(s.labels)} ${formatValue(s.sum)}`);
-      out.push(`${this.name}_count${formatLabels(s.labels)} ${s.count}`);
-    }
-  }
-}
-
-/** A sample produced at scrape time. */
-export interface Sample {
-  labels?: Labels;
-  value: number;
-}
-
-/** A gauge or counter whose values are read from elsewhere when scraped (engine stats, piscina). */
-export class Collected implements Metric {
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly type: 'gauge' | 'counter',
-    private readonly read: () => Sample[],
-  ) {}
-
-  render(out: string[]): void {
-    let samples: Sample[];
-    try {
-      samples = this.read();
-    } catch {
-      return; // a collector that cannot read now (module closed) is left out of this scrape
-    }
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    for (const s of samples) out.push(`${this.name}${formatLabels(s.labels ?? {})} ${formatValue(s.value)}`);
+  /** The labels in declaration order (the order they are written in), unknown ones last. */
+  #ordered(labels: Labels): Labels {
+    const out: Labels = {};
+    for (const name of this.#labelNames) if (Object.hasOwn(labels, name)) out[name] = labels[name]!;
+    return Object.assign(out, labels);
   }
 }
 
 export class Registry {
-  readonly #metrics = new Map<string, Metric>();
+  readonly prom = new client.Registry();
 
-  #add<T extends Metric>(metric: T): T {
-    if (!NAME.test(metric.name)) throw new TypeError(`bad metric name ${metric.name}`);
-    if (this.#metrics.has(metric.name)) throw new TypeError(`metric ${metric.name} registered twice`);
-    this.#metrics.set(metric.name, metric);
-    return metric;
+  /** `defaultMetrics`: prom-client's process and Node.js series, unprefixed as dashboards expect. */
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) client.collectDefaultMetrics({ register: this.prom, eventLoopMonitoringPrecision: 10 });
   }
 
-  counter(name: string, help: string): Counter {
-    return this.#add(new Counter(name, help));
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return new Counter(this.prom, name, help, labelNames);
   }
 
-  histogram(name: string, help: string, buckets: number[]): Histogram {
-    return this.#add(new Histogram(name, help, buckets));
+  histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): client.Histogram {
+    // prom-client counts into the buckets in the order given: they must ascend.
+    return new client.Histogram({ name, help, buckets: [...buckets].sort((a, b) => a - b), labelNames, registers: [this.prom] });
   }
 
   /** A gauge read at scrape time. */
-  gauge(name: string, help: string, read: () => Sample[] | number): Collected {
-    return this.#add(new Collected(name, help, 'gauge', () => samples(read())));
+  gauge(name: string, help: string, read: () => Sample[] | number, labelNames: readonly string[] = []): void {
+    this.#collected('gauge', name, help, read, labelNames);
   }
 
   /** A counter kept elsewhere (engine atomics), read at scrape time. */
-  counterFrom(name: string, help: string, read: () => Sample[] | number): Collected {
-    return this.#add(new Collected(name, help, 'counter', () => samples(read())));
+  counterFrom(name: string, help: string, read: () => Sample[] | number, labelNames: readonly string[] = []): void {
+    this.#collected('counter', name, help, read, labelNames);
   }
 
-  /** The whole exposition text. */
-  render(): string {
-    const out: string[] = [];
-    for (const metric of this.#metrics.values()) metric.render(out);
-    return out.join('\n') + '\n';
+  #collected(type: 'gauge' | 'counter', name: string, help: string, read: () => Sample[] | number, labelNames: readonly string[]): void {
+    const fill = function (this: client.Gauge | client.Counter): void {
+      this.reset();
+      let got: Sample[];
+      try {
+        got = samples(read());
+      } catch {
+        return;
+      }
+      for (const s of got) {
+        if (this instanceof client.Gauge) this.set(s.labels ?? {}, s.value);
+        else if (s.value >= 0) this.inc(s.labels ?? {}, s.value);
+      }
+    };
+    if (type === 'gauge') new client.Gauge({ name, help, labelNames, registers: [this.prom], collect: fill });
+    else new client.Counter({ name, help, labelNames, registers: [this.prom], collect: fill });
+  }
+
+  /** The whole exposition text (prom-client collects every metric, then formats). */
+  metrics(): Promise<string> {
+    return this.prom.metrics();
+  }
+
+  get contentType(): string {
+    return this.prom.contentType;
+  }
+
+  /** Stops the default metrics' collectors' use of this registry and drops every metric. */
+  clear(): void {
+    this.prom.clear();
   }
 }
 
@@ -176,4 +149,4 @@ function samples(value: Sample[] | number): Sample[] {
   return typeof value === 'number' ? [{ value }] : value;
 }
 
-export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;

@@ -1,10 +1,9 @@
 // Every dropftp metric, in one place: the counters other modules increment (FTP sessions, logins,
 // transfers, Dropbox RPC requests, token refreshes) and the values read at scrape time (engine
-// stats, ring and memory budget, piscina utilisation, event-loop delay, process memory). Main
-// thread. Invariants: one instance per running service; label values come from small fixed sets
-// (never a user name or a path), so the series count stays bounded.
+// stats, ring and memory budget, piscina utilisation, worker heaps), next to prom-client's default
+// process and Node.js series. Main thread. Invariants: one instance per running service; label
+// values come from small fixed sets (never a user name or a path), so the series count stays bounded.
 
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { RefreshEvent } from '../auth/token-manager.ts';
 import type { RpcObserver } from '../dropbox/rpc.ts';
 import type { ErrorCode } from '../errors.ts';
@@ -40,30 +39,26 @@ export function transferResult(code: string | null): TransferResult {
   return ABORTED.has(code) ? 'aborted' : 'failed';
 }
 
-const EVENT_LOOP_RESOLUTION_MS = 10;
 const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 export class ServiceMetrics {
-  readonly registry = new Registry();
-  readonly #eventLoop: IntervalHistogram;
+  readonly registry = new Registry({ defaultMetrics: true });
   #engine: (() => EngineStatsLike) | null = null;
   #stats: EngineStatsLike | null = null;
   #rpc429 = 0;
   #connections: (() => number) | null = null;
 
   readonly connectionsTotal = this.registry.counter('dropftp_ftp_connections_total', 'FTP control connections accepted.');
-  readonly logins = this.registry.counter('dropftp_ftp_logins_total', 'FTP logins by result (ok, failed).');
-  readonly transfers = this.registry.counter('dropftp_ftp_transfers_total', 'FTP file transfers by direction (download = RETR, upload = STOR/APPE/STOU) and result (ok, aborted, failed).');
-  readonly transferBytes = this.registry.counter('dropftp_ftp_transfer_bytes_total', 'File bytes moved over FTP data connections, by direction.');
-  readonly transferDuration = this.registry.histogram('dropftp_ftp_transfer_duration_seconds', 'FTP file transfer durations (open to final reply), by direction.', DURATION_BUCKETS_S);
-  readonly dropboxRequests = this.registry.counter('dropftp_dropbox_requests_total', 'Dropbox API requests (main-thread RPC and token endpoint; transfer engine downloads, upload sessions and commits), by route and HTTP status (0: no answer; the engine reports 5xx and other as classes).');
-  readonly dropboxRetries = this.registry.counter('dropftp_dropbox_rpc_retries_total', 'Dropbox RPC calls retried (429, 5xx, network, expired token), by route.');
+  readonly logins = this.registry.counter('dropftp_ftp_logins_total', 'FTP logins by result (ok, failed).', ['result']);
+  readonly transfers = this.registry.counter('dropftp_ftp_transfers_total', 'FTP file transfers by direction (download = RETR, upload = STOR/APPE/STOU) and result (ok, aborted, failed).', ['direction', 'result']);
+  readonly transferBytes = this.registry.counter('dropftp_ftp_transfer_bytes_total', 'File bytes moved over FTP data connections, by direction.', ['direction']);
+  readonly transferDuration = this.registry.histogram('dropftp_ftp_transfer_duration_seconds', 'FTP file transfer durations (open to final reply), by direction.', DURATION_BUCKETS_S, ['direction']);
+  readonly dropboxRequests = this.registry.counter('dropftp_dropbox_requests_total', 'Dropbox API requests (main-thread RPC and token endpoint; transfer engine downloads, upload sessions and commits), by route and HTTP status (0: no answer; the engine reports 5xx and other as classes).', ['route', 'status']);
+  readonly dropboxRetries = this.registry.counter('dropftp_dropbox_rpc_retries_total', 'Dropbox RPC calls retried (429, 5xx, network, expired token), by route.', ['route']);
   readonly commitBatchSize = this.registry.histogram('dropftp_commit_batch_size', 'Uploads per upload_session/finish_batch_v2 call.', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]);
-  readonly tokenRefreshes = this.registry.counter('dropftp_token_refreshes_total', 'Access token refreshes, by account, reason (start, expiry, expired_access_token) and result.');
+  readonly tokenRefreshes = this.registry.counter('dropftp_token_refreshes_total', 'Access token refreshes, by account, reason (start, expiry, expired_access_token) and result.', ['account', 'reason', 'result']);
 
   constructor() {
-    this.#eventLoop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
-    this.#eventLoop.enable();
     // Known series start at 0, so that rate() and absent results mean what they say.
     this.connectionsTotal.inc({}, 0);
     for (const result of ['ok', 'failed']) this.logins.inc({ result }, 0);
@@ -77,7 +72,7 @@ export class ServiceMetrics {
     r.counterFrom('dropftp_dropbox_rate_limited_total', 'HTTP 429 answers from Dropbox (rpc: main-thread calls; engine: transfer and commit requests).', () => [
       { labels: { source: 'rpc' }, value: this.#rpc429 },
       ...(this.#stats ? [{ labels: { source: 'engine' }, value: this.#stats.throttles }] : []),
-    ]);
+    ], ['source']);
     r.counterFrom('dropftp_engine_retries_total', 'Transfer engine requests retried (429, 5xx, reset, incorrect_offset).', () => this.#fromEngine((s) => s.retries));
     r.counterFrom('dropftp_engine_worker_crashes_total', 'Transfer worker threads that died.', () => this.#fromEngine((s) => s.workerCrashes));
     r.counterFrom('dropftp_commit_batches_total', 'upload_session/finish_batch_v2 calls.', () => this.#fromEngine((s) => s.commits.calls));
@@ -85,27 +80,24 @@ export class ServiceMetrics {
     r.gauge('dropftp_commit_backlog', 'Uploads waiting for their commit batch.', () => this.#fromEngine((s) => s.commits.backlog));
     r.gauge('dropftp_engine_active_transfers', 'Transfers running in the engine, by direction.', () =>
       this.#stats ? [{ labels: { direction: 'download' }, value: this.#stats.activeDownloads }, { labels: { direction: 'upload' }, value: this.#stats.activeUploads }] : [],
-    );
+    ['direction']);
     r.gauge('dropftp_memory_budget_bytes', 'The engine memory budget (rings and chunks).', () => this.#fromEngine((s) => s.memory.budgetBytes));
     r.gauge('dropftp_memory_ring_bytes_in_use', 'Ring bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.ringBytesInUse));
     r.gauge('dropftp_memory_chunk_bytes_in_use', 'Upload chunk bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.chunkBytesInUse));
-    r.gauge('dropftp_engine_request_limit', 'Per-account concurrent Dropbox request limit (AIMD), by account.', () => this.#perAccount((a) => a.limit));
-    r.gauge('dropftp_engine_requests_in_flight', 'Dropbox requests running now, by account.', () => this.#perAccount((a) => a.inFlight));
-    r.gauge('dropftp_engine_requests_waiting', 'Transfers waiting for a request turn, by account.', () => this.#perAccount((a) => a.waiting));
+    r.gauge('dropftp_engine_request_limit', 'Per-account concurrent Dropbox request limit (AIMD), by account.', () => this.#perAccount((a) => a.limit), ['account']);
+    r.gauge('dropftp_engine_requests_in_flight', 'Dropbox requests running now, by account.', () => this.#perAccount((a) => a.inFlight), ['account']);
+    r.gauge('dropftp_engine_requests_waiting', 'Transfers waiting for a request turn, by account.', () => this.#perAccount((a) => a.waiting), ['account']);
     r.gauge('dropftp_worker_threads', 'Transfer worker threads (0: transfers run on the main thread).', () => this.#fromEngine((s) => s.threads));
     r.gauge('dropftp_worker_utilization_ratio', "Transfer worker pool utilisation (piscina's utilization, 0..1).", () =>
       typeof this.#stats?.workerUtilization === 'number' ? this.#stats.workerUtilization : [],
     );
-    r.gauge('dropftp_event_loop_delay_seconds', 'Main-thread event-loop delay since the previous scrape (quantile 0.5, 0.99, 1 = max).', () => this.#eventLoopDelay());
-    r.gauge('dropftp_process_resident_memory_bytes', 'Resident set size of the process.', () => process.memoryUsage.rss());
-    r.gauge('dropftp_process_heap_used_bytes', 'V8 heap in use (main thread).', () => process.memoryUsage().heapUsed);
     r.gauge('dropftp_worker_heap_bytes', "Each transfer worker thread's V8 heap (used, total = committed, external), published every 2 s.", () =>
       (this.#stats?.workerHeaps ?? []).flatMap((h) => [
         { labels: { thread: String(h.threadKey), kind: 'used' }, value: h.heapUsedBytes },
         { labels: { thread: String(h.threadKey), kind: 'total' }, value: h.heapTotalBytes },
         { labels: { thread: String(h.threadKey), kind: 'external' }, value: h.externalBytes },
       ]),
-    );
+    ['thread', 'kind']);
   }
 
   /** The engine whose stats() the scrape reads. */
@@ -140,21 +132,27 @@ export class ServiceMetrics {
   }
 
   /** The exposition text; engine stats are read once per scrape. */
-  render(): string {
+  async render(): Promise<string> {
+    let stats: EngineStatsLike | null;
     try {
-      this.#stats = this.#engine?.() ?? null;
+      stats = this.#engine?.() ?? null;
     } catch {
-      this.#stats = null; // engine closed: its series are left out
+      stats = null; // engine closed: its series are left out
     }
+    this.#stats = stats;
     try {
-      return this.registry.render();
+      return await this.registry.metrics();
     } finally {
-      this.#stats = null;
+      if (this.#stats === stats) this.#stats = null;
     }
   }
 
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
   close(): void {
-    this.#eventLoop.disable();
+    this.registry.clear();
   }
 
   #fromEngine(read: (s: EngineStatsLike) => number): Sample[] {
@@ -172,20 +170,5 @@ export class ServiceMetrics {
   #perAccount(read: (a: EngineStatsLike['accounts'][string]) => number): Sample[] {
     if (!this.#stats) return [];
     return Object.entries(this.#stats.accounts).map(([account, a]) => ({ labels: { account }, value: read(a) }));
-  }
-
-  #eventLoopDelay(): Sample[] {
-    const h = this.#eventLoop;
-    // The histogram holds whole timer intervals; the delay is what exceeds the sampling interval.
-    const delay = (ns: number): number => Math.max(0, ns / 1e6 - EVENT_LOOP_RESOLUTION_MS) / 1000;
-    const out: Sample[] = h.count > 0
-      ? [
-          { labels: { quantile: '0.5' }, value: delay(h.percentile(50)) },
-          { labels: { quantile: '0.99' }, value: delay(h.percentile(99)) },
-          { labels: { quantile: '1' }, value: delay(h.max) },
-        ]
-      : [];
-    h.reset();
-    return out;
   }
 }

@@ -23,9 +23,9 @@ test.after(async () => {
   await fx.stop();
 });
 
-function scrape(): Map<string, number> {
+async function scrape(): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (const line of metrics.render().split('\n')) {
+  for (const line of (await metrics.render()).split('\n')) {
     if (!line.startsWith('dropftp_dropbox_requests_total{')) continue;
     const at = line.lastIndexOf(' ');
     out.set(line.slice(0, at), Number(line.slice(at + 1)));
@@ -64,7 +64,7 @@ test('2 uploads and 1 download are counted by route and status; an injected 429 
   await fx.box.setFaults({ rules: [] });
   assert.equal(fx.engine.stats().requests['files/download'], { '200': 2, '429': 1 });
 
-  const m = scrape();
+  const m = await scrape();
   assert.is(m.get(series(`${S}start`, '200')), 2);
   assert.is(m.get(series(`${S}append_v2`, '200')), appends);
   assert.is(m.get(series(`${S}finish_batch_v2`, '200')), after.commits.calls);
@@ -73,9 +73,9 @@ test('2 uploads and 1 download are counted by route and status; an injected 429 
   assert.is([...m.keys()].filter((k) => k.includes('status="0"')).length, 0, 'no request went unanswered');
 });
 
-test('main-thread and engine counts of one route and status add up in one series', () => {
+test('main-thread and engine counts of one route and status add up in one series', async () => {
   metrics.dropboxRequests.inc({ route: 'files/download', status: '429' }, 2);
-  assert.is(scrape().get(series('files/download', '429')), 3);
+  assert.is((await scrape()).get(series('files/download', '429')), 3);
 });
 
 test.run();

@@ -14,6 +14,7 @@ import * as assert from 'uvu/assert';
 import { request } from 'undici';
 import { adminOf } from '../../src/localbox/index.ts';
 import { startDropftp, type Dropftp } from '../../src/server.ts';
+import { parseExposition, samplesOf } from './exposition.ts';
 
 let dir = '';
 let service: Dropftp;
@@ -22,22 +23,9 @@ let base = '';
 async function scrape(): Promise<Map<string, number>> {
   const res = await request(`${base}/metrics`);
   assert.is(res.statusCode, 200);
-  const text = await res.body.text();
-  const out = new Map<string, number>();
-  const types = new Set<string>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('# TYPE ')) {
-      const name = line.split(' ')[2]!;
-      assert.ok(!types.has(name), `one TYPE line per metric: ${name}`);
-      types.add(name);
-    }
-    if (!line || line.startsWith('#')) continue;
-    // Exposition format 0.0.4: name{label="value",...} value
-    assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/);
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
+  assert.is(res.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+  // Strict: one TYPE per family, valid names, labels and values, histograms consistent.
+  return samplesOf(parseExposition(await res.body.text()));
 }
 
 async function login(): Promise<Client> {
@@ -100,7 +88,7 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.is(m.get('dropftp_ftp_transfer_bytes_total{direction="upload"}'), small.length + big.length);
   assert.is(m.get('dropftp_ftp_transfer_bytes_total{direction="download"}'), big.length);
   assert.is(m.get('dropftp_ftp_transfer_duration_seconds_count{direction="upload"}'), 2);
-  assert.is(m.get('dropftp_ftp_transfer_duration_seconds_bucket{direction="download",le="+Inf"}'), 1);
+  assert.is(m.get('dropftp_ftp_transfer_duration_seconds_bucket{le="+Inf",direction="download"}'), 1);
   assert.ok(m.get('dropftp_ftp_transfer_duration_seconds_sum{direction="upload"}')! > 0);
   assert.is(m.get('dropftp_commit_batch_entries_total'), 2);
   assert.ok(m.get('dropftp_commit_batches_total')! >= 1);
@@ -115,8 +103,10 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.is(m.get('dropftp_memory_ring_bytes_in_use'), 0);
   const utilization = m.get('dropftp_worker_utilization_ratio')!;
   assert.ok(utilization >= 0 && utilization <= 1, `worker utilisation ${utilization}`);
-  assert.ok(m.get('dropftp_event_loop_delay_seconds{quantile="0.99"}')! >= 0);
-  assert.ok(m.get('dropftp_process_resident_memory_bytes')! > 10_000_000);
+  // prom-client's default series, under the names Node.js dashboards expect.
+  assert.ok(m.get('nodejs_eventloop_lag_p99_seconds')! >= 0);
+  assert.ok(m.get('process_resident_memory_bytes')! > 10_000_000);
+  assert.ok(m.get('process_cpu_seconds_total')! > 0);
   // The one worker thread published its own V8 heap (a worker's heap holds at least its modules).
   const heap = (kind: string) => [...m].filter(([series]) => series.startsWith('dropftp_worker_heap_bytes{') && series.includes(`kind="${kind}"`)).map(([, v]) => v);
   assert.is(heap('used').length, 1);

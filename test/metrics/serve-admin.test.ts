@@ -1,7 +1,10 @@
 // `dropftp serve --admin HOST:PORT` as a real process: the admin listener answers /healthz and
-// /metrics on its own port (never on the FTP port), and it is off without the flag.
+// /metrics on its own port (never on the FTP port), and it is off without the flag. `curl /metrics`
+// read by a strict text-format parser holds prom-client's process and Node.js series and every
+// series the README's "Metrics and health" list names.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,8 +13,30 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { request } from 'undici';
+import { parseExposition } from './exposition.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/dropftp.mjs', import.meta.url));
+const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+
+/** Every metric family the README's "Metrics and health" list names (its "- " items). */
+function readmeSeries(): string[] {
+  const text = readFileSync(README, 'utf8');
+  const section = text.slice(text.indexOf('### Metrics and health'), text.indexOf('### Lifecycle'));
+  const list = section.split('\n').filter((line) => /^(- |  )/.test(line)).join('\n');
+  return [...new Set([...list.matchAll(/`((?:dropftp|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!))];
+}
+
+/** GET with curl, as an operator would (headers and body). */
+function curl(url: string): Promise<{ contentType: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '--fail', '-D', '-', url], { maxBuffer: 16 << 20 }, (err, stdout) => {
+      if (err) return reject(err);
+      const split = stdout.indexOf('\r\n\r\n');
+      const head = stdout.slice(0, split);
+      resolve({ contentType: /^content-type: (.*)$/im.exec(head)?.[1]?.trim() ?? '', body: stdout.slice(split + 4) });
+    });
+  });
+}
 
 interface Served {
   child: ChildProcess;
@@ -66,6 +91,19 @@ test('--admin opens /healthz and /metrics on their own port; no flag, no listene
       const text = await metrics.body.text();
       assert.match(text, /^dropftp_ftp_connections 0$/m);
       assert.match(text, /^dropftp_token_refreshes_total\{account="local",reason="start",result="ok"\} 1$/m);
+
+      const scraped = await curl(`${on.admin}/metrics`);
+      assert.is(scraped.contentType, 'text/plain; version=0.0.4; charset=utf-8');
+      const families = parseExposition(scraped.body);
+      const listed = readmeSeries();
+      assert.ok(listed.length >= 30, `README lists ${listed.length} series`);
+      for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', ...listed]) {
+        assert.ok(families.has(name), `/metrics has no ${name}`);
+      }
+      assert.is(families.get('process_cpu_seconds_total')!.type, 'counter');
+      assert.ok(families.get('process_resident_memory_bytes')!.samples.get('process_resident_memory_bytes')! > 10_000_000);
+      assert.is(families.get('nodejs_eventloop_lag_seconds')!.type, 'gauge');
+      assert.is(families.get('dropftp_ftp_transfer_duration_seconds')!.type, 'histogram');
     } finally {
       await stop(on);
     }
