@@ -5,6 +5,7 @@
 // runs periodically while serving, sparing pinned (in-flight) blocks.
 
 import { chmodSync, mkdirSync } from 'node:fs';
+import { CallStats } from './call-stats.ts';
 import { ChangeFeed } from './changelog.ts';
 import { Faults } from './faults.ts';
 import { Sessions } from './sessions.ts';
@@ -22,6 +23,7 @@ export class Box {
   readonly feed: ChangeFeed;
   readonly sessions: Sessions;
   readonly faults: Faults;
+  readonly calls = new CallStats();
   private gcTimer: NodeJS.Timeout | null = null;
   private gcRunning = false;
 
