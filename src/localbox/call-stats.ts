@@ -55,6 +55,8 @@ export class CallStats {
   private tooManyWriteOperations = 0;
   private servedBytes = 0;
   private receivedBytes = 0;
+  /** Refusals since the last log line, by account: [too_many_requests, too_many_write_operations]. */
+  private unlogged = new Map<string, [number, number]>();
 
   /** Records `call` once, with the status `res` ended with. */
   record(call: CallRecord, res: ServerResponse): void {
@@ -75,6 +77,23 @@ export class CallStats {
       a.tooManyRequests += call.tooManyRequests;
       a.tooManyWriteOperations += call.tooManyWriteOperations;
     }
+    if (call.tooManyRequests + call.tooManyWriteOperations > 0) {
+      const key = call.account ?? '(no account)';
+      const u = this.unlogged.get(key) ?? [0, 0];
+      u[0] += call.tooManyRequests;
+      u[1] += call.tooManyWriteOperations;
+      this.unlogged.set(key, u);
+    }
+  }
+
+  /** One log line for the refusals since the previous call (null when there were none). */
+  takeLogLine(): string | null {
+    if (this.unlogged.size === 0) return null;
+    const parts = [...this.unlogged].map(([account, [tmr, twl]]) =>
+      [tmr ? `too_many_requests=${tmr}` : '', twl ? `too_many_write_operations=${twl}` : ''].filter(Boolean).join(' ') + ` (${account})`,
+    );
+    this.unlogged.clear();
+    return `429s in the last second: ${parts.join(', ')}`;
   }
 
   snapshot(): CallsSnapshot {
@@ -96,5 +115,6 @@ export class CallStats {
     this.tooManyWriteOperations = 0;
     this.servedBytes = 0;
     this.receivedBytes = 0;
+    this.unlogged.clear();
   }
 }

@@ -1,5 +1,5 @@
 // The local box's HTTP(S) server: one listener for the api, content and notify hosts, the OAuth
-// token endpoint and the admin routes. Per request: request id, route lookup, auth, faults,
+// token endpoint and the admin routes. Per request: request id, route lookup, auth, call-rate limit, faults,
 // per-account concurrency cap, argument parsing, handler, error reply. Runs in the local box child.
 // Invariants: no Node request/headers timeouts cut long appends or longpolls; any error becomes one
 // well-formed reply (or a closed socket once a body is streaming); a bad request never crashes it.
@@ -126,6 +126,9 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse, call:
     ctx.account = check.account;
     ctx.accessToken = token;
     call.account = check.account.name;
+    // Dropbox's per-user call-rate limit: every authenticated call counts, refused ones too.
+    const waitSec = box.limits.admit(check.account.name);
+    if (waitSec > 0) throw rateLimited('too_many_requests', waitSec);
   }
 
   const accountName = ctx.account?.name ?? null;
