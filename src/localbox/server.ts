@@ -30,6 +30,10 @@ const ROUTES = new Map<string, Route>(
   ]),
 );
 
+/** Accept queue length asked of the kernel (capped there by net.core.somaxconn). */
+const LISTEN_BACKLOG = 4096;
+const HEADERS_TIMEOUT_MS = 120_000;
+
 const NO_FAULT: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null };
 
 export interface RunningServer {
@@ -49,22 +53,29 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       replyError(res, err);
     });
   };
+  // Thousands of clients at once (issue 15): sockets keep Node's small default buffers (a download
+  // writes one chunk at a time and waits for 'drain', so memory per connection stays bounded).
+  const serverOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 };
   const server: Server = config.tls
-    ? createHttps({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, handler)
-    : createHttp(handler);
-  // Long appends and longpolls must never be cut (reference §9): no request or idle timeouts.
+    ? createHttps({ ...serverOptions, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, handler)
+    : createHttp(serverOptions, handler);
+  // Long appends and longpolls must never be cut (reference §9): no request or idle timeouts. The
+  // head of a request must arrive within HEADERS_TIMEOUT_MS (a client that never finishes its
+  // headers holds a socket for ever otherwise); under a storm of connections that is still generous.
   server.requestTimeout = 0;
-  server.headersTimeout = 0;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.timeout = 0;
   server.keepAliveTimeout = 65_000;
   server.maxHeadersCount = 200;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    if (socket.writable && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    else if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
+    // A deep accept queue: a storm of fresh connections must queue, not overflow into resets.
+    server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
