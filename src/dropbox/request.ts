@@ -64,6 +64,8 @@ export interface CallSpec {
   idempotent: boolean;
   /** Started through the pacer (default true; longpoll and oauth2/token are not user API calls). */
   paced?: boolean;
+  /** Sends the account's token (default true; a notify call such as longpoll sends none). */
+  auth?: boolean;
   /** A 2xx body must be JSON (default true: RPC routes). The returned Response is then already read. */
   expectJson?: boolean;
   signal?: AbortSignal | null;
@@ -154,7 +156,7 @@ export class DropboxRequests {
     for (;;) {
       if (cancelled()) throw this.#error(route, classifyThrown(signal?.reason, true, route));
       // The token first (it may wait for a refresh): an admitted call starts at once.
-      const token = this.#tokens ? await this.#tokens.get() : null;
+      const token = this.#tokens && spec.auth !== false ? await this.#tokens.get() : null;
       const paced = spec.paced !== false && this.#pacer !== null;
       if (paced && !(await this.#pacer!.admit(cancelled))) throw this.#error(route, classifyThrown(signal?.reason, true, route));
       let c: Classified;
@@ -174,7 +176,7 @@ export class DropboxRequests {
       }
       this.#observer?.request(route, res?.status ?? 0);
       if (paced) this.#pacer!.report(outcomeOf(c));
-      if ((c.kind === 'retry' || c.kind === 'throttled' || c.kind === 'write-lock') && c.notice) this.#warn(`dropbox ${this.account} ${route}: ${c.notice}`);
+      if ((c.kind === 'retry' || c.kind === 'throttled' || c.kind === 'write-lock') && c.notice) this.notice(route, c.notice);
       switch (c.kind) {
         case 'ok':
           return expectJson ? new Response(text, { status: res!.status, statusText: res!.statusText, headers: res!.headers }) : res!;
@@ -220,7 +222,7 @@ export class DropboxRequests {
       const dispatcher = options.dispatcherFor?.(route) ?? this.#dispatcher;
       const isContent = headers['Dropbox-API-Arg'] !== undefined;
       return this.run(
-        { route, idempotent: options.idempotent(route), paced: options.paced?.(route) ?? true, expectJson: !isContent, signal: (init.signal as AbortSignal | undefined) ?? null },
+        { route, auth: managed, idempotent: options.idempotent(route), paced: options.paced?.(route) ?? true, expectJson: !isContent, signal: (init.signal as AbortSignal | undefined) ?? null },
         (authorization, signal) => {
           if (managed && authorization !== null) headers.Authorization = authorization;
           return undiciFetch(target, { ...(init as object), headers, ...(signal ? { signal } : {}), ...(dispatcher ? { dispatcher } : {}) } as Parameters<typeof undiciFetch>[1]);
@@ -228,6 +230,11 @@ export class DropboxRequests {
       );
     };
     return adapter as unknown as typeof fetch;
+  }
+
+  /** Logs a server-given delay that was capped or invalid. */
+  notice(route: string, message: string): void {
+    this.#warn(`dropbox ${this.account} ${route}: ${message}`);
   }
 
   /** One refresh per stale token, however many calls got 401 with it. */
