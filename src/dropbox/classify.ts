@@ -20,6 +20,8 @@ export type Classified =
   | { kind: 'fatal'; status: number; code: ErrorCode; reason: string; tags: string[]; error: unknown; correctOffset: number | null };
 
 export type Fatal = Extract<Classified, { kind: 'fatal' }>;
+/** Every classification but ok. */
+export type Failed = Exclude<Classified, { kind: 'ok' }>;
 
 /** Default cap of a server-given delay (Retry-After, retry_after, longpoll backoff): 300 s. */
 export const DEFAULT_MAX_RETRY_AFTER_MS = 300_000;
@@ -126,7 +128,7 @@ const TAG_CODES: [string, ErrorCode][] = [
  * and a damaged body are retried; everything else is the route's answer (fatal for the layer), with
  * its tags and any correct_offset for callers that act on them (upload sessions, the feed's reset).
  */
-export function classifyRouteError(error: unknown, summary = '', status = 409, maxRetryAfterMs = DEFAULT_MAX_RETRY_AFTER_MS): Classified {
+export function classifyRouteError(error: unknown, summary = '', status = 409, maxRetryAfterMs = DEFAULT_MAX_RETRY_AFTER_MS): Failed {
   const tags = errorTags(error);
   const reason = summary || tags.join('/') || 'unrecognised Dropbox error';
   if (tags.includes('too_many_write_operations')) {
@@ -140,7 +142,7 @@ export function classifyRouteError(error: unknown, summary = '', status = 409, m
   return { kind: 'fatal', status, code: found ? found[1] : 'DROPFTP_ERR_UPSTREAM', reason, tags, error, correctOffset };
 }
 
-function fatal(status: number, code: ErrorCode, reason: string, error: unknown = null): Classified {
+function fatal(status: number, code: ErrorCode, reason: string, error: unknown = null): Fatal {
   return { kind: 'fatal', status, code, reason, tags: [], error, correctOffset: null };
 }
 
@@ -198,7 +200,7 @@ export function classifyAnswer(answer: AnswerInput, maxRetryAfterMs = DEFAULT_MA
 }
 
 /** A request that got no answer: aborted by its caller (fatal) or a network failure (retry). */
-export function classifyThrown(err: unknown, aborted = false, route = ''): Classified {
+export function classifyThrown(err: unknown, aborted = false, route = ''): Failed {
   const code = (err as { code?: unknown })?.code;
   const message = err instanceof Error ? err.message : String(err);
   const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
