@@ -153,10 +153,12 @@ export class DropboxRequests {
     let failures = 0;
     let throttles = 0;
     let refreshed = false;
+    let refreshedToken: string | null = null;
     for (;;) {
       if (cancelled()) throw this.#error(route, classifyThrown(signal?.reason, true, route));
       // The token first (it may wait for a refresh): an admitted call starts at once.
-      const token = this.#tokens && spec.auth !== false ? await this.#tokens.get() : null;
+      const token: string | null = this.#tokens && spec.auth !== false ? (refreshedToken ?? (await this.#tokens.get())) : null;
+      refreshedToken = null;
       const paced = spec.paced !== false && this.#pacer !== null;
       if (paced && !(await this.#pacer!.admit(cancelled))) throw this.#error(route, classifyThrown(signal?.reason, true, route));
       let c: Classified;
@@ -185,6 +187,7 @@ export class DropboxRequests {
           refreshed = true;
           const next = await this.#refresh(token);
           if (next === token) throw this.#error(route, c); // a fixed token: nothing newer to try
+          refreshedToken = next;
           this.#observer?.retry(route);
           continue;
         }
