@@ -15,6 +15,7 @@ export const ERRORS = {
   DROPFTP_ERR_RATE_LIMITED: { ftp: 421, text: 'Service busy, try again later' },
   DROPFTP_ERR_UPSTREAM: { ftp: 451, text: 'Storage service error, try again' },
   DROPFTP_ERR_UPSTREAM_AUTH: { ftp: 451, text: 'Storage service refused our credentials' },
+  DROPFTP_ERR_UPSTREAM_MALFORMED: { ftp: 451, text: 'Storage service sent an invalid answer, try again' },
   DROPFTP_ERR_INTEGRITY: { ftp: 451, text: 'Data failed its integrity check; transfer aborted' },
   DROPFTP_ERR_COMMIT_FAILED: { ftp: 451, text: 'Upload could not be committed; nothing was saved' },
   DROPFTP_ERR_ABORTED: { ftp: 426, text: 'Transfer aborted' },

@@ -2,11 +2,13 @@
 // (RFC 7636, S256), the no-redirect authorize URL, and the /oauth2/token grants (code exchange,
 // refresh). Main thread. Invariants: parameters and client credentials travel in a form body
 // (RFC 6749 §2.3.1, §4.1.3) — never in the URL, where the SDK's DropboxAuth puts the refresh token
-// and secret (dropbox-api.md §6.2); failures are DropftpErrors, `transient` says whether to retry.
+// and secret (dropbox-api.md §6.2); token calls go through the Dropbox request layer (429, 5xx and
+// network failures retried there; a code exchange only when nothing was done); failures are DropftpErrors.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { fetch } from 'undici';
 import { DropftpError } from '../errors.ts';
+import { DropboxRequests, type RequestObserver } from '../dropbox/request.ts';
 import { DROPBOX_API_URL } from './credentials-file.ts';
 
 export interface Pkce {
@@ -41,52 +43,34 @@ export interface TokenGrant {
   accountId?: string;
 }
 
-/** Thrown by the token calls; `transient` failures (network, 429, 5xx) may be retried. */
-export class TokenError extends DropftpError {
-  readonly status: number;
-  readonly transient: boolean;
-  constructor(message: string, status: number, transient: boolean) {
-    super('DROPFTP_ERR_UPSTREAM_AUTH', message);
-    this.status = status;
-    this.transient = transient;
-  }
-}
-
 export interface ClientCredentials {
   apiUrl: string;
   appKey: string;
   appSecret?: string;
 }
 
-async function tokenCall(client: ClientCredentials, params: Record<string, string>, timeoutMs: number): Promise<TokenGrant> {
+export interface TokenCallOptions {
+  /** The whole call, retries included. Default 30 s. */
+  timeoutMs?: number;
+  /** Attempts on 5xx and network failures. Default 4. */
+  maxAttempts?: number;
+  /** Told about every token endpoint request (metrics). */
+  observer?: RequestObserver | null;
+}
+
+async function tokenCall(client: ClientCredentials, params: Record<string, string>, idempotent: boolean, options: TokenCallOptions): Promise<TokenGrant> {
   const body = new URLSearchParams({ ...params, client_id: client.appKey });
   if (client.appSecret) body.set('client_secret', client.appSecret);
   const url = `${client.apiUrl.replace(/\/+$/, '')}/oauth2/token`;
-  let res;
-  try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: body.toString(),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (err) {
-    throw new TokenError(`${url}: ${(err as Error).message}`, 0, true);
-  }
-  const text = await res.text().catch(() => '');
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    // not JSON: reported below by status
-  }
-  if (!res.ok) {
-    // Only the error tag and description: the body never echoes a token, but stay on the safe side.
-    const what = typeof json.error === 'string' ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description}` : ''}` : text.slice(0, 120);
-    throw new TokenError(`token endpoint ${params.grant_type}: HTTP ${res.status} ${what}`, res.status, res.status === 429 || res.status >= 500);
-  }
-  if (typeof json.access_token !== 'string' || json.access_token === '') {
-    throw new TokenError(`token endpoint ${params.grant_type}: no access_token in the reply`, res.status, false);
+  // No token to send or refresh, and not a user API call: unpaced. Errors name the grant, never a token.
+  const requests = new DropboxRequests({ account: client.appKey, tokens: null, observer: options.observer ?? null, ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}) });
+  const res = await requests.run(
+    { route: 'oauth2/token', idempotent, paced: false, auth: false, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) },
+    (_authorization, signal) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: body.toString(), ...(signal ? { signal } : {}) }),
+  );
+  const json = (await res.json()) as Record<string, unknown> | null;
+  if (json === null || typeof json !== 'object' || typeof json.access_token !== 'string' || json.access_token === '') {
+    throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `token endpoint ${params.grant_type}: no access_token in the reply`);
   }
   const expiresIn = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : null;
   const grant: TokenGrant = { accessToken: json.access_token, expiresInMs: expiresIn === null ? Infinity : expiresIn * 1000 };
@@ -96,11 +80,12 @@ async function tokenCall(client: ClientCredentials, params: Record<string, strin
 }
 
 /** authorization_code grant with the PKCE verifier (no redirect_uri: the no-redirect flow). */
-export function exchangeCode(client: ClientCredentials, code: string, verifier: string, timeoutMs = 30_000): Promise<TokenGrant> {
-  return tokenCall(client, { grant_type: 'authorization_code', code, code_verifier: verifier }, timeoutMs);
+export function exchangeCode(client: ClientCredentials, code: string, verifier: string, options: TokenCallOptions = {}): Promise<TokenGrant> {
+  // A code is good for one exchange: sent again only when the first try surely did nothing.
+  return tokenCall(client, { grant_type: 'authorization_code', code, code_verifier: verifier }, false, options);
 }
 
 /** refresh_token grant: a new short-lived access token (Dropbox returns no new refresh token). */
-export function refreshAccessToken(client: ClientCredentials, refreshToken: string, timeoutMs = 30_000): Promise<TokenGrant> {
-  return tokenCall(client, { grant_type: 'refresh_token', refresh_token: refreshToken }, timeoutMs);
+export function refreshAccessToken(client: ClientCredentials, refreshToken: string, options: TokenCallOptions = {}): Promise<TokenGrant> {
+  return tokenCall(client, { grant_type: 'refresh_token', refresh_token: refreshToken }, true, options);
 }

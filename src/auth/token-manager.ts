@@ -5,7 +5,7 @@
 // another caller already replaced that token; listeners see every new token (the engine gets it).
 
 import { DropftpError } from '../errors.ts';
-import { refreshAccessToken, TokenError } from './oauth.ts';
+import { refreshAccessToken } from './oauth.ts';
 
 export interface ManagedAccount {
   name: string;
@@ -43,7 +43,7 @@ export interface RefreshEvent {
 export interface TokenManagerOptions {
   /** Refresh this long before expiry (capped at half the token's lifetime). Default 5 min, as the SDK. */
   refreshMarginMs?: number;
-  /** Attempts per refresh on network errors, 429 and 5xx. Default 4. */
+  /** Attempts per refresh on network errors and 5xx (the request layer's; 429s wait their Retry-After). Default 4. */
   maxAttempts?: number;
   /** After a failed timed refresh, try again after this long. Default 30 s. */
   retryDelayMs?: number;
@@ -168,7 +168,7 @@ export class TokenManager {
   #refresh(state: State, reason: RefreshEvent['reason']): Promise<string> {
     if (state.refreshing) return state.refreshing;
     const startedMs = performance.now();
-    const running = this.#refreshWithRetries(state).then(
+    const running = this.#refreshOnce(state).then(
       (token) => {
         this.#onRefresh?.({ account: state.account.name, ok: true, reason, durationMs: performance.now() - startedMs });
         return token;
@@ -187,40 +187,30 @@ export class TokenManager {
     return running;
   }
 
-  async #refreshWithRetries(state: State): Promise<string> {
+  /** One refresh through the request layer, which retries what is transient. */
+  async #refreshOnce(state: State): Promise<string> {
     const { account } = state;
-    for (let attempt = 1; ; attempt++) {
+    let grant;
+    try {
+      const observer = { request: (route: string, status: number) => this.#onRequest?.(route, status), retry: () => {} };
+      grant = await refreshAccessToken(account, account.refreshToken, { maxAttempts: this.#maxAttempts, observer });
+    } catch (err) {
+      throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `account ${account.name}: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.#accounts.get(account.name) !== state) return grant.accessToken; // replaced meanwhile
+    state.token = grant.accessToken;
+    state.lifetimeMs = grant.expiresInMs;
+    state.expiresAtMs = this.#now() + grant.expiresInMs;
+    this.#schedule(state, Number.isFinite(grant.expiresInMs) ? grant.expiresInMs - this.#margin(state) : null);
+    const fresh = this.#fresh(state);
+    for (const listener of this.#listeners) {
       try {
-        let grant;
-        try {
-          grant = await refreshAccessToken(account, account.refreshToken);
-          this.#onRequest?.('oauth2/token', 200);
-        } catch (err) {
-          this.#onRequest?.('oauth2/token', err instanceof TokenError ? err.status : 0);
-          throw err;
-        }
-        if (this.#accounts.get(account.name) !== state) return grant.accessToken; // replaced meanwhile
-        state.token = grant.accessToken;
-        state.lifetimeMs = grant.expiresInMs;
-        state.expiresAtMs = this.#now() + grant.expiresInMs;
-        this.#schedule(state, Number.isFinite(grant.expiresInMs) ? grant.expiresInMs - this.#margin(state) : null);
-        const fresh = this.#fresh(state);
-        for (const listener of this.#listeners) {
-          try {
-            listener(fresh);
-          } catch {
-            // A listener's failure is its own (the engine refuses only what it refused at setup).
-          }
-        }
-        return grant.accessToken;
-      } catch (err) {
-        const transient = err instanceof TokenError && err.transient;
-        if (!transient || attempt >= this.#maxAttempts) {
-          throw new DropftpError('DROPFTP_ERR_UPSTREAM_AUTH', `account ${account.name}: ${(err as Error).message}`, { cause: err });
-        }
-        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** (attempt - 1)));
+        listener(fresh);
+      } catch {
+        // A listener's failure is its own (the engine refuses only what it refused at setup).
       }
     }
+    return grant.accessToken;
   }
 
   /** The timed refresh keeps the engine's copy fresh even when no RPC call asks for a token. */

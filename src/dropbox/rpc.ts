@@ -1,17 +1,15 @@
 // The Dropbox RPC side (metadata: get_metadata, list_folder, create_folder_v2, delete_v2, move_v2)
-// through the official `dropbox` SDK, whose fetch is pointed at a base URL (Dropbox itself or the
-// local box). Main thread. Invariants: every failure is a DropftpError (errors.ts); 429/5xx/network
-// failures of these idempotent-or-checked calls are retried a few times honouring retry_after;
+// through the official `dropbox` SDK, whose fetch is the account's request layer (request.ts): it
+// points the SDK at a base URL (Dropbox itself or the local box), paces, classifies, retries and
+// refreshes the token. Main thread. Invariants: every failure is a DropftpError; calls that are
+// not idempotent (create, delete, move) are sent again only when Dropbox did nothing (429, 401);
 // identical read calls in flight at once share one request (2,000 clients listing one folder make
-// one list_folder call, not 2,000); nothing is cached beyond that. With a token provider, each call
-// takes the account's current access token and a 401 expired_access_token is retried once with a
-// refreshed one (the provider refreshes once for all callers holding the stale token).
+// one list_folder call, not 2,000); nothing is cached beyond that.
 
 import { Dropbox } from 'dropbox';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { Agent } from 'undici';
 import { DropftpError } from '../errors.ts';
-import type { TokenProvider } from '../auth/token-manager.ts';
-import { errorTags, mapDropboxError, retryAfterMs } from './errors.ts';
+import { DropboxRequests, type CallPacer, type RequestObserver, type TokenSource } from './request.ts';
 
 export interface RpcAccount {
   name: string;
@@ -20,14 +18,18 @@ export interface RpcAccount {
   /** A fixed token (tests, tools); ignored when `tokens` is given. */
   accessToken?: string;
   /** Short-lived tokens from the token manager. */
-  tokens?: TokenProvider;
+  tokens?: TokenSource;
+  /** Paces every call start of the account (engine.pacerFor(name)); default none. */
+  pacer?: CallPacer | null;
+  /** Cap of a server-given delay (default 300 s). */
+  maxRetryAfterMs?: number;
 }
 
 /** Told about every HTTP attempt (metrics). `status` 0: no HTTP answer (network failure). */
-export interface RpcObserver {
-  request(route: string, status: number): void;
-  retry(route: string): void;
-}
+export type RpcObserver = RequestObserver;
+
+/** Routes whose repetition changes nothing: retried after a 5xx or a reset too. */
+const IDEMPOTENT = new Set(['files/get_metadata', 'files/list_folder', 'files/list_folder/continue', 'users/get_current_account', 'check/user']);
 
 export interface DropboxEntry {
   tag: 'file' | 'folder';
@@ -40,8 +42,6 @@ export interface DropboxEntry {
   modified: Date | null;
   rev: string | null;
 }
-
-const MAX_ATTEMPTS = 4;
 
 type SdkEntry = { '.tag': string; name: string; path_lower?: string; path_display?: string; id?: string; size?: number; client_modified?: string; rev?: string };
 
@@ -63,28 +63,28 @@ export class DropboxRpc {
   /** Pages one listFolder may read (2,000 entries each on Dropbox: 20 million entries). */
   static maxListPages = 10_000;
   readonly account: RpcAccount;
+  readonly requests: DropboxRequests;
   readonly #inflight = new Map<string, Promise<unknown>>();
-  readonly #fetch: typeof fetch;
-  readonly #tokens: TokenProvider;
-  readonly #observer: RpcObserver | null;
-  // One SDK client per token: a call always runs with the token it was given, so a 401 names it.
-  #sdk: { token: string; client: Dropbox } | null = null;
+  readonly #sdk: Dropbox;
 
   constructor(account: RpcAccount, dispatcher: Agent = sharedAgent(), observer: RpcObserver | null = null) {
     this.account = account;
     const base = account.apiUrl.replace(/\/+$/, '');
-    const rewrite = /^https:\/\/[^/]+/;
-    const customFetch = (url: string, init: Record<string, unknown>) =>
-      undiciFetch(url.replace(rewrite, base), { ...(init as object), dispatcher } as Parameters<typeof undiciFetch>[1]);
-    this.#fetch = customFetch as unknown as typeof fetch;
     const fixed = account.accessToken ?? '';
-    this.#tokens = account.tokens ?? { get: async () => fixed, expired: async () => fixed };
-    this.#observer = observer;
-  }
-
-  #client(token: string): Dropbox {
-    if (this.#sdk?.token !== token) this.#sdk = { token, client: new Dropbox({ accessToken: token, fetch: this.#fetch }) };
-    return this.#sdk.client;
+    this.requests = new DropboxRequests({
+      account: account.name,
+      tokens: account.tokens ?? { get: async () => fixed, expired: async () => fixed },
+      pacer: account.pacer ?? null,
+      observer,
+      dispatcher,
+      ...(account.maxRetryAfterMs !== undefined ? { maxRetryAfterMs: account.maxRetryAfterMs } : {}),
+    });
+    const rewrite = /^https:\/\/[^/]+/;
+    // The layer sets each attempt's token: the SDK's own is a placeholder it only copies into the header.
+    this.#sdk = new Dropbox({
+      accessToken: 'managed-by-the-request-layer',
+      fetch: this.requests.fetch({ rewrite: (url) => url.replace(rewrite, base), idempotent: (route) => IDEMPOTENT.has(route) }),
+    });
   }
 
   /** users/get_current_account: who the token belongs to (`dropftp auth` verifies with it). */
@@ -137,16 +137,16 @@ export class DropboxRpc {
   }
 
   async createFolder(path: string): Promise<void> {
-    await this.#call('files/create_folder_v2', (sdk) => sdk.filesCreateFolderV2({ path, autorename: false }), false);
+    await this.#call('files/create_folder_v2', (sdk) => sdk.filesCreateFolderV2({ path, autorename: false }));
   }
 
   /** Deletes a path; with parentRev, only that very version of a file. */
   async delete(path: string, parentRev?: string): Promise<void> {
-    await this.#call('files/delete_v2', (sdk) => sdk.filesDeleteV2(parentRev ? { path, parent_rev: parentRev } : { path }), false);
+    await this.#call('files/delete_v2', (sdk) => sdk.filesDeleteV2(parentRev ? { path, parent_rev: parentRev } : { path }));
   }
 
   async move(fromPath: string, toPath: string): Promise<void> {
-    await this.#call('files/move_v2', (sdk) => sdk.filesMoveV2({ from_path: fromPath, to_path: toPath, autorename: false }), false);
+    await this.#call('files/move_v2', (sdk) => sdk.filesMoveV2({ from_path: fromPath, to_path: toPath, autorename: false }));
   }
 
   #shared<T>(key: string, run: () => Promise<T>): Promise<T> {
@@ -157,36 +157,14 @@ export class DropboxRpc {
     return promise;
   }
 
-  /**
-   * Runs one SDK call with retries; `idempotent` false retries only when nothing was done (429, and
-   * 401 expired_access_token: Dropbox refused the call before doing anything).
-   */
-  async #call<T>(what: string, run: (sdk: Dropbox) => Promise<T>, idempotent = true): Promise<T> {
-    let token = await this.#tokens.get();
-    let refreshed = false;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const result = await run(this.#client(token));
-        this.#observer?.request(what, 200);
-        return result;
-      } catch (err) {
-        const status = (err as { status?: unknown }).status;
-        this.#observer?.request(what, typeof status === 'number' ? status : 0);
-        if (status === 401 && !refreshed && errorTags((err as { error?: { error?: unknown } }).error?.error).includes('expired_access_token')) {
-          refreshed = true;
-          const next = await this.#tokens.expired(token);
-          if (next === token) throw mapDropboxError(err, what); // a fixed token: nothing newer to try
-          token = next;
-          attempt--; // an auth refresh is not a fault retry
-          this.#observer?.retry(what);
-          continue;
-        }
-        const waitMs = retryAfterMs(err);
-        const retryable = waitMs !== null && (idempotent || status === 429);
-        if (!retryable || attempt >= MAX_ATTEMPTS) throw mapDropboxError(err, what);
-        this.#observer?.retry(what);
-        await new Promise((resolve) => setTimeout(resolve, waitMs * attempt));
-      }
+  /** One SDK call; the layer under the SDK's fetch has classified, retried and mapped its failures. */
+  async #call<T>(what: string, run: (sdk: Dropbox) => Promise<T>): Promise<T> {
+    try {
+      return await run(this.#sdk);
+    } catch (err) {
+      if (err instanceof DropftpError) throw err;
+      // Not from the layer: the SDK itself failed (a result it could not use).
+      throw new DropftpError('DROPFTP_ERR_UPSTREAM', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 }

@@ -10,7 +10,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DropftpError } from '../errors.ts';
 import { nodeFrom, normalizePath, parentOf, sameEntry, folderNode, type CacheEntry, type Node, type RawMetadata } from './entry.ts';
-import { FeedClient, FeedError, MAX_SERVER_DELAY_MS, classify, type FeedPage } from './feed-client.ts';
+import type { CallPacer } from '../dropbox/request.ts';
+import { FeedClient, FeedError, feedError, type FeedPage } from './feed-client.ts';
 import { Overlay } from './overlay.ts';
 import { Subscribers, type ChangeListener } from './subscribers.ts';
 import { Tree, type TreeChange } from './tree.ts';
@@ -20,14 +21,18 @@ export interface DirectoryCacheOptions {
   apiUrl: string;
   accessToken: string;
   /** Rotating tokens (src/auth token manager's provider); without it `accessToken` is used for ever. */
-  tokens?: { get(): Promise<string> } | null;
+  tokens?: { get(): Promise<string>; expired?(stale: string): Promise<string> } | null;
+  /** Paces the feed's list_folder and continue starts (engine.pacerFor(name)); default none. */
+  pacer?: CallPacer | null;
+  /** Cap of a server-given delay (Retry-After, longpoll backoff; default 300,000). */
+  maxRetryAfterMs?: number;
   /** For logs and stats. */
   name?: string;
   /** list_folder page size (1..2000, default 2000). */
   pageLimit?: number;
   /** Longpoll timeout asked of the server (30..480 s, default 30). */
   longpollTimeoutSec?: number;
-  /** First retry delay after a 5xx or network failure; doubles per failure (default 250). */
+  /** First delay after a failure the request layer gave up on; doubles per failure (default 250). */
   minBackoffMs?: number;
   /** Cap of that delay, and the delay after a non-retryable failure (default 30,000). */
   maxBackoffMs?: number;
@@ -61,7 +66,7 @@ export class DirectoryCache {
   readonly #abort = new AbortController();
   readonly #subscribers: Subscribers;
   readonly #overlay = new Overlay();
-  readonly #options: Required<Omit<DirectoryCacheOptions, 'name' | 'onError' | 'apiUrl' | 'accessToken' | 'tokens'>>;
+  readonly #options: Required<Omit<DirectoryCacheOptions, 'name' | 'onError' | 'apiUrl' | 'accessToken' | 'tokens' | 'pacer' | 'maxRetryAfterMs'>>;
   readonly #onError: (err: Error) => void;
   #tree = new Tree();
   #building: Building | null = null;
@@ -93,7 +98,17 @@ export class DirectoryCache {
     this.#options = { pageLimit, longpollTimeoutSec, minBackoffMs: options.minBackoffMs ?? 250, maxBackoffMs: options.maxBackoffMs ?? 30_000 };
     this.#onError = options.onError ?? (() => {});
     this.#subscribers = new Subscribers((err) => this.#onError(err instanceof Error ? err : new Error(String(err))));
-    this.#client = new FeedClient({ apiUrl: options.apiUrl, accessToken: options.accessToken, tokens: options.tokens ?? null, pageLimit, longpollTimeoutSec });
+    this.#client = new FeedClient({
+      apiUrl: options.apiUrl,
+      accessToken: options.accessToken,
+      tokens: options.tokens ?? null,
+      pageLimit,
+      longpollTimeoutSec,
+      name: this.name,
+      pacer: options.pacer ?? null,
+      ...(options.maxRetryAfterMs !== undefined ? { maxRetryAfterMs: options.maxRetryAfterMs } : {}),
+      onRetry: () => this.#retries++,
+    });
     this.ready = new Promise<void>((resolve, reject) => {
       this.#resolveReady = resolve;
       this.#rejectReady = reject;
@@ -249,7 +264,7 @@ export class DirectoryCache {
         else await this.#poll(signal);
         failures = 0;
       } catch (caught) {
-        const err = caught instanceof FeedError ? caught : classify(caught, 'feed', signal);
+        const err = caught instanceof FeedError ? caught : feedError(caught, 'feed', signal);
         if (signal.aborted) break;
         if (err.kind === 'aborted') continue; // refresh() interrupted the longpoll
         this.#lastError = err;
@@ -267,7 +282,7 @@ export class DirectoryCache {
         // A server's retry_after is honoured but never shortens our own backoff: a 429 that asks
         // for 1 ms again and again must not make a request loop.
         const serverMs = Number.isFinite(err.delayMs) ? err.delayMs : 0;
-        const delayMs = Math.min(Math.max(serverMs, backoffMs * (0.8 + 0.4 * Math.random())), MAX_SERVER_DELAY_MS);
+        const delayMs = Math.min(Math.max(serverMs, backoffMs * (0.8 + 0.4 * Math.random())), this.#client.maxServerDelayMs);
         await sleep(delayMs, undefined, { signal }).catch(() => {});
       }
     }
@@ -348,7 +363,7 @@ export class DirectoryCache {
     try {
       // The server's backoff applies to longpolls only: refresh() (an own write) cuts the wait
       // short for a continue, and close() ends it.
-      const waitMs = Math.min(Math.max(this.#pollNotBeforeMs, this.#spacingNotBeforeMs) - Date.now(), MAX_SERVER_DELAY_MS);
+      const waitMs = Math.min(Math.max(this.#pollNotBeforeMs, this.#spacingNotBeforeMs) - Date.now(), this.#client.maxServerDelayMs);
       if (waitMs > 0) await sleep(waitMs, undefined, { signal: pollAbort.signal }).catch(() => {});
       if (this.#needContinue || pollAbort.signal.aborted) return; // refresh() came while we slept, or close()
       const startedMs = Date.now();

@@ -1,15 +1,18 @@
 // The change-feed calls of one account (list_folder recursive from the root, continue, longpoll)
-// through the official `dropbox` SDK, and the classification of their failures. Main thread.
-// Invariants: every failure becomes a FeedError whose kind decides what the loop does (reset →
-// rebuild, retry → wait `delayMs` and repeat the same call, aborted → stop, fatal → long backoff);
-// longpolls use their own connection pool so that thousands of parked polls never starve the
-// bounded pool of ordinary calls (on real Dropbox they go to another host anyway).
-// Why not src/dropbox/rpc.ts: it hides cursors (listFolder returns all pages at once), retries
-// and maps errors itself (losing the `reset` tag and retry_after to its own policy), and has no
-// abort signal or longpoll — the feed loop needs all four.
+// through the official `dropbox` SDK over the account's request layer (src/dropbox/request.ts: it
+// classifies, retries 429/5xx/resets, honours and caps Retry-After, refreshes the token on 401), and
+// the mapping of what still fails to what the feed loop does. Main thread. Invariants: every failure
+// becomes a FeedError whose kind decides what the loop does (reset → rebuild, retry → wait `delayMs`
+// and repeat the same call, aborted → stop, fatal → long backoff); longpolls use their own
+// connection pool so that thousands of parked polls never starve the bounded pool of ordinary
+// calls (on real Dropbox they go to another host anyway), and are not paced (a notify call).
+// Why not src/dropbox/rpc.ts: it hides cursors (listFolder returns all pages at once) and has no
+// abort signal or longpoll — the feed loop needs all three.
 
 import { Dropbox } from 'dropbox';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { Agent } from 'undici';
+import { DEFAULT_MAX_RETRY_AFTER_MS, serverDelay } from '../dropbox/classify.ts';
+import { DropboxCallError, DropboxRequests, type CallPacer } from '../dropbox/request.ts';
 import type { RawMetadata } from './entry.ts';
 
 export interface FeedPage {
@@ -39,53 +42,34 @@ export interface FeedClientOptions {
   apiUrl: string;
   accessToken: string;
   /** Rotating tokens (src/auth): each request asks for a current one; `accessToken` is then unused. */
-  tokens?: { get(): Promise<string> } | null;
+  tokens?: { get(): Promise<string>; expired?(stale: string): Promise<string> } | null;
   pageLimit: number;
   /** Longpoll timeout sent to the server (30..480 s). */
   longpollTimeoutSec: number;
+  /** The account's name (logs). */
+  name?: string;
+  /** Paces list_folder and continue starts of the account (engine.pacerFor(name)); default none. */
+  pacer?: CallPacer | null;
+  /** Cap of a server-given delay (Retry-After, longpoll backoff); default 300 s. */
+  maxRetryAfterMs?: number;
+  /** Told about every retry the request layer makes (stats). */
+  onRetry?: (route: string) => void;
+  /** Where a capped or invalid server delay is logged (default: a process warning). */
+  warn?: (message: string) => void;
 }
 
-function tagsOf(value: unknown, depth = 0, out: string[] = []): string[] {
-  if (depth > 6 || value === null || typeof value !== 'object') return out;
-  const tag = (value as Record<string, unknown>)['.tag'];
-  if (typeof tag === 'string') out.push(tag);
-  for (const [key, child] of Object.entries(value)) if (key !== '.tag') tagsOf(child, depth + 1, out);
-  return out;
-}
-
-/** The longest wait a server may impose on the feed (a longpoll backoff, a 429's retry_after). */
-export const MAX_SERVER_DELAY_MS = 300_000;
-
-/**
- * A server-given delay in seconds as milliseconds, validated: only a finite number > 0 counts
- * (a string, null, NaN, a negative value is 0) and it is capped at MAX_SERVER_DELAY_MS — beyond
- * 2^31-1 ms Node fires a timer at once, which turned a huge backoff into a request loop.
- */
-export function serverDelayMs(seconds: unknown): number {
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) return 0;
-  return Math.min(seconds * 1000, MAX_SERVER_DELAY_MS);
-}
-
-export function classify(err: unknown, what: string, signal: AbortSignal): FeedError {
+/** What the feed loop does with a failure that the request layer did not (or could not) retry away. */
+export function feedError(err: unknown, what: string, signal: AbortSignal): FeedError {
   if (err instanceof FeedError) return err;
   if (signal.aborted) return new FeedError('aborted', `${what}: aborted`);
-  const status = typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : null;
-  if (status === null) {
-    // fetch network failure (TypeError), a reset socket, or a timeout of our own: retry.
-    return new FeedError('retry', `${what}: ${err instanceof Error ? err.message : String(err)}`, 0, null, err);
+  if (!(err instanceof DropboxCallError)) return new FeedError('fatal', `${what}: ${err instanceof Error ? err.message : String(err)}`, 0, null, err);
+  const status = err.status === 0 ? null : err.status;
+  if (err.tags.includes('reset')) return new FeedError('reset', err.message, 0, status, err);
+  // Aborted without our signal: the longpoll's own timeout. Out of attempts: the loop backs off and repeats.
+  if (err.code === 'DROPFTP_ERR_ABORTED' || err.kind === 'retry' || err.kind === 'throttled' || err.kind === 'write-lock') {
+    return new FeedError('retry', err.message, err.retryAfterMs, status, err);
   }
-  const body = (err as { error?: unknown }).error;
-  const summary = typeof (body as { error_summary?: unknown })?.error_summary === 'string' ? (body as { error_summary: string }).error_summary : '';
-  const message = `${what}: HTTP ${status} ${summary}`.trim();
-  if (status === 409 && tagsOf((body as { error?: unknown })?.error).includes('reset')) return new FeedError('reset', message, 0, status, err);
-  if (status === 429) {
-    const seconds = (body as { error?: { retry_after?: unknown } })?.error?.retry_after;
-    const header = Number((err as { headers?: { get?(k: string): string | null } }).headers?.get?.('retry-after'));
-    const delayMs = serverDelayMs(seconds) || serverDelayMs(header) || 1000;
-    return new FeedError('retry', message, delayMs, status, err);
-  }
-  if (status >= 500) return new FeedError('retry', message, 0, status, err);
-  return new FeedError('fatal', message, 0, status, err);
+  return new FeedError('fatal', err.message, 0, status, err);
 }
 
 export class FeedClient {
@@ -94,6 +78,8 @@ export class FeedClient {
   readonly #pollAgent = new Agent({ connections: 2, keepAliveTimeout: 1_000, bodyTimeout: 0, headersTimeout: 0 });
   readonly #options: FeedClientOptions;
 
+  readonly #requests: DropboxRequests;
+
   constructor(options: FeedClientOptions) {
     this.#options = options;
     const base = options.apiUrl.replace(/\/+$/, '');
@@ -101,18 +87,30 @@ export class FeedClient {
     // serves longpoll on notify.dropboxapi.com only, so its URLs stay as the SDK builds them.
     const rewrite = base === 'https://api.dropboxapi.com' ? null : /^https:\/\/[^/]+/;
     const tokens = options.tokens ?? null;
-    const customFetch = async (url: string, init: Record<string, unknown>) => {
-      let headers = init.headers as Record<string, string> | undefined;
-      // Short-lived tokens expire (4 h on Dropbox): a feed that runs for days asks for a current one
-      // per request. Longpoll carries no Authorization (it is a notify endpoint) and gets none.
-      if (tokens && headers && typeof headers.Authorization === 'string') headers = { ...headers, Authorization: `Bearer ${await tokens.get()}` };
-      return undiciFetch(rewrite ? url.replace(rewrite, base) : url, {
-        ...(init as object),
-        ...(headers ? { headers } : {}),
-        dispatcher: url.endsWith('/list_folder/longpoll') ? this.#pollAgent : this.#agent,
-      } as Parameters<typeof undiciFetch>[1]);
-    };
-    this.#sdk = new Dropbox({ accessToken: options.accessToken, fetch: customFetch as unknown as typeof fetch });
+    const fixed = options.accessToken;
+    this.#requests = new DropboxRequests({
+      account: options.name ?? 'account',
+      // Short-lived tokens expire (4 h on Dropbox): a feed that runs for days asks for a current one per request.
+      tokens: tokens ? { get: () => tokens.get(), expired: (stale) => tokens.expired?.(stale) ?? Promise.resolve(stale) } : { get: async () => fixed, expired: async () => fixed },
+      pacer: options.pacer ?? null,
+      maxRetryAfterMs: options.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS,
+      observer: { request: () => {}, retry: (route) => options.onRetry?.(route) },
+      ...(options.warn ? { warn: options.warn } : {}),
+    });
+    const longpoll = (route: string): boolean => route === 'files/list_folder/longpoll';
+    const fetch = this.#requests.fetch({
+      ...(rewrite ? { rewrite: (url: string) => url.replace(rewrite, base) } : {}),
+      idempotent: () => true, // every feed call reads
+      paced: (route) => !longpoll(route),
+      dispatcherFor: (route) => (longpoll(route) ? this.#pollAgent : this.#agent),
+    });
+    // Longpoll carries no Authorization (a notify endpoint): the layer adds none where the SDK set none.
+    this.#sdk = new Dropbox({ accessToken: 'managed-by-the-request-layer', fetch });
+  }
+
+  /** The cap the request layer puts on a server-given delay. */
+  get maxServerDelayMs(): number {
+    return this.#requests.maxRetryAfterMs;
   }
 
   /** First page of the recursive listing of the whole account. */
@@ -121,7 +119,7 @@ export class FeedClient {
       const res = await this.#sdk.filesListFolder({ path: '', recursive: true, include_deleted: false, limit: this.#options.pageLimit }, { signal });
       return { entries: res.result.entries as RawMetadata[], cursor: res.result.cursor, hasMore: res.result.has_more };
     } catch (err) {
-      throw classify(err, 'list_folder', signal);
+      throw feedError(err, 'list_folder', signal);
     }
   }
 
@@ -130,19 +128,21 @@ export class FeedClient {
       const res = await this.#sdk.filesListFolderContinue({ cursor }, { signal });
       return { entries: res.result.entries as RawMetadata[], cursor: res.result.cursor, hasMore: res.result.has_more };
     } catch (err) {
-      throw classify(err, 'list_folder/continue', signal);
+      throw feedError(err, 'list_folder/continue', signal);
     }
   }
 
-  /** Waits for changes after `cursor`: { changes, backoffMs } (backoffMs validated, 0..MAX_SERVER_DELAY_MS). */
+  /** Waits for changes after `cursor`: { changes, backoffMs } (backoffMs validated and capped as a Retry-After is). */
   async longpoll(cursor: string, signal: AbortSignal): Promise<{ changes: boolean; backoffMs: number }> {
     const timeoutSec = this.#options.longpollTimeoutSec;
     try {
       // Dropbox may hold a longpoll up to 90 s past its timeout (reference §3.6); beyond that, give up and retry.
       const res = await this.#sdk.filesListFolderLongpoll({ cursor, timeout: timeoutSec }, { signal, timeout: (timeoutSec + 100) * 1000 });
-      return { changes: res.result.changes === true, backoffMs: serverDelayMs(res.result.backoff) };
+      const backoff = serverDelay(res.result.backoff, this.maxServerDelayMs, 'longpoll backoff');
+      if (backoff?.notice) this.#requests.notice('files/list_folder/longpoll', backoff.notice);
+      return { changes: res.result.changes === true, backoffMs: backoff?.ms ?? 0 };
     } catch (err) {
-      throw classify(err, 'list_folder/longpoll', signal);
+      throw feedError(err, 'list_folder/longpoll', signal);
     }
   }
 

@@ -3,6 +3,7 @@
 // until its last holder released it and `lingerMs` passed (a user reconnecting does not pay a full
 // listing again); close() closes every cache.
 
+import type { CallPacer } from '../dropbox/request.ts';
 import { DirectoryCache, type DirectoryCacheOptions, type DirectoryCacheStats } from './directory-cache.ts';
 
 export interface SyncAccount {
@@ -10,12 +11,14 @@ export interface SyncAccount {
   apiUrl: string;
   accessToken: string;
   /** Rotating tokens (src/auth); without it `accessToken` is used for ever. */
-  tokens?: { get(): Promise<string> } | null;
+  tokens?: { get(): Promise<string>; expired?(stale: string): Promise<string> } | null;
 }
 
-export interface SyncRegistryOptions extends Omit<DirectoryCacheOptions, 'apiUrl' | 'accessToken' | 'tokens' | 'name'> {
+export interface SyncRegistryOptions extends Omit<DirectoryCacheOptions, 'apiUrl' | 'accessToken' | 'tokens' | 'name' | 'pacer'> {
   /** How long a cache nobody holds keeps following its feed (default 60,000). */
   lingerMs?: number;
+  /** The call pacer of an account (engine.pacerFor); default none. */
+  pacerFor?: ((account: string) => CallPacer | null) | null;
 }
 
 interface Held {
@@ -38,8 +41,8 @@ export class SyncRegistry {
     if (this.#closed) throw new Error('SyncRegistry closed');
     let held = this.#held.get(account.name);
     if (!held) {
-      const { lingerMs: _l, ...cacheOptions } = this.#options;
-      const cache = new DirectoryCache({ ...cacheOptions, ...account }).start();
+      const { lingerMs: _l, pacerFor, ...cacheOptions } = this.#options;
+      const cache = new DirectoryCache({ ...cacheOptions, ...account, pacer: pacerFor?.(account.name) ?? null }).start();
       held = { cache, holders: 0, timer: null };
       this.#held.set(account.name, held);
     }

@@ -1,14 +1,16 @@
 // The few Dropbox HTTP calls the engine makes (content download/upload-session routes, and the
 // finish_batch_v2 RPC), over undici with keep-alive, and the classification of every failure.
 // Any thread (each thread owns its own Agent). Invariants: every response body is consumed or
-// destroyed; failures are classified as retry (with a delay hint), offset (correct_offset), auth (401:
-// get a fresh token and retry) or fatal (a DROPFTP_ERR_* code) — never thrown past the caller as a raw
-// network error. Every answer (or its absence) of a request sent through an agent made with counters
-// is counted there by route and status (request-counts.ts), here and nowhere else.
+// destroyed; failures are classified by src/dropbox/classify.ts (the one classifier) and shaped here
+// as retry (with a delay hint), offset (correct_offset), closed, auth (401: get a fresh token and
+// retry) or fatal (a DROPFTP_ERR_* code) — never thrown past the caller as a raw network error.
+// Every answer (or its absence) of a request sent through an agent made with counters is counted
+// there by route and status (request-counts.ts), here and nowhere else.
 
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../errors.ts';
+import * as central from '../dropbox/classify.ts';
 import type { AccountWire } from './task-wire.ts';
 import { countRequest } from './request-counts.ts';
 import { readToken } from './token-cell.ts';
@@ -109,70 +111,40 @@ export async function classifyResponse(res: Dispatcher.ResponseData): Promise<Fa
 }
 
 export function classifyStatus(status: number, json: any, text: string, retryAfterHeader: string | undefined): Failure {
-  const summary = typeof json?.error_summary === 'string' ? json.error_summary : text.slice(0, 200);
-  if (status === 429) {
-    const seconds = Number(json?.error?.retry_after ?? retryAfterHeader ?? 1);
-    const tag = json?.error?.reason?.['.tag'] ?? json?.error?.reason;
-    return {
-      kind: 'retry',
-      reason: `429 ${summary}`,
-      retryAfterMs: Math.max(0, Number.isFinite(seconds) ? seconds : 1) * 1000,
-      throttle: tag === 'too_many_write_operations' ? 'lock' : 'requests',
-    };
-  }
-  if (status >= 500) return { kind: 'retry', reason: `${status} ${summary}`, retryAfterMs: 0, throttle: null };
-  if (status === 401) return { kind: 'auth', reason: `401 ${summary}` };
-  if (status === 403) return { kind: 'fatal', code: 'DROPFTP_ERR_PERMISSION', reason: `403 ${summary}` };
-  if (status === 409) return classifyRouteError(json?.error, summary);
-  if (status === 416) return { kind: 'fatal', code: 'DROPFTP_ERR_BAD_OFFSET', reason: `416 ${summary}` };
-  return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: `${status} ${summary}` };
+  const body = text !== '' || json === null ? text : JSON.stringify(json);
+  const c = central.classifyAnswer({ status, header: (name) => (name === 'retry-after' ? retryAfterHeader : undefined), text: body });
+  // A 2xx is not a failure to classify here: whoever passed one gets the old fatal answer.
+  if (c.kind === 'ok') return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: `${status} ${body.slice(0, 200)}` };
+  return toFailure(c);
 }
 
 /** Classifies a route error union (409 body `error`, or a finish_batch entry `failure`). */
 export function classifyRouteError(error: any, summary = ''): Failure {
-  const tags = collectTags(error);
-  const reason = summary || tags.join('/');
-  const offset = findCorrectOffset(error);
-  if (offset !== null) return { kind: 'offset', correctOffset: offset, reason };
-  if (tags.includes('too_many_write_operations')) return { kind: 'retry', reason, retryAfterMs: 1000, throttle: 'lock' };
-  if (tags.includes('content_hash_mismatch')) return { kind: 'retry', reason, retryAfterMs: 0, throttle: null };
-  if (tags.includes('closed')) return { kind: 'closed', reason };
-  if (tags.includes('not_found')) return { kind: 'fatal', code: 'DROPFTP_ERR_NOT_FOUND', reason };
-  if (tags.includes('not_file') || tags.includes('unsupported_file')) return { kind: 'fatal', code: 'DROPFTP_ERR_NOT_A_FILE', reason };
-  if (tags.includes('not_folder')) return { kind: 'fatal', code: 'DROPFTP_ERR_NOT_A_FOLDER', reason };
-  if (tags.includes('insufficient_space')) return { kind: 'fatal', code: 'DROPFTP_ERR_INSUFFICIENT_SPACE', reason };
-  if (tags.includes('malformed_path') || tags.includes('disallowed_name')) return { kind: 'fatal', code: 'DROPFTP_ERR_BAD_PATH', reason };
-  if (tags.includes('no_write_permission') || tags.includes('restricted_content') || tags.includes('access_restricted')) {
-    return { kind: 'fatal', code: 'DROPFTP_ERR_PERMISSION', reason };
-  }
-  if (tags.includes('conflict')) return { kind: 'fatal', code: 'DROPFTP_ERR_EXISTS', reason };
-  return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: reason || 'unrecognised Dropbox error' };
+  return toFailure(central.classifyRouteError(error, summary));
 }
 
 /** Network-level failures (reset, timeout, refused) are retried. */
 export function classifyThrown(err: unknown): Failure {
-  const code = (err as { code?: string })?.code ?? '';
-  const message = err instanceof Error ? err.message : String(err);
-  return { kind: 'retry', reason: `${code} ${message}`.trim(), retryAfterMs: 0, throttle: null };
+  return toFailure(central.classifyThrown(err));
 }
 
-function collectTags(value: any, out: string[] = []): string[] {
-  if (typeof value === 'string') out.push(value);
-  else if (value && typeof value === 'object') {
-    if (typeof value['.tag'] === 'string') out.push(value['.tag']);
-    for (const [k, v] of Object.entries(value)) if (k !== '.tag' && typeof v === 'object') collectTags(v, out);
+/** The central classification in the shape the engine's tasks act on. */
+function toFailure(c: central.Failed): Failure {
+  switch (c.kind) {
+    case 'retry':
+      return { kind: 'retry', reason: c.reason, retryAfterMs: c.retryAfterMs, throttle: null };
+    case 'throttled':
+      return { kind: 'retry', reason: c.reason, retryAfterMs: c.retryAfterMs, throttle: 'requests' };
+    case 'write-lock':
+      return { kind: 'retry', reason: c.reason, retryAfterMs: c.retryAfterMs, throttle: 'lock' };
+    case 'auth':
+      return { kind: 'auth', reason: c.reason };
+    case 'fatal':
+      if (c.correctOffset !== null) return { kind: 'offset', correctOffset: c.correctOffset, reason: c.reason };
+      if (c.tags.includes('closed')) return { kind: 'closed', reason: c.reason };
+      // UPSTREAM_MALFORMED has no ring code yet (transfer/ring-codes.ts): it crosses threads as UPSTREAM.
+      return { kind: 'fatal', code: c.code === 'DROPFTP_ERR_UPSTREAM_MALFORMED' ? 'DROPFTP_ERR_UPSTREAM' : c.code, reason: c.reason };
   }
-  return out;
-}
-
-function findCorrectOffset(value: any): number | null {
-  if (!value || typeof value !== 'object') return null;
-  if (typeof value.correct_offset === 'number') return value.correct_offset;
-  for (const v of Object.values(value)) {
-    const found = findCorrectOffset(v);
-    if (found !== null) return found;
-  }
-  return null;
 }
 
 export function headerValue(value: string | string[] | undefined): string | undefined {
