@@ -27,7 +27,7 @@ import { attachSessionLog, loggedAuthenticator, logTransfer } from './log/sessio
 import { silentLog, type Logger } from './log/logger.ts';
 import type { EngineOptions } from './transfer/options.ts';
 import type { PortRange } from './ftp/data/passive-ports.ts';
-import { startLocalBox, type LocalBox } from './localbox/index.ts';
+import { startLocalBox, type LocalBox, type LocalBoxOptions } from './localbox/index.ts';
 import { SyncRegistry } from './sync/index.ts';
 import { TransferEngine, type UploadResumeToken } from './transfer/index.ts';
 import { hashPassword } from './users/password.ts';
@@ -61,6 +61,8 @@ export interface DropftpOptions {
   log?: Logger;
   /** Dropbox accounts from `dropftp auth`. Default <dataDir>/credentials.yaml. */
   credentialsFile?: string | null;
+  /** The embedded local box: Dropbox's limits (`localbox.rateLimit`, `localbox.writeLock`); off when absent. */
+  localbox?: { limits?: LocalBoxOptions['limits'] };
   /** Metrics and health listener (GET /metrics, /healthz); off when absent. */
   admin?: { host: string; port: number } | null;
 }
@@ -139,7 +141,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   // Read (and its mode checked) before anything starts: a bad file stops the start-up at once.
   const credentialsFile = options.credentialsFile ?? join(dataDir, 'credentials.yaml');
   await readCredentialsFile(credentialsFile);
-  const box = await startLocalBox({ dataDir: join(dataDir, 'localbox') });
+  const box = await startLocalBox({ dataDir: join(dataDir, 'localbox'), ...(options.localbox?.limits ? { limits: options.localbox.limits } : {}) });
   const metrics = new ServiceMetrics();
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;

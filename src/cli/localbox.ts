@@ -2,10 +2,12 @@
 // Runs on the CLI process's main thread (this process is the server; the FTP server never embeds it
 // this way — it uses startLocalBox, which runs it in a child process). Returns an exit code.
 //   dropftp localbox --listen HOST:PORT --data-dir DIR [--tls-cert F --tls-key F] [--faults JSON|@file] [--admin-token T]
+//                    [--rate-limit RATE[:BURST]] [--write-lock[=HOLD_MS]]
 //   dropftp localbox account add NAME --data-dir DIR
 
 import { readFileSync } from 'node:fs';
 import { resolveConfig } from '../localbox/config.ts';
+import { parseRateLimit, parseWriteLock } from '../localbox/limits.ts';
 import { startServer } from '../localbox/server.ts';
 import { Accounts } from '../localbox/store/accounts.ts';
 import { openDb } from '../localbox/store/db.ts';
@@ -13,18 +15,35 @@ import type { FaultSpec, LocalBoxOptions } from '../localbox/types.ts';
 
 const USAGE = `usage:
   dropftp localbox --listen HOST:PORT --data-dir DIR [--tls-cert FILE --tls-key FILE] [--faults JSON|@FILE] [--admin-token TOKEN]
+                   [--rate-limit RATE[:BURST]] [--write-lock[=HOLD_MS]]
   dropftp localbox account add NAME --data-dir DIR
+  dropftp localbox --help
+
+  --rate-limit RATE[:BURST]  Dropbox's per-account call-rate limit: RATE calls/s, BURST at once (default
+                             ceil(RATE)); every call counts, refused ones too (429 too_many_requests).
+  --write-lock[=HOLD_MS]     Dropbox's namespace write lock: each commit, move, copy, delete or
+                             create_folder holds it HOLD_MS (default 50); others meanwhile get
+                             too_many_write_operations. Both are off by default; POST /admin/limits changes them.
 `;
+
+/** Flags that take no value (--write-lock takes one only as --write-lock=MS or a number after it). */
+const NO_VALUE = new Set(['help', 'write-lock']);
 
 function flags(argv: string[]): { positional: string[]; opts: Map<string, string> } {
   const positional: string[] = [];
   const opts = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a.startsWith('--')) {
+    if (a === '-h') opts.set('help', '');
+    else if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       if (eq > 0) opts.set(a.slice(2, eq), a.slice(eq + 1));
-      else {
+      else if (NO_VALUE.has(a.slice(2))) {
+        const v = argv[i + 1];
+        const takes = a === '--write-lock' && v !== undefined && /^\d+$/.test(v);
+        opts.set(a.slice(2), takes ? v : '');
+        if (takes) i++;
+      } else {
         const v = argv[i + 1];
         if (v === undefined || v.startsWith('--')) throw new Error(`option ${a} needs a value`);
         opts.set(a.slice(2), v);
@@ -42,6 +61,22 @@ function parseFaults(spec: string): FaultSpec {
   } catch {
     throw new Error('--faults: not valid JSON');
   }
+}
+
+function limitFlags(opts: Map<string, string>): NonNullable<LocalBoxOptions['limits']> {
+  const limits: NonNullable<LocalBoxOptions['limits']> = {};
+  const named = <T>(flag: string, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw new Error(`${flag}: ${(err as Error).message}`);
+    }
+  };
+  const rate = opts.get('rate-limit');
+  if (rate !== undefined) limits.rateLimit = named('--rate-limit', () => parseRateLimit(rate));
+  const lock = opts.get('write-lock');
+  if (lock !== undefined) limits.writeLock = named('--write-lock', () => parseWriteLock(lock));
+  return limits;
 }
 
 export async function localboxCommand(argv: string[]): Promise<number> {
@@ -96,6 +131,7 @@ export async function localboxCommand(argv: string[]): Promise<number> {
     if (faults) options.faults = parseFaults(faults);
     const adminToken = opts.get('admin-token');
     if (adminToken) options.adminToken = adminToken;
+    options.limits = limitFlags(opts);
     const config = resolveConfig(options);
     const running = await startServer(config);
     process.stdout.write(`${JSON.stringify({ url: running.url, adminToken: config.adminToken, dataDir: config.dataDir })}\n`);

@@ -79,6 +79,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'proxyProtocol.enabled', kind: 'bool', default: false, aliases: ['--proxy-protocol'], doc: 'Expect a PROXY protocol v1/v2 header on every control connection.' },
   { key: 'proxyProtocol.headerTimeoutMs', kind: 'durationMs', min: 1, default: 5000, doc: 'A connection whose PROXY header is not complete by then is closed.' },
   { key: 'proxyProtocol.trustedProxies', kind: 'stringList', default: [], doc: 'Addresses or CIDR blocks allowed to send PROXY headers (empty: any; comma-separated in env/flags).' },
+  // the embedded local box (its own server: `dropftp localbox --rate-limit … --write-lock=…`)
+  { key: 'localbox.rateLimit', kind: 'rateLimit', nullable: true, default: null, doc: 'Dropbox\'s per-account call-rate limit in the embedded local box, "RATE[:BURST]" calls/s (refused: 429 too_many_requests; null: off).' },
+  { key: 'localbox.writeLock', kind: 'durationMs', nullable: true, max: 60_000, default: null, doc: 'Dropbox\'s namespace write lock in the embedded local box: each commit, move, copy, delete, create_folder holds it this long (e.g. 50; null: off).' },
   // admin listener
   { key: 'admin', kind: 'hostPort', nullable: true, default: null, doc: 'Admin listener for /metrics and /healthz, HOST:PORT (null: off).' },
   // logs

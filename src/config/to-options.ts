@@ -19,6 +19,7 @@ export const MAPPED_KEYS: readonly string[] = [
   'limits.maxTrackedAddresses', 'limits.bandwidth.downloadBytesPerSec', 'limits.bandwidth.uploadBytesPerSec', 'limits.userBandwidth',
   'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort', 'tls.requireSessionReuse',
   'proxyProtocol.enabled', 'proxyProtocol.trustedProxies', 'proxyProtocol.headerTimeoutMs',
+  'localbox.rateLimit', 'localbox.writeLock',
   'admin', 'credentialsFile',
 ];
 
@@ -60,6 +61,8 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
     tls: config.tls.certFile && config.tls.keyFile ? { certFile: config.tls.certFile, keyFile: config.tls.keyFile, required: config.tls.required, implicitPort: config.tls.implicitPort, requireSessionReuse: config.tls.requireSessionReuse } : null,
     // behind a load balancer
     proxyProtocol: config.proxyProtocol.enabled ? { trustedProxies: [...config.proxyProtocol.trustedProxies], headerTimeoutMs: config.proxyProtocol.headerTimeoutMs } : null,
+    // the embedded local box: Dropbox's limits
+    localbox: { limits: { rateLimit: config.localbox.rateLimit, writeLock: config.localbox.writeLock } },
     // metrics and health
     admin: config.admin ? { ...config.admin } : null,
     // Dropbox accounts

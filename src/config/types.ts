@@ -2,6 +2,7 @@
 // thread. Invariant: its shape mirrors schema.ts key by key (test/config/schema.test.ts walks the
 // schema and finds every key here), so code reads `config.limits.banMs`, never a string key.
 
+import type { RateLimit } from '../localbox/limits.ts';
 import type { HostPort, PortRangeValue } from './values.ts';
 
 export interface BandwidthCapConfig {
@@ -50,6 +51,7 @@ export interface DropftpConfig {
   };
   tls: { certFile: string | null; keyFile: string | null; required: boolean; implicitPort: number | null; requireSessionReuse: boolean };
   proxyProtocol: { enabled: boolean; headerTimeoutMs: number; trustedProxies: string[] };
+  localbox: { rateLimit: RateLimit | null; writeLock: number | null };
   admin: HostPort | null;
   log: { level: LogLevel; format: 'auto' | 'json' | 'pretty' };
   credentialsFile: string | null;

@@ -3,6 +3,8 @@
 // throws ValueError whose text reads after "option: " ("expected …, got …"); text sources (env,
 // flags) and YAML scalars go through the same parser, so "30" and 30 mean the same everywhere.
 
+import { parseRateLimit } from '../localbox/limits.ts';
+
 export class ValueError extends Error {}
 
 export type Kind =
@@ -15,6 +17,7 @@ export type Kind =
   | 'durationMs'
   | 'bytes'
   | 'stringList'
+  | 'rateLimit'
   | 'map';
 
 export interface HostPort {
@@ -111,6 +114,12 @@ export function parseValue(spec: KindSpec, value: unknown): unknown {
       if (!Array.isArray(items) || items.some((item) => typeof item !== 'string' || item === '')) throw new ValueError(`expected a list of strings, got ${shown(value)}`);
       return items as string[];
     }
+    case 'rateLimit':
+      try {
+        return parseRateLimit(typeof value === 'number' ? String(value) : typeof value === 'string' ? value : '');
+      } catch (err) {
+        throw new ValueError(typeof value === 'string' || typeof value === 'number' ? (err as Error).message : `expected RATE[:BURST] (e.g. "12:12"), got ${shown(value)}`);
+      }
     case 'map':
       if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ValueError(`expected a map, got ${shown(value)}`);
       return value;

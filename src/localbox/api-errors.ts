@@ -5,6 +5,9 @@
 export type Union = { '.tag': string; [key: string]: unknown };
 
 export class ApiError extends Error {
+  /** Set on 429 replies: which limit refused the call (counted by CallStats). */
+  limit: 'too_many_requests' | 'too_many_write_operations' | null = null;
+
   constructor(
     readonly status: number,
     readonly contentType: string,
@@ -60,7 +63,9 @@ export function routeError(error: Union): ApiError {
 export function rateLimited(reason: 'too_many_requests' | 'too_many_write_operations', retryAfterSec: number): ApiError {
   const error = { reason: { '.tag': reason }, retry_after: retryAfterSec };
   const body = JSON.stringify({ error_summary: `${reason}/..`, error });
-  return new ApiError(429, 'application/json', body, { 'Retry-After': String(retryAfterSec) });
+  const e = new ApiError(429, 'application/json', body, { 'Retry-After': String(retryAfterSec) });
+  e.limit = reason;
+  return e;
 }
 
 export function serverError(status: number): ApiError {

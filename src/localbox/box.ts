@@ -1,12 +1,15 @@
 // The local box's state: database, block store, accounts, namespaces, change feed, sessions, faults,
+// Dropbox's limits, call counters (refusals logged once a second),
 // and the garbage collector of unreferenced blocks. Runs in the local box child.
 // Invariants: at start-up (nothing in flight) every block file and temp file that the database does
 // not reference is deleted, so a crash at any moment leaves no orphan for ever; the same collection
 // runs periodically while serving, sparing pinned (in-flight) blocks.
 
 import { chmodSync, mkdirSync } from 'node:fs';
+import { CallStats } from './call-stats.ts';
 import { ChangeFeed } from './changelog.ts';
 import { Faults } from './faults.ts';
+import { Limits } from './limits.ts';
 import { Sessions } from './sessions.ts';
 import { Accounts } from './store/accounts.ts';
 import { BlockStore } from './store/blocks.ts';
@@ -22,7 +25,10 @@ export class Box {
   readonly feed: ChangeFeed;
   readonly sessions: Sessions;
   readonly faults: Faults;
+  readonly calls = new CallStats();
+  readonly limits: Limits;
   private gcTimer: NodeJS.Timeout | null = null;
+  private logTimer: NodeJS.Timeout | null = null;
   private gcRunning = false;
 
   private constructor(readonly config: ServerConfig) {
@@ -37,6 +43,7 @@ export class Box {
     this.ns = new Namespaces(this.db, (ns) => this.feed.wake(ns));
     this.sessions = new Sessions(this.db, this.blocks);
     this.faults = new Faults(config.faults);
+    this.limits = new Limits(config.limits);
   }
 
   static async open(config: ServerConfig): Promise<Box> {
@@ -50,6 +57,12 @@ export class Box {
       }, config.gcIntervalMs);
       box.gcTimer.unref();
     }
+    // Limit refusals reach the log at most once a second, summed by account and kind.
+    box.logTimer = setInterval(() => {
+      const line = box.calls.takeLogLine();
+      if (line) process.stderr.write(`localbox: ${line}\n`);
+    }, 1000);
+    box.logTimer.unref();
     return box;
   }
 
@@ -79,6 +92,7 @@ export class Box {
 
   close(): void {
     if (this.gcTimer) clearInterval(this.gcTimer);
+    if (this.logTimer) clearInterval(this.logTimer);
     this.feed.closeAll();
     this.db.close();
   }

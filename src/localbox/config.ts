@@ -3,6 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { resolveLimits, type LimitsSpec } from './limits.ts';
 import type { LocalBoxOptions, ServerConfig } from './types.ts';
 
 const DEFAULTS = { host: '127.0.0.1', port: 0, gcIntervalMs: 10 * 60 * 1000 } as const;
@@ -19,6 +20,12 @@ export function resolveConfig(options: LocalBoxOptions, extra: { gcIntervalMs?: 
   if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 8)) {
     throw new TypeError('localbox: option "adminToken" must be a string of at least 8 characters');
   }
+  let limits: LimitsSpec;
+  try {
+    limits = resolveLimits(options.limits ?? {});
+  } catch (err) {
+    throw new TypeError(`localbox: option "limits": ${(err as Error).message}`);
+  }
   return Object.freeze({
     dataDir: resolve(options.dataDir),
     host: options.host ?? DEFAULTS.host,
@@ -27,5 +34,6 @@ export function resolveConfig(options: LocalBoxOptions, extra: { gcIntervalMs?: 
     faults: options.faults ?? { rules: [] },
     adminToken: options.adminToken ?? randomBytes(24).toString('base64url'),
     gcIntervalMs: extra.gcIntervalMs ?? DEFAULTS.gcIntervalMs,
+    limits,
   });
 }

@@ -5,6 +5,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Args } from './args.ts';
+import type { CallRecord } from './call-stats.ts';
 import type { FaultDecision } from './faults.ts';
 import type { AccountRow } from './store/accounts.ts';
 
@@ -18,6 +19,8 @@ export interface Ctx {
   account: AccountRow | null;
   accessToken: string | null;
   fault: FaultDecision;
+  /** This call's counters (bytes, limit refusals), recorded when the reply ends. */
+  call: CallRecord;
 }
 
 export function sendJson(res: ServerResponse, value: unknown, status = 200): void {
@@ -32,11 +35,15 @@ export async function* requestBody(ctx: Ctx): AsyncGenerator<Buffer> {
   let seen = 0;
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
     if (limit !== null && seen + chunk.length >= limit) {
-      if (limit > seen) yield chunk.subarray(0, limit - seen);
+      if (limit > seen) {
+        ctx.call.receivedBytes += limit - seen;
+        yield chunk.subarray(0, limit - seen);
+      }
       ctx.req.socket.destroy();
       throw new Error('injected reset');
     }
     seen += chunk.length;
+    ctx.call.receivedBytes += chunk.length;
     yield chunk;
   }
   if (limit !== null && seen >= limit) {
@@ -70,11 +77,13 @@ export async function streamBody(ctx: Ctx, body: AsyncIterable<Buffer>, byteLeng
       if (resetAt !== null && sent + chunk.length >= resetAt) {
         const head = chunk.subarray(0, resetAt - sent);
         if (head.length) res.write(head);
+        ctx.call.servedBytes += head.length;
         // let the bytes reach the socket, then cut it
         setTimeout(() => res.socket?.destroy(), 20);
         return;
       }
       sent += chunk.length;
+      ctx.call.servedBytes += chunk.length;
       if (!res.write(chunk)) {
         await drainOrClose(res);
       }

@@ -6,9 +6,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig } from './config.ts';
-import type { FaultSpec, LocalBox, LocalBoxAccount, LocalBoxOptions } from './types.ts';
+import type { CallsSnapshot } from './call-stats.ts';
+import type { FaultSpec, LimitsSpec, LocalBox, LocalBoxAccount, LocalBoxOptions } from './types.ts';
 
-export type { FaultRule, FaultSpec, LocalBox, LocalBoxAccount, LocalBoxOptions } from './types.ts';
+export type { FaultRule, FaultSpec, LimitsSpec, LocalBox, LocalBoxAccount, LocalBoxOptions, RateLimit, WriteLock } from './types.ts';
+export type { CallsSnapshot } from './call-stats.ts';
 export { contentHash, contentHashOfBlocks, ContentHasher } from './content-hash.ts';
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
@@ -93,6 +95,16 @@ class Handle implements LocalBox {
     return (await this.admin<{ counts: Record<string, number> }>('GET', 'faults')).counts;
   }
 
+  /** Replaces Dropbox's limits at run time (a missing key keeps its value, null turns it off). */
+  setLimits(limits: NonNullable<LocalBoxOptions['limits']>): Promise<LimitsSpec> {
+    return this.admin('POST', 'limits', limits);
+  }
+
+  /** The call counters (GET /admin/calls). */
+  calls(): Promise<CallsSnapshot> {
+    return this.admin('GET', 'calls');
+  }
+
   /** Extra admin calls (not part of the LocalBox contract): stats, gc, token expiry, auth codes. */
   adminCall<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
     return this.admin(method, path, body);
@@ -120,6 +132,8 @@ class Handle implements LocalBox {
 /** The admin helpers of a box started by startLocalBox (for tests and tools). */
 export function adminOf(box: LocalBox): {
   adminCall<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T>;
+  setLimits(limits: NonNullable<LocalBoxOptions['limits']>): Promise<LimitsSpec>;
+  calls(): Promise<CallsSnapshot>;
   waitExit(): Promise<void>;
 } {
   if (!(box instanceof Handle)) throw new TypeError('not a local box handle');

@@ -1,5 +1,5 @@
 // The local box's HTTP(S) server: one listener for the api, content and notify hosts, the OAuth
-// token endpoint and the admin routes. Per request: request id, route lookup, auth, faults,
+// token endpoint and the admin routes. Per request: request id, route lookup, auth, call-rate limit, faults,
 // per-account concurrency cap, argument parsing, handler, error reply. Runs in the local box child.
 // Invariants: no Node request/headers timeouts cut long appends or longpolls; any error becomes one
 // well-formed reply (or a closed socket once a body is streaming); a bad request never crashes it.
@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { ApiError, authError, badRequest, badRequestRaw, notFoundRoute, rateLimited, serverError } from './api-errors.ts';
 import { Args, parseContentArg, parseRpcBody, readSmallBody } from './args.ts';
 import { Box } from './box.ts';
+import { CallRecord } from './call-stats.ts';
 import type { Ctx } from './context.ts';
 import type { FaultDecision } from './faults.ts';
 import { accountRoutes } from './routes/account.ts';
@@ -41,7 +42,12 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const box = await Box.open(config);
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    handle(box, req, res).catch((err) => replyError(res, err));
+    const call = new CallRecord();
+    res.once('close', () => box.calls.record(call, res));
+    handle(box, req, res, call).catch((err) => {
+      if (err instanceof ApiError && err.limit !== null) call.noteLimit(err.limit);
+      replyError(res, err);
+    });
   };
   const server: Server = config.tls
     ? createHttps({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, handler)
@@ -94,7 +100,7 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-async function handle(box: Box, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(box: Box, req: IncomingMessage, res: ServerResponse, call: CallRecord): Promise<void> {
   res.setHeader('X-Dropbox-Request-Id', randomBytes(16).toString('hex'));
   const url = new URL(req.url ?? '/', 'http://localbox');
   const route = ROUTES.get(url.pathname);
@@ -102,13 +108,14 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse): Prom
   if (!(route.methods ?? ['POST']).includes(req.method ?? '')) {
     throw badRequestRaw(`Unsupported method "${req.method}" for "${route.name}"; use ${(route.methods ?? ['POST']).join(' or ')}.`);
   }
-  const ctx: Ctx = { req, res, url, route: route.name, args: new Args(route.name, {}), account: null, accessToken: null, fault: NO_FAULT };
+  const ctx: Ctx = { req, res, url, route: route.name, args: new Args(route.name, {}), account: null, accessToken: null, fault: NO_FAULT, call };
 
   if (route.auth === 'admin') {
     const token = bearer(req, url);
     if (!token || !sameSecret(token, box.config.adminToken)) throw authError('invalid_access_token');
     return route.handle(ctx, box);
   }
+  call.route = route.name;
   if (route.auth === 'user') {
     const token = bearer(req, url);
     if (token === null) {
@@ -118,6 +125,10 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse): Prom
     if (!check.ok) throw authError(check.tag);
     ctx.account = check.account;
     ctx.accessToken = token;
+    call.account = check.account.name;
+    // Dropbox's per-user call-rate limit: every authenticated call counts, refused ones too.
+    const waitSec = box.limits.admit(check.account.name);
+    if (waitSec > 0) throw rateLimited('too_many_requests', waitSec);
   }
 
   const accountName = ctx.account?.name ?? null;

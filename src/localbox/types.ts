@@ -2,6 +2,10 @@
 // API (index.ts) and the server child (server.ts). Any thread. Invariant: these shapes are a contract
 // other components code against (issue 3); extend only with optional fields.
 
+import type { LimitsSpec, RateLimit, WriteLock } from './limits.ts';
+
+export type { LimitsSpec, RateLimit, WriteLock } from './limits.ts';
+
 export interface FaultRule {
   kind: 'too_many_requests' | 'too_many_write_operations' | 'server_error' | 'latency' | 'reset' | 'corrupt';
   probability?: number; // 0..1, default 1
@@ -27,6 +31,11 @@ export interface LocalBoxOptions {
   tls?: { cert: string; key: string }; // PEM file paths
   faults?: FaultSpec;
   adminToken?: string;
+  /**
+   * Dropbox's limits (off when absent): `rateLimit` { rate, burst? } or "RATE[:BURST]" calls/s per
+   * account; `writeLock` { holdMs? }, true or a hold in ms. Changeable later through /admin/limits.
+   */
+  limits?: { rateLimit?: RateLimit | string | null; writeLock?: WriteLock | number | boolean | null };
 }
 
 export interface LocalBoxAccount {
@@ -58,6 +67,7 @@ export interface ServerConfig {
   faults: FaultSpec;
   adminToken: string;
   gcIntervalMs: number;
+  limits: LimitsSpec;
 }
 
 export const BLOCK_BYTES = 4 * 1024 * 1024; // Dropbox's content_hash block size (reference §4)

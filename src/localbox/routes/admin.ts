@@ -1,5 +1,5 @@
 // Admin routes on the same port, guarded by `Authorization: Bearer <adminToken>`: accounts, fault
-// spec and counts, authorization codes, token expiry, garbage collection and storage stats.
+// spec and counts, Dropbox's limits (GET/POST /admin/limits), call counters (GET /admin/calls, POST /admin/calls/reset), authorization codes, token expiry, garbage collection and storage stats.
 // Runs in the local box child. Invariant: never reachable with a user token.
 
 import { badRequestRaw } from '../api-errors.ts';
@@ -48,6 +48,17 @@ export const adminRoutes: Route[] = [
   admin('admin/expire-tokens', ['POST'], async (ctx, box) => {
     const body = await jsonBody(ctx);
     sendJson(ctx.res, { expired: box.accounts.expireTokens(accountName(box, body.account)) });
+  }),
+  admin('admin/limits', ['GET', 'POST'], async (ctx, box) => {
+    if (ctx.req.method === 'POST') box.limits.update(await jsonBody(ctx));
+    sendJson(ctx.res, box.limits.current);
+  }),
+  admin('admin/calls', ['GET'], async (ctx, box) => {
+    sendJson(ctx.res, box.calls.snapshot());
+  }),
+  admin('admin/calls/reset', ['POST'], async (ctx, box) => {
+    box.calls.reset();
+    sendJson(ctx.res, box.calls.snapshot());
   }),
   admin('admin/gc', ['POST'], async (ctx, box) => {
     sendJson(ctx.res, await box.gc());

@@ -7,17 +7,37 @@ import { randomBytes } from 'node:crypto';
 import { routeError } from '../api-errors.ts';
 import type { Args } from '../args.ts';
 import type { Box } from '../box.ts';
-import { sendJson } from '../context.ts';
+import { sendJson, type Ctx } from '../context.ts';
 import { metadataJson } from '../metadata.ts';
-import { commitTarget, parseCommit, type Route } from './common.ts';
+import { commitTarget, parseCommit, type ParsedCommit, type Route } from './common.ts';
 import { finishError } from './files-content.ts';
 
-function finishEntries(route: string, entries: Args[], box: Box, ns: number): Record<string, unknown>[] {
+/**
+ * Commits the entries in order under one take of the namespace's write lock; while another call
+ * holds it, every entry fails with too_many_write_operations (as Dropbox reports it, per entry) and
+ * its session stays as it was, to be retried.
+ */
+async function finishEntries(ctx: Ctx, entries: Args[], box: Box, ns: number): Promise<Record<string, unknown>[]> {
   // parse every entry first: a malformed entry fails the whole call with a 400, as stone validation does
   const parsed = entries.map((e) => {
     const c = e.struct('cursor')!;
-    return { sessionId: c.str('session_id'), offset: c.uint('offset'), commit: parseCommit(route, e.struct('commit')!, ns) };
+    return { sessionId: c.str('session_id'), offset: c.uint('offset'), commit: parseCommit(ctx.route, e.struct('commit')!, ns) };
   });
+  const hold = box.limits.tryLock(ns);
+  if (!hold) {
+    ctx.call.noteLimit('too_many_write_operations', parsed.length);
+    return parsed.map(() => ({ '.tag': 'failure', failure: { '.tag': 'too_many_write_operations' } }));
+  }
+  try {
+    const results = commitEntries(parsed, box, ns);
+    await hold.finish();
+    return results;
+  } finally {
+    hold.release();
+  }
+}
+
+function commitEntries(parsed: { sessionId: string; offset: number; commit: ParsedCommit }[], box: Box, ns: number): Record<string, unknown>[] {
   return parsed.map(({ sessionId, offset, commit }) => {
     try {
       const content = box.sessions.collect(sessionId, ns, offset, true);
@@ -41,7 +61,7 @@ const finishBatchV2: Route = {
   auth: 'user',
   async handle(ctx, box) {
     const entries = ctx.args.list('entries', 1000);
-    sendJson(ctx.res, { entries: finishEntries(ctx.route, entries, box, ctx.account!.ns) });
+    sendJson(ctx.res, { entries: await finishEntries(ctx, entries, box, ctx.account!.ns) });
   },
 };
 
@@ -51,7 +71,7 @@ const finishBatchV1: Route = {
   auth: 'user',
   async handle(ctx, box) {
     const entries = ctx.args.list('entries', 1000);
-    const result = { '.tag': 'complete', entries: finishEntries(ctx.route, entries, box, ctx.account!.ns) };
+    const result = { '.tag': 'complete', entries: await finishEntries(ctx, entries, box, ctx.account!.ns) };
     const id = `dbjid:${randomBytes(24).toString('base64url')}`;
     box.db.prepare('INSERT INTO batch_jobs VALUES (?, ?, ?)').run(`${ctx.account!.ns}:${id}`, JSON.stringify(result), Date.now());
     sendJson(ctx.res, { '.tag': 'async_job_id', async_job_id: id });

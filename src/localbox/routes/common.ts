@@ -2,7 +2,7 @@
 // session failures into each route's error union (reference §2.2). Runs in the local box child.
 // Invariant: a route's 409 body always has the shape its stone error type prescribes.
 
-import { badRequest, routeError, type ApiError, type Union } from '../api-errors.ts';
+import { badRequest, rateLimited, routeError, type ApiError, type Union } from '../api-errors.ts';
 import type { Args } from '../args.ts';
 import type { Box } from '../box.ts';
 import type { Ctx } from '../context.ts';
@@ -18,6 +18,23 @@ export interface Route {
   voidArg?: boolean;
   methods?: string[]; // default ['POST']
   handle(ctx: Ctx, box: Box): Promise<void>;
+}
+
+/**
+ * Runs the state-changing part of a call under its namespace's write lock (reference §8): refused
+ * with 429 too_many_write_operations (retry_after 1) while another call holds it; `fn`'s result is
+ * returned once the hold time has passed. With the lock off, just runs `fn`.
+ */
+export async function underWriteLock<T>(ctx: Ctx, box: Box, fn: () => T | Promise<T>): Promise<T> {
+  const hold = box.limits.tryLock(ctx.account!.ns);
+  if (!hold) throw rateLimited('too_many_write_operations', 1);
+  try {
+    const value = await fn();
+    await hold.finish();
+    return value;
+  } finally {
+    hold.release();
+  }
 }
 
 /** Runs `fn`, turning NsError/SessionError into the route's 409 via `map`. */

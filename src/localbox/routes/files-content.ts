@@ -6,11 +6,12 @@
 import { ApiError, routeError, type Union } from '../api-errors.ts';
 import { requestBody, sendJson, streamBody, type Ctx } from '../context.ts';
 import { contentHashOfBlocks } from '../content-hash.ts';
-import { headerSafeJson, metadataJson } from '../metadata.ts';
+import { headerSafeJson, metadataJson, type EntryRow } from '../metadata.ts';
 import { parsePath } from '../paths.ts';
 import { MAX_REQUEST_BYTES, SessionError } from '../sessions.ts';
 import { NsError } from '../store/namespace.ts';
-import { commitTarget, mapErrors, mapErrorsAsync, nested, optHash, parseCommit, type Route } from './common.ts';
+import type { Box } from '../box.ts';
+import { commitTarget, mapErrors, mapErrorsAsync, nested, optHash, parseCommit, underWriteLock, type ParsedCommit, type Route } from './common.ts';
 
 const upload: Route = {
   name: 'files/upload',
@@ -29,15 +30,18 @@ const upload: Route = {
       const blocks = await writer.finish();
       const hash = contentHashOfBlocks(blocks.map((b) => b.hash));
       if (expectHash !== undefined && expectHash !== hash) throw routeError({ '.tag': 'content_hash_mismatch' });
-      try {
-        const row = box.ns.commitFile(ns, commitTarget(box, ns, path), opts, { blocks, size: writer.bytes, contentHash: hash });
-        sendJson(ctx.res, metadataJson(row, false));
-      } catch (err) {
-        if (!(err instanceof NsError)) throw err;
-        // UploadWriteFailed is a struct: flattened next to the tag, with a session holding the data
-        const sessionId = box.sessions.adopt(ns, blocks, writer.bytes);
-        throw routeError({ '.tag': 'path', reason: err.union, upload_session_id: sessionId });
-      }
+      // the commit takes the namespace's write lock; the body was read before, as Dropbox does
+      const row = await underWriteLock(ctx, box, () => {
+        try {
+          return box.ns.commitFile(ns, commitTarget(box, ns, path), opts, { blocks, size: writer.bytes, contentHash: hash });
+        } catch (err) {
+          if (!(err instanceof NsError)) throw err;
+          // UploadWriteFailed is a struct: flattened next to the tag, with a session holding the data
+          const sessionId = box.sessions.adopt(ns, blocks, writer.bytes);
+          throw routeError({ '.tag': 'path', reason: err.union, upload_session_id: sessionId });
+        }
+      });
+      sendJson(ctx.res, metadataJson(row, false));
     } finally {
       writer.release();
       if (!ctx.res.headersSent) await writer.abort();
@@ -113,38 +117,45 @@ const finish: Route = {
   async handle(ctx, box) {
     const ns = ctx.account!.ns;
     const { sessionId, offset } = cursorOf(ctx);
-    const { path, opts } = parseCommit(ctx.route, ctx.args.struct('commit')!, ns);
+    const commit = parseCommit(ctx.route, ctx.args.struct('commit')!, ns);
     const expectHash = optHash(ctx.route, ctx.args);
-    try {
-      let end = offset;
-      const concurrent = box.sessions.isConcurrent(sessionId, ns);
-      const body = requestBody(ctx);
-      if (concurrent) {
-        for await (const chunk of body) if (chunk.length) throw new SessionError({ '.tag': 'concurrent_session_data_not_allowed' });
-      } else {
-        const before = box.sessions.get(sessionId, ns);
-        if (offset !== before.offset) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: before.offset });
-        if (before.closed) {
-          for await (const chunk of body) if (chunk.length) throw new SessionError({ '.tag': 'closed' });
-        } else {
-          await box.sessions.append(sessionId, ns, offset, false, body, expectHash);
-        }
-        end = box.sessions.get(sessionId, ns).offset;
-      }
-      const content = box.sessions.collect(sessionId, ns, end, false);
-      const row = box.db.transaction(() => {
-        const r = box.ns.commitFile(ns, commitTarget(box, ns, path), opts, content);
-        box.sessions.drop(sessionId);
-        return r;
-      })();
-      sendJson(ctx.res, metadataJson(row, false));
-    } catch (err) {
-      const union = finishError(err);
-      if (union) throw routeError(union);
-      throw err;
-    }
+    // The lock is taken before the body is read: a refused finish leaves its session as it was, so
+    // the same call can be retried after retry_after.
+    const row = await underWriteLock(ctx, box, () => finishSession(ctx, box, sessionId, offset, commit, expectHash));
+    sendJson(ctx.res, metadataJson(row, false));
   },
 };
+
+async function finishSession(ctx: Ctx, box: Box, sessionId: string, offset: number, commit: ParsedCommit, expectHash: string | undefined): Promise<EntryRow> {
+  const ns = ctx.account!.ns;
+  try {
+    let end = offset;
+    const concurrent = box.sessions.isConcurrent(sessionId, ns);
+    const body = requestBody(ctx);
+    if (concurrent) {
+      for await (const chunk of body) if (chunk.length) throw new SessionError({ '.tag': 'concurrent_session_data_not_allowed' });
+    } else {
+      const before = box.sessions.get(sessionId, ns);
+      if (offset !== before.offset) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: before.offset });
+      if (before.closed) {
+        for await (const chunk of body) if (chunk.length) throw new SessionError({ '.tag': 'closed' });
+      } else {
+        await box.sessions.append(sessionId, ns, offset, false, body, expectHash);
+      }
+      end = box.sessions.get(sessionId, ns).offset;
+    }
+    const content = box.sessions.collect(sessionId, ns, end, false);
+    return box.db.transaction(() => {
+      const r = box.ns.commitFile(ns, commitTarget(box, ns, commit.path), commit.opts, content);
+      box.sessions.drop(sessionId);
+      return r;
+    })();
+  } catch (err) {
+    const union = finishError(err);
+    if (union) throw routeError(union);
+    throw err;
+  }
+}
 
 /** Parses a single "bytes=" range against `size`: null = whole file, 'unsatisfiable' = 416. */
 function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'unsatisfiable' {

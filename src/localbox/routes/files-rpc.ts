@@ -9,7 +9,7 @@ import { sendJson, type Ctx } from '../context.ts';
 import { metadataJson } from '../metadata.ts';
 import { lower, parsePath } from '../paths.ts';
 import { NsError } from '../store/namespace.ts';
-import { asWriteError, mapErrors, nested, type Route } from './common.ts';
+import { asWriteError, mapErrors, nested, underWriteLock, type Route } from './common.ts';
 
 const getMetadata: Route = {
   name: 'files/get_metadata',
@@ -121,7 +121,7 @@ const deleteV2: Route = {
     const parentRev = ctx.args.optStr('parent_rev');
     const row = mapErrors(() => box.ns.resolve(ns, parsed), nested('path_lookup'));
     if (parentRev !== undefined && row.rev !== parentRev) throw routeError({ '.tag': 'path_write', path_write: { '.tag': 'conflict', conflict: { '.tag': 'file' } } });
-    const gone = box.ns.delete(ns, row);
+    const gone = await underWriteLock(ctx, box, () => box.ns.delete(ns, row));
     sendJson(ctx.res, { metadata: metadataJson(gone) });
   },
 };
@@ -144,9 +144,11 @@ function relocate(copy: boolean): Route {
         (w, u) => ({ '.tag': 'to', to: asWriteError(w, u) }),
       );
       if (toDisplay === '') throw routeError({ '.tag': 'to', to: { '.tag': 'malformed_path' } });
-      const moved = mapErrors(
-        () => box.ns.relocate(ns, row, toDisplay, autorename, copy),
-        (w, u) => (w === 'top' ? u : { '.tag': 'to', to: u }),
+      const moved = await underWriteLock(ctx, box, () =>
+        mapErrors(
+          () => box.ns.relocate(ns, row, toDisplay, autorename, copy),
+          (w, u) => (w === 'top' ? u : { '.tag': 'to', to: u }),
+        ),
       );
       sendJson(ctx.res, { metadata: metadataJson(moved) });
     },
@@ -163,7 +165,7 @@ const createFolder: Route = {
     const autorename = ctx.args.bool('autorename', false);
     const display = mapErrors(() => box.ns.displayOf(ns, parsed), (w, u) => ({ '.tag': 'path', path: asWriteError(w, u) }));
     if (display === '') throw badRequest(ctx.route, 'request body: path: The root folder is unsupported.');
-    const row = mapErrors(() => box.ns.createFolder(ns, display, autorename), nested('path'));
+    const row = await underWriteLock(ctx, box, () => mapErrors(() => box.ns.createFolder(ns, display, autorename), nested('path')));
     sendJson(ctx.res, { metadata: metadataJson(row, false) });
   },
 };
