@@ -20,11 +20,18 @@ export interface RunCost {
   bytesMoved: number;
   transfers: number;
   cpuSecPerGiB: { gateway: number | null; mainThread: number | null; backend: number | null };
-  /** Backend calls per transfer by route, counted by the backend (null: no backend the run can see). */
+  retrTransfers: number;
+  storTransfers: number;
+  /** Backend calls by route over the run, counted by the backend (null: no backend the run can see). */
+  calls: Record<string, number> | null;
+  /**
+   * Backend calls per transfer by route: download routes per RETR, upload routes (files/upload*)
+   * per STOR, any other route (metadata, sync feed) per transfer of either kind.
+   */
   callsPerTransfer: Record<string, number> | null;
   /** Backend reply statuses by route. */
   callStatuses: Record<string, Record<string, number>> | null;
-  /** Bytes the backend served / received per byte moved (1.0 = nothing read or sent twice). */
+  /** Bytes the backend served per RETR byte / received per STOR byte (1.0 = nothing read or sent twice). */
   backendBytesPerByte: { served: number; received: number } | null;
 }
 
@@ -50,14 +57,22 @@ export async function startCost(instance: PeerInstance): Promise<(transfersDone:
     const gib = bytesMoved / 2 ** 30;
     const per = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && gib > 0 ? Math.round(((b - a) / gib) * 100) / 100 : null);
     const n = records.length;
+    const retr = records.filter((t) => t.op === 'RETR');
+    const stor = records.filter((t) => t.op === 'STOR');
+    const retrBytes = retr.reduce((b, t) => b + t.bytes, 0);
+    const storBytes = stor.reduce((b, t) => b + t.bytes, 0);
+    const divisor = (route: string): number => (route.startsWith('files/download') ? retr.length : route.startsWith('files/upload') ? stor.length : n);
+    const ratio = (a: number, b: number): number => (b > 0 ? Math.round((a / b) * 1000) / 1000 : 0);
     return {
       bytesMoved,
       transfers: n,
+      retrTransfers: retr.length,
+      storTransfers: stor.length,
+      calls: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.calls])) : null,
       cpuSecPerGiB: { gateway: per(before.gateway, after.gateway), mainThread: per(before.mainThread, after.mainThread), backend: per(before.backend, after.backend) },
-      callsPerTransfer: calls && n ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, Math.round((r.calls / n) * 100) / 100])) : null,
+      callsPerTransfer: calls && n ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, Math.round((r.calls / Math.max(1, divisor(route))) * 100) / 100])) : null,
       callStatuses: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.status])) : null,
-      backendBytesPerByte:
-        calls && bytesMoved ? { served: Math.round((calls.bytes.served / bytesMoved) * 1000) / 1000, received: Math.round((calls.bytes.received / bytesMoved) * 1000) / 1000 } : null,
+      backendBytesPerByte: calls ? { served: ratio(calls.bytes.served, retrBytes), received: ratio(calls.bytes.received, storBytes) } : null,
     };
   };
 }
@@ -67,6 +82,6 @@ export function costLine(server: string, cost: RunCost | null): string {
   if (!cost) return `${server}: no cost figures`;
   const c = cost.cpuSecPerGiB;
   const calls = cost.callsPerTransfer ? Object.entries(cost.callsPerTransfer).map(([r, v]) => `${r} ${v}`).join(', ') : 'not counted';
-  const bytes = cost.backendBytesPerByte ? `; backend served ${cost.backendBytesPerByte.served} B and received ${cost.backendBytesPerByte.received} B per byte moved` : '';
-  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; backend calls per transfer: ${calls}${bytes}`;
+  const bytes = cost.backendBytesPerByte ? `; backend served ${cost.backendBytesPerByte.served} B per RETR byte, received ${cost.backendBytesPerByte.received} B per STOR byte` : '';
+  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}`;
 }
