@@ -1,9 +1,14 @@
 // Transfer engine throughput: N concurrent downloads and uploads (default N = 1, 64, 500) through the
 // engine with its worker pool, through the same engine code on the main thread only
-// (onlyMainThread), and, as the floor, straight to the local box over HTTP from the main thread
-// (undici; downloads streamed and dropped, uploads as one files/upload each) — all in the same run,
-// on the same files. Reports MB/s, Jain's index over per-transfer throughput, peak RSS of this
-// process (engine + workers; the local box is a child) and main-thread event-loop utilisation.
+// (onlyMainThread), and straight to the local box over HTTP from the main thread (undici; downloads
+// streamed and dropped, uploads as one files/upload each), without and with the SHA-256
+// content_hash the engine must compute (direct-http-hash, the fair floor) — all in the same run, on
+// the same files. Reports MB/s, Jain's index over per-transfer throughput, peak RSS of this
+// process (engine + workers; the local box is a child), main-thread event-loop utilisation, the
+// CPU-seconds per GiB of this process, of its main thread (/proc/self/task/<pid>/stat) and of the
+// local box, the box's calls per transfer by route (counted by the box: GET /admin/calls), and the
+// main thread's payload copies per byte (engine downloads are drained as a data socket is: views
+// into the ring, each handed back once used).
 // Usage: node --import tsx benchmarks/engine-throughput.ts [--ns 1,64,500] [--total-mib 256] [--workers N]
 // (each case moves about --total-mib: files of total/N, between 512 KiB and 64 MiB).
 // Saves benchmarks/results/engine-throughput.json.
@@ -14,12 +19,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
-import { startLocalBox } from '../src/localbox/index.ts';
+import { readFileSync } from 'node:fs';
+import { adminOf, startLocalBox } from '../src/localbox/index.ts';
 import type { LocalBox, LocalBoxAccount } from '../src/localbox/index.ts';
-import { TransferEngine } from '../src/transfer/index.ts';
+import { ContentHasher, TransferEngine } from '../src/transfer/index.ts';
+import type { DownloadStream } from '../src/transfer/index.ts';
+import { readPayloadCopies } from '../src/transfer/copy-counts.ts';
 import { MiB, saveResult } from './localbox-common.ts';
 
-type Mode = 'workers' | 'main-thread' | 'direct-http';
+type Mode = 'workers' | 'main-thread' | 'direct-http' | 'direct-http-hash';
 type Direction = 'download' | 'upload';
 
 interface CaseResult {
@@ -33,6 +41,13 @@ interface CaseResult {
   failed: number;
   peakRssMiB: number;
   mainElu: number;
+  /** CPU-seconds per GiB moved: this process (engine + workers), its main thread, the local box. */
+  cpuSecPerGiB: { process: number; mainThread: number; backend: number };
+  /** Local box calls per transfer by route (counted by the box), and bytes it served/received per byte moved. */
+  callsPerTransfer: Record<string, number>;
+  backendBytesPerByte: { served: number; received: number };
+  /** Main-thread payload bytes copied per byte moved (engine cases; null for direct HTTP). */
+  mainCopiesPerByte: number | null;
 }
 
 function flag(name: string, fallback: string): string {
@@ -76,8 +91,30 @@ async function api(box: LocalBox, token: string, route: string, arg: unknown, bo
   return text;
 }
 
+const CLOCK_TICKS = 100; // USER_HZ
+
+/** utime + stime of a process (`/proc/<pid>/stat`) or of one of its threads (`task/<tid>/stat`), in seconds. */
+function cpuSeconds(statPath: string): number {
+  try {
+    const stat = readFileSync(statPath, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+interface CallsSnapshot {
+  routes: Record<string, { calls: number }>;
+  bytes: { served: number; received: number };
+}
+
 /** Runs n transfers at once; each resolves its byte count; returns the case's numbers. */
-async function measure(mode: Mode, direction: Direction, n: number, fileBytes: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
+async function measure(box: LocalBox, mode: Mode, direction: Direction, n: number, fileBytes: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
+  const admin = adminOf(box);
+  await admin.adminCall('POST', 'calls/reset');
+  const cpu0 = { process: cpuSeconds(`/proc/${process.pid}/stat`), main: cpuSeconds(`/proc/${process.pid}/task/${process.pid}/stat`), backend: cpuSeconds(`/proc/${box.pid}/stat`) };
+  const copies0 = readPayloadCopies();
   let peak = process.memoryUsage().rss;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
   const elu0 = performance.eventLoopUtilization();
@@ -99,6 +136,15 @@ async function measure(mode: Mode, direction: Direction, n: number, fileBytes: n
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
   const elu = performance.eventLoopUtilization(elu0);
+  const cpu1 = { process: cpuSeconds(`/proc/${process.pid}/stat`), main: cpuSeconds(`/proc/${process.pid}/task/${process.pid}/stat`), backend: cpuSeconds(`/proc/${box.pid}/stat`) };
+  const copies1 = readPayloadCopies();
+  const calls = await admin.adminCall<CallsSnapshot>('GET', 'calls');
+  const moved = (n - failed) * fileBytes;
+  const gib = moved / 2 ** 30;
+  const per = (x: number): number => Math.round((x / gib) * 100) / 100;
+  const callsPerTransfer: Record<string, number> = {};
+  for (const [route, r] of Object.entries(calls.routes)) callsPerTransfer[route] = Math.round((r.calls / n) * 100) / 100;
+  const copied = copies1.retrCopiedBytes - copies0.retrCopiedBytes + (copies1.storCopiedBytes - copies0.storCopiedBytes);
   const result: CaseResult = {
     mode,
     direction,
@@ -110,15 +156,40 @@ async function measure(mode: Mode, direction: Direction, n: number, fileBytes: n
     failed,
     peakRssMiB: Math.round(peak / MiB),
     mainElu: Math.round(elu.utilization * 100) / 100,
+    cpuSecPerGiB: { process: per(cpu1.process - cpu0.process), mainThread: per(cpu1.main - cpu0.main), backend: per(cpu1.backend - cpu0.backend) },
+    callsPerTransfer,
+    backendBytesPerByte: { served: Math.round((calls.bytes.served / moved) * 1000) / 1000, received: Math.round((calls.bytes.received / moved) * 1000) / 1000 },
+    mainCopiesPerByte: mode.startsWith('direct') ? null : Math.round((copied / moved) * 1000) / 1000,
   };
-  console.log(`${mode.padEnd(12)} ${direction.padEnd(8)} n=${String(n).padEnd(4)} ${(fileBytes / MiB).toFixed(2)} MiB each: ${result.mbPerSec} MB/s, Jain ${result.jain}, ${failed} failed, peak RSS ${result.peakRssMiB} MiB, main ELU ${result.mainElu}`);
+  const callText = Object.entries(callsPerTransfer).map(([r, c]) => `${r} ${c}`).join(', ');
+  console.log(
+    `${mode.padEnd(16)} ${direction.padEnd(8)} n=${String(n).padEnd(4)} ${(fileBytes / MiB).toFixed(2)} MiB each: ${result.mbPerSec} MB/s, Jain ${result.jain}, ${failed} failed, peak RSS ${result.peakRssMiB} MiB, main ELU ${result.mainElu}\n` +
+      `${''.padEnd(16)} CPU-s/GiB process ${result.cpuSecPerGiB.process} main ${result.cpuSecPerGiB.mainThread} box ${result.cpuSecPerGiB.backend}; copies/byte ${result.mainCopiesPerByte ?? '-'}; calls/transfer: ${callText}`,
+  );
   return result;
 }
 
-function drainCount(stream: NodeJS.ReadableStream): Promise<number> {
+function drainCount(stream: NodeJS.ReadableStream, hasher?: ContentHasher): Promise<number> {
   return new Promise((resolve, reject) => {
     let n = 0;
-    stream.on('data', (c: Buffer) => (n += c.length));
+    stream.on('data', (c: Buffer) => {
+      n += c.length;
+      hasher?.update(c);
+    });
+    stream.once('end', () => resolve(n));
+    stream.once('error', reject);
+  });
+}
+
+/** Drains an engine download as the FTP data path does: views into the ring, each handed back once used. */
+function drainViews(stream: DownloadStream): Promise<number> {
+  stream.lendViews();
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    stream.on('data', (c: Buffer) => {
+      n += c.length;
+      stream.release(c.length);
+    });
     stream.once('end', () => resolve(n));
     stream.once('error', reject);
   });
@@ -160,19 +231,28 @@ async function main(): Promise<void> {
           ),
         );
       }
-      for (const mode of ['workers', 'main-thread', 'direct-http'] as const) {
-        const engine = mode === 'direct-http' ? null : await TransferEngine.start(mode === 'workers' ? { workers } : { onlyMainThread: true });
+      for (const mode of ['workers', 'main-thread', 'direct-http', 'direct-http-hash'] as const) {
+        const hashing = mode === 'direct-http-hash';
+        const engine = mode.startsWith('direct') ? null : await TransferEngine.start(mode === 'workers' ? { workers } : { onlyMainThread: true });
         const agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
         engine?.setAccount({ name: 'bench', apiUrl: box.url, contentUrl: box.url, accessToken: token });
         // Warm-up: workers booted, connections open.
         if (engine) await drainCount(engine.openDownload('bench', `/src/${n}-0.bin`));
         const download = (i: number): Promise<number> => {
-          if (engine) return drainCount(engine.openDownload('bench', `/dl/${n}/f${i}.bin`));
+          if (engine) return drainViews(engine.openDownload('bench', `/dl/${n}/f${i}.bin`));
           return request(`${box.url}/2/files/download`, {
             method: 'POST',
             dispatcher: agent,
             headers: { authorization: `Bearer ${token}`, 'dropbox-api-arg': JSON.stringify({ path: `/dl/${n}/f${i}.bin` }) },
-          }).then((res) => drainCount(res.body));
+          }).then(async (res) => {
+            if (!hashing) return drainCount(res.body);
+            // As the engine must: the body's content_hash, checked against the file's own.
+            const hasher = new ContentHasher();
+            const bytes = await drainCount(res.body, hasher);
+            const meta = JSON.parse(String(res.headers['dropbox-api-result'])) as { content_hash: string };
+            if (hasher.digest() !== meta.content_hash) throw new Error(`content_hash mismatch on /dl/${n}/f${i}.bin`);
+            return bytes;
+          });
         };
         const upload = async (i: number): Promise<number> => {
           const path = `/ul/${mode}/${n}/f${i}.bin`;
@@ -180,6 +260,13 @@ async function main(): Promise<void> {
           if (engine) {
             await writeAll(engine.openUpload('bench', path), data);
           } else {
+            // direct-http-hash: the content_hash of the bytes sent, checked against the committed one.
+            let sent: string | null = null;
+            if (hashing) {
+              const hasher = new ContentHasher();
+              for (let off = 0; off < data.length; off += 64 * 1024) hasher.update(data.subarray(off, off + 64 * 1024));
+              sent = hasher.digest();
+            }
             const res = await request(`${box.url}/2/files/upload`, {
               method: 'POST',
               dispatcher: agent,
@@ -188,11 +275,12 @@ async function main(): Promise<void> {
             });
             const text = await res.body.text();
             if (res.statusCode !== 200) throw new Error(`files/upload ${res.statusCode} ${text.slice(0, 200)}`);
+            if (sent !== null && (JSON.parse(text) as { content_hash: string }).content_hash !== sent) throw new Error(`content_hash mismatch on ${path}`);
           }
           return data.length;
         };
-        results.push(await measure(mode, 'download', n, fileBytes, download));
-        results.push(await measure(mode, 'upload', n, fileBytes, upload));
+        results.push(await measure(box, mode, 'download', n, fileBytes, download));
+        results.push(await measure(box, mode, 'upload', n, fileBytes, upload));
         await engine?.close();
         await agent.close();
       }
@@ -207,7 +295,10 @@ async function main(): Promise<void> {
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', node: process.version },
     params: { ns, totalBytes, workers },
     notes: [
-      'direct-http: main thread straight to the local box (downloads streamed and dropped, no hashing; uploads one files/upload each) — the floor of the engine overhead',
+      'direct-http: main thread straight to the local box (downloads streamed and dropped, no hashing; uploads one files/upload each)',
+      'direct-http-hash: the same with the SHA-256 content_hash computed on the main thread and checked (downloads against the file, uploads against the commit): the floor the engine is judged against',
+      'engine downloads are drained as the FTP data path drains them: views into the ring (lendViews), each released once counted',
+      'callsPerTransfer: counted by the local box (GET /admin/calls, reset before each case), warm-up excluded; cpuSecPerGiB: /proc utime+stime of this process, its main thread and the box child',
       'workers / main-thread: the engine (content_hash verified on every download, upload sessions + batched commits)',
       'peakRssMiB: this process (engine, workers, test data); the local box is a child process',
     ],

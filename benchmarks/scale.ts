@@ -13,6 +13,7 @@ import { writeScaleCharts } from './charts/scale-charts.ts';
 import { runPeer, type PeerRunResult, type RunParams } from './loadgen/run-peer.ts';
 import type { OpMix, Scenario } from './loadgen/protocol.ts';
 import { markdownTable, judgeTargets } from './loadgen/report.ts';
+import { costLine } from './loadgen/cost.ts';
 import { PEERS, peerByName } from './peers/index.ts';
 
 const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
     skipped,
     failures,
     targets: judgeTargets(args.scenario, runs),
-    markdown: markdownTable(args.scenario, runs, base.sizeBytes),
+    markdown: `${markdownTable(args.scenario, runs, base.sizeBytes)}${runs.some((r) => r.cost.transfers > 0) ? `\n\n${runs.filter((r) => r.cost.transfers > 0).map((r) => `- ${costLine(`${r.server} n=${r.sessions}`, r.cost)}`).join('\n')}` : ''}`,
     runs,
   };
   const dir = fileURLToPath(new URL('./results/', import.meta.url));

@@ -37,6 +37,17 @@ function readCpuSeconds(pid: number): number {
   }
 }
 
+/** utime + stime of one process (all its threads, not its children), or of one of its threads (`tid`), in seconds; NaN when gone. */
+export function readOwnCpuSeconds(pid: number, tid?: number): number {
+  try {
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
 /** `pid` and all its descendants. */
 export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();

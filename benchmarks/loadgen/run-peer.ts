@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PeerDef, PeerInstance } from '../peers/types.ts';
 import { runLoad } from './coordinator.ts';
+import { costLine, startCost } from './cost.ts';
 import { FtpControl } from './ftp-client.ts';
 import { ftpTransfer } from './ftp-transfer.ts';
 import { httpTransfer } from './http-transfer.ts';
@@ -70,6 +71,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       if (p.op !== 'stor' || p.scenario === 'churn') await seed(instance.target, p.sizeBytes);
     }
     await sleep(1000);
+    const endCost = await startCost(instance);
     sampler = new ResourceSampler(instance.pid, p.sampleEveryMs);
     const baseline = sampler.sample();
     let ready: ResourceSample | null = null;
@@ -109,6 +111,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     const samples = sampler.stop();
     sampler = null;
     const transfers = raw.results.flatMap((r) => r.transfers);
+    const cost = await endCost(transfers);
     const byOp: Record<string, OpSummary> = {};
     for (const op of ['RETR', 'STOR'] as const) {
       const records = transfers.filter((t) => t.op === op);
@@ -158,6 +161,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       `${all ? `${all.complete}/${all.transfers} transfers, ${all.aggregateMBps} MB/s, Jain ${all.jain}, longest stall ${all.longestStallMs} ms, ` : ''}` +
         `${logins.ok} logins (${logins.perSecond}/s), peak RSS ${((resources.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`,
     );
+    if (transfers.length) process.stdout.write(`  ${costLine(peer.name, cost)}\n`);
     return {
       server: peer.name,
       description: peer.description,
@@ -171,6 +175,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       idle,
       churn,
       resources,
+      cost,
       elu: summariseElu(instance.elu(), raw.epochMs, raw.endMs),
       errors: mergeErrors(raw),
       throughputSeries: progressSeries

@@ -4,12 +4,17 @@
 // thread. Main thread. Invariant: a flag the CLI does not offer makes prepare() say so, not guess;
 // the connection caps (50 per address, 100 per user, 10,000 in all by default) are raised for the
 // run, since the load generator logs every session in as one user from few loopback addresses.
+// The storage is a local box this benchmark starts (the gateway reaches it as a Dropbox account
+// with its own base URLs, through the credentials file), so that its calls are counted by the box
+// itself (GET /admin/calls) and its CPU apart from the gateway's; the gateway's embedded box idles.
 
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { saveAccount } from '../../src/auth/credentials-file.ts';
+import { adminOf, startLocalBox } from '../../src/localbox/index.ts';
 import { freePort, outputTail, readEluFile, run, startProcess, stopProcess, waitForListener } from './process-util.ts';
 import type { PeerDef } from './types.ts';
 
@@ -28,9 +33,12 @@ async function serveHelp(): Promise<string> {
   }
 }
 
+/** The Dropbox account name the bench user maps to: the benchmark's own local box. */
+const BOX_ACCOUNT = 'bench-box';
+
 function addUser(dataDir: string, usersFile: string, password: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = execFile(process.execPath, [BIN, 'user', 'add', 'bench', '--password-stdin', '--data-dir', dataDir, '--users', usersFile], (err, _out, stderr) =>
+    const child = execFile(process.execPath, [BIN, 'user', 'add', 'bench', '--password-stdin', '--account', BOX_ACCOUNT, '--data-dir', dataDir, '--users', usersFile], (err, _out, stderr) =>
       err ? reject(new Error(`dropftp user add: ${stderr || err.message}`)) : resolve(),
     );
     child.stdin?.end(`${password}\n`);
@@ -58,7 +66,21 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       const dataDir = join(ctx.workDir, 'data');
       const usersFile = join(ctx.workDir, 'users.yaml');
       await mkdir(dataDir, { recursive: true });
-      await addUser(dataDir, usersFile, password);
+      const box = await startLocalBox({ dataDir: join(ctx.workDir, 'box') });
+      try {
+        const account = await box.createAccount('bench');
+        await saveAccount(join(dataDir, 'credentials.yaml'), BOX_ACCOUNT, {
+          appKey: account.appKey,
+          appSecret: account.appSecret,
+          refreshToken: account.refreshToken,
+          apiUrl: box.url,
+          contentUrl: box.url,
+        });
+        await addUser(dataDir, usersFile, password);
+      } catch (err) {
+        await box.close();
+        throw err;
+      }
       const eluFile = join(ctx.workDir, 'elu.txt');
       const child = startProcess(
         TUNED_MALLOC,
@@ -69,15 +91,24 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
         await waitForListener('127.0.0.1', port, 60_000, child);
       } catch (err) {
         await stopProcess(child);
+        await box.close();
         throw new Error(`${name}: ${(err as Error).message}\n${outputTail(child)}`);
       }
       return {
         name,
         target: { kind: 'ftp', host: '127.0.0.1', port, user: 'bench', password },
         pid: child.pid!,
+        backend: {
+          pid: box.pid,
+          calls: () => adminOf(box).adminCall('GET', 'calls'),
+          resetCalls: async () => void (await adminOf(box).adminCall('POST', 'calls/reset')),
+        },
         elu: () => readEluFile(eluFile),
-        notes: [`${name}: RSS is the gateway process; PSS and CPU include its local box child`],
-        close: () => stopProcess(child, 15_000),
+        notes: [`${name}: RSS is the gateway process; PSS and CPU are its process tree (its own embedded local box idles: the storage is a local box the benchmark started, counted apart)`],
+        close: async () => {
+          await stopProcess(child, 15_000);
+          await box.close();
+        },
       };
     },
   };

@@ -3,7 +3,7 @@
 // Invariant: the same local box code and data layout that dropftp serve runs on.
 
 import { join } from 'node:path';
-import { startLocalBox } from '../../src/localbox/index.ts';
+import { adminOf, startLocalBox } from '../../src/localbox/index.ts';
 import type { PeerDef } from './types.ts';
 
 export const localboxDirectPeer: PeerDef = {
@@ -18,6 +18,11 @@ export const localboxDirectPeer: PeerDef = {
       name: 'localbox-http',
       target: { kind: 'http', url: box.url, accessToken: account.accessToken },
       pid: box.pid,
+      backend: {
+        pid: box.pid,
+        calls: () => adminOf(box).adminCall('GET', 'calls'),
+        resetCalls: async () => void (await adminOf(box).adminCall('POST', 'calls/reset')),
+      },
       elu: () => null,
       notes: ['localbox-http: one fresh TCP connection per request (agent: false), like an FTP data connection'],
       close: () => box.close(),

@@ -19,11 +19,29 @@ export interface EluSample {
   utilization: number;
 }
 
+/** Call counters of the storage backend (the local box's GET /admin/calls), as it counts them. */
+export interface BackendCalls {
+  routes: Record<string, { calls: number; status: Record<string, number> }>;
+  bytes: { served: number; received: number };
+}
+
+/** The storage server behind a peer, when the benchmark can see it: its process and its counters. */
+export interface BackendProbe {
+  pid: number;
+  calls(): Promise<BackendCalls>;
+  resetCalls(): Promise<void>;
+}
+
 export interface PeerInstance {
   name: string;
   target: Target;
   /** The process whose RSS is "server RSS"; its tree gives PSS and CPU. */
   pid: number;
+  /**
+   * The storage backend (a local box) when the benchmark started it: calls per transfer by route are
+   * counted there, and its CPU apart from the gateway's. Its pid equals `pid` when there is no gateway.
+   */
+  backend?: BackendProbe;
   /** Main-thread event-loop utilisation samples so far, or null where the server cannot report it. */
   elu(): EluSample[] | null;
   /** Anything a reader must know about how this peer was configured. */

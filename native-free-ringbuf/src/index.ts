@@ -7,6 +7,4 @@ export { RingReader, RingWriter, createRing, initRing, ringCapacity } from './ri
 export type { RingHandle, WaitResult } from './ring.ts';
 export { RingPool } from './pool.ts';
 export type { RingPoolOptions } from './pool.ts';
-export { CODE_DESTROYED, RingAbortedError, RingReadable, RingWritable } from './streams.ts';
-export type { RingStreamOptions } from './streams.ts';
 export { DEFAULT_FALLBACK_MS, pendingWaits, waitWord } from './wait.ts';

@@ -2,7 +2,7 @@
 // (consumer side) over one SharedArrayBuffer region laid out in layout.ts.
 // Runs on any thread, one side per thread. Invariants: the writer stores only producer words and
 // the reader only consumer words; data is copied before the position that publishes it is stored
-// with Atomics.store; write/read/peek/commit never throw and never allocate; a side belongs to the
+// with Atomics.store; write/read/peek/peekAt/commit/consume never throw and never allocate; a side belongs to the
 // generation it attached to: once a pool hands the ring out again, a stale side is inert (writes and
 // reads move nothing, its aborts and ends touch nothing, its waits return 'closed').
 
@@ -251,6 +251,30 @@ export class RingReader extends RingSide {
 
   peekIndex(): number {
     return Atomics.load(this.words, W.READ_POS) & this.mask;
+  }
+
+  /**
+   * Zero-copy lookahead for a consumer that lends views out before it consumes them (a socket
+   * write still reading ring memory): the length of the contiguous readable span that starts
+   * `skip` bytes past the read position, at `peekIndexAt(skip)` in `storage`; 0 when `skip` is
+   * outside [0, readable()). Bytes before it stay the consumer's until consume() releases them, in
+   * order; the producer cannot overwrite them meanwhile.
+   */
+  peekAt(skip: number): number {
+    const words = this.words;
+    if (this.stale()) return 0;
+    if (Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) return 0;
+    const readPos = Atomics.load(words, W.READ_POS);
+    const available = (Atomics.load(words, W.WRITE_POS) - readPos) >>> 0;
+    if (!(skip >= 0 && skip < available)) return 0;
+    const from = (readPos + skip) & this.mask;
+    const untilEnd = this.capacity - from;
+    const left = available - skip;
+    return left < untilEnd ? left : untilEnd;
+  }
+
+  peekIndexAt(skip: number): number {
+    return (Atomics.load(this.words, W.READ_POS) + skip) & this.mask;
   }
 
   /** Releases `n` bytes seen through peek(); n larger than peek() is clamped. */

@@ -107,6 +107,89 @@ test('wrap-around at every offset and every length of a small ring', () => {
   }
 });
 
+test('peekAt: views lent past the read position, at every offset of a small ring, released in order', () => {
+  const cap = 16;
+  for (let start = 0; start < cap; start++) {
+    for (let lent = 0; lent <= cap; lent++) {
+      const h = createRing(cap);
+      const w = new RingWriter(h);
+      const r = new RingReader(h);
+      assert.is(w.write(new Uint8Array(start)), start);
+      assert.is(r.read(new Uint8Array(cap), 0, start), start);
+      const src = new Uint8Array(cap);
+      fillSeq(start * 17 + lent, 0, src);
+      assert.is(w.write(src, 0, lent), lent);
+      // Lend every readable byte as views without consuming any: the producer must see a full ring.
+      const views: [number, number][] = [];
+      let skip = 0;
+      for (;;) {
+        const span = r.peekAt(skip);
+        if (span === 0) break;
+        const at = r.peekIndexAt(skip);
+        assert.ok(at + span <= cap, 'a span never crosses the end of storage');
+        assert.is(checkSeq(start * 17 + lent, skip, r.storage.subarray(at, at + span)), -1, `bytes at skip ${skip}`);
+        views.push([at, span]);
+        skip += span;
+      }
+      assert.is(skip, lent, `all ${lent} bytes seen from offset ${start}`);
+      assert.ok(views.length <= 2, 'at most two spans (one wrap)');
+      assert.is(r.peekAt(lent), 0, 'nothing past the written bytes');
+      assert.is(r.peekAt(-1), 0, 'a negative skip sees nothing');
+      assert.is(w.writable(), cap - lent, 'lent bytes are not free for the producer');
+      for (const [, span] of views) assert.is(r.consume(span), span);
+      assert.is(r.readable(), 0);
+      assert.is(w.writable(), cap);
+    }
+  }
+});
+
+test('peekAt with delayed release: a worker producer never overwrites a lent view (seeded, every byte checked at release)', async () => {
+  for (const [cap, seed, totalBytes] of [
+    [64, 21, 512 * 1024 + 7],
+    [4096, 22, 8 * 1024 * 1024 + 7],
+  ] as const) {
+    const h = createRing(cap);
+    const producing = runPeer({ role: 'produce', handles: [h], seed, totalBytes, maxChunkBytes: cap * 2 });
+    const r = new RingReader(h);
+    const rand = prng(seed);
+    const lent: Uint8Array[] = [];
+    let lentBytes = 0;
+    let pos = 0;
+    for (;;) {
+      const span = r.peekAt(lentBytes);
+      if (span > 0) {
+        const n = 1 + Math.floor(rand() * span);
+        const at = r.peekIndexAt(lentBytes);
+        lent.push(r.storage.subarray(at, at + n)); // a view, as a socket write would hold it
+        lentBytes += n;
+      }
+      // Release the oldest views now and then (as write callbacks would), checking their bytes only
+      // now: had the producer been let into lent memory, the check fails.
+      while (lent.length > 0 && (span === 0 || rand() < 0.3)) {
+        const view = lent.shift()!;
+        const bad = checkSeq(seed, pos, view);
+        if (bad >= 0) {
+          r.abort(2);
+          assert.unreachable(`byte ${pos + bad} changed while lent (cap ${cap})`);
+        }
+        assert.is(r.consume(view.length), view.length);
+        pos += view.length;
+        lentBytes -= view.length;
+        if (rand() < 0.5) break;
+      }
+      if (span > 0 || lent.length > 0) {
+        if (rand() < 0.05) await new Promise((resolve) => setImmediate(resolve)); // let the producer run into the lent span
+        continue;
+      }
+      if (r.isEnded()) break;
+      assert.is(await r.waitReadable(lentBytes + 1), 'ready');
+    }
+    const reply = await producing;
+    assert.is(pos, totalBytes);
+    assert.equal(reply.written, [totalBytes]);
+  }
+});
+
 test('positions survive the 2^32 wrap of the free-running counters', () => {
   const h = createRing(64);
   const words = new Int32Array(h.sab, h.byteOffset, HEADER_BYTES / 4);

@@ -10,10 +10,26 @@
 
 import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { DropftpError, toDropftpError } from '../errors.ts';
 import type { ActiveTransfer, FtpSession } from './connection.ts';
 import type { UploadSink } from './fs/types.ts';
 import { confirmCleanEnd } from './data/clean-end.ts';
+import { payloadCopies } from '../transfer/copy-counts.ts';
+
+/**
+ * A source that can hand out views into its own memory instead of copies (the engine's download):
+ * each chunk stays its until release(chunk.length), in order.
+ */
+interface ViewLender {
+  lendViews(): boolean;
+  release(byteLength: number): void;
+}
+
+function lendsViews(source: Readable): source is Readable & ViewLender {
+  const s = source as Readable & Partial<ViewLender>;
+  return typeof s.lendViews === 'function' && typeof s.release === 'function' && s.lendViews();
+}
 
 export interface TransferHandle extends ActiveTransfer {
   readonly signal: AbortSignal;
@@ -130,17 +146,26 @@ function once<T>(run: (settle: (err: DropftpError | null, value?: T) => void) =>
   });
 }
 
-/** Source → data socket with backpressure; resolves once every byte is flushed to the socket. */
+/**
+ * Source → data socket with backpressure; resolves once every byte is flushed to the socket. A
+ * source that lends views (the engine's download) is written from its own memory, each view handed
+ * back by its write's callback (which also runs, with an error, for writes a destroy cut short).
+ */
 export function sendStream(source: Readable, socket: Duplex, handle: TransferHandle, drainTimeoutMs: number): Promise<void> {
   return once<void>((settle) => {
     const fail = (err: DropftpError): void => {
-      source.destroy();
       socket.destroy();
+      source.destroy();
       settle(err);
     };
+    const lender = lendsViews(source) ? source : null;
+    const tls = socket instanceof TLSSocket;
     const onData = (chunk: Buffer): void => {
-      handle.bytes += chunk.length;
-      if (!socket.write(chunk)) source.pause();
+      const byteLength = chunk.length;
+      handle.bytes += byteLength;
+      if (tls) payloadCopies.tlsBytes += byteLength;
+      const more = lender ? socket.write(chunk, () => lender.release(byteLength)) : socket.write(chunk);
+      if (!more) source.pause();
     };
     const onDrain = (): void => void source.resume();
     const onEnd = (): void => void socket.end();
@@ -228,8 +253,10 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
       socket.destroy();
       settle(err);
     };
+    const tls = dataSocket instanceof TLSSocket;
     const onData = (chunk: Buffer): void => {
       handle.bytes += chunk.length;
+      if (tls) payloadCopies.tlsBytes += chunk.length;
       if (!sink.write(chunk)) socket.pause();
     };
     const onDrain = (): void => void socket.resume();

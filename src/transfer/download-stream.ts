@@ -1,17 +1,23 @@
-// DownloadStream: the Readable a RETR pipes to its data socket, draining the transfer's ring.
+// DownloadStream: the Readable a RETR sends to its data socket, draining the transfer's ring.
 // Main thread. Invariants: it ends ('end') only after the worker ended the ring cleanly AND its
 // result (metadata, hash verified for whole-file reads) arrived and the bytes delivered add up to
-// the file's size; every failure is a DropftpError
-// rebuilt from the worker's wire error; destroying it before the end aborts the ring's consumer side,
-// which the worker sees at its next step (no message needed).
+// the file's size; every failure is a DropftpError rebuilt from the worker's wire error; destroying
+// it before the end aborts the ring's consumer side, which the worker sees at its next step. In
+// view mode (lendViews) its chunks are Buffers over ring memory, not copies: ring bytes are consumed
+// only when release() returns them, and 'close' (after which the engine recycles the ring) waits
+// until every lent view came back, so no pending socket write can read a recycled ring.
 
 import { Readable } from 'node:stream';
+import { STATE } from 'native-free-ringbuf';
 import type { RingReader } from 'native-free-ringbuf';
 import { DropftpError, fromWire } from '../errors.ts';
+import { payloadCopies } from './copy-counts.ts';
 import { ringCodeForError } from './ring-codes.ts';
 import type { FileMetadata, TaskResult } from './task-wire.ts';
 
 const CHUNK_BYTES = 64 * 1024;
+/** Largest view lent at once: releases come back in steps, so the worker refills behind them. */
+const MAX_VIEW_BYTES = 256 * 1024;
 
 export class DownloadStream extends Readable {
   /** FileMetadata of the file read (set before 'end'). */
@@ -19,7 +25,16 @@ export class DownloadStream extends Readable {
   /** True when the whole file was hashed and matched its content_hash. */
   verified = false;
   bytesRead = 0;
-  private waiting = false;
+  /** What the stream waits for, if anything: new ring data, lent views to come back, or the result. */
+  private waitingFor: 'data' | 'release' | 'result' | null = null;
+  /** Bumped to disown a pending ring wait (a release changed what it should wait for). */
+  private waitSeq = 0;
+  private views = false;
+  /** Bytes lent as views and not yet released (view mode). */
+  private lentBytes = 0;
+  private readonly maxViewBytes: number;
+  /** _destroy's completion, held while views are still lent. */
+  private afterLent: (() => void) | null = null;
 
   constructor(
     private readonly ring: RingReader,
@@ -30,6 +45,7 @@ export class DownloadStream extends Readable {
     readonly offset = 0,
   ) {
     super({ highWaterMark: Math.min(CHUNK_BYTES, ring.capacity) });
+    this.maxViewBytes = Math.max(1, Math.min(MAX_VIEW_BYTES, ring.capacity >>> 2));
     result.then((r) => {
       if (!r.ok && !this.destroyed) this.destroy(fromWire(r.error));
       else if (r.ok && r.kind === 'download') {
@@ -39,13 +55,50 @@ export class DownloadStream extends Readable {
     });
   }
 
+  /**
+   * Zero-copy: from now on every chunk is a view into ring memory that the consumer must hand back
+   * with release(chunk.length), in the order received, once nothing reads it any more (a socket
+   * write's callback). Only before the first chunk; returns false when it is too late.
+   */
+  lendViews(): boolean {
+    if (this.bytesRead > 0 || this.destroyed) return false;
+    this.views = true;
+    return true;
+  }
+
+  /** Gives back the oldest `byteLength` bytes lent as views (view mode). */
+  release(byteLength: number): void {
+    this.lentBytes -= byteLength;
+    if (this.afterLent) {
+      if (this.lentBytes <= 0) {
+        const done = this.afterLent;
+        this.afterLent = null;
+        done();
+      }
+      return;
+    }
+    if (this.destroyed) return;
+    this.ring.consume(byteLength);
+    // A wait sized before this release would ask for more than is missing now: start over.
+    if (this.waitingFor === 'data' || this.waitingFor === 'release') {
+      this.waitingFor = null;
+      this.waitSeq++;
+      this._read();
+    }
+  }
+
   /** Stops the download; nothing more is read; the stream errors with DROPFTP_ERR_ABORTED. */
   abort(reason = 'download aborted'): void {
     this.destroy(new DropftpError('DROPFTP_ERR_ABORTED', reason));
   }
 
   override _read(): void {
-    if (this.waiting) return;
+    if (this.waitingFor !== null) return;
+    if (this.views) this.lend();
+    else this.copy();
+  }
+
+  private copy(): void {
     for (;;) {
       // Never more than the highWaterMark buffered here: the rest waits in the ring (bounded memory).
       const room = Math.max(1, this.readableHighWaterMark - this.readableLength);
@@ -55,37 +108,72 @@ export class DownloadStream extends Readable {
         const n = this.ring.read(chunk);
         if (n === 0) return; // our own side was aborted
         this.bytesRead += n;
+        payloadCopies.retrBytes += n;
+        payloadCopies.retrCopiedBytes += n;
         if (!this.push(n === chunk.length ? chunk : chunk.subarray(0, n))) return;
         continue;
       }
-      if (this.ring.producerAborted()) return; // the result (with its full message) destroys us
-      if (this.ring.isEnded()) {
-        this.waiting = true;
-        this.result.then((r) => {
-          if (!r.ok || this.destroyed) return;
-          // Last guard against a ring that carried bytes not of this file: the count must match.
-          const size = r.kind === 'download' ? r.metadata?.size : undefined;
-          if (size !== undefined && this.offset + this.bytesRead !== size) {
-            this.destroy(new DropftpError('DROPFTP_ERR_INTEGRITY', `${this.path}: ${this.offset + this.bytesRead} B delivered for a file of ${size} B`));
-            return;
-          }
-          this.push(null);
-        });
+      if (this.endOrWait(1)) return;
+    }
+  }
+
+  private lend(): void {
+    const storage = this.ring.storage;
+    for (;;) {
+      if (this.destroyed) return; // push() can run a listener that destroys this stream
+      const span = this.ring.peekAt(this.lentBytes);
+      if (span > 0) {
+        const n = span < this.maxViewBytes ? span : this.maxViewBytes;
+        const at = this.ring.peekIndexAt(this.lentBytes);
+        this.lentBytes += n;
+        this.bytesRead += n;
+        payloadCopies.retrBytes += n;
+        if (!this.push(Buffer.from(storage.buffer, storage.byteOffset + at, n))) return;
+        continue;
+      }
+      if (this.lentBytes >= this.ring.capacity || (this.lentBytes > 0 && this.ring.producerState() === STATE.ENDED)) {
+        this.waitingFor = 'release'; // release() goes on
         return;
       }
-      this.waiting = true;
-      this.ring.waitReadable(1).then(() => {
-        this.waiting = false;
-        if (!this.destroyed) this._read();
-      });
-      return;
+      if (this.endOrWait(this.lentBytes + 1)) return;
     }
+  }
+
+  /** Nothing to hand out now: the producer aborted, or ended (wait for the result), or wait for data. */
+  private endOrWait(minReadable: number): true {
+    if (this.ring.producerAborted()) return true; // the result (with its full message) destroys us
+    if (this.ring.isEnded()) {
+      this.waitingFor = 'result';
+      this.result.then((r) => {
+        if (!r.ok || this.destroyed) return;
+        // Last guard against a ring that carried bytes not of this file: the count must match.
+        const size = r.kind === 'download' ? r.metadata?.size : undefined;
+        if (size !== undefined && this.offset + this.bytesRead !== size) {
+          this.destroy(new DropftpError('DROPFTP_ERR_INTEGRITY', `${this.path}: ${this.offset + this.bytesRead} B delivered for a file of ${size} B`));
+          return;
+        }
+        this.push(null);
+      });
+      return true;
+    }
+    this.waitingFor = 'data';
+    const seq = ++this.waitSeq;
+    this.ring.waitReadable(minReadable).then(() => {
+      if (seq !== this.waitSeq) return;
+      this.waitingFor = null;
+      if (!this.destroyed) this._read();
+    });
+    return true;
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     // Always, even after the worker settled: it also ends any waitReadable still pending on this ring
     // (a crashed worker never aborts its side), so the ring can go back to the pool.
     if (!this.readableEnded) this.ring.abort(ringCodeForError(err ?? new DropftpError('DROPFTP_ERR_ABORTED')));
-    callback(err);
+    // The ring is recycled at 'close': not while a socket write may still read a lent view. Views
+    // still in this Readable's own buffer were never handed out and never will be.
+    if (this.views) this.lentBytes -= this.readableLength;
+    if (this.lentBytes > 0) this.afterLent = () => callback(err);
+    else callback(err);
   }
 }

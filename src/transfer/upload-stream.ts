@@ -7,6 +7,7 @@
 import { Writable } from 'node:stream';
 import type { RingWriter } from 'native-free-ringbuf';
 import { DropftpError, fromWire } from '../errors.ts';
+import { payloadCopies } from './copy-counts.ts';
 import { ringCodeForError } from './ring-codes.ts';
 import type { FileMetadata, TaskResult, UploadReady, UploadResumeToken } from './task-wire.ts';
 
@@ -56,6 +57,8 @@ export class UploadStream extends Writable {
         const n = this.ring.write(chunk, offset);
         offset += n;
         this.bytesWritten += n;
+        payloadCopies.storBytes += n;
+        payloadCopies.storCopiedBytes += n; // the one copy: the socket's Buffer into ring memory
       }
       if (offset >= chunk.length) return callback();
       if (this.ring.consumerGone()) return void this.failFromResult(callback);

@@ -1,0 +1,87 @@
+// What a run spent per unit delivered (issue #14 item 7): backend calls per transfer by route, as
+// the backend itself counted them, and CPU-seconds per GiB moved of the gateway process, of its
+// main thread (/proc/<pid>/task/<pid>/stat) and of the backend. Runs on the benchmark's main thread.
+// Invariants: counters are read at the same two instants for every process; a process without a
+// separate backend (its own storage) reports gateway figures only; nothing here throws on a
+// vanished process (NaN becomes null).
+
+import type { BackendCalls, PeerInstance } from '../peers/types.ts';
+import { readOwnCpuSeconds } from './proc-stats.ts';
+import type { TransferRecord } from './meter.ts';
+
+interface CpuMark {
+  gateway: number;
+  mainThread: number;
+  backend: number;
+}
+
+export interface RunCost {
+  /** Payload bytes the transfers moved (complete or not). */
+  bytesMoved: number;
+  transfers: number;
+  cpuSecPerGiB: { gateway: number | null; mainThread: number | null; backend: number | null };
+  retrTransfers: number;
+  storTransfers: number;
+  /** Backend calls by route over the run, counted by the backend (null: no backend the run can see). */
+  calls: Record<string, number> | null;
+  /**
+   * Backend calls per transfer by route: download routes per RETR, upload routes (files/upload*)
+   * per STOR, any other route (metadata, sync feed) per transfer of either kind.
+   */
+  callsPerTransfer: Record<string, number> | null;
+  /** Backend reply statuses by route. */
+  callStatuses: Record<string, Record<string, number>> | null;
+  /** Bytes the backend served per RETR byte / received per STOR byte (1.0 = nothing read or sent twice). */
+  backendBytesPerByte: { served: number; received: number } | null;
+}
+
+function mark(instance: PeerInstance): CpuMark {
+  const backendPid = instance.backend?.pid ?? null;
+  const separate = backendPid !== null && backendPid !== instance.pid;
+  return {
+    gateway: separate || backendPid === null ? readOwnCpuSeconds(instance.pid) : NaN,
+    mainThread: separate ? readOwnCpuSeconds(instance.pid, instance.pid) : NaN,
+    backend: backendPid !== null ? readOwnCpuSeconds(backendPid) : NaN,
+  };
+}
+
+/** Starts counting: resets the backend's call counters and marks every process's CPU time. */
+export async function startCost(instance: PeerInstance): Promise<(transfersDone: TransferRecord[]) => Promise<RunCost>> {
+  await instance.backend?.resetCalls().catch(() => {});
+  const before = mark(instance);
+  return async (transfersDone: TransferRecord[]): Promise<RunCost> => {
+    const after = mark(instance);
+    const calls: BackendCalls | null = instance.backend ? await instance.backend.calls().catch(() => null) : null;
+    const records = transfersDone;
+    const bytesMoved = records.reduce((n, t) => n + t.bytes, 0);
+    const gib = bytesMoved / 2 ** 30;
+    const per = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && gib > 0 ? Math.round(((b - a) / gib) * 100) / 100 : null);
+    const n = records.length;
+    const retr = records.filter((t) => t.op === 'RETR');
+    const stor = records.filter((t) => t.op === 'STOR');
+    const retrBytes = retr.reduce((b, t) => b + t.bytes, 0);
+    const storBytes = stor.reduce((b, t) => b + t.bytes, 0);
+    const divisor = (route: string): number => (route.startsWith('files/download') ? retr.length : route.startsWith('files/upload') ? stor.length : n);
+    const ratio = (a: number, b: number): number => (b > 0 ? Math.round((a / b) * 1000) / 1000 : 0);
+    return {
+      bytesMoved,
+      transfers: n,
+      retrTransfers: retr.length,
+      storTransfers: stor.length,
+      calls: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.calls])) : null,
+      cpuSecPerGiB: { gateway: per(before.gateway, after.gateway), mainThread: per(before.mainThread, after.mainThread), backend: per(before.backend, after.backend) },
+      callsPerTransfer: calls && n ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, Math.round((r.calls / Math.max(1, divisor(route))) * 100) / 100])) : null,
+      callStatuses: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.status])) : null,
+      backendBytesPerByte: calls ? { served: ratio(calls.bytes.served, retrBytes), received: ratio(calls.bytes.received, storBytes) } : null,
+    };
+  };
+}
+
+/** One line per run for the summary. */
+export function costLine(server: string, cost: RunCost | null): string {
+  if (!cost) return `${server}: no cost figures`;
+  const c = cost.cpuSecPerGiB;
+  const calls = cost.callsPerTransfer ? Object.entries(cost.callsPerTransfer).map(([r, v]) => `${r} ${v}`).join(', ') : 'not counted';
+  const bytes = cost.backendBytesPerByte ? `; backend served ${cost.backendBytesPerByte.served} B per RETR byte, received ${cost.backendBytesPerByte.received} B per STOR byte` : '';
+  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}`;
+}
