@@ -11,7 +11,7 @@
 import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { DropftpError, toDropftpError } from '../errors.ts';
-import type { ActiveTransfer, FtpSession } from './connection.ts';
+import type { ActiveTransfer, FtpSession } from './session-types.ts';
 import type { UploadSink } from './fs/types.ts';
 import { confirmCleanEnd } from './data/clean-end.ts';
 
