@@ -36,6 +36,13 @@ export const ERRORS = {
   DROPFTP_ERR_TLS_REQUIRED: { ftp: 530, text: 'TLS required before login' },
   DROPFTP_ERR_BAD_COMMAND: { ftp: 501, text: 'Syntax error in parameters or arguments' },
   DROPFTP_ERR_NO_DATA_CONNECTION: { ftp: 425, text: "Can't open data connection" },
+  DROPFTP_ERR_LINE_TOO_LONG: { ftp: 500, text: 'Command line too long' },
+  DROPFTP_ERR_UNKNOWN_COMMAND: { ftp: 502, text: 'Command not implemented' },
+  DROPFTP_ERR_BAD_SEQUENCE: { ftp: 503, text: 'Bad sequence of commands' },
+  DROPFTP_ERR_PARAMETER_NOT_SUPPORTED: { ftp: 504, text: 'Command not implemented for that parameter' },
+  // RFC 2428 2: the detail is the list of families, so the reply reads "..., use (1,2)".
+  DROPFTP_ERR_NETWORK_PROTOCOL: { ftp: 522, text: 'Network protocol not supported, use' },
+  DROPFTP_ERR_PROTECTION_LEVEL: { ftp: 536, text: 'Requested PROT level not supported' },
   // configuration
   DROPFTP_ERR_CONFIG: { ftp: 451, text: 'Server configuration error' },
   // another process holds the local box's data directory (src/localbox/data-lock.ts)
@@ -49,13 +56,24 @@ export interface WireError {
   message: string;
 }
 
+export interface DropftpErrorOptions {
+  cause?: unknown;
+  /**
+   * Added to the client text in parentheses: a fact of ours that tells the client what to do
+   * ("use EPSV", "use (1)"); never a server path, a Dropbox internal or anything the client sent.
+   */
+  clientDetail?: string;
+}
+
 /** An error with a registered code. `message` is for logs; `clientText` is what an FTP client sees. */
 export class DropftpError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string = ERRORS[code].text, options?: { cause?: unknown }) {
-    super(message, options);
+  readonly clientDetail: string | undefined;
+  constructor(code: ErrorCode, message: string = ERRORS[code].text, options?: DropftpErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'DropftpError';
     this.code = code;
+    this.clientDetail = options?.clientDetail;
   }
 
   get ftpCode(): number {
@@ -64,7 +82,8 @@ export class DropftpError extends Error {
 
   /** Reply text safe to show a client: never a server path or a Dropbox internal. */
   get clientText(): string {
-    return ERRORS[this.code].text;
+    const text = ERRORS[this.code].text;
+    return this.clientDetail ? `${text} (${this.clientDetail})` : text;
   }
 
   toWire(): WireError {

@@ -2,14 +2,16 @@
 // users file and the FTP server, started in that order and closed in reverse. Main thread.
 // Invariants: the first run creates a local box account (kept in <dataDir>/accounts.yaml) and, when
 // the users file holds no user, one FTP user whose password is returned once and never stored in
-// clear; access tokens are refreshed at start; close() stops accepting, lets nothing half-uploaded
-// commit, then stops the engine and the box; shutdown(graceMs) first lets running transfers finish
-// (new ones get 421) for up to graceMs; reload() re-reads the users file without dropping sessions.
+// clear; access tokens are refreshed at start; close(graceMs) is graceful: stops accepting, lets
+// running transfers finish (new ones get 421) for up to graceMs, then aborts the rest; destroy(err)
+// is abortive: every transfer aborted at once (nothing half-uploaded commits); both then stop the
+// engine and the box; reload() re-reads the users file without dropping sessions.
 
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closeSharedAgent } from './dropbox/rpc.ts';
+import { toDropftpError } from './errors.ts';
 import { readCredentialsFile } from './auth/credentials-file.ts';
 import { TokenManager } from './auth/token-manager.ts';
 import { AdminServer, type HealthReport } from './metrics/admin-server.ts';
@@ -80,7 +82,7 @@ export interface DropftpTlsOptions {
   requireSessionReuse?: boolean;
 }
 
-export interface ShutdownResult {
+export interface CloseResult {
   /** Transfers still running when the grace period ended (aborted: nothing of theirs committed). */
   aborted: number;
 }
@@ -114,12 +116,17 @@ export interface Dropftp {
    * sessions stay; throws DROPFTP_ERR_CONFIG naming the option on a bad value (old limits stay).
    */
   reconfigureAccess(access: LimitsOptions): void;
-  /** Stops accepting, lets running transfers finish for up to graceMs, then closes (abort the rest). */
-  shutdown(graceMs: number): Promise<ShutdownResult>;
-  close(): Promise<void>;
+  /**
+   * Graceful: stops accepting, lets running transfers finish for up to graceMs (default 30 s; new
+   * ones get 421), aborts the rest, then stops everything.
+   */
+  close(graceMs?: number): Promise<CloseResult>;
+  /** Abortive: aborts every transfer now (nothing half-uploaded commits), then stops everything. */
+  destroy(err?: Error): Promise<void>;
 }
 
 const LOCAL_ACCOUNT = 'local';
+const DEFAULT_CLOSE_GRACE_MS = 30_000;
 
 async function ensureFirstUser(usersFile: string): Promise<{ name: string; password: string } | null> {
   const file = await readUsersFile(usersFile);
@@ -182,7 +189,6 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const ftp = new FtpServer({
       commands: transfersWatch.wrap(buildCommandTable()),
       ...(options.greeting ? { greeting: options.greeting } : {}),
-      log: log.child({ component: 'ftp-srv' }),
       host: options.host ?? '0.0.0.0',
       port: options.port ?? 2121,
       pasvPorts: options.pasvPorts ?? null,
@@ -207,7 +213,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
         metrics: () => metrics.render(),
         health: async (): Promise<HealthReport> => {
           // Healthy: the FTP listener is up and every account in use answers users/get_current_account.
-          const checks: Record<string, string> = { ftp: ftp.server.listening ? 'ok' : 'not listening' };
+          const checks: Record<string, string> = { ftp: ftp.listening ? 'ok' : 'not listening' };
           await Promise.all(tokens.names().map(async (name) => {
             const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer in 5 s')), 5000).unref());
             checks[`account:${name}`] = await Promise.race([accounts.get(name).then((store) => store.rpc.currentAccount()), timeout]).then(
@@ -224,9 +230,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const startedAdmin = admin;
     const started = engine;
     let closing: Promise<void> | null = null;
-    const close = (): Promise<void> =>
+    const destroy = (err?: Error): Promise<void> =>
       (closing ??= (async () => {
-        await ftp.close();
+        await ftp.destroy(err === undefined ? undefined : toDropftpError(err, 'DROPFTP_ERR_SHUTTING_DOWN'));
         bandwidth.close();
         detachLog();
         accounts.close();
@@ -258,16 +264,16 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
         ftp.access.reconfigure(access);
         bandwidth.reconfigure(access);
       },
-      shutdown: async (graceMs) => {
+      close: async (graceMs = DEFAULT_CLOSE_GRACE_MS) => {
         transfersWatch.drain();
-        // Stop listening now (close()'s callback would wait for every session; ftp.close() does that).
+        // Stop listening now; sessions stay open (a new transfer command gets 421) until the end.
         ftp.stopListening();
         const finished = await transfersWatch.idle(graceMs);
         const aborted = finished ? 0 : transfersWatch.running;
-        await close();
+        await destroy();
         return { aborted };
       },
-      close,
+      destroy,
     };
   } catch (err) {
     tokens.close();

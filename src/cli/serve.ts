@@ -141,12 +141,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
       if (stopping) {
         // A second signal: abort every transfer now (nothing partial is committed).
         log.warn({ event: 'shutdown', signal }, 'second signal: aborting running transfers');
-        void service.close();
+        void service.destroy();
         return;
       }
       stopping = true;
       log.info({ event: 'shutdown', signal, graceMs: config.shutdownGraceMs, running: service.transfers.running }, 'shutting down: no new connections, running transfers may finish');
-      void service.shutdown(config.shutdownGraceMs).then(
+      void service.close(config.shutdownGraceMs).then(
         ({ aborted }) => {
           log.info({ event: 'stopped', aborted }, aborted ? `stopped; ${aborted} transfer(s) aborted at the end of the grace period` : 'stopped');
           resolveStop();

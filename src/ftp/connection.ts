@@ -1,76 +1,82 @@
-// One FTP control connection: ftp-srv's FtpConnection with its command intake replaced. Main
-// thread. Invariants: commands run one at a time in arrival order, from complete lines only
-// (line-reader.ts); the control socket is never paused, so ABOR/STAT/QUIT/NOOP are read and
-// answered during a transfer (ftp-srv paused it for the whole transfer); a handler's failure
-// becomes a reply, never an unhandled rejection; replies go out in one write; the idle timeout
-// never fires while a transfer runs (stall timeouts guard transfers instead); the peer address is
-// the real client's (from a PROXY header when a load balancer stands in front), and the access
-// limiter sees every login: a banned address is refused before its password is checked, a failed
-// login is answered only after the limiter's delay, a user over its cap is refused after login.
+// One FTP control connection (FtpSession): reads command lines, runs them one at a time through
+// the server's command table, writes replies, holds the session state (login, data connector,
+// REST offset, TYPE, PROT, OPTS MLST). Main thread. Invariants: commands run in arrival order,
+// from complete lines only (line-reader.ts); the control socket is read during a transfer, so
+// ABOR/STAT/QUIT/NOOP are answered while it runs; a handler's failure becomes its registry reply
+// (src/errors.ts), never an unhandled rejection; a reply is one write, CR/LF inside it never starts a
+// new line; the idle timeout never fires while a transfer runs; the access limiter sees every login.
 
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { DropftpError, toDropftpError } from '../errors.ts';
-import type { ConnectionTicket } from '../limits/index.ts';
-import { FTP_SRV_MESSAGES, FtpConnection, type ReplyLetter, type ReplyOptions } from './ftp-srv-types.ts';
-import { LineReader } from './line-reader.ts';
-import { parseCommand, type Command, type CommandSpec } from './commands/types.ts';
+import type { ConnectionTicket } from '../limits/access-limiter.ts';
+import { parseCommand } from './command-line.ts';
 import { NO_CONNECTOR, type DataConnector } from './data/connector.ts';
 import type { SessionFs } from './fs/types.ts';
-import type { FtpServer } from './server.ts';
+import { DEFAULT_REPLY_TEXT } from './ftp-srv-parts.ts';
+import { LineReader } from './line-reader.ts';
+import { MLST_FACTS, type ActiveTransfer, type Command, type CommandSpec, type FtpSession, type MlstFact, type ReplyLine, type ReplyOptions, type SessionHost } from './session-types.ts';
 
-/** A running data transfer (RETR, STOR, LIST …) that ABOR, QUIT or a closing socket can stop. */
-export interface ActiveTransfer {
-  readonly directive: string;
-  bytes: number;
-  /** Stops the transfer; its handler sends the 426 and then settles `done`. */
-  abort(err: DropftpError): void;
-  readonly done: Promise<void>;
+export type { ActiveTransfer, FtpSession } from './session-types.ts';
+
+export interface SessionOrigin {
+  /** The real client address (a PROXY header's source), else the socket's peer. */
+  peerAddress?: string;
+  localAddress?: string;
+  /** This session's hold on the server's AccessLimiter. */
+  ticket?: ConnectionTicket;
 }
 
-export class FtpSession extends FtpConnection {
-  declare server: FtpServer;
-  declare connector: DataConnector;
+export class ControlConnection extends EventEmitter implements FtpSession {
+  readonly id = randomUUID();
+  readonly server: SessionHost;
+  commandSocket: Socket;
+  connector: DataConnector = NO_CONNECTOR;
   files: SessionFs | null = null;
   /** Per-user additions to the server's blacklist (upper-case verbs). */
   userBlacklist: ReadonlySet<string> = new Set();
   transfer: ActiveTransfer | null = null;
   renameFrom: string | null = null;
-  /** RFC 4217 PROT: 'P' makes data connections TLS. */
   dataProtection: 'C' | 'P' = 'C';
+  transferType: 'binary' | 'ascii' = 'binary';
+  bufferSize: number | false = false;
   failedLogins = 0;
-  /** After EPSV ALL (RFC 2428 4) only EPSV may set up data connections. */
   epsvAll = false;
   lastDataSetup: 'PASV' | 'EPSV' | 'PORT' | 'EPRT' | '' = '';
-  /**
-   * Addresses of the control connection (kept: a TLS upgrade replaces commandSocket). The peer is
-   * the real client: its PROXY-protocol source address when the server takes PROXY headers.
-   */
+  mlstFacts: ReadonlySet<MlstFact> = new Set(MLST_FACTS);
+  secure = false;
+  username: string | undefined = undefined;
+  authenticated = false;
+  /** Kept: a TLS upgrade replaces commandSocket. */
   readonly controlLocalAddress: string;
   readonly controlPeerAddress: string;
-  /** This session's hold on the server's AccessLimiter (null for sessions built without one). */
   readonly ticket: ConnectionTicket | null;
   readonly #lines: LineReader;
   readonly #queue: Command[] = [];
+  #restOffset = 0;
   #pumping = false;
   #readPaused = false;
   #urgentRunning = 0;
   #closed = false;
   #closeAfterReply = false;
+  /** Set by closeWhenIdle(): the reply the session closes with once its running command is done. */
+  #closeWhenIdle: { code: number; message: string } | null = null;
 
-  constructor(server: FtpServer, socket: Socket, origin: { peerAddress?: string; localAddress?: string; ticket?: ConnectionTicket } = {}) {
-    super(server, { log: server.log, socket });
-    this.connector = NO_CONNECTOR;
+  constructor(server: SessionHost, socket: Socket, origin: SessionOrigin = {}) {
+    super();
+    this.server = server;
+    this.commandSocket = socket;
     this.controlLocalAddress = origin.localAddress ?? socket.localAddress ?? '';
     this.controlPeerAddress = origin.peerAddress ?? socket.remoteAddress ?? '';
     this.ticket = origin.ticket ?? null;
     this.#lines = new LineReader(server.limits.maxLineBytes);
-    // ftp-srv's own 'timeout' listener closes the connection even mid-transfer: replace it.
-    socket.removeAllListeners('timeout');
+    socket.on('error', (error) => server.emit('client-error', { connection: this, context: 'commandSocket', error }));
+    socket.on('data', (chunk: Buffer | string) => this.#onData(chunk));
     socket.on('timeout', () => this.#onIdle());
     socket.once('close', () => this.#onClose());
   }
 
-  /** The one place a data connector is replaced: the previous one is closed first (no leak). */
   setConnector(next: DataConnector): void {
     const previous = this.connector;
     this.connector = next;
@@ -81,10 +87,13 @@ export class FtpSession extends FtpConnection {
     this.setConnector(NO_CONNECTOR);
   }
 
-  /** REST offset for the next RETR/STOR, consumed by the call. */
+  setRestOffset(offset: number): void {
+    this.#restOffset = offset;
+  }
+
   takeRestOffset(): number {
-    const offset = this.restByteCount ?? 0;
-    this.restByteCount = 0;
+    const offset = this.#restOffset;
+    this.#restOffset = 0;
     return offset;
   }
 
@@ -92,13 +101,7 @@ export class FtpSession extends FtpConnection {
     return this.#closed;
   }
 
-  /** ftp-srv's `ip` (used in its logs): the real client address. */
-  override get ip(): string | undefined {
-    return this.controlPeerAddress;
-  }
-
-  // ftp-srv binds this as the control socket's 'data' listener.
-  _handleData(chunk: Buffer | string): void {
+  #onData(chunk: Buffer | string): void {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
     for (const event of this.#lines.push(bytes)) {
       if ('tooLong' in event) {
@@ -132,13 +135,23 @@ export class FtpSession extends FtpConnection {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.#queue.length && !this.#closed) {
+      while (this.#queue.length && !this.#closed && !this.#closeWhenIdle) {
         await this.#execute(this.#queue.shift()!);
         this.#maybeResume();
       }
     } finally {
       this.#pumping = false;
     }
+    if (this.#closeWhenIdle) this.#closeNowIdle();
+  }
+
+  /** The graceful close's last step, once no command runs: its reply, then the end (once). */
+  #closeNowIdle(): void {
+    const reply = this.#closeWhenIdle;
+    if (!reply || this.#closed || this.#closeAfterReply) return;
+    this.#closed = true;
+    this.#queue.length = 0;
+    void this.close(reply.code, reply.message);
   }
 
   #maybeResume(): void {
@@ -151,20 +164,19 @@ export class FtpSession extends FtpConnection {
 
   async #execute(command: Command): Promise<void> {
     try {
-      if (command.directive === '') return void (await this.reply(500, 'Command line too long'));
+      if (command.directive === '') throw new DropftpError('DROPFTP_ERR_LINE_TOO_LONG');
       const spec = this.server.commands.get(command.directive);
-      if (!spec) return void (await this.reply(502, 'Command not implemented'));
-      if (!this.#allowed(spec, command.directive)) return void (await this.reply(550, 'Permission denied'));
-      if (!spec.noAuth && !this.authenticated) return void (await this.reply(530, 'Please login with USER and PASS'));
+      if (!spec) throw new DropftpError('DROPFTP_ERR_UNKNOWN_COMMAND', `unknown verb ${command.directive.slice(0, 16)}`);
+      if (!this.#allowed(spec, command.directive)) throw new DropftpError('DROPFTP_ERR_PERMISSION', `${command.directive} is not allowed here`);
+      if (!spec.noAuth && !this.authenticated) throw new DropftpError('DROPFTP_ERR_NOT_LOGGED_IN');
       if (this.server.requireTls && !this.secure && (spec.name === 'USER' || spec.name === 'PASS')) {
-        const error = new DropftpError('DROPFTP_ERR_TLS_REQUIRED');
-        return void (await this.reply(error.ftpCode, `${error.clientText} (use AUTH TLS or implicit FTPS)`));
+        throw new DropftpError('DROPFTP_ERR_TLS_REQUIRED', 'login before TLS', { clientDetail: 'use AUTH TLS or implicit FTPS' });
       }
       await spec.handler(this, command);
     } catch (err) {
       const error = toDropftpError(err);
       this.server.emit('client-error', { connection: this, context: 'command', error });
-      await this.reply(error.ftpCode, error.clientText);
+      await this.replyError(error);
     }
   }
 
@@ -190,17 +202,17 @@ export class FtpSession extends FtpConnection {
   }
 
   /**
-   * Logs in through the server's authenticator (which never lets a handler's failure escape), under
-   * the access limiter: a banned address gets 421 and the connection closes, unchecked; a failed
-   * login waits the limiter's delay before its 530 (the session stays silent meanwhile), and the
-   * failure that bans the address closes the connection after its 421; a user over its session
-   * cap gets 421 and the connection closes.
+   * Logs in through the server's authenticator, under the access limiter: a banned address gets
+   * 421 and the connection closes, unchecked; a failed login waits the limiter's delay before its
+   * 530, and the failure that bans the address closes the connection after its 421; a user over
+   * its session cap gets 421 and the connection closes. A previous login is dropped first.
    */
   async login(username: string, password: string): Promise<void> {
+    this.logout();
     const ticket = this.ticket;
     const banned = ticket?.checkLogin();
     if (banned) throw this.#closingWith(new DropftpError('DROPFTP_ERR_BANNED'));
-    let result: Awaited<ReturnType<FtpServer['authenticate']>>;
+    let result: Awaited<ReturnType<SessionHost['authenticate']>>;
     try {
       result = await this.server.authenticate(this, username, password);
     } catch (err) {
@@ -219,29 +231,37 @@ export class FtpSession extends FtpConnection {
     if (overCap) throw this.#closingWith(new DropftpError('DROPFTP_ERR_TOO_MANY_CONNECTIONS', 'Too many sessions for this user'));
     this.files = result.fs;
     this.userBlacklist = new Set((result.blacklist ?? []).map((verb) => verb.toUpperCase()));
+    this.username = username;
     this.authenticated = true;
   }
 
-  /**
-   * Same calling convention as ftp-srv's reply(), but the whole reply is written at once, and CR/LF
-   * inside a message (a file name can hold them) can never start a forged reply line.
-   */
-  reply(options: number | ReplyOptions, ...letters: ReplyLetter[]): Promise<void> {
+  logout(): void {
+    if (!this.authenticated) return;
+    this.authenticated = false;
+    this.files = null;
+    this.userBlacklist = new Set();
+    this.renameFrom = null;
+    this.#restOffset = 0;
+    this.closeConnector();
+    this.ticket?.logout();
+  }
+
+  reply(options: number | ReplyOptions, ...lines: ReplyLine[]): Promise<void> {
     const opts: ReplyOptions = typeof options === 'number' ? { code: options } : options;
     const code = opts.code ?? 0;
-    const items = letters.length ? letters : [undefined];
+    const items = lines.length ? lines : [undefined];
     let text = '';
-    items.forEach((letter, index) => {
+    items.forEach((line, index) => {
       let message = '';
       let raw = false;
-      if (letter !== null && typeof letter === 'object') {
-        message = letter.message === undefined ? '' : String(letter.message);
-        raw = letter.raw === true;
-      } else if (letter !== null && letter !== undefined) {
-        message = String(letter);
+      if (line !== null && typeof line === 'object') {
+        message = line.message === undefined ? '' : String(line.message);
+        raw = line.raw === true;
+      } else if (line !== null && line !== undefined) {
+        message = String(line);
       }
       if (opts.useEmptyMessage) return;
-      if (!message && !raw) message = FTP_SRV_MESSAGES[code] ?? 'No information';
+      if (!message && !raw) message = DEFAULT_REPLY_TEXT[code] ?? 'No information';
       message = message.replace(/[\r\n]/g, ' ');
       const last = index === items.length - 1;
       const separator = opts.eol === undefined ? (last ? ' ' : '-') : opts.eol ? ' ' : '-';
@@ -255,6 +275,10 @@ export class FtpSession extends FtpConnection {
     return written.then(() => void socket.destroySoon());
   }
 
+  replyError(error: DropftpError): Promise<void> {
+    return this.reply(error.ftpCode, error.clientText);
+  }
+
   /** Marks the session for closing right after its next reply (the error's); returns the error. */
   #closingWith(error: DropftpError): DropftpError {
     this.#closeAfterReply = true;
@@ -263,12 +287,33 @@ export class FtpSession extends FtpConnection {
     return error;
   }
 
-  /** Replies, then closes the control connection. */
   close(code = 421, message = 'Closing connection'): Promise<void> {
     const socket = this.commandSocket;
     return (code ? this.reply(code, message) : Promise.resolve()).then(() => {
       socket.destroySoon(); // ends once the reply is flushed, then destroys: no timer left behind
     });
+  }
+
+  /**
+   * Graceful end: the command running now (a transfer included) finishes with its own reply, then
+   * the session closes with this reply; nothing queued behind it runs. Resolves once closed.
+   */
+  closeWhenIdle(code: number, message: string): Promise<void> {
+    const closed = this.#closed || this.commandSocket.destroyed ? Promise.resolve() : new Promise<void>((resolve) => this.commandSocket.once('close', () => resolve()));
+    if (!this.#closed && !this.#closeWhenIdle) {
+      this.#closeWhenIdle = { code, message };
+      this.#queue.length = 0;
+      if (!this.#pumping) this.#closeNowIdle();
+    }
+    return closed;
+  }
+
+  /** Abortive end: the running transfer is aborted (nothing half-uploaded commits), the socket destroyed. */
+  destroy(error: DropftpError): void {
+    this.transfer?.abort(error);
+    if (!this.#closed && this.commandSocket.writable) this.commandSocket.write(`${error.ftpCode} ${error.clientText}\r\n`);
+    this.#closed = true;
+    this.commandSocket.destroy();
   }
 }
 

@@ -7,6 +7,9 @@
 
 import type { FileInfo } from './fs/types.ts';
 import type { Permission } from '../users/permissions.ts';
+import { MLST_FACTS, type MlstFact } from './session-types.ts';
+
+const ALL_FACTS: ReadonlySet<MlstFact> = new Set(MLST_FACTS);
 
 /**
  * The permissions the user holds at one entry, or (`inside`) for a new entry inside that folder;
@@ -63,13 +66,19 @@ export function permFact(isDirectory: boolean, granted: Granted): string {
   return letters.filter(Boolean).join('');
 }
 
-/** RFC 3659 facts: type, size, modify, perm, unique. */
-export function mlsxFacts(info: FileInfo, options: { type?: 'cdir'; granted?: Granted; nowMs?: number } = {}): string {
-  const modify = ftpTime(shownTime(info, options.nowMs ?? Date.now()));
-  const perm = permFact(info.isDirectory, options.granted ?? GRANT_ALL);
-  return info.isDirectory
-    ? `type=${options.type ?? 'dir'};modify=${modify};perm=${perm};unique=${uniqueFact(info.id)};`
-    : `type=file;size=${info.size};modify=${modify};perm=${perm};unique=${uniqueFact(info.id)};`;
+/**
+ * RFC 3659 facts: type, size (files only), modify, perm, unique — only those in `facts` (the
+ * session's OPTS MLST selection, RFC 3659 7.9; default all).
+ */
+export function mlsxFacts(info: FileInfo, options: { type?: 'cdir'; granted?: Granted; nowMs?: number; facts?: ReadonlySet<MlstFact> } = {}): string {
+  const facts = options.facts ?? ALL_FACTS;
+  let text = '';
+  if (facts.has('type')) text += `type=${info.isDirectory ? (options.type ?? 'dir') : 'file'};`;
+  if (facts.has('size') && !info.isDirectory) text += `size=${info.size};`;
+  if (facts.has('modify')) text += `modify=${ftpTime(shownTime(info, options.nowMs ?? Date.now()))};`;
+  if (facts.has('perm')) text += `perm=${permFact(info.isDirectory, options.granted ?? GRANT_ALL)};`;
+  if (facts.has('unique')) text += `unique=${uniqueFact(info.id)};`;
+  return text;
 }
 
 /** unique must not contain ';' or spaces; Dropbox ids are "id:XXXX". */
@@ -83,11 +92,12 @@ export function renderListing(
   format: 'LIST' | 'NLST' | 'MLSD',
   nowMs = Date.now(),
   grantedFor: (entry: FileInfo) => Granted = () => GRANT_ALL,
+  facts: ReadonlySet<MlstFact> = ALL_FACTS,
 ): Buffer {
   let text = '';
   for (const entry of entries) {
     if (format === 'NLST') text += entry.name;
-    else if (format === 'MLSD') text += `${mlsxFacts(entry, { granted: grantedFor(entry), nowMs })} ${entry.name}`;
+    else if (format === 'MLSD') text += `${mlsxFacts(entry, { granted: grantedFor(entry), nowMs, facts })} ${entry.name}`;
     else text += lsLine(entry, nowMs, grantedFor(entry));
     text += '\r\n';
   }

@@ -1,53 +1,24 @@
-// The FTP server: ftp-srv's FtpServer with its process-wide side effects removed and its socket
-// intake replaced. Main thread. Invariants: constructing it installs no process signal handlers
-// (ftp-srv's constructor added SIGTERM/SIGINT/SIGQUIT handlers that called process.exit: the
-// service owns its lifecycle); sessions live in a Map, so counting them is O(1) (ftp-srv counted
-// Object.keys on every connect and disconnect); disconnects leave no timer behind; one TLS
-// SecureContext serves AUTH TLS and every data connection (ftp-srv built one per AUTH/PASV/PORT);
-// a login handler that throws or rejects becomes a 530, never a process crash; every client session
-// holds one AccessLimiter ticket (a proxy's LOCAL health check holds none), released once on close;
-// with proxyProtocol on, a connection is a session only after a valid PROXY header from a trusted
-// source (limits, logs and data-connection checks then see the client's real address); an
-// implicit-FTPS listener (optional) speaks TLS from the first byte and shares the one SecureContext.
+// The FTP server: the control listeners (plain, and implicit FTPS when configured), admission
+// (PROXY protocol header, connection limits), one ControlConnection per admitted client, the
+// command table, the passive port pool and the one TLS SecureContext. Main thread. Invariants:
+// constructing it has no process-wide side effect (no signal handler: the service owns its
+// lifecycle); every client session holds one AccessLimiter ticket (a proxy's LOCAL health check
+// holds none), released once on close; close() is graceful (running commands finish, then 421),
+// destroy(err) abortive (transfers aborted: nothing half-uploaded commits).
 
+import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { DropftpError } from '../errors.ts';
 import { AccessLimiter, NO_LIMITS, type ConnectionTicket, type LimitsOptions, type RefusalReason } from '../limits/index.ts';
 import { readProxyHeader, TrustedProxies } from './proxy-protocol.ts';
 import { acceptTls } from './tls-context.ts';
-import { FtpSrv, silentLogger, type FtpSrvLogger } from './ftp-srv-types.ts';
-import { FtpSession } from './connection.ts';
+import { ControlConnection } from './connection.ts';
 import { buildCommandTable } from './commands/index.ts';
-import type { CommandSpec } from './commands/types.ts';
 import { PassivePortPool, type PortRange } from './data/passive-ports.ts';
-import type { SessionFs } from './fs/types.ts';
+import type { Authenticator, CommandSpec, FtpSession, LoginResult, SessionHost, SessionLimits } from './session-types.ts';
 
-export interface LoginResult {
-  fs: SessionFs;
-  /** Verbs refused to this user, on top of the server's blacklist. */
-  blacklist?: string[];
-}
-
-export type Authenticator = (login: { username: string; password: string; session: FtpSession }) => Promise<LoginResult>;
-
-export interface SessionLimits {
-  /** Control connection idle time before 421 (0: never). Never counted during a transfer. */
-  idleTimeoutMs: number;
-  /** How long a transfer command waits for its data connection. */
-  dataConnectTimeoutMs: number;
-  /** A passive listener or data socket no transfer claims is closed after this. */
-  unusedDataTimeoutMs: number;
-  /** A transfer whose data socket moves no byte for this long is aborted (426). */
-  stallTimeoutMs: number;
-  maxLineBytes: number;
-  maxQueuedCommands: number;
-  /** Failed PASS attempts before the connection is closed. */
-  maxLoginFailures: number;
-  maxConnections: number;
-  /** A TLS handshake (AUTH TLS, implicit FTPS) not finished by then closes the connection. */
-  tlsHandshakeTimeoutMs: number;
-}
+export type { Authenticator, LoginResult, SessionLimits } from './session-types.ts';
 
 export interface FtpServerOptions extends Partial<SessionLimits> {
   host?: string;
@@ -73,7 +44,6 @@ export interface FtpServerOptions extends Partial<SessionLimits> {
   blacklist?: string[];
   whitelist?: string[];
   greeting?: string;
-  log?: FtpSrvLogger;
   commands?: Map<string, CommandSpec>;
 }
 
@@ -107,9 +77,9 @@ const DEFAULT_LIMITS: SessionLimits = {
   tlsHandshakeTimeoutMs: 10_000,
 };
 
-const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
-
-export class FtpServer extends FtpSrv {
+export class FtpServer extends EventEmitter implements SessionHost {
+  /** The plain-FTP control listener. */
+  readonly server: Server;
   readonly limits: Readonly<SessionLimits>;
   readonly commands: Map<string, CommandSpec>;
   readonly blacklist: ReadonlySet<string>;
@@ -117,7 +87,7 @@ export class FtpServer extends FtpSrv {
   readonly passivePorts: PassivePortPool;
   readonly publicHost: string | null;
   readonly secureContext: SecureContext | null;
-  readonly sessions = new Map<string, FtpSession>();
+  readonly sessions = new Map<string, ControlConnection>();
   readonly access: AccessLimiter;
   readonly requireTls: boolean;
   readonly requireTlsSessionReuse: boolean;
@@ -131,17 +101,10 @@ export class FtpServer extends FtpSrv {
   readonly #port: number;
   readonly #greeting: string;
   #closing = false;
+  #closed: Promise<void> = Promise.resolve();
 
   constructor(options: FtpServerOptions = {}) {
-    const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
-    super({ url: 'ftp://127.0.0.1:0', log: options.log ?? silentLogger, pasv_url: null, tls: false, timeout: 0 });
-    for (const signal of SIGNALS) {
-      for (const listener of process.listeners(signal)) {
-        if (!before.get(signal)!.has(listener)) process.off(signal, listener);
-      }
-    }
-    // ftp-srv's own net.Server (never listened) is replaced by ours.
-    this.server.removeAllListeners();
+    super();
     this.server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket, false));
     this.server.on('error', (error) => this.emit('server-error', { error }));
 
@@ -188,8 +151,8 @@ export class FtpServer extends FtpSrv {
     return this.sessions.size;
   }
 
-  get isTLS(): boolean {
-    return false; // the main listener is plain FTP (AUTH TLS upgrades); implicit FTPS has its own
+  get listening(): boolean {
+    return this.server.listening;
   }
 
   async listen(): Promise<AddressInfo> {
@@ -212,25 +175,41 @@ export class FtpServer extends FtpSrv {
     for (const server of [this.server, this.#implicitServer]) if (server?.listening) server.close();
   }
 
-  /** Stops accepting, aborts transfers (nothing half-uploaded is committed), closes every session. */
+  /**
+   * Graceful: stops accepting; an idle session gets 421 and closes now, a busy one after its running
+   * command (a transfer included) has sent its own final reply. Resolves once every session and
+   * listener is closed. destroy() during it aborts what still runs.
+   */
   async close(): Promise<void> {
-    if (this.#closing) return;
+    if (this.#closing) return this.#closed;
     this.#closing = true;
     this.emit('closing');
-    const closed = Promise.all([this.server, this.#implicitServer].map((server) => new Promise<void>((resolve) => (server?.listening ? server.close(() => resolve()) : resolve()))));
+    const listeners = this.#closeListeners();
     for (const socket of this.#pending) socket.destroy();
-    for (const session of this.sessions.values()) {
-      session.transfer?.abort(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN'));
-      void session.close(421, 'Server shutting down');
-      session.commandSocket.destroy();
-    }
-    await closed;
-    this.emit('closed', {});
+    const error = new DropftpError('DROPFTP_ERR_SHUTTING_DOWN');
+    const sessions = [...this.sessions.values()].map((session) => session.closeWhenIdle(error.ftpCode, error.clientText));
+    this.#closed = Promise.all([listeners, ...sessions]).then(() => void this.emit('closed', {}));
+    return this.#closed;
   }
 
-  disconnectClient(id: string): Promise<void> {
-    this.sessions.get(id)?.commandSocket.destroy();
-    return Promise.resolve();
+  /**
+   * Abortive: stops accepting, aborts every transfer with `err` (nothing half-uploaded is
+   * committed), sends each session its reply and destroys its socket at once.
+   */
+  async destroy(err: DropftpError = new DropftpError('DROPFTP_ERR_SHUTTING_DOWN')): Promise<void> {
+    const wasClosing = this.#closing;
+    this.#closing = true;
+    if (!wasClosing) this.emit('closing');
+    const listeners = this.#closeListeners();
+    for (const socket of this.#pending) socket.destroy();
+    for (const session of this.sessions.values()) session.destroy(err);
+    await listeners;
+    if (wasClosing) await this.#closed;
+    else this.emit('closed', {});
+  }
+
+  #closeListeners(): Promise<unknown> {
+    return Promise.all([this.server, this.#implicitServer].map((server) => new Promise<void>((resolve) => (server?.listening ? server.close(() => resolve()) : resolve()))));
   }
 
   /** Runs the authenticator (or ftp-srv 'login' listeners) so that no failure can escape. */
@@ -304,7 +283,7 @@ export class FtpServer extends FtpSrv {
     }
     socket.setNoDelay(true);
     if (this.limits.idleTimeoutMs > 0) socket.setTimeout(this.limits.idleTimeoutMs);
-    const session = new FtpSession(this, socket, { peerAddress, localAddress, ticket });
+    const session = new ControlConnection(this, socket, ticket ? { peerAddress, localAddress, ticket } : { peerAddress, localAddress });
     if (implicitTls) {
       session.secure = true;
       session.dataProtection = 'P'; // an implicit-FTPS client expects private data unless it says PROT C

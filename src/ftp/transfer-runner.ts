@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { DropftpError, toDropftpError } from '../errors.ts';
-import type { ActiveTransfer, FtpSession } from './connection.ts';
+import type { ActiveTransfer, FtpSession } from './session-types.ts';
 import type { UploadSink } from './fs/types.ts';
 import { confirmCleanEnd } from './data/clean-end.ts';
 import { payloadCopies } from '../transfer/copy-counts.ts';

@@ -133,6 +133,11 @@ export class AccessLimiter {
   }
 
   /** @internal */
+  _userLogout(user: string): void {
+    bump(this.#perUser, user, -1);
+  }
+
+  /** @internal */
   _loginFailed(key: string): LoginFailure {
     const now = this.#now();
     this.#stats.loginFailures++;
@@ -190,6 +195,13 @@ export class ConnectionTicket {
     const refused = this.#limiter._userLogin(user, this.#user);
     if (!refused) this.#user = user;
     return refused;
+  }
+
+  /** The session dropped its login (USER again): the user's count goes back; the connection stays counted. */
+  logout(): void {
+    if (this.#released || this.#user === null) return;
+    this.#limiter._userLogout(this.#user);
+    this.#user = null;
   }
 
   /** After a wrong password (or unknown user): how long to wait before 530, and whether to close. */

@@ -1,7 +1,7 @@
 // Embedding API of the local box: startLocalBox() runs the server in a child process (never on the
 // caller's thread) and talks to it over its HTTP admin routes. Runs on the caller's thread.
 // Invariants: the child's address comes over IPC; a forgotten box never keeps the caller alive (the
-// child exits when the IPC channel closes); close() is graceful, kill() is SIGKILL for crash tests.
+// child exits when the IPC channel closes); close() is graceful (SIGTERM), destroy(err) abortive (SIGKILL).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +111,7 @@ class Handle implements LocalBox {
     return this.admin(method, path, body);
   }
 
+  /** Graceful: SIGTERM (the child finishes its requests and closes its database), SIGKILL after 10 s. */
   async close(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       this.child.kill('SIGTERM');
@@ -120,8 +121,15 @@ class Handle implements LocalBox {
     }
   }
 
-  kill(): void {
+  /** Abortive: SIGKILL now (requests in flight fail; committed data is safe in its database); resolves once the child is gone. */
+  async destroy(_err?: Error): Promise<void> {
     this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** destroy() without waiting (crash tests). */
+  kill(): void {
+    void this.destroy();
   }
 
   /** Resolves when the child has exited (after close() or kill()). */

@@ -1,14 +1,13 @@
 // PASV, EPSV, PORT, EPRT: set up the session's one data connector. Main thread. Invariants: the
-// previous connector is closed before a new one opens (ftp-srv leaked a listener per repeated
-// PASV/EPSV); a passive listener accepts only the control connection's peer and PORT/EPRT connect
-// only to it; PASV works without any pasv_url (it announces the control connection's own local
-// address, or publicHost for clients outside loopback); every path replies, even when no port is
-// free (ftp-srv's EADDRINUSE race never replied).
+// previous connector is closed before a new one opens; a passive listener accepts only the control
+// connection's peer and PORT/EPRT connect only to it; PASV announces the control connection's own
+// local address, or publicHost for clients outside loopback; every path replies, even when no
+// port is free.
 
 import { isIPv4 } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { DropftpError } from '../../errors.ts';
-import type { FtpSession } from '../connection.ts';
+import type { FtpSession } from '../session-types.ts';
 import { ActiveConnector } from '../data/active.ts';
 import { normalizeAddress } from '../data/connector.ts';
 import { PassiveConnector } from '../data/passive.ts';
@@ -53,7 +52,7 @@ async function announcedIPv4(session: FtpSession): Promise<string | null> {
 async function pasv(session: FtpSession): Promise<void> {
   session.lastDataSetup = 'PASV';
   const host = await announcedIPv4(session);
-  if (!host) return session.reply(425, 'PASV needs IPv4; use EPSV');
+  if (!host) throw new DropftpError('DROPFTP_ERR_NO_DATA_CONNECTION', 'PASV on IPv6', { clientDetail: 'PASV needs IPv4; use EPSV' });
   const connector = await openPassive(session);
   const port = connector.port;
   return session.reply(227, `Entering Passive Mode (${host.replace(/\./g, ',')},${port >> 8},${port & 255})`);
@@ -66,14 +65,14 @@ async function epsv(session: FtpSession, command: Command): Promise<void> {
     return session.reply(200, 'EPSV ALL accepted');
   }
   const family = isIPv4(normalizeAddress(session.controlLocalAddress)) ? '1' : '2';
-  if (arg !== '' && arg !== family) return session.reply(522, `Network protocol not supported, use (${family})`);
+  if (arg !== '' && arg !== family) throw new DropftpError('DROPFTP_ERR_NETWORK_PROTOCOL', `EPSV ${arg.slice(0, 8)}`, { clientDetail: family });
   session.lastDataSetup = 'EPSV';
   const connector = await openPassive(session);
   return session.reply(229, `Entering Extended Passive Mode (|||${connector.port}|)`);
 }
 
 function openActive(session: FtpSession, host: string, port: number, family: 4 | 6): Promise<void> {
-  if (session.epsvAll) return session.reply(503, 'EPSV ALL in effect');
+  if (session.epsvAll) throw new DropftpError('DROPFTP_ERR_BAD_SEQUENCE', 'active mode after EPSV ALL', { clientDetail: 'EPSV ALL in effect' });
   session.closeConnector();
   let connector: ActiveConnector;
   try {
@@ -88,7 +87,7 @@ function openActive(session: FtpSession, host: string, port: number, family: 4 |
       unusedTimeoutMs: session.server.limits.unusedDataTimeoutMs,
     });
   } catch (err) {
-    if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_PERMISSION') return session.reply(501, 'Data connections go only to the client address');
+    if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_PERMISSION') throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'active mode to another host', { clientDetail: 'data connections go only to the client address' });
     throw err;
   }
   session.setConnector(connector);
@@ -99,7 +98,7 @@ async function port(session: FtpSession, command: Command): Promise<void> {
   session.lastDataSetup = 'PORT';
   const parts = command.arg.trim().split(',');
   const bytes = parts.map((part) => (/^\d{1,3}$/.test(part.trim()) ? Number(part) : NaN));
-  if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) return session.reply(501, 'Syntax: PORT h1,h2,h3,h4,p1,p2');
+  if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'bad PORT', { clientDetail: 'PORT h1,h2,h3,h4,p1,p2' });
   const host = bytes.slice(0, 4).join('.');
   return openActive(session, host, bytes[4]! * 256 + bytes[5]!, 4);
 }
@@ -109,11 +108,11 @@ async function eprt(session: FtpSession, command: Command): Promise<void> {
   const arg = command.arg.trim();
   const delimiter = arg[0];
   const fields = delimiter ? arg.split(delimiter) : [];
-  if (fields.length !== 5 || fields[0] !== '' || fields[4] !== '') return session.reply(501, 'Syntax: EPRT |proto|address|port|');
+  if (fields.length !== 5 || fields[0] !== '' || fields[4] !== '') throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'bad EPRT', { clientDetail: 'EPRT |proto|address|port|' });
   const [, proto, host, portText] = fields as [string, string, string, string, string];
   const family = proto === '1' ? 4 : proto === '2' ? 6 : 0;
-  if (!family) return session.reply(522, 'Network protocol not supported, use (1,2)');
-  if (!/^\d{1,5}$/.test(portText)) return session.reply(501, 'Bad port');
+  if (!family) throw new DropftpError('DROPFTP_ERR_NETWORK_PROTOCOL', `EPRT family ${proto.slice(0, 8)}`, { clientDetail: '1,2' });
+  if (!/^\d{1,5}$/.test(portText)) throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'bad EPRT port', { clientDetail: 'bad port' });
   return openActive(session, host, Number(portText), family);
 }
 

@@ -5,7 +5,7 @@
 // SIZE, MDTM and MLST need `list` at their path, RNFR `rename` (checked before anything is read).
 
 import { DropftpError } from '../../errors.ts';
-import type { FtpSession } from '../connection.ts';
+import type { FtpSession } from '../session-types.ts';
 import { ftpTime, mlsxFacts } from '../list-format.ts';
 import { grantedAt, quotePath, requireArg, sessionFs } from './helpers.ts';
 import type { Command, CommandSpec } from './types.ts';
@@ -49,6 +49,8 @@ async function rnfr(session: FtpSession, command: Command): Promise<void> {
   const fs = sessionFs(session);
   const path = fs.resolve(requireArg(command));
   session.renameFrom = null;
+  // The user's root (a jail, or the account's root) is never renamed: refuse before RNTO.
+  if (path === '/') throw new DropftpError('DROPFTP_ERR_PERMISSION', 'RNFR of the root');
   fs.check?.('rename', path);
   await fs.stat(path);
   session.renameFrom = path;
@@ -59,7 +61,7 @@ async function rnto(session: FtpSession, command: Command): Promise<void> {
   const fs = sessionFs(session);
   const from = session.renameFrom;
   session.renameFrom = null;
-  if (!from) return session.reply(503, 'Send RNFR first');
+  if (!from) throw new DropftpError('DROPFTP_ERR_BAD_SEQUENCE', 'RNTO without RNFR', { clientDetail: 'send RNFR first' });
   const to = fs.resolve(requireArg(command));
   await fs.rename(from, to);
   session.emit('RNTO', null, to);
@@ -93,7 +95,7 @@ async function mlst(session: FtpSession, command: Command): Promise<void> {
   const path = fs.resolve(command.arg || '.');
   fs.check?.('list', path);
   const info = await fs.stat(path);
-  const facts = mlsxFacts(info, { granted: grantedAt(fs, path) });
+  const facts = mlsxFacts(info, { granted: grantedAt(fs, path), facts: session.mlstFacts });
   return session.reply(250, 'Listing', { message: ` ${facts} ${path}`, raw: true }, 'End');
 }
 

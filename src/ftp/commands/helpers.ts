@@ -1,7 +1,7 @@
 // Small helpers shared by the command handlers. Main thread.
 
 import { DropftpError } from '../../errors.ts';
-import type { FtpSession } from '../connection.ts';
+import type { FtpSession } from '../session-types.ts';
 import type { SessionFs } from '../fs/types.ts';
 import type { Granted } from '../list-format.ts';
 import { ALL_PERMISSIONS, PERMISSIONS, type Permission } from '../../users/permissions.ts';

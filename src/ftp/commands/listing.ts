@@ -4,7 +4,7 @@
 // MLSD/MLST take the argument verbatim; STAT without argument may run during a transfer.
 
 import { DropftpError } from '../../errors.ts';
-import type { FtpSession } from '../connection.ts';
+import type { FtpSession } from '../session-types.ts';
 import { lsLine, renderListing, type Granted } from '../list-format.ts';
 import { runTransfer, sendBuffer, waitForData } from '../transfer-runner.ts';
 import type { FileInfo } from '../fs/types.ts';
@@ -28,7 +28,7 @@ async function listing(session: FtpSession, command: Command, format: 'LIST' | '
   let body: Buffer;
   try {
     const { entries, grantedFor } = await entriesFor(session, arg, format);
-    body = renderListing(entries, format, Date.now(), grantedFor);
+    body = renderListing(entries, format, Date.now(), grantedFor, session.mlstFacts);
     socket = await waitForData(session);
   } catch (err) {
     session.closeConnector();
@@ -49,7 +49,7 @@ async function stat(session: FtpSession, command: Command): Promise<void> {
     ];
     return session.reply(211, 'dropftp status:', ...lines.map((line) => ({ message: ` ${line}`, raw: true })), 'End of status');
   }
-  if (!session.authenticated) return session.reply(530, 'Please login with USER and PASS');
+  if (!session.authenticated) throw new DropftpError('DROPFTP_ERR_NOT_LOGGED_IN');
   const { path } = splitListOptions(command.arg);
   const { entries, grantedFor } = await entriesFor(session, path, 'LIST');
   const now = Date.now();

@@ -7,7 +7,7 @@
 
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
-import type { FtpSession } from '../connection.ts';
+import type { FtpSession } from '../session-types.ts';
 import { FromCrlf, ToCrlf } from '../ascii.ts';
 import { baseName, parentOf } from '../fs/paths.ts';
 import type { SessionFs, UploadSink } from '../fs/types.ts';
