@@ -6,14 +6,17 @@
 // network error. Every answer (or its absence) of a request sent through an agent made with counters
 // is counted there by route and status (request-counts.ts), here and nowhere else.
 
+import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
+import type { CallOutcome } from '../dropbox/pacer.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { AccountWire } from './task-wire.ts';
 import { countRequest } from './request-counts.ts';
 import { readToken } from './token-cell.ts';
 
 export type Failure =
+  // retryAfterMs of a 429 is the server's value as sent (NaN when unusable): the pacer caps it.
   | { kind: 'retry'; reason: string; retryAfterMs: number; throttle: 'requests' | 'lock' | null }
   | { kind: 'offset'; correctOffset: number; reason: string }
   | { kind: 'closed'; reason: string }
@@ -66,7 +69,9 @@ export interface ContentCall {
   account: AccountWire;
   route: string; // e.g. 'files/download'
   arg: unknown;
-  body?: Uint8Array;
+  /** Bytes, or a stream of them whose total is bodyBytes (sent with that Content-Length). */
+  body?: Uint8Array | AsyncIterable<Uint8Array>;
+  bodyBytes?: number;
   headers?: Record<string, string>;
 }
 
@@ -76,11 +81,17 @@ export function contentRequest(call: ContentCall): Promise<Dispatcher.ResponseDa
     'dropbox-api-arg': headerSafeJson(call.arg),
     ...call.headers,
   };
+  let body: Buffer | Readable | undefined;
+  if (call.body instanceof Uint8Array) body = Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength);
+  else if (call.body) {
+    body = Readable.from(call.body, { objectMode: false });
+    if (call.bodyBytes !== undefined) headers['content-length'] = String(call.bodyBytes);
+  }
   if (call.body) headers['content-type'] = 'application/octet-stream';
   const pending = request(`${call.account.contentUrl}/2/${call.route}`, {
     method: 'POST',
     headers,
-    body: call.body ? Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength) : undefined,
+    body,
     dispatcher: call.dispatcher,
   });
   return counting(call.dispatcher, call.route, pending);
@@ -111,12 +122,14 @@ export async function classifyResponse(res: Dispatcher.ResponseData): Promise<Fa
 export function classifyStatus(status: number, json: any, text: string, retryAfterHeader: string | undefined): Failure {
   const summary = typeof json?.error_summary === 'string' ? json.error_summary : text.slice(0, 200);
   if (status === 429) {
-    const seconds = Number(json?.error?.retry_after ?? retryAfterHeader ?? 1);
+    // JSON retry_after first (what rclone reads), then the header; absent: Dropbox's default of 1 s.
+    const given = json?.error?.retry_after ?? retryAfterHeader ?? 1;
+    const seconds = typeof given === 'number' || (typeof given === 'string' && given.trim() !== '') ? Number(given) : NaN;
     const tag = json?.error?.reason?.['.tag'] ?? json?.error?.reason;
     return {
       kind: 'retry',
       reason: `429 ${summary}`,
-      retryAfterMs: Math.max(0, Number.isFinite(seconds) ? seconds : 1) * 1000,
+      retryAfterMs: seconds * 1000,
       throttle: tag === 'too_many_write_operations' ? 'lock' : 'requests',
     };
   }
@@ -147,6 +160,16 @@ export function classifyRouteError(error: any, summary = ''): Failure {
   }
   if (tags.includes('conflict')) return { kind: 'fatal', code: 'DROPFTP_ERR_EXISTS', reason };
   return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: reason || 'unrecognised Dropbox error' };
+}
+
+/**
+ * What the pacer learns from an answer: 429s by kind, 5xx as failed, anything else (2xx, 4xx: the
+ * call was served) as ok.
+ */
+export function callOutcome(status: number, failure: Failure | null): CallOutcome {
+  if (failure?.kind === 'retry' && failure.throttle === 'requests') return { kind: 'throttled', retryAfterMs: failure.retryAfterMs };
+  if (failure?.kind === 'retry' && failure.throttle === 'lock') return { kind: 'write-lock', retryAfterMs: failure.retryAfterMs };
+  return status >= 500 || status === 0 ? { kind: 'failed' } : { kind: 'ok' };
 }
 
 /** Network-level failures (reset, timeout, refused) are retried. */
