@@ -28,6 +28,8 @@ export const ERRORS = {
   DROPFTP_ERR_SHUTTING_DOWN: { ftp: 421, text: 'Server shutting down' },
   DROPFTP_ERR_OVERLOADED: { ftp: 421, text: 'Too many transfers, try again later' },
   DROPFTP_ERR_INTERNAL: { ftp: 451, text: 'Local error in processing' },
+  // The upload spool (engine.spoolBytes under <dataDir>/spool) hit a full disk: nothing was committed.
+  DROPFTP_ERR_LOCAL_SPACE: { ftp: 452, text: 'Insufficient storage space on the server; nothing was saved' },
   // FTP session
   DROPFTP_ERR_LOGIN_FAILED: { ftp: 530, text: 'Login incorrect' },
   DROPFTP_ERR_NOT_LOGGED_IN: { ftp: 530, text: 'Please login with USER and PASS' },

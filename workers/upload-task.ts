@@ -1,26 +1,44 @@
-// One upload: bytes from the transfer's ring are gathered into bounded chunks and appended to a
-// Dropbox upload session (start / append_v2, the last with close=true), each append holding a permit
-// of the account's request gate and carrying its own content_hash; faults resume at correct_offset.
-// Runs on the worker the transfer is pinned to. Invariants: nothing is committed here (main's commit
-// batcher does it, only for a result with ok=true, which needs a clean end of the ring); the hasher
-// always covers exactly the bytes the session holds; an append buffer is taken only while a permit
-// is held (so their total is bounded by the request budget) and is charged to the memory budget.
+// One upload: the client's bytes flow from the transfer's ring into retention (memory, then spool)
+// and go to Dropbox in as few calls as retention allows — the first bytes with upload_session/start,
+// then append_v2 calls of up to 150 MiB, the last one closing the session. Runs on the worker the
+// upload is pinned to. Invariants: a call starts only once all its bytes are retained (so its length,
+// its close flag and its content_hash are known, and a failed call is sent again from retention,
+// invisibly to the client); close=false only when more bytes are known to follow; nothing is
+// committed here (main's commit batcher does it for a result with ok=true, which needs a clean end
+// of the ring); the hasher covers every byte read, in file order; retention is freed on every path.
 
 import { RingReader } from 'native-free-ringbuf';
 import type { ErrorCode } from '../src/errors.ts';
-import { BLOCK_BYTES, ContentHasher, contentHash } from '../src/transfer/content-hash.ts';
-import { backoffMs, classifyResponse, classifyThrown, contentRequest, sleep } from '../src/transfer/dropbox-http.ts';
+import { BLOCK_BYTES, ContentHasher } from '../src/transfer/content-hash.ts';
+import { backoffMs, callOutcome, classifyResponse, classifyThrown, contentRequest, sleep } from '../src/transfer/dropbox-http.ts';
 import type { Failure } from '../src/transfer/dropbox-http.ts';
-import type { Outcome, Permit } from '../src/transfer/request-gate.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
+import { G } from '../src/transfer/shared-layout.ts';
 import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { TaskResult, UploadResumeToken, UploadTask } from '../src/transfer/task-wire.ts';
-import { appendBytes, countRetry, crashForTest, giveChunk, takeChunk } from './thread-context.ts';
+import { Retention, SpoolError } from './retention.ts';
+import { crashForTest } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
 export const MAX_FAILED_ATTEMPTS = 10;
+export const MAX_THROTTLES = 200;
+/** Dropbox takes at most 150 MiB per upload request. */
+export const MAX_CALL_BYTES = 150 * 1024 * 1024;
+/** Spool one upload may hold: two calls' worth, so the next call fills while one is in flight. */
+export const MAX_SPOOL_PER_UPLOAD = 2 * MAX_CALL_BYTES;
 
-type Sent = { ok: true } | { ok: false; code: ErrorCode; message: string; aborted: boolean };
+type CallResult = { ok: true } | { ok: false; code: ErrorCode; message: string; aborted: boolean };
+
+/** A one-shot wake-up for the reader and the sender of one upload. */
+class Signal {
+  private waiters: (() => void)[] = [];
+  wait(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+  fire(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
 
 export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<TaskResult> {
   const ring = new RingReader(task.ring);
@@ -28,14 +46,17 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   const resume = task.resume;
   const hasher = resume ? ContentHasher.resume(resume.blockDigests) : new ContentHasher();
   let sessionId: string | null = resume?.sessionId ?? null;
-  let offset = resume?.sessionOffset ?? 0; // bytes the session holds
-  let skip = resume ? resume.sessionOffset - resume.offset : 0; // resent bytes the session already has
+  /** Bytes the session holds (acknowledged by Dropbox). */
+  let acked = resume?.sessionOffset ?? 0;
   const crashAt = task.test?.crashWorkerAfterBytes;
+  const spoolLimit = Atomics.load(ctx.words, G.SPOOL_LIMIT_KIB) * 1024;
+  const spoolCap = task.spoolDir ? Math.min(MAX_SPOOL_PER_UPLOAD, spoolLimit) : 0;
+  const retention = new Retention(ctx, task.spoolDir, task.id, spoolCap, acked);
 
   const token = (): UploadResumeToken | undefined => {
     if (!sessionId) return undefined;
-    const blockDigests = hasher.blockDigests();
-    return { sessionId, sessionOffset: offset, offset: blockDigests.length * BLOCK_BYTES, blockDigests };
+    const blocks = Math.floor(acked / BLOCK_BYTES);
+    return { sessionId, sessionOffset: acked, offset: blocks * BLOCK_BYTES, blockDigests: hasher.blockDigests().slice(0, blocks) };
   };
   const stop = (code: ErrorCode, message: string, abortRing: boolean): TaskResult => {
     if (abortRing) ring.abort(ringCodeFor(code));
@@ -43,75 +64,205 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     return resumeAt ? { ok: false, error: { code, message }, resume: resumeAt } : { ok: false, error: { code, message } };
   };
   const writerGone = (): TaskResult => stop(codeForRing(ring.producerError()), 'upload stopped by its writer', false);
+  let reader: Promise<void> = Promise.resolve();
 
-  // Sends data as the next piece of the session (start when there is none yet). The first attempt
-  // runs on `first`, the permit the caller holds; retries wait for a new turn.
-  const send = async (data: Buffer, close: boolean, first: Permit): Promise<Sent> => {
-    let sent = 0;
+  try {
+    // A resumed upload: the client resends bytes the session already holds; hash them, send nothing.
+    let skip = resume ? resume.sessionOffset - resume.offset : 0;
+    const scratch = skip > 0 ? Buffer.allocUnsafe(Math.min(skip, 64 * 1024)) : null;
+    while (skip > 0) {
+      const n = ring.read(scratch!, 0, Math.min(skip, scratch!.length));
+      if (n > 0) {
+        hasher.update(scratch!.subarray(0, n));
+        skip -= n;
+        continue;
+      }
+      if (ring.producerAborted()) return writerGone();
+      if (ring.isEnded()) return stop('DROPFTP_ERR_BAD_OFFSET', `resumed upload ended ${skip} B before the session's ${acked} B`, true);
+      await ring.waitReadable(1);
+    }
+
+    // The reader: ring → retention (and the hasher), as long as retention has room.
+    // One object, so TypeScript does not narrow what the reader changes behind the sender's back.
+    const rd = { state: 'open' as 'open' | 'ended' | 'aborted' | 'failed', error: null as Error | null, full: false, stopped: false };
+    const changed = new Signal();
+    const room = new Signal();
+    reader = (async (): Promise<void> => {
+      while (!rd.stopped) {
+        let r;
+        try {
+          r = await retention.fill(ring, (data) => hasher.update(data));
+        } catch (err) {
+          rd.error = err as Error;
+          rd.state = 'failed';
+          return changed.fire();
+        }
+        if (crashAt !== undefined && retention.end >= crashAt) crashForTest(ctx);
+        if (r === 'ended' || r === 'aborted') {
+          rd.state = r;
+          return changed.fire();
+        }
+        rd.full = r === 'full';
+        changed.fire();
+        if (rd.full) {
+          // Room comes back with an acknowledgement; the sender also wants to know when the client
+          // sends more (then what is retained can go with close=false) or ends.
+          if (ring.readable() > 0) await room.wait();
+          else await Promise.race([room.wait(), ring.waitReadable(1)]);
+          continue;
+        }
+        await ring.waitReadable(1);
+      }
+    })();
+
+    try {
+      for (;;) {
+        if (rd.state === 'aborted' || ring.producerAborted()) {
+          await flushForResume();
+          return writerGone();
+        }
+        if (rd.state === 'failed') {
+          const err = rd.error;
+          const code: ErrorCode = err instanceof SpoolError && err.noSpace ? 'DROPFTP_ERR_LOCAL_SPACE' : 'DROPFTP_ERR_INTERNAL';
+          return stop(code, `upload ${task.path}: ${err?.message ?? 'spool failed'}`, true);
+        }
+        const cut = nextCall();
+        if (!cut) {
+          await changed.wait();
+          continue;
+        }
+        retention.rotate();
+        const sent = await call(acked, cut.to, cut.close, false);
+        if (!sent.ok) {
+          if (sent.aborted) {
+            await flushForResume();
+            return writerGone();
+          }
+          return stop(sent.code, `upload ${task.path}: ${sent.message}`, true);
+        }
+        acked = cut.to;
+        await retention.release(acked);
+        room.fire();
+        if (cut.close) break;
+      }
+    } finally {
+      rd.stopped = true;
+      room.fire();
+      changed.fire();
+    }
+    if (ring.producerAborted()) return writerGone();
+    await reader;
+    if (!sessionId) return stop('DROPFTP_ERR_INTERNAL', 'upload finished without a session', true);
+    return { ok: true, kind: 'upload', sessionId, byteLength: acked, contentHash: hasher.digest() };
+
+    /**
+     * The client went away (or ABOR): what is retained up to the last whole 4 MiB block goes into
+     * the session (close=false, never committed), so the resume token lets the client continue
+     * from there (REST + STOR) instead of from where the last call ended. Not on shutdown.
+     */
+    async function flushForResume(): Promise<void> {
+      rd.stopped = true;
+      room.fire();
+      await reader;
+      if (codeForRing(ring.producerError()) === 'DROPFTP_ERR_SHUTTING_DOWN') return;
+      const to = Math.min(acked + MAX_CALL_BYTES, retention.end - (retention.end % BLOCK_BYTES));
+      if (Math.floor(to / BLOCK_BYTES) <= Math.floor(acked / BLOCK_BYTES)) return;
+      const sent = await call(acked, to, false, true);
+      if (sent.ok) acked = to;
+    }
+
+    /**
+     * The next call, if one should start now: everything once the client ended (close=true); a
+     * full-size call once more bytes are known to follow; what is retained when retention is full
+     * and the client has more.
+     */
+    function nextCall(): { to: number; close: boolean } | null {
+      const pending = retention.end - acked;
+      if (rd.state === 'ended') return { to: retention.end, close: true };
+      const target = callTarget();
+      if (pending >= target && (pending > target || ring.readable() > 0)) return { to: acked + target, close: false };
+      if (rd.full && pending > 0 && ring.readable() > 0) return { to: retention.end, close: false };
+      return null;
+    }
+  } finally {
+    // The reader stops at its next step (the ring is ended or aborted by now, or `stopped` is set).
+    await reader;
+    await retention.destroy();
+  }
+
+  /** Bytes of a full-size call: half of what retention holds (the other half fills meanwhile). */
+  function callTarget(): number {
+    const half = Math.floor(retention.capacity() / 2);
+    // Whole 4 MiB blocks when possible: each call then carries its own content_hash for free.
+    return Math.max(1, Math.min(MAX_CALL_BYTES, half >= BLOCK_BYTES ? half - (half % BLOCK_BYTES) : half));
+  }
+
+  /** The content_hash of the call [from, to) when it is made of whole hashed blocks (or ends the file). */
+  function callHash(from: number, to: number, close: boolean): string | undefined {
+    if (from % BLOCK_BYTES !== 0) return undefined;
+    if (to % BLOCK_BYTES === 0) return hasher.rangeDigest(from / BLOCK_BYTES, to / BLOCK_BYTES, false) ?? undefined;
+    if (close && to === hasher.byteLength) return hasher.rangeDigest(from / BLOCK_BYTES, Math.floor(to / BLOCK_BYTES), true) ?? undefined;
+    return undefined;
+  }
+
+  /** Sends [from, to) as the session's next piece (start when there is none yet), retrying from retention. */
+  async function call(from: number, to: number, close: boolean, afterAbort: boolean): Promise<CallResult> {
+    const gone = (): boolean => !afterAbort && ring.producerAborted();
+    let at = from;
     let failedAttempts = 0;
     let throttles = 0;
     let authRefreshes = 0;
     let tried = false;
-    let held: Permit | null = first;
     for (;;) {
-      if (held && ring.producerAborted()) {
-        ctx.gates.release(held, { kind: 'failed' });
-        held = null;
+      if (gone()) return { ok: false, code: codeForRing(ring.producerError()), message: 'upload stopped by its writer', aborted: true };
+      if (!(await ctx.pacer.admit(slot, gone))) {
+        return { ok: false, code: codeForRing(ring.producerError()), message: 'upload stopped by its writer', aborted: true };
       }
-      const permit: Permit | null = held ?? (ring.producerAborted() ? null : await ctx.gates.acquire(slot, () => ring.producerAborted()));
-      held = null;
-      if (!permit) return { ok: false, code: codeForRing(ring.producerError()), message: 'upload stopped by its writer', aborted: true };
-      let outcome: Outcome = { kind: 'failed' };
       let failure: Failure | null = null;
       const tokenSeq = readToken(task.account.tokenCell).seq;
+      const hash = at === from ? callHash(from, to, close) : undefined;
+      const withHash = hash ? { content_hash: hash } : {};
       try {
-        const body = data.subarray(sent);
-        const res = sessionId
-          ? await contentRequest({
-              dispatcher: ctx.agent,
-              account: task.account,
-              route: 'files/upload_session/append_v2',
-              arg: { cursor: { session_id: sessionId, offset: offset + sent }, close, content_hash: contentHash(body) },
-              body,
-            })
-          : await contentRequest({
-              dispatcher: ctx.agent,
-              account: task.account,
-              route: 'files/upload_session/start',
-              arg: { close, content_hash: contentHash(body) },
-              body,
-            });
+        let res;
+        try {
+          res = await contentRequest({
+            dispatcher: ctx.agent,
+            account: task.account,
+            route: sessionId ? 'files/upload_session/append_v2' : 'files/upload_session/start',
+            arg: sessionId ? { cursor: { session_id: sessionId, offset: at }, close, ...withHash } : { close, ...withHash },
+            body: retention.body(at, to),
+            bodyBytes: to - at,
+          });
+        } catch (err) {
+          ctx.pacer.report(slot, { kind: 'failed' });
+          throw err;
+        }
         tried = true;
         if (res.statusCode === 200) {
+          ctx.pacer.report(slot, { kind: 'ok' });
           const text = await res.body.text();
           if (!sessionId) {
             const id = (JSON.parse(text) as { session_id?: unknown }).session_id;
-            if (typeof id !== 'string') throw new Error('upload_session/start returned no session_id');
+            if (typeof id !== 'string' || id === '') throw new Error('upload_session/start returned no session_id');
             sessionId = id;
           }
-          outcome = { kind: 'ok', bytes: body.length };
-        } else {
-          failure = await classifyResponse(res);
+          return { ok: true };
         }
+        failure = await classifyResponse(res);
+        await ctx.pacer.settle(slot, callOutcome(res.statusCode, failure));
       } catch (err) {
         tried = true;
         failure = classifyThrown(err);
-      } finally {
-        // Throttled: keep the permit and retry in the same turn (request-gate.ts).
-        if (failure?.kind === 'retry' && failure.throttle) held = permit;
-        else ctx.gates.release(permit, outcome);
       }
-      if (!failure) return { ok: true };
       if (failure.kind === 'offset') {
         // The session holds correct_offset bytes: an earlier try landed (fully or partly).
-        const landed = failure.correctOffset - offset;
-        if (landed === data.length) return { ok: true }; // the close flag travelled with those bytes
-        if (landed >= 0 && landed < data.length) {
-          sent = landed;
-          countRetry(ctx, slot);
+        if (failure.correctOffset === to) return { ok: true }; // the close flag travelled with those bytes
+        if (failure.correctOffset >= from && failure.correctOffset < to) {
+          at = failure.correctOffset;
+          ctx.pacer.countRetry(slot);
           continue;
         }
-        return { ok: false, code: 'DROPFTP_ERR_UPSTREAM', message: `session at ${failure.correctOffset}, expected ${offset}..${offset + data.length}`, aborted: false };
+        return { ok: false, code: 'DROPFTP_ERR_UPSTREAM', message: `session at ${failure.correctOffset}, expected ${from}..${to}`, aborted: false };
       }
       if (failure.kind === 'closed') {
         // A closing append that landed before its reply was lost (rclone and the JS uploader agree).
@@ -126,91 +277,19 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         }
         continue;
       }
-      countRetry(ctx, slot);
-      if (failure.throttle && held) {
-        if (++throttles > 200) {
-          ctx.gates.release(held, { kind: 'failed' });
-          return { ok: false, code: 'DROPFTP_ERR_RATE_LIMITED', message: 'still throttled after 200 tries', aborted: false };
-        }
-        await ctx.gates.retryAfterThrottle(held, failure.retryAfterMs, failure.throttle === 'lock', throttles);
+      ctx.pacer.countRetry(slot);
+      if (failure.throttle) {
+        // too_many_requests: the pacer holds the retry until the account's window is over;
+        // write lock: settle() already waited its retry_after. A flush after an abort gives up.
+        if (afterAbort || ++throttles > MAX_THROTTLES) return { ok: false, code: 'DROPFTP_ERR_RATE_LIMITED', message: `still throttled after ${MAX_THROTTLES} tries`, aborted: false };
         continue;
       }
-      if (++failedAttempts > MAX_FAILED_ATTEMPTS) {
+      if (++failedAttempts > (afterAbort ? 2 : MAX_FAILED_ATTEMPTS)) {
         return { ok: false, code: 'DROPFTP_ERR_UPSTREAM', message: `${failedAttempts} failed attempts, last: ${failure.reason}`, aborted: false };
       }
-      // A reset or 5xx: the session may or may not hold the piece; resending at the offset we
-      // believe in either lands or gets incorrect_offset with the offset to go on from.
+      // A reset or 5xx: the session may or may not hold the piece; sending it again at the offset
+      // we believe in either lands or gets incorrect_offset with the offset to go on from.
       await sleep(backoffMs(failedAttempts));
     }
-  };
-
-  for (;;) {
-    if (skip > 0) {
-      // A resumed upload: the client resends bytes the session already holds; hash them, send nothing.
-      const scratch = Buffer.allocUnsafe(Math.min(skip, 64 * 1024));
-      const got = await fill(ring, scratch, () => false);
-      if (got.aborted) return writerGone();
-      hasher.update(scratch.subarray(0, got.n));
-      skip -= got.n;
-      if (skip > 0 && got.ended) return stop('DROPFTP_ERR_BAD_OFFSET', `resumed upload ended ${skip} B before the session's ${offset} B`, true);
-      if (!got.ended || skip > 0) continue;
-    }
-    // A turn is asked for only once the ring holds enough to be worth one (or the data ended), so
-    // a slow or idle client never sits in the account's queue.
-    if ((await ring.waitReadable(ring.capacity / 2)) === 'closed' && ring.producerAborted()) return writerGone();
-    const permit = await ctx.gates.acquire(slot, () => ring.producerAborted());
-    if (!permit) return writerGone();
-    // The append buffer exists only while this transfer holds a permit: buffers in use are bounded
-    // by the request budget, not by the number of uploads (issue 4, storm of 1,000 STORs).
-    const want = appendBytes(ctx, slot, offset);
-    const buf = takeChunk(ctx, want);
-    let sent: Sent;
-    let got: Filled;
-    try {
-      got = await fill(ring, buf, () => ctx.gates.contention(slot) > 0);
-      if (got.aborted) {
-        ctx.gates.release(permit, { kind: 'ok' });
-        return writerGone();
-      }
-      const data = buf.subarray(0, got.n);
-      sent = await send(data, got.ended, permit);
-      if (sent.ok) hasher.update(data);
-    } finally {
-      giveChunk(ctx, buf);
-    }
-    if (!sent.ok) {
-      if (sent.aborted) return writerGone();
-      return stop(sent.code, `upload ${task.path}: ${sent.message}`, true);
-    }
-    offset += got.n;
-    if (crashAt !== undefined && offset >= crashAt) crashForTest(ctx);
-    if (got.ended) break;
   }
-  if (!sessionId) return stop('DROPFTP_ERR_INTERNAL', 'upload finished without a session', true);
-  return { ok: true, kind: 'upload', sessionId, byteLength: offset, contentHash: hasher.digest() };
-}
-
-type Filled = { n: number; ended: boolean; aborted: boolean };
-
-/** A permit-holder whose client goes quiet this long sends what it has when others wait. */
-const IDLE_CUT_MS = 200;
-
-/**
- * Reads from the ring until `buf` is full, the writer ended or aborted, or — with at least one byte
- * read — the ring stayed empty for IDLE_CUT_MS while `contended()` (a slow client must not hold a
- * turn that others wait for).
- */
-async function fill(ring: RingReader, buf: Buffer, contended: () => boolean): Promise<Filled> {
-  let n = 0;
-  while (n < buf.length) {
-    const got = ring.read(buf, n, buf.length - n);
-    n += got;
-    if (got > 0) continue;
-    if (ring.producerAborted()) return { n, ended: false, aborted: true };
-    if (ring.isEnded()) return { n, ended: true, aborted: false };
-    const waited = await ring.waitReadable(Math.min(buf.length - n, ring.capacity / 2), IDLE_CUT_MS);
-    if (waited === 'closed' && ring.producerAborted()) return { n, ended: false, aborted: true };
-    if (waited === 'timeout' && n > 0 && ring.readable() === 0 && contended()) return { n, ended: false, aborted: false };
-  }
-  return { n, ended: ring.isEnded(), aborted: false };
 }

@@ -5,7 +5,7 @@
 
 import { basename } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Node, type Pair } from 'yaml';
-import { OPTION_BY_KEY, OPTIONS } from './schema.ts';
+import { OPTION_BY_KEY, OPTIONS, removedOption } from './schema.ts';
 
 export interface FileValue {
   value: unknown;
@@ -38,6 +38,8 @@ function distance(a: string, b: string): number {
 
 /** "unknown option" plus the nearest known key when one is close. */
 export function unknownKey(key: string, known: Iterable<string> = OPTION_BY_KEY.keys()): string {
+  const removed = removedOption(key);
+  if (removed) return removed;
   let best = '';
   let bestScore = Infinity;
   const last = key.split('.').pop()!.toLowerCase();

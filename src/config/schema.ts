@@ -34,9 +34,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   // transfer engine
   { key: 'engine.workers', kind: 'int', nullable: true, min: 1, max: 64, default: null, doc: 'Transfer worker threads (null: the CPU count).' },
   { key: 'engine.noWorkers', kind: 'bool', default: false, aliases: ['--no-workers'], doc: 'Run every transfer on the main thread (the benchmark baseline).' },
-  { key: 'engine.memoryBudgetBytes', kind: 'bytes', min: 1 << 20, max: 2 ** 40, default: 512 * 1024 * 1024, doc: 'Memory for rings and append buffers, all transfers together ("512MiB").' },
-  { key: 'engine.maxRequestsPerAccount', kind: 'int', min: 1, max: 1024, default: 16, doc: 'Ceiling of concurrent Dropbox requests per account (adapts down on 429).' },
-  { key: 'engine.commitLingerMs', kind: 'durationMs', max: 10_000, default: 20, doc: 'How long upload commits wait to be batched together.' },
+  { key: 'engine.memoryBudgetBytes', kind: 'bytes', min: 1 << 20, max: 2 ** 40, default: 512 * 1024 * 1024, doc: 'Memory for rings and upload retention, all transfers together ("512MiB").' },
+  { key: 'engine.maxCallsPerSecond', kind: 'int', nullable: true, min: 1, max: 100_000, default: null, doc: 'Ceiling of Dropbox calls started per second per account (null: none; the pacer finds the limit from 429s).' },
+  { key: 'engine.maxRetryAfterSec', kind: 'int', min: 1, max: 86_400, default: 300, doc: 'Longest Retry-After honoured; a larger, negative or non-numeric one is capped and logged.' },
+  { key: 'engine.appendMemoryBytes', kind: 'bytes', min: 64 * 1024, max: 150 * 1024 * 1024, default: 8 * 1024 * 1024, doc: "Most unacknowledged upload bytes one STOR keeps in memory (less when the budget is shared); the rest goes to the spool." },
+  { key: 'engine.spoolBytes', kind: 'bytes', max: 2 ** 41, default: 4 * 1024 * 1024 * 1024, doc: 'Disk for upload spool files under <dataDir>/spool, all STORs together (0: memory only). Past it: backpressure.' },
+  { key: 'engine.commitLingerMs', kind: 'durationMs', max: 10_000, default: 20, doc: 'Commits that arrive while a finish_batch_v2 call is in flight wait at least this long for more (none in flight: at once).' },
   // FTP session limits
   { key: 'session.idleTimeoutMs', kind: 'durationMs', default: 300_000, doc: 'Idle control connection closed (421) after this (0: never). Not counted during transfers.' },
   { key: 'session.dataConnectTimeoutMs', kind: 'durationMs', min: 1, default: 15_000, doc: 'How long a transfer command waits for its data connection.' },
@@ -90,6 +93,22 @@ export const OPTIONS: readonly OptionSpec[] = [
   // Dropbox accounts
   { key: 'credentialsFile', kind: 'string', nullable: true, default: null, doc: 'Dropbox accounts (app key, refresh token, base URLs) written by `dropftp auth` (mode 0600; null: <dataDir>/credentials.yaml).' },
 ];
+
+/** Keys that no longer exist, and what replaced them: a file key, variable or flag naming one is refused with this. */
+export const REMOVED_OPTIONS: Readonly<Record<string, string>> = {
+  'engine.maxRequestsPerAccount': 'calls are paced per account, see engine.maxCallsPerSecond',
+  'engine.fairRoundMs': 'transfers are no longer sliced (a download is one call, bandwidth is shared by the rings), see engine.maxCallsPerSecond',
+  'engine.fairRoundBytes': 'transfers are no longer sliced, see engine.appendMemoryBytes and engine.spoolBytes',
+  'engine.minSliceBytes': 'transfers are no longer sliced, see engine.appendMemoryBytes and engine.spoolBytes',
+};
+
+/** The message for a removed key, given as a file key, an environment variable or a flag; null if none. */
+export function removedOption(given: string): string | null {
+  for (const [key, replacement] of Object.entries(REMOVED_OPTIONS)) {
+    if (given === key || given === envName(key) || given === flagName(key)) return `${key} was removed: ${replacement}`;
+  }
+  return null;
+}
 
 /** DROPFTP_* variables that belong to other sub-commands (not options of serve): ignored, not rejected. */
 export const OTHER_COMMANDS_ENV: ReadonlySet<string> = new Set(['DROPFTP_APP_KEY']);

@@ -3,6 +3,7 @@
 // key is either mapped here or named in UNMAPPED_KEYS with the reason (a test checks that the two
 // cover the schema), so an option can never be accepted and silently ignored.
 
+import { join } from 'node:path';
 import type { DropftpOptions } from '../server.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BandwidthCap, LimitsOptions } from '../limits/index.ts';
@@ -11,7 +12,7 @@ import type { BandwidthCapConfig, DropftpConfig } from './types.ts';
 /** Keys toDropftpOptions maps (kept next to the function; the schema test checks the cover). */
 export const MAPPED_KEYS: readonly string[] = [
   'listen', 'dataDir', 'passivePorts', 'publicHost', 'usersFile', 'greeting',
-  'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxRequestsPerAccount', 'engine.commitLingerMs',
+  'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxCallsPerSecond', 'engine.maxRetryAfterSec', 'engine.appendMemoryBytes', 'engine.spoolBytes', 'engine.commitLingerMs',
   'session.idleTimeoutMs', 'session.dataConnectTimeoutMs', 'session.unusedDataTimeoutMs', 'session.stallTimeoutMs',
   'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures', 'session.tlsHandshakeTimeoutMs',
   'limits.maxConnections', 'limits.maxConnectionsPerAddress', 'limits.maxConnectionsPerUser', 'limits.ipv6PrefixBits',
@@ -50,8 +51,14 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
       ...(config.engine.workers !== null ? { workers: config.engine.workers } : {}),
       onlyMainThread: config.engine.noWorkers,
       memoryBudgetBytes: config.engine.memoryBudgetBytes,
-      maxRequestsPerAccount: config.engine.maxRequestsPerAccount,
+      maxCallsPerSecond: config.engine.maxCallsPerSecond,
+      maxRetryAfterSec: config.engine.maxRetryAfterSec,
+      appendMemoryBytes: config.engine.appendMemoryBytes,
+      spoolBytes: config.engine.spoolBytes,
+      // Swept at start: files a killed gateway left behind.
+      spoolDir: join(config.dataDir, 'spool'),
       commitLingerMs: config.engine.commitLingerMs,
+      log: log.child({ component: 'engine' }),
     },
     // FTP sessions (and the server-wide connection cap)
     limits: { ...config.session, maxConnections: config.limits.maxConnections },

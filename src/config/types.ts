@@ -22,7 +22,10 @@ export interface DropftpConfig {
     workers: number | null;
     noWorkers: boolean;
     memoryBudgetBytes: number;
-    maxRequestsPerAccount: number;
+    maxCallsPerSecond: number | null;
+    maxRetryAfterSec: number;
+    appendMemoryBytes: number;
+    spoolBytes: number;
     commitLingerMs: number;
   };
   session: {

@@ -1,17 +1,18 @@
 // Commits finished upload sessions in batches with files/upload_session/finish_batch_v2: per account
-// at most 1,000 entries per call, a short linger to gather more, one call in flight per account (the
-// namespace lock is taken once per batch, not once per file). Runs on the main thread: it sees every
-// upload of every worker, and one small JSON call per batch costs the event loop little.
-// Invariants: a session is committed only through commit(), which the engine calls only after the
-// upload's ring ended cleanly; each call holds one permit of the account's request gate, a priority
-// one (granted at the next free slot, ahead of the transfers' round).
+// at most 1,000 entries per call and one call in flight (the namespace lock is taken once per batch,
+// not once per file). A commit with no batch in flight goes at once; commits that arrive while one is
+// in flight gather (lingering at least commitLingerMs) and go together when it returns. Runs on the
+// main thread: it sees every upload of every worker, and one small JSON call per batch costs the
+// event loop little. Invariants: a session is committed only through commit(), which the engine calls
+// only after the upload's ring ended cleanly; every call starts through the account's pacer.
 
 import type { Dispatcher } from 'undici';
 import { DropftpError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { backoffMs, classifyResponse, classifyRouteError, classifyThrown, rpcRequest, sleep } from './dropbox-http.ts';
 import type { Failure } from './dropbox-http.ts';
-import type { Outcome, RequestGates } from './request-gate.ts';
+import type { SharedPacer } from '../dropbox/pacer.ts';
+import { callOutcome } from './dropbox-http.ts';
 import type { AccountWire, FileMetadata } from './task-wire.ts';
 import { readToken } from './token-cell.ts';
 
@@ -32,6 +33,8 @@ interface AccountQueue {
   pending: Pending[];
   inFlight: boolean;
   timer: ReturnType<typeof setTimeout> | null;
+  /** When the oldest pending entry that arrived during a flight was queued (0: none did). */
+  queuedInFlightAt: number;
 }
 
 const MAX_CALL_ATTEMPTS = 8;
@@ -48,7 +51,7 @@ export class CommitBatcher {
 
   constructor(
     private readonly dispatcher: Dispatcher,
-    private readonly gates: RequestGates,
+    private readonly pacer: SharedPacer,
     private readonly accountFor: (name: string) => AccountWire | undefined,
     private readonly options: {
       lingerMs: number;
@@ -61,7 +64,8 @@ export class CommitBatcher {
   commit(account: string, request: CommitRequest): Promise<FileMetadata> {
     return new Promise((resolve, reject) => {
       let q = this.queues.get(account);
-      if (!q) this.queues.set(account, (q = { pending: [], inFlight: false, timer: null }));
+      if (!q) this.queues.set(account, (q = { pending: [], inFlight: false, timer: null, queuedInFlightAt: 0 }));
+      if (q.inFlight && q.queuedInFlightAt === 0) q.queuedInFlightAt = Date.now();
       q.pending.push({ ...request, resolve, reject, lockRetries: 0 });
       this.schedule(account, q);
     });
@@ -94,7 +98,10 @@ export class CommitBatcher {
       if (this.closing && this.backlog() === 0) this.closing();
       return;
     }
-    if (q.pending.length >= this.options.maxEntries || this.options.lingerMs === 0) {
+    // Nothing in flight: commit now. Entries that gathered during a flight wait out the linger
+    // (counted from the first of them) unless a batch is full.
+    const lingerLeftMs = q.queuedInFlightAt === 0 ? 0 : q.queuedInFlightAt + this.options.lingerMs - Date.now();
+    if (q.pending.length >= this.options.maxEntries || lingerLeftMs <= 0) {
       if (q.timer) clearTimeout(q.timer);
       q.timer = null;
       void this.flush(account, q);
@@ -102,14 +109,16 @@ export class CommitBatcher {
       q.timer = setTimeout(() => {
         q.timer = null;
         void this.flush(account, q);
-      }, this.options.lingerMs);
+      }, lingerLeftMs);
     }
   }
 
   private async flush(account: string, q: AccountQueue): Promise<void> {
     if (q.inFlight || q.pending.length === 0) return;
     q.inFlight = true;
+    q.queuedInFlightAt = 0;
     const batch = q.pending.splice(0, this.options.maxEntries);
+    if (q.pending.length > 0) q.queuedInFlightAt = Date.now();
     this.onBatch?.(batch.length);
     try {
       await this.commitBatch(account, q, batch);
@@ -139,35 +148,29 @@ export class CommitBatcher {
     let authRefreshes = 0;
     for (;;) {
       const tokenSeq = readToken(account.tokenCell).seq;
-      // Ahead of the transfers' queue: a finished upload must not wait a whole round for its commit.
-      const permit = await this.gates.acquirePriority(account.slot);
-      let outcome: Outcome = { kind: 'failed' };
+      if (!(await this.pacer.admit(account.slot))) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', 'commit cancelled');
       let failure: Failure | null = null;
       let body: any = null;
+      let status = 0;
       try {
         this.calls++;
         const res = await rpcRequest(this.dispatcher, account, 'files/upload_session/finish_batch_v2', { entries });
-        if (res.statusCode === 200) {
-          body = await res.body.json();
-          outcome = { kind: 'ok' };
-        } else {
-          failure = await classifyResponse(res);
-        }
+        status = res.statusCode;
+        if (res.statusCode === 200) body = await res.body.json();
+        else failure = await classifyResponse(res);
       } catch (err) {
         failure = classifyThrown(err);
-      } finally {
-        if (failure?.kind === 'retry' && failure.throttle) {
-          outcome = { kind: 'throttled', retryAfterMs: failure.retryAfterMs, lock: failure.throttle === 'lock' };
-        }
-        this.gates.release(permit, outcome);
       }
+      // too_many_requests: the pacer holds the next try until the account's window is over; a
+      // write lock: settle() waits its retry_after.
+      await this.pacer.settle(account.slot, callOutcome(status, failure));
       if (!failure) {
         this.settle(q, batch, body);
         return;
       }
       if (failure.kind === 'auth' && ++authRefreshes <= 2 && (await this.options.refresh(accountName, tokenSeq)) === 'fresh') continue;
       if (failure.kind === 'retry') {
-        if (failure.throttle) continue; // the gate waits out retry_after
+        if (failure.throttle) continue; // the pacer (or settle) waited out retry_after
         if (++failedAttempts <= MAX_CALL_ATTEMPTS) {
           await sleep(backoffMs(failedAttempts));
           continue;

@@ -43,6 +43,20 @@ export class ContentHasher {
     this.byteLength += data.length;
   }
 
+  /**
+   * The content_hash of the bytes [fromBlock × 4 MiB, toBlock × 4 MiB) — whole blocks already hashed
+   * — plus, with `withPartial`, the partial block being hashed now: what a request carrying exactly
+   * those bytes must declare. null when those blocks are not all hashed yet.
+   */
+  rangeDigest(fromBlock: number, toBlock: number, withPartial: boolean): string | null {
+    if (fromBlock < 0 || toBlock < fromBlock || toBlock > this.digests.length) return null;
+    if (withPartial && toBlock !== this.digests.length) return null;
+    const outer = createHash('sha256');
+    for (let i = fromBlock; i < toBlock; i++) outer.update(this.digests[i]!);
+    if (withPartial && this.blockFill > 0) outer.update(this.block.copy().digest());
+    return outer.digest('hex');
+  }
+
   /** The lowercase hex content_hash of everything passed to update(); the hasher stays usable. */
   digest(): string {
     const outer = createHash('sha256');

@@ -7,8 +7,10 @@
 // Every answer (or its absence) of a request sent through an agent made with counters is counted
 // there by route and status (request-counts.ts), here and nowhere else.
 
+import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
+import type { CallOutcome } from '../dropbox/pacer.ts';
 import type { ErrorCode } from '../errors.ts';
 import * as central from '../dropbox/classify.ts';
 import type { AccountWire } from './task-wire.ts';
@@ -16,6 +18,7 @@ import { countRequest } from './request-counts.ts';
 import { readToken } from './token-cell.ts';
 
 export type Failure =
+  // retryAfterMs of a 429 is the server's value as sent (NaN when unusable): the pacer caps it.
   | { kind: 'retry'; reason: string; retryAfterMs: number; throttle: 'requests' | 'lock' | null }
   | { kind: 'offset'; correctOffset: number; reason: string }
   | { kind: 'closed'; reason: string }
@@ -68,7 +71,9 @@ export interface ContentCall {
   account: AccountWire;
   route: string; // e.g. 'files/download'
   arg: unknown;
-  body?: Uint8Array;
+  /** Bytes, or a stream of them whose total is bodyBytes (sent with that Content-Length). */
+  body?: Uint8Array | AsyncIterable<Uint8Array>;
+  bodyBytes?: number;
   headers?: Record<string, string>;
 }
 
@@ -78,11 +83,17 @@ export function contentRequest(call: ContentCall): Promise<Dispatcher.ResponseDa
     'dropbox-api-arg': headerSafeJson(call.arg),
     ...call.headers,
   };
+  let body: Buffer | Readable | undefined;
+  if (call.body instanceof Uint8Array) body = Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength);
+  else if (call.body) {
+    body = Readable.from(call.body, { objectMode: false });
+    if (call.bodyBytes !== undefined) headers['content-length'] = String(call.bodyBytes);
+  }
   if (call.body) headers['content-type'] = 'application/octet-stream';
   const pending = request(`${call.account.contentUrl}/2/${call.route}`, {
     method: 'POST',
     headers,
-    body: call.body ? Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength) : undefined,
+    body,
     dispatcher: call.dispatcher,
   });
   return counting(call.dispatcher, call.route, pending);
@@ -121,6 +132,16 @@ export function classifyStatus(status: number, json: any, text: string, retryAft
 /** Classifies a route error union (409 body `error`, or a finish_batch entry `failure`). */
 export function classifyRouteError(error: any, summary = ''): Failure {
   return toFailure(central.classifyRouteError(error, summary));
+}
+
+/**
+ * What the pacer learns from an answer: 429s by kind, 5xx as failed, anything else (2xx, 4xx: the
+ * call was served) as ok.
+ */
+export function callOutcome(status: number, failure: Failure | null): CallOutcome {
+  if (failure?.kind === 'retry' && failure.throttle === 'requests') return { kind: 'throttled', retryAfterMs: failure.retryAfterMs };
+  if (failure?.kind === 'retry' && failure.throttle === 'lock') return { kind: 'write-lock', retryAfterMs: failure.retryAfterMs };
+  return status >= 500 || status === 0 ? { kind: 'failed' } : { kind: 'ok' };
 }
 
 /** Network-level failures (reset, timeout, refused) are retried. */

@@ -2,7 +2,8 @@
 // thread itself through the very same task code. Main thread. Invariants: a task is posted once and
 // runs on one worker for its whole life (never an AbortSignal: cancel goes through the ring header);
 // run() never rejects — a worker that dies turns its tasks into DROPFTP_ERR_WORKER_CRASHED results,
-// its request tickets and buffer accounting are reclaimed, and piscina starts a replacement.
+// its pacer tickets, buffer and spool accounting are reclaimed (its spool files removed through
+// `onReclaim`), and piscina starts a replacement.
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -32,7 +33,7 @@ const WORKER_ENTRY = fileURLToPath(new URL('../../workers/engine-worker.mjs', im
  */
 export const WORKER_YOUNG_GENERATION_MB = 12;
 
-export function createPoolExecutor(control: ControlHandle, threads: number): Executor {
+export function createPoolExecutor(control: ControlHandle, threads: number, onReclaim: (threadKey: number) => void = () => {}): Executor {
   const pool = new Piscina({
     filename: WORKER_ENTRY,
     minThreads: threads,
@@ -52,7 +53,12 @@ export function createPoolExecutor(control: ControlHandle, threads: number): Exe
   pool.on('workerDestroy', () => {
     setImmediate(() => {
       const live = new Set(pool.threads.map((t) => t.threadId + 1).filter((key) => key >= 2));
-      for (const key of workerSlotKeys(words)) if (key >= 2 && !live.has(key)) reclaimWorkerSlot(words, key);
+      for (const key of workerSlotKeys(words)) {
+        if (key >= 2 && !live.has(key)) {
+          reclaimWorkerSlot(words, key);
+          onReclaim(key);
+        }
+      }
     });
   });
   // A worker dying with no task in flight is reported here; piscina replaces it either way.

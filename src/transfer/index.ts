@@ -1,8 +1,9 @@
 // The transfer engine's main-thread API, independent of ftp-srv: openDownload → a Readable,
-// openUpload → a Writable whose 'finish' means "committed and verified". Main thread. Invariants:
-// every transfer holds one ring from the pool and one admitted share of the memory budget until both
-// its stream closed and its worker task settled; errors are DropftpError; close() lets transfers
-// finish, destroy() aborts them.
+// openUpload → a Writable whose 'finish' means "committed and verified", pacerFor → the account's
+// call-rate pacer for the main thread's own Dropbox calls. Main thread. Invariants: every transfer
+// holds one ring from the pool and one admitted share of the memory budget until both its stream
+// closed and its worker task settled; errors are DropftpError; close() lets transfers finish
+// (graceful), destroy(err) aborts them (abortive).
 
 import { RingPool, RingReader, RingWriter } from 'native-free-ringbuf';
 import type { RingHandle } from 'native-free-ringbuf';
@@ -16,8 +17,11 @@ import type { Executor } from './executor.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { resolveEngineOptions } from './options.ts';
 import type { EngineOptions, ResolvedEngineOptions } from './options.ts';
-import { RequestGates, initAccountSlot } from './request-gate.ts';
+import { SharedPacer, initPacerSlot, readPacerStats } from '../dropbox/pacer.ts';
+import type { CallOutcome, PacerStats } from '../dropbox/pacer.ts';
 import { A, G, MAX_ACCOUNTS, accountWord, claimWorkerSlot, createControl, readWorkerHeaps } from './shared-layout.ts';
+import { openSpoolDir } from './spool-dir.ts';
+import type { SpoolDir } from './spool-dir.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { AccountWire, TaskResult, TestHooks, UploadResumeToken } from './task-wire.ts';
 import { UploadStream } from './upload-stream.ts';
@@ -26,7 +30,8 @@ import { createTokenCell, failRefresh, readToken, wantedSeq, writeToken } from '
 export { DownloadStream } from './download-stream.ts';
 export { UploadStream } from './upload-stream.ts';
 export { contentHash, ContentHasher } from './content-hash.ts';
-export type { EngineOptions } from './options.ts';
+export type { EngineLog, EngineOptions } from './options.ts';
+export type { CallOutcome, CallPacer, PacerStats } from '../dropbox/pacer.ts';
 export type { FileMetadata, UploadResumeToken } from './task-wire.ts';
 
 export interface EngineAccount {
@@ -63,17 +68,21 @@ export interface UploadOptions {
   testHooks?: TestHooks;
 }
 
-export interface AccountStats {
+/**
+ * One account's pacer as the main thread's Dropbox calls use it (engine.pacerFor): admit() before a
+ * call starts, report() once its status line came back (exactly once per admit() that resolved true).
+ */
+export interface AccountPacer {
+  /** Resolves true when a call may start now (FIFO with every thread's calls, token bucket, outside any Retry-After window); false if cancelled() turned true first. */
+  admit(cancelled?: () => boolean): Promise<boolean>;
+  report(outcome: CallOutcome): void;
+}
+
+/** Per account: the pacer's figures, plus the fields the metrics read (kept under their old names). */
+export interface AccountStats extends PacerStats {
+  /** The current call rate, calls/s (= callsPerSecond). */
   limit: number;
-  ceiling: number;
-  maxLimit: number;
-  /** Requests running now (permits granted and not given back). */
-  inFlight: number;
-  /** Transfers waiting for a turn. */
-  waiting: number;
-  throttles: number;
-  retries: number;
-  pausedForMs: number;
+  /** Calls waiting for their turn (= waiting). */
 }
 
 export interface EngineStats {
@@ -81,7 +90,17 @@ export interface EngineStats {
   onlyMainThread: boolean;
   activeDownloads: number;
   activeUploads: number;
-  memory: { budgetBytes: number; ringBytesInUse: number; chunkBytesInUse: number; uploadChunkBytes: number; newestRingBytes: number };
+  memory: {
+    budgetBytes: number;
+    ringBytesInUse: number;
+    /** Upload retention held in memory now (all workers). */
+    chunkBytesInUse: number;
+    /** What each upload may retain in memory now (its share, at most engine.appendMemoryBytes). */
+    uploadMemoryBytes: number;
+    newestRingBytes: number;
+  };
+  /** Upload spool: bytes held in spool files now, and the limit (engine.spoolBytes). */
+  spool: { bytesInUse: number; limitBytes: number; dir: string };
   accounts: Record<string, AccountStats>;
   retries: number;
   throttles: number;
@@ -121,33 +140,77 @@ export class TransferEngine {
   private readonly active = new Set<Active>();
   private readonly batcher: CommitBatcher;
   private readonly agent: ReturnType<typeof createAgent>;
+  /** The main thread's view of the pacers (commits, and pacerFor's callers). */
+  private readonly pacer: SharedPacer;
+  /** Retry-After values capped so far, per account slot (to log each new one once). */
+  private readonly cappedSeen = new Map<number, number>();
   private nextId = 1;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
 
   static async start(options?: EngineOptions): Promise<TransferEngine> {
     const o = resolveEngineOptions(options);
-    const control = createControl({ uploadChunkBytes: 1 << 20, fairRoundBytes: o.fairRoundBytes, minSliceBytes: o.minSliceBytes, fairRoundMs: o.fairRoundMs });
-    const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers);
-    return new TransferEngine(o, control, executor);
+    const control = createControl({
+      uploadMemoryBytes: o.appendMemoryBytes,
+      spoolBytes: o.spoolBytes,
+      maxRetryAfterMs: o.maxRetryAfterSec * 1000,
+      maxCallsPerSecond: o.maxCallsPerSecond ?? 0,
+    });
+    const { dir: spool, swept } = await openSpoolDir(o.spoolDir);
+    if (swept > 0) o.log?.info({ event: 'spool-swept', dir: spool.path, files: swept }, `removed ${swept} spool files left by an earlier run`);
+    const reclaim = (threadKey: number): void => void spool.sweepThread(threadKey);
+    const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers, reclaim);
+    return new TransferEngine(o, control, executor, spool);
   }
 
   private constructor(
     readonly options: ResolvedEngineOptions,
     private readonly control: ControlHandle,
     private readonly executor: Executor,
+    private readonly spool: SpoolDir,
   ) {
     this.words = new Int32Array(control.sab);
     this.agent = createAgent(this.words);
-    this.budget = new MemoryBudget(options.memoryBudgetBytes, this.words);
+    this.budget = new MemoryBudget(options.memoryBudgetBytes, this.words, options.appendMemoryBytes);
     this.rings = new RingPool({ maxIdleBytes: Math.min(64 << 20, Math.floor(options.memoryBudgetBytes / 4)) });
-    const gates = new RequestGates(control, claimWorkerSlot(this.words, MAIN_THREAD_KEY));
-    this.batcher = new CommitBatcher(this.agent, gates, (name) => this.accounts.get(name), {
+    this.pacer = new SharedPacer(control, claimWorkerSlot(this.words, MAIN_THREAD_KEY));
+    this.batcher = new CommitBatcher(this.agent, this.pacer, (name) => this.accounts.get(name), {
       lingerMs: options.commitLingerMs,
       maxEntries: options.maxBatchEntries,
       refresh: (name, seq) => this.refreshToken(name, seq),
     });
     this.watchRefreshBell();
+  }
+
+  /**
+   * The call-rate pacer of `account` for calls the main thread makes itself (RPC, the sync feed):
+   * the same FIFO and token bucket as every transfer's calls, on every thread. Call admit() before
+   * each call starts and report() exactly once when its status line came back (or it failed
+   * without one: { kind: 'failed' }). Throws DROPFTP_ERR_CONFIG for an unknown account.
+   */
+  pacerFor(account: string): AccountPacer {
+    const wire = this.accounts.get(account);
+    if (!wire) throw new DropftpError('DROPFTP_ERR_CONFIG', `unknown engine account ${account}`);
+    const slot = wire.slot;
+    return {
+      admit: (cancelled) => this.pacer.admit(slot, cancelled),
+      report: (outcome) => this.pacer.report(slot, outcome),
+    };
+  }
+
+  /** Logs Retry-After values the pacers capped since the last look (any thread may have met them). */
+  private logCappedRetryAfters(): void {
+    const log = this.options.log;
+    for (const acc of this.accounts.values()) {
+      const n = Atomics.load(this.words, accountWord(acc.slot, A.RA_CAPPED));
+      if (n === (this.cappedSeen.get(acc.slot) ?? 0)) continue;
+      this.cappedSeen.set(acc.slot, n);
+      const raw = Atomics.load(this.words, accountWord(acc.slot, A.RA_LAST_RAW_MS));
+      log?.warn(
+        { event: 'retry-after-capped', account: acc.name, retryAfterMs: raw < 0 ? null : raw, capMs: this.options.maxRetryAfterSec * 1000, count: n },
+        raw < 0 ? 'Dropbox sent a Retry-After that is not a number; waited 1 s' : `Dropbox asked to wait ${raw} ms; capped at engine.maxRetryAfterSec`,
+      );
+    }
   }
 
   /**
@@ -158,6 +221,7 @@ export class TransferEngine {
     const loop = (): void => {
       if (!this.watching) return;
       const seen = Atomics.load(this.words, G.REFRESH_BELL);
+      this.logCappedRetryAfters();
       for (const acc of this.accounts.values()) {
         const seq = wantedSeq(acc.tokenCell);
         if (seq >= 0) void this.refreshToken(acc.name, seq);
@@ -218,10 +282,7 @@ export class TransferEngine {
     const existing = this.accounts.get(account.name);
     const slot = existing?.slot ?? this.accounts.size;
     if (slot >= MAX_ACCOUNTS) throw new DropftpError('DROPFTP_ERR_CONFIG', `at most ${MAX_ACCOUNTS} engine accounts`);
-    if (!existing) {
-      initAccountSlot(this.control, slot, this.options.maxRequestsPerAccount);
-      this.budget.setAppendSlots((this.accounts.size + 1) * this.options.maxRequestsPerAccount);
-    }
+    if (!existing) initPacerSlot(this.control, slot);
     const tokenCell = existing?.tokenCell ?? createTokenCell();
     if (!existing || readToken(tokenCell).token !== account.accessToken) writeToken(tokenCell, account.accessToken);
     if (hooks.refresh) this.refreshers.set(account.name, hooks.refresh);
@@ -279,6 +340,7 @@ export class TransferEngine {
       ring,
       account: wire,
       path,
+      spoolDir: this.options.spoolBytes > 0 ? this.spool.path : '',
       ...(resume ? { resume } : {}),
       ...(opts.testHooks ? { test: opts.testHooks } : {}),
     });
@@ -305,21 +367,9 @@ export class TransferEngine {
   stats(): EngineStats {
     const w = this.words;
     const accounts: Record<string, AccountStats> = {};
-    const nowMs = Date.now() - this.control.epochMs;
     for (const acc of this.accounts.values()) {
-      const at = (field: number) => Atomics.load(w, accountWord(acc.slot, field));
-      const limit = at(A.LIMIT);
-      const outstanding = (at(A.NEXT_TICKET) - at(A.RELEASED)) | 0;
-      accounts[acc.name] = {
-        limit,
-        ceiling: at(A.CEILING),
-        maxLimit: at(A.MAX_LIMIT),
-        inFlight: at(A.RUNNING),
-        waiting: Math.max(0, outstanding - limit),
-        throttles: at(A.THROTTLES),
-        retries: at(A.RETRIES),
-        pausedForMs: Math.max(0, at(A.PAUSED_UNTIL_MS) - nowMs),
-      };
+      const p = readPacerStats(this.control, acc.slot);
+      accounts[acc.name] = { ...p, limit: p.callsPerSecond };
     }
     return {
       threads: this.executor.threads,
@@ -330,9 +380,10 @@ export class TransferEngine {
         budgetBytes: this.budget.budgetBytes,
         ringBytesInUse: this.budget.ringBytesInUse,
         chunkBytesInUse: this.budget.chunkBytesInUse(),
-        uploadChunkBytes: this.budget.chunkBytes(),
+        uploadMemoryBytes: this.budget.uploadMemoryBytes(),
         newestRingBytes: Atomics.load(w, G.RING_BYTES),
       },
+      spool: { bytesInUse: Atomics.load(w, G.SPOOL_KIB_IN_USE) * 1024, limitBytes: this.options.spoolBytes, dir: this.spool.path },
       accounts,
       retries: Atomics.load(w, G.RETRIES),
       throttles: Atomics.load(w, G.THROTTLES),
@@ -352,6 +403,7 @@ export class TransferEngine {
     this.stopWatching();
     await this.executor.close();
     await this.agent.close();
+    await this.spool.close();
   }
 
   /** Abortive: every running transfer fails with `err` (default DROPFTP_ERR_SHUTTING_DOWN); nothing more is committed. */
@@ -368,6 +420,7 @@ export class TransferEngine {
     await Promise.race([Promise.all(results), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await this.executor.destroy();
     await this.agent.destroy();
+    await this.spool.close();
   }
 
   private admitAccount(name: string): AccountWire {

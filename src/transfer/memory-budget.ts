@@ -1,18 +1,18 @@
-// The global memory budget: ring sizes for new transfers and the append-chunk size, derived from
-// the number of transfers alive, with floors. Main thread. Invariants: admitted transfers' floors
-// (ring + one chunk for uploads) always fit in the budget — beyond that, opens are refused with
-// DROPFTP_ERR_OVERLOADED; rings shrink for newcomers as the count grows; append buffers exist only
-// while an upload holds a request permit, so the chunk size (read by workers from the control block,
-// recomputed on every open and close) divides the spare budget among at most that many appends.
+// The global memory budget: ring sizes for new transfers and how much of its unacknowledged bytes an
+// upload may retain in memory, derived from the number of transfers alive, with floors. Main thread.
+// Invariants: admitted transfers' floors (ring + one retention piece for uploads) always fit in the
+// budget — beyond that, opens are refused with DROPFTP_ERR_OVERLOADED; rings shrink for newcomers as
+// the count grows; the retention share (read by workers from the control block, recomputed on every
+// open and close) divides what the rings leave among the uploads, capped by engine.appendMemoryBytes
+// (beyond it an upload spools to disk).
 
 import { G } from './shared-layout.ts';
 
 export const MIN_RING_BYTES = 64 * 1024;
-/** Enough to stream at full speed; uploads gather their appends in a separate buffer per permit. */
+/** Enough to stream at full speed; uploads retain their unacknowledged bytes outside the ring. */
 export const MAX_RING_BYTES = 256 * 1024;
+/** The smallest retention share: one piece of 64 KiB. */
 export const MIN_CHUNK_BYTES = 64 * 1024;
-/** One 4 MiB block: larger appends would not be faster, and this keeps appends block-aligned. */
-export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export function floorPow2(n: number): number {
   return n < 1 ? 1 : 2 ** Math.floor(Math.log2(n));
@@ -22,14 +22,14 @@ export class MemoryBudget {
   ringBytesInUse = 0;
   downloads = 0;
   uploads = 0;
-  /** Most appends that can run at once: the sum of the accounts' request budgets. */
-  private appendSlots = 16;
 
   constructor(
     readonly budgetBytes: number,
     private readonly words: Int32Array,
+    /** engine.appendMemoryBytes: no upload retains more than this in memory. */
+    private readonly appendMemoryBytes = 8 * 1024 * 1024,
   ) {
-    this.publishChunk();
+    this.publishShare();
   }
 
   /** Ring bytes for a new transfer, or null when even the floors would not fit. */
@@ -44,7 +44,7 @@ export class MemoryBudget {
     if (kind === 'upload') this.uploads++;
     else this.downloads++;
     Atomics.store(this.words, G.RING_BYTES, ring);
-    this.publishChunk();
+    this.publishShare();
     return ring;
   }
 
@@ -52,27 +52,22 @@ export class MemoryBudget {
     this.ringBytesInUse -= ringBytes;
     if (kind === 'upload') this.uploads--;
     else this.downloads--;
-    this.publishChunk();
+    this.publishShare();
   }
 
-  /** Sets the number of requests that may run at once over all accounts. */
-  setAppendSlots(slots: number): void {
-    this.appendSlots = Math.max(1, slots);
-    this.publishChunk();
-  }
-
-  /** Bytes of append buffers allocated by workers right now. */
+  /** Bytes of upload retention buffers allocated by workers right now. */
   chunkBytesInUse(): number {
     return Atomics.load(this.words, G.CHUNK_KIB_IN_USE) * 1024;
   }
 
-  chunkBytes(): number {
-    return Atomics.load(this.words, G.UPLOAD_CHUNK_BYTES);
+  /** What each upload may retain in memory now. */
+  uploadMemoryBytes(): number {
+    return Atomics.load(this.words, G.UPLOAD_MEMORY_BYTES);
   }
 
-  private publishChunk(): void {
+  private publishShare(): void {
     const spare = Math.max(0, this.budgetBytes - this.ringBytesInUse);
-    const chunk = Math.min(MAX_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, Math.min(this.uploads, this.appendSlots)))));
-    Atomics.store(this.words, G.UPLOAD_CHUNK_BYTES, chunk);
+    const share = Math.min(this.appendMemoryBytes, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, this.uploads))));
+    Atomics.store(this.words, G.UPLOAD_MEMORY_BYTES, share);
   }
 }

@@ -1,42 +1,76 @@
 // TransferEngine options: all optional, one defaults object, one resolved and frozen type.
-// Main thread, once at start. Invariant: a bad value throws DROPFTP_ERR_CONFIG naming the option.
+// Main thread, once at start. Invariant: a bad value throws DROPFTP_ERR_CONFIG naming the option;
+// options that were removed throw naming what replaced them.
 
 import { availableParallelism } from 'node:os';
 import { DropftpError } from '../errors.ts';
 
+/** What the engine logs (a pino logger fits): capped Retry-Afters, spool sweeps. */
+export interface EngineLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
 export interface EngineOptions {
   /** Worker threads (default: the CPU count). */
   workers?: number;
-  /** Bytes for rings and append buffers together, all transfers (default 512 MiB). */
+  /** Bytes for rings and upload retention in memory, all transfers together (default 512 MiB). */
   memoryBudgetBytes?: number;
   /** Baseline: the same code with no workers, every byte on the main thread. */
   onlyMainThread?: boolean;
-  /** Ceiling of each account's concurrent-request budget; AIMD moves below it (default 16). */
-  maxRequestsPerAccount?: number;
-  /** Target time in which every contender of a busy account gets one turn; slices = rate × round / contenders (default 600 ms). */
-  fairRoundMs?: number;
-  /** Bytes of a fair round before the account's rate has been measured (default 64 MiB). */
-  fairRoundBytes?: number;
-  /** Smallest slice (ranged read or append) a contended transfer asks for (default 64 KiB). */
-  minSliceBytes?: number;
-  /** How long the commit batcher waits for more uploads before it commits (default 20 ms). */
+  /** Ceiling of each account's call rate, calls/s (default null: none, the pacer finds the limit). */
+  maxCallsPerSecond?: number | null;
+  /** A Retry-After above this (or negative, or not a number) is capped and logged (default 300 s). */
+  maxRetryAfterSec?: number;
+  /** Bytes of an upload's unacknowledged append kept in memory, at most (default 8 MiB); the rest spools. */
+  appendMemoryBytes?: number;
+  /** Spool files of all uploads together, at most (default 4 GiB; 0: no spool, memory only). */
+  spoolBytes?: number;
+  /** Where upload spool files live (default: a private folder under the OS temp dir). Swept at start. */
+  spoolDir?: string | null;
+  /** How long the commit batcher waits for more uploads while a batch is in flight (default 20 ms). */
   commitLingerMs?: number;
   /** Entries per finish_batch_v2 call (default and maximum 1000). */
   maxBatchEntries?: number;
+  /** Where the engine's few notices go (default: nowhere). */
+  log?: EngineLog | null;
 }
 
-export type ResolvedEngineOptions = Readonly<Required<EngineOptions>>;
+export interface ResolvedEngineOptions {
+  readonly workers: number;
+  readonly memoryBudgetBytes: number;
+  readonly onlyMainThread: boolean;
+  readonly maxCallsPerSecond: number | null;
+  readonly maxRetryAfterSec: number;
+  readonly appendMemoryBytes: number;
+  readonly spoolBytes: number;
+  /** null: the engine made a private folder (removed at close). */
+  readonly spoolDir: string | null;
+  readonly commitLingerMs: number;
+  readonly maxBatchEntries: number;
+  readonly log: EngineLog | null;
+}
 
 export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
   workers: Math.max(1, availableParallelism()),
   memoryBudgetBytes: 512 * 1024 * 1024,
   onlyMainThread: false,
-  maxRequestsPerAccount: 16,
-  fairRoundMs: 600,
-  fairRoundBytes: 64 * 1024 * 1024,
-  minSliceBytes: 64 * 1024,
+  maxCallsPerSecond: null,
+  maxRetryAfterSec: 300,
+  appendMemoryBytes: 8 * 1024 * 1024,
+  spoolBytes: 4 * 1024 * 1024 * 1024,
+  spoolDir: null,
   commitLingerMs: 20,
   maxBatchEntries: 1000,
+  log: null,
+});
+
+/** Options that no longer exist, and what replaced them (engine options and config keys alike). */
+export const REMOVED_ENGINE_OPTIONS: Readonly<Record<string, string>> = Object.freeze({
+  maxRequestsPerAccount: 'calls are paced per account, see engine.maxCallsPerSecond',
+  fairRoundMs: 'a download is one streamed call and bandwidth is shared by the rings, see engine.maxCallsPerSecond',
+  fairRoundBytes: 'transfers are no longer sliced: a download is one call, appends are as large as engine.appendMemoryBytes and engine.spoolBytes allow',
+  minSliceBytes: 'transfers are no longer sliced: a download is one call, appends are as large as engine.appendMemoryBytes and engine.spoolBytes allow',
 });
 
 function int(name: string, value: number, min: number, max: number): number {
@@ -47,16 +81,28 @@ function int(name: string, value: number, min: number, max: number): number {
 }
 
 export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
-  const o = { ...ENGINE_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+  for (const [key, replacement] of Object.entries(REMOVED_ENGINE_OPTIONS)) {
+    if (Object.hasOwn(options, key)) throw new DropftpError('DROPFTP_ERR_CONFIG', `engine.${key} was removed: ${replacement}`);
+  }
+  const o = { ...ENGINE_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ResolvedEngineOptions;
+  const rate = o.maxCallsPerSecond;
+  if (rate !== null && !(typeof rate === 'number' && Number.isFinite(rate) && rate >= 0.1 && rate <= 100_000)) {
+    throw new DropftpError('DROPFTP_ERR_CONFIG', `engine option maxCallsPerSecond must be a number in [0.1, 100000] or null, got ${rate}`);
+  }
+  if (o.spoolDir !== null && (typeof o.spoolDir !== 'string' || o.spoolDir === '')) {
+    throw new DropftpError('DROPFTP_ERR_CONFIG', 'engine option spoolDir must be a non-empty path or null');
+  }
   return Object.freeze({
     workers: int('workers', o.workers, 1, 64),
     memoryBudgetBytes: int('memoryBudgetBytes', o.memoryBudgetBytes, 1 << 20, 2 ** 40),
     onlyMainThread: Boolean(o.onlyMainThread),
-    maxRequestsPerAccount: int('maxRequestsPerAccount', o.maxRequestsPerAccount, 1, 1024),
-    fairRoundMs: int('fairRoundMs', o.fairRoundMs, 50, 60_000),
-    fairRoundBytes: int('fairRoundBytes', o.fairRoundBytes, 64 * 1024, 2 ** 31 - 1),
-    minSliceBytes: int('minSliceBytes', o.minSliceBytes, 4096, 64 * 1024 * 1024),
+    maxCallsPerSecond: rate,
+    maxRetryAfterSec: int('maxRetryAfterSec', o.maxRetryAfterSec, 1, 86_400),
+    appendMemoryBytes: int('appendMemoryBytes', o.appendMemoryBytes, 64 * 1024, 150 * 1024 * 1024),
+    spoolBytes: int('spoolBytes', o.spoolBytes, 0, 2 ** 41),
+    spoolDir: o.spoolDir,
     commitLingerMs: int('commitLingerMs', o.commitLingerMs, 0, 10_000),
     maxBatchEntries: int('maxBatchEntries', o.maxBatchEntries, 1, 1000),
+    log: o.log ?? null,
   });
 }

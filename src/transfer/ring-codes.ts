@@ -27,6 +27,7 @@ const TABLE: readonly ErrorCode[] = [
   'DROPFTP_ERR_INTERNAL', // 18
   'DROPFTP_ERR_EXISTS', // 19
   'DROPFTP_ERR_NOT_A_FOLDER', // 20
+  'DROPFTP_ERR_LOCAL_SPACE', // 21
 ];
 
 const BY_CODE = new Map<ErrorCode, number>(TABLE.map((code, i) => [code, i + 1]));

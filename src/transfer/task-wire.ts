@@ -67,6 +67,8 @@ export interface UploadTask {
   account: AccountWire;
   path: string;
   resume?: UploadResumeToken;
+  /** Folder for this upload's spool files ('' : no spool, retention in memory only). */
+  spoolDir: string;
   test?: TestHooks;
 }
 

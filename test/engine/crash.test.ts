@@ -1,7 +1,7 @@
 // A worker that dies mid-transfer (test hook: process.exit in the worker) fails only the transfers
 // pinned to it, with DROPFTP_ERR_WORKER_CRASHED; the others finish byte-exact; piscina replaces the
-// worker, the dead worker's request permits are reclaimed (the account budget is 2 here, so a leak
-// would hang later transfers), and new transfers work. Uploads on the dead worker commit nothing.
+// worker, the dead worker's calls and retention are reclaimed (no call counted in flight, no buffer
+// charged), and new transfers work. Uploads on the dead worker commit nothing.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,7 +13,7 @@ let fx: Fixture;
 const pool = makePool(12 * MiB, 13);
 
 test.before(async () => {
-  fx = await startFixture({ workers: 2, maxRequestsPerAccount: 2 });
+  fx = await startFixture({ workers: 2 });
 });
 test.after(async () => {
   await fx.stop();
@@ -64,7 +64,8 @@ test('a worker crash fails only its own transfers; the pool and the request budg
   const again = await Promise.all(files.slice(0, 6).map((_, i) => drain(fx.engine.openDownload('alice', `/c/d${i}.bin`))));
   again.forEach((r, i) => assert.is(r.sha, sha256(files[i]!), `after the crash, file ${i}`));
   const s = fx.engine.stats();
-  assert.is(s.accounts.alice!.inFlight, 0, 'no permit leaked by the dead worker');
+  assert.is(s.accounts.alice!.inFlight, 0, 'no call left in flight by the dead worker');
+  assert.is(s.spool.bytesInUse, 0, 'no spool accounting leaked by the dead worker');
   assert.is(s.memory.chunkBytesInUse, 0, 'no buffer accounting leaked by the dead worker');
 });
 

@@ -16,9 +16,9 @@ const pool = makePool(24 * MiB, 31);
 const SIZE = 12 * MiB;
 
 test.before(async () => {
-  // Six transfers over 1 permit: contended, so downloads read bounded slices and must make new
-  // requests (with the expired token) after the expiry, like the uploads' appends and commits.
-  fx = await startFixture({ workers: 2, maxRequestsPerAccount: 1 });
+  // Six transfers: the downloads' calls started with the first token stream on; the uploads' calls
+  // (all their bytes retained until the client ends) and their commits start after the expiry.
+  fx = await startFixture({ workers: 2 });
 });
 test.after(async () => {
   await fx.stop();
@@ -109,7 +109,7 @@ test('tokens expire mid-transfer (workers): one refresh on the main thread, ever
 });
 
 test('tokens expire mid-transfer (main thread only): the same hook, the same outcome', async () => {
-  const engine = await TransferEngine.start({ onlyMainThread: true, maxRequestsPerAccount: 1 });
+  const engine = await TransferEngine.start({ onlyMainThread: true });
   try {
     let calls = 0;
     engine.setAccount(

@@ -271,10 +271,10 @@ test(`${SESSIONS} churning sessions: no partial commit, resources back to baseli
   }, 20_000, () => `engine idle: ${JSON.stringify(stack.engine.stats().memory)}`);
   await until(() => tcpHandles() <= base.handles, 20_000, () => `TCP handles back to ${base.handles} (now ${tcpHandles()})`);
   // Workers keep idle HTTP connections to the box (undici keep-alive: the box's hint of 65 s, capped
-  // by the engine agent's keepAliveMaxTimeout of 60 s): bounded by the engine's request limit, not
-  // by the number of sessions. The long form waits them out (45 s was too short: 36 sockets left).
-  const account = stack.engine.stats().accounts['local']!;
-  const keepAliveBound = account.maxLimit * stack.engine.stats().threads + 4;
+  // by the engine agent's keepAliveMaxTimeout of 60 s): bounded by the calls that ran at once — at
+  // most one per parallel session — per thread, not by the number of sessions. The long form waits
+  // them out (45 s was too short: 36 sockets left).
+  const keepAliveBound = PARALLEL * stack.engine.stats().threads + 4;
   await until(async () => (await openFds()) <= base.fds + (LONG ? 2 : keepAliveBound), LONG ? 75_000 : 10_000, async () => `fds back to ${base.fds}: ${JSON.stringify(baseKinds)} → ${JSON.stringify(await fdKinds())}`);
   await settleGc();
   const heapGrowth = process.memoryUsage().heapUsed - base.heap;

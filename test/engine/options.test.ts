@@ -1,0 +1,67 @@
+// Engine options and their config keys: the pacer and spool options reach the engine from file, env
+// and flags; the removed ones (engine.maxRequestsPerAccount, fairRoundMs, fairRoundBytes,
+// minSliceBytes) are refused from every source with a message naming what replaced them. Main thread.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadConfig } from '../../src/config/load.ts';
+import { toDropftpOptions } from '../../src/config/to-options.ts';
+import { createLogger } from '../../src/log/logger.ts';
+import { DropftpError } from '../../src/errors.ts';
+import { resolveEngineOptions } from '../../src/transfer/options.ts';
+
+const problemsOf = (run: () => unknown): string => {
+  try {
+    run();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return '';
+};
+
+test('the removed engine keys are refused from file, env and flag, naming their replacement', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-opt-'));
+  try {
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, 'engine:\n  maxRequestsPerAccount: 16\n  fairRoundMs: 600\n');
+    const fromFile = problemsOf(() => loadConfig({ argv: ['--config', file], env: {} }));
+    assert.match(fromFile, 'engine.maxRequestsPerAccount was removed: calls are paced per account, see engine.maxCallsPerSecond');
+    assert.match(fromFile, 'engine.fairRoundMs was removed');
+    const fromEnv = problemsOf(() => loadConfig({ argv: [], env: { DROPFTP_ENGINE_MAX_REQUESTS_PER_ACCOUNT: '4', DROPFTP_ENGINE_MIN_SLICE_BYTES: '1' } }));
+    assert.match(fromEnv, 'DROPFTP_ENGINE_MAX_REQUESTS_PER_ACCOUNT: engine.maxRequestsPerAccount was removed: calls are paced per account, see engine.maxCallsPerSecond');
+    assert.match(fromEnv, 'engine.minSliceBytes was removed');
+    const fromFlag = problemsOf(() => loadConfig({ argv: ['--engine-max-requests-per-account', '4', '--engine-fair-round-bytes=1'], env: {} }));
+    assert.match(fromFlag, '--engine-max-requests-per-account: engine.maxRequestsPerAccount was removed');
+    assert.match(fromFlag, 'engine.fairRoundBytes was removed');
+    for (const key of ['maxRequestsPerAccount', 'fairRoundMs', 'fairRoundBytes', 'minSliceBytes']) {
+      const err = problemsOf(() => resolveEngineOptions({ [key]: 1 } as never));
+      assert.match(err, `engine.${key} was removed`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('engine.maxCallsPerSecond, maxRetryAfterSec, appendMemoryBytes, spoolBytes reach the engine options', () => {
+  const { config } = loadConfig({
+    argv: ['--engine-max-calls-per-second', '12', '--engine-spool-bytes', '1GiB'],
+    env: { DROPFTP_ENGINE_MAX_RETRY_AFTER_SEC: '60', DROPFTP_ENGINE_APPEND_MEMORY_BYTES: '4MiB', DROPFTP_DATA_DIR: '/srv/dropftp' },
+  });
+  const engine = toDropftpOptions(config, createLogger({ level: 'silent', format: 'json' })).engine!;
+  assert.is(engine.maxCallsPerSecond, 12);
+  assert.is(engine.maxRetryAfterSec, 60);
+  assert.is(engine.appendMemoryBytes, 4 * 1024 * 1024);
+  assert.is(engine.spoolBytes, 1024 ** 3);
+  assert.is(engine.spoolDir, join('/srv/dropftp', 'spool'));
+  const resolved = resolveEngineOptions({ ...engine, log: null });
+  assert.is(resolved.maxCallsPerSecond, 12);
+  const defaults = loadConfig({ argv: [], env: {} }).config.engine;
+  assert.is(defaults.maxCallsPerSecond, null);
+  assert.is(defaults.maxRetryAfterSec, 300);
+  assert.throws(() => resolveEngineOptions({ maxCallsPerSecond: -1 }), (e: unknown) => e instanceof DropftpError && /maxCallsPerSecond/.test(e.message));
+});
+
+test.run();

@@ -1,0 +1,180 @@
+// The call-rate pacer (src/dropbox/pacer.ts) over a real shared control block: call starts served
+// first come first served across two real threads, spaced by the token bucket; AIMD (slow start,
+// halving on too_many_requests once per window, additive growth); no start inside a Retry-After
+// window, on any thread; write-lock answers retried after retry_after without a rate cut; a
+// Retry-After beyond engine.maxRetryAfterSec (or negative, or not a number) capped and logged;
+// cancelled waiters and dead threads never block the queue. Main thread + one worker thread.
+
+import { Worker } from 'node:worker_threads';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { SharedPacer, initPacerSlot, readPacerStats } from '../../src/dropbox/pacer.ts';
+import { A, accountWord, claimWorkerSlot, createControl, reclaimWorkerSlot } from '../../src/transfer/shared-layout.ts';
+import type { ControlHandle } from '../../src/transfer/shared-layout.ts';
+import { TransferEngine } from '../../src/transfer/index.ts';
+import { sleep } from './helpers.ts';
+
+function setup(ratePerSec: number, maxRetryAfterMs = 300_000): { control: ControlHandle; words: Int32Array; pacer: SharedPacer } {
+  const control = createControl({ uploadMemoryBytes: 1 << 20, maxRetryAfterMs });
+  const words = new Int32Array(control.sab);
+  initPacerSlot(control, 0);
+  Atomics.store(words, accountWord(0, A.RATE_MILLI), ratePerSec * 1000);
+  return { control, words, pacer: new SharedPacer(control, claimWorkerSlot(words, 101)) };
+}
+
+const nowMs = (): number => performance.timeOrigin + performance.now();
+
+test('FIFO across two threads: tickets are admitted in the order taken, spaced by the bucket', async () => {
+  const { control, pacer } = setup(40); // burst 16, then one start every 25 ms (growing in slow start)
+  const worker = new Worker(new URL('./helpers/pacer-thread.mjs', import.meta.url), { workerData: { control, threadKey: 555 } });
+  try {
+    const grants: { id: number; atMs: number }[] = [];
+    const mine = (ids: number[]) =>
+      ids.map((id) =>
+        pacer.admit(0).then(() => {
+          grants.push({ id, atMs: nowMs() });
+          pacer.report(0, { kind: 'ok' });
+        }),
+      );
+    const remote = (ids: number[]) =>
+      new Promise<Promise<void>>((queued) => {
+        const done = new Promise<void>((resolve) => {
+          const onMessage = (m: { op: string; grants?: { id: number; atMs: number }[] }) => {
+            if (m.op === 'queued') queued(done);
+            if (m.op === 'done') {
+              grants.push(...m.grants!);
+              worker.off('message', onMessage);
+              resolve();
+            }
+          };
+          worker.on('message', onMessage);
+        });
+        worker.postMessage({ op: 'admit', ids });
+      });
+    // Interleaved: 12 from the worker, 12 from main, 12 from the worker, 12 from main.
+    const range = (a: number) => Array.from({ length: 12 }, (_, i) => a + i);
+    const w1 = await remote(range(0));
+    const m1 = mine(range(12));
+    const w2 = await remote(range(24));
+    const m2 = mine(range(36));
+    await Promise.all([w1, ...m1, w2, ...m2]);
+    grants.sort((a, b) => a.atMs - b.atMs);
+    const elapsed = grants.at(-1)!.atMs - grants[0]!.atMs;
+    // In admission order the ids rise (a few ms of cross-thread clock jitter allowed).
+    for (const g of grants) {
+      for (const h of grants) if (g.id < h.id) assert.ok(g.atMs <= h.atMs + 5, `ticket ${g.id} admitted ${(g.atMs - h.atMs).toFixed(1)} ms after ticket ${h.id}`);
+    }
+    // 32 starts after the burst, at 40/s growing by 1/s per success (slow start): at least ~360 ms.
+    assert.ok(elapsed >= 300, `48 starts at 40/s after a burst of 16 took ${elapsed.toFixed(0)} ms (the bucket must space them)`);
+    assert.is(readPacerStats(control, 0).callsStarted, 48);
+    assert.is(readPacerStats(control, 0).inFlight, 0);
+  } finally {
+    await worker.terminate();
+  }
+});
+
+test('AIMD: slow start while the rate limits, halving once per window on too_many_requests, then additive growth', async () => {
+  const { control, words, pacer } = setup(20);
+  const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;
+  // Slow start: a backlog (the rate limits it) and every call ok → +1 call/s per success.
+  await Promise.all(Array.from({ length: 30 }, () => pacer.admit(0).then(() => pacer.report(0, { kind: 'ok' }))));
+  const grown = rate();
+  assert.ok(grown >= 30, `slow start grew the rate 20 → ${grown}`);
+  // A window of 429s: one halving, the window opens.
+  for (let i = 0; i < 5; i++) {
+    assert.ok(await pacer.admit(0));
+    pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
+  }
+  assert.is(rate(), Math.floor(grown * 1000 / 2) / 1000, 'halved once for the whole window');
+  assert.is(readPacerStats(control, 0).throttles, 5);
+  const halved = rate();
+  // Congestion avoidance after the window: +1 call/s per rate-many successes.
+  const before = nowMs();
+  await Promise.all(Array.from({ length: 3 * Math.ceil(halved) }, () => pacer.admit(0).then(() => pacer.report(0, { kind: 'ok' }))));
+  assert.ok(nowMs() - before >= 190, 'nothing started inside the Retry-After window');
+  assert.ok(rate() > halved && rate() <= halved + 4, `additive increase ${halved} → ${rate()}`);
+});
+
+test('a Retry-After window reported on one thread holds every thread; the queue resumes after it', async () => {
+  const { control, pacer } = setup(1000);
+  const worker = new Worker(new URL('./helpers/pacer-thread.mjs', import.meta.url), { workerData: { control, threadKey: 556 } });
+  try {
+    assert.ok(await pacer.admit(0));
+    const reportedAt = nowMs();
+    pacer.report(0, { kind: 'throttled', retryAfterMs: 400 });
+    const done = new Promise<{ atMs: number }[]>((resolve) => worker.on('message', (m) => m.op === 'done' && resolve(m.grants)));
+    worker.postMessage({ op: 'admit', ids: [1, 2, 3] });
+    const local = await pacer.admit(0).then(() => nowMs());
+    pacer.report(0, { kind: 'ok' });
+    const remote = await done;
+    for (const at of [local, ...remote.map((g) => g.atMs)]) assert.ok(at - reportedAt >= 395, `a call started ${(at - reportedAt).toFixed(0)} ms into a 400 ms window`);
+    const s = readPacerStats(control, 0);
+    assert.is(s.retryAfterUntilMs, null, 'the window is over');
+  } finally {
+    await worker.terminate();
+  }
+});
+
+test('too_many_write_operations: the call waits its retry_after, the rate is not cut', async () => {
+  const { control, words, pacer } = setup(50);
+  assert.ok(await pacer.admit(0));
+  const started = nowMs();
+  await pacer.settle(0, { kind: 'write-lock', retryAfterMs: 300 });
+  assert.ok(nowMs() - started >= 295, 'waited retry_after before the retry');
+  assert.is(Atomics.load(words, accountWord(0, A.RATE_MILLI)), 50_000, 'rate unchanged');
+  assert.is(Atomics.load(words, accountWord(0, A.PAUSED_UNTIL_MS)), 0, 'no window for the account');
+  const again = nowMs();
+  assert.ok(await pacer.admit(0));
+  assert.ok(nowMs() - again < 100, 'the retry starts at once');
+  pacer.report(0, { kind: 'ok' });
+  assert.is(readPacerStats(control, 0).writeLockRetries, 1);
+});
+
+test('cancelled waiters give their turn back; a dead thread\'s tickets are skipped', async () => {
+  const { words, pacer } = setup(5); // burst 2, then 200 ms apart
+  for (let i = 0; i < 2; i++) assert.ok(await pacer.admit(0));
+  let cancel = false;
+  const cancelled = pacer.admit(0, () => cancel);
+  const next = pacer.admit(0);
+  cancel = true;
+  assert.is(await cancelled, false);
+  const started = nowMs();
+  assert.ok(await next);
+  assert.ok(nowMs() - started < 350, 'the cancelled ticket did not cost a whole interval more');
+  // A "thread" takes tickets and dies: main reclaims its slot, the queue moves on.
+  const dead = new SharedPacer({ sab: words.buffer as SharedArrayBuffer, epochMs: Date.now() }, claimWorkerSlot(words, 777));
+  for (let i = 0; i < 5; i++) void dead.admit(0, () => false);
+  assert.is(reclaimWorkerSlot(words, 777), 5);
+  const afterDead = nowMs();
+  assert.ok(await pacer.admit(0));
+  assert.ok(nowMs() - afterDead < 500, 'the dead thread\'s five tickets did not hold the queue');
+});
+
+test('a Retry-After beyond engine.maxRetryAfterSec, negative or not a number is capped and logged', async () => {
+  const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
+  const log = { warn: (obj: object, msg: string) => warnings.push({ obj: obj as Record<string, unknown>, msg }), info: () => {} };
+  const engine = await TransferEngine.start({ onlyMainThread: true, maxRetryAfterSec: 1, log });
+  try {
+    engine.setAccount({ name: 'alice', apiUrl: 'http://127.0.0.1:9', contentUrl: 'http://127.0.0.1:9', accessToken: 't' });
+    const pacer = engine.pacerFor('alice');
+    assert.ok(await pacer.admit());
+    const reported = nowMs();
+    pacer.report({ kind: 'throttled', retryAfterMs: 3_600_000 });
+    const until = engine.stats().accounts.alice!.retryAfterUntilMs!;
+    assert.ok(until !== null && until - Date.now() <= 1000, 'the window is capped at 1 s');
+    assert.ok(await pacer.admit());
+    const waited = nowMs() - reported;
+    assert.ok(waited >= 950 && waited < 2500, `waited ${waited.toFixed(0)} ms for a capped window`);
+    pacer.report({ kind: 'throttled', retryAfterMs: -5000 });
+    assert.ok(await pacer.admit());
+    pacer.report({ kind: 'throttled', retryAfterMs: Number.NaN });
+    await sleep(50);
+    assert.is(engine.stats().accounts.alice!.retryAfterCapped, 3);
+    assert.ok(warnings.length >= 1 && warnings.some((w) => w.obj.event === 'retry-after-capped' && w.obj.account === 'alice'), JSON.stringify(warnings));
+    assert.throws(() => engine.pacerFor('mallory'), /unknown engine account/);
+  } finally {
+    await engine.destroy();
+  }
+});
+
+test.run();

@@ -1,0 +1,118 @@
+// The upload spool: an upload's unacknowledged bytes beyond its memory share go to a spool file
+// (mode 0600) under the spool folder, which is removed at the commit and at an abort; files left by
+// an earlier run are swept when an engine starts; past the spool limit an upload is held back
+// (backpressure), never failed. Main thread + 2 workers + the box child.
+
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { TransferEngine } from '../../src/transfer/index.ts';
+import type { UploadStream } from '../../src/transfer/index.ts';
+import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
+import type { Fixture } from './helpers.ts';
+
+let fx: Fixture;
+let spoolDir: string;
+const pool = makePool(24 * MiB, 23);
+
+test.before(async () => {
+  spoolDir = mkdtempSync(join(tmpdir(), 'dropftp-spool-test-'));
+  // Leftovers of a "killed" gateway, and a file that is not ours.
+  writeFileSync(join(spoolDir, '3-17-0.spool'), Buffer.alloc(1000));
+  writeFileSync(join(spoolDir, '9-1-2.spool'), Buffer.alloc(10));
+  writeFileSync(join(spoolDir, 'notes.txt'), 'keep me');
+  fx = await startFixture({ workers: 2, spoolDir, appendMemoryBytes: 256 * KiB, spoolBytes: 64 * MiB });
+});
+test.after(async () => {
+  await fx.stop();
+  rmSync(spoolDir, { recursive: true, force: true });
+});
+
+const spoolFiles = (): string[] => readdirSync(spoolDir).filter((n) => n.endsWith('.spool'));
+
+async function write(up: UploadStream, data: Buffer): Promise<void> {
+  for (let off = 0; off < data.length; off += 64 * KiB) {
+    if (!up.write(data.subarray(off, off + 64 * KiB))) await new Promise((r) => up.once('drain', r));
+  }
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+test('spool files left by an earlier run are swept at start; other files stay', () => {
+  assert.equal(readdirSync(spoolDir).sort(), ['notes.txt']);
+});
+
+test('beyond its memory share an upload spools to a 0600 file, removed once committed', async () => {
+  const data = contentOf(pool, 1, 12 * MiB + 99);
+  const up = fx.engine.openUpload('alice', '/spool/a.bin');
+  const done = new Promise<void>((resolve, reject) => {
+    up.once('finish', resolve);
+    up.once('error', reject);
+  });
+  await write(up, data.subarray(0, 6 * MiB));
+  await until('spooled bytes', () => fx.engine.stats().spool.bytesInUse > 4 * MiB);
+  const files = spoolFiles();
+  assert.ok(files.length >= 1, 'a spool file exists while the upload runs');
+  for (const f of files) assert.is(statSync(join(spoolDir, f)).mode & 0o777, 0o600, `${f} is private`);
+  assert.ok(fx.engine.stats().memory.chunkBytesInUse <= 256 * KiB, 'memory retention stays within appendMemoryBytes');
+  await write(up, data.subarray(6 * MiB));
+  up.end();
+  await done;
+  assert.is(up.metadata?.size, data.length);
+  const stored = await fetchFile(fx.box, fx.account.accessToken, '/spool/a.bin');
+  assert.is(stored && sha256(stored), sha256(data));
+  await until('spool emptied', () => spoolFiles().length === 0 && fx.engine.stats().spool.bytesInUse === 0);
+});
+
+test('an aborted upload removes its spool file and commits nothing', async () => {
+  const up = fx.engine.openUpload('alice', '/spool/aborted.bin');
+  const failed = new Promise((resolve) => up.once('error', resolve));
+  await write(up, contentOf(pool, 2, 5 * MiB));
+  await until('spooled bytes', () => fx.engine.stats().spool.bytesInUse > 2 * MiB);
+  up.abort();
+  await failed;
+  await up.result;
+  await until('spool emptied', () => spoolFiles().length === 0 && fx.engine.stats().spool.bytesInUse === 0);
+  assert.is(await fetchFile(fx.box, fx.account.accessToken, '/spool/aborted.bin'), null);
+});
+
+test('past the spool limit uploads are held back, then all commit byte-exact', async () => {
+  const engine = await TransferEngine.start({ workers: 2, spoolDir, appendMemoryBytes: 256 * KiB, spoolBytes: 6 * MiB });
+  try {
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, engine.stats().spool.bytesInUse)), 10);
+    const datas = [0, 1, 2, 3].map((i) => contentOf(pool, 10 + i, 5 * MiB + i));
+    await Promise.all(
+      datas.map(async (data, i) => {
+        const up = engine.openUpload('alice', `/spool/limit${i}.bin`);
+        const done = new Promise<void>((resolve, reject) => {
+          up.once('finish', resolve);
+          up.once('error', reject);
+        });
+        await write(up, data);
+        up.end();
+        await done;
+      }),
+    );
+    clearInterval(sampler);
+    assert.ok(peak <= 6 * MiB, `spool peaked at ${peak} B for a limit of 6 MiB`);
+    for (let i = 0; i < datas.length; i++) {
+      const stored = await fetchFile(fx.box, fx.account.accessToken, `/spool/limit${i}.bin`);
+      assert.is(stored && sha256(stored), sha256(datas[i]!), `upload ${i}`);
+    }
+  } finally {
+    await engine.close();
+  }
+  assert.is(spoolFiles().length, 0);
+});
+
+test.run();

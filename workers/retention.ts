@@ -1,0 +1,280 @@
+// The bytes of one upload that Dropbox has not acknowledged yet, from the session's offset on: kept
+// in memory up to the upload's memory share, beyond that in spool files (mode 0600) under the spool
+// folder, so that a failed call is sent again without asking the client. Runs on the worker the
+// upload is pinned to. Invariants: bytes are kept in file order as [start, end); memory buffers are
+// charged to the memory budget and spool bytes to engine.spoolBytes (control block) while held;
+// release() frees only acknowledged bytes; destroy() frees everything and removes the spool files;
+// spool files are named <threadKey>-<taskId>-<n>.spool so main can remove a dead thread's.
+
+import { open, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RingReader } from 'native-free-ringbuf';
+import { G } from '../src/transfer/shared-layout.ts';
+import { giveChunk, releaseSpool, reserveSpool, takeChunk } from './thread-context.ts';
+import type { ThreadContext } from './thread-context.ts';
+
+/** Memory is taken in pieces of this size (or the share, if smaller). */
+const MEMORY_PIECE_BYTES = 256 * 1024;
+/** Bytes moved from the ring to a spool file per write, and read back per body chunk. */
+const SPOOL_IO_BYTES = 1024 * 1024;
+
+interface SpoolFile {
+  readonly path: string;
+  readonly handle: FileHandle;
+  writePos: number;
+  /** Bytes of this file still retained. */
+  live: number;
+  /** No more writes go here (a newer file took over). */
+  retired: boolean;
+}
+
+type Segment = { start: number; length: number } & ({ buf: Buffer } | { file: SpoolFile; filePos: number });
+
+/** Why filling stopped: the ring's state, or no room left (memory and spool full). */
+export type FillResult = 'more' | 'ended' | 'aborted' | 'full' | 'empty';
+
+export class SpoolError extends Error {
+  constructor(
+    message: string,
+    readonly noSpace: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export class Retention {
+  private readonly segments: Segment[] = [];
+  private memoryBytes = 0;
+  private spoolBytes = 0;
+  private spoolKib = 0;
+  private current: SpoolFile | null = null;
+  private files = 0;
+  private readonly allFiles = new Set<SpoolFile>();
+  private scratch: Buffer | null = null;
+  /** File offset of the first byte retained (= what the session holds). */
+  start: number;
+  /** File offset after the last byte retained. */
+  end: number;
+
+  constructor(
+    private readonly ctx: ThreadContext,
+    private readonly spoolDir: string,
+    private readonly taskId: number,
+    /** Most spool bytes this upload may hold (0: memory only). */
+    private readonly spoolCapBytes: number,
+    offset: number,
+  ) {
+    this.start = offset;
+    this.end = offset;
+  }
+
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** Memory this upload may hold now (the budget's share, published by main, may shrink). */
+  private memoryLimit(): number {
+    return Math.max(MEMORY_PIECE_BYTES / 4, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
+  }
+
+  /** Most bytes this upload may retain: its memory share plus its spool allowance. */
+  capacity(): number {
+    return this.memoryLimit() + this.spoolCapBytes;
+  }
+
+  /**
+   * Moves bytes from the ring into retention (and `onBytes`, the hasher) until the ring is empty
+   * or retention is full. Throws SpoolError when a spool file cannot be written.
+   */
+  async fill(ring: RingReader, onBytes: (data: Uint8Array) => void): Promise<FillResult> {
+    let moved = 0;
+    for (;;) {
+      if (ring.producerAborted()) return 'aborted';
+      const readable = ring.readable();
+      if (readable === 0) {
+        if (ring.isEnded()) return 'ended';
+        return moved > 0 ? 'more' : 'empty';
+      }
+      const n = this.memoryRoom() > 0 ? this.fillMemory(ring, onBytes) : await this.fillSpool(ring, readable, onBytes);
+      if (n === 0) return 'full';
+      moved += n;
+    }
+  }
+
+  private memoryRoom(): number {
+    const tail = this.segments.at(-1);
+    if (tail && 'buf' in tail && tail.length < tail.buf.length) return tail.buf.length - tail.length;
+    const limit = this.memoryLimit();
+    return this.memoryBytes + Math.min(MEMORY_PIECE_BYTES, limit) <= limit ? Math.min(MEMORY_PIECE_BYTES, limit) : 0;
+  }
+
+  private fillMemory(ring: RingReader, onBytes: (data: Uint8Array) => void): number {
+    let tail = this.segments.at(-1);
+    if (!tail || !('buf' in tail) || tail.length === tail.buf.length) {
+      const size = Math.min(MEMORY_PIECE_BYTES, this.memoryLimit());
+      tail = { start: this.end, length: 0, buf: takeChunk(this.ctx, size) };
+      this.memoryBytes += size;
+      this.segments.push(tail);
+    }
+    const n = ring.read(tail.buf, tail.length, tail.buf.length - tail.length);
+    if (n > 0) onBytes(tail.buf.subarray(tail.length, tail.length + n));
+    tail.length += n;
+    this.end += n;
+    return n;
+  }
+
+  private async fillSpool(ring: RingReader, readable: number, onBytes: (data: Uint8Array) => void): Promise<number> {
+    const want = Math.min(readable, SPOOL_IO_BYTES, this.spoolCapBytes - this.spoolBytes);
+    if (want <= 0) return 0;
+    const kib = Math.ceil((this.spoolBytes + want) / 1024) - this.spoolKib;
+    if (kib > 0 && !reserveSpool(this.ctx, kib)) return 0;
+    if (kib > 0) this.spoolKib += kib;
+    const file = this.current ?? (await this.newFile());
+    this.scratch ??= Buffer.allocUnsafeSlow(SPOOL_IO_BYTES);
+    const n = ring.read(this.scratch, 0, want);
+    // Claimed before the write: a release running meanwhile must not restart this file.
+    const filePos = file.writePos;
+    file.writePos += n;
+    file.live += n;
+    this.spoolBytes += n;
+    try {
+      let written = 0;
+      while (written < n) {
+        const r = await file.handle.write(this.scratch, written, n - written, filePos + written);
+        written += r.bytesWritten;
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
+    }
+    onBytes(this.scratch.subarray(0, n));
+    const tail = this.segments.at(-1);
+    if (tail && 'file' in tail && tail.file === file && tail.filePos + tail.length === filePos) tail.length += n;
+    else this.segments.push({ start: this.end, length: n, file, filePos });
+    this.end += n;
+    return n;
+  }
+
+  private async newFile(): Promise<SpoolFile> {
+    const path = join(this.spoolDir, `${this.ctx.threadKey}-${this.taskId}-${this.files++}.spool`);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'w+', 0o600);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new SpoolError(`spool file ${path}: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
+    }
+    const file: SpoolFile = { path, handle, writePos: 0, live: 0, retired: false };
+    this.current = file;
+    this.allFiles.add(file);
+    return file;
+  }
+
+  /**
+   * Later spool writes go to a new file (called when a call takes its bytes): a file then holds at
+   * most the bytes of two calls and is removed once both are acknowledged, so disk use stays near
+   * what is retained.
+   */
+  rotate(): void {
+    if (this.current && this.current.writePos > 0) {
+      this.current.retired = true;
+      this.current = null;
+    }
+  }
+
+  /** The retained bytes [from, to) as a request body (memory views; spool files read back). */
+  async *body(from: number, to: number): AsyncGenerator<Buffer> {
+    for (const seg of this.segments.slice()) {
+      const a = Math.max(from, seg.start);
+      const b = Math.min(to, seg.start + seg.length);
+      if (a >= b) continue;
+      if ('buf' in seg) {
+        yield seg.buf.subarray(a - seg.start, b - seg.start);
+        continue;
+      }
+      for (let pos = a; pos < b; ) {
+        const n = Math.min(SPOOL_IO_BYTES, b - pos);
+        const chunk = Buffer.allocUnsafe(n);
+        let got = 0;
+        while (got < n) {
+          const r = await seg.file.handle.read(chunk, got, n - got, seg.filePos + (pos - seg.start) + got);
+          if (r.bytesRead === 0) throw new SpoolError(`spool file ${seg.file.path} is shorter than expected`, false);
+          got += r.bytesRead;
+        }
+        yield chunk;
+        pos += n;
+      }
+    }
+  }
+
+  /** Drops the bytes before `upTo` (acknowledged by Dropbox). */
+  async release(upTo: number): Promise<void> {
+    while (this.segments.length > 0) {
+      const seg = this.segments[0]!;
+      if (seg.start >= upTo) break;
+      const drop = Math.min(seg.length, upTo - seg.start);
+      if ('buf' in seg) {
+        const filling = seg === this.segments.at(-1) && seg.length < seg.buf.length;
+        if (drop === seg.length && !filling) {
+          this.segments.shift();
+          this.memoryBytes -= seg.buf.length;
+          giveChunk(this.ctx, seg.buf);
+          continue;
+        }
+        // Partly acknowledged (an incorrect_offset), or the piece still being filled: keep the rest.
+        seg.buf.copy(seg.buf, 0, drop, seg.length);
+        seg.start += drop;
+        seg.length -= drop;
+        break;
+      }
+      seg.file.live -= drop;
+      this.spoolBytes -= drop;
+      if (drop < seg.length) {
+        seg.start += drop;
+        seg.filePos += drop;
+        seg.length -= drop;
+      } else this.segments.shift();
+      if (seg.file.live === 0) await this.dropFile(seg.file);
+    }
+    this.start = Math.max(this.start, upTo);
+    const kib = Math.ceil(this.spoolBytes / 1024);
+    if (kib < this.spoolKib) {
+      releaseSpool(this.ctx, this.spoolKib - kib);
+      this.spoolKib = kib;
+    }
+  }
+
+  private async dropFile(file: SpoolFile): Promise<void> {
+    if (!file.retired && file === this.current) {
+      // Nothing retained in the file being written: start it over instead of a new file.
+      file.writePos = 0;
+      await file.handle.truncate(0).catch(() => {});
+      return;
+    }
+    this.allFiles.delete(file);
+    await file.handle.close().catch(() => {});
+    await unlink(file.path).catch(() => {});
+  }
+
+  /** Spool bytes held now. */
+  spooled(): number {
+    return this.spoolBytes;
+  }
+
+  /** Frees every buffer, gives the spool allowance back and removes the spool files. */
+  async destroy(): Promise<void> {
+    for (const seg of this.segments.splice(0)) if ('buf' in seg) giveChunk(this.ctx, seg.buf);
+    this.memoryBytes = 0;
+    this.spoolBytes = 0;
+    if (this.spoolKib > 0) releaseSpool(this.ctx, this.spoolKib);
+    this.spoolKib = 0;
+    this.current = null;
+    const files = [...this.allFiles];
+    this.allFiles.clear();
+    await Promise.all(files.map(async (f) => {
+      await f.handle.close().catch(() => {});
+      await unlink(f.path).catch(() => {});
+    }));
+  }
+}
