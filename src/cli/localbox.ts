@@ -1,58 +1,49 @@
 // `dropftp localbox`: runs the local box in the foreground, or manages its accounts.
 // Runs on the CLI process's main thread (this process is the server; the FTP server never embeds it
-// this way — it uses startLocalBox, which runs it in a child process). Returns an exit code.
-//   dropftp localbox --listen HOST:PORT --data-dir DIR [--tls-cert F --tls-key F] [--faults JSON|@file] [--admin-token T]
-//                    [--rate-limit RATE[:BURST]] [--write-lock[=HOLD_MS]]
-//   dropftp localbox account add NAME --data-dir DIR
+// this way — it uses startLocalBox, which runs it in a child process). Returns an exit code: 2 for
+// a bad command line or a data directory held by another local box.
 
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { resolveConfig } from '../localbox/config.ts';
 import { parseRateLimit, parseWriteLock } from '../localbox/limits.ts';
 import { startServer } from '../localbox/server.ts';
 import { Accounts } from '../localbox/store/accounts.ts';
 import { openDb } from '../localbox/store/db.ts';
 import type { FaultSpec, LocalBoxOptions } from '../localbox/types.ts';
+import { UsageError, flagLines, parseCommand, runCommand, type FlagTable } from './args.ts';
+
+/**
+ * The flags of `dropftp localbox`, one entry each (src/cli/args.ts). A new flag is one more entry
+ * here plus the few lines below that turn its value into a LocalBoxOptions field.
+ */
+export const LOCALBOX_FLAGS = {
+  listen: { type: 'string', valueName: 'HOST:PORT', doc: 'address to listen on (default 127.0.0.1:0: any free port)' },
+  'data-dir': { type: 'string', valueName: 'DIR', doc: 'storage, accounts and database (required); one local box per directory' },
+  'tls-cert': { type: 'string', valueName: 'FILE', doc: 'PEM certificate chain: serve HTTPS (with --tls-key)' },
+  'tls-key': { type: 'string', valueName: 'FILE', doc: 'PEM private key of --tls-cert' },
+  faults: { type: 'string', valueName: 'JSON|@FILE', doc: 'fault injection rules (see README, The local box)' },
+  'admin-token': { type: 'string', valueName: 'TOKEN', doc: 'bearer token of the /admin routes (default: random, printed)' },
+  'rate-limit': {
+    type: 'string',
+    valueName: 'RATE[:BURST]',
+    doc: "Dropbox's per-account call-rate limit: RATE calls/s, BURST at once (default ceil(RATE)); every call counts, refused ones too (429 too_many_requests); off by default, POST /admin/limits changes it",
+  },
+  'write-lock': {
+    type: 'string',
+    optionalValue: true,
+    valueName: 'HOLD_MS',
+    doc: "Dropbox's namespace write lock: each commit, move, copy, delete or create_folder holds it HOLD_MS (default 50); others meanwhile get too_many_write_operations; off by default",
+  },
+} as const satisfies FlagTable;
+
+const ACCOUNT_FLAGS = { 'data-dir': LOCALBOX_FLAGS['data-dir'] } as const satisfies FlagTable;
 
 const USAGE = `usage:
-  dropftp localbox --listen HOST:PORT --data-dir DIR [--tls-cert FILE --tls-key FILE] [--faults JSON|@FILE] [--admin-token TOKEN]
+  dropftp localbox --data-dir DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--faults JSON|@FILE] [--admin-token TOKEN]
                    [--rate-limit RATE[:BURST]] [--write-lock[=HOLD_MS]]
   dropftp localbox account add NAME --data-dir DIR
-  dropftp localbox --help
 
-  --rate-limit RATE[:BURST]  Dropbox's per-account call-rate limit: RATE calls/s, BURST at once (default
-                             ceil(RATE)); every call counts, refused ones too (429 too_many_requests).
-  --write-lock[=HOLD_MS]     Dropbox's namespace write lock: each commit, move, copy, delete or
-                             create_folder holds it HOLD_MS (default 50); others meanwhile get
-                             too_many_write_operations. Both are off by default; POST /admin/limits changes them.
-`;
-
-/** Flags that take no value (--write-lock takes one only as --write-lock=MS or a number after it). */
-const NO_VALUE = new Set(['help', 'write-lock']);
-
-function flags(argv: string[]): { positional: string[]; opts: Map<string, string> } {
-  const positional: string[] = [];
-  const opts = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-h') opts.set('help', '');
-    else if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      if (eq > 0) opts.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (NO_VALUE.has(a.slice(2))) {
-        const v = argv[i + 1];
-        const takes = a === '--write-lock' && v !== undefined && /^\d+$/.test(v);
-        opts.set(a.slice(2), takes ? v : '');
-        if (takes) i++;
-      } else {
-        const v = argv[i + 1];
-        if (v === undefined || v.startsWith('--')) throw new Error(`option ${a} needs a value`);
-        opts.set(a.slice(2), v);
-        i++;
-      }
-    } else positional.push(a);
-  }
-  return { positional, opts };
-}
+${flagLines(LOCALBOX_FLAGS)}`;
 
 function parseFaults(spec: string): FaultSpec {
   const text = spec.startsWith('@') ? readFileSync(spec.slice(1), 'utf8') : spec;
@@ -63,75 +54,68 @@ function parseFaults(spec: string): FaultSpec {
   }
 }
 
-function limitFlags(opts: Map<string, string>): NonNullable<LocalBoxOptions['limits']> {
+export function localboxCommand(argv: string[]): Promise<number> {
+  return runCommand('dropftp localbox', USAGE, () => (argv[0] === 'account' ? accountCommand(argv.slice(1)) : serveBox(argv)));
+}
+
+/** `dropftp localbox account add NAME --data-dir DIR`. */
+async function accountCommand(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(argv, ACCOUNT_FLAGS, { maxPositionals: 2 });
+  if (help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const dataDir = values['data-dir'] as string | undefined;
+  if (positionals[0] !== 'add' || !positionals[1]) throw new UsageError('expected: account add NAME');
+  if (!dataDir) throw new UsageError('--data-dir is required');
+  mkdirSync(dataDir, { recursive: true });
+  const db = openDb(dataDir);
+  try {
+    process.stdout.write(`${JSON.stringify(new Accounts(db).create(positionals[1]), null, 2)}\n`);
+  } finally {
+    db.close();
+  }
+  return 0;
+}
+
+/** --rate-limit and --write-lock as LocalBoxOptions.limits; a malformed value is a usage error naming its flag. */
+function limitFlags(rate: string | undefined, lock: string | undefined): NonNullable<LocalBoxOptions['limits']> {
   const limits: NonNullable<LocalBoxOptions['limits']> = {};
   const named = <T>(flag: string, fn: () => T): T => {
     try {
       return fn();
     } catch (err) {
-      throw new Error(`${flag}: ${(err as Error).message}`);
+      throw new UsageError(`${flag}: ${(err as Error).message}`);
     }
   };
-  const rate = opts.get('rate-limit');
   if (rate !== undefined) limits.rateLimit = named('--rate-limit', () => parseRateLimit(rate));
-  const lock = opts.get('write-lock');
   if (lock !== undefined) limits.writeLock = named('--write-lock', () => parseWriteLock(lock));
   return limits;
 }
 
-export async function localboxCommand(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof flags>;
-  try {
-    parsed = flags(argv);
-  } catch (err) {
-    process.stderr.write(`dropftp localbox: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const { positional, opts } = parsed;
-  if (positional[0] === 'help' || opts.has('help')) {
+async function serveBox(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(argv, LOCALBOX_FLAGS);
+  if (help) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const dataDir = opts.get('data-dir');
-  if (!dataDir) {
-    process.stderr.write(`dropftp localbox: --data-dir is required\n${USAGE}`);
-    return 2;
-  }
-  if (positional[0] === 'account') {
-    if (positional[1] !== 'add' || !positional[2]) {
-      process.stderr.write(USAGE);
-      return 2;
-    }
-    const { mkdirSync } = await import('node:fs');
-    mkdirSync(dataDir, { recursive: true });
-    const db = openDb(dataDir);
-    try {
-      process.stdout.write(`${JSON.stringify(new Accounts(db).create(positional[2]), null, 2)}\n`);
-    } finally {
-      db.close();
-    }
-    return 0;
-  }
-  if (positional.length) {
-    process.stderr.write(`dropftp localbox: unexpected "${positional[0]}"\n${USAGE}`);
-    return 2;
-  }
+  const opts = values as { [K in keyof typeof LOCALBOX_FLAGS]?: string };
+  const dataDir = opts['data-dir'];
+  if (!dataDir) throw new UsageError('--data-dir is required');
   const options: LocalBoxOptions = { dataDir };
+  const listen = opts.listen ?? '127.0.0.1:0';
+  const m = /^(.*):(\d+)$/.exec(listen);
+  if (!m) throw new UsageError('--listen must be HOST:PORT');
+  options.host = m[1]!.replace(/^\[(.*)\]$/, '$1');
+  options.port = Number(m[2]);
+  const cert = opts['tls-cert'];
+  const key = opts['tls-key'];
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (cert && key) options.tls = { cert, key };
+  options.limits = limitFlags(opts['rate-limit'], opts['write-lock']);
   try {
-    const listen = opts.get('listen') ?? '127.0.0.1:0';
-    const m = /^(.*):(\d+)$/.exec(listen);
-    if (!m) throw new Error('--listen must be HOST:PORT');
-    options.host = m[1]!.replace(/^\[(.*)\]$/, '$1');
-    options.port = Number(m[2]);
-    const cert = opts.get('tls-cert');
-    const key = opts.get('tls-key');
-    if ((cert === undefined) !== (key === undefined)) throw new Error('--tls-cert and --tls-key go together');
-    if (cert && key) options.tls = { cert, key };
-    const faults = opts.get('faults');
-    if (faults) options.faults = parseFaults(faults);
-    const adminToken = opts.get('admin-token');
-    if (adminToken) options.adminToken = adminToken;
-    options.limits = limitFlags(opts);
+    if (opts.faults) options.faults = parseFaults(opts.faults);
+    if (opts['admin-token']) options.adminToken = opts['admin-token'];
     const config = resolveConfig(options);
     const running = await startServer(config);
     process.stdout.write(`${JSON.stringify({ url: running.url, adminToken: config.adminToken, dataDir: config.dataDir })}\n`);
@@ -147,6 +131,7 @@ export async function localboxCommand(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     process.stderr.write(`dropftp localbox: ${(err as Error).message}\n`);
+    // Another local box owns the directory: exit 2 like a usage error, naming it (issue 18).
     return (err as { code?: unknown }).code === 'DROPFTP_ERR_DATA_DIR_LOCKED' ? 2 : 1;
   }
 }
