@@ -117,7 +117,7 @@ export class DropboxRequests {
   readonly #observer: RequestObserver | null;
   readonly #warn: (message: string) => void;
   readonly #dispatcher: Dispatcher | undefined;
-  /** Refreshes in flight, by the stale token they replace. */
+  /** Refreshes in flight or just done, by the stale token they replace. */
   readonly #refreshing = new Map<string, Promise<string>>();
 
   constructor(options: RequestLayerOptions) {
@@ -240,12 +240,18 @@ export class DropboxRequests {
     this.#warn(`dropbox ${this.account} ${route}: ${message}`);
   }
 
-  /** One refresh per stale token, however many calls got 401 with it. */
+  /**
+   * One refresh per stale token, however many calls got 401 with it — also those whose 401 comes
+   * after the refresh ended (the newest two results are kept; a failed refresh is forgotten so that
+   * a later call may try again).
+   */
   #refresh(stale: string): Promise<string> {
     let running = this.#refreshing.get(stale);
     if (!running) {
-      running = this.#tokens!.expired(stale).finally(() => this.#refreshing.delete(stale));
+      running = this.#tokens!.expired(stale);
+      running.catch(() => this.#refreshing.delete(stale));
       this.#refreshing.set(stale, running);
+      if (this.#refreshing.size > 2) this.#refreshing.delete(this.#refreshing.keys().next().value!);
     }
     return running;
   }

@@ -45,7 +45,13 @@ export interface DropboxEntry {
 
 type SdkEntry = { '.tag': string; name: string; path_lower?: string; path_display?: string; id?: string; size?: number; client_modified?: string; rev?: string };
 
-function toEntry(raw: SdkEntry): DropboxEntry | null {
+/** A JSON answer without the fields its route promises is as bad as one that is not JSON. */
+function malformed(what: string, detail: string): DropftpError {
+  return new DropftpError('DROPFTP_ERR_UPSTREAM_MALFORMED', `${what}: ${detail}`);
+}
+
+function toEntry(raw: SdkEntry, what: string): DropboxEntry | null {
+  if (raw === null || typeof raw !== 'object' || typeof raw.name !== 'string') throw malformed(what, 'an entry without a name');
   if (raw['.tag'] !== 'file' && raw['.tag'] !== 'folder') return null;
   return {
     tag: raw['.tag'],
@@ -57,6 +63,16 @@ function toEntry(raw: SdkEntry): DropboxEntry | null {
     modified: raw.client_modified ? new Date(raw.client_modified) : null,
     rev: raw.rev ?? null,
   };
+}
+
+type SdkPage = { entries: SdkEntry[]; cursor: string; has_more: boolean };
+
+function pageOf(result: unknown, what: string): SdkPage {
+  const page = result as Partial<SdkPage> | null;
+  if (page === null || typeof page !== 'object' || !Array.isArray(page.entries) || typeof page.has_more !== 'boolean' || typeof page.cursor !== 'string') {
+    throw malformed(what, 'not a page of entries (entries, cursor, has_more)');
+  }
+  return page as SdkPage;
 }
 
 export class DropboxRpc {
@@ -90,6 +106,7 @@ export class DropboxRpc {
   /** users/get_current_account: who the token belongs to (`dropftp auth` verifies with it). */
   async currentAccount(): Promise<{ accountId: string; email: string; displayName: string }> {
     const res = await this.#call('users/get_current_account', (sdk) => sdk.usersGetCurrentAccount());
+    if (typeof res.result?.account_id !== 'string' || typeof res.result.name?.display_name !== 'string') throw malformed('users/get_current_account', 'no account_id or name');
     return { accountId: res.result.account_id, email: res.result.email, displayName: res.result.name.display_name };
   }
 
@@ -97,7 +114,7 @@ export class DropboxRpc {
   getMetadata(path: string): Promise<DropboxEntry> {
     return this.#shared(`meta\0${path.toLowerCase()}`, async () => {
       const res = await this.#call('files/get_metadata', (sdk) => sdk.filesGetMetadata({ path }));
-      const entry = toEntry(res.result as SdkEntry);
+      const entry = toEntry(res.result as SdkEntry, 'files/get_metadata');
       if (!entry) throw new DropftpError('DROPFTP_ERR_NOT_FOUND', `get_metadata ${path}: deleted`);
       return entry;
     });
@@ -111,19 +128,19 @@ export class DropboxRpc {
   listFolder(path: string): Promise<DropboxEntry[]> {
     return this.#shared(`list\0${path.toLowerCase()}`, async () => {
       const entries: DropboxEntry[] = [];
-      let res = await this.#call('files/list_folder', (sdk) => sdk.filesListFolder({ path, limit: 2000 }));
+      let page = pageOf((await this.#call('files/list_folder', (sdk) => sdk.filesListFolder({ path, limit: 2000 }))).result, 'files/list_folder');
       for (let pages = 1; ; pages++) {
-        for (const raw of res.result.entries as SdkEntry[]) {
-          const entry = toEntry(raw);
+        for (const raw of page.entries) {
+          const entry = toEntry(raw, 'files/list_folder');
           if (entry) entries.push(entry);
         }
-        if (!res.result.has_more) return entries;
-        const cursor = res.result.cursor;
+        if (!page.has_more) return entries;
+        const cursor = page.cursor;
         if (pages >= DropboxRpc.maxListPages) {
           throw new DropftpError('DROPFTP_ERR_UPSTREAM', `list_folder ${path}: still has_more after ${pages} pages`);
         }
-        res = await this.#call('files/list_folder/continue', (sdk) => sdk.filesListFolderContinue({ cursor }));
-        if (res.result.has_more && res.result.cursor === cursor) {
+        page = pageOf((await this.#call('files/list_folder/continue', (sdk) => sdk.filesListFolderContinue({ cursor }))).result, 'files/list_folder/continue');
+        if (page.has_more && page.cursor === cursor) {
           throw new DropftpError('DROPFTP_ERR_UPSTREAM', `list_folder/continue ${path}: has_more with an unchanged cursor`);
         }
       }
@@ -133,7 +150,7 @@ export class DropboxRpc {
   /** True when the folder has at least one entry. */
   async hasChildren(path: string): Promise<boolean> {
     const res = await this.#call('files/list_folder', (sdk) => sdk.filesListFolder({ path, limit: 1 }));
-    return res.result.entries.length > 0;
+    return pageOf(res.result, 'files/list_folder').entries.length > 0;
   }
 
   async createFolder(path: string): Promise<void> {

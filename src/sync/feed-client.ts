@@ -72,6 +72,16 @@ export function feedError(err: unknown, what: string, signal: AbortSignal): Feed
   return new FeedError('fatal', err.message, 0, status, err);
 }
 
+/** A page as the feed loop needs it; anything else is a fatal answer (the loop backs off and asks again). */
+function pageOf(result: unknown, what: string): FeedPage {
+  const page = result as { entries?: unknown; cursor?: unknown; has_more?: unknown } | null;
+  if (page === null || typeof page !== 'object' || !Array.isArray(page.entries) || typeof page.cursor !== 'string' || typeof page.has_more !== 'boolean') {
+    throw new FeedError('fatal', `${what}: DROPFTP_ERR_UPSTREAM_MALFORMED: not a page of entries (entries, cursor, has_more)`);
+  }
+  if (!page.entries.every((e) => e !== null && typeof e === 'object')) throw new FeedError('fatal', `${what}: DROPFTP_ERR_UPSTREAM_MALFORMED: an entry that is not an object`);
+  return { entries: page.entries as RawMetadata[], cursor: page.cursor, hasMore: page.has_more };
+}
+
 export class FeedClient {
   readonly #sdk: Dropbox;
   readonly #agent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
@@ -117,7 +127,7 @@ export class FeedClient {
   async listRoot(signal: AbortSignal): Promise<FeedPage> {
     try {
       const res = await this.#sdk.filesListFolder({ path: '', recursive: true, include_deleted: false, limit: this.#options.pageLimit }, { signal });
-      return { entries: res.result.entries as RawMetadata[], cursor: res.result.cursor, hasMore: res.result.has_more };
+      return pageOf(res.result, 'list_folder');
     } catch (err) {
       throw feedError(err, 'list_folder', signal);
     }
@@ -126,7 +136,7 @@ export class FeedClient {
   async continue(cursor: string, signal: AbortSignal): Promise<FeedPage> {
     try {
       const res = await this.#sdk.filesListFolderContinue({ cursor }, { signal });
-      return { entries: res.result.entries as RawMetadata[], cursor: res.result.cursor, hasMore: res.result.has_more };
+      return pageOf(res.result, 'list_folder/continue');
     } catch (err) {
       throw feedError(err, 'list_folder/continue', signal);
     }

@@ -9,6 +9,7 @@ import { Agent, fetch } from 'undici';
 import { DropftpError } from '../../src/errors.ts';
 import { DropboxCallError, DropboxRequests, type RequestLayerOptions } from '../../src/dropbox/request.ts';
 import { classifyAnswer, classifyRouteError } from '../../src/dropbox/classify.ts';
+import { DropboxRpc } from '../../src/dropbox/rpc.ts';
 import { recordingPacer, scriptedServer, TOO_MANY, type Scripted } from './helpers.ts';
 
 let server: Scripted;
@@ -211,6 +212,28 @@ test('a malformed answer is a clear DROPFTP_ERR_UPSTREAM_MALFORMED, not a crash'
   const bad = await failure(call(layer()));
   assert.is(bad.code, 'DROPFTP_ERR_BAD_PATH');
   assert.match(bad.message, /request body: path/);
+});
+
+test('the RPC client (SDK over the layer): a body that is not JSON, or JSON that is not the route\'s result, is DROPFTP_ERR_UPSTREAM_MALFORMED', async () => {
+  const rpc = new DropboxRpc({ name: 'm', apiUrl: server.url, accessToken: 't' }, agent);
+  const cases: [() => Promise<unknown>, unknown][] = [
+    [() => rpc.getMetadata('/x'), '<html>gateway</html>'],
+    [() => rpc.getMetadata('/y'), { '.tag': 'file' }],
+    [() => rpc.listFolder('/d'), { entries: 5, cursor: 'c', has_more: false }],
+    [() => rpc.listFolder('/e'), '{"entries": ['],
+    [() => rpc.hasChildren('/f'), null],
+  ];
+  for (const [run, body] of cases) {
+    server.script({ status: 200, body });
+    try {
+      await run();
+      assert.unreachable(`accepted ${JSON.stringify(body)}`);
+    } catch (err) {
+      assert.instance(err, DropftpError);
+      assert.is((err as DropftpError).code, 'DROPFTP_ERR_UPSTREAM_MALFORMED', `${JSON.stringify(body)}: ${(err as Error).message}`);
+    }
+    assert.is(server.seen[0]!.authorization, 'Bearer t', 'the layer sends the account token');
+  }
 });
 
 test('an abort during a Retry-After wait ends the call at once with DROPFTP_ERR_ABORTED; a refusing pacer too', async () => {
