@@ -153,7 +153,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;
   let engine: TransferEngine | null = null;
-  const sync = new SyncRegistry();
+  // The feed's call starts go through the engine's per-account pacer (read when a cache is made, after
+  // the engine started).
+  const sync = new SyncRegistry({ pacerFor: (name) => engine?.pacerFor(name) ?? null });
   try {
     engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) });
     const running = engine;

@@ -12,6 +12,8 @@ export interface SyncAccount {
   accessToken: string;
   /** Rotating tokens (src/auth); without it `accessToken` is used for ever. */
   tokens?: { get(): Promise<string>; expired?(stale: string): Promise<string> } | null;
+  /** Cap of the feed's server-given delays (engine.maxRetryAfterSec); default the cache's own. */
+  maxRetryAfterMs?: number;
 }
 
 export interface SyncRegistryOptions extends Omit<DirectoryCacheOptions, 'apiUrl' | 'accessToken' | 'tokens' | 'name' | 'pacer'> {

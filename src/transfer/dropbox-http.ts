@@ -163,8 +163,7 @@ function toFailure(c: central.Failed): Failure {
     case 'fatal':
       if (c.correctOffset !== null) return { kind: 'offset', correctOffset: c.correctOffset, reason: c.reason };
       if (c.tags.includes('closed')) return { kind: 'closed', reason: c.reason };
-      // UPSTREAM_MALFORMED has no ring code yet (transfer/ring-codes.ts): it crosses threads as UPSTREAM.
-      return { kind: 'fatal', code: c.code === 'DROPFTP_ERR_UPSTREAM_MALFORMED' ? 'DROPFTP_ERR_UPSTREAM' : c.code, reason: c.reason };
+      return { kind: 'fatal', code: c.code, reason: c.reason };
   }
 }
 

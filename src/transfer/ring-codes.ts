@@ -28,6 +28,7 @@ const TABLE: readonly ErrorCode[] = [
   'DROPFTP_ERR_EXISTS', // 19
   'DROPFTP_ERR_NOT_A_FOLDER', // 20
   'DROPFTP_ERR_LOCAL_SPACE', // 21
+  'DROPFTP_ERR_UPSTREAM_MALFORMED', // 22
 ];
 
 const BY_CODE = new Map<ErrorCode, number>(TABLE.map((code, i) => [code, i + 1]));

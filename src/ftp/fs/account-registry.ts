@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { DropftpError } from '../../errors.ts';
 import { DropboxRpc, sharedAgent, type RpcObserver } from '../../dropbox/rpc.ts';
+import type { CallPacer } from '../../dropbox/request.ts';
 import type { AccountCredentials } from '../../auth/credentials-file.ts';
 import type { TokenManager } from '../../auth/token-manager.ts';
 import type { LocalBox, LocalBoxAccount } from '../../localbox/index.ts';
@@ -26,6 +27,9 @@ export interface EngineAccounts {
     account: { name: string; apiUrl: string; contentUrl: string; accessToken: string },
     hooks?: { refresh?: (staleToken: string) => Promise<string> },
   ): void;
+  /** The account's call-rate pacer, shared with the transfers' calls (RPC and the feed start through it). */
+  pacerFor(name: string): CallPacer;
+  readonly options: { readonly maxRetryAfterSec: number };
 }
 
 export interface AccountRegistryOptions {
@@ -103,10 +107,11 @@ export class AccountRegistry {
     const { apiUrl, contentUrl } = tokens ? tokens.account(name) : { apiUrl: box.url, contentUrl: box.url };
     // After a 401 in a running transfer the engine asks the token manager (one refresh per account).
     engine.setAccount({ name, apiUrl, contentUrl, accessToken }, tokens ? { refresh: (stale) => tokens.refreshAfterExpired(name, stale) } : {});
-    const rpc = new DropboxRpc({ name, apiUrl, ...(tokens ? { tokens: tokens.provider(name) } : { accessToken }) }, sharedAgent(), this.#options.rpcObserver ?? null);
+    const paced = { pacer: engine.pacerFor(name), maxRetryAfterMs: engine.options.maxRetryAfterSec * 1000 };
+    const rpc = new DropboxRpc({ name, apiUrl, ...paced, ...(tokens ? { tokens: tokens.provider(name) } : { accessToken }) }, sharedAgent(), this.#options.rpcObserver ?? null);
     let cache = null;
     if (sync) {
-      const held = sync.acquire({ name, apiUrl, accessToken, ...(tokens ? { tokens: tokens.provider(name) } : {}) });
+      const held = sync.acquire({ name, apiUrl, accessToken, maxRetryAfterMs: paced.maxRetryAfterMs, ...(tokens ? { tokens: tokens.provider(name) } : {}) });
       this.#releases.push(held.release);
       cache = held.cache;
     }
