@@ -89,6 +89,7 @@ test('sides left attached to a released ring are inert once the pool hands it ou
   staleWriter.abort(7);
   assert.is(staleReader.read(new Uint8Array(16)), 0, 'a stale reader reads nothing');
   assert.is(staleReader.peek(), 0);
+  assert.is(staleReader.peekAt(0), 0, 'a stale reader lends no views');
   assert.is(await staleReader.waitReadable(1), 'closed');
   staleReader.abort(5);
   assert.is(reader.producerState(), 0, 'the live transfer is still open');

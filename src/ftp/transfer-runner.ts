@@ -19,7 +19,7 @@ import { payloadCopies } from '../transfer/copy-counts.ts';
 
 /**
  * A source that can hand out views into its own memory instead of copies (the engine's download):
- * each chunk stays its until release(chunk.length), in order.
+ * each chunk stays the source's memory until release(chunk.length), called in order.
  */
 interface ViewLender {
   lendViews(): boolean;
