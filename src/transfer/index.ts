@@ -78,11 +78,13 @@ export interface AccountPacer {
   report(outcome: CallOutcome): void;
 }
 
-/** Per account: the pacer's figures, plus the fields the metrics read (kept under their old names). */
+/**
+ * Per account: the pacer's figures (calls started, call rate now, calls in flight and waiting, 429s,
+ * the Retry-After window in force, write-lock retries, capped Retry-Afters).
+ */
 export interface AccountStats extends PacerStats {
-  /** The current call rate, calls/s (= callsPerSecond). */
+  /** The current call rate, calls/s (= callsPerSecond; the name the metrics' request-limit gauge reads). */
   limit: number;
-  /** Calls waiting for their turn (= waiting). */
 }
 
 export interface EngineStats {

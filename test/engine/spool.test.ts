@@ -1,13 +1,15 @@
 // The upload spool: an upload's unacknowledged bytes beyond its memory share go to a spool file
 // (mode 0600) under the spool folder, which is removed at the commit and at an abort; files left by
 // an earlier run are swept when an engine starts; past the spool limit an upload is held back
-// (backpressure), never failed. Main thread + 2 workers + the box child.
+// (backpressure), never failed; a full disk fails that STOR with 452 and commits nothing. Main thread
+// + 2 workers + the box child.
 
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { DropftpError } from '../../src/errors.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import type { UploadStream } from '../../src/transfer/index.ts';
 import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
@@ -113,6 +115,29 @@ test('past the spool limit uploads are held back, then all commit byte-exact', a
     await engine.close();
   }
   assert.is(spoolFiles().length, 0);
+});
+
+test('a full disk under the spool fails that STOR with 452 and commits nothing', async () => {
+  if (!existsSync('/dev/full')) return; // Linux only: writes to /dev/full fail with ENOSPC
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-spool-full-'));
+  // Main-thread engine: thread key 1, first task id 1, so its first spool file is 1-1-0.spool.
+  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes: 256 * KiB, spoolBytes: 64 * MiB });
+  try {
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
+    const up = engine.openUpload('alice', '/spool/full.bin');
+    const failed = new Promise<unknown>((resolve) => up.once('error', resolve));
+    void write(up, contentOf(pool, 3, 2 * MiB)).then(() => up.end(), () => {});
+    const err = await failed;
+    assert.instance(err, DropftpError);
+    assert.is((err as DropftpError).code, 'DROPFTP_ERR_LOCAL_SPACE');
+    assert.is((err as DropftpError).ftpCode, 452);
+    assert.is(await fetchFile(fx.box, fx.account.accessToken, '/spool/full.bin'), null, 'nothing committed');
+    assert.is(engine.stats().spool.bytesInUse, 0);
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
