@@ -257,7 +257,9 @@ export class Sessions {
     if (concurrent && !s.closed) throw new SessionError({ '.tag': 'concurrent_session_not_closed' });
     if (needClosed && !s.closed) throw new SessionError({ '.tag': 'not_closed' });
     if (!concurrent) {
-      if (offset !== s.offset) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: s.offset });
+      // an append still in flight would go on writing into the block being sealed (finish's own
+      // append refuses first; this keeps any other path from sealing under a writer)
+      if (offset !== s.offset || this.busy.has(id)) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: s.offset });
       this.sealPartial(id);
     }
     const rows = this.stmt.rows.all(id) as { idx: number; hash: string; len: number }[];

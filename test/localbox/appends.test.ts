@@ -132,4 +132,34 @@ test('a restart between appends (hash state lost) and a crash between a seal and
   assert.not.ok(readdirSync(join(t.dir, 'partial')).includes('orphan-0'));
 });
 
+test('a finish while an append of the same session is in flight is refused (lookup_failed: incorrect_offset); the session stays whole', async () => {
+  const data = bytes(6 * MiB, 6);
+  const id = await start();
+  let r = await append(id, 0, data.subarray(0, 5 * MiB)); // block 1 is a partial of 1 MiB
+  assert.is(r.status, 200);
+  await r.text();
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(data.subarray(5 * MiB, 5 * MiB + 300_000));
+      await held;
+      controller.enqueue(data.subarray(5 * MiB + 300_000));
+      controller.close();
+    },
+  });
+  const inFlight = append(id, 5 * MiB, body as unknown as Buffer);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const early = await t.call('files/upload_session/finish', acc.accessToken, { arg: { cursor: { session_id: id, offset: 5 * MiB }, commit: { path: '/raced.bin' } }, body: '', headers: octet });
+  assert.is(early.status, 409);
+  assert.is(((await early.json()) as { error: { '.tag': string } }).error['.tag'], 'lookup_failed');
+  release();
+  r = await inFlight;
+  assert.is(r.status, 200);
+  await r.text();
+  const meta = await finish(id, data.length, '/raced.bin');
+  assert.is(meta.content_hash, contentHash(data));
+  assert.ok((await download('/raced.bin')).equals(data));
+});
+
 test.run();
