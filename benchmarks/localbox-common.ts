@@ -51,6 +51,18 @@ export function makeBlockSource(): (i: number, len: number) => Buffer {
   };
 }
 
+/** CPU-seconds (user + system) the process `pid` has used so far (Linux /proc). */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  // after "pid (comm) ": state is field 3, utime 14, stime 15 (man 5 proc)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Bytes the process `pid` has passed to write(2) and friends so far (files, sockets, database). */
+export function writtenBytes(pid: number): number {
+  return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))![1]);
+}
+
 export function saveResult(name: string, result: unknown): string {
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });

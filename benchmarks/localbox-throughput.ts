@@ -1,9 +1,12 @@
 // Local box throughput: download and upload bytes/s at 1, 64 and 1,000 concurrent clients (each
 // client one keep-alive connection, requests back to back for a fixed time), beside a baseline — a
 // bare Node HTTP server streaming from memory (localbox-baseline-server.ts) — measured in the same
-// run. Usage: node --import tsx benchmarks/localbox-throughput.ts
-// Env: BENCH_SECONDS (per case, default 5), BENCH_CLIENTS (default "1,64,1000").
-// Saves benchmarks/results/localbox-throughput.json.
+// run, with the box's CPU-seconds per GiB; then the rate of small calls (get_metadata,
+// list_folder/continue) the box sustains without Dropbox's call-rate limit, with a limit too high to
+// refuse (its cost), and at 12:12 (admitted and refused calls per second).
+// Usage: node --import tsx benchmarks/localbox-throughput.ts
+// Env: BENCH_SECONDS (per case, default 5), BENCH_CLIENTS (default "1,64,1000"),
+// BENCH_SMALL_CLIENTS (default 16). Saves benchmarks/results/localbox-throughput.json.
 
 import { spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
@@ -12,7 +15,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startLocalBox } from '../src/localbox/index.ts';
-import { fmtRate, MiB, sampleRss, saveResult } from './localbox-common.ts';
+import { cpuSeconds, fmtRate, MiB, sampleRss, saveResult } from './localbox-common.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const clientCounts = (process.env.BENCH_CLIENTS ?? '1,64,1000').split(',').map(Number);
@@ -29,6 +32,7 @@ interface CaseResult {
   bytesPerSec: number;
   latencyMs: { p50: number; p99: number; max: number };
   serverRssMaxMiB?: number;
+  boxCpuSecondsPerGiB?: number;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -47,6 +51,7 @@ async function runCase(
   pid?: number,
 ): Promise<CaseResult> {
   const rss = pid ? sampleRss(pid, 100) : null;
+  const cpu0 = pid ? cpuSeconds(pid) : 0;
   const abort = new AbortController();
   setMaxListeners(0, abort.signal);
   let bytes = 0;
@@ -80,6 +85,7 @@ async function runCase(
   stopped = true;
   secs = Number(process.hrtime.bigint() - started) / 1e9;
   atDeadline = bytes;
+  const cpu = pid ? cpuSeconds(pid) - cpu0 : 0;
   abort.abort();
   await loops;
   lat.sort((a, b) => a - b);
@@ -94,7 +100,69 @@ async function runCase(
     latencyMs: { p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] ?? 0 },
   };
   if (rss) r.serverRssMaxMiB = rss.stop().maxBytes / MiB;
+  if (pid && atDeadline > 0) r.boxCpuSecondsPerGiB = cpu / (atDeadline / (1024 * MiB));
   return r;
+}
+
+interface CallsResult {
+  route: string;
+  limit: string;
+  clients: number;
+  callsPerSec: number;
+  admittedPerSec: number;
+  refusedPerSec: number;
+  errors: number;
+  boxCpuMsPerCall: number;
+  latencyMs: { p50: number; p99: number };
+}
+
+/** `clients` loops of one small call each for `seconds`; a 429 counts as refused (not retried). */
+async function runCalls(route: string, limit: string, clients: number, pid: number, once: (signal: AbortSignal) => Promise<number>): Promise<CallsResult> {
+  const abort = new AbortController();
+  setMaxListeners(0, abort.signal);
+  let admitted = 0;
+  let refused = 0;
+  let errors = 0;
+  let stopped = false;
+  const lat: number[] = [];
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const loops = Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (!stopped) {
+        const started = performance.now();
+        try {
+          const status = await once(abort.signal);
+          if (stopped) break;
+          if (status === 429) refused++;
+          else if (status === 200) admitted++;
+          else errors++;
+          lat.push(performance.now() - started);
+        } catch {
+          if (!stopped) errors++;
+        }
+      }
+    }),
+  );
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  stopped = true;
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(pid) - cpu0;
+  abort.abort();
+  await loops;
+  lat.sort((a, b) => a - b);
+  const calls = admitted + refused;
+  return {
+    route,
+    limit,
+    clients,
+    callsPerSec: calls / secs,
+    admittedPerSec: admitted / secs,
+    refusedPerSec: refused / secs,
+    errors,
+    boxCpuMsPerCall: calls ? (cpu * 1000) / calls : 0,
+    latencyMs: { p50: pct(lat, 50), p99: pct(lat, 99) },
+  };
 }
 
 async function drain(body: AsyncIterable<Buffer>, count: (n: number) => void): Promise<void> {
@@ -163,18 +231,46 @@ try {
     console.log(
       `${String(n).padStart(5)} clients  download ${fmtRate(localboxDownload.bytesPerSec)} (baseline ${fmtRate(baselineDownload.bytesPerSec)})  ` +
         `upload ${fmtRate(localboxUpload.bytesPerSec)} (baseline ${fmtRate(baselineUpload.bytesPerSec)})  ` +
+        `box CPU ${(localboxDownload.boxCpuSecondsPerGiB ?? 0).toFixed(2)} / ${(localboxUpload.boxCpuSecondsPerGiB ?? 0).toFixed(2)} s/GiB (down/up)  ` +
         `errors ${localboxDownload.errors + localboxUpload.errors}  server RSS max ${Math.max(localboxDownload.serverRssMaxMiB ?? 0, localboxUpload.serverRssMaxMiB ?? 0).toFixed(0)} MiB`,
     );
     await fetch(`${box.url}/admin/gc`, { method: 'POST', headers: { Authorization: `Bearer ${box.adminToken}` } });
   }
+  // small calls: what the box sustains, and what Dropbox's call-rate limit costs and lets through
+  const smallClients = Number(process.env.BENCH_SMALL_CLIENTS ?? 16);
+  const admin = (path: string, body: unknown): Promise<Response> =>
+    fetch(`${box.url}/admin/${path}`, { method: 'POST', headers: { Authorization: `Bearer ${box.adminToken}` }, body: JSON.stringify(body) });
+  const agent = new Agent({ connections: smallClients, pipelining: 1, keepAliveTimeout: 60_000 });
+  const rpc = async (route: string, arg: unknown, signal: AbortSignal): Promise<{ status: number; text: string }> => {
+    const r = await request(`${box.url}/2/${route}`, { method: 'POST', dispatcher: agent, signal, headers: { Authorization: auth, 'Content-Type': 'application/json' }, body: JSON.stringify(arg) });
+    return { status: r.statusCode, text: await r.body.text() };
+  };
+  const listed = await rpc('files/list_folder', { path: '/bench' }, new AbortController().signal);
+  const cursor = (JSON.parse(listed.text) as { cursor: string }).cursor;
+  const small: CallsResult[] = [];
+  for (const [limit, spec] of [['off', { rateLimit: null }], ['1000000:1000000 (never refuses: its cost)', { rateLimit: '1000000:1000000' }], ['12:12', { rateLimit: '12:12' }]] as const) {
+    await (await admin('limits', spec)).text();
+    for (const [route, arg] of [['files/get_metadata', { path: '/bench/dl-1.bin' }], ['files/list_folder/continue', { cursor }]] as const) {
+      if (limit === '12:12') await new Promise((r) => setTimeout(r, 1200)); // a full bucket for each case
+      const res = await runCalls(route, limit, smallClients, box.pid, async (signal) => (await rpc(route, arg, signal)).status);
+      small.push(res);
+      console.log(
+        `${route.padEnd(27)} limit ${limit.padEnd(42)} ${res.callsPerSec.toFixed(0).padStart(6)} calls/s (admitted ${res.admittedPerSec.toFixed(1)}/s, refused ${res.refusedPerSec.toFixed(0)}/s)  ` +
+          `box ${res.boxCpuMsPerCall.toFixed(3)} CPU-ms/call  p50 ${res.latencyMs.p50.toFixed(2)} ms  p99 ${res.latencyMs.p99.toFixed(2)} ms  errors ${res.errors}`,
+      );
+    }
+  }
+  await (await admin('limits', { rateLimit: null, writeLock: null })).text();
+  await agent.close();
   const file = saveResult('localbox-throughput', {
     date: new Date().toISOString(),
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     secondsPerCase: seconds,
-    note: 'bytes/s through loopback; baseline = bare node:http server streaming from memory, same run, same clients',
+    note: 'bytes/s through loopback; baseline = bare node:http server streaming from memory, same run, same clients; CPU = the box process (user + system)',
     results,
+    smallCalls: { clients: smallClients, results: small },
   });
   console.log(`saved ${file}`);
 } finally {

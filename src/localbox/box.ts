@@ -43,7 +43,7 @@ export class Box {
     this.accounts = new Accounts(this.db);
     this.feed = new ChangeFeed(this.db);
     this.ns = new Namespaces(this.db, (ns) => this.feed.wake(ns));
-    this.sessions = new Sessions(this.db, this.blocks);
+    this.sessions = new Sessions(this.db, this.blocks, config.dataDir);
     this.faults = new Faults(config.faults);
     this.limits = new Limits(config.limits);
   }
@@ -59,6 +59,9 @@ export class Box {
       throw err;
     }
     box.lock = lock;
+    // before the first collection: a partial block sealed just before a crash is moved into place
+    const referenced = box.db.prepare('SELECT 1 FROM file_blocks WHERE hash = ? UNION ALL SELECT 1 FROM session_blocks WHERE hash = ? LIMIT 1');
+    box.sessions.recoverPartials((h) => referenced.get(h, h) !== undefined);
     box.sessions.expire();
     await box.gc();
     if (config.gcIntervalMs > 0) {

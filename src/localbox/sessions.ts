@@ -1,14 +1,17 @@
 // Upload sessions (reference §3.3): sequential and concurrent sessions whose data is kept as block
-// refs (session_blocks), appends that continue a partial last block by copying it into a new block,
+// refs (session_blocks) plus, for a sequential one, the block being filled (session_partial, a file
+// of store/partials.ts that each append extends in place: no byte is copied, none hashed twice),
 // offset checks, close, and the hand-over of a finished session's blocks to a file commit.
-// Runs in the local box child. Invariants: session rows change only in transactions after the block
-// files exist; a failed append changes nothing; one append at a time per sequential session.
+// Runs in the local box child. Invariants: session rows change only in transactions after the bytes
+// they describe are on disk; a failed append changes no row; one append at a time per sequential
+// session; the database work of an append is a few keyed rows, whatever the session's size.
 
 import { randomBytes } from 'node:crypto';
 import type { Union } from './api-errors.ts';
 import { contentHashOfBlocks, ContentHasher } from './content-hash.ts';
 import type { BlockRef, BlockStore } from './store/blocks.ts';
 import type { Db } from './store/db.ts';
+import { PartialBlocks, type PartialWriter } from './store/partials.ts';
 import { BLOCK_BYTES } from './types.ts';
 
 const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -42,18 +45,31 @@ function statements(d: Db) {
     update: d.prepare('UPDATE sessions SET offset = ?, closed = ? WHERE id = ?'),
     drop: d.prepare('DELETE FROM sessions WHERE id = ?'),
     dropBlocks: d.prepare('DELETE FROM session_blocks WHERE session = ?'),
+    partial: d.prepare('SELECT idx, len FROM session_partial WHERE session = ?'),
+    putPartial: d.prepare('INSERT OR REPLACE INTO session_partial (session, idx, len) VALUES (?, ?, ?)'),
+    dropPartial: d.prepare('DELETE FROM session_partial WHERE session = ?'),
+    allPartials: d.prepare('SELECT session, idx FROM session_partial'),
     expired: d.prepare('SELECT id FROM sessions WHERE created_ms < ?'),
   };
 }
 
 export class Sessions {
   private readonly busy = new Set<string>();
+  readonly partials: PartialBlocks;
 
   constructor(
     private readonly db: Db,
     private readonly blocks: BlockStore,
+    dataDir: string,
   ) {
     this.stmt = statements(db);
+    this.partials = new PartialBlocks(dataDir, blocks);
+  }
+
+  /** Start-up (nothing in flight): finishes seals a crash interrupted, deletes abandoned partials. */
+  recoverPartials(referenced: (hash: string) => boolean): { moved: number; deleted: number } {
+    const rows = this.stmt.allPartials.all() as { session: string; idx: number }[];
+    return this.partials.recover(new Set(rows.map((r) => PartialBlocks.nameOf(r.session, r.idx))), referenced);
   }
 
   private readonly stmt: ReturnType<typeof statements>;
@@ -93,6 +109,18 @@ export class Sessions {
       if (offset % BLOCK_BYTES !== 0) throw new SessionError({ '.tag': 'concurrent_session_invalid_offset' });
     } else if (offset !== s.offset || this.busy.has(id)) {
       throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: s.offset });
+    }
+    if (!concurrent) {
+      const partial = this.stmt.partial.get(id) as { idx: number; len: number } | undefined;
+      // a session whose last block was sealed short (one from an older version) continues by copy
+      if (partial || s.offset % BLOCK_BYTES === 0) {
+        this.busy.add(id);
+        try {
+          return await this.appendInPlace(s, partial ?? null, close, body, expectHash);
+        } finally {
+          this.busy.delete(id);
+        }
+      }
     }
     if (!concurrent) this.busy.add(id);
     const writer = this.blocks.writer();
@@ -135,6 +163,91 @@ export class Sessions {
   }
 
   /**
+   * A sequential append: the bytes go into the session's partial block file(s) at their final place,
+   * hashed as they arrive; each block that becomes whole (and the last one when `close`) is sealed:
+   * referenced by its hash in the same transaction that moves the offset, then renamed into blocks/.
+   */
+  private async appendInPlace(
+    s: SessionRow,
+    partial: { idx: number; len: number } | null,
+    close: boolean,
+    body: AsyncIterable<Buffer>,
+    expectHash: string | undefined,
+  ): Promise<void> {
+    const id = s.id;
+    const hasher = expectHash ? new ContentHasher() : null;
+    const sealed: { idx: number; name: string; hash: string; len: number }[] = [];
+    const created: string[] = []; // partial files this append started (deleted if it fails)
+    let idx = partial ? partial.idx : Math.floor(s.offset / BLOCK_BYTES);
+    let cur: PartialWriter | null = partial ? await this.partials.open(PartialBlocks.nameOf(id, idx), partial.len) : null;
+    const seal = async (w: PartialWriter): Promise<void> => {
+      await w.close();
+      sealed.push({ idx, name: w.name, hash: w.hasher.digest('hex'), len: w.len });
+      idx++;
+    };
+    let committed = false;
+    try {
+      let bytes = 0;
+      for await (const chunk of body) {
+        if (chunk.length === 0) continue;
+        bytes += chunk.length;
+        if (bytes > MAX_REQUEST_BYTES) throw new SessionError({ '.tag': 'payload_too_large' });
+        if (s.offset + bytes > MAX_SESSION_BYTES) throw new SessionError({ '.tag': 'too_large' });
+        hasher?.update(chunk);
+        for (let off = 0; off < chunk.length; ) {
+          if (!cur) {
+            const name = PartialBlocks.nameOf(id, idx);
+            created.push(name);
+            cur = await this.partials.open(name, 0);
+          }
+          const take = Math.min(chunk.length - off, BLOCK_BYTES - cur.len);
+          await cur.write(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take));
+          off += take;
+          if (cur.len === BLOCK_BYTES) {
+            await seal(cur);
+            cur = null;
+          }
+        }
+      }
+      if (hasher && hasher.digest() !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
+      if (cur && close) {
+        await seal(cur);
+        cur = null;
+      }
+      await cur?.close();
+      const open = cur;
+      this.db.transaction(() => {
+        if (!this.stmt.get.get(id)) throw new SessionError({ '.tag': 'not_found' });
+        for (const b of sealed) this.stmt.putBlock.run(id, b.idx, b.hash, b.len);
+        if (open) this.stmt.putPartial.run(id, idx, open.len);
+        else this.stmt.dropPartial.run(id);
+        this.stmt.update.run(s.offset + bytes, close ? 1 : 0, id);
+      })();
+      committed = true;
+      for (const b of sealed) this.partials.placeSync(b.name, b.hash);
+      open?.keep();
+    } finally {
+      if (!committed) {
+        await cur?.abandon();
+        for (const name of created) this.partials.discardSync(name);
+      }
+    }
+  }
+
+  /** Seals a sequential session's partial block (before its commit): a short last block in blocks/. */
+  private sealPartial(id: string): void {
+    const p = this.stmt.partial.get(id) as { idx: number; len: number } | undefined;
+    if (!p) return;
+    const name = PartialBlocks.nameOf(id, p.idx);
+    const hash = this.partials.digestSync(name, p.len);
+    this.db.transaction(() => {
+      this.stmt.putBlock.run(id, p.idx, hash, p.len);
+      this.stmt.dropPartial.run(id);
+    })();
+    this.partials.placeSync(name, hash);
+  }
+
+  /**
    * The blocks of a session ready to commit at `offset`. `needClosed` for finish_batch; concurrent
    * sessions must be closed and gap-free.
    */
@@ -143,6 +256,12 @@ export class Sessions {
     const concurrent = s.concurrent === 1;
     if (concurrent && !s.closed) throw new SessionError({ '.tag': 'concurrent_session_not_closed' });
     if (needClosed && !s.closed) throw new SessionError({ '.tag': 'not_closed' });
+    if (!concurrent) {
+      // an append still in flight would go on writing into the block being sealed (finish's own
+      // append refuses first; this keeps any other path from sealing under a writer)
+      if (offset !== s.offset || this.busy.has(id)) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: s.offset });
+      this.sealPartial(id);
+    }
     const rows = this.stmt.rows.all(id) as { idx: number; hash: string; len: number }[];
     let size = 0;
     for (let i = 0; i < rows.length; i++) {
@@ -163,6 +282,7 @@ export class Sessions {
   /** Removes a session (call inside the commit's transaction). */
   drop(id: string): void {
     this.stmt.dropBlocks.run(id);
+    this.stmt.dropPartial.run(id);
     this.stmt.drop.run(id);
   }
 
@@ -173,6 +293,11 @@ export class Sessions {
   /** Deletes sessions older than 7 days; their blocks become garbage. */
   expire(): void {
     const ids = this.stmt.expired.all(Date.now() - SESSION_TTL_MS) as { id: string }[];
+    const partials = ids.flatMap((r) => {
+      const p = this.stmt.partial.get(r.id) as { idx: number } | undefined;
+      return p ? [PartialBlocks.nameOf(r.id, p.idx)] : [];
+    });
     this.db.transaction(() => ids.forEach((r) => this.drop(r.id)))();
+    for (const name of partials) this.partials.discardSync(name);
   }
 }

@@ -27,10 +27,13 @@ interface RateLimitBody {
 
 test('12:12: a burst of 100 get_metadata draws 429s whose Retry-After equals error.retry_after (raw HTTP and SDK)', async () => {
   const acc = await t.box.createAccount('burst');
+  const started = performance.now();
   const replies = await Promise.all(Array.from({ length: 100 }, () => metadata(acc)));
+  const seconds = (performance.now() - started) / 1000;
   const admitted = replies.filter((r) => r.status === 409).length; // the path does not exist: admitted calls answer 409
   const refused = replies.filter((r) => r.status === 429);
-  assert.ok(admitted >= 12 && admitted <= 14, `admitted ${admitted}`);
+  // the burst, plus what the bucket refilled while the 100 calls were arriving (a busy machine is slow)
+  assert.ok(admitted >= 12 && admitted <= 12 + Math.ceil(12 * seconds), `admitted ${admitted} in ${seconds.toFixed(2)} s`);
   assert.is(admitted + refused.length, 100);
   for (const r of refused) {
     const body = (await r.json()) as RateLimitBody;

@@ -4,7 +4,7 @@
 // never collected; anything not referenced by the database and not pinned is garbage (gc()).
 
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { createReadStream, mkdirSync, unlinkSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCK_BYTES } from '../types.ts';
@@ -106,6 +106,28 @@ export class BlockStore {
       await rename(tmp, dest);
     }
     this.tmpDone(tmp);
+  }
+
+  hasSync(hash: string): boolean {
+    return existsSync(this.path(hash));
+  }
+
+  /**
+   * Moves the finished block file `src` into place as `hash` (or drops it if the block already
+   * exists). Synchronous, so that it follows the database commit that references `hash` with no gap.
+   */
+  placeSync(src: string, hash: string): void {
+    const dest = this.path(hash);
+    if (existsSync(dest)) {
+      unlinkSync(src);
+      return;
+    }
+    const sub = hash.slice(0, 2);
+    if (!this.subdirs.has(sub)) {
+      mkdirSync(join(this.dir, sub), { recursive: true });
+      this.subdirs.add(sub);
+    }
+    renameSync(src, dest);
   }
 
   /**

@@ -1,6 +1,7 @@
 // The local box's SQLite database: schema and pragmas. Runs in the local box child (synchronous
 // better-sqlite3 calls on its one thread). Invariants: WAL journal, every multi-row change inside one
-// transaction; block files are referenced only through file_blocks and session_blocks.
+// transaction; block files are referenced only through file_blocks and session_blocks; a sequential
+// session's block being filled is a partial file (store/partials.ts) named by its session_partial row.
 
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS session_blocks (
   session TEXT NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, len INTEGER NOT NULL,
   PRIMARY KEY (session, idx)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS session_blocks_hash ON session_blocks(hash);
+CREATE TABLE IF NOT EXISTS session_partial (
+  session TEXT PRIMARY KEY, idx INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS changes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ns INTEGER NOT NULL, path_lower TEXT NOT NULL,
   parent_lower TEXT NOT NULL, meta TEXT NOT NULL);

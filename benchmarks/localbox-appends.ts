@@ -1,0 +1,134 @@
+// Local box upload-session appends (issue 15): one sequential session of BENCH_APPEND_TOTAL bytes
+// (default 1 GiB) in appends of BENCH_APPEND_BYTES (default 1 MiB) over one keep-alive connection.
+// Reports whether an append's time grows with its offset (mean of the last 64 vs the first 64),
+// the bytes the box wrote (write(2) calls of its process) per byte uploaded, and its CPU-seconds per
+// GiB; checks the committed file's content_hash. The last 64 are also timed against a new session's
+// first 64, interleaved with them (the same machine load for both). Runs on the benchmark's main
+// thread; the box in its child process. Usage: node --import tsx benchmarks/localbox-appends.ts
+// Saves benchmarks/results/localbox-appends.json.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { ContentHasher, startLocalBox } from '../src/localbox/index.ts';
+import { cpuSeconds, makeBlockSource, MiB, saveResult, writtenBytes } from './localbox-common.ts';
+
+const totalBytes = Number(process.env.BENCH_APPEND_TOTAL ?? 1024 * MiB);
+const appendBytes = Number(process.env.BENCH_APPEND_BYTES ?? MiB);
+const WINDOW = 64;
+
+const dataDir = mkdtempSync(join(tmpdir(), 'localbox-appends-'));
+const box = await startLocalBox({ dataDir }, { gcIntervalMs: 0 });
+const agent = new Agent({ connections: 1, keepAliveTimeout: 60_000 });
+try {
+  const acc = await box.createAccount('bench');
+  const auth = `Bearer ${acc.accessToken}`;
+  const call = async (route: string, arg: unknown, body: Buffer | string): Promise<string> => {
+    const r = await request(`${box.url}/2/${route}`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { Authorization: auth, 'Content-Type': 'application/octet-stream', 'Dropbox-API-Arg': JSON.stringify(arg) },
+      body,
+    });
+    const text = await r.body.text();
+    if (r.statusCode !== 200) throw new Error(`${route}: ${r.statusCode} ${text}`);
+    return text;
+  };
+  const block = makeBlockSource();
+  const source = (offset: number, n: number): Buffer => {
+    // bytes [offset, offset + n) of a stream of distinct 4 MiB blocks
+    const parts: Buffer[] = [];
+    for (let at = offset; at < offset + n; ) {
+      const i = Math.floor(at / (4 * MiB));
+      const from = at - i * 4 * MiB;
+      const take = Math.min(4 * MiB - from, offset + n - at);
+      parts.push(block(i, 4 * MiB).subarray(from, from + take));
+      at += take;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  };
+  const start = async (): Promise<string> => (JSON.parse(await call('files/upload_session/start', {}, '')) as { session_id: string }).session_id;
+  const sessionId = await start();
+  // A control session gets WINDOW appends at offsets 0.. interleaved with the main session's last
+  // WINDOW: both measured under the same load, which on a shared machine drifts over a long run.
+  const controlId = await start();
+  const control: number[] = [];
+  const hasher = new ContentHasher();
+  const times: number[] = [];
+  const cpuOf: number[] = []; // the box's CPU-seconds per main append (CPU does not count waiting on a busy machine)
+  const cpu0 = cpuSeconds(box.pid);
+  const written0 = writtenBytes(box.pid);
+  const started = performance.now();
+  const appends = Math.ceil(totalBytes / appendBytes);
+  let writtenBeforeControl = { written: 0, uploaded: 0 };
+  for (let offset = 0; offset < totalBytes; offset += appendBytes) {
+    const n = Math.min(appendBytes, totalBytes - offset);
+    const data = source(offset, n);
+    hasher.update(data);
+    if (times.length >= appends - WINDOW) {
+      if (control.length === 0) writtenBeforeControl = { written: writtenBytes(box.pid) - written0, uploaded: offset };
+      const at = control.length * appendBytes;
+      const c0 = performance.now();
+      await call('files/upload_session/append_v2', { cursor: { session_id: controlId, offset: at } }, source(at, appendBytes));
+      control.push(performance.now() - c0);
+    }
+    const cpuBefore = cpuSeconds(box.pid);
+    const t0 = performance.now();
+    await call('files/upload_session/append_v2', { cursor: { session_id: sessionId, offset } }, data);
+    times.push(performance.now() - t0);
+    cpuOf.push(cpuSeconds(box.pid) - cpuBefore);
+    if (times.length % 128 === 0) process.stdout.write(`\r${((offset + n) / MiB).toFixed(0)} MiB`);
+  }
+  const meta = JSON.parse(await call('files/upload_session/finish', { cursor: { session_id: sessionId, offset: totalBytes }, commit: { path: '/appends.bin', mode: 'overwrite' } }, '')) as { size: number; content_hash: string };
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = cpuSeconds(box.pid) - cpu0;
+  const written = writtenBytes(box.pid) - written0;
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const first = mean(times.slice(0, WINDOW));
+  const last = mean(times.slice(-WINDOW));
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  const cpuFirst = sum(cpuOf.slice(0, WINDOW));
+  const cpuLast = sum(cpuOf.slice(-WINDOW));
+  const controlMean = mean(control);
+  const uploaded = totalBytes + control.length * appendBytes;
+  const expected = hasher.digest();
+  const result = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    totalBytes,
+    appendBytes,
+    appends: times.length,
+    seconds,
+    bytesPerSec: totalBytes / seconds,
+    firstAppendsMeanMs: first,
+    lastAppendsMeanMs: last,
+    lastOverFirst: last / first,
+    firstAppendsMedianMs: median(times.slice(0, WINDOW)),
+    lastAppendsMedianMs: median(times.slice(-WINDOW)),
+    boxCpuSecondsFirstAppends: cpuFirst,
+    boxCpuSecondsLastAppends: cpuLast,
+    controlFirstAppendsMeanMs: controlMean,
+    lastOverInterleavedFirst: last / controlMean,
+    writtenOverUploaded: written / uploaded,
+    writtenOverUploadedBeforeControl: writtenBeforeControl.written / writtenBeforeControl.uploaded,
+    boxCpuSecondsPerGiB: cpu / (uploaded / (1024 * MiB)),
+    contentHashOk: meta.content_hash === expected && meta.size === totalBytes,
+    note: 'one sequential session over one keep-alive connection (plus a control session interleaved with its last appends); written = wchar of the box process (files, sockets, SQLite) over both sessions',
+  };
+  console.log(
+    `\r${(totalBytes / MiB).toFixed(0)} MiB in ${times.length} appends of ${(appendBytes / MiB).toFixed(2)} MiB: ${(totalBytes / seconds / 1e6).toFixed(1)} MB/s; ` +
+      `first ${WINDOW} ${first.toFixed(2)} ms, last ${WINDOW} ${last.toFixed(2)} ms (${(last / first).toFixed(2)}x; medians ${result.firstAppendsMedianMs.toFixed(2)} / ${result.lastAppendsMedianMs.toFixed(2)} ms; ` +
+      `box CPU ${cpuFirst.toFixed(2)} / ${cpuLast.toFixed(2)} s); interleaved with the last ${WINDOW}, a new session's first ${WINDOW}: ${controlMean.toFixed(2)} ms (last/that ${(last / controlMean).toFixed(2)}x); ` +
+      `written ${(written / uploaded).toFixed(3)}x the upload (${result.writtenOverUploadedBeforeControl.toFixed(3)}x before the control session); box ${result.boxCpuSecondsPerGiB.toFixed(2)} CPU-s/GiB; content_hash ${result.contentHashOk ? 'ok' : 'WRONG'}`,
+  );
+  console.log(`saved ${saveResult('localbox-appends', result)}`);
+  if (!result.contentHashOk) process.exitCode = 1;
+} finally {
+  await agent.close();
+  await box.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}

@@ -1,0 +1,210 @@
+// Partial blocks of sequential upload sessions: partial/<session key>-<block index>, a block being
+// filled across appends. Bytes are written once, where they will stay, and hashed as they arrive;
+// the SHA-256 state of each partial is kept in memory between appends (rebuilt from the file when
+// it was lost), and a block once whole (or at close/commit) is renamed into the block store.
+// Runs in the local box child. Invariants: the first `len` bytes of a partial file (len: its
+// session_partial row) are the block's bytes; bytes past `len` are leftovers of a failed append and
+// are cut before the next write; a partial file moves into blocks/ only after the database references
+// its hash (so a crash in between leaves it here, and recover() moves it at start-up).
+
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readdirSync, readSync, truncateSync, unlinkSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlockStore } from './blocks.ts';
+
+/** Hash states kept between appends; beyond this, the least recently used are rebuilt from disk. */
+const CACHE_ENTRIES = 4096;
+const WRITE_BATCH_BYTES = 512 * 1024;
+
+export class PartialBlocks {
+  readonly dir: string;
+  private readonly hashes = new Map<string, { hasher: Hash; len: number }>();
+
+  constructor(
+    dataDir: string,
+    private readonly blocks: BlockStore,
+  ) {
+    this.dir = join(dataDir, 'partial');
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  /** The file name of block `idx` of session `sessionId`. */
+  static nameOf(sessionId: string, idx: number): string {
+    return `${sessionId.slice(sessionId.indexOf(':') + 1)}-${idx}`;
+  }
+
+  private path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  /** Opens a partial holding `len` valid bytes (0: a new one) to append to. */
+  async open(name: string, len: number): Promise<PartialWriter> {
+    const fh = await open(this.path(name), len === 0 ? 'w' : 'r+');
+    try {
+      let hasher: Hash;
+      const cached = this.hashes.get(name);
+      this.hashes.delete(name); // it advances as bytes arrive; put back only by keep()
+      if (len === 0) hasher = createHash('sha256');
+      else if (cached && cached.len === len) hasher = cached.hasher;
+      else hasher = await rehash(fh, len);
+      if ((await fh.stat()).size !== len) await fh.truncate(len);
+      return new PartialWriter(this, name, fh, hasher, len);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Remembers a partial's hash state after its new length was committed to the database. */
+  keep(name: string, hasher: Hash, len: number): void {
+    if (this.hashes.size >= CACHE_ENTRIES) this.hashes.delete(this.hashes.keys().next().value!);
+    this.hashes.set(name, { hasher, len });
+  }
+
+  /** SHA-256 of a partial's first `len` bytes, and the file cut to exactly them (before sealing it). */
+  digestSync(name: string, len: number): string {
+    const cached = this.hashes.get(name);
+    this.hashes.delete(name);
+    const p = this.path(name);
+    truncateSync(p, len);
+    if (cached && cached.len === len) return cached.hasher.digest('hex');
+    const fd = openSync(p, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(len);
+      let got = 0;
+      while (got < len) {
+        const n = readSync(fd, buf, got, len - got, got);
+        if (n === 0) throw new Error(`partial block ${name} is shorter than ${len} bytes`);
+        got += n;
+      }
+      return createHash('sha256').update(buf).digest('hex');
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Moves a whole (sealed) partial into the block store; call once the database references `hash`. */
+  placeSync(name: string, hash: string): void {
+    this.hashes.delete(name);
+    this.blocks.placeSync(this.path(name), hash);
+  }
+
+  /** Deletes a partial that no row references any more (or an abandoned new one). */
+  discardSync(name: string): void {
+    this.hashes.delete(name);
+    try {
+      unlinkSync(this.path(name));
+    } catch {
+      // already gone
+    }
+  }
+
+  /**
+   * At start-up (nothing in flight): a partial that `live` does not list was either sealed just
+   * before a crash (its hash is referenced but not yet in blocks/: moved there) or abandoned (deleted).
+   */
+  recover(live: Set<string>, referenced: (hash: string) => boolean): { moved: number; deleted: number } {
+    let moved = 0;
+    let deleted = 0;
+    for (const name of readdirSync(this.dir)) {
+      if (live.has(name)) continue;
+      const p = this.path(name);
+      let hash: string | null = null;
+      try {
+        const fd = openSync(p, 'r');
+        try {
+          const h = createHash('sha256');
+          const buf = Buffer.allocUnsafe(1 << 20);
+          for (let pos = 0; ; ) {
+            const n = readSync(fd, buf, 0, buf.length, pos);
+            if (n === 0) break;
+            h.update(buf.subarray(0, n));
+            pos += n;
+          }
+          hash = h.digest('hex');
+        } finally {
+          closeSync(fd);
+        }
+      } catch {
+        hash = null;
+      }
+      if (hash !== null && referenced(hash) && !this.blocks.hasSync(hash)) {
+        this.blocks.placeSync(p, hash);
+        moved++;
+      } else {
+        this.discardSync(name);
+        deleted++;
+      }
+    }
+    return { moved, deleted };
+  }
+}
+
+async function rehash(fh: FileHandle, len: number): Promise<Hash> {
+  const hasher = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(len, 1 << 20));
+  for (let pos = 0; pos < len; ) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len - pos), pos);
+    if (bytesRead === 0) throw new Error(`partial block is shorter than ${len} bytes`);
+    hasher.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return hasher;
+}
+
+/** Appends bytes to one partial, hashing them on the way; write() awaits the file (backpressure). */
+export class PartialWriter {
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  private written: number;
+
+  constructor(
+    private readonly owner: PartialBlocks,
+    readonly name: string,
+    private fh: FileHandle | null,
+    readonly hasher: Hash,
+    public len: number,
+  ) {
+    this.written = len;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    this.hasher.update(chunk);
+    this.pending.push(chunk);
+    this.pendingLen += chunk.length;
+    this.len += chunk.length;
+    if (this.pendingLen >= WRITE_BATCH_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingLen === 0) return;
+    const bufs = this.pending;
+    const at = this.written;
+    this.pending = [];
+    this.written += this.pendingLen;
+    this.pendingLen = 0;
+    await this.fh!.writev(bufs, at);
+  }
+
+  /** Writes what is pending and closes the file (the partial stays on disk). */
+  async close(): Promise<void> {
+    await this.flush();
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close();
+  }
+
+  /** Closes without caring for errors (after a failure; the database still has the old length). */
+  async abandon(): Promise<void> {
+    this.pending = [];
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close().catch(() => {});
+  }
+
+  /** After the database committed `len`: the hash state is kept for the next append. */
+  keep(): void {
+    this.owner.keep(this.name, this.hasher, this.len);
+  }
+}
