@@ -212,7 +212,7 @@ export class FtpServer extends EventEmitter implements SessionHost {
     return Promise.all([this.server, this.#implicitServer].map((server) => new Promise<void>((resolve) => (server?.listening ? server.close(() => resolve()) : resolve()))));
   }
 
-  /** Runs the authenticator (or ftp-srv 'login' listeners) so that no failure can escape. */
+  /** Runs the authenticator (or 'login' event listeners) so that no failure can escape. */
   async authenticate(session: FtpSession, username: string, password: string): Promise<LoginResult> {
     try {
       if (this.#authenticator) return await this.#authenticator({ username, password, session });

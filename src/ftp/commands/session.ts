@@ -156,7 +156,7 @@ async function prot(session: FtpSession, command: Command): Promise<void> {
 
 async function site(session: FtpSession, command: Command): Promise<void> {
   // No SITE subcommand is offered: CHMOD has no Dropbox meaning, and every other one would bypass
-  // per-verb permissions (ftp-srv's SITE CHMOD ran under a read-only blacklist).
+  // per-verb permissions.
   if (/^HELP\b/i.test(command.arg)) return session.reply(214, 'No SITE commands are available');
   throw new DropftpError('DROPFTP_ERR_UNKNOWN_COMMAND', 'SITE', { clientDetail: 'no SITE commands' });
 }
