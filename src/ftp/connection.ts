@@ -191,7 +191,8 @@ export class ControlConnection extends EventEmitter implements FtpSession {
 
   #onIdle(): void {
     if (this.transfer || this.#closed) return; // a transfer is watched by its own stall timeout
-    void this.close(421, 'Idle timeout, closing control connection');
+    const error = new DropftpError('DROPFTP_ERR_IDLE_TIMEOUT');
+    void this.close(error.ftpCode, error.clientText);
   }
 
   #onClose(): void {

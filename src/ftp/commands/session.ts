@@ -38,7 +38,10 @@ async function pass(session: FtpSession, command: Command): Promise<void> {
     session.username = undefined;
     const error = err instanceof DropftpError && err.code !== 'DROPFTP_ERR_LOGIN_FAILED' ? err : new DropftpError('DROPFTP_ERR_LOGIN_FAILED');
     await session.replyError(error);
-    if (session.failedLogins >= session.server.limits.maxLoginFailures) await session.close(421, 'Too many failed logins');
+    if (session.failedLogins >= session.server.limits.maxLoginFailures) {
+      const tooMany = new DropftpError('DROPFTP_ERR_TOO_MANY_LOGIN_FAILURES');
+      await session.close(tooMany.ftpCode, tooMany.clientText);
+    }
     return;
   }
   return session.reply(230, 'Login successful');
