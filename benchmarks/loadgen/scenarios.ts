@@ -9,17 +9,9 @@ import { httpTransfer } from './http-transfer.ts';
 import { TransferMeter, nowMs, type TransferOp } from './meter.ts';
 import type { Counters, WorkerConfig, WorkerResult } from './protocol.ts';
 
-/** mulberry32: a small seeded PRNG so churn runs repeat. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, so churn runs repeat (src/util/prng.ts). */
+import { mulberry32 as prng } from '../../src/util/prng.ts';
+export { prng };
 
 /** Session `id`'s loopback source address when sessions are spread over `count` of them. */
 export function sourceAddress(id: number, count: number): string | undefined {

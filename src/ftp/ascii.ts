@@ -1,6 +1,6 @@
 // TYPE A conversions (RFC 959 3.1.1.1): stored files use LF line ends, the wire uses CRLF. Main
 // thread. Invariant: a CR that ends one chunk is held until the next one decides it (no lost or
-// doubled bytes at chunk borders). ftp-srv accepted TYPE A and converted nothing.
+// doubled bytes at chunk borders).
 
 import { Transform, type TransformCallback } from 'node:stream';
 

@@ -1,10 +1,7 @@
-// One FTP control connection (FtpSession): reads command lines, runs them one at a time through
-// the server's command table, writes replies, holds the session state (login, data connector,
-// REST offset, TYPE, PROT, OPTS MLST). Main thread. Invariants: commands run in arrival order,
-// from complete lines only (line-reader.ts); the control socket is read during a transfer, so
-// ABOR/STAT/QUIT/NOOP are answered while it runs; a handler's failure becomes its registry reply
-// (src/errors.ts), never an unhandled rejection; a reply is one write, CR/LF inside it never starts a
-// new line; the idle timeout never fires while a transfer runs; the access limiter sees every login.
+// One FTP control connection (an FtpSession): command lines in, replies out, the session's state
+// (login, data connector, REST, TYPE, PROT, MLST facts). Main thread. Invariants: commands run one
+// at a time in arrival order, urgent ones (ABOR, STAT, QUIT, NOOP) also during a transfer; every
+// failure is its registry reply (src/errors.ts); a reply is one write and never forges a line.
 
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -191,7 +188,8 @@ export class ControlConnection extends EventEmitter implements FtpSession {
 
   #onIdle(): void {
     if (this.transfer || this.#closed) return; // a transfer is watched by its own stall timeout
-    void this.close(421, 'Idle timeout, closing control connection');
+    const error = new DropftpError('DROPFTP_ERR_IDLE_TIMEOUT');
+    void this.close(error.ftpCode, error.clientText);
   }
 
   #onClose(): void {

@@ -1,10 +1,9 @@
 // Splits the control connection's byte stream into command lines. Main thread, one per connection.
-// Invariants: a line is decoded only once complete, so a multi-byte UTF-8 character split across
-// TCP segments survives (ftp-srv decoded each chunk on its own and split per chunk: defect
-// "commands split across TCP packets"); Telnet IAC sequences (RFC 854, sent with ABOR per RFC 959
+// Invariants: a line is decoded only once complete, so a command or a multi-byte UTF-8 character
+// split across TCP segments survives; Telnet IAC sequences (RFC 854, sent with ABOR per RFC 959
 // 4.1.3) are removed; no line grows past maxLineBytes (the rest of an overlong line is discarded);
 // a line that is not valid UTF-8 (a legacy Latin-1 client) is read as Latin-1, never with U+FFFD
-// replacements (defect "invalid UTF-8 names collapse": r\xe9sum\xe9 and r\xe8sum\xe8 were one file).
+// replacements (r\xe9sum\xe9 and r\xe8sum\xe8 stay two names).
 
 import { isUtf8 } from 'node:buffer';
 

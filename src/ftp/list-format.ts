@@ -1,6 +1,6 @@
 // Text formats of directory listings: LIST (ls -l style), NLST, MLSD/MLST facts (RFC 3659 7), and
 // MDTM times. Main thread, pure functions. Invariants: a whole listing becomes one Buffer, written
-// to the data socket at once (ftp-srv awaited one write per entry); perm facts and ls modes say
+// to the data socket at once; perm facts and ls modes say
 // what this user may really do at each entry (a read-only user or mount gets no a/c/d/f/m/p/w);
 // a folder whose time is unknown (Dropbox keeps none for folders) shows the listing's own time,
 // never 1970.

@@ -1,10 +1,7 @@
-// The FTP server: the control listeners (plain, and implicit FTPS when configured), admission
-// (PROXY protocol header, connection limits), one ControlConnection per admitted client, the
-// command table, the passive port pool and the one TLS SecureContext. Main thread. Invariants:
-// constructing it has no process-wide side effect (no signal handler: the service owns its
-// lifecycle); every client session holds one AccessLimiter ticket (a proxy's LOCAL health check
-// holds none), released once on close; close() is graceful (running commands finish, then 421),
-// destroy(err) abortive (transfers aborted: nothing half-uploaded commits).
+// The FTP server: control listeners (plain, implicit FTPS), admission (PROXY header, limits), one
+// ControlConnection per client, the command table, passive ports, the one TLS context. Main thread.
+// Invariants: no process-wide side effect; one AccessLimiter ticket per client session, released
+// once; close() graceful (running commands finish, then 421), destroy(err) abortive.
 
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -212,7 +209,7 @@ export class FtpServer extends EventEmitter implements SessionHost {
     return Promise.all([this.server, this.#implicitServer].map((server) => new Promise<void>((resolve) => (server?.listening ? server.close(() => resolve()) : resolve()))));
   }
 
-  /** Runs the authenticator (or ftp-srv 'login' listeners) so that no failure can escape. */
+  /** Runs the authenticator (or 'login' event listeners) so that no failure can escape. */
   async authenticate(session: FtpSession, username: string, password: string): Promise<LoginResult> {
     try {
       if (this.#authenticator) return await this.#authenticator({ username, password, session });

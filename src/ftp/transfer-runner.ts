@@ -1,9 +1,8 @@
 // Runs one data transfer and sends its final reply. Main thread. Invariants: exactly one final
 // reply per transfer (226 only on success, else the error's registry code: 426 aborted/stalled/
-// client gone, 451 upstream); a stream that closes without end/finish/error fails the transfer
-// (ftp-srv hung forever with the control socket paused); an upload is ended (committed) only after
-// the client's data socket ended cleanly — any reset, abort, stall or shutdown aborts it instead
-// (ftp-srv's STOR ran the commit on aborted uploads), and an end is trusted only once
+// client gone, 451 upstream); a stream that closes without end/finish/error fails the transfer;
+// an upload is ended (committed) only after the client's data socket ended cleanly — any reset,
+// abort, stall or shutdown aborts it instead, and an end is trusted only once
 // confirmCleanEnd has told it from a reset read as EOF; the data socket moves no byte for
 // stallTimeoutMs → 426; every transfer, LIST included, emits one 'transfer-end' (TransferEnd) on
 // its session after the data connection is settled and before its final reply.

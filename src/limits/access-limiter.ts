@@ -13,7 +13,7 @@ export type RefusalReason = 'banned' | 'server_full' | 'address_full' | 'user_fu
 
 export interface Refusal {
   reason: RefusalReason;
-  code: 'DROPFTP_ERR_TOO_MANY_CONNECTIONS';
+  code: 'DROPFTP_ERR_TOO_MANY_CONNECTIONS' | 'DROPFTP_ERR_BANNED';
   /** The whole FTP reply line to send (without CRLF) before closing the control connection. */
   reply: string;
 }
@@ -44,8 +44,8 @@ export interface LimiterStats {
 }
 
 function refusal(reason: RefusalReason): Refusal {
-  const text = reason === 'banned' ? 'Too many failed logins from your address; try again later' : ERRORS.DROPFTP_ERR_TOO_MANY_CONNECTIONS.text;
-  return { reason, code: 'DROPFTP_ERR_TOO_MANY_CONNECTIONS', reply: `${ERRORS.DROPFTP_ERR_TOO_MANY_CONNECTIONS.ftp} ${text}` };
+  const code = reason === 'banned' ? 'DROPFTP_ERR_BANNED' : 'DROPFTP_ERR_TOO_MANY_CONNECTIONS';
+  return { reason, code, reply: `${ERRORS[code].ftp} ${ERRORS[code].text}` };
 }
 
 function bump(map: Map<string, number>, key: string, by: number): void {

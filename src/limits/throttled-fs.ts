@@ -3,10 +3,12 @@
 // Main thread. Invariants: an uncapped user gets the file system back untouched (no cost); the
 // wrapped upload sink keeps the UploadSink contract — 'finish' only after the inner sink finished
 // (committed), abort() commits nothing — and holds at most one chunk beyond the inner sink's own
-// buffer (backpressure end to end); a download stops pulling from its source while it waits.
+// buffer (backpressure end to end); a download stops pulling from its source while it waits; its
+// errors are registry errors (DROPFTP_ERR_ABORTED, DROPFTP_ERR_COMMIT_FAILED).
 
 import { pipeline, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
+import { DropftpError } from '../errors.ts';
 import type { SessionFs, UploadSink } from '../ftp/fs/types.ts';
 import type { BandwidthLimits } from './bandwidth.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -66,7 +68,7 @@ class ThrottledSink extends Writable implements UploadSink {
     };
     const onClose = (): void => {
       this.#inner.off('finish', onFinish);
-      if (!this.#inner.writableFinished) callback(new Error('upload closed before its commit'));
+      if (!this.#inner.writableFinished) callback(new DropftpError('DROPFTP_ERR_COMMIT_FAILED', 'upload closed before its commit'));
     };
     this.#inner.once('finish', onFinish);
     this.#inner.once('close', onClose);
@@ -74,12 +76,12 @@ class ThrottledSink extends Writable implements UploadSink {
   }
 
   override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
-    this.#abort.abort(err ?? new Error('upload aborted'));
+    this.#abort.abort(err ?? new DropftpError('DROPFTP_ERR_ABORTED', 'upload aborted'));
     if (!this.#inner.writableFinished) this.#inner.abort(err?.message ?? 'aborted');
     callback(err);
   }
 
   abort(reason?: string): void {
-    this.destroy(new Error(reason ?? 'upload aborted'));
+    this.destroy(new DropftpError('DROPFTP_ERR_ABORTED', reason ?? 'upload aborted'));
   }
 }

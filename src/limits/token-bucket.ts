@@ -6,6 +6,7 @@
 // an aborted take leaves the queue at once and consumes nothing more.
 
 import { Transform, type TransformCallback } from 'node:stream';
+import { DropftpError } from '../errors.ts';
 
 export interface TokenBucketOptions {
   bytesPerSec: number;
@@ -62,7 +63,7 @@ export class TokenBucket {
 
   /** Resolves when `byteLength` bytes may pass; rejects with the signal's reason if aborted first. */
   take(byteLength: number, signal?: AbortSignal): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('TokenBucket closed'));
+    if (this.#closed) return Promise.reject(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', 'TokenBucket closed'));
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     if (byteLength <= 0) return Promise.resolve();
     this.#refill();
@@ -97,7 +98,7 @@ export class TokenBucket {
         );
       },
       destroy(err: Error | null, callback: (error: Error | null) => void) {
-        abort.abort(err ?? new Error('throttle destroyed'));
+        abort.abort(err ?? new DropftpError('DROPFTP_ERR_ABORTED', 'throttle destroyed'));
         callback(err);
       },
     });
@@ -112,7 +113,7 @@ export class TokenBucket {
     this.#queue = [];
     for (const w of queue) {
       this.#detach(w);
-      w.reject(new Error('TokenBucket closed'));
+      w.reject(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', 'TokenBucket closed'));
     }
   }
 

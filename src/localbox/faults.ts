@@ -4,6 +4,7 @@
 // kind (the concurrency cap counts as both "too_many_requests" and "concurrency_limit"); a seeded
 // PRNG makes probabilistic runs repeatable.
 
+import { mulberry32 } from '../util/prng.ts';
 import { badRequestRaw } from './api-errors.ts';
 import type { FaultRule, FaultSpec } from './types.ts';
 
@@ -125,15 +126,4 @@ function validate(spec: FaultSpec): void {
       if (v !== undefined && !(Array.isArray(v) && v.every((s) => typeof s === 'string'))) fail(`rules[${i}].${k} must be a list of strings`);
     }
   });
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -8,6 +8,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'uvu';
+import { sleep } from '../helpers/wait.ts';
 import * as assert from 'uvu/assert';
 import { DirectoryCache } from '../../src/sync/index.ts';
 
@@ -52,7 +53,6 @@ test.after(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function startCache(name: string, reply: Case['reply']): { cache: DirectoryCache; seen: Case } {
   const seen: Case = { reply, longpolls: 0, continues: 0 };

@@ -25,11 +25,26 @@ test('REST n + RETR over a corrupted download never answers 226 with wrong bytes
   try {
     await c.login(stack.user, stack.password);
     await c.cmd('TYPE I');
+    // Every files/download body gets one byte flipped (retries included): the only right answer
+    // to each RETR is an error reply, whatever its offset.
     await stack.box.setFaults({ rules: [{ kind: 'corrupt', routes: ['files/download'], afterBytes: 1000 }] });
     for (const n of [0, 100, 1000]) {
+      const firedBefore = (await stack.box.faultCounts()).corrupt ?? 0;
       assert.is((await c.cmd(`REST ${n}`)).code, 350);
       const r = await download(c, 'RETR f.bin');
-      if (r.final.code === 226) assert.is(sha256(r.data), sha256(original.subarray(n)), `REST ${n}: 226 with wrong bytes`);
+      const fired = ((await stack.box.faultCounts()).corrupt ?? 0) - firedBefore;
+      assert.ok(fired > 0, `REST ${n}: the corrupt fault never fired, so this RETR proves nothing`);
+      assert.is.not(r.final.code, 226, `REST ${n}: 226 for bytes that fail the content_hash`);
+      assert.ok(r.final.code >= 400, `REST ${n}: ${r.final.code} ${r.final.text}`);
+      assert.is.not(sha256(r.data), sha256(original.subarray(n)), `REST ${n}: the corrupted bytes were not the file's`);
+    }
+    // The same reads without the fault: 226 and the exact bytes (the check is not refusing everything).
+    await stack.box.setFaults({ rules: [] });
+    for (const n of [0, 1000]) {
+      assert.is((await c.cmd(`REST ${n}`)).code, 350);
+      const r = await download(c, 'RETR f.bin');
+      assert.is(r.final.code, 226, r.final.text);
+      assert.is(sha256(r.data), sha256(original.subarray(n)));
     }
   } finally {
     c.close();

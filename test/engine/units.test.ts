@@ -8,7 +8,7 @@ import { ERRORS } from '../../src/errors.ts';
 import type { ErrorCode } from '../../src/errors.ts';
 import { BLOCK_BYTES, ContentHasher, contentHash } from '../../src/transfer/content-hash.ts';
 import { MemoryBudget, MIN_CHUNK_BYTES, MIN_RING_BYTES } from '../../src/transfer/memory-budget.ts';
-import { codeForRing, ringCodeFor } from '../../src/transfer/ring-codes.ts';
+import { codeForRing, ringCodeFor, RING_CODE_COUNT } from '../../src/transfer/ring-codes.ts';
 import { G, createControl } from '../../src/transfer/shared-layout.ts';
 
 const A_VECTORS: [number, string][] = [
@@ -45,20 +45,52 @@ test('a hasher resumed from block digests equals one that saw every byte', () =>
   assert.is(resumed.digest(), contentHash(data));
 });
 
+/**
+ * Registry codes that never cross a ring (session, login, command and configuration errors): each
+ * travels as INTERNAL if it ever did. Every other code must have its own ring number, or a worker's
+ * failure of that kind would reach the client as 451 "Local error". A new registry code goes in
+ * the ring table (src/transfer/ring-codes.ts) or here.
+ */
+const NEVER_ON_A_RING: readonly ErrorCode[] = [
+  'DROPFTP_ERR_FOLDER_NOT_EMPTY',
+  'DROPFTP_ERR_ASCII_RESUME',
+  'DROPFTP_ERR_LOGIN_FAILED',
+  'DROPFTP_ERR_NOT_LOGGED_IN',
+  'DROPFTP_ERR_TOO_MANY_CONNECTIONS',
+  'DROPFTP_ERR_BANNED',
+  'DROPFTP_ERR_TLS_REQUIRED',
+  'DROPFTP_ERR_BAD_COMMAND',
+  'DROPFTP_ERR_NO_DATA_CONNECTION',
+  'DROPFTP_ERR_IDLE_TIMEOUT',
+  'DROPFTP_ERR_TOO_MANY_LOGIN_FAILURES',
+  'DROPFTP_ERR_LINE_TOO_LONG',
+  'DROPFTP_ERR_UNKNOWN_COMMAND',
+  'DROPFTP_ERR_BAD_SEQUENCE',
+  'DROPFTP_ERR_PARAMETER_NOT_SUPPORTED',
+  'DROPFTP_ERR_NETWORK_PROTOCOL',
+  'DROPFTP_ERR_PROTECTION_LEVEL',
+  'DROPFTP_ERR_CONFIG',
+];
+
 test('every ring code maps back to its error code; 0 and unknown numbers are INTERNAL', () => {
-  const seen = new Set<number>();
+  const internal = ringCodeFor('DROPFTP_ERR_INTERNAL');
+  const seen = new Map<number, ErrorCode>();
   for (const code of Object.keys(ERRORS) as ErrorCode[]) {
     const n = ringCodeFor(code);
-    assert.ok(n > 0 && n < 256);
-    const back = codeForRing(n);
-    assert.ok(back === code || back === 'DROPFTP_ERR_INTERNAL', `${code} → ${n} → ${back}`);
-    if (back === code) {
-      assert.not.ok(seen.has(n), `number ${n} reused`);
-      seen.add(n);
+    if (NEVER_ON_A_RING.includes(code)) {
+      assert.is(n, internal, `${code} is listed as never crossing a ring but has its own number ${n}`);
+      continue;
     }
+    // The ring header word holds it; the number is the code's own and comes back as the code.
+    assert.ok(Number.isInteger(n) && n >= 1 && n <= RING_CODE_COUNT, `${code} → ${n}`);
+    assert.is(codeForRing(n), code, `${code} → ${n} → ${codeForRing(n)}: missing from the ring table`);
+    assert.not.ok(seen.has(n), `number ${n} used by ${seen.get(n)} and ${code}`);
+    seen.set(n, code);
   }
+  assert.is(seen.size, RING_CODE_COUNT, 'every ring number belongs to one registry code');
   assert.is(ringCodeFor('DROPFTP_ERR_ABORTED'), 1, 'CODE_DESTROYED of the ring reads as ABORTED');
   assert.is(codeForRing(0), 'DROPFTP_ERR_INTERNAL');
+  assert.is(codeForRing(RING_CODE_COUNT + 1), 'DROPFTP_ERR_INTERNAL');
   assert.is(codeForRing(9999), 'DROPFTP_ERR_INTERNAL');
 });
 

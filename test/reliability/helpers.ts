@@ -15,17 +15,9 @@ export const MiB = 1024 * 1024;
 export const LONG = process.env.RELIABILITY_LONG === '1';
 export const SEED = Number(process.env.RELIABILITY_SEED ?? 20240917);
 
-/** mulberry32: small, fast, seeded; every random choice in these suites comes from one of these. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Every random choice in these suites comes from one of these (src/util/prng.ts). */
+import { mulberry32 as prng } from '../../src/util/prng.ts';
+export { prng };
 
 export function pick<T>(rnd: () => number, items: readonly T[]): T {
   return items[Math.floor(rnd() * items.length)]!;
@@ -131,21 +123,8 @@ export async function fdKinds(): Promise<Record<string, number>> {
   return out;
 }
 
-export function tcpHandles(): number {
-  return process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap' || name === 'TCPServerWrap').length;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string | Promise<string>): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${await what()}`);
-    await sleep(50);
-  }
-}
+import { sleep } from '../helpers/wait.ts';
+export { sleep, tcpHandles, until } from '../helpers/wait.ts';
 
 /** Forces full collections so that heap numbers compare (works without --expose-gc). */
 export async function settleGc(): Promise<void> {

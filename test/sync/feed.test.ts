@@ -2,9 +2,10 @@
 // through the HTTP API (uploads, deletes, folder moves) within 5 s, fan-out to subscribers,
 // reset, 429/5xx on the feed routes, and a prompt close.
 import { test } from 'uvu';
+import { until } from '../helpers/wait.ts';
 import * as assert from 'uvu/assert';
 import type { CacheChange } from '../../src/sync/index.ts';
-import { cacheTree, diffTrees, eventually, harness, sameTrees, sdkFor, serverTree, type Harness } from './helpers.ts';
+import { cacheTree, diffTrees, harness, sameTrees, sdkFor, serverTree, type Harness } from './helpers.ts';
 
 let h: Harness;
 
@@ -30,7 +31,7 @@ test.after(async () => {
 async function matchesServer(cache: ReturnType<Harness['cache']>, timeoutMs = 5000): Promise<void> {
   const server = await serverTree(h.sdk);
   try {
-    await eventually(() => sameTrees(cacheTree(cache), server), timeoutMs, 'cache equals the server listing');
+    await until(() => sameTrees(cacheTree(cache), server), timeoutMs, 'cache equals the server listing');
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${diffTrees(cacheTree(cache), server)}`);
   }
@@ -63,14 +64,14 @@ test('a file uploaded through the HTTP API appears within 5 s, and subscribers o
   const elsewhere: CacheChange[] = [];
   cache.subscribe('/Dir2', (c) => elsewhere.push(c));
   const uploaded = await h.sdk.filesUpload({ path: '/Dir1/Sub/New One.txt', contents: Buffer.from('hello') });
-  const ms = await eventually(() => cache.stat('/dir1/sub/new one.txt')?.rev === uploaded.result.rev, 5000, 'upload visible');
+  const ms = await until(() => cache.stat('/dir1/sub/new one.txt')?.rev === uploaded.result.rev, 5000, 'upload visible');
   assert.ok(ms < 5000);
   assert.is(cache.stat('/dir1/sub/new one.txt')!.contentHash, uploaded.result.content_hash!);
   assert.ok(heard.some((c) => c.kind === 'upsert' && c.pathLower === '/dir1/sub/new one.txt'));
   assert.is(elsewhere.length, 0, 'a subscriber of another subtree hears nothing');
   unsubscribe();
   await h.sdk.filesUpload({ path: '/Dir1/After.txt', contents: Buffer.from('x') });
-  await eventually(() => cache.stat('/dir1/after.txt') !== null, 5000, 'second upload');
+  await until(() => cache.stat('/dir1/after.txt') !== null, 5000, 'second upload');
   assert.not.ok(heard.some((c) => c.kind === 'upsert' && c.pathLower === '/dir1/after.txt'), 'no events after unsubscribe');
   console.log(`    upload → visible in cache: ${ms.toFixed(0)} ms`);
 });
@@ -81,10 +82,10 @@ test('deletes and folder moves (with children) propagate; watchers below a remov
   const heard: CacheChange[] = [];
   cache.subscribe('/dir4/sub', (c) => heard.push(c));
   await h.sdk.filesUpload({ path: '/Dir4/Sub/deep.txt', contents: Buffer.from('deep') });
-  await eventually(() => cache.stat('/dir4/sub/deep.txt') !== null, 5000, 'deep file');
+  await until(() => cache.stat('/dir4/sub/deep.txt') !== null, 5000, 'deep file');
   await h.sdk.filesDeleteV2({ path: '/Dir5' });
   await h.sdk.filesMoveV2({ from_path: '/Dir4', to_path: '/Moved/Dir4 Renamed' });
-  await eventually(() => cache.stat('/dir4') === null && cache.stat('/dir5') === null && cache.stat('/moved/dir4 renamed/sub/deep.txt') !== null, 5000, 'move and delete');
+  await until(() => cache.stat('/dir4') === null && cache.stat('/dir5') === null && cache.stat('/moved/dir4 renamed/sub/deep.txt') !== null, 5000, 'move and delete');
   assert.is(cache.list('/moved/dir4 renamed')!.length, 21);
   assert.is(cache.stat('/moved/dir4 renamed')!.name, 'Dir4 Renamed');
   assert.is(cache.stat('/dir4/file 1.txt'), null, 'children of the moved folder left the old place');
@@ -104,11 +105,11 @@ test('reset: the cache rebuilds from scratch, announces it, equals the server an
   const requestsBefore = cache.stats().requests;
   await h.sdk.filesUpload({ path: '/During Reset.txt', contents: Buffer.from('r') });
   cache._setCursorForTests(foreign.result.cursor);
-  await eventually(() => cache.stats().resets === 1 && resets.length === 1, 5000, 'reset handled');
+  await until(() => cache.stats().resets === 1 && resets.length === 1, 5000, 'reset handled');
   assert.ok(cache.stats().requests - requestsBefore >= 1 + Math.ceil(cache.size / 50), 'a full listing was made again');
   await matchesServer(cache);
   await h.sdk.filesUpload({ path: '/After Reset.txt', contents: Buffer.from('a') });
-  await eventually(() => cache.stat('/after reset.txt') !== null, 5000, 'feed continues after the rebuild');
+  await until(() => cache.stat('/after reset.txt') !== null, 5000, 'feed continues after the rebuild');
 });
 
 test('429 (retry_after honoured) and 5xx on list_folder and continue lose no change', async () => {

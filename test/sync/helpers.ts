@@ -48,15 +48,6 @@ export async function harness(): Promise<Harness> {
   };
 }
 
-/** Polls `check` every 10 ms until it returns true; returns the time it took. */
-export async function eventually(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const started = performance.now();
-  while (!check()) {
-    if (performance.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return performance.now() - started;
-}
 
 type Row = { tag: string; name: string; rev: string | null; size: number; hash: string | null; id: string };
 

@@ -2,9 +2,10 @@
 // back to an older state (the feed is slowed down on the wire and paged one change at a time so
 // that it lags behind the writes); SyncRegistry shares one cache per account.
 import { test } from 'uvu';
+import { until } from '../helpers/wait.ts';
 import * as assert from 'uvu/assert';
 import { SyncRegistry, type DirectoryCache } from '../../src/sync/index.ts';
-import { cacheTree, diffTrees, eventually, harness, sameTrees, serverTree, type Harness } from './helpers.ts';
+import { cacheTree, diffTrees, harness, sameTrees, serverTree, type Harness } from './helpers.ts';
 
 let h: Harness;
 
@@ -41,7 +42,7 @@ async function slowFeed(): Promise<void> {
 async function caughtUp(cache: DirectoryCache): Promise<void> {
   const server = await serverTree(h.sdk);
   try {
-    await eventually(() => cache.stats().pendingLocal === 0 && sameTrees(cacheTree(cache), server), 8000, 'caught up');
+    await until(() => cache.stats().pendingLocal === 0 && sameTrees(cacheTree(cache), server), 8000, 'caught up');
   } catch (err) {
     throw new Error(`${(err as Error).message}: ${JSON.stringify(cache.stats())}\n${diffTrees(cacheTree(cache), server)}`);
   }
@@ -62,7 +63,7 @@ test('an own overwrite shows at once; the older version the lagging feed reports
   assert.equal(seen.values, [v2.result.rev], `never flapped to v1 (${v1.result.rev}): ${JSON.stringify(seen.values)}`);
   // The overlay is gone: a later change made elsewhere shows.
   const v3 = await h.sdk.filesUpload({ path: '/W.txt', contents: Buffer.from('v3 elsewhere'), mode: { '.tag': 'overwrite' } });
-  await eventually(() => cache.stat('/w.txt')?.rev === v3.result.rev, 5000, 'v3 visible');
+  await until(() => cache.stat('/w.txt')?.rev === v3.result.rev, 5000, 'v3 visible');
 });
 
 test('an own delete hides the file at once; the lagging feed never brings it back', async () => {
@@ -134,7 +135,7 @@ test('SyncRegistry: one cache per account, shared; closed after the last holder 
   await new Promise((r) => setTimeout(r, 100));
   assert.is(registry.stats().length, 1, 'still held by b');
   b.release();
-  await eventually(() => registry.stats().length === 0, 2000, 'closed after linger');
+  await until(() => registry.stats().length === 0, 2000, 'closed after linger');
   const c = registry.acquire(account);
   assert.ok(c.cache !== a.cache, 'a fresh cache after the old one closed');
   await registry.close();

@@ -1,8 +1,8 @@
 // Navigation and metadata commands: PWD, CWD, CDUP, MKD, RMD, DELE, RNFR/RNTO, SIZE, MDTM, MLST.
-// Main thread. Invariants: replies show client paths only (ftp-srv's MKD answered with the server's
-// absolute path); failures surface as registry codes (errors.ts), never raw error messages; XPWD,
+// Main thread. Invariants: replies show client paths only; failures surface as registry codes (errors.ts), never raw error messages; XPWD,
 // XCWD, XCUP, XMKD and XRMD are aliases of the same specs, so a blacklist of one blocks the other;
-// SIZE, MDTM and MLST need `list` at their path, RNFR `rename` (checked before anything is read).
+// SIZE, MDTM and MLST need `list` at their path, RNFR `rename` (checked before anything is read);
+// the user's root is never renamed (RNFR / gets 550).
 
 import { DropftpError } from '../../errors.ts';
 import type { FtpSession } from '../session-types.ts';

@@ -1,6 +1,6 @@
 // LIST, NLST, MLSD and STAT. Main thread. Invariants: the listing is fetched before the data
 // connection is used (a missing folder answers 550 and frees the connector); the whole listing is
-// one write (ftp-srv awaited a write per entry); LIST/NLST ignore leading ls options ("-la"),
+// one write; LIST/NLST ignore leading ls options ("-la"),
 // MLSD/MLST take the argument verbatim; STAT without argument may run during a transfer.
 
 import { DropftpError } from '../../errors.ts';

@@ -38,7 +38,10 @@ async function pass(session: FtpSession, command: Command): Promise<void> {
     session.username = undefined;
     const error = err instanceof DropftpError && err.code !== 'DROPFTP_ERR_LOGIN_FAILED' ? err : new DropftpError('DROPFTP_ERR_LOGIN_FAILED');
     await session.replyError(error);
-    if (session.failedLogins >= session.server.limits.maxLoginFailures) await session.close(421, 'Too many failed logins');
+    if (session.failedLogins >= session.server.limits.maxLoginFailures) {
+      const tooMany = new DropftpError('DROPFTP_ERR_TOO_MANY_LOGIN_FAILURES');
+      await session.close(tooMany.ftpCode, tooMany.clientText);
+    }
     return;
   }
   return session.reply(230, 'Login successful');
@@ -156,7 +159,7 @@ async function prot(session: FtpSession, command: Command): Promise<void> {
 
 async function site(session: FtpSession, command: Command): Promise<void> {
   // No SITE subcommand is offered: CHMOD has no Dropbox meaning, and every other one would bypass
-  // per-verb permissions (ftp-srv's SITE CHMOD ran under a read-only blacklist).
+  // per-verb permissions.
   if (/^HELP\b/i.test(command.arg)) return session.reply(214, 'No SITE commands are available');
   throw new DropftpError('DROPFTP_ERR_UNKNOWN_COMMAND', 'SITE', { clientDetail: 'no SITE commands' });
 }

@@ -1,6 +1,6 @@
 // RETR, STOR, APPE, STOU and ABOR. Main thread. Invariants: bytes move only through the session
 // file system's openRead/openWrite (the transfer engine); a command that fails before its transfer
-// starts closes the data connector at once (ftp-srv #257 kept the listener); REST applies to the
+// starts closes the data connector at once (no listener left behind); REST applies to the
 // next RETR or STOR only, and never in TYPE A (550, as vsftpd: the client counts CRLF wire bytes,
 // we count stored ones); ABOR is answered during the transfer: the transfer's 426, then 226;
 // permissions (read, write) are checked at the path before the data connection is awaited.

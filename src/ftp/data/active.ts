@@ -1,8 +1,8 @@
 // An active-mode data connection (PORT/EPRT): the server connects out, only ever to the control
 // connection's own address (the FTP bounce attack, GHSA-jw37-5gqr-cf9j). Main thread.
-// Invariants: waitForSocket settles on connect, error or timeout (no 250 ms polling); TLS uses the
-// server's one shared SecureContext (ftp-srv built a new one per PORT); an unclaimed socket is
-// destroyed after unusedTimeoutMs and on close().
+// Invariants: waitForSocket settles on connect, error or timeout (never polled); TLS uses the
+// server's one shared SecureContext; an unclaimed socket is destroyed after unusedTimeoutMs and on
+// close().
 
 import { connect, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';

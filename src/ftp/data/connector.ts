@@ -13,11 +13,11 @@ export interface DataConnector {
   waitForSocket(timeoutMs: number): Promise<Duplex>;
   /** Frees everything (listener, socket, timers). Idempotent. */
   close(): void;
-  /** ftp-srv calls connector.end() when the control socket closes. */
+  /** The same as close(): the control connection ended. */
   end(): void;
 }
 
-/** The empty slot: ftp-srv's base connector would answer with a bluebird rejection. */
+/** The empty slot: a session with no PASV/EPSV/PORT/EPRT in effect (a transfer gets 425). */
 export const NO_CONNECTOR: DataConnector = {
   kind: 'passive',
   waitForSocket: () => Promise.reject(new Error('no data connector')),

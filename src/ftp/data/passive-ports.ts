@@ -1,8 +1,7 @@
 // Hands out passive-mode listening ports from the configured range (or ephemeral ports when no
 // range is set). Main thread, one per server. Invariants: listen() always settles — a port lost to
-// another process (EADDRINUSE) is skipped, never left hanging (ftp-srv's probe-then-listen race
-// never replied); no probe listener; a port is held only while its listener is open, and `open`
-// counts exactly those listeners.
+// another process (EADDRINUSE) is skipped, never left hanging; no probe listener; a port is held
+// only while its listener is open, and `open` counts exactly those listeners.
 
 import type { Server } from 'node:net';
 import { DropftpError } from '../../errors.ts';

@@ -1,7 +1,6 @@
 // A passive-mode data connection (PASV/EPSV): one listener that accepts exactly one socket from the
-// control connection's address, then stops listening at once. Main thread. Invariants (each an
-// ftp-srv defect, shared/reference/ftp-srv.md A.5): the listener never outlives its session's use
-// of it — closed when replaced by the next PASV/EPSV/PORT, when a connection is accepted, when
+// control connection's address, then stops listening at once. Main thread. Invariants: the
+// listener never outlives its session's use of it — closed when replaced by the next PASV/EPSV/PORT, when a connection is accepted, when
 // unused for unusedTimeoutMs, and when the control connection closes; an accepted socket that no
 // transfer claims is destroyed after unusedTimeoutMs (pauseOnConnect hides its FIN, so waiting for
 // it would leak a CLOSE-WAIT socket); peers from other addresses are refused.

@@ -9,7 +9,7 @@ import { handshake, secureClient } from './tls-client.ts';
 
 // The data-connection and waiting helpers live beside this file; importers get them from here.
 export { download, listenData, openData, openSecureData, readAll, readUntilClose, upload, type ActiveDataListener, type ActiveDataOptions, type SecureDataOptions } from './data-connection.ts';
-export { sleep, tcpHandles, timers, until } from './wait.ts';
+export { sleep, tcpHandles, timers, until } from '../../helpers/wait.ts';
 
 export interface Reply {
   code: number;

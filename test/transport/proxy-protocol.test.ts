@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { parseProxyHeader, readProxyHeader, TrustedProxies, type ProxyHeader } from '../../src/ftp/proxy-protocol.ts';
 import { FtpServer } from '../../src/ftp/server.ts';
+import { mulberry32 } from '../../src/util/prng.ts';
 
 const SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 
@@ -99,13 +100,7 @@ test('v2: TCP4 with TLVs, TCP6, LOCAL, UNSPEC; bad version, command, family, len
 });
 
 test('fuzz: 20,000 mutated and random inputs never throw; done never claims bytes it was not given', () => {
-  let seed = 0x9e3779b9;
-  const rand = (): number => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 0x100000000;
-  };
+  const rand = mulberry32(0x9e3779b9);
   const seeds = [
     Buffer.from('PROXY TCP4 192.0.2.7 198.51.100.1 56324 21\r\n'),
     Buffer.from('PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n'),
