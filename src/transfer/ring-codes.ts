@@ -1,13 +1,13 @@
 // The one table mapping DROPFTP_ERR_* codes to the small integers that cross a ring header
 // (PRODUCER_ERROR / CONSUMER_ERROR words). Any thread. Invariants: append only — a number is never
-// reused or renumbered; 0 means "no error"; 1 is the ring's own CODE_DESTROYED (a stream destroyed
+// reused or renumbered; 0 means "no error"; 1 is the ring's default abort code (abort() with no code
 // without a coded error), read as DROPFTP_ERR_ABORTED.
 
 import { DropftpError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 
 const TABLE: readonly ErrorCode[] = [
-  'DROPFTP_ERR_ABORTED', // 1 (= CODE_DESTROYED in native-free-ringbuf)
+  'DROPFTP_ERR_ABORTED', // 1 (= abort()'s default code in native-free-ringbuf)
   'DROPFTP_ERR_CLIENT_GONE', // 2
   'DROPFTP_ERR_NOT_FOUND', // 3
   'DROPFTP_ERR_NOT_A_FILE', // 4

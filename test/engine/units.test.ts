@@ -70,6 +70,7 @@ const NEVER_ON_A_RING: readonly ErrorCode[] = [
   'DROPFTP_ERR_NETWORK_PROTOCOL',
   'DROPFTP_ERR_PROTECTION_LEVEL',
   'DROPFTP_ERR_CONFIG',
+  'DROPFTP_ERR_DATA_DIR_LOCKED',
 ];
 
 test('every ring code maps back to its error code; 0 and unknown numbers are INTERNAL', () => {
@@ -88,7 +89,7 @@ test('every ring code maps back to its error code; 0 and unknown numbers are INT
     seen.set(n, code);
   }
   assert.is(seen.size, RING_CODE_COUNT, 'every ring number belongs to one registry code');
-  assert.is(ringCodeFor('DROPFTP_ERR_ABORTED'), 1, 'CODE_DESTROYED of the ring reads as ABORTED');
+  assert.is(ringCodeFor('DROPFTP_ERR_ABORTED'), 1, "the ring's default abort code reads as ABORTED");
   assert.is(codeForRing(0), 'DROPFTP_ERR_INTERNAL');
   assert.is(codeForRing(RING_CODE_COUNT + 1), 'DROPFTP_ERR_INTERNAL');
   assert.is(codeForRing(9999), 'DROPFTP_ERR_INTERNAL');
