@@ -1,7 +1,7 @@
 // The one table mapping DROPFTP_ERR_* codes to the small integers that cross a ring header
 // (PRODUCER_ERROR / CONSUMER_ERROR words). Any thread. Invariants: append only — a number is never
-// reused or renumbered; 0 means "no error"; 1 is the ring's default abort code (abort() with no code
-// without a coded error), read as DROPFTP_ERR_ABORTED.
+// reused or renumbered; 0 means "no error"; 1 is the ring's default abort code (abort()
+// without a code), read as DROPFTP_ERR_ABORTED.
 
 import { DropftpError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
