@@ -21,7 +21,9 @@ export interface Executor {
   destroy(): Promise<void>;
 }
 
-const WORKER_ENTRY = fileURLToPath(new URL('../../workers/engine-worker.mjs', import.meta.url));
+// Compiled (dist/) the worker runs dist/workers/engine-worker.js directly; from source (under tsx)
+// engine-worker.mjs registers tsx first (Node 20 workers do not inherit `--import`).
+const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../workers/engine-worker.mjs' : '../../workers/engine-worker.js', import.meta.url));
 
 /**
  * Young generation of each worker isolate, MiB. A worker's live heap is ~15 MiB and its garbage is
