@@ -6,6 +6,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, growingBalancer } from './pool-growth.ts';
 import { reclaimWorkerSlot, workerSlotKeys } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { EngineTask, TaskResult } from './task-wire.ts';
@@ -15,6 +16,8 @@ export interface Executor {
   run(task: EngineTask): Promise<TaskResult>;
   /** Worker crashes seen so far. */
   crashes(): number;
+  /** Worker threads alive now (the pool grows from one up to `threads`; the main-thread executor: 0). */
+  liveThreads(): number;
   /** piscina's pool utilisation (0..1; the main-thread executor: null). */
   utilization(): number | null;
   close(): Promise<void>;
@@ -35,11 +38,13 @@ const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..
 export const WORKER_YOUNG_GENERATION_MB = 12;
 
 export function createPoolExecutor(control: ControlHandle, threads: number): Executor {
-  const pool = new Piscina({
+  const pool: Piscina = new Piscina({
     filename: WORKER_ENTRY,
-    minThreads: threads,
+    // Starts small and grows with load up to `threads` (pool-growth.ts).
+    minThreads: Math.min(INITIAL_WORKERS, threads),
     maxThreads: threads,
-    idleTimeout: Infinity,
+    idleTimeout: EXTRA_WORKER_IDLE_MS,
+    loadBalancer: growingBalancer(threads, (): number => pool.threads.length),
     // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).
     atomics: 'disabled',
     concurrentTasksPerWorker: 1 << 20,
@@ -76,6 +81,7 @@ export function createPoolExecutor(control: ControlHandle, threads: number): Exe
       });
     },
     crashes: () => crashes,
+    liveThreads: () => pool.threads.length,
     utilization: () => pool.utilization,
     async close() {
       await pool.close();
@@ -103,6 +109,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
       }
     },
     crashes: () => 0,
+    liveThreads: () => 0,
     utilization: () => null,
     async close() {
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));

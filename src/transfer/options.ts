@@ -4,8 +4,11 @@
 import { availableParallelism } from 'node:os';
 import { DropftpError } from '../errors.ts';
 
+/** Most worker threads accepted: covers 256-core hosts (the control block has a slot for each, see shared-layout.ts). */
+export const MAX_ENGINE_WORKERS = 256;
+
 export interface EngineOptions {
-  /** Worker threads (default: the CPU count). */
+  /** Most worker threads; the pool starts with one and grows with load (default: the CPU count, at most MAX_ENGINE_WORKERS). */
   workers?: number;
   /** Bytes for rings and append buffers together, all transfers (default 512 MiB). */
   memoryBudgetBytes?: number;
@@ -28,7 +31,7 @@ export interface EngineOptions {
 export type ResolvedEngineOptions = Readonly<Required<EngineOptions>>;
 
 export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
-  workers: Math.max(1, availableParallelism()),
+  workers: Math.min(MAX_ENGINE_WORKERS, Math.max(1, availableParallelism())),
   memoryBudgetBytes: 512 * 1024 * 1024,
   onlyMainThread: false,
   maxRequestsPerAccount: 16,
@@ -49,7 +52,7 @@ function int(name: string, value: number, min: number, max: number): number {
 export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
   const o = { ...ENGINE_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
   return Object.freeze({
-    workers: int('workers', o.workers, 1, 64),
+    workers: int('workers', o.workers, 1, MAX_ENGINE_WORKERS),
     memoryBudgetBytes: int('memoryBudgetBytes', o.memoryBudgetBytes, 1 << 20, 2 ** 40),
     onlyMainThread: Boolean(o.onlyMainThread),
     maxRequestsPerAccount: int('maxRequestsPerAccount', o.maxRequestsPerAccount, 1, 1024),
