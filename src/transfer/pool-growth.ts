@@ -17,8 +17,10 @@ export const EXTRA_WORKER_IDLE_MS = 60_000;
 
 /**
  * Least-busy dispatch that grows the pool: an idle worker if there is one; else, when even the
- * least busy worker runs GROW_AT_TASKS transfers and the pool is below maxThreads, no worker —
- * piscina then starts one and hands it the task (a one-off wait of a worker's start-up, ~0.1 s);
+ * least busy worker runs GROW_AT_TASKS transfers and the pool is below maxThreads, or a worker is
+ * still starting (`workers` lists the ready ones), no worker — piscina queues the task, starts a
+ * worker if it may, and dispatches the queue again once one is ready (a one-off wait of a worker's
+ * start-up, ~0.1 s), so a burst spreads over the new workers instead of piling onto the first;
  * else the least busy worker.
  */
 export function growingBalancer(maxThreads: number, poolSize: () => number): PoolBalancer {
@@ -29,7 +31,10 @@ export function growingBalancer(maxThreads: number, poolSize: () => number): Poo
       if (worker.currentUsage === 0) return worker;
       if (best === null || worker.currentUsage < best.currentUsage) best = worker;
     }
-    if (best !== null && best.currentUsage >= GROW_AT_TASKS && poolSize() < maxThreads) return null;
+    if (best !== null && best.currentUsage >= GROW_AT_TASKS) {
+      const size = poolSize();
+      if (size < maxThreads || workers.length < size) return null;
+    }
     return best;
   };
 }
