@@ -1,4 +1,4 @@
-// Module hooks for running the tests against the build (DROPFTP_TEST_DIST=1 node test/run.mjs …):
+// Module hooks for running the tests against the build (TEST_DIST=1 node test/run.mjs …):
 // every import that resolves to a TypeScript source of src/, workers/ or native-free-ringbuf/src/
 // loads the compiled file of dist/ (native-free-ringbuf/dist/) instead, so the test files stay
 // TypeScript while the code under test is what ships. Registered with `--import` in the test
