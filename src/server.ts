@@ -61,6 +61,8 @@ export interface DropftpOptions {
   greeting?: string;
   /** Session, login and transfer lines go here (default: nothing is logged). */
   log?: Logger;
+  /** The local box of <dataDir>/localbox, already starting (the CLI starts its child while the rest of the server loads). */
+  localBox?: Promise<LocalBox>;
   /** Dropbox accounts from `dropftp auth`. Default <dataDir>/credentials.yaml. */
   credentialsFile?: string | null;
   /** The embedded local box: Dropbox's limits (`localbox.rateLimit`, `localbox.writeLock`); off when absent. */
@@ -148,7 +150,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   // Read (and its mode checked) before anything starts: a bad file stops the start-up at once.
   const credentialsFile = options.credentialsFile ?? join(dataDir, 'credentials.yaml');
   await readCredentialsFile(credentialsFile);
-  const box = await startLocalBox({ dataDir: join(dataDir, 'localbox'), ...(options.localbox?.limits ? { limits: options.localbox.limits } : {}) });
+  const box = await (options.localBox ?? startLocalBox({ dataDir: join(dataDir, 'localbox'), ...(options.localbox?.limits ? { limits: options.localbox.limits } : {}) }));
   const metrics = new ServiceMetrics();
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;

@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Runs every test file (test/**/*.test.ts, native-free-ringbuf tests included) in its own Node
-// process under tsx, so that worker threads inherit the loader and no file can leak sockets or
-// timers into another. Prints each file's uvu summary, then one closing line "N passed, N failed".
+// process under tsx, so that no file can leak sockets or timers into another. The code under test
+// runs from source: NODE_OPTIONS gets `--conditions=source` (inherited by every process and worker
+// the tests start), which points native-free-ringbuf and bin/dropftp.mjs at the TypeScript sources.
+// With TEST_DIST=1 it runs against the build instead: no "source" condition, and
+// test/dist-hooks.mjs maps the tests' imports of src/ and workers/ to dist/ (run `npm run build`).
+// Prints each file's uvu summary, then one closing line "N passed, N failed".
 // Usage: node test/run.mjs [regex filter on file paths]   (env TEST_JOBS: files run at once, default 1)
 
 import { spawn } from 'node:child_process';
@@ -15,6 +19,11 @@ const filter = process.argv[2] ? new RegExp(process.argv[2]) : null;
 // (fairness windows, stall timeouts) that a neighbouring suite would distort.
 const jobs = Math.max(1, Number(process.env.TEST_JOBS ?? 1));
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 10 * 60 * 1000);
+const againstDist = process.env.TEST_DIST === '1';
+const nodeArgs = ['--import', 'tsx', ...(againstDist ? ['--import', './test/dist-hooks.mjs'] : [])];
+const inherited = (process.env.NODE_OPTIONS ?? '').replace(/(--conditions[= ]|-C ?)source\b/g, '').trim();
+const nodeOptions = againstDist ? inherited : `${inherited} --conditions=source`.trim();
+if (againstDist) console.log('running against the build (dist/)');
 
 function find(dir, out = []) {
   for (const name of readdirSync(dir)) {
@@ -38,9 +47,9 @@ const failures = [];
 function runFile(file) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+    const child = spawn(process.execPath, [...nodeArgs, file], {
       cwd: root,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: { ...process.env, NODE_OPTIONS: nodeOptions, NO_COLOR: '1', FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -5,12 +5,15 @@
 // (running transfers may finish for shutdownGraceMs, the rest are aborted, nothing partial is
 // committed) and exit 0, a second one aborts at once; SIGHUP reloads the users file and limits.
 
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { usage } from '../config/usage.ts';
 import { CLI_KEYS, UNMAPPED_KEYS, accessOptions, toDropftpOptions } from '../config/to-options.ts';
 import type { LoadedConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
-import { startDropftp, type Dropftp } from '../server.ts';
+import { startLocalBox, type LocalBox } from '../localbox/index.ts';
+import type { Dropftp } from '../server.ts';
 import { UsageError } from './args.ts';
 import { parseServeArgs, type ServeArgs } from './serve-flags.ts';
 
@@ -123,9 +126,17 @@ export async function serveCommand(rawArgv: string[]): Promise<number> {
   process.on('SIGINT', onEarly);
   process.on('SIGTERM', onEarly);
   process.on('SIGHUP', onEarly);
+  // The local box child starts while the server's modules load (they are most of the start-up).
+  mkdirSync(config.dataDir, { recursive: true });
+  const options = toDropftpOptions(config, log);
+  const limits = options.localbox?.limits;
+  const localBox: Promise<LocalBox> = startLocalBox({ dataDir: join(config.dataDir, 'localbox'), ...(limits ? { limits } : {}) });
+  localBox.catch(() => {}); // reported by startDropftp, which awaits it
   try {
-    service = await startDropftp(toDropftpOptions(config, log));
+    const { startDropftp } = await import('../server.ts');
+    service = await startDropftp({ ...options, localBox });
   } catch (err) {
+    void localBox.then((box) => box.close()).catch(() => {});
     process.off('SIGINT', onEarly);
     process.off('SIGTERM', onEarly);
     process.off('SIGHUP', onEarly);

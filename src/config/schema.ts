@@ -32,7 +32,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'greeting', kind: 'string', default: 'dropftp ready', doc: 'Text of the 220 greeting.' },
   { key: 'shutdownGraceMs', kind: 'durationMs', default: 30_000, max: 3_600_000, aliases: ['--grace'], doc: 'On SIGTERM: how long running transfers may finish before the rest are aborted.' },
   // transfer engine
-  { key: 'engine.workers', kind: 'int', nullable: true, min: 1, max: 64, default: null, doc: 'Transfer worker threads (null: the CPU count).' },
+  { key: 'engine.workers', kind: 'int', nullable: true, min: 1, max: 256, default: null, doc: 'Most transfer worker threads; the pool starts with one and grows with load (null: the CPU count, at most 256).' },
   { key: 'engine.noWorkers', kind: 'bool', default: false, aliases: ['--no-workers'], doc: 'Run every transfer on the main thread (the benchmark baseline).' },
   { key: 'engine.memoryBudgetBytes', kind: 'bytes', min: 1 << 20, max: 2 ** 40, default: 512 * 1024 * 1024, doc: 'Memory for rings and upload retention, all transfers together ("512MiB").' },
   { key: 'engine.maxCallsPerSecond', kind: 'int', nullable: true, min: 1, max: 100_000, default: null, doc: 'Ceiling of Dropbox calls started per second per account (null: none; the pacer finds the limit from 429s).' },

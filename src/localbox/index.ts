@@ -14,9 +14,16 @@ export type { FaultRule, FaultSpec, LimitsSpec, LocalBox, LocalBoxAccount, Local
 export type { CallsSnapshot } from './call-stats.ts';
 export { contentHash, contentHashOfBlocks, ContentHasher } from './content-hash.ts';
 
-const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
+// Compiled (dist/, plain node) the child is child.js; from source (tests, under tsx) it is child.ts
+// and needs the TypeScript loader, which a compiled server never loads.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const CHILD = fileURLToPath(new URL(FROM_SOURCE ? './child.ts' : './child.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
-const TSX_LOADER = import.meta.resolve('tsx');
+
+function childExecArgv(): string[] {
+  // Resolved from this file, not from the caller's working directory.
+  return FROM_SOURCE ? ['--import', import.meta.resolve('tsx')] : [];
+}
 
 export interface StartExtras {
   /** How often the child collects unreferenced blocks (default 10 min; 0 = only at start-up). */
@@ -25,8 +32,7 @@ export interface StartExtras {
 
 export async function startLocalBox(options: LocalBoxOptions, extras: StartExtras = {}): Promise<LocalBox> {
   const config = resolveConfig(options, extras);
-  // Resolve the loader from this file, not from the caller's working directory.
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, CHILD], {
+  const child = spawn(process.execPath, [...childExecArgv(), CHILD], {
     env: { ...process.env, LOCALBOX_CONFIG: JSON.stringify(config) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -7,6 +7,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, growingBalancer } from './pool-growth.ts';
 import { reclaimWorkerSlot, workerSlotKeys } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { EngineTask, TaskResult } from './task-wire.ts';
@@ -16,13 +17,17 @@ export interface Executor {
   run(task: EngineTask): Promise<TaskResult>;
   /** Worker crashes seen so far. */
   crashes(): number;
+  /** Worker threads alive now (the pool grows from one up to `threads`; the main-thread executor: 0). */
+  liveThreads(): number;
   /** piscina's pool utilisation (0..1; the main-thread executor: null). */
   utilization(): number | null;
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
 
-const WORKER_ENTRY = fileURLToPath(new URL('../../workers/engine-worker.mjs', import.meta.url));
+// Compiled (dist/) the worker runs dist/workers/engine-worker.js directly; from source (under tsx)
+// engine-worker.mjs registers tsx first (Node 20 workers do not inherit `--import`).
+const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../workers/engine-worker.mjs' : '../../workers/engine-worker.js', import.meta.url));
 
 /**
  * Young generation of each worker isolate, MiB. A worker's live heap is ~15 MiB and its garbage is
@@ -34,11 +39,13 @@ const WORKER_ENTRY = fileURLToPath(new URL('../../workers/engine-worker.mjs', im
 export const WORKER_YOUNG_GENERATION_MB = 12;
 
 export function createPoolExecutor(control: ControlHandle, threads: number, onReclaim: (threadKey: number) => void = () => {}): Executor {
-  const pool = new Piscina({
+  const pool: Piscina = new Piscina({
     filename: WORKER_ENTRY,
-    minThreads: threads,
+    // Starts small and grows with load up to `threads` (pool-growth.ts).
+    minThreads: Math.min(INITIAL_WORKERS, threads),
     maxThreads: threads,
-    idleTimeout: Infinity,
+    idleTimeout: EXTRA_WORKER_IDLE_MS,
+    loadBalancer: growingBalancer(threads, (): number => pool.threads.length),
     // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).
     atomics: 'disabled',
     concurrentTasksPerWorker: 1 << 20,
@@ -80,6 +87,7 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
       });
     },
     crashes: () => crashes,
+    liveThreads: () => pool.threads.length,
     utilization: () => pool.utilization,
     async close() {
       await pool.close();
@@ -107,6 +115,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
       }
     },
     crashes: () => 0,
+    liveThreads: () => 0,
     utilization: () => null,
     async close() {
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));

@@ -5,6 +5,9 @@
 import { availableParallelism } from 'node:os';
 import { DropftpError } from '../errors.ts';
 
+/** Most worker threads accepted: covers 256-core hosts (the control block has a slot for each, see shared-layout.ts). */
+export const MAX_ENGINE_WORKERS = 256;
+
 /** What the engine logs (a pino logger fits): capped Retry-Afters, spool sweeps. */
 export interface EngineLog {
   warn(obj: object, msg: string): void;
@@ -12,7 +15,7 @@ export interface EngineLog {
 }
 
 export interface EngineOptions {
-  /** Worker threads (default: the CPU count). */
+  /** Most worker threads; the pool starts with one and grows with load (default: the CPU count, at most MAX_ENGINE_WORKERS). */
   workers?: number;
   /** Bytes for rings and upload retention in memory, all transfers together (default 512 MiB). */
   memoryBudgetBytes?: number;
@@ -52,7 +55,7 @@ export interface ResolvedEngineOptions {
 }
 
 export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
-  workers: Math.max(1, availableParallelism()),
+  workers: Math.min(MAX_ENGINE_WORKERS, Math.max(1, availableParallelism())),
   memoryBudgetBytes: 512 * 1024 * 1024,
   onlyMainThread: false,
   maxCallsPerSecond: null,
@@ -93,7 +96,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
     throw new DropftpError('DROPFTP_ERR_CONFIG', 'engine option spoolDir must be a non-empty path or null');
   }
   return Object.freeze({
-    workers: int('workers', o.workers, 1, 64),
+    workers: int('workers', o.workers, 1, MAX_ENGINE_WORKERS),
     memoryBudgetBytes: int('memoryBudgetBytes', o.memoryBudgetBytes, 1 << 20, 2 ** 40),
     onlyMainThread: Boolean(o.onlyMainThread),
     maxCallsPerSecond: rate,

@@ -93,7 +93,8 @@ export const A = {
 } as const;
 
 export const MAX_ACCOUNTS = 256;
-export const MAX_WORKER_SLOTS = 128;
+/** MAX_ENGINE_WORKERS (256) + the main thread + replacements of crashed workers not yet reclaimed. */
+export const MAX_WORKER_SLOTS = 320;
 export const GLOBAL_WORDS = 16;
 export const ACCOUNT_WORDS = 32;
 export const ACCOUNT_BASE = GLOBAL_WORDS;

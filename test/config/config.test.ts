@@ -173,7 +173,7 @@ test('dropftp serve refuses a bad configuration before starting (exit 2, option 
   const bad = await file('serve-bad.yaml', `dataDir: ${join(dir, 'never')}\nengine:\n  workers: 0\n  turbo: true\n`);
   const run = await runDropftp(['serve', '--config', bad, '--listen', '127.0.0.1:0'], { DROPFTP_PASSIVE_PORTS: 'a-b' });
   assert.is(run.code, 2, run.stdout + run.stderr);
-  assert.match(run.stderr, 'serve-bad.yaml:3: engine.workers: expected a positive integer in 1..64, got 0');
+  assert.match(run.stderr, 'serve-bad.yaml:3: engine.workers: expected a positive integer in 1..256, got 0');
   assert.match(run.stderr, 'serve-bad.yaml:4: engine.turbo: unknown option');
   assert.match(run.stderr, 'DROPFTP_PASSIVE_PORTS: passivePorts: expected a port range');
   assert.not.match(run.stdout, 'listening');

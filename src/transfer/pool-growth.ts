@@ -1,0 +1,40 @@
+// How the transfer worker pool grows: it starts with one worker and adds one (up to maxThreads)
+// only when every worker already carries GROW_AT_TASKS transfers, so an idle gateway on a 96-core
+// host holds one isolate, not 96. Main thread (piscina calls the balancer on each dispatch).
+// Invariant: never picks a worker running an abortable task (the engine posts none); pure function.
+
+import type { Piscina } from 'piscina';
+
+type PoolOptions = NonNullable<ConstructorParameters<typeof Piscina>[0]>;
+export type PoolBalancer = NonNullable<PoolOptions['loadBalancer']>;
+
+/** Workers the pool starts with (the rest start on demand). */
+export const INITIAL_WORKERS = 1;
+/** Concurrent transfers on the least busy worker at which another worker is started. */
+export const GROW_AT_TASKS = 4;
+/** An extra worker (above INITIAL_WORKERS) with no transfer for this long is stopped. */
+export const EXTRA_WORKER_IDLE_MS = 60_000;
+
+/**
+ * Least-busy dispatch that grows the pool: an idle worker if there is one; else, when even the
+ * least busy worker runs GROW_AT_TASKS transfers and the pool is below maxThreads, or a worker is
+ * still starting (`workers` lists the ready ones), no worker — piscina queues the task, starts a
+ * worker if it may, and dispatches the queue again once one is ready (a one-off wait of a worker's
+ * start-up, ~0.1 s), so a burst spreads over the new workers instead of piling onto the first;
+ * else the least busy worker.
+ */
+export function growingBalancer(maxThreads: number, poolSize: () => number): PoolBalancer {
+  return (_task, workers) => {
+    let best: (typeof workers)[number] | null = null;
+    for (const worker of workers) {
+      if (worker.isRunningAbortableTask) continue;
+      if (worker.currentUsage === 0) return worker;
+      if (best === null || worker.currentUsage < best.currentUsage) best = worker;
+    }
+    if (best !== null && best.currentUsage >= GROW_AT_TASKS) {
+      const size = poolSize();
+      if (size < maxThreads || workers.length < size) return null;
+    }
+    return best;
+  };
+}

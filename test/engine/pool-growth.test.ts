@@ -1,0 +1,87 @@
+// The transfer worker pool on many-core hosts: the accepted maximum covers 256 cores and never
+// rejects the default; the pool starts with one worker and grows with load up to its maximum.
+// Main thread + the engine's workers + the local box child.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { OPTIONS } from '../../src/config/schema.ts';
+import { DropftpError } from '../../src/errors.ts';
+import type { Executor } from '../../src/transfer/executor.ts';
+import { ENGINE_DEFAULTS, MAX_ENGINE_WORKERS, resolveEngineOptions } from '../../src/transfer/options.ts';
+import { GROW_AT_TASKS, growingBalancer, type PoolBalancer } from '../../src/transfer/pool-growth.ts';
+import { MAX_WORKER_SLOTS } from '../../src/transfer/shared-layout.ts';
+import { MiB, contentOf, drain, makePool, seed, sha256, sleep, startFixture } from './helpers.ts';
+
+test('workers: 96 and 256 are accepted, 257 is refused naming the option, the default never exceeds the maximum', () => {
+  assert.is(resolveEngineOptions({ workers: 96 }).workers, 96);
+  assert.is(resolveEngineOptions({ workers: 256 }).workers, 256);
+  assert.is(MAX_ENGINE_WORKERS, 256);
+  try {
+    resolveEngineOptions({ workers: MAX_ENGINE_WORKERS + 1 });
+    assert.unreachable('257 workers accepted');
+  } catch (err) {
+    assert.instance(err, DropftpError);
+    assert.match((err as Error).message, /workers/);
+  }
+  assert.ok(ENGINE_DEFAULTS.workers >= 1 && ENGINE_DEFAULTS.workers <= MAX_ENGINE_WORKERS);
+  assert.is(resolveEngineOptions().workers, ENGINE_DEFAULTS.workers);
+  // The config schema accepts the same range, and the control block has a slot for every thread.
+  const spec = OPTIONS.find((o) => o.key === 'engine.workers')!;
+  assert.is((spec as { max?: number }).max, MAX_ENGINE_WORKERS);
+  assert.ok(MAX_WORKER_SLOTS >= MAX_ENGINE_WORKERS + 1, 'a worker slot per thread plus the main thread');
+});
+
+type Worker = Parameters<PoolBalancer>[1][number];
+const worker = (currentUsage: number): Worker => ({ currentUsage, isRunningAbortableTask: false }) as unknown as Worker;
+const task = {} as Parameters<PoolBalancer>[0];
+
+test('the balancer: an idle worker first, a new worker once every worker carries GROW_AT_TASKS, never beyond the maximum', () => {
+  let size = 2;
+  const pick = growingBalancer(3, () => size);
+  const busy = worker(GROW_AT_TASKS);
+  const light = worker(1);
+  const idle = worker(0);
+  assert.is(pick(task, [busy, idle]), idle);
+  assert.is(pick(task, [busy, light]), light, 'the least busy below the threshold');
+  assert.is(pick(task, [busy, worker(GROW_AT_TASKS + 1)]), null, 'all at the threshold, room left: start a worker');
+  size = 3;
+  assert.is(pick(task, [busy, worker(GROW_AT_TASKS + 1)]), null, 'a third worker is still starting: wait for it');
+  assert.is(pick(task, [busy, worker(GROW_AT_TASKS + 1), worker(GROW_AT_TASKS + 2)]), busy, 'at the maximum, all ready: the least busy');
+  assert.is(pick(task, []), null, 'no ready worker: wait for one');
+});
+
+test('an engine of 3 workers starts one worker thread, stays there while lightly used and grows to 3 under 12 held downloads', async () => {
+  const fx = await startFixture({ workers: 3 });
+  // The engine's executor is private; its live thread count is what this test is about.
+  const live = (): number => (fx.engine as unknown as { executor: Executor }).executor.liveThreads();
+  try {
+    await sleep(300);
+    assert.is(live(), 1, 'one worker thread at start');
+    const pool = makePool(8 * MiB, 3);
+    const size = 4 * MiB;
+    await Promise.all(Array.from({ length: 12 }, (_, i) => seed(fx.box, fx.account.accessToken, `/grow/f${i}.bin`, contentOf(pool, i, size))));
+    const workersUsed = (): number => fx.engine.stats().workerHeaps.filter((h) => h.threadKey >= 2).length;
+    // Light use, one transfer at a time: one worker.
+    for (let i = 0; i < 3; i++) {
+      const got = await drain(fx.engine.openDownload('alice', `/grow/f${i}.bin`));
+      assert.is(got.sha, sha256(contentOf(pool, i, size)));
+    }
+    assert.is(workersUsed(), 1, 'sequential transfers stay on the first worker');
+    assert.is(live(), 1, 'still one worker thread');
+    // 12 downloads held open (nobody reads: their rings fill and they stay running).
+    const downs = Array.from({ length: 12 }, (_, i) => fx.engine.openDownload('alice', `/grow/f${i}.bin`));
+    for (const d of downs) d.on('error', () => {}); // a failed assertion destroys them (drain reports errors)
+    const deadline = Date.now() + 60_000;
+    while (workersUsed() < 3 && Date.now() < deadline) await sleep(50);
+    assert.is(workersUsed(), 3, 'grew to the maximum');
+    assert.is(live(), 3, 'three worker threads');
+    const results = await Promise.all(downs.map((d) => drain(d)));
+    results.forEach((got, i) => assert.is(got.sha, sha256(contentOf(pool, i, size)), `download ${i}`));
+    assert.is(workersUsed(), 3, 'never beyond the maximum');
+    assert.is(live(), 3);
+  } finally {
+    await fx.stop();
+  }
+});
+
+test.run();
