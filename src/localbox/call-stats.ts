@@ -2,7 +2,8 @@
 // statuses by route, limit refusals by kind and account, body bytes served and received.
 // Runs in the local box child. Invariants: each API call (admin routes excepted) is recorded exactly
 // once, when its reply ends or its connection closes, refused calls included; a call that ended
-// without a status line is counted under the status "reset"; reset() zeroes everything.
+// without a status line is counted under the status "reset"; body bytes count as they move;
+// reset() zeroes everything.
 
 import type { ServerResponse } from 'node:http';
 
@@ -12,8 +13,17 @@ export type LimitKind = 'too_many_requests' | 'too_many_write_operations';
 export class CallRecord {
   route: string | null = null; // null: no API route (unknown path, admin)
   account: string | null = null; // set once authenticated
-  servedBytes = 0;
-  receivedBytes = 0;
+
+  constructor(private readonly stats: CallStats) {}
+
+  /** Body bytes sent (download) or read (upload): counted at once, so long transfers show while they run. */
+  served(n: number): void {
+    this.stats.moved(n, 0);
+  }
+
+  received(n: number): void {
+    this.stats.moved(0, n);
+  }
   tooManyRequests = 0;
   tooManyWriteOperations = 0; // a 429 reply, or entries of finish_batch_v2 refused for the lock
   private done = false;
@@ -58,6 +68,11 @@ export class CallStats {
   /** Refusals since the last log line, by account: [too_many_requests, too_many_write_operations]. */
   private unlogged = new Map<string, [number, number]>();
 
+  moved(servedBytes: number, receivedBytes: number): void {
+    this.servedBytes += servedBytes;
+    this.receivedBytes += receivedBytes;
+  }
+
   /** Records `call` once, with the status `res` ended with. */
   record(call: CallRecord, res: ServerResponse): void {
     if (!call.finish() || call.route === null) return;
@@ -66,8 +81,6 @@ export class CallStats {
     r.calls++;
     const status = res.headersSent ? String(res.statusCode) : 'reset';
     r.status[status] = (r.status[status] ?? 0) + 1;
-    this.servedBytes += call.servedBytes;
-    this.receivedBytes += call.receivedBytes;
     this.tooManyRequests += call.tooManyRequests;
     this.tooManyWriteOperations += call.tooManyWriteOperations;
     if (call.account !== null) {

@@ -36,14 +36,14 @@ export async function* requestBody(ctx: Ctx): AsyncGenerator<Buffer> {
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
     if (limit !== null && seen + chunk.length >= limit) {
       if (limit > seen) {
-        ctx.call.receivedBytes += limit - seen;
+        ctx.call.received(limit - seen);
         yield chunk.subarray(0, limit - seen);
       }
       ctx.req.socket.destroy();
       throw new Error('injected reset');
     }
     seen += chunk.length;
-    ctx.call.receivedBytes += chunk.length;
+    ctx.call.received(chunk.length);
     yield chunk;
   }
   if (limit !== null && seen >= limit) {
@@ -77,13 +77,13 @@ export async function streamBody(ctx: Ctx, body: AsyncIterable<Buffer>, byteLeng
       if (resetAt !== null && sent + chunk.length >= resetAt) {
         const head = chunk.subarray(0, resetAt - sent);
         if (head.length) res.write(head);
-        ctx.call.servedBytes += head.length;
+        ctx.call.served(head.length);
         // let the bytes reach the socket, then cut it
         setTimeout(() => res.socket?.destroy(), 20);
         return;
       }
       sent += chunk.length;
-      ctx.call.servedBytes += chunk.length;
+      ctx.call.served(chunk.length);
       if (!res.write(chunk)) {
         await drainOrClose(res);
       }

@@ -46,7 +46,7 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const box = await Box.open(config);
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const call = new CallRecord();
+    const call = new CallRecord(box.calls);
     res.once('close', () => box.calls.record(call, res));
     handle(box, req, res, call).catch((err) => {
       if (err instanceof ApiError && err.limit !== null) call.noteLimit(err.limit);
