@@ -19,7 +19,7 @@ export const MAPPED_KEYS: readonly string[] = [
   'limits.maxTrackedAddresses', 'limits.bandwidth.downloadBytesPerSec', 'limits.bandwidth.uploadBytesPerSec', 'limits.userBandwidth',
   'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort', 'tls.requireSessionReuse',
   'proxyProtocol.enabled', 'proxyProtocol.trustedProxies', 'proxyProtocol.headerTimeoutMs',
-  'admin', 'credentialsFile',
+  'admin.listen', 'admin.tokenFile', 'admin.hosts', 'admin.requireToken', 'credentialsFile',
 ];
 
 /** Keys consumed outside DropftpOptions (by the CLI itself), with where. */
@@ -60,8 +60,8 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
     tls: config.tls.certFile && config.tls.keyFile ? { certFile: config.tls.certFile, keyFile: config.tls.keyFile, required: config.tls.required, implicitPort: config.tls.implicitPort, requireSessionReuse: config.tls.requireSessionReuse } : null,
     // behind a load balancer
     proxyProtocol: config.proxyProtocol.enabled ? { trustedProxies: [...config.proxyProtocol.trustedProxies], headerTimeoutMs: config.proxyProtocol.headerTimeoutMs } : null,
-    // metrics and health
-    admin: config.admin ? { ...config.admin } : null,
+    // metrics, health and the status page (its token: admin.tokenFile or DROPFTP_ADMIN_TOKEN, read at start)
+    admin: config.admin.listen ? { ...config.admin.listen, tokenFile: config.admin.tokenFile, hosts: [...config.admin.hosts], requireToken: config.admin.requireToken } : null,
     // Dropbox accounts
     credentialsFile: config.credentialsFile,
   };

@@ -1,0 +1,202 @@
+// The status page's data: FTP sessions (the server's session map + session-watch.ts) and the
+// transfer engine's stats() turned into the /status.json shape documented in the README. Main
+// thread. Invariants: the ONE place that reads engine stats for the page, and it tolerates any field
+// missing or of another type (null on the page, never a throw), so a change of the engine's stats
+// is absorbed here; rates are computed from samples at least a second apart; no password, token or
+// file content can reach the output (commands come pre-masked, errors carry client texts only).
+
+import type { RecentActivity } from './recent.ts';
+import type { SessionLike, SessionWatch } from './session-watch.ts';
+
+export const STATUS_VERSION = 1;
+/** Lists are cut at this length (the totals still count everything). */
+export const MAX_LISTED = 1000;
+const RATE_WINDOW_MS = 1000;
+
+export interface StatusSources {
+  sessions: () => Iterable<SessionLike>;
+  watch: SessionWatch;
+  recent: RecentActivity;
+  /** The engine's stats() (any shape; null when the engine is closed). */
+  engine: () => unknown;
+  startedAtMs: number;
+  now?: () => number;
+}
+
+type Json = Record<string, unknown>;
+
+function num(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+function obj(value: unknown): Json | null {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : null;
+}
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+const round1 = (n: number): number => Math.round(n * 10) / 10;
+
+/** A counter's rate from samples at least RATE_WINDOW_MS apart (null until the second sample). */
+class RateOf {
+  #atMs = 0;
+  #value = 0;
+  #rate: number | null = null;
+  update(value: number | null, nowMs: number): number | null {
+    if (value === null) return null;
+    if (this.#atMs === 0 || value < this.#value) {
+      [this.#atMs, this.#value] = [nowMs, value];
+      return this.#rate;
+    }
+    if (nowMs - this.#atMs >= RATE_WINDOW_MS) {
+      this.#rate = round1(((value - this.#value) * 1000) / (nowMs - this.#atMs));
+      [this.#atMs, this.#value] = [nowMs, value];
+    }
+    return this.#rate;
+  }
+}
+
+/** Sum of every count of the engine's `requests` (route → status → count). */
+function sumRequests(requests: unknown): number | null {
+  const byRoute = obj(requests);
+  if (!byRoute) return null;
+  let total = 0;
+  for (const byStatus of Object.values(byRoute)) for (const count of Object.values(obj(byStatus) ?? {})) total += num(count) ?? 0;
+  return total;
+}
+
+export class StatusModel {
+  readonly #s: StatusSources;
+  readonly #now: () => number;
+  readonly #accountRates = new Map<string, RateOf>();
+  readonly #engineRate = new RateOf();
+
+  constructor(sources: StatusSources) {
+    this.#s = sources;
+    this.#now = sources.now ?? Date.now;
+  }
+
+  snapshot(): Json {
+    const nowMs = this.#now();
+    const sessions: Json[] = [];
+    const transfers: Json[] = [];
+    let total = 0;
+    let loggedIn = 0;
+    for (const session of this.#s.sessions()) {
+      total++;
+      if (session.authenticated) loggedIn++;
+      const entry = this.#s.watch.entry(session.id);
+      const file = entry?.file ?? null;
+      const running = entry?.running[0] ?? null;
+      const user = session.authenticated ? (session.username ?? null) : null;
+      if (sessions.length < MAX_LISTED) {
+        sessions.push({
+          id: session.id,
+          user,
+          client: session.controlPeerAddress,
+          since: entry ? iso(entry.connectedAtMs) : null,
+          command: running?.shown ?? null,
+          commandSeconds: running ? round1((nowMs - running.startedAtMs) / 1000) : null,
+          lastCommand: entry?.last?.shown ?? null,
+          tls: session.secure,
+          dataTls: session.dataProtection === 'P',
+        });
+      }
+      const live = session.transfer;
+      if (!file || !live || transfers.length >= MAX_LISTED) continue;
+      const bytes = live.bytes;
+      if (bytes !== file.lastBytes) [file.lastBytes, file.lastProgressAtMs] = [bytes, nowMs];
+      if (nowMs - file.sampleAtMs >= RATE_WINDOW_MS) {
+        file.rateBytesPerSec = Math.round(((bytes - file.sampleBytes) * 1000) / (nowMs - file.sampleAtMs));
+        [file.sampleBytes, file.sampleAtMs] = [bytes, nowMs];
+      } else if (file.sampleBytes === 0 && nowMs > file.startedAtMs) {
+        file.rateBytesPerSec = Math.round((bytes * 1000) / (nowMs - file.startedAtMs));
+      }
+      transfers.push({
+        session: session.id,
+        user,
+        client: session.controlPeerAddress,
+        path: file.path,
+        direction: file.direction,
+        bytes,
+        sizeBytes: file.sizeBytes,
+        percent: file.sizeBytes ? round1(Math.min(100, (bytes * 100) / file.sizeBytes)) : null,
+        rateBytesPerSec: file.rateBytesPerSec,
+        secondsWithoutProgress: round1((nowMs - file.lastProgressAtMs) / 1000),
+        startedAt: iso(file.startedAtMs),
+      });
+    }
+    const { accounts, engine } = this.#engine(nowMs);
+    const recent = this.#s.recent;
+    return {
+      version: STATUS_VERSION,
+      generatedAt: iso(nowMs),
+      uptimeSeconds: Math.round((nowMs - this.#s.startedAtMs) / 1000),
+      totals: { sessions: total, loggedIn, transfers: transfers.length },
+      sessions,
+      transfers,
+      recentTransfers: recent.transfers.newestFirst().map((t) => ({ ...t, atMs: undefined, at: iso(t.atMs) })),
+      accounts,
+      engine,
+      errors: recent.errors.newestFirst().map((e) => ({ ...e, atMs: undefined, at: iso(e.atMs) })),
+    };
+  }
+
+  /** The engine's figures, every field optional (see the file header). */
+  #engine(nowMs: number): { accounts: Json[]; engine: Json } {
+    let stats: Json | null;
+    try {
+      stats = obj(this.#s.engine());
+    } catch {
+      stats = null; // a closed engine: the page says so
+    }
+    const batches = this.#s.recent.commitBatches.newestFirst();
+    if (!stats) return { accounts: [], engine: { available: false, recentBatchSizes: batches } };
+    const accounts = Object.entries(obj(stats.accounts) ?? {}).map(([name, raw]) => {
+      const a = obj(raw) ?? {};
+      const calls = num(a.callsStarted) ?? num(a.calls);
+      let rate = this.#accountRates.get(name);
+      if (!rate) this.#accountRates.set(name, (rate = new RateOf()));
+      const untilMs = num(a.retryAfterUntilMs);
+      const retryAfterMs = num(a.pausedForMs) ?? num(a.retryAfterMs) ?? (untilMs !== null ? Math.max(0, untilMs - nowMs) : null);
+      return {
+        name,
+        callsStarted: calls,
+        callsPerSec: num(a.callRate) ?? num(a.callsPerSec) ?? rate.update(calls, nowMs),
+        inFlight: num(a.inFlight),
+        waiting: num(a.waiting),
+        limit: num(a.limit),
+        rateLimited: num(a.throttles) ?? num(a.rateLimited),
+        retries: num(a.retries),
+        writeLockRetries: num(a.writeLockRetries),
+        retryAfterSeconds: retryAfterMs === null ? null : round1(retryAfterMs / 1000),
+      };
+    });
+    const memory = obj(stats.memory) ?? {};
+    const ring = num(memory.ringBytesInUse);
+    const chunk = num(memory.chunkBytesInUse);
+    const spool = num(memory.spoolBytes) ?? num(stats.spoolBytes);
+    const inUse = num(memory.inUseBytes) ?? (ring === null && chunk === null ? null : (ring ?? 0) + (chunk ?? 0));
+    const commits = obj(stats.commits) ?? {};
+    const calls = num(commits.calls);
+    const committed = num(commits.committed);
+    const answers = num(stats.callsStarted) ?? sumRequests(stats.requests);
+    return {
+      accounts,
+      engine: {
+        available: true,
+        threads: num(stats.threads),
+        workerUtilization: num(stats.workerUtilization),
+        workerHeaps: (Array.isArray(stats.workerHeaps) ? stats.workerHeaps : []).map((h) => ({ thread: num(obj(h)?.threadKey), heapUsedBytes: num(obj(h)?.heapUsedBytes) })),
+        activeDownloads: num(stats.activeDownloads),
+        activeUploads: num(stats.activeUploads),
+        memory: { budgetBytes: num(memory.budgetBytes), inUseBytes: inUse, ringBytes: ring, chunkBytes: chunk, spoolBytes: spool },
+        callsPerSec: this.#engineRate.update(answers, nowMs),
+        rateLimited: num(stats.throttles),
+        retries: num(stats.retries),
+        workerCrashes: num(stats.workerCrashes),
+        commits: { calls, committed, backlog: num(commits.backlog), meanBatchSize: calls && committed !== null ? round1(committed / calls) : null },
+        recentBatchSizes: batches,
+      },
+    };
+  }
+}
