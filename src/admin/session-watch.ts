@@ -33,15 +33,25 @@ export interface FileSeen {
   /** Bytes this transfer will move when known (RETR: size at stat minus the REST offset). */
   sizeBytes: number | null;
   startedAtMs: number;
+  /** startedAtMs as ISO 8601 (formatted once, not on every refresh). */
+  startedAt: string;
   lastBytes: number;
   lastProgressAtMs: number;
   sampleBytes: number;
   sampleAtMs: number;
   rateBytesPerSec: number;
+  /** The model's JSON of this transfer's fixed fields (status-model.ts owns it). */
+  fixedJson?: string;
 }
 
 export interface SessionEntry {
+  /** The session itself (from the server's 'connect' event), for the transfers' live byte counts. */
+  session: SessionLike | null;
   connectedAtMs: number;
+  /** Bumped whenever `running` or `last` changes (the model's cached JSON of this row goes stale). */
+  version: number;
+  /** The model's JSON of this session's row and what it was built from (status-model.ts owns it). */
+  cached: { json: string; version: number; user: string | null; secure: boolean; dataProtection: string } | null;
   /** Commands running now, oldest first (a transfer, plus ABOR/STAT/NOOP answered during it). */
   running: CommandSeen[];
   last: CommandSeen | null;
@@ -60,6 +70,9 @@ export function shownCommand(verb: string, arg: string): string {
 
 export class SessionWatch {
   readonly #entries = new Map<string, SessionEntry>();
+  /** Sessions whose file transfer runs now (id → entry): the page walks these, not every session. */
+  readonly moving = new Map<string, SessionEntry>();
+  #generation = 0;
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -70,17 +83,25 @@ export class SessionWatch {
     return this.#entries.get(id);
   }
 
-  connected(id: string): void {
-    this.#entries.set(id, { connectedAtMs: this.#now(), running: [], last: null, file: null });
+  /** Changes whenever a session comes, goes, or starts or ends a command (the sessions list is stale). */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  connected(id: string, session: SessionLike | null = null): void {
+    this.#entries.set(id, { session, connectedAtMs: this.#now(), version: 0, cached: null, running: [], last: null, file: null });
+    this.#generation++;
   }
 
   disconnected(id: string): void {
     this.#entries.delete(id);
+    this.moving.delete(id);
+    this.#generation++;
   }
 
   /** Listens to an FTP server's connect/disconnect events; returns the remover. */
   attach(ftp: { on(event: string, listener: (...args: any[]) => void): unknown; off(event: string, listener: (...args: any[]) => void): unknown }): () => void {
-    const onConnect = ({ id }: { id: string }): void => this.connected(id);
+    const onConnect = ({ id, connection }: { id: string; connection: SessionLike }): void => this.connected(id, connection);
     const onDisconnect = ({ id }: { id: string }): void => this.disconnected(id);
     ftp.on('connect', onConnect);
     ftp.on('disconnect', onDisconnect);
@@ -95,6 +116,8 @@ export class SessionWatch {
     if (!entry) return null;
     const seen: CommandSeen = { verb, shown: shownCommand(verb, arg), startedAtMs: this.#now() };
     entry.running.push(seen);
+    entry.version++;
+    this.#generation++;
     return seen;
   }
 
@@ -104,7 +127,12 @@ export class SessionWatch {
     const at = entry.running.indexOf(seen);
     if (at !== -1) entry.running.splice(at, 1);
     entry.last = seen;
-    if (FILE_VERBS.has(seen.verb)) entry.file = null;
+    entry.version++;
+    this.#generation++;
+    if (FILE_VERBS.has(seen.verb)) {
+      entry.file = null;
+      this.moving.delete(id);
+    }
   }
 
   /** A file transfer's data is about to move (called by the observed file system). */
@@ -112,7 +140,8 @@ export class SessionWatch {
     const entry = this.#entries.get(id);
     if (!entry) return;
     const now = this.#now();
-    entry.file = { path, direction, sizeBytes, startedAtMs: now, lastBytes: 0, lastProgressAtMs: now, sampleBytes: 0, sampleAtMs: now, rateBytesPerSec: 0 };
+    entry.file = { path, direction, sizeBytes, startedAtMs: now, startedAt: new Date(now).toISOString(), lastBytes: 0, lastProgressAtMs: now, sampleBytes: 0, sampleAtMs: now, rateBytesPerSec: 0 };
+    this.moving.set(id, entry);
   }
 
   /** A copy of the command table whose every handler reports start and end here (aliases share one wrapper). */

@@ -6,7 +6,7 @@
 // file content can reach the output (commands come pre-masked, errors carry client texts only).
 
 import type { RecentActivity } from './recent.ts';
-import type { SessionLike, SessionWatch } from './session-watch.ts';
+import type { SessionEntry, SessionLike, SessionWatch } from './session-watch.ts';
 
 export const STATUS_VERSION = 1;
 /** Lists are cut at this length (the totals still count everything). */
@@ -35,6 +35,22 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 const round1 = (n: number): number => Math.round(n * 10) / 10;
+
+/** One session's row of `sessions` (durations are left to the page: the row stays cacheable). */
+function sessionRow(session: SessionLike, entry: SessionEntry | undefined, user: string | null): string {
+  const running = entry?.running[0] ?? null;
+  return JSON.stringify({
+    id: session.id,
+    user,
+    client: session.controlPeerAddress,
+    since: entry ? iso(entry.connectedAtMs) : null,
+    command: running?.shown ?? null,
+    commandSince: running ? iso(running.startedAtMs) : null,
+    lastCommand: entry?.last?.shown ?? null,
+    tls: session.secure,
+    dataTls: session.dataProtection === 'P',
+  });
+}
 
 /** A counter's rate from samples at least RATE_WINDOW_MS apart (null until the second sample). */
 class RateOf {
@@ -69,40 +85,33 @@ export class StatusModel {
   readonly #now: () => number;
   readonly #accountRates = new Map<string, RateOf>();
   readonly #engineRate = new RateOf();
+  #segment: { generation: number; rows: string; total: number; loggedIn: number } | null = null;
 
   constructor(sources: StatusSources) {
     this.#s = sources;
     this.#now = sources.now ?? Date.now;
   }
 
+  /** The status as an object (tests, tools); the routes serve body(). */
   snapshot(): Json {
+    return JSON.parse(this.body().join('')) as Json;
+  }
+
+  /**
+   * The status as JSON, in pieces to write one after the other, `extra` fields appended. A session's
+   * row is re-serialised only when it changed (its command, login or TLS state), the list only when
+   * a session changed: with a thousand sessions a refresh mostly reuses text, and only the transfers
+   * (whose bytes move) are built anew.
+   */
+  body(extra: Json = {}): string[] {
     const nowMs = this.#now();
-    const sessions: Json[] = [];
-    const transfers: Json[] = [];
-    let total = 0;
-    let loggedIn = 0;
-    for (const session of this.#s.sessions()) {
-      total++;
-      if (session.authenticated) loggedIn++;
-      const entry = this.#s.watch.entry(session.id);
-      const file = entry?.file ?? null;
-      const running = entry?.running[0] ?? null;
-      const user = session.authenticated ? (session.username ?? null) : null;
-      if (sessions.length < MAX_LISTED) {
-        sessions.push({
-          id: session.id,
-          user,
-          client: session.controlPeerAddress,
-          since: entry ? iso(entry.connectedAtMs) : null,
-          command: running?.shown ?? null,
-          commandSeconds: running ? round1((nowMs - running.startedAtMs) / 1000) : null,
-          lastCommand: entry?.last?.shown ?? null,
-          tls: session.secure,
-          dataTls: session.dataProtection === 'P',
-        });
-      }
-      const live = session.transfer;
-      if (!file || !live || transfers.length >= MAX_LISTED) continue;
+    const segment = this.#sessions();
+    const transfers: string[] = [];
+    for (const entry of this.#s.watch.moving.values()) {
+      const session = entry.session;
+      const file = entry.file;
+      const live = session?.transfer;
+      if (!session || !file || !live || transfers.length >= MAX_LISTED) continue;
       const bytes = live.bytes;
       if (bytes !== file.lastBytes) [file.lastBytes, file.lastProgressAtMs] = [bytes, nowMs];
       if (nowMs - file.sampleAtMs >= RATE_WINDOW_MS) {
@@ -111,34 +120,51 @@ export class StatusModel {
       } else if (file.sampleBytes === 0 && nowMs > file.startedAtMs) {
         file.rateBytesPerSec = Math.round((bytes * 1000) / (nowMs - file.startedAtMs));
       }
-      transfers.push({
-        session: session.id,
-        user,
-        client: session.controlPeerAddress,
-        path: file.path,
-        direction: file.direction,
-        bytes,
-        sizeBytes: file.sizeBytes,
-        percent: file.sizeBytes ? round1(Math.min(100, (bytes * 100) / file.sizeBytes)) : null,
-        rateBytesPerSec: file.rateBytesPerSec,
-        secondsWithoutProgress: round1((nowMs - file.lastProgressAtMs) / 1000),
-        startedAt: iso(file.startedAtMs),
-      });
+      // The fields that never change are serialised once per transfer; the moving ones every time.
+      file.fixedJson ??= JSON.stringify({ session: session.id, user: session.authenticated ? (session.username ?? null) : null, client: session.controlPeerAddress, path: file.path, direction: file.direction, sizeBytes: file.sizeBytes, startedAt: file.startedAt }).slice(1);
+      const percent = file.sizeBytes ? round1(Math.min(100, (bytes * 100) / file.sizeBytes)) : null;
+      transfers.push(`{"bytes":${bytes},"percent":${percent},"rateBytesPerSec":${file.rateBytesPerSec},"secondsWithoutProgress":${round1((nowMs - file.lastProgressAtMs) / 1000)},${file.fixedJson}`);
     }
+    const total = segment.total;
+    const loggedIn = segment.loggedIn;
     const { accounts, engine } = this.#engine(nowMs);
     const recent = this.#s.recent;
-    return {
-      version: STATUS_VERSION,
-      generatedAt: iso(nowMs),
-      uptimeSeconds: Math.round((nowMs - this.#s.startedAtMs) / 1000),
-      totals: { sessions: total, loggedIn, transfers: transfers.length },
-      sessions,
-      transfers,
+    const head = JSON.stringify({ version: STATUS_VERSION, generatedAt: iso(nowMs), uptimeSeconds: Math.round((nowMs - this.#s.startedAtMs) / 1000), totals: { sessions: total, loggedIn, transfers: transfers.length } });
+    const tail = JSON.stringify({
       recentTransfers: recent.transfers.newestFirst().map((t) => ({ ...t, atMs: undefined, at: iso(t.atMs) })),
       accounts,
       engine,
       errors: recent.errors.newestFirst().map((e) => ({ ...e, atMs: undefined, at: iso(e.atMs) })),
-    };
+      ...extra,
+    });
+    return [`${head.slice(0, -1)},"sessions":[`, segment.rows, `],"transfers":[${transfers.join(',')}],${tail.slice(1)}`];
+  }
+
+  /** The sessions list, rebuilt only when the watch's generation moved (from each row's own cache). */
+  #sessions(): { generation: number; rows: string; total: number; loggedIn: number } {
+    const generation = this.#s.watch.generation;
+    if (this.#segment && this.#segment.generation === generation) return this.#segment;
+    const rows: string[] = [];
+    let total = 0;
+    let loggedIn = 0;
+    for (const session of this.#s.sessions()) {
+      total++;
+      if (session.authenticated) loggedIn++;
+      if (total > MAX_LISTED) continue;
+      const entry = this.#s.watch.entry(session.id);
+      const user = session.authenticated ? (session.username ?? null) : null;
+      rows.push(entry ? this.#row(session, entry, user) : sessionRow(session, undefined, user));
+    }
+    this.#segment = { generation, rows: rows.join(','), total, loggedIn };
+    return this.#segment;
+  }
+
+  #row(session: SessionLike, entry: SessionEntry, user: string | null): string {
+    const c = entry.cached;
+    if (c && c.version === entry.version && c.user === user && c.secure === session.secure && c.dataProtection === session.dataProtection) return c.json;
+    const json = sessionRow(session, entry, user);
+    entry.cached = { json, version: entry.version, user, secure: session.secure, dataProtection: session.dataProtection };
+    return json;
   }
 
   /** The engine's figures, every field optional (see the file header). */

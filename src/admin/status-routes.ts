@@ -45,7 +45,7 @@ export interface StatusRoutesOptions {
 export class StatusRoutes {
   readonly #o: StatusRoutesOptions;
   readonly #assets = new Map<string, { body: Buffer; type: string }>();
-  #cached: { atMs: number; body: string } | null = null;
+  #cached: { atMs: number; body: string[]; byteLength: number } | null = null;
 
   constructor(options: StatusRoutesOptions) {
     this.#o = options;
@@ -71,7 +71,7 @@ export class StatusRoutes {
     const auth = access.authenticate(req);
     if (path === '/') return send(res, auth.ok ? 200 : auth.status, asset!.type, asset!.body, req.method === 'HEAD'), true;
     if (!auth.ok) return send(res, auth.status, 'application/json', JSON.stringify({ error: auth.reason }) + '\n', false, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="dropftp"' } : {}), true;
-    if (path === '/status.json') return send(res, 200, 'application/json', this.#json(), req.method === 'HEAD'), true;
+    if (path === '/status.json') return this.#sendJson(res, req.method === 'HEAD'), true;
     const refusal = access.crossSiteRefusal(req, auth, true);
     if (refusal) return send(res, 403, 'application/json', JSON.stringify({ error: refusal }) + '\n'), true;
     if (path === '/logout') return send(res, 204, 'text/plain', '', false, { 'set-cookie': AdminAccess.logoutCookie }), true;
@@ -83,13 +83,20 @@ export class StatusRoutes {
     return send(res, 200, 'application/json', JSON.stringify({ disconnected: id }) + '\n'), true;
   }
 
-  #json(): string {
+  /** The status JSON, written piece by piece (no copy into one buffer); one snapshot per cacheMs. */
+  #sendJson(res: ServerResponse, headOnly: boolean): void {
     const now = Date.now();
     const cacheMs = this.#o.cacheMs ?? 250;
-    if (this.#cached && now - this.#cached.atMs < cacheMs) return this.#cached.body;
-    const body = JSON.stringify({ ...this.#o.model.snapshot(), csrf: this.#o.access.csrf, tokenRequired: this.#o.access.tokenRequired });
-    this.#cached = { atMs: now, body };
-    return body;
+    if (!this.#cached || now - this.#cached.atMs >= cacheMs) {
+      const body = this.#o.model.body({ csrf: this.#o.access.csrf, tokenRequired: this.#o.access.tokenRequired });
+      this.#cached = { atMs: now, body, byteLength: body.reduce((n, piece) => n + Buffer.byteLength(piece), 0) };
+    }
+    const { body, byteLength } = this.#cached;
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'application/json', 'content-length': byteLength });
+    if (headOnly) return void res.end();
+    res.cork();
+    for (const piece of body) res.write(piece);
+    res.end();
   }
 
   async #login(req: IncomingMessage, res: ServerResponse): Promise<void> {

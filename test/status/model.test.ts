@@ -28,7 +28,7 @@ test('a download: path, percent, rate from samples a second apart, time without 
   const { clock, watch, sessions, model } = setup(() => null);
   const transfer = { directive: 'RETR', bytes: 0 };
   sessions.push({ id: 's1', username: 'alice', authenticated: true, controlPeerAddress: '192.0.2.7', secure: true, dataProtection: 'P', transfer });
-  watch.connected('s1');
+  watch.connected('s1', sessions[0]!);
   const seen = watch.commandStarted('s1', 'RETR', 'big.bin');
   watch.fileOpened('s1', '/dir/big.bin', 'download', 1000);
   clock.advance(500);

@@ -94,7 +94,7 @@ function render(data) {
     cell(tr, s.user ?? '(not logged in)', s.user ? 'user' : 'user muted');
     cell(tr, s.client);
     cell(tr, since(s.since, nowMs)).title = s.since ?? '';
-    const command = cell(tr, s.command ? `${s.command} (${duration(s.commandSeconds)})` : `idle${s.lastCommand ? ` · last ${s.lastCommand}` : ''}`, 'command');
+    const command = cell(tr, s.command ? `${s.command} (${since(s.commandSince, nowMs)})` : `idle${s.lastCommand ? ` · last ${s.lastCommand}` : ''}`, 'command');
     if (!s.command) command.classList.add('muted');
     cell(tr, s.tls ? (s.dataTls ? 'control + data' : 'control') : 'no', s.tls ? 'ok' : '');
     const actions = document.createElement('td');
