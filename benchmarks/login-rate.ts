@@ -3,20 +3,22 @@
 // verification, N=16384 r=8 p=1, on the server's libuv thread pool), then with repeated credentials
 // (verified-login cache hits), compared with baselines measured in the same run: raw scrypt
 // verifications/s in this process at the same concurrency, and sessions/s that never log in
-// (connect, greeting, QUIT: the protocol's own cost).
+// (connect, greeting, QUIT: the protocol's own cost). The server runs under bin/with-tuned-malloc,
+// as installed (libuv pool from the CPU count; the scrypt gate of src/users/scrypt-gate.ts).
 // Usage: node --import tsx benchmarks/login-rate.ts [--sessions 1000] [--concurrency 32]
 // Output: benchmarks/results/login-rate.json
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hashPassword, verifyPassword } from '../src/users/password.ts';
+import { hashPassword, scryptGate, verifyPassword } from '../src/users/password.ts';
 import { writeUsersFile, type UserRecord } from '../src/users/users-file.ts';
 
 const BIN = fileURLToPath(new URL('../bin/dropftp.mjs', import.meta.url));
+const LAUNCHER_ENV = fileURLToPath(new URL('../bin/with-tuned-malloc', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/login-rate.json', import.meta.url));
 
 function flag(name: string, fallback: number): number {
@@ -121,7 +123,7 @@ async function freePort(): Promise<number> {
 }
 
 async function startServer(dataDir: string, usersFile: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--users', usersFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(LAUNCHER_ENV, [process.execPath, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--users', usersFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -151,6 +153,8 @@ async function main(): Promise<void> {
 
     const port = await freePort();
     server = await startServer(join(work, 'data'), usersFile, port);
+    const serverEnv = (await readFile(`/proc/${server.pid}/environ`, 'utf8').catch(() => '')).split('\0');
+    const serverPool = Number(serverEnv.find((e) => e.startsWith('UV_THREADPOOL_SIZE='))?.split('=')[1] ?? 4);
     const noLoginSession = (): Promise<boolean> => ftpSession(port, [[null, 220], ['QUIT', 221]]);
     // Warm-up (JIT, first listings): the first few hundred sessions of a fresh process run several
     // times slower than the rest, which would make whichever phase comes first look bad.
@@ -171,7 +175,9 @@ async function main(): Promise<void> {
     const result = {
       benchmark: 'login-rate',
       date: new Date().toISOString(),
-      machine: { cpus: availableParallelism(), loadavg1m: Number(loadavg()[0]!.toFixed(2)), node: process.version, uvThreadpoolSize: Number(process.env.UV_THREADPOOL_SIZE ?? 4) },
+      machine: { cpus: availableParallelism(), loadavg1m: Number(loadavg()[0]!.toFixed(2)), node: process.version, uvThreadpoolSize: Number(process.env.UV_THREADPOOL_SIZE ?? 4), serverUvThreadpoolSize: serverPool },
+      // The bench process's own gate (same formula as the server's: pool - 1 running, 256 MiB).
+      scryptGate: { maxRunning: scryptGate.maxRunning, maxBytes: scryptGate.maxBytes, peakRunningInProcess: scryptGate.peakRunning },
       scrypt: { N: 16384, r: 8, p: 1 },
       concurrency: CONCURRENCY,
       phases: [noLogin, scryptBefore, distinct, scryptAfter, repeated, distinctWarm],

@@ -11,6 +11,16 @@ import { DROPBOX_API_URL, DROPBOX_CONTENT_URL, saveAccount, validAccountName } f
 import { authorizeUrl, createPkce, exchangeCode } from '../auth/oauth.ts';
 import { DropboxRpc } from '../dropbox/rpc.ts';
 import { DropftpError } from '../errors.ts';
+import { UsageError, flagLines, parseCommand, runCommand, type FlagTable } from './args.ts';
+
+const AUTH_FLAGS = {
+  account: { type: 'string', valueName: 'NAME', doc: 'name users refer to (users file "account: NAME"; default "dropbox")' },
+  'app-key': { type: 'string', valueName: 'KEY', doc: "your Dropbox app's key (or env DROPFTP_APP_KEY); no app secret is needed (PKCE)" },
+  'api-url': { type: 'string', valueName: 'URL', doc: `API base URL (default ${DROPBOX_API_URL}; the local box: its URL)` },
+  'content-url': { type: 'string', valueName: 'URL', doc: `content base URL (default ${DROPBOX_CONTENT_URL}, or --api-url when that is set)` },
+  'data-dir': { type: 'string', valueName: 'DIR', doc: 'data directory (default ./data); the credentials file is DIR/credentials.yaml' },
+  credentials: { type: 'string', valueName: 'FILE', doc: 'credentials file (overrides --data-dir)' },
+} as const satisfies FlagTable;
 
 const USAGE = `usage: dropftp auth [--account NAME] [--app-key KEY] [--api-url URL] [--content-url URL]
                    [--data-dir DIR] [--credentials FILE]
@@ -18,13 +28,7 @@ const USAGE = `usage: dropftp auth [--account NAME] [--app-key KEY] [--api-url U
 Links a Dropbox account: opens nothing itself, prints a URL to open in a browser, then reads the
 code Dropbox shows after "Allow" from stdin. The refresh token goes into the credentials file.
 
-  --account NAME      name users refer to (users file "account: NAME"; default "dropbox")
-  --app-key KEY       your Dropbox app's key (or env DROPFTP_APP_KEY); no app secret is needed (PKCE)
-  --api-url URL       API base URL (default ${DROPBOX_API_URL}; the local box: its URL)
-  --content-url URL   content base URL (default ${DROPBOX_CONTENT_URL}, or --api-url when that is set)
-  --data-dir DIR      data directory (default ./data); the credentials file is DIR/credentials.yaml
-  --credentials FILE  credentials file (overrides --data-dir)
-`;
+${flagLines(AUTH_FLAGS)}`;
 
 interface AuthFlags {
   account: string;
@@ -34,63 +38,26 @@ interface AuthFlags {
   credentialsFile: string;
 }
 
-class UsageError extends Error {}
+function url(name: string, value: string | undefined): string | null {
+  if (value === undefined) return null;
+  if (!/^https?:\/\/[^/]+/.test(value)) throw new UsageError(`--${name}: expected an http(s) URL, got "${value}"`);
+  return value.replace(/\/+$/, '');
+}
 
-function parseFlags(argv: string[]): AuthFlags {
-  let account = 'dropbox';
-  let appKey = process.env.DROPFTP_APP_KEY ?? '';
-  let apiUrl: string | null = null;
-  let contentUrl: string | null = null;
-  let dataDir = './data';
-  let credentialsFile: string | null = null;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.indexOf('=');
-    const [name, inline] = arg.startsWith('--') && eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
-      return v;
-    };
-    const url = (): string => {
-      const v = value();
-      if (!/^https?:\/\/[^/]+/.test(v)) throw new UsageError(`${name}: expected an http(s) URL, got "${v}"`);
-      return v.replace(/\/+$/, '');
-    };
-    switch (name) {
-      case '--account':
-        account = value();
-        if (!validAccountName(account)) throw new UsageError(`--account: "${account}" is not 1-64 of [A-Za-z0-9._@-]`);
-        break;
-      case '--app-key':
-        appKey = value();
-        break;
-      case '--api-url':
-        apiUrl = url();
-        break;
-      case '--content-url':
-        contentUrl = url();
-        break;
-      case '--data-dir':
-        dataDir = value();
-        break;
-      case '--credentials':
-        credentialsFile = value();
-        break;
-      case '--help':
-      case '-h':
-        throw new UsageError('');
-      default:
-        throw new UsageError(`unknown option ${arg}`);
-    }
-  }
+function flagsOf(values: { [K in keyof typeof AUTH_FLAGS]?: string }): AuthFlags {
+  for (const [name, value] of Object.entries(values)) if (value === '') throw new UsageError(`--${name} needs a value`);
+  const account = values.account ?? 'dropbox';
+  if (!validAccountName(account)) throw new UsageError(`--account: "${account}" is not 1-64 of [A-Za-z0-9._@-]`);
+  const appKey = values['app-key'] ?? process.env.DROPFTP_APP_KEY ?? '';
   if (!appKey) throw new UsageError('--app-key (or DROPFTP_APP_KEY) is required: the key of your Dropbox app');
+  const apiUrl = url('api-url', values['api-url']);
+  const contentUrl = url('content-url', values['content-url']);
   return {
     account,
     appKey,
     apiUrl: apiUrl ?? DROPBOX_API_URL,
     contentUrl: contentUrl ?? apiUrl ?? DROPBOX_CONTENT_URL,
-    credentialsFile: resolve(credentialsFile ?? join(dataDir, 'credentials.yaml')),
+    credentialsFile: resolve(values.credentials ?? join(values['data-dir'] ?? './data', 'credentials.yaml')),
   };
 }
 
@@ -113,15 +80,18 @@ function readCode(): Promise<string> {
   });
 }
 
-export async function authCommand(argv: string[]): Promise<number> {
-  let flags: AuthFlags;
-  try {
-    flags = parseFlags(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    (err.message ? process.stderr : process.stdout).write((err.message ? `dropftp auth: ${err.message}\n` : '') + USAGE);
-    return err.message ? 2 : 0;
-  }
+export function authCommand(argv: string[]): Promise<number> {
+  return runCommand('dropftp auth', USAGE, async () => {
+    const { values, help } = parseCommand(argv, AUTH_FLAGS);
+    if (help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    return link(flagsOf(values as { [K in keyof typeof AUTH_FLAGS]?: string }));
+  });
+}
+
+async function link(flags: AuthFlags): Promise<number> {
   const pkce = createPkce();
   process.stdout.write(
     `1. Open this URL in a browser and sign in to the Dropbox account to link:\n\n   ${authorizeUrl(flags.apiUrl, flags.appKey, pkce)}\n\n` +

@@ -5,6 +5,8 @@
 
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { exampleYaml, markdownTable } from '../config/usage.ts';
+import { UsageError } from './args.ts';
+import { parseServeArgs } from './serve-flags.ts';
 
 const USAGE = `usage: dropftp config <check FILE | example | table | show [--config FILE] [serve options]>
 
@@ -16,6 +18,15 @@ const USAGE = `usage: dropftp config <check FILE | example | table | show [--con
 
 export async function configCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  // `dropftp config check --help`, `config example -h` …: the usage, exit 0.
+  if (sub !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if ((sub === 'example' || sub === 'table') && rest.length) {
+    process.stderr.write(`dropftp config ${sub}: unexpected "${rest[0]}"\n${USAGE}`);
+    return 2;
+  }
   switch (sub) {
     case 'check': {
       if (rest.length !== 1 || rest[0]!.startsWith('-')) {
@@ -41,11 +52,20 @@ export async function configCommand(argv: string[]): Promise<number> {
       return 0;
     case 'show': {
       try {
-        const { config, sources, file } = loadConfig({ argv: rest });
+        const args = parseServeArgs(rest);
+        if (args.help) {
+          process.stdout.write(USAGE);
+          return 0;
+        }
+        const { config, sources, file } = loadConfig({ argv: args.argv });
         const origin = Object.fromEntries([...sources].filter(([, s]) => s !== 'default'));
         process.stdout.write(JSON.stringify({ file, config, setBy: origin }, null, 2) + '\n');
         return 0;
       } catch (err) {
+        if (err instanceof UsageError) {
+          process.stderr.write(`dropftp config show: ${err.message}\n`);
+          return 2;
+        }
         if (!(err instanceof ConfigError)) throw err;
         process.stderr.write(err.problems.map((p) => `${p}\n`).join(''));
         return 2;

@@ -11,6 +11,8 @@ import { CLI_KEYS, UNMAPPED_KEYS, accessOptions, toDropftpOptions } from '../con
 import type { LoadedConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { startDropftp, type Dropftp } from '../server.ts';
+import { UsageError } from './args.ts';
+import { parseServeArgs, type ServeArgs } from './serve-flags.ts';
 
 export const SERVE_USAGE_HEAD = `usage: dropftp serve [--config FILE] [options]
 
@@ -25,15 +27,23 @@ flags win over the environment, which wins over the file. Common ones:
   --log-level LEVEL    trace, debug, info, warn, error, fatal, silent
 `;
 
-/** Exit code 2 and the problems, or the loaded configuration. */
-function load(argv: string[]): LoadedConfig | number {
-  if (argv.includes('--help') || argv.includes('-h')) {
+/** Exit code (0 after --help, 2 and the problems), or the loaded configuration and its flags. */
+function load(argv: string[]): { loaded: LoadedConfig; flags: string[] } | number {
+  let args: ServeArgs;
+  try {
+    args = parseServeArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`dropftp serve: ${err.message}\ndropftp serve: see \`dropftp serve --help\`\n`);
+    return 2;
+  }
+  if (args.help) {
     process.stdout.write(SERVE_USAGE_HEAD + '\nAll options:\n' + usage());
     return 0;
   }
   let loaded: LoadedConfig;
   try {
-    loaded = loadConfig({ argv });
+    loaded = loadConfig({ argv: args.argv });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(err.problems.map((p) => `dropftp serve: ${p}\n`).join('') + 'dropftp serve: see `dropftp serve --help`\n');
@@ -45,7 +55,7 @@ function load(argv: string[]): LoadedConfig | number {
     process.stderr.write(ignored.map(([key, source]) => `dropftp serve: ${key} (from ${source}): not supported by this build yet (${UNMAPPED_KEYS[key]})\n`).join(''));
     return 2;
   }
-  return loaded;
+  return { loaded, flags: args.argv };
 }
 
 function banner(service: Dropftp, loaded: LoadedConfig, log: Logger): void {
@@ -100,9 +110,10 @@ function valueAt(config: object, key: string): unknown {
   return key.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], config);
 }
 
-export async function serveCommand(argv: string[]): Promise<number> {
-  const loaded = load(argv);
-  if (typeof loaded === 'number') return loaded;
+export async function serveCommand(rawArgv: string[]): Promise<number> {
+  const start = load(rawArgv);
+  if (typeof start === 'number') return start;
+  const { loaded, flags: argv } = start;
   const { config } = loaded;
   const log = createLogger(config.log);
   let service: Dropftp;

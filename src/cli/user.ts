@@ -9,6 +9,27 @@ import { formatMount, parseMountSpec, toMountRecord, validAccountName } from '..
 import { hashPassword } from '../users/password.ts';
 import { PERMISSIONS, isPermission, type Permission } from '../users/permissions.ts';
 import { readUsersFile, resolveUser, validUserName, writeUsersFile, type UserRecord } from '../users/users-file.ts';
+import { UsageError as ArgsUsageError, flagLines, parseCommand, type FlagTable } from './args.ts';
+
+const COMMON = {
+  'data-dir': { type: 'string', valueName: 'DIR', doc: 'data directory (default ./data); the users file is DIR/users.yaml' },
+  users: { type: 'string', valueName: 'FILE', doc: 'users file (overrides --data-dir)' },
+} as const satisfies FlagTable;
+const PASSWORD = { 'password-stdin': { type: 'boolean', doc: 'read the password from stdin (first line); otherwise one is generated and printed' } } as const satisfies FlagTable;
+const ADD = {
+  ...PASSWORD,
+  root: { type: 'string', valueName: '/folder', doc: "the user's '/' in its account (default /); the user can never leave it" },
+  account: { type: 'string', valueName: 'A', doc: 'storage account (default local; a local box account is created on first use)' },
+  'read-only': { type: 'boolean', doc: 'list and read only (same as --permissions list,read)' },
+  permissions: { type: 'string', valueName: 'P,…', doc: `what the user may do (default all: ${PERMISSIONS.join(',')})` },
+  mount: {
+    type: 'string',
+    multiple: true,
+    valueName: 'SPEC',
+    doc: 'show folder /there of account A at /here (/here=A:/there[:ro]); repeatable; two users mounting one folder share it',
+  },
+} as const satisfies FlagTable;
+const ACTIONS: Record<string, FlagTable> = { add: { ...ADD, ...COMMON }, passwd: { ...PASSWORD, ...COMMON }, remove: COMMON, list: { json: { type: 'boolean', doc: 'JSON output' }, ...COMMON } };
 
 const USAGE = `usage: dropftp user add NAME [--password-stdin] [--root /folder] [--account A] [--read-only]
                          [--permissions list,read,write,delete,mkdir,rename] [--mount /here=account:/there[:ro]]...
@@ -17,16 +38,7 @@ const USAGE = `usage: dropftp user add NAME [--password-stdin] [--root /folder] 
        dropftp user list [--json]
 common: [--data-dir DIR] [--users FILE]
 
-  --password-stdin   read the password from stdin (first line); otherwise one is generated and printed
-  --root /folder     the user's '/' in its account (default /); the user can never leave it
-  --account A        storage account (default local; a local box account is created on first use)
-  --read-only        list and read only (same as --permissions list,read)
-  --permissions P,…  what the user may do (default all: ${PERMISSIONS.join(',')})
-  --mount SPEC       show folder /there of account A at /here in the user's tree (repeatable);
-                     ":ro" makes it read-only; two users mounting one folder share it
-  --data-dir DIR     data directory (default ./data); the users file is DIR/users.yaml
-  --users FILE       users file (overrides --data-dir)
-`;
+${flagLines({ ...ADD, json: ACTIONS.list!.json!, ...COMMON })}`;
 
 class UsageError extends Error {}
 
@@ -43,34 +55,29 @@ interface Flags {
 }
 
 function parseFlags(action: string, rest: string[]): Flags {
-  const allowed: Record<string, string[]> = {
-    add: ['--password-stdin', '--root', '--account', '--read-only', '--permissions', '--mount'],
-    passwd: ['--password-stdin'],
-    remove: [],
-    list: ['--json'],
+  let parsed: ReturnType<typeof parseCommand>;
+  try {
+    parsed = parseCommand(rest, ACTIONS[action] ?? COMMON);
+  } catch (err) {
+    if (err instanceof ArgsUsageError) throw new UsageError(`${err.message} for "user ${action}"`);
+    throw err;
+  }
+  const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  for (const [name, value] of Object.entries(v)) if (value === '') throw new UsageError(`--${name} needs a value`);
+  const flags: Flags = {
+    passwordStdin: v['password-stdin'] === true,
+    dataDir: (v['data-dir'] as string | undefined) ?? './data',
+    readOnly: v['read-only'] === true,
+    mounts: (v.mount as string[] | undefined) ?? [],
+    json: v.json === true,
   };
-  const flags: Flags = { passwordStdin: false, dataDir: './data', readOnly: false, mounts: [], json: false };
-  for (let i = 0; i < rest.length; i++) {
-    const flag = rest[i]!;
-    const value = (): string => {
-      const v = rest[++i];
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    if (!['--data-dir', '--users', ...(allowed[action] ?? [])].includes(flag)) throw new UsageError(`unknown option ${flag} for "user ${action}"`);
-    if (flag === '--password-stdin') flags.passwordStdin = true;
-    else if (flag === '--data-dir') flags.dataDir = value();
-    else if (flag === '--users') flags.usersFile = value();
-    else if (flag === '--root') flags.root = value();
-    else if (flag === '--account') flags.account = value();
-    else if (flag === '--read-only') flags.readOnly = true;
-    else if (flag === '--json') flags.json = true;
-    else if (flag === '--mount') flags.mounts.push(value());
-    else if (flag === '--permissions') {
-      const list = value().split(',').map((p) => p.trim()).filter(Boolean);
-      for (const p of list) if (!isPermission(p)) throw new UsageError(`--permissions: unknown permission "${p}" (${PERMISSIONS.join(', ')})`);
-      flags.permissions = list as Permission[];
-    }
+  if (typeof v.users === 'string') flags.usersFile = v.users;
+  if (typeof v.root === 'string') flags.root = v.root;
+  if (typeof v.account === 'string') flags.account = v.account;
+  if (typeof v.permissions === 'string') {
+    const list = v.permissions.split(',').map((p) => p.trim()).filter(Boolean);
+    for (const p of list) if (!isPermission(p)) throw new UsageError(`--permissions: unknown permission "${p}" (${PERMISSIONS.join(', ')})`);
+    flags.permissions = list as Permission[];
   }
   return flags;
 }
@@ -101,6 +108,10 @@ function describe(name: string, record: UserRecord): Record<string, unknown> {
 
 export async function userCommand(argv: string[]): Promise<number> {
   const [action = '', ...afterAction] = argv;
+  if (['help', '--help', '-h'].includes(action) || afterAction.includes('--help') || afterAction.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   const needsName = action === 'add' || action === 'passwd' || action === 'remove';
   const name = needsName ? afterAction[0] : undefined;
   try {

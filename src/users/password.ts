@@ -1,13 +1,15 @@
 // scrypt password hashes for FTP users: hashing, verification, and a bounded cache of recently
 // verified logins. Called on the main thread; the scrypt work itself runs off it, on libuv's thread
-// pool (crypto.scrypt's async form; UV_THREADPOOL_SIZE threads, 4 by default, which also bounds
-// scrypt's 16 MiB-per-check memory). Invariants: hashes are "scrypt$N$r$p$salt$hash" (base64);
+// pool (crypto.scrypt's async form; UV_THREADPOOL_SIZE threads, which bin/ sets from the CPU count),
+// through one process-wide ScryptGate that bounds how many run and their memory (128·N·r each, 16 MiB
+// for our hashes) whatever the pool size. Invariants: hashes are "scrypt$N$r$p$salt$hash" (base64);
 // comparison is constant-time; cache keys are HMACs of user, hash and password under a per-process
 // random key (no password is kept), so a wrong password never matches a cached entry, a changed
 // hash invalidates its entries, and thousands of logins of one user cost one scrypt; the cache
 // holds at most maxEntries (least recently used dropped first) for at most ttlMs each.
 
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { ScryptGate, threadPoolSize } from './scrypt-gate.ts';
 
 const N = 16384;
 const R = 8;
@@ -15,11 +17,16 @@ const P = 1;
 const KEY_BYTES = 32;
 const MAX_P = 16;
 const MAX_SCRYPT_BYTES = 64 * 1024 * 1024;
+/** scrypt memory of all concurrent checks together: 16 of our 16 MiB hashes (a login storm's cap). */
+const SCRYPT_BUDGET_BYTES = 256 * 1024 * 1024;
+
+/** Process-wide: the pool and the memory are the process's. One pool thread stays for fs and DNS. */
+export const scryptGate = new ScryptGate({ maxBytes: SCRYPT_BUDGET_BYTES, maxRunning: Math.max(1, threadPoolSize() - 1) });
 
 function scryptAsync(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  return scryptGate.run(128 * n * r, () => new Promise((resolve, reject) => {
     scrypt(password, salt, KEY_BYTES, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
-  });
+  }));
 }
 
 export async function hashPassword(password: string): Promise<string> {

@@ -65,12 +65,16 @@ function alive(pid: number): boolean {
 
 let dataDir: string;
 let first: ServeProcess;
+/** How long the first serve took to start (spawn to listening): this run's baseline. */
+let firstStartMs = 0;
 let user = '';
 let password = '';
 
 test('a second serve and a localbox on a directory in use exit 2 naming the holder; the first keeps serving', async () => {
   dataDir = join(root, 'data');
+  const spawnedAt = Date.now();
   first = await serve(dataDir, true);
+  firstStartMs = Date.now() - spawnedAt;
   user = first.user;
   password = first.password;
   const c = await ftp(first, user, password);
@@ -118,13 +122,18 @@ test('after kill -9 of the serve its box child exits at once, and a new serve st
   // Not the seconds a graceful close took when only the IPC channel told it (issue 18).
   await waitFor(() => !alive(boxPid), 1500, `local box child ${boxPid} to exit after its gateway's kill -9`);
   const again = await serve(dataDir, false);
-  const startedMs = Date.now() - killedAt;
-  assert.ok(startedMs < 10_000, `restart took ${startedMs} ms`);
-  const c = await ftp(again, user, password);
-  for (const [path, hash] of files) assert.is(sha(await get(c, path)), hash, path);
-  c.close();
-  again.child.kill('SIGTERM');
-  assert.is((await again.exited).code, 0);
+  try {
+    const startedMs = Date.now() - killedAt;
+    // Within 10 s; on a machine so loaded that a plain start takes longer, no more than a plain
+    // start (measured above) plus 3 s: the lock must not be what it waits for.
+    assert.ok(startedMs < Math.max(10_000, firstStartMs + 3_000), `restart took ${startedMs} ms (a first start took ${firstStartMs} ms)`);
+    const c = await ftp(again, user, password);
+    for (const [path, hash] of files) assert.is(sha(await get(c, path)), hash, path);
+    c.close();
+  } finally {
+    again.child.kill('SIGTERM');
+    assert.is((await again.exited).code, 0);
+  }
 });
 
 test('a stale holder record (dead pids) does not stop a start', async () => {

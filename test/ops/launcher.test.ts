@@ -1,11 +1,12 @@
 // The installed command: bin/dropftp (a shell launcher, reached through a symlink as npm's .bin
 // links it) runs `node bin/dropftp.mjs` under bin/with-tuned-malloc. Checks the environment the
-// real serve process gets (/proc), that it is node itself (exec, no shell left between a signal and
+// real serve process gets (/proc: the malloc tunable, UV_THREADPOOL_SIZE = max(4, min(CPUs, 64))
+// unless the operator set one), that it is node itself (exec, no shell left between a signal and
 // the server), and that SIGTERM still ends it cleanly. Linux only (/proc), like the deployment.
 
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
@@ -15,6 +16,15 @@ import { startServe } from './lifecycle-helpers.ts';
 const LAUNCHER = fileURLToPath(new URL('../../bin/dropftp', import.meta.url));
 const TUNED = fileURLToPath(new URL('../../bin/with-tuned-malloc', import.meta.url));
 const FIXED = 'glibc.malloc.mmap_threshold=262144';
+const POOL = Math.max(4, Math.min(availableParallelism(), 64));
+
+function poolSeen(env: Record<string, string>, cpus?: number): string {
+  // `taskset` narrows the CPUs the launcher sees (nproc reads the affinity mask, as libuv does).
+  const command = cpus === undefined ? [TUNED] : ['taskset', '-c', Array.from({ length: cpus }, (_, i) => i).join(','), TUNED];
+  const r = spawnSync(command[0]!, [...command.slice(1), 'sh', '-c', 'printf %s "$UV_THREADPOOL_SIZE"'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout;
+}
 
 function tunablesSeen(env: Record<string, string>): string {
   const r = spawnSync(TUNED, ['sh', '-c', 'printf %s "$GLIBC_TUNABLES"'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8' });
@@ -28,17 +38,25 @@ test('with-tuned-malloc: sets the mmap threshold, keeps other tunables, never ov
   assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576');
 });
 
+test('with-tuned-malloc: UV_THREADPOOL_SIZE = max(4, min(CPUs, 64)) unless the operator set one', () => {
+  assert.is(poolSeen({}), String(POOL));
+  assert.is(poolSeen({ UV_THREADPOOL_SIZE: '7' }), '7');
+  assert.is(poolSeen({ UV_THREADPOOL_SIZE: '' }), String(POOL), 'empty counts as unset');
+  if (spawnSync('taskset', ['-c', '0', 'true']).status === 0) assert.is(poolSeen({}, 1), '4', 'one CPU: still 4');
+});
+
 test('bin/dropftp through a symlink: serve runs as node with the tuning, and SIGTERM ends it with 0', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'dropftp-launcher-'));
   try {
     await mkdir(join(dir, '.bin'));
     const link = join(dir, '.bin', 'dropftp');
     await symlink(LAUNCHER, link);
-    const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '' }, true, [link]);
+    const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '', UV_THREADPOOL_SIZE: '' }, true, [link]);
     const pid = serve.child.pid!;
     try {
       const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
       assert.ok(environ.includes(`GLIBC_TUNABLES=${FIXED}`), `serve's environment: ${environ.filter((e) => e.startsWith('GLIBC')).join(' ') || 'no GLIBC_TUNABLES'}`);
+      assert.ok(environ.includes(`UV_THREADPOOL_SIZE=${POOL}`), `serve's environment: ${environ.filter((e) => e.startsWith('UV_')).join(' ') || 'no UV_THREADPOOL_SIZE'}`);
       const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0]!;
       assert.match(argv0, /node/, `the launcher's pid runs ${argv0}, not node`);
       serve.child.kill('SIGTERM');
