@@ -66,7 +66,7 @@ test('status page in Chromium: live upload, attacker-named file as text, last er
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (.ci/run does)`);
   const dir = mkdtempSync(join(tmpdir(), 'dropftp-status-browser-'));
   const token = randomBytes(24).toString('hex');
-  const served = await serve(join(dir, 'data'), ['--admin', '127.0.0.1:0', '--admin-require-token'], { DROPFTP_ADMIN_TOKEN: token });
+  const served = await serve(join(dir, 'data'), ['--admin', '127.0.0.1:0', '--admin-require-token', '--grace', '2000'], { DROPFTP_ADMIN_TOKEN: token });
   let browser: Browser | null = null;
   try {
     browser = await Browser.launch(dir);
@@ -103,17 +103,18 @@ test('status page in Chromium: live upload, attacker-named file as text, last er
     assert.ok(uploader, `a session runs the STOR: ${JSON.stringify(sessions)}`);
     assert.is(uploader!.cells[0], served.user);
     assert.is(uploader!.cells[1], '127.0.0.1');
-    const first = Number((await rowsOf(page, 'transfers')).find((r) => r.cells[0] === '/slow upload.bin')!.bytes);
+    const first = Number((await rowsOf(page, 'transfers')).find((r) => r.cells[0] === '/slow upload.bin')?.bytes ?? 0);
     const growing = await page.waitFor<string>(
       `(() => { const td = [...document.querySelectorAll('#transfers tbody tr')].find((tr) => tr.cells[0].textContent === '/slow upload.bin')?.querySelector('td.bytes'); return td && Number(td.dataset.bytes) > ${first} + 100000 ? td.dataset.bytes : null; })()`,
       20_000,
       'the byte count to grow',
     );
     assert.ok(Number(growing) < size, `still in flight at ${growing} bytes`);
-    const transfer = (await rowsOf(page, 'transfers')).find((r) => r.cells[0] === '/slow upload.bin')!;
-    assert.is(transfer.cells[1], 'upload ↑');
-    assert.is(transfer.cells[2], served.user);
-    assert.match(transfer.cells[4]!, /(KiB|B)\/s$/, 'a rate is shown');
+    const transfer = (await rowsOf(page, 'transfers')).find((r) => r.cells[0] === '/slow upload.bin');
+    assert.ok(transfer, 'still listed while in flight');
+    assert.is(transfer!.cells[1], 'upload ↑');
+    assert.is(transfer!.cells[2], served.user);
+    assert.match(transfer!.cells[4]!, /(KiB|B)\/s$/, 'a rate is shown');
     const shot = await page.screenshot(join(dir, 'status-page.png'));
     assert.ok(shot.length > 20_000 && shot.subarray(1, 4).toString() === 'PNG', 'a PNG screenshot');
     if (process.env.STATUS_PAGE_SCREENSHOT) copyFileSync(join(dir, 'status-page.png'), process.env.STATUS_PAGE_SCREENSHOT);

@@ -64,9 +64,13 @@ export async function serve(dataDir: string, args: string[], env: NodeJS.Process
     password: started.password,
     logs,
     exited,
+    // SIGTERM (graceful); a server still up 30 s later is killed, so a failed test never hangs.
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
     },
   };
 }
