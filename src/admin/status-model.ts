@@ -182,15 +182,19 @@ export class StatusModel {
       const calls = num(a.callsStarted) ?? num(a.calls);
       let rate = this.#accountRates.get(name);
       if (!rate) this.#accountRates.set(name, (rate = new RateOf()));
+      // The paced engine: retryAfterUntilMs (epoch ms, null when none in force); before it, pausedForMs.
       const untilMs = num(a.retryAfterUntilMs);
-      const retryAfterMs = num(a.pausedForMs) ?? num(a.retryAfterMs) ?? (untilMs !== null ? Math.max(0, untilMs - nowMs) : null);
+      const retryAfterMs = num(a.pausedForMs) ?? num(a.retryAfterMs) ?? (untilMs !== null ? Math.max(0, untilMs - nowMs) : 'retryAfterUntilMs' in a ? 0 : null);
+      // A pacer reports the rate it allows (callsPerSecond, also in `limit`); there is no concurrency cap then.
+      const paced = num(a.callsPerSecond);
       return {
         name,
         callsStarted: calls,
-        callsPerSec: num(a.callRate) ?? num(a.callsPerSec) ?? rate.update(calls, nowMs),
+        callsPerSec: num(a.callRate) ?? rate.update(calls, nowMs),
+        pacedCallsPerSec: paced === null ? null : round1(paced),
         inFlight: num(a.inFlight),
         waiting: num(a.waiting),
-        limit: num(a.limit),
+        limit: paced === null ? num(a.limit) : null,
         rateLimited: num(a.throttles) ?? num(a.rateLimited),
         retries: num(a.retries),
         writeLockRetries: num(a.writeLockRetries),
@@ -200,7 +204,7 @@ export class StatusModel {
     const memory = obj(stats.memory) ?? {};
     const ring = num(memory.ringBytesInUse);
     const chunk = num(memory.chunkBytesInUse);
-    const spool = num(memory.spoolBytes) ?? num(stats.spoolBytes);
+    const spool = num(memory.spoolBytes) ?? num(obj(stats.spool)?.bytesInUse) ?? num(stats.spoolBytes);
     const inUse = num(memory.inUseBytes) ?? (ring === null && chunk === null ? null : (ring ?? 0) + (chunk ?? 0));
     const commits = obj(stats.commits) ?? {};
     const calls = num(commits.calls);

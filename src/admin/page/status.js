@@ -137,7 +137,7 @@ function render(data) {
 
   fill('accounts', data.accounts, (tr, a) => {
     cell(tr, a.name);
-    cell(tr, value(a.callsPerSec), 'num');
+    cell(tr, a.pacedCallsPerSec === null ? value(a.callsPerSec) : `${value(a.callsPerSec)} (pace ${a.pacedCallsPerSec})`, 'num');
     cell(tr, a.limit === null ? value(a.inFlight) : `${value(a.inFlight)} / ${a.limit}`, 'num');
     cell(tr, value(a.rateLimited), a.rateLimited ? 'num bad' : 'num');
     cell(tr, a.retryAfterSeconds ? `${a.retryAfterSeconds}s` : a.retryAfterSeconds === 0 ? 'none' : '–', a.retryAfterSeconds ? 'num bad' : 'num');
