@@ -14,6 +14,7 @@ import { closeSharedAgent } from './dropbox/rpc.ts';
 import { toDropftpError } from './errors.ts';
 import { readCredentialsFile } from './auth/credentials-file.ts';
 import { TokenManager } from './auth/token-manager.ts';
+import { StatusPage, type StatusPageOptions } from './admin/index.ts';
 import { AdminServer, type HealthReport } from './metrics/admin-server.ts';
 import { ServiceMetrics, transferResult } from './metrics/service-metrics.ts';
 import { AccountRegistry } from './ftp/fs/account-registry.ts';
@@ -67,8 +68,8 @@ export interface DropftpOptions {
   credentialsFile?: string | null;
   /** The embedded local box: Dropbox's limits (`localbox.rateLimit`, `localbox.writeLock`); off when absent. */
   localbox?: { limits?: LocalBoxOptions['limits'] };
-  /** Metrics and health listener (GET /metrics, /healthz); off when absent. */
-  admin?: { host: string; port: number } | null;
+  /** Metrics, health and status page listener (GET /metrics, /healthz, /, /status.json); off when absent. */
+  admin?: ({ host: string; port: number } & Omit<StatusPageOptions, 'host'>) | null;
 }
 
 export interface DropftpTlsOptions {
@@ -163,7 +164,12 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const running = engine;
     const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: async () => (await readCredentialsFile(credentialsFile)).accounts, rpcObserver: metrics.rpcObserver });
     metrics.attachEngine(() => running.stats());
-    running.onCommitBatch((entries) => metrics.commitBatchSize.observe({}, entries));
+    // The status page first: a bad admin token stops the start-up before any listener opens.
+    const status = options.admin ? new StatusPage(options.admin) : null;
+    running.onCommitBatch((entries) => {
+      metrics.commitBatchSize.observe({}, entries);
+      status?.commitBatch(entries);
+    });
     // Every account the users file names: tokens now, directory caches listing in the background.
     const named = new Set([LOCAL_ACCOUNT, ...[...users.users.values()].flatMap((u) => [u.account, ...u.mounts.map((m) => m.account)])]);
     await Promise.all([...named].map((name) => accounts.get(name)));
@@ -174,12 +180,14 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     };
     const resumes = new ResumeStore();
     const bandwidth = new BandwidthLimits(options.access ?? NO_LIMITS);
-    const authenticate: Authenticator = async ({ username, password }) => {
+    const authenticate: Authenticator = async (login) => {
+      const { username, password } = login;
       try {
         const user = await users.authenticate(username, password);
         const result = await openUserFs(user, accounts, transfers, resumes);
         metrics.login(true);
-        return { ...result, fs: throttleSessionFs(result.fs, username, bandwidth) };
+        const fs = throttleSessionFs(result.fs, username, bandwidth);
+        return { ...result, fs: status ? status.observeFs(fs, login.session.id) : fs };
       } catch (err) {
         metrics.login(false);
         throw err;
@@ -189,9 +197,10 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const transfersWatch = new TransferWatch((record) => {
       logTransfer(log, record);
       metrics.transfer(record.direction, transferResult(record.result === 'ok' ? null : record.result), record.bytes, record.durationMs / 1000);
+      status?.transferEnded(record);
     });
     const ftp = new FtpServer({
-      commands: transfersWatch.wrap(buildCommandTable()),
+      commands: status ? status.wrapCommands(transfersWatch.wrap(buildCommandTable())) : transfersWatch.wrap(buildCommandTable()),
       ...(options.greeting ? { greeting: options.greeting } : {}),
       host: options.host ?? '0.0.0.0',
       port: options.port ?? 2121,
@@ -210,8 +219,10 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     metrics.attachConnections(() => ftp.connectionCount);
     ftp.on('connect', () => metrics.connectionsTotal.inc());
     const address = await ftp.listen();
+    const page = status?.attach(ftp, () => running.stats(), log.child({ component: 'status-page' })) ?? null;
     if (options.admin) {
       admin = new AdminServer({
+        ...(page ? { routes: (req, res, path) => page.routes.handle(req, res, path) } : {}),
         host: options.admin.host,
         port: options.admin.port,
         metrics: () => metrics.render(),
@@ -243,6 +254,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
         await sync.close();
         await started.close();
         await startedAdmin?.close();
+        page?.detach();
         tokens.close();
         metrics.close();
         await closeSharedAgent();

@@ -13,7 +13,7 @@ import type { ConfigSource, DropftpConfig, LoadedConfig } from './types.ts';
 import { ValueError, parseValue, shown } from './values.ts';
 
 export const CONFIG_ENV = 'DROPFTP_CONFIG';
-const PATH_KEYS = new Set(['dataDir', 'usersFile', 'tls.certFile', 'tls.keyFile', 'credentialsFile']);
+const PATH_KEYS = new Set(['dataDir', 'usersFile', 'tls.certFile', 'tls.keyFile', 'credentialsFile', 'admin.tokenFile']);
 const ENTRY_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 
 /** Bad configuration: `problems` holds one line per problem, each naming option and source. */

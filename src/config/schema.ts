@@ -86,7 +86,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'localbox.rateLimit', kind: 'rateLimit', nullable: true, default: null, doc: 'Dropbox\'s per-account call-rate limit in the embedded local box, "RATE[:BURST]" calls/s (refused: 429 too_many_requests; null: off).' },
   { key: 'localbox.writeLock', kind: 'durationMs', nullable: true, max: 60_000, default: null, doc: 'Dropbox\'s namespace write lock in the embedded local box: each commit, move, copy, delete, create_folder holds it this long (e.g. 50; null: off).' },
   // admin listener
-  { key: 'admin', kind: 'hostPort', nullable: true, default: null, doc: 'Admin listener for /metrics and /healthz, HOST:PORT (null: off).' },
+  { key: 'admin.listen', kind: 'hostPort', nullable: true, default: null, aliases: ['--admin'], doc: 'Admin listener for /metrics, /healthz and the status page, HOST:PORT (null: off; keep it on 127.0.0.1 and reach it by SSH tunnel).' },
+  { key: 'admin.tokenFile', kind: 'string', nullable: true, default: null, doc: 'File holding the status page token (DROPFTP_ADMIN_TOKEN wins; never a flag). Required for the page when admin.listen is not loopback.' },
+  { key: 'admin.hosts', kind: 'stringList', default: [], doc: 'Host names the status page answers to besides the listener address (DNS-rebinding guard; comma-separated in env/flags).' },
+  { key: 'admin.requireToken', kind: 'bool', default: false, doc: 'Require the token for the status page on a loopback listener too (behind a local reverse proxy).' },
   // logs
   { key: 'log.level', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', doc: 'Lowest level written.' },
   { key: 'log.format', kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto', doc: 'json: one JSON object a line; pretty: readable lines; auto: pretty on a terminal, else json.' },
@@ -110,8 +113,11 @@ export function removedOption(given: string): string | null {
   return null;
 }
 
-/** DROPFTP_* variables that belong to other sub-commands (not options of serve): ignored, not rejected. */
-export const OTHER_COMMANDS_ENV: ReadonlySet<string> = new Set(['DROPFTP_APP_KEY']);
+/** The status page token: a secret, so an environment variable (or admin.tokenFile), never a flag (/proc shows argv). */
+export const ADMIN_TOKEN_ENV = 'DROPFTP_ADMIN_TOKEN';
+
+/** DROPFTP_* variables that are not options of the schema (other sub-commands, secrets): ignored, not rejected. */
+export const OTHER_COMMANDS_ENV: ReadonlySet<string> = new Set(['DROPFTP_APP_KEY', ADMIN_TOKEN_ENV]);
 
 export const OPTION_BY_KEY: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((o) => [o.key, o]));
 

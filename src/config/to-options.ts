@@ -21,7 +21,7 @@ export const MAPPED_KEYS: readonly string[] = [
   'tls.certFile', 'tls.keyFile', 'tls.required', 'tls.implicitPort', 'tls.requireSessionReuse',
   'proxyProtocol.enabled', 'proxyProtocol.trustedProxies', 'proxyProtocol.headerTimeoutMs',
   'localbox.rateLimit', 'localbox.writeLock',
-  'admin', 'credentialsFile',
+  'admin.listen', 'admin.tokenFile', 'admin.hosts', 'admin.requireToken', 'credentialsFile',
 ];
 
 /** Keys consumed outside DropftpOptions (by the CLI itself), with where. */
@@ -70,8 +70,8 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
     proxyProtocol: config.proxyProtocol.enabled ? { trustedProxies: [...config.proxyProtocol.trustedProxies], headerTimeoutMs: config.proxyProtocol.headerTimeoutMs } : null,
     // the embedded local box: Dropbox's limits
     localbox: { limits: { rateLimit: config.localbox.rateLimit, writeLock: config.localbox.writeLock } },
-    // metrics and health
-    admin: config.admin ? { ...config.admin } : null,
+    // metrics, health and the status page (its token: admin.tokenFile or DROPFTP_ADMIN_TOKEN, read at start)
+    admin: config.admin.listen ? { ...config.admin.listen, tokenFile: config.admin.tokenFile, hosts: [...config.admin.hosts], requireToken: config.admin.requireToken } : null,
     // Dropbox accounts
     credentialsFile: config.credentialsFile,
   };

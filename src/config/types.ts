@@ -55,7 +55,7 @@ export interface DropftpConfig {
   tls: { certFile: string | null; keyFile: string | null; required: boolean; implicitPort: number | null; requireSessionReuse: boolean };
   proxyProtocol: { enabled: boolean; headerTimeoutMs: number; trustedProxies: string[] };
   localbox: { rateLimit: RateLimit | null; writeLock: number | null };
-  admin: HostPort | null;
+  admin: { listen: HostPort | null; tokenFile: string | null; hosts: string[]; requireToken: boolean };
   log: { level: LogLevel; format: 'auto' | 'json' | 'pretty' };
   credentialsFile: string | null;
 }

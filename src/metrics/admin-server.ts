@@ -2,7 +2,7 @@
 // content type Prometheus negotiates for plain text) and GET /healthz
 // (200 when the FTP listener is up and every storage backend answers, else 503, with a JSON body
 // saying which part failed). Main thread. Invariants: separate from the FTP port; serves nothing
-// else (404); health probes of the backend are cached for `healthCacheMs` so a busy prober cannot
+// else but `routes` (the status page, which never sees /metrics or /healthz) (404); health probes of the backend are cached for `healthCacheMs` so a busy prober cannot
 // turn into Dropbox traffic; close() stops it and drops idle keep-alive sockets.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -24,6 +24,8 @@ export interface AdminServerOptions {
   health: () => Promise<HealthReport>;
   /** Default 5 s. */
   healthCacheMs?: number;
+  /** Further routes (src/admin/status-routes.ts): true when the request was answered. */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean | Promise<boolean>;
 }
 
 export class AdminServer {
@@ -67,7 +69,8 @@ export class AdminServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path !== '/metrics' && path !== '/healthz' && this.#options.routes && (await this.#options.routes(req, res, path))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;

@@ -1,0 +1,232 @@
+// The status page's data: FTP sessions (the server's session map + session-watch.ts) and the
+// transfer engine's stats() turned into the /status.json shape documented in the README. Main
+// thread. Invariants: the ONE place that reads engine stats for the page, and it tolerates any field
+// missing or of another type (null on the page, never a throw), so a change of the engine's stats
+// is absorbed here; rates are computed from samples at least a second apart; no password, token or
+// file content can reach the output (commands come pre-masked, errors carry client texts only).
+
+import type { RecentActivity } from './recent.ts';
+import type { SessionEntry, SessionLike, SessionWatch } from './session-watch.ts';
+
+export const STATUS_VERSION = 1;
+/** Lists are cut at this length (the totals still count everything). */
+export const MAX_LISTED = 1000;
+const RATE_WINDOW_MS = 1000;
+
+export interface StatusSources {
+  sessions: () => Iterable<SessionLike>;
+  watch: SessionWatch;
+  recent: RecentActivity;
+  /** The engine's stats() (any shape; null when the engine is closed). */
+  engine: () => unknown;
+  startedAtMs: number;
+  now?: () => number;
+}
+
+type Json = Record<string, unknown>;
+
+function num(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+function obj(value: unknown): Json | null {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : null;
+}
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+const round1 = (n: number): number => Math.round(n * 10) / 10;
+
+/** One session's row of `sessions` (durations are left to the page: the row stays cacheable). */
+function sessionRow(session: SessionLike, entry: SessionEntry | undefined, user: string | null): string {
+  const running = entry?.running[0] ?? null;
+  return JSON.stringify({
+    id: session.id,
+    user,
+    client: session.controlPeerAddress,
+    since: entry ? iso(entry.connectedAtMs) : null,
+    command: running?.shown ?? null,
+    commandSince: running ? iso(running.startedAtMs) : null,
+    lastCommand: entry?.last?.shown ?? null,
+    tls: session.secure,
+    dataTls: session.dataProtection === 'P',
+  });
+}
+
+/** A counter's rate from samples at least RATE_WINDOW_MS apart (null until the second sample). */
+class RateOf {
+  #atMs = 0;
+  #value = 0;
+  #rate: number | null = null;
+  update(value: number | null, nowMs: number): number | null {
+    if (value === null) return null;
+    if (this.#atMs === 0 || value < this.#value) {
+      [this.#atMs, this.#value] = [nowMs, value];
+      return this.#rate;
+    }
+    if (nowMs - this.#atMs >= RATE_WINDOW_MS) {
+      this.#rate = round1(((value - this.#value) * 1000) / (nowMs - this.#atMs));
+      [this.#atMs, this.#value] = [nowMs, value];
+    }
+    return this.#rate;
+  }
+}
+
+/** Sum of every count of the engine's `requests` (route → status → count). */
+function sumRequests(requests: unknown): number | null {
+  const byRoute = obj(requests);
+  if (!byRoute) return null;
+  let total = 0;
+  for (const byStatus of Object.values(byRoute)) for (const count of Object.values(obj(byStatus) ?? {})) total += num(count) ?? 0;
+  return total;
+}
+
+export class StatusModel {
+  readonly #s: StatusSources;
+  readonly #now: () => number;
+  readonly #accountRates = new Map<string, RateOf>();
+  readonly #engineRate = new RateOf();
+  #segment: { generation: number; rows: string; total: number; loggedIn: number } | null = null;
+
+  constructor(sources: StatusSources) {
+    this.#s = sources;
+    this.#now = sources.now ?? Date.now;
+  }
+
+  /** The status as an object (tests, tools); the routes serve body(). */
+  snapshot(): Json {
+    return JSON.parse(this.body().join('')) as Json;
+  }
+
+  /**
+   * The status as JSON, in pieces to write one after the other, `extra` fields appended. A session's
+   * row is re-serialised only when it changed (its command, login or TLS state), the list only when
+   * a session changed: with a thousand sessions a refresh mostly reuses text, and only the transfers
+   * (whose bytes move) are built anew.
+   */
+  body(extra: Json = {}): string[] {
+    const nowMs = this.#now();
+    const segment = this.#sessions();
+    const transfers: string[] = [];
+    for (const entry of this.#s.watch.moving.values()) {
+      const session = entry.session;
+      const file = entry.file;
+      const live = session?.transfer;
+      if (!session || !file || !live || transfers.length >= MAX_LISTED) continue;
+      const bytes = live.bytes;
+      if (bytes !== file.lastBytes) [file.lastBytes, file.lastProgressAtMs] = [bytes, nowMs];
+      if (nowMs - file.sampleAtMs >= RATE_WINDOW_MS) {
+        file.rateBytesPerSec = Math.round(((bytes - file.sampleBytes) * 1000) / (nowMs - file.sampleAtMs));
+        [file.sampleBytes, file.sampleAtMs] = [bytes, nowMs];
+      } else if (file.sampleBytes === 0 && nowMs > file.startedAtMs) {
+        file.rateBytesPerSec = Math.round((bytes * 1000) / (nowMs - file.startedAtMs));
+      }
+      // The fields that never change are serialised once per transfer; the moving ones every time.
+      file.fixedJson ??= JSON.stringify({ session: session.id, user: session.authenticated ? (session.username ?? null) : null, client: session.controlPeerAddress, path: file.path, direction: file.direction, sizeBytes: file.sizeBytes, startedAt: file.startedAt }).slice(1);
+      const percent = file.sizeBytes ? round1(Math.min(100, (bytes * 100) / file.sizeBytes)) : null;
+      transfers.push(`{"bytes":${bytes},"percent":${percent},"rateBytesPerSec":${file.rateBytesPerSec},"secondsWithoutProgress":${round1((nowMs - file.lastProgressAtMs) / 1000)},${file.fixedJson}`);
+    }
+    const total = segment.total;
+    const loggedIn = segment.loggedIn;
+    const { accounts, engine } = this.#engine(nowMs);
+    const recent = this.#s.recent;
+    const head = JSON.stringify({ version: STATUS_VERSION, generatedAt: iso(nowMs), uptimeSeconds: Math.round((nowMs - this.#s.startedAtMs) / 1000), totals: { sessions: total, loggedIn, transfers: transfers.length } });
+    const tail = JSON.stringify({
+      recentTransfers: recent.transfers.newestFirst().map((t) => ({ ...t, atMs: undefined, at: iso(t.atMs) })),
+      accounts,
+      engine,
+      errors: recent.errors.newestFirst().map((e) => ({ ...e, atMs: undefined, at: iso(e.atMs) })),
+      ...extra,
+    });
+    return [`${head.slice(0, -1)},"sessions":[`, segment.rows, `],"transfers":[${transfers.join(',')}],${tail.slice(1)}`];
+  }
+
+  /** The sessions list, rebuilt only when the watch's generation moved (from each row's own cache). */
+  #sessions(): { generation: number; rows: string; total: number; loggedIn: number } {
+    const generation = this.#s.watch.generation;
+    if (this.#segment && this.#segment.generation === generation) return this.#segment;
+    const rows: string[] = [];
+    let total = 0;
+    let loggedIn = 0;
+    for (const session of this.#s.sessions()) {
+      total++;
+      if (session.authenticated) loggedIn++;
+      if (total > MAX_LISTED) continue;
+      const entry = this.#s.watch.entry(session.id);
+      const user = session.authenticated ? (session.username ?? null) : null;
+      rows.push(entry ? this.#row(session, entry, user) : sessionRow(session, undefined, user));
+    }
+    this.#segment = { generation, rows: rows.join(','), total, loggedIn };
+    return this.#segment;
+  }
+
+  #row(session: SessionLike, entry: SessionEntry, user: string | null): string {
+    const c = entry.cached;
+    if (c && c.version === entry.version && c.user === user && c.secure === session.secure && c.dataProtection === session.dataProtection) return c.json;
+    const json = sessionRow(session, entry, user);
+    entry.cached = { json, version: entry.version, user, secure: session.secure, dataProtection: session.dataProtection };
+    return json;
+  }
+
+  /** The engine's figures, every field optional (see the file header). */
+  #engine(nowMs: number): { accounts: Json[]; engine: Json } {
+    let stats: Json | null;
+    try {
+      stats = obj(this.#s.engine());
+    } catch {
+      stats = null; // a closed engine: the page says so
+    }
+    const batches = this.#s.recent.commitBatches.newestFirst();
+    if (!stats) return { accounts: [], engine: { available: false, recentBatchSizes: batches } };
+    const accounts = Object.entries(obj(stats.accounts) ?? {}).map(([name, raw]) => {
+      const a = obj(raw) ?? {};
+      const calls = num(a.callsStarted) ?? num(a.calls);
+      let rate = this.#accountRates.get(name);
+      if (!rate) this.#accountRates.set(name, (rate = new RateOf()));
+      // The paced engine: retryAfterUntilMs (epoch ms, null when none in force); before it, pausedForMs.
+      const untilMs = num(a.retryAfterUntilMs);
+      const retryAfterMs = num(a.pausedForMs) ?? num(a.retryAfterMs) ?? (untilMs !== null ? Math.max(0, untilMs - nowMs) : 'retryAfterUntilMs' in a ? 0 : null);
+      // A pacer reports the rate it allows (callsPerSecond, also in `limit`); there is no concurrency cap then.
+      const paced = num(a.callsPerSecond);
+      return {
+        name,
+        callsStarted: calls,
+        callsPerSec: num(a.callRate) ?? rate.update(calls, nowMs),
+        pacedCallsPerSec: paced === null ? null : round1(paced),
+        inFlight: num(a.inFlight),
+        waiting: num(a.waiting),
+        limit: paced === null ? num(a.limit) : null,
+        rateLimited: num(a.throttles) ?? num(a.rateLimited),
+        retries: num(a.retries),
+        writeLockRetries: num(a.writeLockRetries),
+        retryAfterSeconds: retryAfterMs === null ? null : round1(retryAfterMs / 1000),
+      };
+    });
+    const memory = obj(stats.memory) ?? {};
+    const ring = num(memory.ringBytesInUse);
+    const chunk = num(memory.chunkBytesInUse);
+    const spool = num(memory.spoolBytes) ?? num(obj(stats.spool)?.bytesInUse) ?? num(stats.spoolBytes);
+    const inUse = num(memory.inUseBytes) ?? (ring === null && chunk === null ? null : (ring ?? 0) + (chunk ?? 0));
+    const commits = obj(stats.commits) ?? {};
+    const calls = num(commits.calls);
+    const committed = num(commits.committed);
+    const answers = num(stats.callsStarted) ?? sumRequests(stats.requests);
+    return {
+      accounts,
+      engine: {
+        available: true,
+        threads: num(stats.threads),
+        workerUtilization: num(stats.workerUtilization),
+        workerHeaps: (Array.isArray(stats.workerHeaps) ? stats.workerHeaps : []).map((h) => ({ thread: num(obj(h)?.threadKey), heapUsedBytes: num(obj(h)?.heapUsedBytes) })),
+        activeDownloads: num(stats.activeDownloads),
+        activeUploads: num(stats.activeUploads),
+        memory: { budgetBytes: num(memory.budgetBytes), inUseBytes: inUse, ringBytes: ring, chunkBytes: chunk, spoolBytes: spool },
+        callsPerSec: this.#engineRate.update(answers, nowMs),
+        rateLimited: num(stats.throttles),
+        retries: num(stats.retries),
+        workerCrashes: num(stats.workerCrashes),
+        commits: { calls, committed, backlog: num(commits.backlog), meanBatchSize: calls && committed !== null ? round1(committed / calls) : null },
+        recentBatchSizes: batches,
+      },
+    };
+  }
+}
