@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -23,11 +24,22 @@ let dir: string;
 let server: ChildProcess;
 let port: number;
 let password: string;
+let adminPort: number;
+
+/** A port free right now (the admin listener needs a fixed one on the command line). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const { port: p } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return p;
+}
 
 test.before(async () => {
   assert.ok(existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js')), 'dist/ is built (npm run build)');
   dir = mkdtempSync(join(tmpdir(), 'dropftp-dist-'));
-  server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--engine-workers', '2', '--log-level', 'warn'], {
+  adminPort = await freePort();
+  server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--admin', `127.0.0.1:${adminPort}`, '--data-dir', join(dir, 'data'), '--engine-workers', '2', '--log-level', 'warn'], {
     env: { ...process.env, NODE_OPTIONS: `--import ${GUARD}`, FORBID_LOADER_LOG: join(dir, 'forbidden.log') },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -58,6 +70,13 @@ test.after(async () => {
     await exited;
   }
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('the compiled server serves the status page and its files (assets copied into dist/)', async () => {
+  const page = await fetch(`http://127.0.0.1:${adminPort}/`);
+  assert.is(page.status, 200);
+  assert.match(await page.text(), /status\.js/);
+  for (const file of ['status.js', 'status.css']) assert.is((await fetch(`http://127.0.0.1:${adminPort}/${file}`)).status, 200, file);
 });
 
 test('STOR then RETR through the compiled server are byte-exact', async () => {
