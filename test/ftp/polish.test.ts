@@ -31,11 +31,7 @@ test.after(async () => {
   await stack.stop();
 });
 
-async function login(user: string, password: string): Promise<RawFtp> {
-  const c = await RawFtp.connect(stack.port);
-  await c.login(user, password);
-  return c;
-}
+const login = (user: string, password: string): Promise<RawFtp> => RawFtp.loggedIn(stack.port, user, password);
 
 /** MLSD as name → facts (type, perm, modify …). */
 async function mlsd(c: RawFtp, path: string): Promise<Map<string, Record<string, string>>> {

@@ -28,11 +28,7 @@ test.after(async () => {
   await stack.stop();
 });
 
-async function login(user: string, password: string): Promise<RawFtp> {
-  const c = await RawFtp.connect(stack.port);
-  await c.login(user, password);
-  return c;
-}
+const login = (user: string, password: string): Promise<RawFtp> => RawFtp.loggedIn(stack.port, user, password);
 
 /** The fact names of one MLST/MLSD entry line ("type=file;size=5; name" → ['size', 'type']). */
 function factNames(line: string): string[] {

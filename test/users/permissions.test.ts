@@ -36,11 +36,7 @@ test.after(async () => {
   await stack.stop();
 });
 
-async function login(user: string, password: string): Promise<RawFtp> {
-  const c = await RawFtp.connect(stack.port);
-  await c.login(user, password);
-  return c;
-}
+const login = (user: string, password: string): Promise<RawFtp> => RawFtp.loggedIn(stack.port, user, password);
 
 /** Every way we know to name bob's file or the account root from alice's session. */
 function escapes(): string[] {

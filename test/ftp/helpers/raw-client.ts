@@ -210,6 +210,13 @@ export class RawFtp {
     return this.read(timeoutMs);
   }
 
+  /** A control connection to 127.0.0.1:port, logged in as `user` (throws unless 331 then 230). */
+  static async loggedIn(port: number, user: string, password: string): Promise<RawFtp> {
+    const c = await RawFtp.connect(port);
+    await c.login(user, password);
+    return c;
+  }
+
   async login(user = 'alice', password = 'secret'): Promise<void> {
     const r1 = await this.cmd(`USER ${user}`);
     if (r1.code !== 331) throw new Error(`USER: ${r1.text}`);
