@@ -18,7 +18,8 @@ import { countRequest } from './request-counts.ts';
 import { readToken } from './token-cell.ts';
 
 export type Failure =
-  // retryAfterMs of a 429 is the server's value as sent (NaN when unusable): the pacer caps it.
+  // retryAfterMs of a 429 is the server's value as sent (over 24 days when unusable): the pacer caps,
+  // counts and logs it against engine.maxRetryAfterSec (SharedPacer.retryAfterMs), here nothing does.
   | { kind: 'retry'; reason: string; retryAfterMs: number; throttle: 'requests' | 'lock' | null }
   | { kind: 'offset'; correctOffset: number; reason: string }
   | { kind: 'closed'; reason: string }
@@ -121,9 +122,16 @@ export async function classifyResponse(res: Dispatcher.ResponseData): Promise<Fa
   return classifyStatus(res.statusCode, json, text, headerValue(res.headers['retry-after']));
 }
 
+/**
+ * The engine's calls leave the Retry-After cap to the pacer: the classifier's own default cap (300 s)
+ * would clamp first, so a capped value was neither counted nor logged and an engine.maxRetryAfterSec
+ * above 300 s could not take effect.
+ */
+const PACER_CAPS = Infinity;
+
 export function classifyStatus(status: number, json: any, text: string, retryAfterHeader: string | undefined): Failure {
   const body = text !== '' || json === null ? text : JSON.stringify(json);
-  const c = central.classifyAnswer({ status, header: (name) => (name === 'retry-after' ? retryAfterHeader : undefined), text: body });
+  const c = central.classifyAnswer({ status, header: (name) => (name === 'retry-after' ? retryAfterHeader : undefined), text: body }, PACER_CAPS);
   // A 2xx is not a failure to classify here: whoever passed one gets the old fatal answer.
   if (c.kind === 'ok') return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: `${status} ${body.slice(0, 200)}` };
   return toFailure(c);
@@ -131,7 +139,7 @@ export function classifyStatus(status: number, json: any, text: string, retryAft
 
 /** Classifies a route error union (409 body `error`, or a finish_batch entry `failure`). */
 export function classifyRouteError(error: any, summary = ''): Failure {
-  return toFailure(central.classifyRouteError(error, summary));
+  return toFailure(central.classifyRouteError(error, summary, 409, PACER_CAPS));
 }
 
 /**

@@ -8,6 +8,7 @@ import { ERRORS } from '../../src/errors.ts';
 import type { ErrorCode } from '../../src/errors.ts';
 import { BLOCK_BYTES, ContentHasher, contentHash } from '../../src/transfer/content-hash.ts';
 import { MemoryBudget, MIN_CHUNK_BYTES, MIN_RING_BYTES } from '../../src/transfer/memory-budget.ts';
+import { classifyRouteError, classifyStatus } from '../../src/transfer/dropbox-http.ts';
 import { codeForRing, ringCodeFor, RING_CODE_COUNT } from '../../src/transfer/ring-codes.ts';
 import { G, createControl } from '../../src/transfer/shared-layout.ts';
 
@@ -93,6 +94,20 @@ test('every ring code maps back to its error code; 0 and unknown numbers are INT
   assert.is(codeForRing(0), 'DROPFTP_ERR_INTERNAL');
   assert.is(codeForRing(RING_CODE_COUNT + 1), 'DROPFTP_ERR_INTERNAL');
   assert.is(codeForRing(9999), 'DROPFTP_ERR_INTERNAL');
+});
+
+test("engine calls pass a 429's Retry-After on uncapped, for the pacer to cap, count and log", () => {
+  const body = (tag: string, retryAfter: unknown): unknown => ({ error_summary: `${tag}/`, error: { reason: { '.tag': tag }, retry_after: retryAfter } });
+  // Beyond the classifier's own default cap (300 s): had it clamped, engine.maxRetryAfterSec > 300 s
+  // could not apply and the pacer would not see (count, log) the out-of-bounds value.
+  const huge = classifyStatus(429, body('too_many_requests', 100_000), '', '100000');
+  assert.equal([huge.kind, huge.kind === 'retry' && huge.throttle, huge.kind === 'retry' && huge.retryAfterMs], ['retry', 'requests', 100_000_000]);
+  const junk = classifyStatus(429, body('too_many_requests', 'soon'), '', 'soon');
+  // Unusable: the classifier's "wait the cap" with no cap of its own, so beyond engine.maxRetryAfterSec's
+  // largest value (86,400 s) and counted by the pacer.
+  assert.ok(junk.kind === 'retry' && junk.throttle === 'requests' && junk.retryAfterMs > 86_400_000, JSON.stringify(junk));
+  const lock = classifyRouteError({ '.tag': 'too_many_write_operations', retry_after: 1000 });
+  assert.equal([lock.kind, lock.kind === 'retry' && lock.throttle, lock.kind === 'retry' && lock.retryAfterMs], ['retry', 'lock', 1_000_000]);
 });
 
 test('memory budget: rings shrink as transfers come, keep a floor, and refuse beyond it', () => {
