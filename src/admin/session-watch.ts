@@ -71,7 +71,7 @@ export interface SessionRowCache {
   secure: boolean;
   dataProtection: string;
   /** The row's JSON text that never changes (id, client, since), serialised once. */
-  fixed: { head: string; middle: string };
+  fixed: { head: string; middle: string; ascii: boolean };
   segment: number;
   start: number;
   end: number;
