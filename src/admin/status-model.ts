@@ -122,7 +122,8 @@ export class StatusModel {
     const head = JSON.stringify({ version: STATUS_VERSION, generatedAt: iso(nowMs), uptimeSeconds: Math.round((nowMs - this.#s.startedAtMs) / 1000), totals: { sessions: total, loggedIn, transfers: transfers.length } });
     const more = JSON.stringify(extra);
     const tail = `"recentTransfers":${ringJson(recent.transfers, this.#recentTransfers)},"accounts":${JSON.stringify(accounts)},"engine":${JSON.stringify(engine)},"errors":${ringJson(recent.errors, this.#recentErrors)}${more === '{}' ? '' : `,${more.slice(1, -1)}`}}`;
-    return [`${head.slice(0, -1)},"sessions":[`, segment.bytes, `],"transfers":[${transfers.join(',')}],${tail}`];
+    // The transfers' text stays a piece of its own: joined flat once, never copied into a bigger string.
+    return [`${head.slice(0, -1)},"sessions":[`, segment.bytes, '],"transfers":[', transfers.join(','), `],${tail}`];
   }
 
   /** The engine's figures, every field optional (see the file header). */
