@@ -28,6 +28,7 @@ export interface TransferDone {
 export class Ring<T> {
   readonly #items: T[] = [];
   readonly capacity: number;
+  #pushed = 0;
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -35,12 +36,18 @@ export class Ring<T> {
 
   push(item: T): void {
     this.#items.push(item);
+    this.#pushed++;
     if (this.#items.length > this.capacity) this.#items.shift();
   }
 
   /** Newest first. */
   newestFirst(): T[] {
     return this.#items.slice().reverse();
+  }
+
+  /** Items pushed since the start: changes whenever the contents do (a reader's cache key). */
+  get pushed(): number {
+    return this.#pushed;
   }
 
   get size(): number {

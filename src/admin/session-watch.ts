@@ -24,6 +24,8 @@ export interface CommandSeen {
   /** The command line as the page shows it (PASS hidden, long arguments cut). */
   shown: string;
   startedAtMs: number;
+  /** startedAtMs as ISO 8601, formatted once by the model when the page first shows it (status-model.ts owns it). */
+  startedAt?: string;
 }
 
 /** The file a running RETR/STOR/APPE/STOU moves, with the progress samples the page's rate needs. */
@@ -50,12 +52,29 @@ export interface SessionEntry {
   connectedAtMs: number;
   /** Bumped whenever `running` or `last` changes (the model's cached JSON of this row goes stale). */
   version: number;
-  /** The model's JSON of this session's row and what it was built from (status-model.ts owns it). */
-  cached: { json: string; version: number; user: string | null; secure: boolean; dataProtection: string } | null;
+  /** Where the model's JSON of this session's row lies and what it was built from (status-model.ts owns it). */
+  cached: SessionRowCache | null;
   /** Commands running now, oldest first (a transfer, plus ABOR/STAT/NOOP answered during it). */
   running: CommandSeen[];
   last: CommandSeen | null;
   file: FileSeen | null;
+}
+
+/**
+ * A session's row as the model last serialised it: bytes [start, end) of the model's sessions segment
+ * number `segment` (offsets, not a view: a stale entry pins no old buffer), valid while the entry's
+ * version and the session fields it was built from are unchanged.
+ */
+export interface SessionRowCache {
+  version: number;
+  user: string | null;
+  secure: boolean;
+  dataProtection: string;
+  /** The row's JSON text that never changes (id, client, since), serialised once. */
+  fixed: { head: string; middle: string; ascii: boolean };
+  segment: number;
+  start: number;
+  end: number;
 }
 
 const FILE_VERBS: ReadonlySet<string> = new Set(['RETR', 'STOR', 'APPE', 'STOU']);

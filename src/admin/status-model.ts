@@ -5,8 +5,9 @@
 // is absorbed here; rates are computed from samples at least a second apart; no password, token or
 // file content can reach the output (commands come pre-masked, errors carry client texts only).
 
-import type { RecentActivity } from './recent.ts';
-import type { SessionEntry, SessionLike, SessionWatch } from './session-watch.ts';
+import type { RecentActivity, Ring } from './recent.ts';
+import { isoTime as iso, SessionRows } from './session-rows.ts';
+import type { SessionLike, SessionWatch } from './session-watch.ts';
 
 export const STATUS_VERSION = 1;
 /** Lists are cut at this length (the totals still count everything). */
@@ -31,26 +32,7 @@ function num(value: unknown): number | null {
 function obj(value: unknown): Json | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : null;
 }
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
 const round1 = (n: number): number => Math.round(n * 10) / 10;
-
-/** One session's row of `sessions` (durations are left to the page: the row stays cacheable). */
-function sessionRow(session: SessionLike, entry: SessionEntry | undefined, user: string | null): string {
-  const running = entry?.running[0] ?? null;
-  return JSON.stringify({
-    id: session.id,
-    user,
-    client: session.controlPeerAddress,
-    since: entry ? iso(entry.connectedAtMs) : null,
-    command: running?.shown ?? null,
-    commandSince: running ? iso(running.startedAtMs) : null,
-    lastCommand: entry?.last?.shown ?? null,
-    tls: session.secure,
-    dataTls: session.dataProtection === 'P',
-  });
-}
 
 /** A counter's rate from samples at least RATE_WINDOW_MS apart (null until the second sample). */
 class RateOf {
@@ -71,6 +53,12 @@ class RateOf {
   }
 }
 
+/** A ring of recent items as a JSON list, newest first, `atMs` shown as `at`; re-serialised only after a push. */
+function ringJson<T extends { atMs: number }>(ring: Ring<T>, memo: { pushed: number; json: string }): string {
+  if (memo.pushed !== ring.pushed) [memo.json, memo.pushed] = [JSON.stringify(ring.newestFirst().map((item) => ({ ...item, atMs: undefined, at: iso(item.atMs) }))), ring.pushed];
+  return memo.json;
+}
+
 /** Sum of every count of the engine's `requests` (route → status → count). */
 function sumRequests(requests: unknown): number | null {
   const byRoute = obj(requests);
@@ -85,7 +73,9 @@ export class StatusModel {
   readonly #now: () => number;
   readonly #accountRates = new Map<string, RateOf>();
   readonly #engineRate = new RateOf();
-  #segment: { generation: number; rows: string; total: number; loggedIn: number } | null = null;
+  readonly #rows = new SessionRows();
+  readonly #recentTransfers = { pushed: -1, json: '[]' };
+  readonly #recentErrors = { pushed: -1, json: '[]' };
 
   constructor(sources: StatusSources) {
     this.#s = sources;
@@ -94,18 +84,18 @@ export class StatusModel {
 
   /** The status as an object (tests, tools); the routes serve body(). */
   snapshot(): Json {
-    return JSON.parse(this.body().join('')) as Json;
+    return JSON.parse(this.body().join('')) as Json; // a Buffer piece joins as its UTF-8 text
   }
 
   /**
-   * The status as JSON, in pieces to write one after the other, `extra` fields appended. A session's
-   * row is re-serialised only when it changed (its command, login or TLS state), the list only when
-   * a session changed: with a thousand sessions a refresh mostly reuses text, and only the transfers
-   * (whose bytes move) are built anew.
+   * The status as JSON, in pieces to write one after the other, `extra` fields appended. The sessions
+   * list (a thousand rows) is bytes rebuilt only when a session came, went or changed, and then only
+   * its changed rows (session-rows.ts); the transfers, whose bytes move, are built anew from their
+   * fixed fields serialised once; the recent lists only after a push.
    */
-  body(extra: Json = {}): string[] {
+  body(extra: Json = {}): (string | Buffer)[] {
     const nowMs = this.#now();
-    const segment = this.#sessions();
+    const segment = this.#rows.build(() => this.#s.sessions(), this.#s.watch, MAX_LISTED);
     const transfers: string[] = [];
     for (const entry of this.#s.watch.moving.values()) {
       const session = entry.session;
@@ -130,41 +120,10 @@ export class StatusModel {
     const { accounts, engine } = this.#engine(nowMs);
     const recent = this.#s.recent;
     const head = JSON.stringify({ version: STATUS_VERSION, generatedAt: iso(nowMs), uptimeSeconds: Math.round((nowMs - this.#s.startedAtMs) / 1000), totals: { sessions: total, loggedIn, transfers: transfers.length } });
-    const tail = JSON.stringify({
-      recentTransfers: recent.transfers.newestFirst().map((t) => ({ ...t, atMs: undefined, at: iso(t.atMs) })),
-      accounts,
-      engine,
-      errors: recent.errors.newestFirst().map((e) => ({ ...e, atMs: undefined, at: iso(e.atMs) })),
-      ...extra,
-    });
-    return [`${head.slice(0, -1)},"sessions":[`, segment.rows, `],"transfers":[${transfers.join(',')}],${tail.slice(1)}`];
-  }
-
-  /** The sessions list, rebuilt only when the watch's generation moved (from each row's own cache). */
-  #sessions(): { generation: number; rows: string; total: number; loggedIn: number } {
-    const generation = this.#s.watch.generation;
-    if (this.#segment && this.#segment.generation === generation) return this.#segment;
-    const rows: string[] = [];
-    let total = 0;
-    let loggedIn = 0;
-    for (const session of this.#s.sessions()) {
-      total++;
-      if (session.authenticated) loggedIn++;
-      if (total > MAX_LISTED) continue;
-      const entry = this.#s.watch.entry(session.id);
-      const user = session.authenticated ? (session.username ?? null) : null;
-      rows.push(entry ? this.#row(session, entry, user) : sessionRow(session, undefined, user));
-    }
-    this.#segment = { generation, rows: rows.join(','), total, loggedIn };
-    return this.#segment;
-  }
-
-  #row(session: SessionLike, entry: SessionEntry, user: string | null): string {
-    const c = entry.cached;
-    if (c && c.version === entry.version && c.user === user && c.secure === session.secure && c.dataProtection === session.dataProtection) return c.json;
-    const json = sessionRow(session, entry, user);
-    entry.cached = { json, version: entry.version, user, secure: session.secure, dataProtection: session.dataProtection };
-    return json;
+    const more = JSON.stringify(extra);
+    const tail = `"recentTransfers":${ringJson(recent.transfers, this.#recentTransfers)},"accounts":${JSON.stringify(accounts)},"engine":${JSON.stringify(engine)},"errors":${ringJson(recent.errors, this.#recentErrors)}${more === '{}' ? '' : `,${more.slice(1, -1)}`}}`;
+    // The transfers' text stays a piece of its own: joined flat once, never copied into a bigger string.
+    return [`${head.slice(0, -1)},"sessions":[`, segment.bytes, '],"transfers":[', transfers.join(','), `],${tail}`];
   }
 
   /** The engine's figures, every field optional (see the file header). */

@@ -45,7 +45,7 @@ export interface StatusRoutesOptions {
 export class StatusRoutes {
   readonly #o: StatusRoutesOptions;
   readonly #assets = new Map<string, { body: Buffer; type: string }>();
-  #cached: { atMs: number; body: string[]; byteLength: number } | null = null;
+  #cached: { atMs: number; body: (string | Buffer)[]; byteLength: number } | null = null;
 
   constructor(options: StatusRoutesOptions) {
     this.#o = options;

@@ -111,8 +111,15 @@ test('cross-site POSTs are refused; a Bearer POST disconnects a real session, wh
   await until('220');
   socket.write(`USER ${service.createdUser!.name}\r\nPASS ${service.createdUser!.password}\r\n`);
   await until('230');
-  const status = JSON.parse((await get('/status.json', { authorization: `Bearer ${TOKEN}` })).text) as { sessions: Array<{ id: string; user: string; lastCommand: string }> };
-  const mine = status.sessions.find((s) => s.user === service.createdUser!.name)!;
+  // One snapshot answers every refresh for 250 ms (README), so the login shows within that, not at once.
+  const sessionsWhen = async (ready: (sessions: Array<{ id: string; user: string; lastCommand: string }>) => boolean): Promise<Array<{ id: string; user: string; lastCommand: string }>> => {
+    for (const deadline = Date.now() + 5000; ; await new Promise((resolve) => setTimeout(resolve, 50))) {
+      const { sessions } = JSON.parse((await get('/status.json', { authorization: `Bearer ${TOKEN}` })).text) as { sessions: Array<{ id: string; user: string; lastCommand: string }> };
+      if (ready(sessions) || Date.now() > deadline) return sessions;
+    }
+  };
+  const listed = await sessionsWhen((sessions) => sessions.some((s) => s.user === service.createdUser!.name));
+  const mine = listed.find((s) => s.user === service.createdUser!.name)!;
   assert.ok(mine, 'the session is listed');
   assert.is(mine.lastCommand, 'PASS ****');
   const path = `/sessions/${mine.id}/disconnect`;
@@ -131,8 +138,8 @@ test('cross-site POSTs are refused; a Bearer POST disconnects a real session, wh
   assert.is(done.status, 200);
   await closed;
   assert.match(seen, /\r\n421 /);
-  const after = JSON.parse((await get('/status.json', { authorization: `Bearer ${TOKEN}` })).text) as { sessions: Array<{ id: string }> };
-  assert.not.ok(after.sessions.some((s) => s.id === mine.id));
+  const after = await sessionsWhen((sessions) => !sessions.some((s) => s.id === mine.id));
+  assert.not.ok(after.some((s) => s.id === mine.id), 'the session left the list');
 });
 
 test('the rules: non-loopback needs a token; tokens never from flags; token files private', () => {
