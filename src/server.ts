@@ -14,8 +14,8 @@ import { closeSharedAgent } from './dropbox/rpc.ts';
 import { toDropftpError } from './errors.ts';
 import { readCredentialsFile } from './auth/credentials-file.ts';
 import { TokenManager } from './auth/token-manager.ts';
-import { StatusPage, type StatusPageOptions } from './admin/index.ts';
-import { AdminServer, type HealthReport } from './metrics/admin-server.ts';
+import type { StatusPageOptions } from './admin/index.ts';
+import type { AdminServer, HealthReport } from './metrics/admin-server.ts';
 import { ServiceMetrics, transferResult } from './metrics/service-metrics.ts';
 import { AccountRegistry } from './ftp/fs/account-registry.ts';
 import { openUserFs } from './ftp/fs/open-user-fs.ts';
@@ -165,7 +165,8 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: async () => (await readCredentialsFile(credentialsFile)).accounts, rpcObserver: metrics.rpcObserver });
     metrics.attachEngine(() => running.stats());
     // The status page first: a bad admin token stops the start-up before any listener opens.
-    const status = options.admin ? new StatusPage(options.admin) : null;
+    // Loaded only when configured: a server without the admin listener never loads its modules.
+    const status = options.admin ? new (await import('./admin/index.ts')).StatusPage(options.admin) : null;
     running.onCommitBatch((entries) => {
       metrics.commitBatchSize.observe({}, entries);
       status?.commitBatch(entries);
@@ -221,6 +222,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const address = await ftp.listen();
     const page = status?.attach(ftp, () => running.stats(), log.child({ component: 'status-page' })) ?? null;
     if (options.admin) {
+      const { AdminServer } = await import('./metrics/admin-server.ts');
       admin = new AdminServer({
         ...(page ? { routes: (req, res, path) => page.routes.handle(req, res, path) } : {}),
         host: options.admin.host,
