@@ -156,6 +156,8 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;
   let engine: TransferEngine | null = null;
+  // Set once the FTP listener starts binding: a failed start closes it (after the bind settled).
+  let listener: { ftp: FtpServer; listening: Promise<unknown> } | null = null;
   // The feed's call starts go through the engine's per-account pacer (read when a cache is made, after
   // the engine started).
   const sync = new SyncRegistry({ pacerFor: (name) => engine?.pacerFor(name) ?? null });
@@ -172,8 +174,10 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       status?.commitBatch(entries);
     });
     // Every account the users file names: tokens now, directory caches listing in the background.
+    // Awaited below, together with the FTP listener (a login meanwhile waits for its account's store).
     const named = new Set([LOCAL_ACCOUNT, ...[...users.users.values()].flatMap((u) => [u.account, ...u.mounts.map((m) => m.account)])]);
-    await Promise.all([...named].map((name) => accounts.get(name)));
+    const accountsReady = Promise.all([...named].map((name) => accounts.get(name)));
+    accountsReady.catch(() => {}); // rethrown where awaited
     // Resume tokens pass through the FTP layer untouched (opaque but for their offset).
     const transfers: TransferAdapter = {
       openDownload: (name, path, o) => running.openDownload(name, path, o),
@@ -219,7 +223,9 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const detachLog = attachSessionLog(ftp, log);
     metrics.attachConnections(() => ftp.connectionCount);
     ftp.on('connect', () => metrics.connectionsTotal.inc());
-    const address = await ftp.listen();
+    const listening = ftp.listen();
+    listener = { ftp, listening };
+    const [address] = await Promise.all([listening, accountsReady]);
     const page = status?.attach(ftp, () => running.stats(), log.child({ component: 'status-page' })) ?? null;
     if (options.admin) {
       const { AdminServer } = await import('./metrics/admin-server.ts');
@@ -294,6 +300,10 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       destroy,
     };
   } catch (err) {
+    if (listener) {
+      await listener.listening.catch(() => {});
+      await listener.ftp.destroy().catch(() => {});
+    }
     tokens.close();
     metrics.close();
     await admin?.close().catch(() => {});
