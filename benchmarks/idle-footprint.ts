@@ -1,6 +1,7 @@
 // Idle footprint of `dropftp serve` as installed (bin/dropftp, 2 workers, the embedded local box,
-// no client): time from spawn to the "listening" line, then, after a settle period, the RSS of the
-// gateway process and of its local box child, read from /proc. Runs in this process (Linux only).
+// no client): time from spawn to the "listening" line and the gateway's CPU time by then, then,
+// after a settle period, the RSS of the gateway process and of its local box child, read from /proc.
+// Runs in this process (Linux only).
 // Invariant: every measured run starts a fresh server on port 0 over one data dir initialised by a
 // warm-up run (so the first-run user creation is not timed); every process is stopped at the end.
 // Usage: node --import tsx benchmarks/idle-footprint.ts [--runs 5] [--settle-ms 3000] [--label L]
@@ -40,6 +41,13 @@ function memoryOf(pid: number): { rssBytes: number; anonBytes: number; fileBytes
   return { rssBytes: kb('VmRSS'), anonBytes: kb('RssAnon'), fileBytes: kb('RssFile') };
 }
 
+/** CPU time (user + system) a process has used so far, ms, from /proc/PID/stat (clock ticks of 10 ms). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
@@ -55,6 +63,8 @@ function threadsOf(pid: number): number {
 
 interface Run {
   listeningMs: number;
+  /** CPU time the gateway process (all its threads) used from spawn to the "listening" line: robust to a busy machine. */
+  gatewayCpuMsAtListening: number;
   gateway: ReturnType<typeof memoryOf> & { threads: number };
   child: ReturnType<typeof memoryOf>;
   /** Any other child process of the gateway (e.g. an esbuild service started by tsx). */
@@ -71,6 +81,7 @@ async function once(dataDir: string, measure: boolean): Promise<Run | null> {
   });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   try {
+    let gatewayCpuMsAtListening = NaN;
     const listeningMs = await new Promise<number>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`no "listening" line within 30 s; output: ${out}`)), 30_000);
@@ -78,7 +89,9 @@ async function once(dataDir: string, measure: boolean): Promise<Run | null> {
         out += d.toString();
         if (/listening on ftp:\/\//.test(out)) {
           clearTimeout(timer);
-          resolve(Number(process.hrtime.bigint() - started) / 1e6);
+          const ms = Number(process.hrtime.bigint() - started) / 1e6;
+          gatewayCpuMsAtListening = cpuMsOf(proc.pid!);
+          resolve(ms);
         }
       });
       proc.once('exit', (code) => reject(new Error(`dropftp exited (${code}) before listening; output: ${out}`)));
@@ -91,7 +104,7 @@ async function once(dataDir: string, measure: boolean): Promise<Run | null> {
     const box = kids.filter((k) => /localbox[/\\]child\.[jt]s/.test(k.cmd));
     if (box.length !== 1) throw new Error(`expected one local box child of ${pid}, found: ${kids.map((k) => k.cmd).join(' | ') || 'none'}`);
     const others = kids.filter((k) => k !== box[0]).map((k) => ({ cmd: k.cmd.slice(0, 200), ...memoryOf(k.pid) }));
-    return { listeningMs, gateway: { ...memoryOf(pid), threads: threadsOf(pid) }, child: memoryOf(box[0]!.pid), others };
+    return { listeningMs, gatewayCpuMsAtListening, gateway: { ...memoryOf(pid), threads: threadsOf(pid) }, child: memoryOf(box[0]!.pid), others };
   } finally {
     proc.kill('SIGTERM');
     const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
@@ -121,7 +134,7 @@ try {
     const r = (await once(dataDir, true))!;
     runs.push(r);
     console.log(
-      `run ${i + 1}/${RUNS}: listening ${r.listeningMs.toFixed(0)} ms, gateway RSS ${(r.gateway.rssBytes / MiB).toFixed(1)} MiB ` +
+      `run ${i + 1}/${RUNS}: listening ${r.listeningMs.toFixed(0)} ms (gateway CPU ${r.gatewayCpuMsAtListening} ms), gateway RSS ${(r.gateway.rssBytes / MiB).toFixed(1)} MiB ` +
         `(${r.gateway.threads} threads), local box child RSS ${(r.child.rssBytes / MiB).toFixed(1)} MiB` +
         (r.others.length ? `, other children: ${r.others.map((o) => `${o.cmd.split(' ')[0]} ${(o.rssBytes / MiB).toFixed(1)} MiB`).join(', ')}` : ''),
     );
@@ -135,6 +148,7 @@ try {
     settleMs: SETTLE_MS,
     median: {
       listeningMs: Math.round(median(runs.map((r) => r.listeningMs))),
+      gatewayCpuMsAtListening: median(runs.map((r) => r.gatewayCpuMsAtListening)),
       gatewayRssMiB: Number((median(runs.map((r) => r.gateway.rssBytes)) / MiB).toFixed(1)),
       childRssMiB: Number((median(runs.map((r) => r.child.rssBytes)) / MiB).toFixed(1)),
     },
@@ -142,7 +156,7 @@ try {
     runs,
   };
   console.log(
-    `median of ${RUNS}: listening ${summary.median.listeningMs} ms (target ≤ 800), gateway ${summary.median.gatewayRssMiB} MiB (≤ 100), ` +
+    `median of ${RUNS}: listening ${summary.median.listeningMs} ms (target ≤ 800; gateway CPU ${summary.median.gatewayCpuMsAtListening} ms), gateway ${summary.median.gatewayRssMiB} MiB (≤ 100), ` +
       `local box child ${summary.median.childRssMiB} MiB (≤ 60)`,
   );
   if (process.argv.includes('--save')) {

@@ -25,6 +25,9 @@ const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
   --procs P               load generator processes (default: 1 per 5000 sessions, at least 2 above 1000)
   --hold 20s              idle: how long sessions stay once all are logged in
   --noop 10s              idle: mean time between NOOPs per session
+  --checkpoint K          idle: also measure the RSS added per session from K sessions to N (the
+                          login phase pauses at K; both points sampled after --settle without traffic)
+  --settle 5s             idle with --checkpoint: quiet time before each of the two samples
   --duration 30s          churn: how long to churn
   --login-concurrency C   logins in flight per load generator process (default 64)
   --timeline K            keep a byte timeline for the first K sessions (default 40)
@@ -64,7 +67,7 @@ function parseArgs(argv: string[]) {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else flags.set(a.slice(2), argv[++i] ?? '');
   }
-  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout'];
+  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const get = (k: string, d: string): string => flags.get(k) ?? d;
   const defaultN = { idle: '1000', storm: '200', big: '1', churn: '50' }[scenario];
@@ -73,6 +76,9 @@ function parseArgs(argv: string[]) {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--n: "${x}" is not a positive integer`);
     return n;
   });
+  const checkpoint = Number(get('checkpoint', '0'));
+  if (!Number.isInteger(checkpoint) || checkpoint < 0) throw new Error(`--checkpoint: "${get('checkpoint', '')}" is not a session count`);
+  if (checkpoint && (scenario !== 'idle' || ns.some((n) => n <= checkpoint))) throw new Error('--checkpoint needs the idle scenario and every --n above it');
   const op = get('op', 'mix') as OpMix;
   if (!['retr', 'stor', 'mix'].includes(op)) throw new Error('--op must be retr, stor or mix');
   const pasv = /^(\d+)-(\d+)$/.exec(get('pasv-ports', '61000-65000'));
@@ -100,6 +106,8 @@ function parseArgs(argv: string[]) {
       sampleEveryMs: 500,
       seed: Number(get('seed', '1')),
       sourceAddresses: Number(get('sources', '1')),
+      checkpointSessions: checkpoint,
+      settleMs: parseMs(get('settle', '5s'), '--settle'),
     },
   };
 }

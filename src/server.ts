@@ -14,8 +14,8 @@ import { closeSharedAgent } from './dropbox/rpc.ts';
 import { toDropftpError } from './errors.ts';
 import { readCredentialsFile } from './auth/credentials-file.ts';
 import { TokenManager } from './auth/token-manager.ts';
-import { StatusPage, type StatusPageOptions } from './admin/index.ts';
-import { AdminServer, type HealthReport } from './metrics/admin-server.ts';
+import type { StatusPageOptions } from './admin/index.ts';
+import type { AdminServer, HealthReport } from './metrics/admin-server.ts';
 import { ServiceMetrics, transferResult } from './metrics/service-metrics.ts';
 import { AccountRegistry } from './ftp/fs/account-registry.ts';
 import { openUserFs } from './ftp/fs/open-user-fs.ts';
@@ -156,6 +156,8 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;
   let engine: TransferEngine | null = null;
+  // Set once the FTP listener starts binding: a failed start closes it (after the bind settled).
+  let listener: { ftp: FtpServer; listening: Promise<unknown> } | null = null;
   // The feed's call starts go through the engine's per-account pacer (read when a cache is made, after
   // the engine started).
   const sync = new SyncRegistry({ pacerFor: (name) => engine?.pacerFor(name) ?? null });
@@ -165,14 +167,17 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: async () => (await readCredentialsFile(credentialsFile)).accounts, rpcObserver: metrics.rpcObserver });
     metrics.attachEngine(() => running.stats());
     // The status page first: a bad admin token stops the start-up before any listener opens.
-    const status = options.admin ? new StatusPage(options.admin) : null;
+    // Loaded only when configured: a server without the admin listener never loads its modules.
+    const status = options.admin ? new (await import('./admin/index.ts')).StatusPage(options.admin) : null;
     running.onCommitBatch((entries) => {
       metrics.commitBatchSize.observe({}, entries);
       status?.commitBatch(entries);
     });
     // Every account the users file names: tokens now, directory caches listing in the background.
+    // Awaited below, together with the FTP listener (a login meanwhile waits for its account's store).
     const named = new Set([LOCAL_ACCOUNT, ...[...users.users.values()].flatMap((u) => [u.account, ...u.mounts.map((m) => m.account)])]);
-    await Promise.all([...named].map((name) => accounts.get(name)));
+    const accountsReady = Promise.all([...named].map((name) => accounts.get(name)));
+    accountsReady.catch(() => {}); // rethrown where awaited
     // Resume tokens pass through the FTP layer untouched (opaque but for their offset).
     const transfers: TransferAdapter = {
       openDownload: (name, path, o) => running.openDownload(name, path, o),
@@ -218,9 +223,12 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const detachLog = attachSessionLog(ftp, log);
     metrics.attachConnections(() => ftp.connectionCount);
     ftp.on('connect', () => metrics.connectionsTotal.inc());
-    const address = await ftp.listen();
+    const listening = ftp.listen();
+    listener = { ftp, listening };
+    const [address] = await Promise.all([listening, accountsReady]);
     const page = status?.attach(ftp, () => running.stats(), log.child({ component: 'status-page' })) ?? null;
     if (options.admin) {
+      const { AdminServer } = await import('./metrics/admin-server.ts');
       admin = new AdminServer({
         ...(page ? { routes: (req, res, path) => page.routes.handle(req, res, path) } : {}),
         host: options.admin.host,
@@ -292,6 +300,10 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
       destroy,
     };
   } catch (err) {
+    if (listener) {
+      await listener.listening.catch(() => {});
+      await listener.ftp.destroy().catch(() => {});
+    }
     tokens.close();
     metrics.close();
     await admin?.close().catch(() => {});

@@ -13,13 +13,21 @@ function send(message: FromChild): void {
 let runner: ScenarioRunner | null = null;
 let goResolve: ((epochMs: number) => void) | null = null;
 const go = new Promise<number>((resolve) => (goResolve = resolve));
+let continueResolve: (() => void) | null = null;
+const resumed = new Promise<void>((resolve) => (continueResolve = resolve));
 
 async function run(config: WorkerConfig): Promise<void> {
   const r = new ScenarioRunner(config);
   runner = r;
   const progress = setInterval(() => send({ type: 'progress', counters: r.counters }), 500);
   // Churn logs in inside its loop; the other scenarios log every session in before 'go'.
-  if (config.scenario !== 'churn') await r.loginAll();
+  if (config.scenario === 'idle' && config.checkpointCount > 0) {
+    // The first sessions, a pause while the coordinator samples the server, then the rest.
+    await r.loginAll(0, config.checkpointCount);
+    send({ type: 'checkpoint', counters: r.counters });
+    await resumed;
+    await r.loginAll(config.checkpointCount, config.count);
+  } else if (config.scenario !== 'churn') await r.loginAll();
   send({ type: 'ready', counters: r.counters });
   const epochMs = await go;
   switch (config.scenario) {
@@ -49,6 +57,9 @@ process.on('message', (message: ToChild) => {
         send({ type: 'fatal', message: err.stack ?? err.message });
         process.exit(1);
       });
+      break;
+    case 'continue':
+      continueResolve?.();
       break;
     case 'go':
       goResolve?.(message.epochMs);

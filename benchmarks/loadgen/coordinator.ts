@@ -10,8 +10,12 @@ import type { Counters, FromChild, ToChild, WorkerConfig, WorkerResult } from '.
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
-export type LoadOptions = Omit<WorkerConfig, 'firstId' | 'count'> & {
+export type LoadOptions = Omit<WorkerConfig, 'firstId' | 'count' | 'checkpointCount'> & {
   sessions: number;
+  /** idle: pause the login phase once this many sessions are logged in and call onCheckpoint (0: none). */
+  checkpointSessions?: number;
+  /** Called once the checkpoint's sessions are logged in, before the rest log in. */
+  onCheckpoint?(counters: Counters): Promise<void> | void;
   procs: number;
   /** idle: how long sessions stay after all logged in. */
   holdMs: number;
@@ -41,17 +45,21 @@ function sum(list: Counters[]): Counters {
 }
 
 export async function runLoad(options: LoadOptions): Promise<RawRun> {
-  const { sessions, procs: wantProcs, holdMs, runTimeoutMs, onProgress, onReady, onHeld, ...base } = options;
+  const { sessions, procs: wantProcs, holdMs, runTimeoutMs, onProgress, onReady, onHeld, checkpointSessions = 0, onCheckpoint, ...base } = options;
+  if (checkpointSessions && (base.scenario !== 'idle' || checkpointSessions >= sessions)) throw new Error(`a checkpoint (${checkpointSessions}) needs the idle scenario and fewer sessions than ${sessions}`);
   const procs = Math.max(1, Math.min(wantProcs, sessions));
   const children: ChildProcess[] = [];
   const counters: Counters[] = [];
   const results: (WorkerResult | null)[] = [];
   let phase: Phase = 'login';
   let readyCount = 0;
+  let checkpointCount = 0;
   let doneCount = 0;
   let readyResolve!: () => void;
   let doneResolve!: () => void;
   let fail!: (err: Error) => void;
+  let checkpointResolve!: () => void;
+  const checkpoint = new Promise<void>((resolve) => (checkpointResolve = resolve));
   const ready = new Promise<void>((resolve) => (readyResolve = resolve));
   const done = new Promise<void>((resolve) => (doneResolve = resolve));
   const failed = new Promise<never>((_, reject) => (fail = reject));
@@ -60,7 +68,9 @@ export async function runLoad(options: LoadOptions): Promise<RawRun> {
   let firstId = 0;
   for (let i = 0; i < procs; i++) {
     const count = Math.floor(sessions / procs) + (i < sessions % procs ? 1 : 0);
-    const config: WorkerConfig = { ...base, firstId, count };
+    // The checkpoint's sessions are split over the children like the sessions themselves.
+    const before = checkpointSessions ? Math.min(count, Math.floor(checkpointSessions / procs) + (i < checkpointSessions % procs ? 1 : 0)) : 0;
+    const config: WorkerConfig = { ...base, firstId, count, checkpointCount: before };
     firstId += count;
     const child = spawn(process.execPath, ['--import', 'tsx', CHILD], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(child);
@@ -70,6 +80,10 @@ export async function runLoad(options: LoadOptions): Promise<RawRun> {
       switch (m.type) {
         case 'progress':
           counters[i] = m.counters;
+          break;
+        case 'checkpoint':
+          counters[i] = m.counters;
+          if (++checkpointCount === procs) checkpointResolve();
           break;
         case 'ready':
           counters[i] = m.counters;
@@ -99,6 +113,11 @@ export async function runLoad(options: LoadOptions): Promise<RawRun> {
   const progress = setInterval(() => onProgress?.(sum(counters), phase), 500);
   const deadline = setTimeout(() => fail(new Error(`run exceeded ${runTimeoutMs} ms`)), runTimeoutMs);
   try {
+    if (checkpointSessions) {
+      await Promise.race([checkpoint, failed]);
+      await onCheckpoint?.(sum(counters));
+      broadcast({ type: 'continue' });
+    }
     await Promise.race([ready, failed]);
     const readyMs = nowMs();
     await onReady?.(sum(counters));

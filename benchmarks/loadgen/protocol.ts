@@ -37,6 +37,11 @@ export interface WorkerConfig {
   seed: number;
   /** Spread sessions over this many loopback source addresses (127.1.x.y); 1 = the default address. */
   sourceAddresses: number;
+  /**
+   * idle: this child's sessions logged in before the checkpoint (the first ones of its share); it
+   * then reports 'checkpoint' and logs the rest in after 'continue'. 0: no checkpoint.
+   */
+  checkpointCount: number;
 }
 
 export interface Counters {
@@ -56,10 +61,11 @@ export interface WorkerResult {
   errors: Record<string, number>;
 }
 
-export type ToChild = { type: 'config'; config: WorkerConfig } | { type: 'go'; epochMs: number } | { type: 'stop' };
+export type ToChild = { type: 'config'; config: WorkerConfig } | { type: 'continue' } | { type: 'go'; epochMs: number } | { type: 'stop' };
 
 export type FromChild =
   | { type: 'progress'; counters: Counters }
+  | { type: 'checkpoint'; counters: Counters }
   | { type: 'ready'; counters: Counters }
   | { type: 'result'; counters: Counters; result: WorkerResult }
   | { type: 'fatal'; message: string };

@@ -36,6 +36,12 @@ export interface RunParams {
   sampleEveryMs: number;
   seed: number;
   sourceAddresses: number;
+  /**
+   * idle: also measure the RSS added per session between this many sessions and all of them (the
+   * login phase pauses at this count; both points sampled after settleMs without traffic). 0: off.
+   */
+  checkpointSessions: number;
+  settleMs: number;
 }
 
 // Relative paths: each server resolves them in the user's start directory (vsftpd has no jail here).
@@ -58,6 +64,21 @@ async function seed(target: Target, sizeBytes: number): Promise<void> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The RSS (server process) and PSS (its tree) added per session between two points of one run. */
+function marginal(from: [number, ResourceSample] | null, to: [number, ResourceSample] | null) {
+  if (!from || !to || to[0] <= from[0]) return null;
+  const added = to[0] - from[0];
+  const [a, b] = [from[1], to[1]];
+  return {
+    fromSessions: from[0],
+    toSessions: to[0],
+    fromRssBytes: a.rssBytes,
+    toRssBytes: b.rssBytes,
+    rssPerSessionBytes: a.rssBytes !== null && b.rssBytes !== null ? Math.round((b.rssBytes - a.rssBytes) / added) : null,
+    pssPerSessionBytes: Math.round((b.treePssBytes - a.treePssBytes) / added),
+  };
+}
+
 export async function runPeer(peer: PeerDef, p: RunParams) {
   const workDir = await mkdtemp(join(tmpdir(), `dropftp-bench-${peer.name}-`));
   let instance: PeerInstance | null = null;
@@ -76,6 +97,9 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     const baseline = sampler.sample();
     let ready: ResourceSample | null = null;
     let held: ResourceSample | null = null;
+    // The marginal measurement: [sessions logged in, sample] at the checkpoint and once all are in.
+    let atCheckpoint: [number, ResourceSample] | null = null;
+    let atAll: [number, ResourceSample] | null = null;
     const raw = await runLoad({
       scenario: p.scenario,
       target: instance.target,
@@ -96,13 +120,22 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       runTimeoutMs: Math.max(30 * 60_000, p.durationMs + p.holdMs + 10 * 60_000),
       seed: p.seed,
       sourceAddresses: p.sourceAddresses,
+      checkpointSessions: p.checkpointSessions,
+      async onCheckpoint(c) {
+        await sleep(p.settleMs);
+        atCheckpoint = [c.loggedIn, sampler!.sample()];
+      },
       onProgress(c, phase) {
         progressSeries.push([nowMs(), c.bytes]);
         const rss = sampler?.last.rssBytes;
         line.update(c, phase, rss ? `server rss ${(rss / 2 ** 20).toFixed(0)} MiB` : '');
       },
-      onReady() {
+      async onReady(c) {
         ready = sampler!.sample();
+        if (p.checkpointSessions) {
+          await sleep(p.settleMs);
+          atAll = [c.loggedIn, sampler!.sample()];
+        }
       },
       async onHeld() {
         held = sampler!.sample();
@@ -127,6 +160,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
             heldRssBytes: heldRss,
             rssPerSessionBytes: heldRss !== null && baseline.rssBytes !== null && logins.ok ? Math.round((heldRss - baseline.rssBytes) / logins.ok) : null,
             heldPssBytes: (held as ResourceSample | null)?.treePssBytes ?? null,
+            marginal: marginal(atCheckpoint, atAll),
             pssPerSessionBytes: held && logins.ok ? Math.round(((held as ResourceSample).treePssBytes - baseline.treePssBytes) / logins.ok) : null,
             ...raw.results.reduce(
               (acc, r) => ({

@@ -94,10 +94,10 @@ export class ScenarioRunner {
     }
   }
 
-  /** Login phase of idle and storm: every session of this process, throttled. */
-  async loginAll(): Promise<void> {
+  /** Login phase of idle and storm: sessions [from, to) of this process's share (default all), throttled. */
+  async loginAll(from = 0, to = this.config.count): Promise<void> {
     if (this.config.target.kind !== 'ftp') return;
-    const ids = Array.from({ length: this.config.count }, (_, i) => this.config.firstId + i);
+    const ids = Array.from({ length: Math.max(0, to - from) }, (_, i) => this.config.firstId + from + i);
     await Promise.all(ids.map((id) => this.login(id)));
   }
 
