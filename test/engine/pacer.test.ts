@@ -26,7 +26,7 @@ function setup(ratePerSec: number, maxRetryAfterMs = 300_000): { control: Contro
 const nowMs = (): number => performance.timeOrigin + performance.now();
 
 test('FIFO across two threads: tickets are admitted in the order taken, spaced by the bucket', async () => {
-  const { control, pacer } = setup(40); // burst 16, then one start every 25 ms (growing in slow start)
+  const { control, pacer } = setup(40); // burst 8, then one start every 25 ms (growing in slow start)
   const worker = new Worker(new URL('./helpers/pacer-thread.mjs', import.meta.url), { workerData: { control, threadKey: 555 } });
   try {
     const grants: { id: number; atMs: number }[] = [];
