@@ -25,6 +25,7 @@ import type { LocalBox, LocalBoxAccount } from '../src/localbox/index.ts';
 import { ContentHasher, TransferEngine } from '../src/transfer/index.ts';
 import type { DownloadStream } from '../src/transfer/index.ts';
 import { readPayloadCopies } from '../src/transfer/copy-counts.ts';
+import { GROW_AT_TASKS } from '../src/transfer/pool-growth.ts';
 import { MiB, saveResult } from './localbox-common.ts';
 
 type Mode = 'workers' | 'main-thread' | 'direct-http' | 'direct-http-hash';
@@ -236,8 +237,12 @@ async function main(): Promise<void> {
         const engine = mode.startsWith('direct') ? null : await TransferEngine.start(mode === 'workers' ? { workers } : { onlyMainThread: true });
         const agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
         engine?.setAccount({ name: 'bench', apiUrl: box.url, contentUrl: box.url, accessToken: token });
-        // Warm-up: workers booted, connections open.
-        if (engine) await drainCount(engine.openDownload('bench', `/src/${n}-0.bin`));
+        // Warm-up: every worker booted (the pool grows by one worker per GROW_AT_TASKS transfers at
+        // once; a case must not time the start-up of workers), connections open.
+        if (engine) {
+          const warm = mode === 'workers' ? workers * GROW_AT_TASKS : 1;
+          await Promise.all(Array.from({ length: warm }, () => drainCount(engine.openDownload('bench', `/src/${n}-0.bin`))));
+        }
         const download = (i: number): Promise<number> => {
           if (engine) return drainViews(engine.openDownload('bench', `/dl/${n}/f${i}.bin`));
           return request(`${box.url}/2/files/download`, {

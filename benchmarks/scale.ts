@@ -38,7 +38,11 @@ const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
   --tag NAME              save as scale-<scenario>-<NAME>.json (default: scale-<scenario>.json)
   --seed S                PRNG seed for churn (default 1)
   --sources K             spread FTP sessions over K loopback source addresses 127.1.x.y
-                          (default 1; servers that cap connections per address need more)`;
+                          (default 1; servers that cap connections per address need more)
+  --box-rate-limit R[:B]  Dropbox's call-rate limit on the local box of the dropftp peers
+                          (calls/s per account, burst), e.g. 12:12; default none
+  --box-rate-schedule S   change that limit during the load: "RATE[:BURST]@SECONDS,...", e.g.
+                          '4@20,12@40' (seconds after the load started)`;
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30 };
 
@@ -56,6 +60,16 @@ export function parseMs(text: string, flag: string): number {
   return Math.round(Number(m[1]) * f);
 }
 
+/** "4@20,12:12@40" → [[20, "4"], [40, "12:12"]] (the box validates each limit when it is set). */
+export function parseSchedule(text: string): [number, string][] {
+  if (text.trim() === '') return [];
+  return text.split(',').map((part) => {
+    const m = /^\s*(\d+(?:\.\d+)?(?::\d+)?)\s*@\s*(\d+(?:\.\d+)?)\s*$/.exec(part);
+    if (!m) throw new Error(`--box-rate-schedule: cannot read "${part}" (RATE[:BURST]@SECONDS, e.g. 4@20)`);
+    return [Number(m[2]), m[1]!] as [number, string];
+  });
+}
+
 function parseArgs(argv: string[]) {
   const scenario = argv[0] as Scenario;
   if (!['idle', 'storm', 'big', 'churn'].includes(scenario)) throw new Error(USAGE);
@@ -67,7 +81,7 @@ function parseArgs(argv: string[]) {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else flags.set(a.slice(2), argv[++i] ?? '');
   }
-  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle'];
+  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle', 'box-rate-limit', 'box-rate-schedule'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const get = (k: string, d: string): string => flags.get(k) ?? d;
   const defaultN = { idle: '1000', storm: '200', big: '1', churn: '50' }[scenario];
@@ -108,6 +122,8 @@ function parseArgs(argv: string[]) {
       sourceAddresses: Number(get('sources', '1')),
       checkpointSessions: checkpoint,
       settleMs: parseMs(get('settle', '5s'), '--settle'),
+      boxRateLimit: flags.get('box-rate-limit') || null,
+      boxRateSchedule: parseSchedule(get('box-rate-schedule', '')),
     },
   };
 }

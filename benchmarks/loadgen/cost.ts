@@ -33,6 +33,13 @@ export interface RunCost {
   callStatuses: Record<string, Record<string, number>> | null;
   /** Bytes the backend served per RETR byte / received per STOR byte (1.0 = nothing read or sent twice). */
   backendBytesPerByte: { served: number; received: number } | null;
+  /** Backend calls in all, and the share of them answered 429 (refused calls count: Dropbox counts them too). */
+  totalCalls: number | null;
+  share429: number | null;
+  /** Calls a STOR cost on average: the upload routes plus get_metadata (asked by any transfer), per STOR. */
+  callsPerStor: number | null;
+  /** Retry-After windows the backend announced, and calls that arrived inside one (see the box's limits). */
+  retryAfterWindows: BackendCalls['retryAfterWindows'] | null;
 }
 
 function mark(instance: PeerInstance): CpuMark {
@@ -73,8 +80,24 @@ export async function startCost(instance: PeerInstance): Promise<(transfersDone:
       callsPerTransfer: calls && n ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, Math.round((r.calls / Math.max(1, divisor(route))) * 100) / 100])) : null,
       callStatuses: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.status])) : null,
       backendBytesPerByte: calls ? { served: ratio(calls.bytes.served, retrBytes), received: ratio(calls.bytes.received, storBytes) } : null,
+      totalCalls: calls ? total(calls) : null,
+      share429: calls ? ratio(Object.values(calls.routes).reduce((k, r) => k + (r.status['429'] ?? 0), 0), total(calls)) : null,
+      callsPerStor:
+        calls && stor.length
+          ? ratio(
+              Object.entries(calls.routes)
+                .filter(([route]) => route.startsWith('files/upload') || route === 'files/get_metadata')
+                .reduce((k, [, r]) => k + r.calls, 0),
+              stor.length,
+            )
+          : null,
+      retryAfterWindows: calls?.retryAfterWindows ?? null,
     };
   };
+}
+
+function total(calls: BackendCalls): number {
+  return Object.values(calls.routes).reduce((k, r) => k + r.calls, 0);
 }
 
 /** One line per run for the summary. */
@@ -83,5 +106,8 @@ export function costLine(server: string, cost: RunCost | null): string {
   const c = cost.cpuSecPerGiB;
   const calls = cost.callsPerTransfer ? Object.entries(cost.callsPerTransfer).map(([r, v]) => `${r} ${v}`).join(', ') : 'not counted';
   const bytes = cost.backendBytesPerByte ? `; backend served ${cost.backendBytesPerByte.served} B per RETR byte, received ${cost.backendBytesPerByte.received} B per STOR byte` : '';
-  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}`;
+  const w = cost.retryAfterWindows;
+  const limited = w && w.windows > 0 ? `; ${w.windows} Retry-After windows announced, calls arriving inside one: ${w.callsInside} (${w.callsInsideLate} later than 100 ms after its 429)` : '';
+  const totals = cost.totalCalls !== null ? `; ${cost.totalCalls} backend calls, ${((cost.share429 ?? 0) * 100).toFixed(1)} % answered 429, ${cost.callsPerStor ?? '-'} calls per STOR` : '';
+  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}${totals}${limited}`;
 }

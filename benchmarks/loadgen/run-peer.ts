@@ -42,6 +42,10 @@ export interface RunParams {
    */
   checkpointSessions: number;
   settleMs: number;
+  /** Dropbox's call-rate limit on the peer's local box ("RATE[:BURST]"), null: none. */
+  boxRateLimit: string | null;
+  /** Changes of that limit during the load: [seconds after the load started, "RATE[:BURST]"]. */
+  boxRateSchedule: [number, string][];
 }
 
 // Relative paths: each server resolves them in the user's start directory (vsftpd has no jail here).
@@ -83,11 +87,13 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
   const workDir = await mkdtemp(join(tmpdir(), `dropftp-bench-${peer.name}-`));
   let instance: PeerInstance | null = null;
   let sampler: ResourceSampler | null = null;
+  let scheduled: NodeJS.Timeout[] = [];
   const progressSeries: [number, number][] = [];
   const label = `${peer.name} ${p.scenario} n=${p.sessions}`;
   const line = new ProgressLine(label);
   try {
-    instance = await peer.start({ workDir, pasvPorts: p.pasvPorts, sessions: p.sessions });
+    instance = await peer.start({ workDir, pasvPorts: p.pasvPorts, sessions: p.sessions, boxRateLimit: p.boxRateLimit });
+    if ((p.boxRateLimit || p.boxRateSchedule.length) && !instance.backend?.setRateLimit) throw new Error(`${peer.name}: its backend has no call-rate limit to set`);
     if (p.scenario === 'storm' || p.scenario === 'churn') {
       if (p.op !== 'stor' || p.scenario === 'churn') await seed(instance.target, p.sizeBytes);
     }
@@ -95,6 +101,18 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     const endCost = await startCost(instance);
     sampler = new ResourceSampler(instance.pid, p.sampleEveryMs);
     const baseline = sampler.sample();
+    // The limit changes, timed from the start of the load; each applied one is recorded.
+    const backend = instance.backend;
+    const rateChanges: { atS: number; spec: string; error?: string }[] = [];
+    const loadStartMs = nowMs();
+    scheduled = p.boxRateSchedule.map(([atS, spec]) =>
+      setTimeout(() => {
+        backend!.setRateLimit!(spec).then(
+          () => rateChanges.push({ atS: Math.round((nowMs() - loadStartMs) / 100) / 10, spec }),
+          (err: Error) => rateChanges.push({ atS: Math.round((nowMs() - loadStartMs) / 100) / 10, spec, error: err.message }),
+        );
+      }, atS * 1000),
+    );
     let ready: ResourceSample | null = null;
     let held: ResourceSample | null = null;
     // The marginal measurement: [sessions logged in, sample] at the checkpoint and once all are in.
@@ -141,6 +159,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
         held = sampler!.sample();
       },
     });
+    for (const t of scheduled) clearTimeout(t);
     const samples = sampler.stop();
     sampler = null;
     const transfers = raw.results.flatMap((r) => r.transfers);
@@ -210,6 +229,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       churn,
       resources,
       cost,
+      boxRateLimit: p.boxRateLimit || p.boxRateSchedule.length ? { limit: p.boxRateLimit, changes: rateChanges } : null,
       elu: summariseElu(instance.elu(), raw.epochMs, raw.endMs),
       errors: mergeErrors(raw),
       throughputSeries: progressSeries
@@ -221,6 +241,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       timeline: { bucketMs: p.bucketMs, sessions: timeline },
     };
   } finally {
+    for (const t of scheduled) clearTimeout(t);
     sampler?.stop();
     if (instance) await instance.close().catch(() => {});
     await rm(workDir, { recursive: true, force: true }).catch(() => {});

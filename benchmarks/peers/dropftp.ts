@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { saveAccount } from '../../src/auth/credentials-file.ts';
 import { adminOf, startLocalBox } from '../../src/localbox/index.ts';
 import { freePort, outputTail, readEluFile, run, startProcess, stopProcess, waitForListener } from './process-util.ts';
-import type { PeerDef } from './types.ts';
+import type { BackendCalls, PeerDef } from './types.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/dropftp.mjs', import.meta.url));
 const PROBE = fileURLToPath(new URL('./elu-probe.mjs', import.meta.url));
@@ -66,7 +66,7 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       const dataDir = join(ctx.workDir, 'data');
       const usersFile = join(ctx.workDir, 'users.yaml');
       await mkdir(dataDir, { recursive: true });
-      const box = await startLocalBox({ dataDir: join(ctx.workDir, 'box') });
+      const box = await startLocalBox({ dataDir: join(ctx.workDir, 'box'), ...(ctx.boxRateLimit ? { limits: { rateLimit: ctx.boxRateLimit } } : {}) });
       try {
         const account = await box.createAccount('bench');
         await saveAccount(join(dataDir, 'credentials.yaml'), BOX_ACCOUNT, {
@@ -100,8 +100,12 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
         pid: child.pid!,
         backend: {
           pid: box.pid,
-          calls: () => adminOf(box).adminCall('GET', 'calls'),
+          calls: async () => ({
+            ...(await adminOf(box).adminCall<BackendCalls>('GET', 'calls')),
+            retryAfterWindows: await adminOf(box).adminCall<NonNullable<BackendCalls['retryAfterWindows']>>('GET', 'calls/retry-after-windows'),
+          }),
           resetCalls: async () => void (await adminOf(box).adminCall('POST', 'calls/reset')),
+          setRateLimit: async (spec) => void (await adminOf(box).setLimits({ rateLimit: spec })),
         },
         elu: () => readEluFile(eluFile),
         notes: [`${name}: RSS is the gateway process; PSS and CPU are its process tree (its own embedded local box idles: the storage is a local box the benchmark started, counted apart)`],

@@ -11,6 +11,8 @@ export interface PeerContext {
   pasvPorts: [number, number];
   /** Sessions the run will open at once (a forking server is capped below what would exhaust pids). */
   sessions: number;
+  /** Dropbox's call-rate limit on the backend this peer starts ("RATE[:BURST]", local box peers only); null: none. */
+  boxRateLimit?: string | null;
 }
 
 export interface EluSample {
@@ -23,6 +25,8 @@ export interface EluSample {
 export interface BackendCalls {
   routes: Record<string, { calls: number; status: Record<string, number> }>;
   bytes: { served: number; received: number };
+  /** Retry-After windows the box announced (429s of its rate limit) and the calls that arrived inside one. */
+  retryAfterWindows?: { windows: number; callsInside: number; callsInsideLate: number };
 }
 
 /** The storage server behind a peer, when the benchmark can see it: its process and its counters. */
@@ -30,6 +34,8 @@ export interface BackendProbe {
   pid: number;
   calls(): Promise<BackendCalls>;
   resetCalls(): Promise<void>;
+  /** Replaces the backend's call-rate limit now ("RATE[:BURST]"; null: off), when it has one to change. */
+  setRateLimit?(spec: string | null): Promise<void>;
 }
 
 export interface PeerInstance {

@@ -3,7 +3,8 @@
 // per-namespace write lock held `holdMs` by each state-changing call. Runs in the local box child.
 // Invariants: a refused call always gets a whole-second retry_after >= 1 after which its retry is
 // admitted (if nothing else spent the tokens); the debt refused calls run up is bounded (one burst),
-// so no setting refuses an account for ever; a lock is always released, whatever its holder does.
+// so no setting refuses an account for ever; a lock is always released, whatever its holder does;
+// calls that arrive inside a Retry-After window this limiter announced are counted (benchmarks).
 
 import { badRequestRaw } from './api-errors.ts';
 
@@ -106,6 +107,19 @@ interface Bucket {
   atMs: number;
 }
 
+/**
+ * Calls that arrived while their account's Retry-After window (announced with a 429) was open: a
+ * client that honours Retry-After starts none. `late`: arrived at least WINDOW_GRACE_MS after the
+ * 429 that opened the window was sent (earlier ones may have been on their way already).
+ */
+export interface RetryAfterWindowStats {
+  windows: number;
+  callsInside: number;
+  callsInsideLate: number;
+}
+
+export const WINDOW_GRACE_MS = 100;
+
 /** A held namespace lock: release() once the write is done (idempotent). */
 export interface LockHold {
   /** Waits out the rest of the hold time (the commit latency it stands for), then releases. */
@@ -119,6 +133,8 @@ export class Limits {
   private spec: LimitsSpec = NO_LIMITS;
   private readonly buckets = new Map<string, Bucket>();
   private readonly lockedNs = new Set<number>();
+  private readonly windows = new Map<string, { fromMs: number; untilMs: number }>();
+  private windowStats: RetryAfterWindowStats = { windows: 0, callsInside: 0, callsInsideLate: 0 };
 
   constructor(
     spec: LimitsSpec = NO_LIMITS,
@@ -153,6 +169,11 @@ export class Limits {
     const limit = this.spec.rateLimit;
     if (!limit) return 0;
     const now = this.now();
+    const open = this.windows.get(account);
+    if (open && now < open.untilMs) {
+      this.windowStats.callsInside++;
+      if (now - open.fromMs >= WINDOW_GRACE_MS) this.windowStats.callsInsideLate++;
+    }
     let b = this.buckets.get(account);
     if (!b) this.buckets.set(account, (b = { tokens: limit.burst, atMs: now }));
     b.tokens = Math.min(limit.burst, b.tokens + ((now - b.atMs) * limit.rate) / 1000);
@@ -161,7 +182,19 @@ export class Limits {
     if (b.tokens >= 0) return 0;
     b.tokens = Math.max(b.tokens, -limit.burst);
     // the retry must find a whole token: (1 - tokens) / rate seconds from now
-    return Math.max(1, Math.ceil((1 - b.tokens) / limit.rate));
+    const waitSec = Math.max(1, Math.ceil((1 - b.tokens) / limit.rate));
+    this.windowStats.windows++;
+    this.windows.set(account, { fromMs: now, untilMs: Math.max(open?.untilMs ?? 0, now + waitSec * 1000) });
+    return waitSec;
+  }
+
+  /** Retry-After windows announced and calls that arrived inside one (GET /admin/calls). */
+  retryAfterWindows(): RetryAfterWindowStats {
+    return { ...this.windowStats };
+  }
+
+  resetRetryAfterWindows(): void {
+    this.windowStats = { windows: 0, callsInside: 0, callsInsideLate: 0 };
   }
 
   /**

@@ -7,6 +7,7 @@
 // only after the upload's ring ended cleanly; every call starts through the account's pacer.
 
 import type { Dispatcher } from 'undici';
+import { errorTags } from '../dropbox/classify.ts';
 import { DropftpError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { backoffMs, classifyResponse, classifyRouteError, classifyThrown, rpcRequest, sleep } from './dropbox-http.ts';
@@ -196,8 +197,14 @@ export class CommitBatcher {
         q.pending.unshift(p); // namespace lock contention: into the next batch
         return;
       }
-      const code: ErrorCode =
-        failure?.kind === 'fatal' && failure.code !== 'DROPFTP_ERR_UPSTREAM' && failure.code !== 'DROPFTP_ERR_NOT_FOUND' ? failure.code : 'DROPFTP_ERR_COMMIT_FAILED';
+      // path/conflict/folder: the target is a folder (a plain STOR asks nothing before its bytes).
+      const tags = r ? errorTags(r.failure) : [];
+      const ontoFolder = failure?.kind === 'fatal' && tags.includes('conflict') && tags.includes('folder');
+      const code: ErrorCode = ontoFolder
+        ? 'DROPFTP_ERR_NOT_A_FILE'
+        : failure?.kind === 'fatal' && failure.code !== 'DROPFTP_ERR_UPSTREAM' && failure.code !== 'DROPFTP_ERR_NOT_FOUND'
+          ? failure.code
+          : 'DROPFTP_ERR_COMMIT_FAILED';
       p.reject(new DropftpError(code, `commit of ${p.path} failed: ${failure?.reason ?? 'no result entry'}`));
     });
   }

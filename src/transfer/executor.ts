@@ -39,13 +39,15 @@ const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..
 export const WORKER_YOUNG_GENERATION_MB = 12;
 
 export function createPoolExecutor(control: ControlHandle, threads: number, onReclaim: (threadKey: number) => void = () => {}): Executor {
+  // Workers that finished starting (piscina's 'workerCreate'): the balancer dispatches only to these.
+  const ready = new Set<number>();
   const pool: Piscina = new Piscina({
     filename: WORKER_ENTRY,
     // Starts small and grows with load up to `threads` (pool-growth.ts).
     minThreads: Math.min(INITIAL_WORKERS, threads),
     maxThreads: threads,
     idleTimeout: EXTRA_WORKER_IDLE_MS,
-    loadBalancer: growingBalancer(threads, (): number => pool.threads.length),
+    loadBalancer: growingBalancer(threads, (): number => pool.threads.length, (id) => ready.has(id)),
     // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).
     atomics: 'disabled',
     concurrentTasksPerWorker: 1 << 20,
@@ -55,9 +57,12 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
   });
   const words = new Int32Array(control.sab);
   let crashes = 0;
-  // A dead worker's threadId already reads -1 here, so find dead slots by elimination: any slot of a
-  // worker thread (key = threadId + 1 ≥ 2) whose thread is no longer among the pool's live threads.
-  pool.on('workerDestroy', () => {
+  pool.on('workerCreate', (worker: { id: number }) => ready.add(worker.id));
+  // A dead worker's threadId already reads -1 here (its stale `ready` entry is harmless: thread ids
+  // are never reused), so find dead slots by elimination: any slot of a worker thread
+  // (key = threadId + 1 ≥ 2) whose thread is no longer among the pool's live threads.
+  pool.on('workerDestroy', (worker: { id: number }) => {
+    ready.delete(worker.id);
     setImmediate(() => {
       const live = new Set(pool.threads.map((t) => t.threadId + 1).filter((key) => key >= 2));
       for (const key of workerSlotKeys(words)) {

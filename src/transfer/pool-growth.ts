@@ -16,25 +16,28 @@ export const GROW_AT_TASKS = 4;
 export const EXTRA_WORKER_IDLE_MS = 60_000;
 
 /**
- * Least-busy dispatch that grows the pool: an idle worker if there is one; else, when even the
- * least busy worker runs GROW_AT_TASKS transfers and the pool is below maxThreads, or a worker is
- * still starting (`workers` lists the ready ones), no worker — piscina queues the task, starts a
- * worker if it may, and dispatches the queue again once one is ready (a one-off wait of a worker's
- * start-up, ~0.1 s), so a burst spreads over the new workers instead of piling onto the first;
- * else the least busy worker.
+ * Least-busy dispatch that grows the pool: an idle ready worker if there is one; else, when even the
+ * least busy ready worker runs GROW_AT_TASKS transfers and the pool is below maxThreads, or a worker
+ * is still starting, no worker — piscina queues the task, starts a worker if it may, and dispatches
+ * the queue again once one is ready, so a burst spreads over the new workers instead of piling onto
+ * the first; else the least busy ready worker. A worker that is still starting (`isReady` false:
+ * piscina hands the balancer its pending workers too when a task ends) is never picked: a transfer
+ * posted to it would wait for its whole start-up (seconds under load) before its first byte.
  */
-export function growingBalancer(maxThreads: number, poolSize: () => number): PoolBalancer {
+export function growingBalancer(maxThreads: number, poolSize: () => number, isReady: (workerId: number) => boolean = () => true): PoolBalancer {
   return (_task, workers) => {
     let best: (typeof workers)[number] | null = null;
+    let starting = workers.length < poolSize();
     for (const worker of workers) {
       if (worker.isRunningAbortableTask) continue;
+      if (!isReady(worker.id)) {
+        starting = true;
+        continue;
+      }
       if (worker.currentUsage === 0) return worker;
       if (best === null || worker.currentUsage < best.currentUsage) best = worker;
     }
-    if (best !== null && best.currentUsage >= GROW_AT_TASKS) {
-      const size = poolSize();
-      if (size < maxThreads || workers.length < size) return null;
-    }
+    if (best !== null && best.currentUsage >= GROW_AT_TASKS && (starting || poolSize() < maxThreads)) return null;
     return best;
   };
 }

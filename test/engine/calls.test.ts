@@ -88,6 +88,28 @@ test('a 10 MiB STOR within retention is one start call plus its share of one fin
   assert.is(stored && sha256(stored), sha256(data));
 });
 
+test('a STOR onto a folder fails at its commit with NOT_A_FILE; the folder stays, nothing committed', async () => {
+  const res = await fetch(`${fx.box.url}/2/files/create_folder_v2`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${fx.account.accessToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ path: '/calls/a-folder' }),
+  });
+  assert.is(res.status, 200, await res.text());
+  const up = fx.engine.openUpload('alice', '/calls/a-folder');
+  const err = await feed(up, contentOf(pool, 6, 100 * KiB), 64 * KiB).then(
+    () => null,
+    (e: unknown) => e as { code?: string },
+  );
+  assert.is(err?.code, 'DROPFTP_ERR_NOT_A_FILE', JSON.stringify(err && String(err)));
+  assert.is(await fetchFile(fx.box, fx.account.accessToken, '/calls/a-folder'), null, 'no file there');
+  const meta = await fetch(`${fx.box.url}/2/files/get_metadata`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${fx.account.accessToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ path: '/calls/a-folder' }),
+  });
+  assert.is(((await meta.json()) as { '.tag': string })['.tag'], 'folder');
+});
+
 test('beyond retention (8 MiB in memory, no spool): appends of half the retention, whole blocks', async () => {
   await withEngine({ spoolBytes: 0 }, async (engine) => {
     const data = contentOf(pool, 4, 10 * MiB + 123);

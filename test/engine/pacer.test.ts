@@ -1,6 +1,7 @@
 // The call-rate pacer (src/dropbox/pacer.ts) over a real shared control block: call starts served
 // first come first served across two real threads, spaced by the token bucket; AIMD (slow start,
-// halving on too_many_requests once per window, additive growth); no start inside a Retry-After
+// halving on too_many_requests once per overload — again when a call started after the window is
+// refused —, additive growth); no start inside a Retry-After
 // window, on any thread; write-lock answers retried after retry_after without a rate cut; a
 // Retry-After beyond engine.maxRetryAfterSec (or negative, or not a number) capped and logged;
 // cancelled waiters and dead threads never block the queue. Main thread + one worker thread.
@@ -25,7 +26,7 @@ function setup(ratePerSec: number, maxRetryAfterMs = 300_000): { control: Contro
 const nowMs = (): number => performance.timeOrigin + performance.now();
 
 test('FIFO across two threads: tickets are admitted in the order taken, spaced by the bucket', async () => {
-  const { control, pacer } = setup(40); // burst 16, then one start every 25 ms (growing in slow start)
+  const { control, pacer } = setup(40); // burst 8, then one start every 25 ms (growing in slow start)
   const worker = new Worker(new URL('./helpers/pacer-thread.mjs', import.meta.url), { workerData: { control, threadKey: 555 } });
   try {
     const grants: { id: number; atMs: number }[] = [];
@@ -80,11 +81,10 @@ test('AIMD: slow start while the rate limits, halving once per window on too_man
   await Promise.all(Array.from({ length: 30 }, () => pacer.admit(0).then(() => pacer.report(0, { kind: 'ok' }))));
   const grown = rate();
   assert.ok(grown >= 30, `slow start grew the rate 20 → ${grown}`);
-  // A window of 429s: one halving, the window opens.
-  for (let i = 0; i < 5; i++) {
-    assert.ok(await pacer.admit(0));
-    pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
-  }
+  // A window of 429s (five calls on their way at once): one halving, the window opens.
+  const started = await Promise.all(Array.from({ length: 5 }, () => pacer.admit(0)));
+  assert.ok(started.every(Boolean));
+  for (let i = 0; i < 5; i++) pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
   assert.is(rate(), Math.floor(grown * 1000 / 2) / 1000, 'halved once for the whole window');
   assert.is(readPacerStats(control, 0).throttles, 5);
   const halved = rate();
@@ -93,6 +93,19 @@ test('AIMD: slow start while the rate limits, halving once per window on too_man
   await Promise.all(Array.from({ length: 3 * Math.ceil(halved) }, () => pacer.admit(0).then(() => pacer.report(0, { kind: 'ok' }))));
   assert.ok(nowMs() - before >= 190, 'nothing started inside the Retry-After window');
   assert.ok(rate() > halved && rate() <= halved + 4, `additive increase ${halved} → ${rate()}`);
+});
+
+test('defect: chained Retry-After windows — a 429 to a call started after the window cuts the rate again', async () => {
+  const { words, pacer } = setup(16);
+  const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;
+  assert.ok(await pacer.admit(0));
+  pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
+  assert.is(rate(), 8, 'first overload: halved');
+  // This call starts after the window (the pacer holds it until then): its 429 says 8/s is still too much.
+  assert.ok(await pacer.admit(0));
+  await sleep(60); // its answer comes back after the event-loop slack
+  pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
+  assert.is(rate(), 4, 'a new overload: halved again');
 });
 
 test('a Retry-After window reported on one thread holds every thread; the queue resumes after it', async () => {

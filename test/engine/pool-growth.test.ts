@@ -50,6 +50,16 @@ test('the balancer: an idle worker first, a new worker once every worker carries
   assert.is(pick(task, []), null, 'no ready worker: wait for one');
 });
 
+test('defect: a worker still starting got transfers (piscina hands the balancer pending workers when a task ends)', () => {
+  const starting = { currentUsage: 0, isRunningAbortableTask: false, id: 7 } as unknown as Worker;
+  const running = { currentUsage: GROW_AT_TASKS - 1, isRunningAbortableTask: false, id: 3 } as unknown as Worker;
+  const full = { currentUsage: GROW_AT_TASKS, isRunningAbortableTask: false, id: 3 } as unknown as Worker;
+  const pick = growingBalancer(2, () => 2, (id) => id !== 7);
+  assert.is(pick(task, [starting, running]), running, 'the ready one while it has room, never the starting one');
+  assert.is(pick(task, [starting, full]), null, 'the ready one is full: wait for the starting one');
+  assert.is(growingBalancer(2, () => 2, () => true)(task, [starting, full]), starting, 'once ready, it is the idle one');
+});
+
 test('an engine of 3 workers starts one worker thread, stays there while lightly used and grows to 3 under 12 held downloads', async () => {
   const fx = await startFixture({ workers: 3 });
   // The engine's executor is private; its live thread count is what this test is about.

@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RawFtp, download, upload } from './helpers/raw-client.ts';
+import { adminOf } from '../../src/localbox/index.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
 
 let stack: Stack;
@@ -123,6 +124,35 @@ test('STOU stores under a unique name', async () => {
   assert.is(r.final.code, 226);
   assert.equal((await download(c, 'RETR /u.txt.1')).data.toString(), '2');
   assert.equal((await download(c, 'RETR /u.txt')).data.toString(), '1');
+});
+
+test('a plain STOR asks Dropbox nothing before its bytes; STOR onto a folder is refused, nothing created', async () => {
+  const getMetadata = async (): Promise<number> => (await adminOf(stack.box).calls()).routes['files/get_metadata']?.calls ?? 0;
+  assert.is((await upload(c, 'STOR /plain-first.bin', Buffer.from('v1'))).final.code, 226);
+  let before = await getMetadata();
+  assert.is((await upload(c, 'STOR /plain.bin', Buffer.from('new file'))).final.code, 226);
+  assert.is((await upload(c, 'STOR /plain-first.bin', Buffer.from('v2'))).final.code, 226, 'overwrite');
+  assert.is((await getMetadata()) - before, 0, 'no get_metadata for a plain STOR (issue #14)');
+  assert.equal((await download(c, 'RETR /plain-first.bin')).data.toString(), 'v2');
+  // A folder the directory cache knows (MKD here): refused before 150.
+  assert.is((await c.cmd('MKD /known-dir')).code, 257);
+  const known = await upload(c, 'STOR /known-dir', Buffer.from('bytes'));
+  assert.is(known.final.code, 550, known.final.text);
+  // A folder made behind the gateway's back (the cache may not have seen it): the commit's own
+  // path/conflict/folder refuses it, after the bytes, with nothing committed.
+  const store = await stack.accounts.get('local');
+  await store.rpc.createFolder('/unseen-dir');
+  const unseen = await upload(c, 'STOR /unseen-dir', Buffer.from('bytes'));
+  assert.is(unseen.final.code, 550, unseen.final.text);
+  for (const dir of ['/known-dir', '/unseen-dir']) {
+    const entry = await store.rpc.getMetadata(dir);
+    assert.is(entry.tag, 'folder', `${dir} is still a folder`);
+    assert.equal(await store.rpc.listFolder(dir), [], `${dir} holds nothing`);
+  }
+  before = await getMetadata();
+  assert.is((await upload(c, 'APPE /plain.bin', Buffer.from('+'))).final.code, 226);
+  assert.ok((await getMetadata()) - before >= 1, 'APPE asks what it appends to');
+  assert.equal((await download(c, 'RETR /plain.bin')).data.toString(), 'new file+');
 });
 
 test('defect: TYPE A accepted but never converted', async () => {

@@ -70,6 +70,14 @@ export class AccountStore {
     }
   }
 
+  /** What the directory cache holds at `path`, without a call: null when it holds nothing (or is not ready). */
+  cached(path: string): DropboxEntry | null {
+    const cached = this.#ready()?.stat(path);
+    if (!cached) return null;
+    this.stats.cacheHits++;
+    return fromCache(cached);
+  }
+
   /** The entries of a folder (order unspecified); throws NOT_FOUND / NOT_A_FOLDER. */
   async list(path: string): Promise<DropboxEntry[]> {
     const cache = this.#ready();

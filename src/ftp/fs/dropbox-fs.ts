@@ -248,11 +248,10 @@ export class DropboxFs implements SessionFs {
     // TYPE A: the kept session's offset counts stored bytes, the client counts what it sent (CRLF);
     // continuing it from there could commit shifted bytes (vsftpd refuses ASCII resumes too).
     if (options.ascii && (options.offset > 0 || (options.append && kept))) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
-    // Deciding what to overwrite or append to: ask Dropbox itself, never the cache.
-    const existing = await store.rpc.getMetadata(dbx).catch((err: unknown) => {
-      if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return null;
-      throw err;
-    });
+    // APPE and REST n continue what is there: ask Dropbox itself, never the cache. A plain STOR
+    // spends no call before its first bytes (issue #14): a folder the cache knows is refused now;
+    // one it does not know is refused by the commit's own path/conflict/folder, nothing committed.
+    const existing = options.append || options.offset > 0 ? await this.#metadata(store, dbx) : store.cached(dbx);
     if (existing?.tag === 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     // Continue the kept session when the client resumes exactly where it stopped (and no other
     // session of this user took it meanwhile).
@@ -270,6 +269,15 @@ export class DropboxFs implements SessionFs {
     const prefix = this.#transfers.openDownload(account, dbx, { offset: 0 });
     this.#track(key, store, upload, keep);
     return new PrefixedUpload(upload, prefix, prefixBytes);
+  }
+
+  async #metadata(store: AccountStore, dbx: string): Promise<DropboxEntry | null> {
+    try {
+      return await store.rpc.getMetadata(dbx);
+    } catch (err) {
+      if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return null;
+      throw err;
+    }
   }
 
   /**

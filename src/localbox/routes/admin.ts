@@ -56,8 +56,13 @@ export const adminRoutes: Route[] = [
   admin('admin/calls', ['GET'], async (ctx, box) => {
     sendJson(ctx.res, box.calls.snapshot());
   }),
+  // Benchmarks: Retry-After windows announced and calls that arrived inside one (zeroed with the calls).
+  admin('admin/calls/retry-after-windows', ['GET'], async (ctx, box) => {
+    sendJson(ctx.res, box.limits.retryAfterWindows());
+  }),
   admin('admin/calls/reset', ['POST'], async (ctx, box) => {
     box.calls.reset();
+    box.limits.resetRetryAfterWindows();
     sendJson(ctx.res, box.calls.snapshot());
   }),
   admin('admin/gc', ['POST'], async (ctx, box) => {
