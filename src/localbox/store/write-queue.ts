@@ -63,7 +63,9 @@ export class WriteQueue {
   /** undefined while the caller may go on writing; else a promise to await first (backpressure). */
   backpressure(): Promise<void> | undefined {
     if (this.failure !== null) return Promise.reject(this.failure);
-    if (this.queuedLen + this.pendingLen < 2 * batchBytes()) return undefined;
+    // the batch may have shrunk since these bytes came (more queues): hand them over first
+    if (this.pendingLen >= batchBytes()) this.flush();
+    if (this.queuedLen < 2 * batchBytes()) return undefined;
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
@@ -142,7 +144,7 @@ export class WriteQueue {
     if (this.failure !== null) {
       this.waiter = null;
       w.reject(this.failure);
-    } else if (this.queuedLen + this.pendingLen < 2 * batchBytes()) {
+    } else if (this.queuedLen < 2 * batchBytes()) {
       this.waiter = null;
       w.resolve();
     }
