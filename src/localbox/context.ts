@@ -1,7 +1,7 @@
 // The per-request context handed to route handlers: parsed arguments, the account, fault decisions,
 // and helpers that send JSON, stream download bodies and read upload bodies (with injected resets
-// and corruption applied on the wire). Runs in the local box child. Invariant: a handler sends at
-// most one reply; streaming honours socket backpressure and never buffers more than one chunk.
+// and corruption applied on the wire). Runs in the local box child. Invariants: a handler sends at
+// most one reply; a download holds at most two lent chunks, an upload body pauses while its sink waits.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Args } from './args.ts';
