@@ -1,12 +1,13 @@
 // The per-request context handed to route handlers: parsed arguments, the account, fault decisions,
 // and helpers that send JSON, stream download bodies and read upload bodies (with injected resets
-// and corruption applied on the wire). Runs in the local box child. Invariant: a handler sends at
-// most one reply; streaming honours socket backpressure and never buffers more than one chunk.
+// and corruption applied on the wire). Runs in the local box child. Invariants: a handler sends at
+// most one reply; a download holds at most two lent chunks, an upload body pauses while its sink waits.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Args } from './args.ts';
 import type { CallRecord } from './call-stats.ts';
 import type { FaultDecision } from './faults.ts';
+import type { BlockReader } from './store/block-reader.ts';
 import type { AccountRow } from './store/accounts.ts';
 
 export interface Ctx {
@@ -29,54 +30,137 @@ export function sendJson(res: ServerResponse, value: unknown, status = 200): voi
   res.end(body);
 }
 
-/** The request body as chunks; an injected reset destroys the socket after `resetAfterBytes`. */
-export async function* requestBody(ctx: Ctx): AsyncGenerator<Buffer> {
+/** What a body's consumer does with a chunk: returns a promise when the next must wait for it. */
+export type ChunkSink = (chunk: Buffer) => Promise<void> | undefined | void;
+
+/** A request body, consumed once: calls the sink per chunk and resolves after the last one. */
+export type Body = (sink: ChunkSink) => Promise<void>;
+
+/**
+ * The request body, read with 'data' events (the socket is paused while the sink's promise is
+ * pending). An injected reset destroys the socket after `resetAfterBytes`; a sink that throws, or a
+ * client that goes away, fails it (the rest of the body is then discarded as it arrives).
+ */
+export function requestBody(ctx: Ctx): Body {
+  return (sink) => consumeBody(ctx, sink);
+}
+
+function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
+  const { req } = ctx;
   const limit = ctx.fault.resetAfterBytes;
   let seen = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    if (limit !== null && seen + chunk.length >= limit) {
-      if (limit > seen) {
-        ctx.call.received(limit - seen);
-        yield chunk.subarray(0, limit - seen);
-      }
-      ctx.req.socket.destroy();
-      throw new Error('injected reset');
+  return new Promise<void>((resolve, reject) => {
+    if (req.readableEnded) {
+      resolve();
+      return;
     }
-    seen += chunk.length;
-    ctx.call.received(chunk.length);
-    yield chunk;
-  }
-  if (limit !== null && seen >= limit) {
-    ctx.req.socket.destroy();
-    throw new Error('injected reset');
-  }
+    if (req.destroyed) {
+      reject(new Error('aborted'));
+      return;
+    }
+    let settled = false;
+    let waiting = false;
+    let ended = false;
+    const finish = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', finish);
+      req.off('close', onClose);
+      if (err === undefined) {
+        resolve();
+        return;
+      }
+      // the rest of the body is read and dropped, so that the error reply can reach the client
+      req.resume();
+      reject(err);
+    };
+    const deliver = (chunk: Buffer): void => {
+      let wait: Promise<void> | undefined | void;
+      try {
+        wait = sink(chunk);
+      } catch (err) {
+        finish(err);
+        return;
+      }
+      if (!wait) return;
+      waiting = true;
+      req.pause();
+      wait.then(
+        () => {
+          waiting = false;
+          if (settled) return;
+          if (ended) finish();
+          else req.resume();
+        },
+        (err: unknown) => finish(err),
+      );
+    };
+    const injectedReset = (): void => {
+      req.socket.destroy();
+      finish(new Error('injected reset'));
+    };
+    const onData = (chunk: Buffer): void => {
+      if (settled) return;
+      if (limit !== null && seen + chunk.length >= limit) {
+        if (limit > seen) {
+          ctx.call.received(limit - seen);
+          deliver(chunk.subarray(0, limit - seen));
+        }
+        injectedReset();
+        return;
+      }
+      seen += chunk.length;
+      ctx.call.received(chunk.length);
+      deliver(chunk);
+    };
+    const onEnd = (): void => {
+      ended = true;
+      if (limit !== null && seen >= limit) injectedReset();
+      else if (!waiting) finish();
+    };
+    const onClose = (): void => {
+      if (!ended) finish(new Error('aborted'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', finish);
+    req.on('close', onClose);
+  });
 }
 
 /**
- * Writes `body` (chunks totalling `byteLength`) after the head already set on ctx.res, applying an
- * injected corruption or reset. Resolves when the reply is finished or the client went away.
+ * Writes the bytes of `reader` (totalling `byteLength`) after the head already set on ctx.res,
+ * applying an injected corruption or reset. Each lent buffer goes back to the reader when the socket
+ * has taken its bytes, so at most two chunks per download are in memory. Resolves when the reply is
+ * finished or the client went away.
  */
-export async function streamBody(ctx: Ctx, body: AsyncIterable<Buffer>, byteLength: number, randomInt: (n: number) => number): Promise<void> {
+export async function streamBody(ctx: Ctx, reader: BlockReader, byteLength: number, randomInt: (n: number) => number): Promise<void> {
   const { res, fault } = ctx;
   let corruptAt = fault.corruptAt === 'random' ? (byteLength > 0 ? randomInt(byteLength) : null) : fault.corruptAt;
   const resetAt = fault.resetAfterBytes;
   let sent = 0;
-  let closed = false;
-  const onClose = (): void => {
-    closed = true;
-  };
+  const onClose = (): void => reader.cancel();
   res.on('close', onClose);
   try {
-    for await (let chunk of body) {
-      if (closed || res.destroyed) return;
+    for (;;) {
+      const lent = await reader.next();
+      if (lent === null) break;
+      if (res.destroyed) {
+        reader.release(lent);
+        return;
+      }
+      let chunk = lent;
       if (corruptAt !== null && corruptAt >= sent && corruptAt < sent + chunk.length) {
-        chunk = Buffer.from(chunk); // never flip a byte in a shared buffer
+        chunk = Buffer.from(lent); // never flip a byte in a pooled buffer
         chunk[corruptAt - sent] = chunk[corruptAt - sent]! ^ 0xff;
         corruptAt = null;
+        reader.release(lent);
       }
       if (resetAt !== null && sent + chunk.length >= resetAt) {
         const head = chunk.subarray(0, resetAt - sent);
-        if (head.length) res.write(head);
+        if (head.length) res.write(head); // a lent buffer not given back: left to the garbage collector
         ctx.call.served(head.length);
         // let the bytes reach the socket, then cut it
         setTimeout(() => res.socket?.destroy(), 20);
@@ -84,10 +168,10 @@ export async function streamBody(ctx: Ctx, body: AsyncIterable<Buffer>, byteLeng
       }
       sent += chunk.length;
       ctx.call.served(chunk.length);
-      if (!res.write(chunk)) {
-        await drainOrClose(res);
-      }
+      if (chunk === lent) res.write(chunk, () => reader.release(lent));
+      else res.write(chunk);
     }
+    if (res.destroyed) return;
     if (resetAt !== null && sent >= resetAt) {
       res.socket?.destroy();
       return;
@@ -95,17 +179,6 @@ export async function streamBody(ctx: Ctx, body: AsyncIterable<Buffer>, byteLeng
     res.end();
   } finally {
     res.off('close', onClose);
+    await reader.close();
   }
-}
-
-function drainOrClose(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }

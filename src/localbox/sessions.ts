@@ -6,12 +6,14 @@
 // they describe are on disk; a failed append changes no row; one append at a time per sequential
 // session; the database work of an append is a few keyed rows, whatever the session's size.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import type { Union } from './api-errors.ts';
+import type { Body } from './context.ts';
 import { contentHashOfBlocks, ContentHasher } from './content-hash.ts';
 import type { BlockRef, BlockStore } from './store/blocks.ts';
 import type { Db } from './store/db.ts';
-import { PartialBlocks, type PartialWriter } from './store/partials.ts';
+import { PartialBlocks } from './store/partials.ts';
+import { WriteQueue } from './store/write-queue.ts';
 import { BLOCK_BYTES } from './types.ts';
 
 const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -100,7 +102,7 @@ export class Sessions {
    * Appends `body` at `offset`. Checks offsets (sequential) or 4 MiB alignment (concurrent); `close`
    * forbids further appends. `expectHash` is the request's content_hash argument, if any.
    */
-  async append(id: string, ns: number, offset: number, close: boolean, body: AsyncIterable<Buffer>, expectHash?: string): Promise<void> {
+  async append(id: string, ns: number, offset: number, close: boolean, body: Body, expectHash?: string): Promise<void> {
     const s = this.get(id, ns);
     const concurrent = s.concurrent === 1;
     // a concurrent session's appends may arrive after the closing one, below its end
@@ -124,23 +126,30 @@ export class Sessions {
     }
     if (!concurrent) this.busy.add(id);
     const writer = this.blocks.writer();
-    const hasher = expectHash ? new ContentHasher() : null;
-    let prefix: { idx: number; hash: string; len: number } | undefined;
+    // a concurrent append starts on a block boundary: its blocks are the request's own, so their
+    // hashes give its content_hash; only a continuation by copy needs a second hash of the body
+    const copying = !concurrent && s.offset % BLOCK_BYTES !== 0;
+    const hasher = expectHash !== undefined && copying ? new ContentHasher() : null;
     try {
       let bytes = 0;
-      for await (const chunk of body) {
-        if (chunk.length === 0) continue;
-        if (bytes === 0 && !concurrent && s.offset % BLOCK_BYTES !== 0) {
-          prefix = this.stmt.last.get(id) as typeof prefix;
-          if (prefix) await writer.writeFromBlock(prefix);
-        }
+      let prefixed = false;
+      await body((chunk) => {
+        if (chunk.length === 0) return undefined;
         bytes += chunk.length;
         if (bytes > MAX_REQUEST_BYTES) throw new SessionError({ '.tag': 'payload_too_large' });
         hasher?.update(chunk);
-        await writer.write(chunk);
-      }
+        if (copying && !prefixed) {
+          prefixed = true;
+          const prefix = this.stmt.last.get(id) as BlockRef | undefined;
+          if (prefix) return writer.writeFromBlock(prefix).then(() => writer.write(chunk));
+        }
+        return writer.write(chunk);
+      });
       const refs = await writer.finish();
-      if (hasher && hasher.digest() !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
+      if (expectHash !== undefined) {
+        const got = hasher ? hasher.digest() : contentHashOfBlocks(refs.map((r) => r.hash));
+        if (got !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
+      }
       if (concurrent && !close && bytes % BLOCK_BYTES !== 0) throw new SessionError({ '.tag': 'concurrent_session_invalid_data_size' });
       if (offset + bytes > MAX_SESSION_BYTES) throw new SessionError({ '.tag': 'too_large' });
       this.db.transaction(() => {
@@ -164,32 +173,36 @@ export class Sessions {
 
   /**
    * A sequential append: the bytes go into the session's partial block file(s) at their final place,
-   * hashed as they arrive; each block that becomes whole (and the last one when `close`) is sealed:
-   * referenced by its hash in the same transaction that moves the offset, then renamed into blocks/.
+   * hashed once as they arrive; each block that becomes whole (and the last one when `close`) is
+   * sealed: referenced by its hash in the same transaction that moves the offset, then renamed into
+   * blocks/. From a block boundary the request's content_hash comes from those block hashes.
    */
-  private async appendInPlace(
-    s: SessionRow,
-    partial: { idx: number; len: number } | null,
-    close: boolean,
-    body: AsyncIterable<Buffer>,
-    expectHash: string | undefined,
-  ): Promise<void> {
+  private async appendInPlace(s: SessionRow, partial: { idx: number; len: number } | null, close: boolean, body: Body, expectHash: string | undefined): Promise<void> {
     const id = s.id;
-    const hasher = expectHash ? new ContentHasher() : null;
+    // the request's own content_hash needs a second hash only when it starts inside a block
+    const hasher = expectHash !== undefined && partial ? new ContentHasher() : null;
     const sealed: { idx: number; name: string; hash: string; len: number }[] = [];
     const created: string[] = []; // partial files this append started (deleted if it fails)
+    const queue = new WriteQueue();
     let idx = partial ? partial.idx : Math.floor(s.offset / BLOCK_BYTES);
-    let cur: PartialWriter | null = partial ? await this.partials.open(PartialBlocks.nameOf(id, idx), partial.len) : null;
-    const seal = async (w: PartialWriter): Promise<void> => {
-      await w.close();
-      sealed.push({ idx, name: w.name, hash: w.hasher.digest('hex'), len: w.len });
-      idx++;
-    };
+    let cur: { name: string; hasher: Hash; len: number } | null = null;
     let committed = false;
     try {
+      if (partial) {
+        const name = PartialBlocks.nameOf(id, idx);
+        const { fh, hasher: h } = await this.partials.resume(name, partial.len);
+        queue.open(this.partials.pathOf(name), 'r+', partial.len, fh);
+        cur = { name, hasher: h, len: partial.len };
+      }
+      const seal = (): void => {
+        queue.close();
+        sealed.push({ idx, name: cur!.name, hash: cur!.hasher.digest('hex'), len: cur!.len });
+        idx++;
+        cur = null;
+      };
       let bytes = 0;
-      for await (const chunk of body) {
-        if (chunk.length === 0) continue;
+      await body((chunk) => {
+        if (chunk.length === 0) return undefined;
         bytes += chunk.length;
         if (bytes > MAX_REQUEST_BYTES) throw new SessionError({ '.tag': 'payload_too_large' });
         if (s.offset + bytes > MAX_SESSION_BYTES) throw new SessionError({ '.tag': 'too_large' });
@@ -198,24 +211,29 @@ export class Sessions {
           if (!cur) {
             const name = PartialBlocks.nameOf(id, idx);
             created.push(name);
-            cur = await this.partials.open(name, 0);
+            queue.open(this.partials.pathOf(name), 'w');
+            cur = { name, hasher: createHash('sha256'), len: 0 };
           }
           const take = Math.min(chunk.length - off, BLOCK_BYTES - cur.len);
-          await cur.write(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take));
+          const part = off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take);
+          cur.hasher.update(part);
+          queue.write(part);
+          cur.len += take;
           off += take;
-          if (cur.len === BLOCK_BYTES) {
-            await seal(cur);
-            cur = null;
-          }
+          if (cur.len === BLOCK_BYTES) seal();
         }
+        return queue.backpressure();
+      });
+      if (expectHash !== undefined) {
+        const open = cur as { hasher: Hash; len: number } | null;
+        const got = hasher ? hasher.digest() : contentHashOfBlocks([...sealed.map((b) => b.hash), ...(open && open.len > 0 ? [open.hasher.copy().digest('hex')] : [])]);
+        if (got !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
       }
-      if (hasher && hasher.digest() !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
-      if (cur && close) {
-        await seal(cur);
-        cur = null;
-      }
-      await cur?.close();
-      const open = cur;
+      if (cur && close) seal();
+      if (cur) queue.close();
+      await queue.drain();
+      queue.end();
+      const open = cur as { name: string; hasher: Hash; len: number } | null;
       this.db.transaction(() => {
         if (!this.stmt.get.get(id)) throw new SessionError({ '.tag': 'not_found' });
         for (const b of sealed) this.stmt.putBlock.run(id, b.idx, b.hash, b.len);
@@ -225,10 +243,10 @@ export class Sessions {
       })();
       committed = true;
       for (const b of sealed) this.partials.placeSync(b.name, b.hash);
-      open?.keep();
+      if (open) this.partials.keep(open.name, open.hasher, open.len);
     } finally {
       if (!committed) {
-        await cur?.abandon();
+        await queue.abandon();
         for (const name of created) this.partials.discardSync(name);
       }
     }

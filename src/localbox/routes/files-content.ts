@@ -23,10 +23,10 @@ const upload: Route = {
     const expectHash = optHash(ctx.route, ctx.args);
     const writer = box.blocks.writer();
     try {
-      for await (const chunk of requestBody(ctx)) {
-        await writer.write(chunk);
-        if (writer.bytes > MAX_REQUEST_BYTES) throw routeError({ '.tag': 'payload_too_large' });
-      }
+      await requestBody(ctx)((chunk) => {
+        if (writer.bytes + chunk.length > MAX_REQUEST_BYTES) throw routeError({ '.tag': 'payload_too_large' });
+        return writer.write(chunk);
+      });
       const blocks = await writer.finish();
       const hash = contentHashOfBlocks(blocks.map((b) => b.hash));
       if (expectHash !== undefined && expectHash !== hash) throw routeError({ '.tag': 'content_hash_mismatch' });
@@ -62,9 +62,9 @@ const start: Route = {
     if (concurrent && close) throw routeError({ '.tag': 'concurrent_session_close_not_allowed' });
     const id = box.sessions.create(ns, concurrent);
     if (concurrent) {
-      for await (const chunk of requestBody(ctx)) {
+      await requestBody(ctx)((chunk) => {
         if (chunk.length) throw routeError({ '.tag': 'concurrent_session_data_not_allowed' });
-      }
+      });
     } else {
       await mapErrorsAsync(
         () => box.sessions.append(id, ns, 0, close, requestBody(ctx), expectHash),
@@ -133,12 +133,16 @@ async function finishSession(ctx: Ctx, box: Box, sessionId: string, offset: numb
     const concurrent = box.sessions.isConcurrent(sessionId, ns);
     const body = requestBody(ctx);
     if (concurrent) {
-      for await (const chunk of body) if (chunk.length) throw new SessionError({ '.tag': 'concurrent_session_data_not_allowed' });
+      await body((chunk) => {
+        if (chunk.length) throw new SessionError({ '.tag': 'concurrent_session_data_not_allowed' });
+      });
     } else {
       const before = box.sessions.get(sessionId, ns);
       if (offset !== before.offset) throw new SessionError({ '.tag': 'incorrect_offset', correct_offset: before.offset });
       if (before.closed) {
-        for await (const chunk of body) if (chunk.length) throw new SessionError({ '.tag': 'closed' });
+        await body((chunk) => {
+          if (chunk.length) throw new SessionError({ '.tag': 'closed' });
+        });
       } else {
         await box.sessions.append(sessionId, ns, offset, false, body, expectHash);
       }
@@ -212,7 +216,7 @@ const download: Route = {
       ctx.res.end();
       return;
     }
-    await streamBody(ctx, box.blocks.read(box.ns.blocksOf(row), start, end), end - start, (n) => box.faults.randomInt(n));
+    await streamBody(ctx, box.blocks.reader(box.ns.blocksOf(row), start, end), end - start, (n) => box.faults.randomInt(n));
   },
 };
 

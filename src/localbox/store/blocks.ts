@@ -4,22 +4,17 @@
 // never collected; anything not referenced by the database and not pinned is garbage (gc()).
 
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { existsSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCK_BYTES } from '../types.ts';
+import { BlockReader } from './block-reader.ts';
+import { WriteQueue } from './write-queue.ts';
 
 export interface BlockRef {
   hash: string; // sha256 hex of the block's bytes
   len: number; // bytes, 1..BLOCK_BYTES
 }
-
-// Memory per transfer shrinks as transfers multiply, so that 1,000 clients stay within bounds while
-// one stream still gets large reads (sendfile-like throughput).
-let activeReads = 0;
-let activeWriters = 0;
-const readChunkBytes = (): number => (activeReads <= 8 ? 1024 * 1024 : activeReads <= 64 ? 256 * 1024 : 64 * 1024);
-const writeBatchBytes = (): number => (activeWriters <= 8 ? 512 * 1024 : 64 * 1024);
 
 export class BlockStore {
   readonly dir: string;
@@ -53,31 +48,9 @@ export class BlockStore {
     return new BlockWriter(this);
   }
 
-  /** Streams bytes [start, end) of the file made of `blocks`. */
-  async *read(blocks: BlockRef[], start: number, end: number): AsyncGenerator<Buffer> {
-    activeReads++;
-    try {
-      yield* this.readBlocks(blocks, start, end);
-    } finally {
-      activeReads--;
-    }
-  }
-
-  private async *readBlocks(blocks: BlockRef[], start: number, end: number): AsyncGenerator<Buffer> {
-    let blockStart = 0;
-    for (const b of blocks) {
-      const highWaterMark = readChunkBytes();
-      const blockEnd = blockStart + b.len;
-      if (blockEnd > start && blockStart < end) {
-        const from = Math.max(start, blockStart) - blockStart;
-        const to = Math.min(end, blockEnd) - blockStart; // exclusive
-        for await (const chunk of createReadStream(this.path(b.hash), { start: from, end: to - 1, highWaterMark })) {
-          yield chunk as Buffer;
-        }
-      }
-      blockStart = blockEnd;
-      if (blockStart >= end) break;
-    }
+  /** A reader of bytes [start, end) of the file made of `blocks`; close() it when done. */
+  reader(blocks: BlockRef[], start: number, end: number): BlockReader {
+    return new BlockReader((hash) => this.path(hash), blocks, start, end);
   }
 
   /** Allocates a temp file name and marks it live so gc() leaves it alone. */
@@ -172,104 +145,91 @@ export class BlockStore {
 }
 
 /**
- * Cuts a stream into 4 MiB blocks written as block files. write() resolves when the bytes are handed
- * to the file system (callers await it: that is the backpressure). finish() seals the last, short
- * block. Every produced hash is pinned until release(), which callers run after their database commit.
+ * Cuts a stream into 4 MiB blocks written as block files. write() hashes and queues the bytes at
+ * once and returns a promise only when the caller must wait (backpressure). finish() seals the last,
+ * short block and waits for every block to be in place. Every produced hash is pinned until
+ * release(), which callers run after their database commit.
  */
 export class BlockWriter {
   readonly refs: BlockRef[] = [];
   bytes = 0;
-  private fh: FileHandle | null = null;
+  private readonly queue = new WriteQueue();
+  private readonly tmps = new Set<string>(); // temp files not yet moved into place
   private tmp = '';
   private hash: Hash | null = null;
   private curLen = 0;
-  private pending: Buffer[] = [];
-  private pendingLen = 0;
   private released = false;
-  private counted = false;
 
   constructor(private readonly store: BlockStore) {}
 
-  async write(chunk: Buffer): Promise<void> {
+  write(chunk: Buffer): Promise<void> | undefined {
     let off = 0;
     while (off < chunk.length) {
-      if (!this.hash) await this.startBlock();
+      if (!this.hash) this.startBlock();
       const take = Math.min(chunk.length - off, BLOCK_BYTES - this.curLen);
       const part = off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take);
       this.hash!.update(part);
-      this.pending.push(part);
-      this.pendingLen += take;
+      this.queue.write(part);
       this.curLen += take;
       this.bytes += take;
       off += take;
-      if (this.curLen === BLOCK_BYTES) await this.sealBlock();
-      else if (this.pendingLen >= writeBatchBytes()) await this.flush();
+      if (this.curLen === BLOCK_BYTES) this.sealBlock();
     }
+    return this.queue.backpressure();
   }
 
   /** Copies an existing stored block in as the beginning of the current block (session continuation). */
   async writeFromBlock(ref: BlockRef): Promise<void> {
-    for await (const chunk of this.store.read([ref], 0, ref.len)) await this.write(chunk);
+    const data = await readFile(this.store.path(ref.hash));
+    if (data.length !== ref.len) throw new Error(`block ${ref.hash} holds ${data.length} bytes, expected ${ref.len}`);
+    await this.write(data);
   }
 
   async finish(): Promise<BlockRef[]> {
-    if (this.hash && this.curLen > 0) await this.sealBlock();
+    if (this.hash && this.curLen > 0) this.sealBlock();
+    await this.queue.drain();
+    this.queue.end();
     return this.refs;
   }
 
   /** Drops the pins (after the database references the blocks, or after a failure). */
   release(): void {
-    if (this.counted) {
-      this.counted = false;
-      activeWriters--;
-    }
+    this.queue.end();
     if (this.released) return;
     this.released = true;
     for (const r of this.refs) this.store.unpin(r.hash);
   }
 
-  /** Abandons the current temp file; sealed blocks stay until gc (they may be shared). */
+  /** Abandons unwritten bytes and temp files; sealed blocks already in place stay until gc (they may be shared). */
   async abort(): Promise<void> {
-    const fh = this.fh;
-    this.fh = null;
     this.hash = null;
-    if (fh) {
-      await fh.close().catch(() => {});
-      await rm(this.tmp, { force: true });
-      this.store.tmpDone(this.tmp);
+    await this.queue.abandon();
+    for (const tmp of this.tmps) {
+      await rm(tmp, { force: true });
+      this.store.tmpDone(tmp);
     }
+    this.tmps.clear();
     this.release();
   }
 
-  private async startBlock(): Promise<void> {
-    if (!this.counted) {
-      this.counted = true;
-      activeWriters++;
-    }
+  private startBlock(): void {
     this.tmp = this.store.tmpName();
-    this.fh = await open(this.tmp, 'w');
+    this.tmps.add(this.tmp);
+    this.queue.open(this.tmp, 'w');
     this.hash = createHash('sha256');
     this.curLen = 0;
   }
 
-  private async flush(): Promise<void> {
-    if (this.pendingLen === 0) return;
-    const bufs = this.pending;
-    this.pending = [];
-    this.pendingLen = 0;
-    await this.fh!.writev(bufs);
-  }
-
-  private async sealBlock(): Promise<void> {
-    await this.flush();
+  private sealBlock(): void {
     const hash = this.hash!.digest('hex');
-    const len = this.curLen;
-    await this.fh!.close();
-    this.fh = null;
+    const tmp = this.tmp;
+    this.refs.push({ hash, len: this.curLen });
+    this.store.pin(hash);
     this.hash = null;
     this.curLen = 0;
-    this.store.pin(hash);
-    this.refs.push({ hash, len });
-    await this.store.commitTmp(this.tmp, hash);
+    this.queue.close(async () => {
+      await this.store.commitTmp(tmp, hash);
+      this.tmps.delete(tmp);
+    });
   }
 }

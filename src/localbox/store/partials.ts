@@ -15,7 +15,6 @@ import type { BlockStore } from './blocks.ts';
 
 /** Hash states kept between appends; beyond this, the least recently used are rebuilt from disk. */
 const CACHE_ENTRIES = 4096;
-const WRITE_BATCH_BYTES = 512 * 1024;
 
 export class PartialBlocks {
   readonly dir: string;
@@ -38,18 +37,23 @@ export class PartialBlocks {
     return join(this.dir, name);
   }
 
-  /** Opens a partial holding `len` valid bytes (0: a new one) to append to. */
-  async open(name: string, len: number): Promise<PartialWriter> {
-    const fh = await open(this.path(name), len === 0 ? 'w' : 'r+');
+  /** The path of partial `name` (new partials are written there through a WriteQueue). */
+  pathOf(name: string): string {
+    return this.path(name);
+  }
+
+  /**
+   * Opens a partial holding `len` valid bytes to append to: cut to exactly them, with the SHA-256
+   * state of those bytes (kept from the last append, or rebuilt from the file).
+   */
+  async resume(name: string, len: number): Promise<{ fh: FileHandle; hasher: Hash }> {
+    const fh = await open(this.path(name), 'r+');
     try {
-      let hasher: Hash;
       const cached = this.hashes.get(name);
       this.hashes.delete(name); // it advances as bytes arrive; put back only by keep()
-      if (len === 0) hasher = createHash('sha256');
-      else if (cached && cached.len === len) hasher = cached.hasher;
-      else hasher = await rehash(fh, len);
+      const hasher = cached && cached.len === len ? cached.hasher : await rehash(fh, len);
       if ((await fh.stat()).size !== len) await fh.truncate(len);
-      return new PartialWriter(this, name, fh, hasher, len);
+      return { fh, hasher };
     } catch (err) {
       await fh.close().catch(() => {});
       throw err;
@@ -151,60 +155,4 @@ async function rehash(fh: FileHandle, len: number): Promise<Hash> {
     pos += bytesRead;
   }
   return hasher;
-}
-
-/** Appends bytes to one partial, hashing them on the way; write() awaits the file (backpressure). */
-export class PartialWriter {
-  private pending: Buffer[] = [];
-  private pendingLen = 0;
-  private written: number;
-
-  constructor(
-    private readonly owner: PartialBlocks,
-    readonly name: string,
-    private fh: FileHandle | null,
-    readonly hasher: Hash,
-    public len: number,
-  ) {
-    this.written = len;
-  }
-
-  async write(chunk: Buffer): Promise<void> {
-    this.hasher.update(chunk);
-    this.pending.push(chunk);
-    this.pendingLen += chunk.length;
-    this.len += chunk.length;
-    if (this.pendingLen >= WRITE_BATCH_BYTES) await this.flush();
-  }
-
-  private async flush(): Promise<void> {
-    if (this.pendingLen === 0) return;
-    const bufs = this.pending;
-    const at = this.written;
-    this.pending = [];
-    this.written += this.pendingLen;
-    this.pendingLen = 0;
-    await this.fh!.writev(bufs, at);
-  }
-
-  /** Writes what is pending and closes the file (the partial stays on disk). */
-  async close(): Promise<void> {
-    await this.flush();
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close();
-  }
-
-  /** Closes without caring for errors (after a failure; the database still has the old length). */
-  async abandon(): Promise<void> {
-    this.pending = [];
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close().catch(() => {});
-  }
-
-  /** After the database committed `len`: the hash state is kept for the next append. */
-  keep(): void {
-    this.owner.keep(this.name, this.hasher, this.len);
-  }
 }

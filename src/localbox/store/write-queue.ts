@@ -1,0 +1,181 @@
+// Ordered file writes behind a synchronous write(): bytes are kept (never copied) and written in
+// batches by positioned writev calls, one operation at a time per queue (open, write, close, then a
+// follow-up such as a rename). Runs in the local box child's main thread; the I/O on libuv's pool.
+// Invariants: operations run in the order queued; after a failure no later write or follow-up runs,
+// but every opened file is still closed; all queues together buffer about WRITE_BUDGET_BYTES (the
+// batch shrinks as queues multiply, so thousands of uploads stay bounded while one gets 4 MiB writes)
+// and hold at most WRITES_IN_POOL_MAX operations in libuv's pool (downloads' reads never queue behind more).
+
+import { open, type FileHandle } from 'node:fs/promises';
+
+const WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
+const MIN_BATCH_BYTES = 64 * 1024;
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+let liveQueues = 0;
+
+// Writes admitted to libuv's file pool at once, all queues together. The pool is FIFO and shared
+// with downloads' reads: thousands of queued writes would put every read of every download behind
+// them (a 16 MiB download needs hundreds of reads). Queues past the limit wait here, in order.
+const WRITES_IN_POOL_MAX = 8;
+let writesInPool = 0;
+const admissions: (() => void)[] = [];
+
+function admit(): Promise<void> | undefined {
+  if (writesInPool < WRITES_IN_POOL_MAX) {
+    writesInPool++;
+    return undefined;
+  }
+  return new Promise((resolve) => admissions.push(resolve));
+}
+
+function leave(): void {
+  const next = admissions.shift();
+  if (next) next(); // the slot passes on
+  else writesInPool--;
+}
+
+/** Bytes per writev: whole 4 MiB blocks for a few writers, down to 64 KiB for thousands. */
+function batchBytes(): number {
+  let b = MAX_BATCH_BYTES;
+  while (b > MIN_BATCH_BYTES && b * 2 * liveQueues > WRITE_BUDGET_BYTES) b /= 2;
+  return b;
+}
+
+interface QueuedFile {
+  fh: FileHandle | null;
+  position: number; // where the next pending byte goes
+}
+
+export class WriteQueue {
+  private chain: Promise<void> = Promise.resolve();
+  private file: QueuedFile | null = null;
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  private queuedLen = 0; // bytes handed to the chain, not yet written
+  private failure: unknown = null;
+  private waiter: { resolve(): void; reject(err: unknown): void } | null = null;
+  private live = true;
+
+  constructor() {
+    liveQueues++;
+  }
+
+  /** Later writes go to `path` from `position` (an already open `fh` is adopted). */
+  open(path: string, flags: 'w' | 'r+', position = 0, fh: FileHandle | null = null): void {
+    this.flush();
+    const f: QueuedFile = { fh, position };
+    this.file = f;
+    if (!fh) {
+      this.enqueue(0, false, async () => {
+        f.fh = await open(path, flags);
+      });
+    }
+  }
+
+  /** Queues `chunk` for the current file (the caller must not change it afterwards). */
+  write(chunk: Buffer): void {
+    if (this.failure !== null) throw this.failure;
+    if (!this.file) throw new Error('WriteQueue.write without an open file');
+    this.pending.push(chunk);
+    this.pendingLen += chunk.length;
+    if (this.pendingLen >= batchBytes()) this.flush();
+  }
+
+  /** undefined while the caller may go on writing; else a promise to await first (backpressure). */
+  backpressure(): Promise<void> | undefined {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    // the batch may have shrunk since these bytes came (more queues): hand them over first
+    if (this.pendingLen >= batchBytes()) this.flush();
+    if (this.queuedLen < 2 * batchBytes()) return undefined;
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  /** Writes the rest of the current file, closes it, then runs `after` (skipped after a failure). */
+  close(after?: () => Promise<void>): void {
+    this.flush();
+    const f = this.file;
+    this.file = null;
+    if (!f) return;
+    this.enqueue(0, true, async () => {
+      const fh = f.fh;
+      f.fh = null;
+      await fh?.close();
+      if (after && this.failure === null) await after();
+    });
+  }
+
+  /** Resolves when everything queued is done (the current file, if any, stays open); rejects with the first failure. */
+  async drain(): Promise<void> {
+    this.flush();
+    await this.chain;
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Drops what is not written yet, closes the open file, waits for the queue; never throws. */
+  async abandon(): Promise<void> {
+    this.pending = [];
+    this.pendingLen = 0;
+    this.failure ??= new Error('write abandoned');
+    this.close();
+    await this.chain;
+    this.end();
+  }
+
+  /** After drain(): the queue no longer counts towards the shared budget. */
+  end(): void {
+    if (this.live) {
+      this.live = false;
+      liveQueues--;
+    }
+  }
+
+  private flush(): void {
+    if (this.pendingLen === 0) return;
+    const f = this.file!;
+    const bufs = this.pending;
+    const at = f.position;
+    const len = this.pendingLen;
+    f.position += len;
+    this.pending = [];
+    this.pendingLen = 0;
+    this.enqueue(len, false, async () => {
+      // libuv writes every buffer (looping on short writes) or fails
+      await f.fh!.writev(bufs, at);
+    });
+  }
+
+  private enqueue(len: number, always: boolean, op: () => Promise<void>): void {
+    this.queuedLen += len;
+    this.chain = this.chain.then(async () => {
+      try {
+        if (always || this.failure === null) {
+          await admit();
+          try {
+            await op();
+          } finally {
+            leave();
+          }
+        }
+      } catch (err) {
+        this.failure ??= err;
+      }
+      this.queuedLen -= len;
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (!w) return;
+    if (this.failure !== null) {
+      this.waiter = null;
+      w.reject(this.failure);
+    } else if (this.queuedLen < 2 * batchBytes()) {
+      this.waiter = null;
+      w.resolve();
+    }
+  }
+}
