@@ -153,6 +153,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   await readCredentialsFile(credentialsFile);
   const box = await (options.localBox ?? startLocalBox({ dataDir: join(dataDir, 'localbox'), ...(options.localbox?.limits ? { limits: options.localbox.limits } : {}) }));
   const metrics = new ServiceMetrics();
+  if (options.admin) metrics.expose();
   const tokens = new TokenManager({ onRefresh: metrics.onRefresh, onRequest: metrics.rpcObserver.request });
   let admin: AdminServer | null = null;
   let engine: TransferEngine | null = null;

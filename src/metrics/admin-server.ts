@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DropftpError } from '../errors.ts';
-import { CONTENT_TYPE } from './registry.ts';
+import { contentType } from './registry.ts';
 
 export interface HealthReport {
   ok: boolean;
@@ -77,7 +77,7 @@ export class AdminServer {
     }
     if (path === '/metrics') {
       const body = await this.#options.metrics();
-      res.writeHead(200, { 'content-type': CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
+      res.writeHead(200, { 'content-type': contentType(), 'content-length': Buffer.byteLength(body) });
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }

@@ -3,9 +3,22 @@
 // default process and Node.js series (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, …);
 // counters dropftp increments, histograms, and values read from other modules at scrape time. Main
 // thread. Invariants: label names are declared with the metric (prom-client rejects others); a
-// counter never goes down; a collector that throws (module closed) leaves its series out of that scrape.
+// counter never goes down; a collector that throws (module closed) leaves its series out of that
+// scrape. A `lazy` registry loads prom-client only at expose() (or the first scrape): until then its
+// metrics are declarations, counters count on their own, and histogram observations are not kept.
 
-import client from 'prom-client';
+import { createRequire } from 'node:module';
+import type client from 'prom-client';
+
+type PromClient = typeof client;
+
+let loaded: PromClient | null = null;
+
+/** prom-client, loaded on first use (with @opentelemetry/api it is ~80 files a server without /metrics never needs). */
+function promClient(): PromClient {
+  loaded ??= createRequire(import.meta.url)('prom-client') as PromClient;
+  return loaded;
+}
 
 type Labels = Record<string, string>;
 
@@ -28,13 +41,18 @@ export class Counter {
   readonly #collectors: (() => Sample[])[] = [];
   readonly #labelNames: readonly string[];
 
-  constructor(registry: client.Registry, readonly name: string, help: string, labelNames: readonly string[]) {
+  constructor(readonly name: string, readonly help: string, labelNames: readonly string[]) {
     this.#labelNames = labelNames;
+  }
+
+  /** Registers the prom-client counter that reports this one at each scrape. */
+  bind(prom: PromClient, registry: client.Registry): void {
     const series = this.#series;
     const collectors = this.#collectors;
-    new client.Counter({
-      name,
-      help,
+    const labelNames = this.#labelNames;
+    new prom.Counter({
+      name: this.name,
+      help: this.help,
       labelNames,
       registers: [registry],
       // Rebuilt from dropftp's own counts plus the collectors' at every scrape.
@@ -85,21 +103,66 @@ export class Counter {
   }
 }
 
-export class Registry {
-  readonly prom = new client.Registry();
+/** A histogram: observations go to prom-client once its registry is exposed, and are dropped before. */
+export class Histogram {
+  #bound: client.Histogram | null = null;
 
-  /** `defaultMetrics`: prom-client's process and Node.js series, unprefixed as dashboards expect. */
-  constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics) client.collectDefaultMetrics({ register: this.prom, eventLoopMonitoringPrecision: 10 });
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[], readonly labelNames: readonly string[]) {}
+
+  bind(prom: PromClient, registry: client.Registry): void {
+    // prom-client counts into the buckets in the order given: they must ascend.
+    const buckets = [...this.buckets].sort((a, b) => a - b);
+    this.#bound = new prom.Histogram({ name: this.name, help: this.help, buckets, labelNames: this.labelNames, registers: [registry] });
+  }
+
+  observe(labels: Labels, value: number): void {
+    this.#bound?.observe(labels, value);
+  }
+}
+
+type Binding = (prom: PromClient, registry: client.Registry) => void;
+
+export class Registry {
+  readonly #defaultMetrics: boolean;
+  #prom: client.Registry | null = null;
+  /** Declarations made before expose() (lazy registries only), bound in order. */
+  readonly #pending: Binding[] = [];
+
+  /**
+   * `defaultMetrics`: prom-client's process and Node.js series, unprefixed as dashboards expect.
+   * `lazy`: prom-client loads at expose() or the first scrape, not now.
+   */
+  constructor(options: { defaultMetrics?: boolean; lazy?: boolean } = {}) {
+    this.#defaultMetrics = options.defaultMetrics === true;
+    if (!options.lazy) this.expose();
+  }
+
+  /** Loads prom-client and registers every metric declared so far (idempotent). */
+  expose(): client.Registry {
+    if (this.#prom) return this.#prom;
+    const prom = promClient();
+    const registry = new prom.Registry();
+    if (this.#defaultMetrics) prom.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+    for (const bind of this.#pending.splice(0)) bind(prom, registry);
+    this.#prom = registry;
+    return registry;
+  }
+
+  #declare(bind: Binding): void {
+    if (this.#prom) bind(promClient(), this.#prom);
+    else this.#pending.push(bind);
   }
 
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
-    return new Counter(this.prom, name, help, labelNames);
+    const counter = new Counter(name, help, labelNames);
+    this.#declare((prom, registry) => counter.bind(prom, registry));
+    return counter;
   }
 
-  histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): client.Histogram {
-    // prom-client counts into the buckets in the order given: they must ascend.
-    return new client.Histogram({ name, help, buckets: [...buckets].sort((a, b) => a - b), labelNames, registers: [this.prom] });
+  histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): Histogram {
+    const histogram = new Histogram(name, help, buckets, labelNames);
+    this.#declare((prom, registry) => histogram.bind(prom, registry));
+    return histogram;
   }
 
   /** A gauge read at scrape time. */
@@ -113,40 +176,48 @@ export class Registry {
   }
 
   #collected(type: 'gauge' | 'counter', name: string, help: string, read: () => Sample[] | number, labelNames: readonly string[]): void {
-    const fill = function (this: client.Gauge | client.Counter): void {
-      this.reset();
-      let got: Sample[];
-      try {
-        got = samples(read());
-      } catch {
-        return;
-      }
-      for (const s of got) {
-        if (this instanceof client.Gauge) this.set(s.labels ?? {}, s.value);
-        else if (s.value >= 0) this.inc(s.labels ?? {}, s.value);
-      }
-    };
-    if (type === 'gauge') new client.Gauge({ name, help, labelNames, registers: [this.prom], collect: fill });
-    else new client.Counter({ name, help, labelNames, registers: [this.prom], collect: fill });
+    this.#declare((prom, registry) => collected(prom, registry, type, name, help, read, labelNames));
   }
 
   /** The whole exposition text (prom-client collects every metric, then formats). */
   metrics(): Promise<string> {
-    return this.prom.metrics();
+    return this.expose().metrics();
   }
 
   get contentType(): string {
-    return this.prom.contentType;
+    return this.expose().contentType;
   }
 
   /** Stops the default metrics' collectors' use of this registry and drops every metric. */
   clear(): void {
-    this.prom.clear();
+    this.#pending.length = 0;
+    this.#prom?.clear();
   }
+}
+
+function collected(prom: PromClient, registry: client.Registry, type: 'gauge' | 'counter', name: string, help: string, read: () => Sample[] | number, labelNames: readonly string[]): void {
+  const fill = function (this: client.Gauge | client.Counter): void {
+    this.reset();
+    let got: Sample[];
+    try {
+      got = samples(read());
+    } catch {
+      return;
+    }
+    for (const s of got) {
+      if (this instanceof prom.Gauge) this.set(s.labels ?? {}, s.value);
+      else if (s.value >= 0) this.inc(s.labels ?? {}, s.value);
+    }
+  };
+  if (type === 'gauge') new prom.Gauge({ name, help, labelNames, registers: [registry], collect: fill });
+  else new prom.Counter({ name, help, labelNames, registers: [registry], collect: fill });
 }
 
 function samples(value: Sample[] | number): Sample[] {
   return typeof value === 'number' ? [{ value }] : value;
 }
 
-export const CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
+/** The Prometheus text format's content type (loads prom-client). */
+export function contentType(): string {
+  return promClient().Registry.PROMETHEUS_CONTENT_TYPE;
+}

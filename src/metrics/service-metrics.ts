@@ -42,7 +42,8 @@ export function transferResult(code: string | null): TransferResult {
 const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 export class ServiceMetrics {
-  readonly registry = new Registry({ defaultMetrics: true });
+  // Lazy: prom-client loads when the admin listener is configured (expose()) or at the first scrape.
+  readonly registry = new Registry({ defaultMetrics: true, lazy: true });
   #engine: (() => EngineStatsLike) | null = null;
   #stats: EngineStatsLike | null = null;
   #rpc429 = 0;
@@ -98,6 +99,11 @@ export class ServiceMetrics {
         { labels: { thread: String(h.threadKey), kind: 'external' }, value: h.externalBytes },
       ]),
     ['thread', 'kind']);
+  }
+
+  /** Loads prom-client and registers every series (at start when /metrics is served; histograms count from here). */
+  expose(): void {
+    this.registry.expose();
   }
 
   /** The engine whose stats() the scrape reads. */

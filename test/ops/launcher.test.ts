@@ -38,6 +38,19 @@ test('with-tuned-malloc: sets the mmap threshold, keeps other tunables, never ov
   assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576');
 });
 
+function nodeOptionsSeen(env: Record<string, string>): string {
+  const r = spawnSync(TUNED, ['sh', '-c', 'printf %s "$NODE_OPTIONS"'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+test('with-tuned-malloc: caps V8 semi-spaces at 4 MiB, keeps other NODE_OPTIONS, never overrides an operator’s own', () => {
+  assert.is(nodeOptionsSeen({}), '--max-semi-space-size=4');
+  assert.is(nodeOptionsSeen({ NODE_OPTIONS: '--enable-source-maps' }), '--enable-source-maps --max-semi-space-size=4');
+  assert.is(nodeOptionsSeen({ NODE_OPTIONS: '--max-semi-space-size=16' }), '--max-semi-space-size=16');
+  assert.is(nodeOptionsSeen({ NODE_OPTIONS: '--stack-trace-limit=50 --max-semi-space-size 2' }), '--stack-trace-limit=50 --max-semi-space-size 2');
+});
+
 test('with-tuned-malloc: UV_THREADPOOL_SIZE = max(4, min(CPUs, 64)) unless the operator set one', () => {
   assert.is(poolSeen({}), String(POOL));
   assert.is(poolSeen({ UV_THREADPOOL_SIZE: '7' }), '7');
@@ -51,12 +64,13 @@ test('bin/dropftp through a symlink: serve runs as node with the tuning, and SIG
     await mkdir(join(dir, '.bin'));
     const link = join(dir, '.bin', 'dropftp');
     await symlink(LAUNCHER, link);
-    const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '', UV_THREADPOOL_SIZE: '' }, true, [link]);
+    const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '', UV_THREADPOOL_SIZE: '', NODE_OPTIONS: '' }, true, [link]);
     const pid = serve.child.pid!;
     try {
       const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
       assert.ok(environ.includes(`GLIBC_TUNABLES=${FIXED}`), `serve's environment: ${environ.filter((e) => e.startsWith('GLIBC')).join(' ') || 'no GLIBC_TUNABLES'}`);
       assert.ok(environ.includes(`UV_THREADPOOL_SIZE=${POOL}`), `serve's environment: ${environ.filter((e) => e.startsWith('UV_')).join(' ') || 'no UV_THREADPOOL_SIZE'}`);
+      assert.ok(environ.includes('NODE_OPTIONS=--max-semi-space-size=4'), `serve's environment: ${environ.filter((e) => e.startsWith('NODE_OPTIONS')).join(' ') || 'no NODE_OPTIONS'}`);
       const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0]!;
       assert.match(argv0, /node/, `the launcher's pid runs ${argv0}, not node`);
       serve.child.kill('SIGTERM');
