@@ -57,17 +57,19 @@ function wake(words: Int32Array, index: number): void {
  * V8 turns each waitAsync timeout into a delayed platform task that Node keeps in a vector and finds
  * by linear search when it fires — after the full timeout, even when the wait ended at once — so
  * thousands of waits per second cost time quadratic in their rate (a quarter of a busy main thread).
- * The timer is ref'd: it keeps the thread alive while the wait is pending. Its notify also wakes
- * any other waiter of the word (a spurious wake, re-checked like any other), hence one waiter only.
+ * The thread is kept alive as by waitWord (one shared keep-alive while anything waits); the timer
+ * itself is unref'd. Its notify also wakes any other waiter of the word (a spurious wake, re-checked
+ * like any other), hence one waiter only.
  */
 export function waitBell(words: Int32Array, index: number, expected: number, timeoutMs: number): Promise<void> {
   const result = Atomics.waitAsync(words, index, expected);
   if (!result.async) return Promise.resolve();
-  waiters++;
+  hold();
   const delayMs = timeoutMs >= 1 && timeoutMs <= MAX_TIMER_MS ? timeoutMs : timeoutMs < 1 ? 1 : MAX_TIMER_MS;
   const timer = setTimeout(wake, delayMs, words, index);
+  timer.unref();
   return result.value.then(() => {
     clearTimeout(timer);
-    waiters--;
+    release();
   });
 }
