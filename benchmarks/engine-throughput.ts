@@ -303,6 +303,7 @@ async function main(): Promise<void> {
       'direct-http: main thread straight to the local box (downloads streamed and dropped, no hashing; uploads one files/upload each)',
       'direct-http-hash: the same with the SHA-256 content_hash computed on the main thread and checked (downloads against the file, uploads against the commit): the floor the engine is judged against',
       'engine downloads are drained as the FTP data path drains them: views into the ring (lendViews), each released once counted',
+      'engine cases are warmed up with workers x GROW_AT_TASKS concurrent downloads (one for the main-thread engine), so every worker has booted before the clock and the CPU counters start',
       'callsPerTransfer: counted by the local box (GET /admin/calls, reset before each case), warm-up excluded; cpuSecPerGiB: /proc utime+stime of this process, its main thread and the box child',
       'workers / main-thread: the engine (content_hash verified on every download, upload sessions + batched commits)',
       'peakRssMiB: this process (engine, workers, test data); the local box is a child process',

@@ -146,17 +146,17 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           res.body.destroy();
           return { kind: 'retry', reason: `body longer than the ${total} B promised`, retryAfterMs: 0, throttle: null };
         }
+        // Hashed once, whole (the bytes of a ring that closes mid-chunk are never delivered as a file).
+        hasher.update(chunk);
         let off = 0;
         if (pos < deliverFrom) {
           const prefix = Math.min(deliverFrom - pos, chunk.length);
-          hasher.update(chunk.subarray(0, prefix));
           off = prefix;
           pos += prefix;
         }
         while (off < chunk.length) {
           const n = ring.write(chunk, off);
           if (n > 0) {
-            hasher.update(chunk.subarray(off, off + n));
             off += n;
             pos += n;
             continue;

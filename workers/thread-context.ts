@@ -2,7 +2,7 @@
 // call-rate pacers and its keep-alive HTTP agent. Runs on a piscina worker (or the main thread in
 // onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers go
 // through takeChunk / giveChunk (charged while taken, so a dead thread's share can be reclaimed from
-// its slot; a few idle ones are kept for reuse instead of being left to the GC).
+// its slot; idle ones, up to 16 MiB per thread, are reused until the thread stops returning them).
 
 import { isMainThread, threadId } from 'node:worker_threads';
 import type { Agent } from 'undici';
@@ -23,6 +23,9 @@ export interface ThreadContext {
   readonly inWorker: boolean;
   /** Idle retention buffers by size, for reuse. */
   readonly spareChunks: Map<number, Buffer[]>;
+  /** Bytes of those idle buffers, and the timer that drops them once the thread stops reusing them. */
+  spareBytes: number;
+  spareTrim: ReturnType<typeof setTimeout> | null;
 }
 
 /** The key a thread writes in its slot; main reclaims a dead worker by it. */
@@ -44,6 +47,8 @@ export function createThreadContext(control: ControlHandle): ThreadContext {
     threadKey: key,
     inWorker: !isMainThread,
     spareChunks: new Map(),
+    spareBytes: 0,
+    spareTrim: null,
   };
 }
 
@@ -52,24 +57,45 @@ export function crashForTest(ctx: ThreadContext): void {
   if (ctx.inWorker) process.exit(70);
 }
 
-/** Idle buffers kept per size and thread (a reused buffer costs no allocation and no GC work). */
-const SPARE_CHUNKS_PER_SIZE = 4;
+/**
+ * Idle retention buffers one thread keeps for reuse, bytes. A fresh 256 KiB buffer is its own mmap
+ * (bin/with-tuned-malloc) whose 64 pages fault in, zeroed, and are unmapped at its free: in a storm
+ * of uploads that was a tenth of a worker's CPU. One upload's retention (engine.appendMemoryBytes,
+ * 8 MiB by default) cycles through spares twice this size without a fresh buffer.
+ */
+const SPARE_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Spares unused this long are dropped, so an idle gateway gives their memory back. */
+const SPARE_IDLE_MS = 2000;
+
+function trimSpares(ctx: ThreadContext): void {
+  ctx.spareTrim = null;
+  ctx.spareChunks.clear();
+  ctx.spareBytes = 0;
+}
 
 /** A retention buffer of exactly `bytes`, charged to the memory budget until giveChunk(). */
 export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
   const kib = Math.ceil(bytes / 1024);
   Atomics.add(ctx.words, G.CHUNK_KIB_IN_USE, kib);
   Atomics.add(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
-  return ctx.spareChunks.get(bytes)?.pop() ?? Buffer.allocUnsafeSlow(bytes);
+  const spare = ctx.spareChunks.get(bytes)?.pop();
+  if (!spare) return Buffer.allocUnsafeSlow(bytes);
+  ctx.spareBytes -= bytes;
+  return spare;
 }
 
 export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
   const kib = Math.ceil(buf.length / 1024);
   Atomics.sub(ctx.words, G.CHUNK_KIB_IN_USE, kib);
   Atomics.sub(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
+  if (ctx.spareBytes + buf.length > SPARE_CHUNK_BYTES) return;
   let list = ctx.spareChunks.get(buf.length);
   if (!list) ctx.spareChunks.set(buf.length, (list = []));
-  if (list.length < SPARE_CHUNKS_PER_SIZE) list.push(buf);
+  list.push(buf);
+  ctx.spareBytes += buf.length;
+  // One timer per thread, pushed back by each return: spares go once returns stop.
+  if (ctx.spareTrim) ctx.spareTrim.refresh();
+  else (ctx.spareTrim = setTimeout(trimSpares, SPARE_IDLE_MS, ctx)).unref();
 }
 
 /** Reserves `kib` of the shared spool allowance (CAS against SPOOL_LIMIT_KIB); false when full. */

@@ -7,4 +7,4 @@ export { RingReader, RingWriter, createRing, initRing, ringCapacity } from './ri
 export type { RingHandle, WaitResult } from './ring.ts';
 export { RingPool } from './pool.ts';
 export type { RingPoolOptions } from './pool.ts';
-export { DEFAULT_FALLBACK_MS, pendingWaits, waitWord } from './wait.ts';
+export { DEFAULT_FALLBACK_MS, pendingWaits, waitBell, waitWord } from './wait.ts';

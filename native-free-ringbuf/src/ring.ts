@@ -8,7 +8,7 @@
 
 import { HEADER_BYTES, MAGIC, STATE, W, isValidCapacity, ringByteLength } from './layout.ts';
 import type { SideState } from './layout.ts';
-import { DEFAULT_FALLBACK_MS, waitWord } from './wait.ts';
+import { DEFAULT_FALLBACK_MS, waitBell } from './wait.ts';
 
 /** What is posted to another thread to attach to a ring: structured clone shares the buffer. */
 export interface RingHandle {
@@ -200,7 +200,7 @@ export class RingWriter extends RingSide {
         Atomics.store(words, W.PRODUCER_WAITING, 0);
         return 'timeout';
       }
-      await waitWord(words, W.PRODUCER_BELL, bell, Math.min(this.fallbackMs, left));
+      await waitBell(words, W.PRODUCER_BELL, bell, Math.min(this.fallbackMs, left));
     }
   }
 
@@ -330,7 +330,7 @@ export class RingReader extends RingSide {
         Atomics.store(words, W.CONSUMER_WAITING, 0);
         return 'timeout';
       }
-      await waitWord(words, W.CONSUMER_BELL, bell, Math.min(this.fallbackMs, left));
+      await waitBell(words, W.CONSUMER_BELL, bell, Math.min(this.fallbackMs, left));
     }
   }
 

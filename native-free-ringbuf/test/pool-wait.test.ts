@@ -38,6 +38,16 @@ test('the keep-alive handle is released when waits finish (the process can exit)
   assert.is(pendingWaits(), 0);
 });
 
+test('a ring wait that nothing wakes ends at its timeout, through the fallback re-checks', async () => {
+  const r = new RingReader(createRing(64));
+  r.fallbackMs = 40;
+  const t0 = Date.now();
+  assert.is(await r.waitReadable(1, 150), 'timeout');
+  const ms = Date.now() - t0;
+  assert.ok(ms >= 140 && ms < 2000, `waited ${ms} ms`);
+  assert.is(pendingWaits(), 0);
+});
+
 test('RingPool reuses released rings with a fresh header and a new generation', () => {
   const pool = new RingPool({ maxIdleBytes: 1 << 20 });
   const a = pool.acquire(4096);
