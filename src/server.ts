@@ -163,7 +163,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   // the engine started).
   const sync = new SyncRegistry({ pacerFor: (name) => engine?.pacerFor(name) ?? null });
   try {
-    engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) });
+    engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) }, { deferWorkers: true });
     const running = engine;
     const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: async () => (await readCredentialsFile(credentialsFile)).accounts, rpcObserver: metrics.rpcObserver });
     metrics.attachEngine(() => running.stats());
@@ -227,6 +227,7 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const listening = ftp.listen();
     listener = { ftp, listening };
     const [address] = await Promise.all([listening, accountsReady]);
+    running.warm(); // the first worker boots now that the listener is up (a transfer before this starts it)
     const page = status?.attach(ftp, () => running.stats(), log.child({ component: 'status-page' })) ?? null;
     if (options.admin) {
       const { AdminServer } = await import('./metrics/admin-server.ts');

@@ -21,6 +21,8 @@ export interface Executor {
   liveThreads(): number;
   /** piscina's pool utilisation (0..1; the main-thread executor: null). */
   utilization(): number | null;
+  /** Starts the first worker now if none was started yet (else the first run() does). */
+  warm(): void;
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -38,7 +40,44 @@ const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..
  */
 export const WORKER_YOUNG_GENERATION_MB = 12;
 
-export function createPoolExecutor(control: ControlHandle, threads: number, onReclaim: (threadKey: number) => void = () => {}): Executor {
+/**
+ * The pool executor. `lazy`: no worker starts until warm() or the first run() (a server starts its
+ * first worker once it listens, so that the worker's boot does not compete with its start-up).
+ */
+export function createPoolExecutor(control: ControlHandle, threads: number, onReclaim: (threadKey: number) => void = () => {}, lazy = false): Executor {
+  const words = new Int32Array(control.sab);
+  let crashes = 0;
+  let created: Piscina | null = null;
+  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++));
+  if (!lazy) open();
+  return {
+    threads,
+    run(task) {
+      return (open().run(task) as Promise<TaskResult>).catch((err: unknown) => {
+        crashes++;
+        return {
+          ok: false as const,
+          error: {
+            code: 'DROPFTP_ERR_WORKER_CRASHED' as const,
+            message: `transfer worker failed: ${err instanceof Error ? err.message : String(err)}`,
+          },
+        };
+      });
+    },
+    crashes: () => crashes,
+    liveThreads: () => created?.threads.length ?? 0,
+    utilization: () => created?.utilization ?? 0,
+    warm: () => void open(),
+    async close() {
+      await created?.close();
+    },
+    async destroy() {
+      await created?.destroy();
+    },
+  };
+}
+
+function startPool(control: ControlHandle, threads: number, words: Int32Array, onReclaim: (threadKey: number) => void, onCrash: () => void): Piscina {
   // Workers that finished starting (piscina's 'workerCreate'): the balancer dispatches only to these.
   const ready = new Set<number>();
   const pool: Piscina = new Piscina({
@@ -55,8 +94,6 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
     workerData: { control },
     resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
   });
-  const words = new Int32Array(control.sab);
-  let crashes = 0;
   pool.on('workerCreate', (worker: { id: number }) => ready.add(worker.id));
   // A dead worker's threadId already reads -1 here (its stale `ready` entry is harmless: thread ids
   // are never reused), so find dead slots by elimination: any slot of a worker thread
@@ -74,33 +111,8 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
     });
   });
   // A worker dying with no task in flight is reported here; piscina replaces it either way.
-  pool.on('error', () => {
-    crashes++;
-  });
-  return {
-    threads,
-    run(task) {
-      return (pool.run(task) as Promise<TaskResult>).catch((err: unknown) => {
-        crashes++;
-        return {
-          ok: false as const,
-          error: {
-            code: 'DROPFTP_ERR_WORKER_CRASHED' as const,
-            message: `transfer worker failed: ${err instanceof Error ? err.message : String(err)}`,
-          },
-        };
-      });
-    },
-    crashes: () => crashes,
-    liveThreads: () => pool.threads.length,
-    utilization: () => pool.utilization,
-    async close() {
-      await pool.close();
-    },
-    async destroy() {
-      await pool.destroy();
-    },
-  };
+  pool.on('error', onCrash);
+  return pool;
 }
 
 export async function createMainThreadExecutor(control: ControlHandle): Promise<Executor> {
@@ -122,6 +134,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
     crashes: () => 0,
     liveThreads: () => 0,
     utilization: () => null,
+    warm: () => {},
     async close() {
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));
       await ctx.agent.close();

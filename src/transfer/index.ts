@@ -150,7 +150,11 @@ export class TransferEngine {
   private closing = false;
   private idleWaiters: (() => void)[] = [];
 
-  static async start(options?: EngineOptions): Promise<TransferEngine> {
+  /**
+   * `deferWorkers`: no worker starts until warm() or the first transfer (dropftp serve calls warm()
+   * once its FTP listener is up, so the first worker's boot does not delay it).
+   */
+  static async start(options?: EngineOptions, { deferWorkers = false }: { deferWorkers?: boolean } = {}): Promise<TransferEngine> {
     const o = resolveEngineOptions(options);
     const control = createControl({
       uploadMemoryBytes: o.appendMemoryBytes,
@@ -161,7 +165,7 @@ export class TransferEngine {
     const { dir: spool, swept } = await openSpoolDir(o.spoolDir);
     if (swept > 0) o.log?.info({ event: 'spool-swept', dir: spool.path, files: swept }, `removed ${swept} spool files left by an earlier run`);
     const reclaim = (threadKey: number): void => void spool.sweepThread(threadKey);
-    const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers, reclaim);
+    const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers, reclaim, deferWorkers);
     return new TransferEngine(o, control, executor, spool);
   }
 
@@ -364,6 +368,11 @@ export class TransferEngine {
     return () => {
       if (this.batcher.onBatch === listener) this.batcher.onBatch = null;
     };
+  }
+
+  /** Starts the first transfer worker now, if it has not started (see start's deferWorkers). */
+  warm(): void {
+    this.executor.warm();
   }
 
   stats(): EngineStats {

@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { OPTIONS } from '../../src/config/schema.ts';
 import { DropftpError } from '../../src/errors.ts';
 import type { Executor } from '../../src/transfer/executor.ts';
+import { TransferEngine } from '../../src/transfer/index.ts';
 import { ENGINE_DEFAULTS, MAX_ENGINE_WORKERS, resolveEngineOptions } from '../../src/transfer/options.ts';
 import { GROW_AT_TASKS, growingBalancer, type PoolBalancer } from '../../src/transfer/pool-growth.ts';
 import { MAX_WORKER_SLOTS } from '../../src/transfer/shared-layout.ts';
@@ -90,6 +91,37 @@ test('an engine of 3 workers starts one worker thread, stays there while lightly
     assert.is(workersUsed(), 3, 'never beyond the maximum');
     assert.is(live(), 3);
   } finally {
+    await fx.stop();
+  }
+});
+
+test('deferWorkers (dropftp serve until it listens): no worker thread until warm() or the first transfer, which then runs byte-exact', async () => {
+  const fx = await startFixture({ workers: 2 });
+  const engines: TransferEngine[] = [];
+  const live = (e: TransferEngine): number => (e as unknown as { executor: Executor }).executor.liveThreads();
+  try {
+    const pool = makePool(2 * MiB, 5);
+    await seed(fx.box, fx.account.accessToken, '/defer/a.bin', contentOf(pool, 0, MiB));
+    for (const warmFirst of [false, true]) {
+      const engine = await TransferEngine.start({ workers: 2 }, { deferWorkers: true });
+      engines.push(engine);
+      engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+      await sleep(200);
+      assert.is(live(engine), 0, 'no worker before warm() or a transfer');
+      if (warmFirst) {
+        engine.warm();
+        assert.is(live(engine), 1, 'warm() starts the first worker');
+        engine.warm();
+        assert.is(live(engine), 1, 'and only once');
+      }
+      const got = await drain(engine.openDownload('alice', '/defer/a.bin'));
+      assert.is(got.sha, sha256(contentOf(pool, 0, MiB)), `download (warm first: ${warmFirst})`);
+      // A transfer that finds no worker ready yet may start a second (the balancer never waits on one
+      // that is booting), never more.
+      assert.ok(live(engine) >= 1 && live(engine) <= 2, `workers after the first transfer: ${live(engine)}`);
+    }
+  } finally {
+    await Promise.all(engines.map((e) => e.destroy().catch(() => {})));
     await fx.stop();
   }
 });
