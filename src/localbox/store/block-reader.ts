@@ -6,7 +6,7 @@
 // POOL_MAX_BYTES of free buffers.
 
 import { open, type FileHandle } from 'node:fs/promises';
-import type { BlockRef } from './blocks.ts';
+import type { BlockRef } from './block-ref.ts';
 
 const LENT_MAX = 2;
 const POOL_MAX_BYTES = 64 * 1024 * 1024;

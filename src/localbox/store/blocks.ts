@@ -10,11 +10,9 @@ import { join } from 'node:path';
 import { BLOCK_BYTES } from '../types.ts';
 import { BlockReader } from './block-reader.ts';
 import { WriteQueue } from './write-queue.ts';
+import type { BlockRef } from './block-ref.ts';
 
-export interface BlockRef {
-  hash: string; // sha256 hex of the block's bytes
-  len: number; // bytes, 1..BLOCK_BYTES
-}
+export type { BlockRef } from './block-ref.ts';
 
 export class BlockStore {
   readonly dir: string;
