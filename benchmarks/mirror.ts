@@ -13,7 +13,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { saveResult } from './localbox-common.ts';
-import { processTree, readOwnCpuSeconds } from './loadgen/proc-stats.ts';
+import { median } from './loadgen/metrics.ts';
+import { sampleResources } from './loadgen/proc-stats.ts';
 import { peerByName } from './peers/index.ts';
 import { ensureDebPackages, run } from './peers/process-util.ts';
 import type { BackendCalls, PeerInstance } from './peers/types.ts';
@@ -68,9 +69,8 @@ function differences(a: string, b: string): string[] {
   return out;
 }
 
-function treeCpuSeconds(pid: number): number {
-  return processTree(pid).reduce((sum, p) => sum + (readOwnCpuSeconds(p) || 0), 0);
-}
+/** CPU of the server's process tree, as the scale benchmark counts it. */
+const treeCpuSeconds = (pid: number): number => sampleResources(pid).treeCpuSeconds;
 
 async function lftp(peer: PeerInstance, script: string): Promise<number> {
   const t = peer.target;
@@ -98,8 +98,6 @@ function callsPerFile(before: BackendCalls, after: BackendCalls, files: number):
   out.total = Number((total / files).toFixed(3));
   return out;
 }
-
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 
 interface RoundResult {
   upSec: number;
@@ -166,7 +164,7 @@ async function main(): Promise<void> {
     }
     const summary: Record<string, { upSecMedian: number; downSecMedian: number; allIdentical: boolean }> = {};
     for (const [name, rs] of Object.entries(results)) {
-      summary[name] = { upSecMedian: median(rs.map((r) => r.upSec)), downSecMedian: median(rs.map((r) => r.downSec)), allIdentical: rs.every((r) => r.identical) };
+      summary[name] = { upSecMedian: median(rs.map((r) => r.upSec))!, downSecMedian: median(rs.map((r) => r.downSec))!, allIdentical: rs.every((r) => r.identical) };
     }
     const ratios =
       summary.dropftp && summary.pyftpdlib

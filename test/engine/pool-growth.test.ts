@@ -13,6 +13,9 @@ import { GROW_AT_TASKS, growingBalancer, type PoolBalancer } from '../../src/tra
 import { MAX_WORKER_SLOTS } from '../../src/transfer/shared-layout.ts';
 import { MiB, contentOf, drain, makePool, seed, sha256, sleep, startFixture } from './helpers.ts';
 
+/** Worker threads alive in an engine (its executor is private; the thread count is what these tests are about). */
+const live = (engine: TransferEngine): number => (engine as unknown as { executor: Executor }).executor.liveThreads();
+
 test('workers: 96 and 256 are accepted, 257 is refused naming the option, the default never exceeds the maximum', () => {
   assert.is(resolveEngineOptions({ workers: 96 }).workers, 96);
   assert.is(resolveEngineOptions({ workers: 256 }).workers, 256);
@@ -63,11 +66,9 @@ test('defect: a worker still starting got transfers (piscina hands the balancer 
 
 test('an engine of 3 workers starts one worker thread, stays there while lightly used and grows to 3 under 12 held downloads', async () => {
   const fx = await startFixture({ workers: 3 });
-  // The engine's executor is private; its live thread count is what this test is about.
-  const live = (): number => (fx.engine as unknown as { executor: Executor }).executor.liveThreads();
   try {
     await sleep(300);
-    assert.is(live(), 1, 'one worker thread at start');
+    assert.is(live(fx.engine), 1, 'one worker thread at start');
     const pool = makePool(8 * MiB, 3);
     const size = 4 * MiB;
     await Promise.all(Array.from({ length: 12 }, (_, i) => seed(fx.box, fx.account.accessToken, `/grow/f${i}.bin`, contentOf(pool, i, size))));
@@ -78,18 +79,18 @@ test('an engine of 3 workers starts one worker thread, stays there while lightly
       assert.is(got.sha, sha256(contentOf(pool, i, size)));
     }
     assert.is(workersUsed(), 1, 'sequential transfers stay on the first worker');
-    assert.is(live(), 1, 'still one worker thread');
+    assert.is(live(fx.engine), 1, 'still one worker thread');
     // 12 downloads held open (nobody reads: their rings fill and they stay running).
     const downs = Array.from({ length: 12 }, (_, i) => fx.engine.openDownload('alice', `/grow/f${i}.bin`));
     for (const d of downs) d.on('error', () => {}); // a failed assertion destroys them (drain reports errors)
     const deadline = Date.now() + 60_000;
     while (workersUsed() < 3 && Date.now() < deadline) await sleep(50);
     assert.is(workersUsed(), 3, 'grew to the maximum');
-    assert.is(live(), 3, 'three worker threads');
+    assert.is(live(fx.engine), 3, 'three worker threads');
     const results = await Promise.all(downs.map((d) => drain(d)));
     results.forEach((got, i) => assert.is(got.sha, sha256(contentOf(pool, i, size)), `download ${i}`));
     assert.is(workersUsed(), 3, 'never beyond the maximum');
-    assert.is(live(), 3);
+    assert.is(live(fx.engine), 3);
   } finally {
     await fx.stop();
   }
@@ -98,7 +99,6 @@ test('an engine of 3 workers starts one worker thread, stays there while lightly
 test('deferWorkers (dropftp serve until it listens): no worker thread until warm() or the first transfer, which then runs byte-exact', async () => {
   const fx = await startFixture({ workers: 2 });
   const engines: TransferEngine[] = [];
-  const live = (e: TransferEngine): number => (e as unknown as { executor: Executor }).executor.liveThreads();
   try {
     const pool = makePool(2 * MiB, 5);
     await seed(fx.box, fx.account.accessToken, '/defer/a.bin', contentOf(pool, 0, MiB));
