@@ -15,6 +15,7 @@ import type { OpMix, Scenario } from './loadgen/protocol.ts';
 import { markdownTable, judgeTargets } from './loadgen/report.ts';
 import { costLine } from './loadgen/cost.ts';
 import { PEERS, peerByName } from './peers/index.ts';
+import { OPTIONS, flagName } from '../src/config/schema.ts';
 
 const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
   --n N[,N...]            sessions (a list sweeps N; default idle 1000, storm 200, big 1, churn 50)
@@ -42,7 +43,9 @@ const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
   --box-rate-limit R[:B]  Dropbox's call-rate limit on the local box of the dropftp peers
                           (calls/s per account, burst), e.g. 12:12; default none
   --box-rate-schedule S   change that limit during the load: "RATE[:BURST]@SECONDS,...", e.g.
-                          '4@20,12@40' (seconds after the load started)`;
+                          '4@20,12@40' (seconds after the load started)
+  --gateway-options K=V,...  dropftp serve options by config key, passed as its flags, e.g.
+                          engine.memoryBudgetBytes=64MiB (dropftp peers only; default none)`;
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30 };
 
@@ -70,6 +73,18 @@ export function parseSchedule(text: string): [number, string][] {
   });
 }
 
+/** "engine.memoryBudgetBytes=64MiB,..." → ['--engine-memory-budget-bytes', '64MiB', ...] (serve validates each value). */
+export function parseGatewayOptions(text: string): string[] {
+  if (text.trim() === '') return [];
+  return text.split(',').flatMap((part) => {
+    const eq = part.indexOf('=');
+    const key = part.slice(0, eq).trim();
+    const option = OPTIONS.find((o) => o.key === key && o.kind !== 'map');
+    if (eq < 1 || !option) throw new Error(`--gateway-options: "${part}" is not KEY=VALUE with a dropftp config key (e.g. engine.memoryBudgetBytes=64MiB)`);
+    return [flagName(key), part.slice(eq + 1).trim()];
+  });
+}
+
 function parseArgs(argv: string[]) {
   const scenario = argv[0] as Scenario;
   if (!['idle', 'storm', 'big', 'churn'].includes(scenario)) throw new Error(USAGE);
@@ -81,7 +96,7 @@ function parseArgs(argv: string[]) {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else flags.set(a.slice(2), argv[++i] ?? '');
   }
-  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle', 'box-rate-limit', 'box-rate-schedule'];
+  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle', 'box-rate-limit', 'box-rate-schedule', 'gateway-options'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const get = (k: string, d: string): string => flags.get(k) ?? d;
   const defaultN = { idle: '1000', storm: '200', big: '1', churn: '50' }[scenario];
@@ -124,6 +139,7 @@ function parseArgs(argv: string[]) {
       settleMs: parseMs(get('settle', '5s'), '--settle'),
       boxRateLimit: flags.get('box-rate-limit') || null,
       boxRateSchedule: parseSchedule(get('box-rate-schedule', '')),
+      gatewayFlags: parseGatewayOptions(get('gateway-options', '')),
     },
   };
 }

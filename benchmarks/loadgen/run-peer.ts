@@ -46,6 +46,8 @@ export interface RunParams {
   boxRateLimit: string | null;
   /** Changes of that limit during the load: [seconds after the load started, "RATE[:BURST]"]. */
   boxRateSchedule: [number, string][];
+  /** Extra `dropftp serve` flags (dropftp peers only), from --gateway-options. */
+  gatewayFlags: string[];
 }
 
 // Relative paths: each server resolves them in the user's start directory (vsftpd has no jail here).
@@ -83,6 +85,17 @@ function marginal(from: [number, ResourceSample] | null, to: [number, ResourceSa
   };
 }
 
+/** Spool files left once the load ended: polled up to 5 s for the last removals to land, then counted. */
+async function settledSpoolFiles(count: () => number | null): Promise<number | null> {
+  const deadline = nowMs() + 5000;
+  let n = count();
+  while (n !== null && n > 0 && nowMs() < deadline) {
+    await sleep(250);
+    n = count();
+  }
+  return n;
+}
+
 export async function runPeer(peer: PeerDef, p: RunParams) {
   const workDir = await mkdtemp(join(tmpdir(), `dropftp-bench-${peer.name}-`));
   let instance: PeerInstance | null = null;
@@ -92,7 +105,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
   const label = `${peer.name} ${p.scenario} n=${p.sessions}`;
   const line = new ProgressLine(label);
   try {
-    instance = await peer.start({ workDir, pasvPorts: p.pasvPorts, sessions: p.sessions, boxRateLimit: p.boxRateLimit });
+    instance = await peer.start({ workDir, pasvPorts: p.pasvPorts, sessions: p.sessions, boxRateLimit: p.boxRateLimit, gatewayFlags: p.gatewayFlags });
     if ((p.boxRateLimit || p.boxRateSchedule.length) && !instance.backend?.setRateLimit) throw new Error(`${peer.name}: its backend has no call-rate limit to set`);
     if (p.scenario === 'storm' || p.scenario === 'churn') {
       if (p.op !== 'stor' || p.scenario === 'churn') await seed(instance.target, p.sizeBytes);
@@ -164,6 +177,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     sampler = null;
     const transfers = raw.results.flatMap((r) => r.transfers);
     const cost = await endCost(transfers);
+    const spoolFilesAfterLoad = instance.spoolFiles ? await settledSpoolFiles(instance.spoolFiles.bind(instance)) : null;
     const byOp: Record<string, OpSummary> = {};
     for (const op of ['RETR', 'STOR'] as const) {
       const records = transfers.filter((t) => t.op === op);
@@ -212,7 +226,8 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     const all = transfers.length ? summariseTransfers(transfers, raw.epochMs) : null;
     line.done(
       `${all ? `${all.complete}/${all.transfers} transfers, ${all.aggregateMBps} MB/s, Jain ${all.jain}, longest stall ${all.longestStallMs} ms, ` : ''}` +
-        `${logins.ok} logins (${logins.perSecond}/s), peak RSS ${((resources.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+        `${logins.ok} logins (${logins.perSecond}/s), peak RSS ${((resources.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB` +
+        `${spoolFilesAfterLoad !== null ? `, spool files left ${spoolFilesAfterLoad}` : ''}`,
     );
     if (transfers.length) process.stdout.write(`  ${costLine(peer.name, cost)}\n`);
     return {
@@ -229,6 +244,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       churn,
       resources,
       cost,
+      spoolFilesAfterLoad,
       boxRateLimit: p.boxRateLimit || p.boxRateSchedule.length ? { limit: p.boxRateLimit, changes: rateChanges } : null,
       elu: summariseElu(instance.elu(), raw.epochMs, raw.endMs),
       errors: mergeErrors(raw),

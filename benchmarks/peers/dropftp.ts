@@ -9,6 +9,7 @@
 // itself (GET /admin/calls) and its CPU apart from the gateway's; the gateway's embedded box idles.
 
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -84,8 +85,9 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       const eluFile = join(ctx.workDir, 'elu.txt');
       const child = startProcess(
         TUNED_MALLOC,
-        [process.execPath, '--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags],
-        { env: { ...process.env, BENCH_ELU_FILE: eluFile } },
+        [process.execPath, '--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags, ...(ctx.gatewayFlags ?? [])],
+        // BENCH_GATEWAY_LOG=FILE: the gateway's output is appended there (for a run that must be explained).
+        { env: { ...process.env, BENCH_ELU_FILE: eluFile }, ...(process.env.BENCH_GATEWAY_LOG ? { logTo: process.env.BENCH_GATEWAY_LOG } : {}) },
       );
       try {
         await waitForListener('127.0.0.1', port, 60_000, child);
@@ -108,7 +110,15 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
           setRateLimit: async (spec) => void (await adminOf(box).setLimits({ rateLimit: spec })),
         },
         elu: () => readEluFile(eluFile),
-        notes: [`${name}: RSS is the gateway process; PSS and CPU are its process tree (its own embedded local box idles: the storage is a local box the benchmark started, counted apart)`],
+        spoolFiles: () => {
+          try {
+            return readdirSync(join(dataDir, 'spool')).length;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+            throw err;
+          }
+        },
+        notes: [...(ctx.gatewayFlags?.length ? [`${name}: serve ${ctx.gatewayFlags.join(' ')}`] : []), `${name}: RSS is the gateway process; PSS and CPU are its process tree (its own embedded local box idles: the storage is a local box the benchmark started, counted apart)`],
         close: async () => {
           await stopProcess(child, 15_000);
           await box.close();

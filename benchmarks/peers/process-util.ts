@@ -3,7 +3,7 @@
 // Invariants: stop() escalates SIGTERM → SIGKILL and resolves only when the process is gone.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import type { EluSample } from './types.ts';
@@ -78,6 +78,11 @@ export function startProcess(command: string, args: string[], options: { cwd?: s
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+  if (options.logTo) {
+    const log = createWriteStream(options.logTo, { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+  }
   (child as ChildProcess & { outputTail(): string }).outputTail = () => tail;
   return child;
 }

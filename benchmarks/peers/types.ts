@@ -13,6 +13,8 @@ export interface PeerContext {
   sessions: number;
   /** Dropbox's call-rate limit on the backend this peer starts ("RATE[:BURST]", local box peers only); null: none. */
   boxRateLimit?: string | null;
+  /** Extra `dropftp serve` flags (--gateway-options; dropftp peers only), e.g. ['--engine-memory-budget-bytes', '64MiB']. */
+  gatewayFlags?: string[];
 }
 
 export interface EluSample {
@@ -50,6 +52,8 @@ export interface PeerInstance {
   backend?: BackendProbe;
   /** Main-thread event-loop utilisation samples so far, or null where the server cannot report it. */
   elu(): EluSample[] | null;
+  /** Upload spool files the gateway holds under <dataDir>/spool now (null where it has none to count). */
+  spoolFiles?(): number | null;
   /** Anything a reader must know about how this peer was configured. */
   notes: string[];
   close(): Promise<void>;
