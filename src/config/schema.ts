@@ -44,7 +44,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'session.idleTimeoutMs', kind: 'durationMs', default: 300_000, doc: 'Idle control connection closed (421) after this (0: never). Not counted during transfers.' },
   { key: 'session.dataConnectTimeoutMs', kind: 'durationMs', min: 1, default: 15_000, doc: 'How long a transfer command waits for its data connection.' },
   { key: 'session.unusedDataTimeoutMs', kind: 'durationMs', min: 1, default: 30_000, doc: 'An unclaimed passive listener or data socket is closed after this.' },
-  { key: 'session.stallTimeoutMs', kind: 'durationMs', default: 120_000, doc: 'A transfer moving no byte for this long is aborted (426; 0: never).' },
+  { key: 'session.stallTimeoutMs', kind: 'durationMs', default: 120_000, doc: 'A client that moves no byte for this long while the transfer waits on it is aborted (426; 0: never); waits on Dropbox do not count.' },
   { key: 'session.maxLineBytes', kind: 'int', min: 64, max: 1 << 20, default: 8192, doc: 'Longest command line accepted.' },
   { key: 'session.maxQueuedCommands', kind: 'int', min: 1, max: 10_000, default: 64, doc: 'Pipelined commands buffered before the control socket is paused.' },
   { key: 'session.maxLoginFailures', kind: 'int', min: 1, default: 3, doc: 'Failed PASS attempts before the connection is closed.' },

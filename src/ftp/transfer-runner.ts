@@ -3,8 +3,8 @@
 // client gone, 451 upstream); a stream that closes without end/finish/error fails the transfer;
 // an upload is ended (committed) only after the client's data socket ended cleanly — any reset,
 // abort, stall or shutdown aborts it instead, and an end is trusted only once
-// confirmCleanEnd has told it from a reset read as EOF; the data socket moves no byte for
-// stallTimeoutMs → 426; every transfer, LIST included, emits one 'transfer-end' (TransferEnd) on
+// confirmCleanEnd has told it from a reset read as EOF; a client that moves no byte for
+// stallTimeoutMs while it is its turn (we read, or bytes wait for it) → 426; every transfer, LIST included, emits one 'transfer-end' (TransferEnd) on
 // its session after the data connection is settled and before its final reply.
 
 import type { Readable } from 'node:stream';
@@ -90,9 +90,17 @@ export async function runTransfer(
   session.transfer = handle;
   const stallMs = session.server.limits.stallTimeoutMs;
   if (stallMs > 0 && 'setTimeout' in socket) {
-    (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(stallMs, () =>
-      handle.abort(new DropftpError('DROPFTP_ERR_STALLED', `no data for ${stallMs} ms`)),
-    );
+    const timed = socket as Duplex & { setTimeout(ms: number, cb: () => void): void };
+    const receiving = directive === 'STOR' || directive === 'APPE' || directive === 'STOU';
+    const onIdle = (): void => {
+      if (handle.signal.aborted) return;
+      // Only the client's stall counts: an upload we stopped reading (backpressure while Dropbox
+      // takes its bytes) or a download with nothing queued for the client (waiting for Dropbox) is
+      // the engine's wait, bounded by its own request timeouts and retries.
+      if (receiving ? socket.isPaused() : socket.writableLength === 0) return timed.setTimeout(stallMs, onIdle);
+      handle.abort(new DropftpError('DROPFTP_ERR_STALLED', `no data for ${stallMs} ms`));
+    };
+    timed.setTimeout(stallMs, onIdle);
   }
   let error: DropftpError | null = null;
   try {
