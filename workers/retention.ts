@@ -4,7 +4,8 @@
 // upload is pinned to. Invariants: bytes are kept in file order as [start, end); memory buffers are
 // charged to the memory budget and spool bytes to engine.spoolBytes (control block) while held;
 // release() frees only acknowledged bytes; destroy() frees everything and removes the spool files;
-// spool files are named <threadKey>-<taskId>-<n>.spool so main can remove a dead thread's.
+// spool files are named <threadKey>-<taskId>-<n>.spool so main can remove a dead thread's; spool
+// I/O buffers are a quarter of the memory share (held only during one write or one body chunk).
 
 import { open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -16,8 +17,9 @@ import type { ThreadContext } from './thread-context.ts';
 
 /** Memory is taken in pieces of this size (or the share, if smaller). */
 const MEMORY_PIECE_BYTES = 256 * 1024;
-/** Bytes moved from the ring to a spool file per write, and read back per body chunk. */
+/** Most bytes moved from the ring to a spool file per write, and read back per body chunk. */
 const SPOOL_IO_BYTES = 1024 * 1024;
+const MIN_SPOOL_IO_BYTES = 64 * 1024;
 
 interface SpoolFile {
   readonly path: string;
@@ -51,7 +53,6 @@ export class Retention {
   private current: SpoolFile | null = null;
   private files = 0;
   private readonly allFiles = new Set<SpoolFile>();
-  private scratch: Buffer | null = null;
   /** File offset of the first byte retained (= what the session holds). */
   start: number;
   /** File offset after the last byte retained. */
@@ -76,6 +77,14 @@ export class Retention {
   /** Memory this upload may hold now (the budget's share, published by main, may shrink). */
   private memoryLimit(): number {
     return Math.max(MEMORY_PIECE_BYTES / 4, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
+  }
+
+  /**
+   * Bytes per spool write or read-back: a quarter of the memory share, so that a thousand spooling
+   * uploads do not hold a MiB each on top of the budget.
+   */
+  private ioBytes(): number {
+    return Math.max(MIN_SPOOL_IO_BYTES, Math.min(SPOOL_IO_BYTES, 2 ** Math.floor(Math.log2(this.memoryLimit() / 4))));
   }
 
   /** Most bytes this upload may retain: its memory share plus its spool allowance. */
@@ -125,35 +134,45 @@ export class Retention {
   }
 
   private async fillSpool(ring: RingReader, readable: number, onBytes: (data: Uint8Array) => void): Promise<number> {
-    const want = Math.min(readable, SPOOL_IO_BYTES, this.spoolCapBytes - this.spoolBytes);
+    const io = this.ioBytes();
+    const want = Math.min(readable, io, this.spoolCapBytes - this.spoolBytes);
     if (want <= 0) return 0;
     const kib = Math.ceil((this.spoolBytes + want) / 1024) - this.spoolKib;
     if (kib > 0 && !reserveSpool(this.ctx, kib)) return 0;
     if (kib > 0) this.spoolKib += kib;
     const file = this.current ?? (await this.newFile());
-    this.scratch ??= Buffer.allocUnsafeSlow(SPOOL_IO_BYTES);
-    const n = ring.read(this.scratch, 0, want);
-    // Claimed before the write: a release running meanwhile must not restart this file.
-    const filePos = file.writePos;
-    file.writePos += n;
-    file.live += n;
-    this.spoolBytes += n;
+    // Charged to the budget while it holds the bytes; other uploads of this thread reuse it.
+    const scratch = takeChunk(this.ctx, io);
     try {
-      let written = 0;
-      while (written < n) {
-        const r = await file.handle.write(this.scratch, written, n - written, filePos + written);
-        written += r.bytesWritten;
+      const n = ring.read(scratch, 0, want);
+      // Claimed before the write: a release running meanwhile must not restart this file.
+      const filePos = file.writePos;
+      file.writePos += n;
+      file.live += n;
+      this.spoolBytes += n;
+      try {
+        let written = 0;
+        while (written < n) {
+          const r = await file.handle.write(scratch, written, n - written, filePos + written);
+          written += r.bytesWritten;
+        }
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
       }
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
+      onBytes(scratch.subarray(0, n));
+      this.appendSpooled(file, filePos, n);
+      return n;
+    } finally {
+      giveChunk(this.ctx, scratch);
     }
-    onBytes(this.scratch.subarray(0, n));
+  }
+
+  private appendSpooled(file: SpoolFile, filePos: number, n: number): void {
     const tail = this.segments.at(-1);
     if (tail && 'file' in tail && tail.file === file && tail.filePos + tail.length === filePos) tail.length += n;
     else this.segments.push({ start: this.end, length: n, file, filePos });
     this.end += n;
-    return n;
   }
 
   private async newFile(): Promise<SpoolFile> {
@@ -194,7 +213,7 @@ export class Retention {
         continue;
       }
       for (let pos = a; pos < b; ) {
-        const n = Math.min(SPOOL_IO_BYTES, b - pos);
+        const n = Math.min(this.ioBytes(), b - pos);
         const chunk = Buffer.allocUnsafe(n);
         let got = 0;
         while (got < n) {

@@ -117,6 +117,40 @@ test('past the spool limit uploads are held back, then all commit byte-exact', a
   assert.is(spoolFiles().length, 0);
 });
 
+test('spooling uploads hold no spool I/O buffer of their own between writes (worker memory stays near the budget)', async () => {
+  const engine = await TransferEngine.start({ workers: 1, spoolDir, appendMemoryBytes: 256 * KiB, spoolBytes: 512 * MiB, memoryBudgetBytes: 16 * MiB });
+  const ups: UploadStream[] = [];
+  try {
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    const datas = Array.from({ length: 40 }, (_, i) => contentOf(pool, 40 + i, 2 * MiB + i));
+    const dones = datas.map((_, i) => {
+      const up = engine.openUpload('alice', `/spool/many${i}.bin`);
+      ups.push(up);
+      return new Promise<void>((resolve, reject) => {
+        up.once('finish', resolve);
+        up.once('error', reject);
+      });
+    });
+    for (const d of dones) d.catch(() => {}); // awaited below; a failed assertion aborts them
+    // Every upload spools and none has ended: no call has taken their bytes yet.
+    await Promise.all(ups.map((up, i) => write(up, datas[i]!)));
+    await until('spooled bytes', () => engine.stats().spool.bytesInUse >= 40 * (2 * MiB - 512 * KiB));
+    await sleep(2500); // the worker publishes its heap every 2 s
+    const external = engine.stats().workerHeaps.reduce((sum, h) => sum + h.externalBytes, 0);
+    assert.ok(external < 32 * MiB, `worker external memory ${(external / MiB).toFixed(1)} MiB for a 16 MiB budget`);
+    for (const up of ups) up.end();
+    await Promise.all(dones);
+    for (const i of [0, 39]) {
+      const stored = await fetchFile(fx.box, fx.account.accessToken, `/spool/many${i}.bin`);
+      assert.is(stored && sha256(stored), sha256(datas[i]!), `upload ${i}`);
+    }
+  } finally {
+    for (const up of ups) if (!up.writableFinished) up.abort();
+    await engine.close();
+  }
+  await until('spool emptied', () => spoolFiles().length === 0);
+});
+
 test('a full disk under the spool fails that STOR with 452 and commits nothing', async () => {
   if (!existsSync('/dev/full')) return; // Linux only: writes to /dev/full fail with ENOSPC
   const dir = mkdtempSync(join(tmpdir(), 'dropftp-spool-full-'));
