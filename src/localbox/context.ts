@@ -131,12 +131,12 @@ function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
 }
 
 /**
- * Writes the bytes of `reader` (totalling `byteLength`) after the head already set on ctx.res,
- * applying an injected corruption or reset. Each lent buffer goes back to the reader when the socket
+ * Writes the bytes of `reader` (totalling `byteLength`, then `extraBytes` of filler for an injected
+ * long_body) after the head already set on ctx.res, applying an injected corruption or reset. Each lent buffer goes back to the reader when the socket
  * has taken its bytes, so at most two chunks per download are in memory. Resolves when the reply is
  * finished or the client went away.
  */
-export async function streamBody(ctx: Ctx, reader: BlockReader, byteLength: number, randomInt: (n: number) => number): Promise<void> {
+export async function streamBody(ctx: Ctx, reader: BlockReader, byteLength: number, randomInt: (n: number) => number, extraBytes = 0): Promise<void> {
   const { res, fault } = ctx;
   let corruptAt = fault.corruptAt === 'random' ? (byteLength > 0 ? randomInt(byteLength) : null) : fault.corruptAt;
   const resetAt = fault.resetAfterBytes;
@@ -175,6 +175,10 @@ export async function streamBody(ctx: Ctx, reader: BlockReader, byteLength: numb
     if (resetAt !== null && sent >= resetAt) {
       res.socket?.destroy();
       return;
+    }
+    if (extraBytes > 0) {
+      ctx.call.served(extraBytes);
+      res.write(Buffer.alloc(extraBytes, 0x5a)); // an injected long_body: bytes past the file's end
     }
     res.end();
   } finally {

@@ -1,14 +1,16 @@
 // Fault injection: decides, per request, which configured faults fire (429s, 5xx, latency, resets,
-// corrupted bytes) and caps concurrent requests per account. Runs in the local box child.
+// corrupted bytes, bad answers: malformed, shifted range, body shorter/longer than promised) and
+// caps concurrent requests per account. Runs in the local box child.
 // Invariants: off unless a spec has rules or a cap; every fault that fires is counted once under its
 // kind (the concurrency cap counts as both "too_many_requests" and "concurrency_limit"); a seeded
 // PRNG makes probabilistic runs repeatable.
 
 import { mulberry32 } from '../util/prng.ts';
 import { badRequestRaw } from './api-errors.ts';
-import type { FaultRule, FaultSpec } from './types.ts';
+import type { BadAnswerKind, FaultRule, FaultSpec } from './types.ts';
 
-const KINDS = ['too_many_requests', 'too_many_write_operations', 'server_error', 'latency', 'reset', 'corrupt'] as const;
+const KINDS = ['too_many_requests', 'too_many_write_operations', 'server_error', 'latency', 'reset', 'corrupt', 'malformed', 'range_shift', 'short_body', 'long_body'] as const;
+const DOWNLOAD_ONLY = new Set(['corrupt', 'range_shift', 'short_body', 'long_body']);
 
 /** What the request pipeline must do for one request. */
 export interface FaultDecision {
@@ -16,6 +18,7 @@ export interface FaultDecision {
   reply: { kind: 'too_many_requests' | 'too_many_write_operations'; retryAfterSec: number } | { kind: 'server_error'; status: number } | null;
   resetAfterBytes: number | null; // destroy the socket after this many body bytes (0: at once)
   corruptAt: number | 'random' | null; // flip one byte of the download body at this offset
+  badAnswer: { kind: BadAnswerKind; bytes: number } | null;
 }
 
 export class Faults {
@@ -45,13 +48,16 @@ export class Faults {
     this.counts[kind] = (this.counts[kind] ?? 0) + 1;
   }
 
-  decide(route: string, account: string | null, hasBody: 'download' | 'upload' | 'none'): FaultDecision {
-    const d: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null };
+  /** `ranged`: the request asks for a Range (range_shift fires on those only). */
+  decide(route: string, account: string | null, hasBody: 'download' | 'upload' | 'none', ranged = false): FaultDecision {
+    const d: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null, badAnswer: null };
     this.spec.rules.forEach((rule, i) => {
       if (rule.routes && !rule.routes.includes(route)) return;
       if (rule.accounts && (account === null || !rule.accounts.includes(account))) return;
       if (rule.count !== undefined && this.fired[i]! >= rule.count) return;
-      if (rule.kind === 'corrupt' && hasBody !== 'download') return;
+      if (DOWNLOAD_ONLY.has(rule.kind) && hasBody !== 'download') return;
+      if (rule.kind === 'range_shift' && !ranged) return;
+      if ((rule.kind === 'malformed' || DOWNLOAD_ONLY.has(rule.kind)) && rule.kind !== 'corrupt' && d.badAnswer) return;
       if ((rule.kind === 'too_many_requests' || rule.kind === 'too_many_write_operations' || rule.kind === 'server_error') && d.reply) return;
       if (rule.kind === 'reset' && d.resetAfterBytes !== null) return;
       if (this.rng() >= (rule.probability ?? 1)) return;
@@ -73,6 +79,9 @@ export class Faults {
           break;
         case 'corrupt':
           d.corruptAt = rule.afterBytes ?? 'random';
+          break;
+        default:
+          d.badAnswer = { kind: rule.kind, bytes: rule.bytes ?? 1 };
           break;
       }
     });
@@ -117,7 +126,7 @@ function validate(spec: FaultSpec): void {
     if (!r || !(KINDS as readonly string[]).includes(r.kind)) fail(`rules[${i}].kind must be one of ${KINDS.join(', ')}`);
     if (r.probability !== undefined && !(r.probability >= 0 && r.probability <= 1)) fail(`rules[${i}].probability must be in 0..1`);
     if (r.status !== undefined && !(Number.isInteger(r.status) && r.status >= 500 && r.status <= 599)) fail(`rules[${i}].status must be 500..599`);
-    for (const k of ['latencyMs', 'afterBytes', 'count', 'retryAfterSec'] as const) {
+    for (const k of ['latencyMs', 'afterBytes', 'count', 'retryAfterSec', 'bytes'] as const) {
       const v = r[k];
       if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(`rules[${i}].${k} must be a non-negative integer`);
     }

@@ -34,7 +34,7 @@ const ROUTES = new Map<string, Route>(
 const LISTEN_BACKLOG = 4096;
 const HEADERS_TIMEOUT_MS = 120_000;
 
-const NO_FAULT: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null };
+const NO_FAULT: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null, badAnswer: null };
 
 export interface RunningServer {
   box: Box;
@@ -144,7 +144,7 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse, call:
 
   const accountName = ctx.account?.name ?? null;
   const bodyKind = route.style === 'download' ? 'download' : route.style === 'upload' ? 'upload' : 'none';
-  ctx.fault = box.faults.decide(route.name, accountName, bodyKind);
+  ctx.fault = box.faults.decide(route.name, accountName, bodyKind, req.headers.range !== undefined);
   if (accountName !== null) {
     if (!box.faults.acquire(accountName)) throw rateLimited('too_many_requests', 1);
     let released = false;
@@ -159,6 +159,9 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse, call:
   if (ctx.fault.latencyMs > 0) await new Promise((r) => setTimeout(r, ctx.fault.latencyMs));
   const reply = ctx.fault.reply;
   if (reply) throw reply.kind === 'server_error' ? serverError(reply.status) : rateLimited(reply.kind, reply.retryAfterSec);
+  if (ctx.fault.badAnswer?.kind === 'malformed') {
+    throw new ApiError(200, 'application/json', '<html><body>502 Bad Gateway</body></html>', { 'Dropbox-API-Result': '{"name": "x", "size": ' });
+  }
   if (ctx.fault.resetAfterBytes === 0 && bodyKind === 'none') {
     req.socket.destroy();
     return;

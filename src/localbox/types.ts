@@ -7,7 +7,7 @@ import type { LimitsSpec, RateLimit, WriteLock } from './limits.ts';
 export type { LimitsSpec, RateLimit, WriteLock } from './limits.ts';
 
 export interface FaultRule {
-  kind: 'too_many_requests' | 'too_many_write_operations' | 'server_error' | 'latency' | 'reset' | 'corrupt';
+  kind: 'too_many_requests' | 'too_many_write_operations' | 'server_error' | 'latency' | 'reset' | 'corrupt' | BadAnswerKind;
   probability?: number; // 0..1, default 1
   routes?: string[]; // e.g. ['files/download', 'files/upload_session/append_v2']; default: every route
   accounts?: string[]; // account names; default: every account
@@ -16,7 +16,16 @@ export interface FaultRule {
   latencyMs?: number; // latency: delay before answering
   afterBytes?: number; // reset: destroy the socket after this many body bytes; corrupt: flip the byte at this offset
   count?: number; // stop after firing this many times
+  bytes?: number; // range_shift: how far the answer's range starts from the one asked; short_body, long_body: bytes missing or added (default 1)
 }
+
+/**
+ * Answers Dropbox should never give, for the gateway's defences: `malformed` a 200 whose body (and
+ * Dropbox-API-Result header) is not the route's JSON; on files/download, `range_shift` a 206 whose
+ * range starts `bytes` after the one asked (ranged requests only), `short_body` / `long_body` a body
+ * `bytes` shorter / longer than the size its Dropbox-API-Result promises (Content-Length matches the body).
+ */
+export type BadAnswerKind = 'malformed' | 'range_shift' | 'short_body' | 'long_body';
 
 export interface FaultSpec {
   rules: FaultRule[];

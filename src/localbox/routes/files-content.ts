@@ -201,22 +201,25 @@ const download: Route = {
     if (range === 'unsatisfiable') {
       throw new ApiError(416, 'text/plain; charset=utf-8', 'Requested range not satisfiable', { 'Content-Range': `bytes */${size}` });
     }
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size;
+    // An injected bad answer (faults.ts): a range that starts elsewhere, a body short of or past the size promised.
+    const bad = ctx.fault.badAnswer;
+    const start = Math.min(size, (range?.start ?? 0) + (bad?.kind === 'range_shift' ? bad.bytes : 0));
+    const end = bad?.kind === 'short_body' ? Math.max(start, (range?.end ?? size) - bad.bytes) : (range?.end ?? size);
+    const extraBytes = bad?.kind === 'long_body' ? bad.bytes : 0;
     const headers: Record<string, string | number> = {
       'Content-Type': 'application/octet-stream',
-      'Content-Length': end - start,
+      'Content-Length': end - start + extraBytes,
       'Dropbox-API-Result': headerSafeJson(metadataJson(row, false)),
       ETag: etag,
       'Accept-Ranges': 'bytes',
     };
-    if (range) headers['Content-Range'] = `bytes ${start}-${end - 1}/${size}`;
+    if (range) headers['Content-Range'] = `bytes ${start}-${range.end - 1}/${size}`;
     ctx.res.writeHead(range ? 206 : 200, headers);
     if (ctx.req.method === 'HEAD') {
       ctx.res.end();
       return;
     }
-    await streamBody(ctx, box.blocks.reader(box.ns.blocksOf(row), start, end), end - start, (n) => box.faults.randomInt(n));
+    await streamBody(ctx, box.blocks.reader(box.ns.blocksOf(row), start, end), end - start, (n) => box.faults.randomInt(n), extraBytes);
   },
 };
 
