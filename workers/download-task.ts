@@ -112,17 +112,17 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   async function receive(res: Awaited<ReturnType<typeof contentRequest>>): Promise<Failure | null> {
     const meta = parseResult(headerValue(res.headers['dropbox-api-result']));
     if (!meta) {
-      res.body.destroy();
+      dropBody(res);
       return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: 'download response without a valid Dropbox-API-Result header' };
     }
     if (metadata && (meta.rev !== metadata.rev || meta.size !== metadata.size)) {
-      res.body.destroy();
+      dropBody(res);
       return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: `${task.path} changed during the download (rev ${metadata.rev} → ${meta.rev})` };
     }
     metadata = meta;
     total = meta.size;
     if (deliverFrom > total) {
-      res.body.destroy();
+      dropBody(res);
       return { kind: 'fatal', code: 'DROPFTP_ERR_BAD_OFFSET', reason: `offset ${deliverFrom} is beyond the end of ${task.path} (${total} B)` };
     }
     // A 200 to a ranged request carries the whole file: skip what was already received.
@@ -130,7 +130,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     if (res.statusCode === 206) {
       const start = Number(/bytes (\d+)-/.exec(headerValue(res.headers['content-range']) ?? '')?.[1] ?? NaN);
       if (start !== pos) {
-        res.body.destroy();
+        dropBody(res);
         return { kind: 'retry', reason: `Content-Range starts at ${start}, wanted ${pos}`, retryAfterMs: 0, throttle: null };
       }
     }
@@ -143,7 +143,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           chunk = chunk.subarray(s);
         }
         if (pos + chunk.length > total) {
-          res.body.destroy();
+          dropBody(res);
           return { kind: 'retry', reason: `body longer than the ${total} B promised`, retryAfterMs: 0, throttle: null };
         }
         // Hashed once, whole (the bytes of a ring that closes mid-chunk are never delivered as a file).
@@ -165,7 +165,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           if ((await ring.waitWritable(Math.min(chunk.length - off, ring.capacity / 4))) === 'closed') break;
         }
         if (ring.consumerGone()) {
-          res.body.destroy();
+          dropBody(res);
           return null;
         }
         if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
@@ -176,6 +176,15 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     if (pos < total) return { kind: 'retry', reason: `body ended at ${pos} of ${total} B`, retryAfterMs: 0, throttle: null };
     return null;
   }
+}
+
+/**
+ * Drops an answer's body unread. undici's body emits "Request aborted" when destroyed before its
+ * end: unheard, that error would kill this worker and every transfer pinned to it.
+ */
+function dropBody(res: Awaited<ReturnType<typeof contentRequest>>): void {
+  res.body.on('error', () => {});
+  res.body.destroy();
 }
 
 function parseResult(header: string | undefined): FileMetadata | null {
