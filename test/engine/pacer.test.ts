@@ -95,6 +95,26 @@ test('AIMD: slow start while the rate limits, halving once per window on too_man
   assert.ok(rate() > halved && rate() <= halved + 4, `additive increase ${halved} → ${rate()}`);
 });
 
+test('defect: slow start too slow for a burst — 200 calls of a fresh account, each answered at once, all start within 1.5 s', async () => {
+  // A 200-session storm's first calls (one download or start each): at +1 call/s per success the
+  // last of them started ~2.6 s after the first (TTFB p99 2.9 s); slow start must find a high limit fast.
+  const control = createControl({ uploadMemoryBytes: 1 << 20, maxRetryAfterMs: 300_000 });
+  initPacerSlot(control, 0);
+  const pacer = new SharedPacer(control, claimWorkerSlot(new Int32Array(control.sab), 102));
+  const started = nowMs();
+  let last = 0;
+  await Promise.all(
+    Array.from({ length: 200 }, () =>
+      pacer.admit(0).then(() => {
+        last = nowMs();
+        setImmediate(() => pacer.report(0, { kind: 'ok' })); // the status line comes back a moment later
+      }),
+    ),
+  );
+  assert.ok(last - started <= 1500, `the 200th call started ${(last - started).toFixed(0)} ms after the first`);
+  assert.ok(last - started >= 300, `the bucket still spaced the starts (${(last - started).toFixed(0)} ms)`);
+});
+
 test('defect: chained Retry-After windows — a 429 to a call started after the window cuts the rate again', async () => {
   const { words, pacer } = setup(16);
   const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;
