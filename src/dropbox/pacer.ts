@@ -72,6 +72,12 @@ export class SharedPacer implements CallPacer {
   private readonly tat: BigInt64Array;
   private readonly epochMs: number;
   private readonly queues = new Map<number, Queue>();
+  /**
+   * Per account, the rate (milli-calls/s) at which each of this thread's unanswered calls was
+   * granted, oldest first: a 429 halves the rate its call started at, not the rate slow start has
+   * grown to while the 429 was on its way back (TCP's ssthresh = FlightSize / 2).
+   */
+  private readonly grantRates = new Map<number, number[]>();
 
   constructor(
     control: ControlHandle,
@@ -112,8 +118,10 @@ export class SharedPacer implements CallPacer {
     const w = this.words;
     Atomics.sub(w, this.word(accountSlot, A.IN_FLIGHT), 1);
     Atomics.sub(w, workerWord(this.workerSlot, WK.HELD + accountSlot), RUNNING_UNIT);
+    // Answers come back about in the order their calls started (an approximation across long calls).
+    const grantedAtMilli = this.grantRates.get(accountSlot)?.shift() ?? Infinity;
     if (outcome.kind === 'ok') this.onSuccess(accountSlot);
-    else if (outcome.kind === 'throttled') this.onThrottle(accountSlot, outcome.retryAfterMs);
+    else if (outcome.kind === 'throttled') this.onThrottle(accountSlot, outcome.retryAfterMs, grantedAtMilli);
     else if (outcome.kind === 'write-lock') {
       Atomics.add(w, this.word(accountSlot, A.LOCK_RETRIES), 1);
       this.retryAfterMs(accountSlot, outcome.retryAfterMs); // counted and logged when out of bounds
@@ -252,6 +260,9 @@ export class SharedPacer implements CallPacer {
           Atomics.add(w, held, RUNNING_UNIT - 1);
           Atomics.add(w, this.word(slot, A.IN_FLIGHT), 1);
           Atomics.add(w, this.word(slot, A.CALLS), 1);
+          let rates = this.grantRates.get(slot);
+          if (!rates) this.grantRates.set(slot, (rates = []));
+          rates.push(this.rateMilli(slot));
           head.resolve(true);
           continue;
         }
@@ -296,11 +307,13 @@ export class SharedPacer implements CallPacer {
 
   /**
    * too_many_requests: the account's Retry-After window opens (no call starts before it ends) and the
-   * rate halves — once per overload: the 429s that arrive inside a window (or within SAME_OVERLOAD_MS
+   * rate halves — from the rate the refused call started at (slow start went on growing while its
+   * 429 was on its way back: halving the grown rate left it above the limit, a second and third
+   * overload followed) — once per overload: the 429s that arrive inside a window (or within SAME_OVERLOAD_MS
    * of its end) answer calls that started before it and do not halve it again; a 429 after that
    * answers a call started at the lowered rate, which is still too high.
    */
-  private onThrottle(slot: number, rawRetryAfterMs: number): void {
+  private onThrottle(slot: number, rawRetryAfterMs: number, grantedAtMilli: number): void {
     const w = this.words;
     Atomics.add(w, this.word(slot, A.THROTTLES), 1);
     Atomics.add(w, G.THROTTLES, 1);
@@ -316,7 +329,7 @@ export class SharedPacer implements CallPacer {
     const last = Atomics.load(w, this.word(slot, A.LAST_DECREASE_MS));
     if (last !== 0 && (now < before + SAME_OVERLOAD_MS || now - last < SAME_OVERLOAD_MS)) return;
     if (Atomics.compareExchange(w, this.word(slot, A.LAST_DECREASE_MS), last, Math.max(1, now)) !== last) return;
-    const rate = this.rateMilli(slot);
+    const rate = Math.min(this.rateMilli(slot), grantedAtMilli);
     const lowered = Math.max(MIN_RATE * 1000, Math.floor(rate / 2));
     Atomics.store(w, this.word(slot, A.SSTHRESH_MILLI), lowered);
     Atomics.store(w, this.word(slot, A.RATE_MILLI), lowered);

@@ -128,6 +128,21 @@ test('defect: chained Retry-After windows — a 429 to a call started after the 
   assert.is(rate(), 4, 'a new overload: halved again');
 });
 
+test('defect: slow-start overshoot — a 429 halves the rate its call started at, not the rate grown while it was on its way', async () => {
+  const { words, pacer } = setup(200);
+  const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;
+  // 30 calls start (the bucket limits them), then one more at 200/s; the 30 answer ok first (slow
+  // start grows the rate by 90/s), then the last one's 429 comes back.
+  const earlier = await Promise.all(Array.from({ length: 30 }, () => pacer.admit(0)));
+  assert.ok(earlier.every(Boolean));
+  assert.ok(await pacer.admit(0));
+  const startedAt = rate();
+  for (let i = 0; i < 30; i++) pacer.report(0, { kind: 'ok' });
+  assert.ok(rate() >= startedAt + 60, `slow start grew the rate ${startedAt} → ${rate()}`);
+  pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
+  assert.is(rate(), startedAt / 2, 'half the rate the refused call started at');
+});
+
 test('a Retry-After window reported on one thread holds every thread; the queue resumes after it', async () => {
   const { control, pacer } = setup(1000);
   const worker = new Worker(new URL('./helpers/pacer-thread.mjs', import.meta.url), { workerData: { control, threadKey: 556 } });
