@@ -23,11 +23,18 @@ export interface CallPacer {
 
 /**
  * The rate an account starts with, calls/s: an initial burst of MAX_BURST, then slow start (the rate
- * doubles about once a second while no 429 comes). Against a limit near Dropbox's reported ~12
- * calls/s, 32 with a burst of 16 drew 20 refusals in the first second of a 200-session storm (the
- * calls granted while the first 429 was on its way back): 12 % of the run's calls, where 16/8 drew 7.
+ * grows by SLOW_START_GAIN calls/s per success while no 429 comes). Against a limit near Dropbox's
+ * reported ~12 calls/s, 32 with a burst of 16 drew 20 refusals in the first second of a 200-session
+ * storm (the calls granted while the first 429 was on its way back): 12 % of the run's calls, where
+ * 16/8 drew 7. A low start with fast growth finds a low limit with few refusals and a high one quickly.
  */
 export const INITIAL_RATE = 16;
+/**
+ * Slow start: calls/s added per successful call while the rate limits (the rate grows e-fold every
+ * 1/SLOW_START_GAIN s of answered calls: 16 → ~200 calls started in ~1.2 s). At 1 (doubling in
+ * ~0.7 s), a 200-session storm waited ~2.6 s for its last first call (TTFB p99 2.9 s).
+ */
+export const SLOW_START_GAIN = 3;
 /** Calls that may start back to back (the bucket's depth), at most; fewer at low rates. */
 export const MAX_BURST = 8;
 /** The rate never goes below this (calls/s) nor above ABSOLUTE_MAX_RATE. */
@@ -65,6 +72,12 @@ export class SharedPacer implements CallPacer {
   private readonly tat: BigInt64Array;
   private readonly epochMs: number;
   private readonly queues = new Map<number, Queue>();
+  /**
+   * Per account, the rate (milli-calls/s) at which each of this thread's unanswered calls was
+   * granted, oldest first: a 429 halves the rate its call started at, not the rate slow start has
+   * grown to while the 429 was on its way back (TCP's ssthresh = FlightSize / 2).
+   */
+  private readonly grantRates = new Map<number, number[]>();
 
   constructor(
     control: ControlHandle,
@@ -105,8 +118,10 @@ export class SharedPacer implements CallPacer {
     const w = this.words;
     Atomics.sub(w, this.word(accountSlot, A.IN_FLIGHT), 1);
     Atomics.sub(w, workerWord(this.workerSlot, WK.HELD + accountSlot), RUNNING_UNIT);
+    // Answers come back about in the order their calls started (an approximation across long calls).
+    const grantedAtMilli = this.grantRates.get(accountSlot)?.shift() ?? Infinity;
     if (outcome.kind === 'ok') this.onSuccess(accountSlot);
-    else if (outcome.kind === 'throttled') this.onThrottle(accountSlot, outcome.retryAfterMs);
+    else if (outcome.kind === 'throttled') this.onThrottle(accountSlot, outcome.retryAfterMs, grantedAtMilli);
     else if (outcome.kind === 'write-lock') {
       Atomics.add(w, this.word(accountSlot, A.LOCK_RETRIES), 1);
       this.retryAfterMs(accountSlot, outcome.retryAfterMs); // counted and logged when out of bounds
@@ -245,6 +260,9 @@ export class SharedPacer implements CallPacer {
           Atomics.add(w, held, RUNNING_UNIT - 1);
           Atomics.add(w, this.word(slot, A.IN_FLIGHT), 1);
           Atomics.add(w, this.word(slot, A.CALLS), 1);
+          let rates = this.grantRates.get(slot);
+          if (!rates) this.grantRates.set(slot, (rates = []));
+          rates.push(this.rateMilli(slot));
           head.resolve(true);
           continue;
         }
@@ -262,17 +280,22 @@ export class SharedPacer implements CallPacer {
     if (this.nowMs() - Atomics.load(w, this.word(slot, A.LAST_LIMITED_MS)) > LIMITED_RECENTLY_MS) return;
     const rate = this.rateMilli(slot);
     const ssthresh = Atomics.load(w, this.word(slot, A.SSTHRESH_MILLI));
-    // Slow start: +1 call/s per success (doubles once per second of calls); congestion avoidance:
-    // +1 call/s per rate-many successes (about +1 call/s per second).
-    const credit = ssthresh === 0 || rate < ssthresh ? 1_000_000 : Math.max(1, Math.round(1e9 / rate));
-    const total = Atomics.add(w, this.word(slot, A.CREDIT_MILLI), credit) + credit;
-    if (total < 1_000_000) return;
-    Atomics.sub(w, this.word(slot, A.CREDIT_MILLI), 1_000_000);
+    // Slow start (below ssthresh, none before the first 429): +SLOW_START_GAIN calls/s per success;
+    // congestion avoidance: +1 call/s per rate-many successes (about +1 call/s per second).
+    const slowStart = ssthresh === 0 || rate < ssthresh;
+    if (!slowStart) {
+      const credit = Math.max(1, Math.round(1e9 / rate));
+      const total = Atomics.add(w, this.word(slot, A.CREDIT_MILLI), credit) + credit;
+      if (total < 1_000_000) return;
+      Atomics.sub(w, this.word(slot, A.CREDIT_MILLI), 1_000_000);
+    }
+    const step = slowStart ? SLOW_START_GAIN * 1000 : 1000;
     const max = this.maxRateMilli();
     for (;;) {
       const raw = Atomics.load(w, this.word(slot, A.RATE_MILLI));
       const cur = raw || INITIAL_RATE * 1000;
-      const grown = Math.min(max, cur + 1000);
+      // Slow start stops at ssthresh; growth past it is additive.
+      const grown = Math.min(max, slowStart && ssthresh > 0 ? Math.max(cur + 1000, Math.min(cur + step, ssthresh)) : cur + step);
       if (grown <= cur || Atomics.compareExchange(w, this.word(slot, A.RATE_MILLI), raw, grown) === raw) return;
     }
   }
@@ -284,11 +307,13 @@ export class SharedPacer implements CallPacer {
 
   /**
    * too_many_requests: the account's Retry-After window opens (no call starts before it ends) and the
-   * rate halves — once per overload: the 429s that arrive inside a window (or within SAME_OVERLOAD_MS
+   * rate halves — from the rate the refused call started at (slow start went on growing while its
+   * 429 was on its way back: halving the grown rate left it above the limit, a second and third
+   * overload followed) — once per overload: the 429s that arrive inside a window (or within SAME_OVERLOAD_MS
    * of its end) answer calls that started before it and do not halve it again; a 429 after that
    * answers a call started at the lowered rate, which is still too high.
    */
-  private onThrottle(slot: number, rawRetryAfterMs: number): void {
+  private onThrottle(slot: number, rawRetryAfterMs: number, grantedAtMilli: number): void {
     const w = this.words;
     Atomics.add(w, this.word(slot, A.THROTTLES), 1);
     Atomics.add(w, G.THROTTLES, 1);
@@ -304,7 +329,7 @@ export class SharedPacer implements CallPacer {
     const last = Atomics.load(w, this.word(slot, A.LAST_DECREASE_MS));
     if (last !== 0 && (now < before + SAME_OVERLOAD_MS || now - last < SAME_OVERLOAD_MS)) return;
     if (Atomics.compareExchange(w, this.word(slot, A.LAST_DECREASE_MS), last, Math.max(1, now)) !== last) return;
-    const rate = this.rateMilli(slot);
+    const rate = Math.min(this.rateMilli(slot), grantedAtMilli);
     const lowered = Math.max(MIN_RATE * 1000, Math.floor(rate / 2));
     Atomics.store(w, this.word(slot, A.SSTHRESH_MILLI), lowered);
     Atomics.store(w, this.word(slot, A.RATE_MILLI), lowered);

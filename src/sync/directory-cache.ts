@@ -16,6 +16,9 @@ import { Overlay } from './overlay.ts';
 import { Subscribers, type ChangeListener } from './subscribers.ts';
 import { Tree, type TreeChange } from './tree.ts';
 
+/** How long a parked longpoll may stay parked after an own write before it is aborted for a continue. */
+const OWN_WRITE_WAKE_MS = 1000;
+
 export interface DirectoryCacheOptions {
   /** 'https://api.dropboxapi.com' or the local box's URL. */
   apiUrl: string;
@@ -78,6 +81,8 @@ export class DirectoryCache {
   /** Our own spacing of longpolls (anti-loop); waived once a catch-up brought real changes. */
   #spacingNotBeforeMs = 0;
   #pollAbort: AbortController | null = null;
+  /** Aborts a longpoll that an own write did not wake (see #afterOwnWrite). */
+  #wakeTimer: ReturnType<typeof setTimeout> | null = null;
   #requests = 0;
   #retries = 0;
   #resets = 0;
@@ -166,7 +171,7 @@ export class DirectoryCache {
     const before = this.#overlay.visible(pathLower, this.#tree);
     this.#overlay.tombstone(pathLower, this.#requests);
     if (before) this.#subscribers.emit({ kind: 'delete', pathLower });
-    this.refresh(); // a chain that starts after this write retires it (one extra continue per burst)
+    this.#afterOwnWrite(); // a chain that starts after this write retires it
   }
 
   /** This gateway moved `fromPath` to `to` (move_v2's result): the subtree shows at its new place now. */
@@ -191,11 +196,29 @@ export class DirectoryCache {
     for (const node of moved) this.#writeOwn(node);
   }
 
-  /** Asks the feed now instead of waiting for the longpoll; own writes do this by themselves. */
+  /** Asks the feed now instead of waiting for the longpoll (own writes ask lazily by themselves). */
   refresh(): void {
     if (this.#cursor === null) return; // a listing is under way: it ends with a chain of its own
     this.#needContinue = true;
     this.#pollAbort?.abort();
+  }
+
+  /**
+   * After an own write: one more chain must follow (it retires the write). A parked longpoll is not
+   * aborted — the write is a change of the feed, so it wakes the longpoll by itself, and an abort
+   * costs a keep-alive connection per write — unless it is still parked OWN_WRITE_WAKE_MS later (the
+   * write's change was already in the cursor it waits on, or the server wrote nothing).
+   */
+  #afterOwnWrite(): void {
+    if (this.#cursor === null) return;
+    this.#needContinue = true;
+    const parked = this.#pollAbort;
+    if (!parked || this.#wakeTimer) return;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = null;
+      if (this.#pollAbort === parked && this.#needContinue) parked.abort();
+    }, OWN_WRITE_WAKE_MS);
+    this.#wakeTimer.unref();
   }
 
   stats(): DirectoryCacheStats {
@@ -216,6 +239,8 @@ export class DirectoryCache {
   async close(): Promise<void> {
     if (this.#abort.signal.aborted) return;
     this.#abort.abort();
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = null;
     this.#rejectReady(new DropftpError('DROPFTP_ERR_SHUTTING_DOWN', `directory cache ${this.name} closed`));
     await this.#loop;
     await this.#client.close();
@@ -240,7 +265,7 @@ export class DirectoryCache {
     const before = this.#overlay.visible(node.pathLower, this.#tree);
     this.#overlay.write(node, this.#requests);
     if (!sameEntry(before, node)) this.#subscribers.emit({ kind: 'upsert', pathLower: node.pathLower, entry: node });
-    this.refresh(); // a chain that starts after this write retires it (one extra continue per burst)
+    this.#afterOwnWrite(); // a chain that starts after this write retires it
   }
 
   /** Dropbox creates missing parents on upload: so does the overlay. */

@@ -315,7 +315,6 @@ export class TransferEngine {
     const result = this.executor.run({
       kind: 'download',
       id: this.nextId++,
-      control: this.control,
       ring,
       account: wire,
       path,
@@ -342,7 +341,6 @@ export class TransferEngine {
     const result = this.executor.run({
       kind: 'upload',
       id: this.nextId++,
-      control: this.control,
       ring,
       account: wire,
       path,

@@ -1,11 +1,11 @@
 // The wire format between the main thread and the transfer workers: one task per transfer (posted
-// once through piscina, structured clone; the SABs inside are shared, not copied) and one result.
+// once through piscina, structured clone; the SABs inside are shared, not copied; the control block
+// is not among them: each worker got it once, in workerData) and one result.
 // Main thread and workers. Invariants: nothing here is an Error or a class instance; errors are
 // { code, message } (src/errors.ts WireError); a task function never throws — it returns a result.
 
 import type { RingHandle } from 'native-free-ringbuf';
 import type { WireError } from '../errors.ts';
-import type { ControlHandle } from './shared-layout.ts';
 
 export interface AccountWire {
   readonly slot: number;
@@ -39,7 +39,6 @@ export interface TestHooks {
 export interface DownloadTask {
   kind: 'download';
   id: number;
-  control: ControlHandle;
   ring: RingHandle;
   account: AccountWire;
   path: string;
@@ -62,7 +61,6 @@ export interface UploadResumeToken {
 export interface UploadTask {
   kind: 'upload';
   id: number;
-  control: ControlHandle;
   ring: RingHandle;
   account: AccountWire;
   path: string;

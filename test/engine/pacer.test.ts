@@ -95,6 +95,26 @@ test('AIMD: slow start while the rate limits, halving once per window on too_man
   assert.ok(rate() > halved && rate() <= halved + 4, `additive increase ${halved} → ${rate()}`);
 });
 
+test('defect: slow start too slow for a burst — 200 calls of a fresh account, each answered at once, all start within 1.5 s', async () => {
+  // A 200-session storm's first calls (one download or start each): at +1 call/s per success the
+  // last of them started ~2.6 s after the first (TTFB p99 2.9 s); slow start must find a high limit fast.
+  const control = createControl({ uploadMemoryBytes: 1 << 20, maxRetryAfterMs: 300_000 });
+  initPacerSlot(control, 0);
+  const pacer = new SharedPacer(control, claimWorkerSlot(new Int32Array(control.sab), 102));
+  const started = nowMs();
+  let last = 0;
+  await Promise.all(
+    Array.from({ length: 200 }, () =>
+      pacer.admit(0).then(() => {
+        last = nowMs();
+        setImmediate(() => pacer.report(0, { kind: 'ok' })); // the status line comes back a moment later
+      }),
+    ),
+  );
+  assert.ok(last - started <= 1500, `the 200th call started ${(last - started).toFixed(0)} ms after the first`);
+  assert.ok(last - started >= 300, `the bucket still spaced the starts (${(last - started).toFixed(0)} ms)`);
+});
+
 test('defect: chained Retry-After windows — a 429 to a call started after the window cuts the rate again', async () => {
   const { words, pacer } = setup(16);
   const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;
@@ -106,6 +126,21 @@ test('defect: chained Retry-After windows — a 429 to a call started after the 
   await sleep(60); // its answer comes back after the event-loop slack
   pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
   assert.is(rate(), 4, 'a new overload: halved again');
+});
+
+test('defect: slow-start overshoot — a 429 halves the rate its call started at, not the rate grown while it was on its way', async () => {
+  const { words, pacer } = setup(200);
+  const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;
+  // 30 calls start (the bucket limits them), then one more at 200/s; the 30 answer ok first (slow
+  // start grows the rate by 90/s), then the last one's 429 comes back.
+  const earlier = await Promise.all(Array.from({ length: 30 }, () => pacer.admit(0)));
+  assert.ok(earlier.every(Boolean));
+  assert.ok(await pacer.admit(0));
+  const startedAt = rate();
+  for (let i = 0; i < 30; i++) pacer.report(0, { kind: 'ok' });
+  assert.ok(rate() >= startedAt + 60, `slow start grew the rate ${startedAt} → ${rate()}`);
+  pacer.report(0, { kind: 'throttled', retryAfterMs: 200 });
+  assert.is(rate(), startedAt / 2, 'half the rate the refused call started at');
 });
 
 test('a Retry-After window reported on one thread holds every thread; the queue resumes after it', async () => {

@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import { until } from '../helpers/wait.ts';
 import * as assert from 'uvu/assert';
 import { SyncRegistry, type DirectoryCache } from '../../src/sync/index.ts';
+import { adminOf } from '../../src/localbox/index.ts';
 import { cacheTree, diffTrees, harness, sameTrees, serverTree, type Harness } from './helpers.ts';
 
 let h: Harness;
@@ -121,6 +122,28 @@ test('an own mkdir after an own delete of the same folder does not resurrect the
   assert.is(cache.stat('/tree/renamed a'), null);
   await caughtUp(cache);
   assert.equal(cache.list('/tree'), []);
+});
+
+test('defect: every own write aborted the parked longpoll — the write wakes it instead; all writes retire', async () => {
+  // An abort closes the longpoll's keep-alive connection (the box records it as a reset): lftp's
+  // mirror of 1,100 small files paid one per file. The write is a change of the feed, so the parked
+  // longpoll answers by itself and the chain after it retires the write.
+  const cache = h.cache({ longpollTimeoutSec: 480 });
+  await cache.ready;
+  // Each longpoll reaches the box's change log 300 ms after it was sent: writes made meanwhile find
+  // it on its way (the mirror's case: its answer still unread when the commit's reply comes back).
+  await h.box.setFaults({ rules: [{ kind: 'latency', latencyMs: 300, routes: ['files/list_folder/longpoll'] }] });
+  await new Promise((r) => setTimeout(r, 100));
+  const before = (await adminOf(h.box).calls()).routes['files/list_folder/longpoll']?.status.reset ?? 0;
+  for (let i = 0; i < 8; i++) {
+    const up = await h.sdk.filesUpload({ path: `/Own/w${i}.txt`, contents: Buffer.from(`own ${i}`) });
+    cache.applyLocalWrite(up.result as never);
+    assert.is(cache.stat(`/own/w${i}.txt`)!.rev, up.result.rev, 'visible at once');
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  await caughtUp(cache);
+  const resets = ((await adminOf(h.box).calls()).routes['files/list_folder/longpoll']?.status.reset ?? 0) - before;
+  assert.ok(resets <= 1, `${resets} longpolls cut off by the gateway for 8 own writes`);
 });
 
 test('SyncRegistry: one cache per account, shared; closed after the last holder left and the linger passed', async () => {
