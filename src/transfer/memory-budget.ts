@@ -8,11 +8,12 @@
 
 import { G } from './shared-layout.ts';
 
-export const MIN_RING_BYTES = 64 * 1024;
+/** Floors small enough that 2,000 transfers (half uploads) fit a 64 MiB budget: 2000 x 16 + 1000 x 16 KiB. */
+export const MIN_RING_BYTES = 16 * 1024;
 /** Enough to stream at full speed; uploads retain their unacknowledged bytes outside the ring. */
 export const MAX_RING_BYTES = 256 * 1024;
-/** The smallest retention share: one piece of 64 KiB. */
-export const MIN_CHUNK_BYTES = 64 * 1024;
+/** The smallest retention share: one piece of 16 KiB. */
+export const MIN_CHUNK_BYTES = 16 * 1024;
 
 export function floorPow2(n: number): number {
   return n < 1 ? 1 : 2 ** Math.floor(Math.log2(n));
