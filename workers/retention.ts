@@ -11,6 +11,7 @@ import { open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RingReader } from 'native-free-ringbuf';
+import { MIN_CHUNK_BYTES } from '../src/transfer/memory-budget.ts';
 import { G } from '../src/transfer/shared-layout.ts';
 import { giveChunk, releaseSpool, reserveSpool, takeChunk } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
@@ -19,7 +20,7 @@ import type { ThreadContext } from './thread-context.ts';
 const MEMORY_PIECE_BYTES = 256 * 1024;
 /** Most bytes moved from the ring to a spool file per write, and read back per body chunk. */
 const SPOOL_IO_BYTES = 1024 * 1024;
-const MIN_SPOOL_IO_BYTES = 64 * 1024;
+const MIN_SPOOL_IO_BYTES = MIN_CHUNK_BYTES;
 
 interface SpoolFile {
   readonly path: string;
@@ -76,7 +77,7 @@ export class Retention {
 
   /** Memory this upload may hold now (the budget's share, published by main, may shrink). */
   private memoryLimit(): number {
-    return Math.max(MEMORY_PIECE_BYTES / 4, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
+    return Math.max(MIN_CHUNK_BYTES, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
   }
 
   /**

@@ -2,17 +2,19 @@
 // upload may retain in memory, derived from the number of transfers alive, with floors. Main thread.
 // Invariants: admitted transfers' floors (ring + one retention piece for uploads) always fit in the
 // budget — beyond that, opens are refused with DROPFTP_ERR_OVERLOADED; rings shrink for newcomers as
-// the count grows; the retention share (read by workers from the control block, recomputed on every
-// open and close) divides what the rings leave among the uploads, capped by engine.appendMemoryBytes
-// (beyond it an upload spools to disk).
+// the count grows, sized from what is left so that early rings leave room for later floors; the
+// retention share (read by workers from the control block, recomputed on every open and close)
+// divides what the rings leave among the uploads, capped by engine.appendMemoryBytes (beyond it an
+// upload spools to disk).
 
 import { G } from './shared-layout.ts';
 
-export const MIN_RING_BYTES = 64 * 1024;
+/** Floors small enough that 2,000 transfers (half uploads) fit a 64 MiB budget: 2000 x 16 + 1000 x 16 KiB. */
+export const MIN_RING_BYTES = 16 * 1024;
 /** Enough to stream at full speed; uploads retain their unacknowledged bytes outside the ring. */
 export const MAX_RING_BYTES = 256 * 1024;
-/** The smallest retention share: one piece of 64 KiB. */
-export const MIN_CHUNK_BYTES = 64 * 1024;
+/** The smallest retention share: one piece of 16 KiB. */
+export const MIN_CHUNK_BYTES = 16 * 1024;
 
 export function floorPow2(n: number): number {
   return n < 1 ? 1 : 2 ** Math.floor(Math.log2(n));
@@ -36,8 +38,10 @@ export class MemoryBudget {
   admit(kind: 'download' | 'upload'): number | null {
     const transfers = this.downloads + this.uploads + 1;
     const uploads = this.uploads + (kind === 'upload' ? 1 : 0);
-    const share = this.budgetBytes / transfers;
-    const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(share / 4)));
+    // A quarter of what is left per transfer once the floors of four times as many transfers are set
+    // aside: the first transfers of a storm cannot take the room the later ones' floors need.
+    const free = this.budgetBytes - this.ringBytesInUse - 4 * transfers * (MIN_RING_BYTES + MIN_CHUNK_BYTES);
+    const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(free / (4 * transfers))));
     const floors = this.ringBytesInUse + ring + uploads * MIN_CHUNK_BYTES;
     if (floors > this.budgetBytes) return null;
     this.ringBytesInUse += ring;

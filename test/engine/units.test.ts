@@ -123,9 +123,18 @@ test('memory budget: rings shrink as transfers come, keep a floor, and refuse be
   let admitted = 21;
   while (budget.admit('upload') !== null) admitted++;
   assert.ok(budget.ringBytesInUse + budget.uploads * MIN_CHUNK_BYTES <= 16 << 20, 'floors fit the budget');
-  assert.ok(admitted < 16 * 8, `refuses once floors are spent (admitted ${admitted})`);
+  assert.ok(admitted <= (16 << 20) / (MIN_RING_BYTES + MIN_CHUNK_BYTES), `refuses once floors are spent (admitted ${admitted})`);
   budget.release('upload', rings[1]!);
   assert.ok(budget.admit('download') !== null, 'a release makes room again');
+});
+
+test('memory budget: engine.memoryBudgetBytes 64 MiB admits the storm of 1,000 RETR + 1,000 STOR at once', () => {
+  const control = createControl({ uploadMemoryBytes: 1 << 20 });
+  const words = new Int32Array(control.sab);
+  const budget = new MemoryBudget(64 << 20, words);
+  for (let i = 0; i < 2000; i++) assert.ok(budget.admit(i % 2 ? 'upload' : 'download') !== null, `transfer ${i + 1} of 2000 refused`);
+  assert.ok(budget.ringBytesInUse + budget.uploads * MIN_CHUNK_BYTES <= 64 << 20, 'floors fit the budget');
+  assert.ok(Atomics.load(words, G.UPLOAD_MEMORY_BYTES) >= MIN_CHUNK_BYTES);
 });
 
 test.run();
