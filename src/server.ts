@@ -224,6 +224,8 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
     const detachLog = attachSessionLog(ftp, log);
     metrics.attachConnections(() => ftp.connectionCount);
     ftp.on('connect', () => metrics.connectionsTotal.inc());
+    // Many sessions: their transfers will need more than one worker; boot them before the burst.
+    ftp.on('connect', ({ newConnectionCount }: { newConnectionCount: number }) => running.expectSessions(newConnectionCount));
     const listening = ftp.listen();
     listener = { ftp, listening };
     const [address] = await Promise.all([listening, accountsReady]);

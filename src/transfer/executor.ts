@@ -7,7 +7,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, growingBalancer } from './pool-growth.ts';
+import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, WARM_UP, growingBalancer, type WarmUpOptions } from './pool-growth.ts';
 import { reclaimWorkerSlot, workerSlotKeys } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { EngineTask, TaskResult } from './task-wire.ts';
@@ -23,6 +23,8 @@ export interface Executor {
   utilization(): number | null;
   /** Starts the first worker now if none was started yet (else the first run() does). */
   warm(): void;
+  /** Starts workers (at most `threads`, at most the maximum) ahead of the transfers that will need them. */
+  prewarm(threads: number): void;
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -48,6 +50,7 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
   const words = new Int32Array(control.sab);
   let crashes = 0;
   let created: Piscina | null = null;
+  let warming = false;
   const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++));
   if (!lazy) open();
   return {
@@ -68,6 +71,16 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
     liveThreads: () => created?.threads.length ?? 0,
     utilization: () => created?.utilization ?? 0,
     warm: () => void open(),
+    prewarm(wanted) {
+      const target = Math.min(wanted, threads);
+      const pool = open();
+      if (warming || pool.threads.length >= target) return;
+      // A no-op task the balancer refuses until the pool has `target` threads: piscina starts one
+      // (the worker answers the unknown kind with an error result, which nobody reads).
+      warming = true;
+      const options: WarmUpOptions = { warmTo: target };
+      void pool.run({ kind: 'warm-up', [WARM_UP]: options }).catch(() => {}).finally(() => (warming = false));
+    },
     async close() {
       await created?.close();
     },
@@ -135,6 +148,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
     liveThreads: () => 0,
     utilization: () => null,
     warm: () => {},
+    prewarm: () => {},
     async close() {
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));
       await ctx.agent.close();

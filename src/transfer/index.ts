@@ -13,6 +13,7 @@ import { DownloadStream } from './download-stream.ts';
 import { createAgent } from './dropbox-http.ts';
 import { readRequestCounts, type RequestCounts } from './request-counts.ts';
 import { createMainThreadExecutor, createPoolExecutor } from './executor.ts';
+import { GROW_AT_TASKS, PREWARM_WORKERS } from './pool-growth.ts';
 import type { Executor } from './executor.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { resolveEngineOptions } from './options.ts';
@@ -371,6 +372,14 @@ export class TransferEngine {
   /** Starts the first transfer worker now, if it has not started (see start's deferWorkers). */
   warm(): void {
     this.executor.warm();
+  }
+
+  /**
+   * `sessions` FTP sessions are connected: with more than GROW_AT_TASKS of them, PREWARM_WORKERS
+   * workers are started now, before their transfers come (a burst would otherwise wait for the boot).
+   */
+  expectSessions(sessions: number): void {
+    if (sessions > GROW_AT_TASKS) this.executor.prewarm(PREWARM_WORKERS);
   }
 
   stats(): EngineStats {

@@ -1,6 +1,7 @@
 // How the transfer worker pool grows: it starts with one worker and adds one (up to maxThreads)
-// only when every worker already carries GROW_AT_TASKS transfers, so an idle gateway on a 96-core
-// host holds one isolate, not 96. Main thread (piscina calls the balancer on each dispatch).
+// only when every worker already carries GROW_AT_TASKS transfers (or, ahead of a burst, up to
+// PREWARM_WORKERS once many sessions are connected), so an idle gateway on a 96-core host holds one
+// or two isolates, not 96. Main thread (piscina calls the balancer on each dispatch).
 // Invariant: never picks a worker running an abortable task (the engine posts none); pure function.
 
 import type { Piscina } from 'piscina';
@@ -14,6 +15,20 @@ export const INITIAL_WORKERS = 1;
 export const GROW_AT_TASKS = 4;
 /** An extra worker (above INITIAL_WORKERS) with no transfer for this long is stopped. */
 export const EXTRA_WORKER_IDLE_MS = 60_000;
+/**
+ * Workers kept started ahead of demand once more than GROW_AT_TASKS FTP sessions are connected: a
+ * burst of transfers from those sessions then finds them booted (a worker's boot, ~1 s on a loaded
+ * 2-core host, was the first wait of every RETR of a 200-session storm). Beyond this, growth is on
+ * demand, so idle sessions on a many-core host do not hold many isolates.
+ */
+export const PREWARM_WORKERS = 2;
+
+/** Marks a warm-up task (piscina shows a task's queue options to the balancer; the worker never sees them). */
+export const WARM_UP = Symbol.for('Piscina.queueOptions');
+export interface WarmUpOptions {
+  /** Start workers until the pool has this many. */
+  warmTo: number;
+}
 
 /**
  * Least-busy dispatch that grows the pool: an idle ready worker if there is one; else, when even the
@@ -25,7 +40,11 @@ export const EXTRA_WORKER_IDLE_MS = 60_000;
  * posted to it would wait for its whole start-up (seconds under load) before its first byte.
  */
 export function growingBalancer(maxThreads: number, poolSize: () => number, isReady: (workerId: number) => boolean = () => true): PoolBalancer {
-  return (_task, workers) => {
+  return (task, workers) => {
+    // A warm-up task (a no-op) is refused while the pool is below its target, so that piscina starts
+    // a worker; then any ready worker runs it at once, and no transfer queues behind it.
+    const warmTo = (task as { [WARM_UP]?: WarmUpOptions | null })[WARM_UP]?.warmTo;
+    const refuseWarmUp = warmTo !== undefined && poolSize() < Math.min(warmTo, maxThreads);
     let best: (typeof workers)[number] | null = null;
     let starting = workers.length < poolSize();
     for (const worker of workers) {
@@ -34,9 +53,11 @@ export function growingBalancer(maxThreads: number, poolSize: () => number, isRe
         starting = true;
         continue;
       }
+      if (refuseWarmUp) continue;
       if (worker.currentUsage === 0) return worker;
       if (best === null || worker.currentUsage < best.currentUsage) best = worker;
     }
+    if (refuseWarmUp || warmTo !== undefined) return best;
     if (best !== null && best.currentUsage >= GROW_AT_TASKS && (starting || poolSize() < maxThreads)) return null;
     return best;
   };

@@ -9,7 +9,7 @@ import { DropftpError } from '../../src/errors.ts';
 import type { Executor } from '../../src/transfer/executor.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import { ENGINE_DEFAULTS, MAX_ENGINE_WORKERS, resolveEngineOptions } from '../../src/transfer/options.ts';
-import { GROW_AT_TASKS, growingBalancer, type PoolBalancer } from '../../src/transfer/pool-growth.ts';
+import { GROW_AT_TASKS, PREWARM_WORKERS, WARM_UP, growingBalancer, type PoolBalancer } from '../../src/transfer/pool-growth.ts';
 import { MAX_WORKER_SLOTS } from '../../src/transfer/shared-layout.ts';
 import { MiB, contentOf, drain, makePool, seed, sha256, sleep, startFixture } from './helpers.ts';
 
@@ -92,6 +92,48 @@ test('an engine of 3 workers starts one worker thread, stays there while lightly
     assert.is(workersUsed(), 3, 'never beyond the maximum');
     assert.is(live(fx.engine), 3);
   } finally {
+    await fx.stop();
+  }
+});
+
+test('the balancer: a warm-up task is refused until the pool reached its target, then any ready worker runs it', () => {
+  let size = 1;
+  const pick = growingBalancer(4, () => size);
+  const warmUp = { [WARM_UP]: { warmTo: 2 } } as unknown as Parameters<PoolBalancer>[0];
+  const idle = worker(0);
+  assert.is(pick(warmUp, [idle]), null, 'one worker, target two: refused, so piscina starts one');
+  size = 2;
+  assert.is(pick(warmUp, [idle]), idle, 'the second is starting: the ready one runs the no-op, nothing queues behind it');
+  const busy = worker(GROW_AT_TASKS + 3);
+  assert.is(pick(warmUp, [busy]), busy, 'even a busy one (it is a no-op)');
+  assert.is(pick(task, [busy]), null, 'a transfer still waits for the starting worker');
+});
+
+test('defect: a burst after many logins waited for the second worker to boot — expectSessions() boots it before any transfer', async () => {
+  const fx = await startFixture({ workers: 3 });
+  const engines: TransferEngine[] = [];
+  try {
+    const pool = makePool(2 * MiB, 5);
+    await seed(fx.box, fx.account.accessToken, '/warm/a.bin', contentOf(pool, 1, MiB));
+    const engine = await TransferEngine.start({ workers: 3 }, { deferWorkers: true });
+    engines.push(engine);
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    engine.warm();
+    engine.expectSessions(GROW_AT_TASKS);
+    await sleep(300);
+    assert.is(live(engine), 1, `${GROW_AT_TASKS} sessions: one worker is enough`);
+    engine.expectSessions(GROW_AT_TASKS + 1);
+    const deadline = Date.now() + 30_000;
+    while (live(engine) < PREWARM_WORKERS && Date.now() < deadline) await sleep(20);
+    assert.is(live(engine), PREWARM_WORKERS, 'more sessions: the second worker starts with no transfer');
+    engine.expectSessions(500);
+    await sleep(300);
+    assert.is(live(engine), PREWARM_WORKERS, 'never more ahead of demand, however many sessions');
+    const got = await drain(engine.openDownload('alice', '/warm/a.bin'));
+    assert.is(got.sha, sha256(contentOf(pool, 1, MiB)), 'transfers run byte-exact after the warm-up');
+    assert.is(engine.stats().workerCrashes, 0);
+  } finally {
+    await Promise.all(engines.map((e) => e.destroy().catch(() => {})));
     await fx.stop();
   }
 });
