@@ -306,10 +306,12 @@ export class RingReader extends RingSide {
 
   /**
    * Resolves 'ready' once at least `minBytes` (clamped to capacity) are readable, or the producer
-   * ended (check isEnded()); 'closed' if the producer aborted or this side aborted.
+   * ended (check isEnded()); 'closed' if the producer aborted or this side aborted. `minBytes` may
+   * be a function, read at each check: a consumer that lends views (peekAt) and consumes them while
+   * it waits keeps one wait whose target follows its consumes, rather than starting another (waits
+   * left behind would hold the waiting flag's place and end only by their fallback timer).
    */
-  async waitReadable(minBytes = 1, timeoutMs = Infinity): Promise<WaitResult> {
-    const want = Math.min(Math.max(1, minBytes), this.capacity);
+  async waitReadable(minBytes: number | (() => number) = 1, timeoutMs = Infinity): Promise<WaitResult> {
     const words = this.words;
     const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
     for (;;) {
@@ -321,6 +323,7 @@ export class RingReader extends RingSide {
         Atomics.store(words, W.CONSUMER_WAITING, 0);
         return 'closed';
       }
+      const want = Math.min(Math.max(1, typeof minBytes === 'function' ? minBytes() : minBytes), this.capacity);
       if (this.readable() >= want || producer === STATE.ENDED) {
         Atomics.store(words, W.CONSUMER_WAITING, 0);
         return 'ready';

@@ -315,6 +315,29 @@ test('waits time out when asked to, and report it', async () => {
   assert.is(await w.waitWritable(1, 30), 'timeout');
 });
 
+test('waitReadable with a target function: one wait follows the consumer lending and consuming meanwhile', async () => {
+  const h = createRing(64);
+  const r = new RingReader(h);
+  const w = new RingWriter(h);
+  w.write(new Uint8Array(16));
+  let lent = 16; // all 16 readable bytes lent out as views: wait for one more
+  let ready = false;
+  const waiting = r.waitReadable(() => lent + 1, 2000).then((res) => {
+    ready = true;
+    return res;
+  });
+  // The views come back and are consumed: the same wait now wants one byte past what is still lent.
+  r.consume(10);
+  lent -= 10;
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.not.ok(ready, 'no new byte yet');
+  const t0 = Date.now();
+  w.write(new Uint8Array(1));
+  assert.is(await waiting, 'ready');
+  // With the target fixed at 17 it would wait for 10 more bytes (or its 2 s timeout).
+  assert.ok(Date.now() - t0 < 1000, 'woken by the one new byte');
+});
+
 test('seeded stress: producer in a worker, consumer on the main thread, every byte checked', async () => {
   for (const [cap, maxChunk, seed, totalBytes] of [
     [16, 40, 1, 256 * 1024 + 13],

@@ -27,8 +27,6 @@ export class DownloadStream extends Readable {
   bytesRead = 0;
   /** What the stream waits for, if anything: new ring data, lent views to come back, or the result. */
   private waitingFor: 'data' | 'release' | 'result' | null = null;
-  /** Bumped to disown a pending ring wait (a release changed what it should wait for). */
-  private waitSeq = 0;
   private views = false;
   /** Bytes lent as views and not yet released (view mode). */
   private lentBytes = 0;
@@ -79,10 +77,10 @@ export class DownloadStream extends Readable {
     }
     if (this.destroyed) return;
     this.ring.consume(byteLength);
-    // A wait sized before this release would ask for more than is missing now: start over.
-    if (this.waitingFor === 'data' || this.waitingFor === 'release') {
+    // A wait for data stays valid (it counts the lent bytes at each check, and a release changes
+    // neither them nor the readable bytes beyond them); only a wait for views to come back is over.
+    if (this.waitingFor === 'release') {
       this.waitingFor = null;
-      this.waitSeq++;
       this._read();
     }
   }
@@ -135,12 +133,15 @@ export class DownloadStream extends Readable {
         this.waitingFor = 'release'; // release() goes on
         return;
       }
-      if (this.endOrWait(this.lentBytes + 1)) return;
+      if (this.endOrWait(this.beyondLent)) return;
     }
   }
 
+  /** View mode's wait target: one byte past those lent (read by the ring at each check). */
+  private readonly beyondLent = (): number => this.lentBytes + 1;
+
   /** Nothing to hand out now: the producer aborted, or ended (wait for the result), or wait for data. */
-  private endOrWait(minReadable: number): true {
+  private endOrWait(minReadable: number | (() => number)): true {
     if (this.ring.producerAborted()) return true; // the result (with its full message) destroys us
     if (this.ring.isEnded()) {
       this.waitingFor = 'result';
@@ -156,10 +157,9 @@ export class DownloadStream extends Readable {
       });
       return true;
     }
+    // One wait at a time: _read() starts none while waitingFor is set.
     this.waitingFor = 'data';
-    const seq = ++this.waitSeq;
     this.ring.waitReadable(minReadable).then(() => {
-      if (seq !== this.waitSeq) return;
       this.waitingFor = null;
       if (!this.destroyed) this._read();
     });
