@@ -26,6 +26,8 @@ export const MAX_THROTTLES = 200;
 export const MAX_CALL_BYTES = 150 * 1024 * 1024;
 /** Spool one upload may hold: two calls' worth, so the next call fills while one is in flight. */
 export const MAX_SPOOL_PER_UPLOAD = 2 * MAX_CALL_BYTES;
+/** Longest the reader waits for half a ring before it takes what the ring holds. */
+const READER_BATCH_MS = 20;
 
 type CallResult = { ok: true } | { ok: false; code: ErrorCode; message: string; aborted: boolean };
 
@@ -111,7 +113,9 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           else await Promise.race([room.wait(), ring.waitReadable(1)]);
           continue;
         }
-        await ring.waitReadable(1);
+        // Woken once half a ring is there (or the end), not per socket read of the client; a
+        // slower client's bytes are taken after READER_BATCH_MS all the same.
+        if ((await ring.waitReadable(ring.capacity >>> 1, READER_BATCH_MS)) === 'timeout') await ring.waitReadable(1);
       }
     })();
 
