@@ -176,13 +176,16 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     }
 
     /**
-     * The next call, if one should start now: everything once the client ended (close=true); a
+     * The next call, if one should start now: everything once the client ended (close=true; in
+     * full-size calls first while that is more than MAX_CALL_BYTES); a
      * full-size call once more bytes are known to follow; what is retained when retention is full
      * and the client has more.
      */
     function nextCall(): { to: number; close: boolean } | null {
       const pending = retention.end - acked;
-      if (rd.state === 'ended') return { to: retention.end, close: true };
+      // Ended: the rest in one closing call, unless it is more than one call may carry (retention
+      // holds up to two calls' worth of spool plus the memory share).
+      if (rd.state === 'ended') return pending <= MAX_CALL_BYTES ? { to: retention.end, close: true } : { to: acked + callTarget(), close: false };
       const target = callTarget();
       if (pending >= target && (pending > target || ring.readable() > 0)) return { to: acked + target, close: false };
       if (rd.full && pending > 0 && ring.readable() > 0) return { to: retention.end, close: false };
