@@ -10,8 +10,11 @@
 import { RingWriter } from 'native-free-ringbuf';
 import type { ErrorCode } from '../src/errors.ts';
 import { ContentHasher } from '../src/transfer/content-hash.ts';
-import { backoffMs, callOutcome, classifyResponse, classifyThrown, contentRequest, headerValue, sleep } from '../src/transfer/dropbox-http.ts';
+import type { IncomingHttpHeaders } from 'node:http';
+import { backoffMs, callOutcome, headerValue, sleep } from '../src/transfer/dropbox-http.ts';
 import type { Failure } from '../src/transfer/dropbox-http.ts';
+import { StreamedCall } from '../src/transfer/streamed-call.ts';
+import type { BodySink, SinkAnswer } from '../src/transfer/streamed-call.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
 import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { DownloadTask, FileMetadata, TaskResult } from '../src/transfer/task-wire.ts';
@@ -50,29 +53,22 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   while (total < 0 || pos < total) {
     if (ring.consumerGone()) return consumerGone();
     if (!(await ctx.pacer.admit(slot, () => ring.consumerGone()))) return consumerGone();
-    let failure: Failure | null = null;
+    let failure: Failure | null;
     const tokenSeq = readToken(task.account.tokenCell).seq;
     const startedAt = pos;
-    try {
-      // Range only to resume: the first call reads the whole file, from byte 0 even for REST.
-      const headers: Record<string, string> = pos > 0 ? { range: `bytes=${pos}-` } : {};
-      let res;
-      try {
-        res = await contentRequest({ dispatcher: ctx.agent, account: task.account, route: 'files/download', arg: { path: task.path }, headers });
-      } catch (err) {
-        ctx.pacer.report(slot, { kind: 'failed' });
-        throw err;
-      }
-      if (res.statusCode !== 200 && res.statusCode !== 206) {
-        failure = await classifyResponse(res);
-        await ctx.pacer.settle(slot, callOutcome(res.statusCode, failure));
-      } else {
-        ctx.pacer.report(slot, { kind: 'ok' });
-        failure = await receive(res);
-      }
-    } catch (err) {
-      failure = classifyThrown(err);
-    }
+    // Range only to resume: the first call reads the whole file, from byte 0 even for REST.
+    const headers: Record<string, string> = pos > 0 ? { range: `bytes=${pos}-` } : {};
+    const sink = RingSink();
+    const call = new StreamedCall({ dispatcher: ctx.agent, account: task.account, route: 'files/download', arg: { path: task.path }, headers }, sink);
+    sink.call = call;
+    const outcome = await call.done;
+    // Bytes already hashed are all delivered before anything else happens (a resume reads from pos).
+    await sink.flushed;
+    failure = outcome.failure;
+    // Exactly one report per admitted call: a 2xx was reported as its headers came (sink.start).
+    if (outcome.statusCode === 0) ctx.pacer.report(slot, { kind: 'failed' });
+    else if (outcome.statusCode >= 300) await ctx.pacer.settle(slot, callOutcome(outcome.statusCode, failure));
+    else if (!failure && pos < total) failure = { kind: 'retry', reason: `body ended at ${pos} of ${total} B`, retryAfterMs: 0, throttle: null };
     if (ring.consumerGone()) return consumerGone();
     if (pos > startedAt) failedAttempts = 0;
     if (!failure) continue;
@@ -108,83 +104,95 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   ring.end();
   return { ok: true, kind: 'download', metadata: meta, byteLength: pos - deliverFrom, verified: !!meta.content_hash };
 
-  /** Streams one 200/206 answer into the ring; null when the file is complete, else why not. */
-  async function receive(res: Awaited<ReturnType<typeof contentRequest>>): Promise<Failure | null> {
-    const meta = parseResult(headerValue(res.headers['dropbox-api-result']));
-    if (!meta) {
-      dropBody(res);
-      return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: 'download response without a valid Dropbox-API-Result header' };
-    }
-    if (metadata && (meta.rev !== metadata.rev || meta.size !== metadata.size)) {
-      dropBody(res);
-      return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: `${task.path} changed during the download (rev ${metadata.rev} → ${meta.rev})` };
-    }
-    metadata = meta;
-    total = meta.size;
-    if (deliverFrom > total) {
-      dropBody(res);
-      return { kind: 'fatal', code: 'DROPFTP_ERR_BAD_OFFSET', reason: `offset ${deliverFrom} is beyond the end of ${task.path} (${total} B)` };
-    }
-    // A 200 to a ranged request carries the whole file: skip what was already received.
-    let skip = res.statusCode === 200 ? pos : 0;
-    if (res.statusCode === 206) {
-      const start = Number(/bytes (\d+)-/.exec(headerValue(res.headers['content-range']) ?? '')?.[1] ?? NaN);
-      if (start !== pos) {
-        dropBody(res);
-        return { kind: 'retry', reason: `Content-Range starts at ${start}, wanted ${pos}`, retryAfterMs: 0, throttle: null };
-      }
-    }
-    try {
-      for await (const raw of res.body) {
-        let chunk = raw as Buffer;
+  /**
+   * Takes one 200/206 answer into the ring, piece by piece as undici parses it: each piece hashed
+   * once, whole, then copied into ring memory; a piece the ring cannot take at once pauses the
+   * socket until the reader made room (backpressure), and the rest goes in before it resumes.
+   */
+  function RingSink(this: void): BodySink & { call: StreamedCall | null; flushed: Promise<void> } {
+    /** Bytes still to skip: a 200 to a ranged request carries the whole file again. */
+    let skip = 0;
+    /** A piece the ring could not take whole, and where its untaken part starts. */
+    let pending: Buffer | null = null;
+    let pendingAt = 0;
+    const sink = {
+      call: null as StreamedCall | null,
+      /** Settles once no piece is pending (the call may have failed meanwhile: its bytes still go in). */
+      flushed: Promise.resolve(),
+      start(statusCode: number, headers: IncomingHttpHeaders): Failure | null {
+        ctx.pacer.report(slot, { kind: 'ok' });
+        const meta = parseResult(headerValue(headers['dropbox-api-result']));
+        if (!meta) return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: 'download response without a valid Dropbox-API-Result header' };
+        if (metadata && (meta.rev !== metadata.rev || meta.size !== metadata.size)) {
+          return { kind: 'fatal', code: 'DROPFTP_ERR_UPSTREAM', reason: `${task.path} changed during the download (rev ${metadata.rev} → ${meta.rev})` };
+        }
+        metadata = meta;
+        total = meta.size;
+        if (deliverFrom > total) return { kind: 'fatal', code: 'DROPFTP_ERR_BAD_OFFSET', reason: `offset ${deliverFrom} is beyond the end of ${task.path} (${total} B)` };
+        skip = statusCode === 200 ? pos : 0;
+        if (statusCode === 206) {
+          const start = Number(/bytes (\d+)-/.exec(headerValue(headers['content-range']) ?? '')?.[1] ?? NaN);
+          if (start !== pos) return { kind: 'retry', reason: `Content-Range starts at ${start}, wanted ${pos}`, retryAfterMs: 0, throttle: null };
+        }
+        return null;
+      },
+      data(raw: Buffer): SinkAnswer {
+        let chunk = raw;
         if (skip > 0) {
           const s = Math.min(skip, chunk.length);
           skip -= s;
           chunk = chunk.subarray(s);
+          if (chunk.length === 0) return true;
         }
-        if (pos + chunk.length > total) {
-          dropBody(res);
-          return { kind: 'retry', reason: `body longer than the ${total} B promised`, retryAfterMs: 0, throttle: null };
-        }
+        if (pos + chunk.length > total) return { kind: 'retry', reason: `body longer than the ${total} B promised`, retryAfterMs: 0, throttle: null };
         // Hashed once, whole (the bytes of a ring that closes mid-chunk are never delivered as a file).
         hasher.update(chunk);
         let off = 0;
         if (pos < deliverFrom) {
-          const prefix = Math.min(deliverFrom - pos, chunk.length);
-          off = prefix;
-          pos += prefix;
+          off = Math.min(deliverFrom - pos, chunk.length);
+          pos += off;
         }
-        while (off < chunk.length) {
+        if (off < chunk.length) {
           const n = ring.write(chunk, off);
-          if (n > 0) {
-            off += n;
-            pos += n;
-            continue;
-          }
-          // A full ring pauses this body (the socket stops being read): backpressure, not a cut.
-          if ((await ring.waitWritable(Math.min(chunk.length - off, ring.capacity / 4))) === 'closed') break;
+          off += n;
+          pos += n;
         }
-        if (ring.consumerGone()) {
-          dropBody(res);
-          return null;
-        }
+        if (ring.consumerGone()) return { kind: 'closed', reason: 'download stopped by its reader' };
         if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
+        if (off === chunk.length) return true;
+        // The ring is full: undici hands this piece over only for this call, so its rest is copied
+        // out (rare: the ring's room is checked before the socket is read again).
+        pending = Buffer.from(chunk.subarray(off));
+        pendingAt = 0;
+        // After a tick: resume() must come after undici saw this `false` and paused the socket.
+        sink.flushed = Promise.resolve().then(drain);
+        return false;
+      },
+    };
+    /**
+     * Moves the pending rest into the ring as room appears, then resumes the socket (a no-op when
+     * the call ended meanwhile). Only the reader going away drops it.
+     */
+    async function drain(): Promise<void> {
+      while (pending) {
+        const n = ring.write(pending, pendingAt);
+        pendingAt += n;
+        pos += n;
+        if (pendingAt === pending.length) {
+          pending = null;
+          if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
+          sink.call?.resume();
+          return;
+        }
+        if ((await ring.waitWritable(Math.min(pending.length - pendingAt, ring.capacity / 4))) === 'closed') {
+          pending = null;
+          sink.call?.abort({ kind: 'closed', reason: 'download stopped by its reader' });
+          return;
+        }
       }
-    } catch (err) {
-      return classifyThrown(err);
     }
-    if (pos < total) return { kind: 'retry', reason: `body ended at ${pos} of ${total} B`, retryAfterMs: 0, throttle: null };
-    return null;
+    return sink;
   }
-}
-
-/**
- * Drops an answer's body unread. undici's body emits "Request aborted" when destroyed before its
- * end: unheard, that error would kill this worker and every transfer pinned to it.
- */
-function dropBody(res: Awaited<ReturnType<typeof contentRequest>>): void {
-  res.body.on('error', () => {});
-  res.body.destroy();
 }
 
 function parseResult(header: string | undefined): FileMetadata | null {

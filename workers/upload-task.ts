@@ -26,6 +26,8 @@ export const MAX_THROTTLES = 200;
 export const MAX_CALL_BYTES = 150 * 1024 * 1024;
 /** Spool one upload may hold: two calls' worth, so the next call fills while one is in flight. */
 export const MAX_SPOOL_PER_UPLOAD = 2 * MAX_CALL_BYTES;
+/** Longest the reader waits for half a ring before it takes what the ring holds. */
+const READER_BATCH_MS = 20;
 
 type CallResult = { ok: true } | { ok: false; code: ErrorCode; message: string; aborted: boolean };
 
@@ -111,7 +113,9 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           else await Promise.race([room.wait(), ring.waitReadable(1)]);
           continue;
         }
-        await ring.waitReadable(1);
+        // Woken once half a ring is there (or the end), not per socket read of the client; a
+        // slower client's bytes are taken after READER_BATCH_MS all the same.
+        if ((await ring.waitReadable(ring.capacity >>> 1, READER_BATCH_MS)) === 'timeout') await ring.waitReadable(1);
       }
     })();
 
@@ -172,13 +176,16 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     }
 
     /**
-     * The next call, if one should start now: everything once the client ended (close=true); a
+     * The next call, if one should start now: everything once the client ended (close=true; in
+     * full-size calls first while that is more than MAX_CALL_BYTES); a
      * full-size call once more bytes are known to follow; what is retained when retention is full
      * and the client has more.
      */
     function nextCall(): { to: number; close: boolean } | null {
       const pending = retention.end - acked;
-      if (rd.state === 'ended') return { to: retention.end, close: true };
+      // Ended: the rest in one closing call, unless it is more than one call may carry (retention
+      // holds up to two calls' worth of spool plus the memory share).
+      if (rd.state === 'ended') return pending <= MAX_CALL_BYTES ? { to: retention.end, close: true } : { to: acked + callTarget(), close: false };
       const target = callTarget();
       if (pending >= target && (pending > target || ring.readable() > 0)) return { to: acked + target, close: false };
       if (rd.full && pending > 0 && ring.readable() > 0) return { to: retention.end, close: false };

@@ -11,13 +11,15 @@
 //    72     18          PRODUCER_ERROR     producer     error code when ABORTED (0 = none)
 //    76     19          CONSUMER_BELL      producer     bumped after every publish/state change;
 //                                                       the consumer waits on it (waitAsync)
-//    80     20          PRODUCER_WAITING   producer     1 while the producer waits for space
+//    80     20          PRODUCER_WAITING   producer     while the producer waits: the free bytes it
+//                                                       waits for (the consumer rings only then); 0 else
 //   128     32          READ_POS           consumer     bytes ever read, mod 2^32 (free-running)
 //   132     33          CONSUMER_STATE     consumer     OPEN | ABORTED (consumer has gone)
 //   136     34          CONSUMER_ERROR     consumer     error code when ABORTED (0 = none)
 //   140     35          PRODUCER_BELL      consumer     bumped after every consume/state change;
 //                                                       the producer waits on it (waitAsync)
-//   144     36          CONSUMER_WAITING   consumer     1 while the consumer waits for data
+//   144     36          CONSUMER_WAITING   consumer     while the consumer waits: the readable bytes
+//                                                       it waits for (the producer rings only then); 0 else
 //   192     --          DATA               both         CAPACITY bytes; producer fills
 //                                                       [READ_POS..WRITE_POS) is the consumer's
 //

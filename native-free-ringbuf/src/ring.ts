@@ -162,7 +162,7 @@ export class RingWriter extends RingSide {
   end(): void {
     if (this.stale() || Atomics.load(this.words, W.PRODUCER_STATE) !== STATE.OPEN) return;
     Atomics.store(this.words, W.PRODUCER_STATE, STATE.ENDED);
-    this.ringConsumer();
+    this.ringConsumer(true);
   }
 
   /** The producer gives up; `code` (non-zero) tells the consumer why. Unread data is dropped. */
@@ -170,7 +170,7 @@ export class RingWriter extends RingSide {
     if (this.stale() || Atomics.load(this.words, W.PRODUCER_STATE) === STATE.ABORTED) return;
     Atomics.store(this.words, W.PRODUCER_ERROR, code | 0 || 1);
     Atomics.store(this.words, W.PRODUCER_STATE, STATE.ABORTED);
-    this.ringConsumer();
+    this.ringConsumer(true);
   }
 
   /** True once the consumer aborted: nothing written from now on will be read. */
@@ -185,7 +185,8 @@ export class RingWriter extends RingSide {
     const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       if (this.stale()) return 'closed'; // the header (waiting flag included) belongs to the next transfer
-      Atomics.store(words, W.PRODUCER_WAITING, 1);
+      // The amount waited for, so that the consumer rings only once it is there (layout.ts).
+      Atomics.store(words, W.PRODUCER_WAITING, want);
       const bell = Atomics.load(words, W.PRODUCER_BELL);
       if (this.consumerGone() || Atomics.load(words, W.PRODUCER_STATE) !== STATE.OPEN) {
         Atomics.store(words, W.PRODUCER_WAITING, 0);
@@ -209,9 +210,14 @@ export class RingWriter extends RingSide {
     this.ringConsumer();
   }
 
-  private ringConsumer(): void {
+  /**
+   * Bumps the consumer's bell; wakes a waiting consumer on a state change, or once the bytes it
+   * waits for are readable (a wake-up per publish would cost a cross-thread notify each).
+   */
+  private ringConsumer(stateChanged = false): void {
     Atomics.add(this.words, W.CONSUMER_BELL, 1);
-    if (Atomics.load(this.words, W.CONSUMER_WAITING) !== 0) Atomics.notify(this.words, W.CONSUMER_BELL);
+    const want = Atomics.load(this.words, W.CONSUMER_WAITING);
+    if (want !== 0 && (stateChanged || this.readable() >= want)) Atomics.notify(this.words, W.CONSUMER_BELL);
   }
 }
 
@@ -301,7 +307,7 @@ export class RingReader extends RingSide {
     if (this.stale() || Atomics.load(this.words, W.CONSUMER_STATE) === STATE.ABORTED) return;
     Atomics.store(this.words, W.CONSUMER_ERROR, code | 0 || 1);
     Atomics.store(this.words, W.CONSUMER_STATE, STATE.ABORTED);
-    this.ringProducer();
+    this.ringProducer(true);
   }
 
   /**
@@ -316,14 +322,14 @@ export class RingReader extends RingSide {
     const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       if (this.stale()) return 'closed'; // the header (waiting flag included) belongs to the next transfer
-      Atomics.store(words, W.CONSUMER_WAITING, 1);
+      const want = Math.min(Math.max(1, typeof minBytes === 'function' ? minBytes() : minBytes), this.capacity);
+      Atomics.store(words, W.CONSUMER_WAITING, want);
       const bell = Atomics.load(words, W.CONSUMER_BELL);
       const producer = Atomics.load(words, W.PRODUCER_STATE);
       if (producer === STATE.ABORTED || Atomics.load(words, W.CONSUMER_STATE) !== STATE.OPEN) {
         Atomics.store(words, W.CONSUMER_WAITING, 0);
         return 'closed';
       }
-      const want = Math.min(Math.max(1, typeof minBytes === 'function' ? minBytes() : minBytes), this.capacity);
       if (this.readable() >= want || producer === STATE.ENDED) {
         Atomics.store(words, W.CONSUMER_WAITING, 0);
         return 'ready';
@@ -342,8 +348,10 @@ export class RingReader extends RingSide {
     this.ringProducer();
   }
 
-  private ringProducer(): void {
+  /** Bumps the producer's bell; wakes a waiting producer on a state change or once its room is free. */
+  private ringProducer(stateChanged = false): void {
     Atomics.add(this.words, W.PRODUCER_BELL, 1);
-    if (Atomics.load(this.words, W.PRODUCER_WAITING) !== 0) Atomics.notify(this.words, W.PRODUCER_BELL);
+    const want = Atomics.load(this.words, W.PRODUCER_WAITING);
+    if (want !== 0 && (stateChanged || this.writable() >= want)) Atomics.notify(this.words, W.PRODUCER_BELL);
   }
 }

@@ -18,6 +18,8 @@ import type { FileMetadata, TaskResult } from './task-wire.ts';
 const CHUNK_BYTES = 64 * 1024;
 /** Largest view lent at once: releases come back in steps, so the worker refills behind them. */
 const MAX_VIEW_BYTES = 256 * 1024;
+/** Longest a wait for a batch of ring data holds back the bytes already there. */
+const BATCH_WAIT_MS = 20;
 
 export class DownloadStream extends Readable {
   /** FileMetadata of the file read (set before 'end'). */
@@ -31,6 +33,8 @@ export class DownloadStream extends Readable {
   /** Bytes lent as views and not yet released (view mode). */
   private lentBytes = 0;
   private readonly maxViewBytes: number;
+  /** Whether the next wait for data asks for a batch (off after a batch wait timed out). */
+  private batching = true;
   /** _destroy's completion, held while views are still lent. */
   private afterLent: (() => void) | null = null;
 
@@ -159,7 +163,21 @@ export class DownloadStream extends Readable {
     }
     // One wait at a time: _read() starts none while waitingFor is set.
     this.waitingFor = 'data';
-    this.ring.waitReadable(minReadable).then(() => {
+    // Woken once half a ring more is there, not per piece the worker writes (each wake-up is a
+    // cross-thread notify and a turn of this loop); at most three quarters, so that the worker,
+    // which waits for a quarter ring of room, and this wait can always both be met. A slow source's
+    // bytes go out after BATCH_WAIT_MS, and then each as it comes until a batch came whole. The
+    // target is read at each check (view mode: it follows the views released meanwhile).
+    const capacity = this.ring.capacity;
+    const least = typeof minReadable === 'function' ? minReadable : () => minReadable;
+    const batching = this.batching;
+    const want = (): number => {
+      const m = least();
+      const batched = batching ? Math.min(m - 1 + (capacity >>> 1), (capacity >>> 2) * 3) : 0;
+      return batched > m ? batched : m;
+    };
+    this.ring.waitReadable(want, batching ? BATCH_WAIT_MS : Infinity).then((r) => {
+      this.batching = r !== 'timeout';
       this.waitingFor = null;
       if (!this.destroyed) this._read();
     });

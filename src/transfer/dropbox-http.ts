@@ -7,7 +7,6 @@
 // Every answer (or its absence) of a request sent through an agent made with counters is counted
 // there by route and status (request-counts.ts), here and nowhere else.
 
-import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { CallOutcome } from '../dropbox/pacer.ts';
@@ -40,6 +39,11 @@ export function createAgent(counters?: Int32Array): Agent {
   });
   if (counters) counted.set(agent, counters);
   return agent;
+}
+
+/** The control words an agent made with counters counts its answers in (null: not counted). */
+export function countingWords(dispatcher: Dispatcher): Int32Array | null {
+  return counted.get(dispatcher) ?? null;
 }
 
 /** Counts the answer of `route` (its status; 0 when the request failed without one). */
@@ -78,23 +82,29 @@ export interface ContentCall {
   headers?: Record<string, string>;
 }
 
-export function contentRequest(call: ContentCall): Promise<Dispatcher.ResponseData> {
+/** The headers of a content call (its body's type and length included). */
+export function contentHeaders(call: ContentCall): Record<string, string> {
   const headers: Record<string, string> = {
     authorization: bearer(call.account),
     'dropbox-api-arg': headerSafeJson(call.arg),
     ...call.headers,
   };
-  let body: Buffer | Readable | undefined;
-  if (call.body instanceof Uint8Array) body = Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength);
-  else if (call.body) {
-    body = Readable.from(call.body, { objectMode: false });
-    if (call.bodyBytes !== undefined) headers['content-length'] = String(call.bodyBytes);
-  }
   if (call.body) headers['content-type'] = 'application/octet-stream';
+  if (call.body && !(call.body instanceof Uint8Array) && call.bodyBytes !== undefined) headers['content-length'] = String(call.bodyBytes);
+  return headers;
+}
+
+export function contentRequest(call: ContentCall): Promise<Dispatcher.ResponseData> {
+  // A stream of pieces goes to undici as the async iterable it is (undici writes each piece to the
+  // socket and awaits 'drain'): a Readable around it would add a buffer and a tick per piece.
+  let body: Buffer | AsyncIterable<Uint8Array> | undefined;
+  if (call.body instanceof Uint8Array) body = Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength);
+  else body = call.body;
   const pending = request(`${call.account.contentUrl}/2/${call.route}`, {
     method: 'POST',
-    headers,
-    body,
+    headers: contentHeaders(call),
+    // undici takes async iterables (lib/core/request.js); its request() types list only Readable.
+    body: body as Dispatcher.RequestOptions['body'],
     dispatcher: call.dispatcher,
   });
   return counting(call.dispatcher, call.route, pending);

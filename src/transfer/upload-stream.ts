@@ -62,7 +62,8 @@ export class UploadStream extends Writable {
       }
       if (offset >= chunk.length) return callback();
       if (this.ring.consumerGone()) return void this.failFromResult(callback);
-      this.ring.waitWritable(1).then(pump, callback);
+      // Woken once a quarter ring (or the rest of this chunk) fits, not per read of the worker.
+      this.ring.waitWritable(Math.min(chunk.length - offset, this.ring.capacity >>> 2)).then(pump, callback);
     };
     pump();
   }
