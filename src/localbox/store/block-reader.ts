@@ -1,12 +1,14 @@
 // Reads a byte range of a stored file (its blocks, in order) into buffers lent from a shared pool:
 // no allocation per chunk, so thousands of downloads do not keep the garbage collector busy. Runs in
-// the local box child's main thread (reads on libuv's pool). Invariants: at most lentMax buffers of
-// one reader are out at once (that is the download's backpressure); a buffer goes back to the pool
-// only through release(), after its bytes were handed to the socket (pool: buffer-pool.ts).
+// the local box child's main thread (reads on libuv's pool, taking turns with writes: io-slots.ts).
+// Invariants: at most lentMax buffers of one reader are out at once (that is the download's
+// backpressure); a buffer goes back to the pool (buffer-pool.ts) only through release(), after its
+// bytes were handed to the socket.
 
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BlockRef } from './block-ref.ts';
 import { giveBuffer, takeBuffer } from './buffer-pool.ts';
+import { withIoSlot } from './io-slots.ts';
 
 // All downloads together keep about READ_BUDGET_BYTES in lent buffers: one download reads 1 MiB at
 // a time and keeps up to 4 of them in its socket's queue (the socket never waits for the disk, even
@@ -63,13 +65,15 @@ export class BlockReader {
     if (this.cancelled || this.pos >= this.end) return null;
     const block = this.blocks[this.idx];
     if (!block) throw new Error(`file shorter than its size: nothing at byte ${this.pos}`);
-    if (!this.fh) this.fh = await open(this.pathOf(block.hash), 'r');
+    if (!this.fh) this.fh = await withIoSlot(() => open(this.pathOf(block.hash), 'r'));
     const blockEnd = this.blockStart + block.len;
     const n = Math.min(this.chunk, blockEnd - this.pos, this.end - this.pos);
     const buf = takeBuffer(this.chunk);
     this.lent++;
     for (let got = 0; got < n; ) {
-      const { bytesRead } = await this.fh.read(buf, got, n - got, this.pos - this.blockStart + got);
+      const fh = this.fh;
+      const at = this.pos - this.blockStart + got;
+      const { bytesRead } = await withIoSlot(() => fh.read(buf, got, n - got, at));
       if (bytesRead === 0) throw new Error(`block ${block.hash} is shorter than ${block.len} bytes`);
       got += bytesRead;
     }
