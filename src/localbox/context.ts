@@ -1,7 +1,7 @@
 // The per-request context handed to route handlers: parsed arguments, the account, fault decisions,
 // and helpers that send JSON, stream download bodies and read upload bodies (with injected resets
 // and corruption applied on the wire). Runs in the local box child. Invariants: a handler sends at
-// most one reply; a download holds at most two lent chunks, an upload body pauses while its sink waits.
+// most one reply; a download holds at most its reader's few lent chunks, an upload body pauses while its sink waits.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Args } from './args.ts';
@@ -132,8 +132,9 @@ function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
 
 /**
  * Writes the bytes of `reader` (totalling `byteLength`, then `extraBytes` of filler for an injected
- * long_body) after the head already set on ctx.res, applying an injected corruption or reset. Each lent buffer goes back to the reader when the socket
- * has taken its bytes, so at most two chunks per download are in memory. Resolves when the reply is
+ * long_body) after the head already set on ctx.res, applying an injected corruption or reset. Each
+ * lent buffer goes back to the reader when the socket has taken its bytes, so at most the reader's
+ * lent chunks are in memory. Resolves when the reply is
  * finished or the client went away.
  */
 export async function streamBody(ctx: Ctx, reader: BlockReader, byteLength: number, randomInt: (n: number) => number, extraBytes = 0): Promise<void> {

@@ -2,6 +2,7 @@
 // only once the socket took their bytes) stay byte-exact with slow, fast and vanishing readers at
 // once; uploads queued in batches land byte-exact with the right content_hash; an append's own
 // content_hash is checked from its block hashes (concurrent session) without a second pass.
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -121,6 +122,19 @@ test('slow, fast and vanishing downloads at once, twice over (recycled buffers):
     }
     await Promise.all(jobs);
   }
+});
+
+test('a lone download (four 1 MiB reads ahead) is byte-exact, slow or fast, whole or from inside a block', async () => {
+  const f = files[0]!;
+  assert.ok((await download('/f0.bin'))!.equals(f));
+  assert.ok((await download('/f0.bin', { slowMs: 5 }))!.equals(f));
+  const from = 4 * MiB - 7;
+  assert.ok((await download('/f0.bin', { range: `bytes=${from}-` }))!.equals(f.subarray(from)));
+});
+
+test('the box child runs with its heap flags (a 64 MiB starting old generation)', () => {
+  const argv = readFileSync(`/proc/${t.box.pid}/cmdline`, 'utf8').split('\0');
+  assert.ok(argv.includes('--initial-old-space-size=64'), argv.join(' '));
 });
 
 test("a concurrent session's append content_hash is checked from its blocks", async () => {

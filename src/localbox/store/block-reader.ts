@@ -1,43 +1,39 @@
 // Reads a byte range of a stored file (its blocks, in order) into buffers lent from a shared pool:
 // no allocation per chunk, so thousands of downloads do not keep the garbage collector busy. Runs in
-// the local box child's main thread (reads on libuv's pool). Invariants: at most LENT_MAX buffers of
-// one reader are out at once (that is the download's backpressure); a buffer goes back to the pool
-// only through release(), after its bytes were handed to the socket; the pool keeps at most
-// POOL_MAX_BYTES of free buffers.
+// the local box child's main thread (reads on libuv's pool, taking turns with writes: io-slots.ts).
+// Invariants: at most lentMax buffers of one reader are out at once (that is the download's
+// backpressure); a buffer goes back to the pool (buffer-pool.ts) only through release(), after its
+// bytes were handed to the socket.
 
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BlockRef } from './block-ref.ts';
+import { giveBuffer, takeBuffer } from './buffer-pool.ts';
+import { withIoSlot } from './io-slots.ts';
 
-const LENT_MAX = 2;
-const POOL_MAX_BYTES = 64 * 1024 * 1024;
-const free = new Map<number, ArrayBuffer[]>();
-let freeBytes = 0;
+// All downloads together keep about READ_BUDGET_BYTES in lent buffers: one download reads 1 MiB at
+// a time and keeps up to 4 of them in its socket's queue (the socket never waits for the disk, even
+// across a block boundary); thousands read 64 KiB at a time, two each.
+const READ_BUDGET_BYTES = 64 * 1024 * 1024;
+const MIN_CHUNK_BYTES = 64 * 1024;
+const MAX_CHUNK_BYTES = 1024 * 1024;
+const MIN_LENT = 2;
+const MAX_LENT = 4;
 let activeReaders = 0;
 
-/** Bytes per read: large for a few downloads, smaller as they multiply (memory stays bounded). */
+/** Bytes per read for a reader starting now: the largest power of two that keeps the budget. */
 function chunkBytes(): number {
-  return activeReaders <= 8 ? 1024 * 1024 : activeReaders <= 64 ? 256 * 1024 : 64 * 1024;
+  let b = MAX_CHUNK_BYTES;
+  while (b > MIN_CHUNK_BYTES && b * MIN_LENT * activeReaders > READ_BUDGET_BYTES) b /= 2;
+  return b;
 }
 
-function take(size: number): Buffer {
-  const ab = free.get(size)?.pop();
-  if (ab) {
-    freeBytes -= size;
-    return Buffer.from(ab);
-  }
-  return Buffer.allocUnsafeSlow(size);
-}
-
-function give(ab: ArrayBuffer): void {
-  if (freeBytes + ab.byteLength > POOL_MAX_BYTES) return;
-  let list = free.get(ab.byteLength);
-  if (!list) free.set(ab.byteLength, (list = []));
-  list.push(ab);
-  freeBytes += ab.byteLength;
+function lentMax(chunk: number): number {
+  return Math.max(MIN_LENT, Math.min(MAX_LENT, Math.floor(READ_BUDGET_BYTES / (chunk * activeReaders))));
 }
 
 export class BlockReader {
-  private readonly chunk = chunkBytes();
+  private readonly chunk: number;
+  private readonly lentMax: number;
   private lent = 0;
   private waiter: (() => void) | null = null;
   private fh: FileHandle | null = null;
@@ -54,6 +50,8 @@ export class BlockReader {
     private readonly end: number,
   ) {
     activeReaders++;
+    this.chunk = chunkBytes();
+    this.lentMax = lentMax(this.chunk);
     this.pos = start;
     while (this.idx < blocks.length && this.blockStart + blocks[this.idx]!.len <= start) {
       this.blockStart += blocks[this.idx]!.len;
@@ -63,17 +61,19 @@ export class BlockReader {
 
   /** The next bytes in a lent buffer (give it back with release()); null at the end or once cancelled. */
   async next(): Promise<Buffer | null> {
-    while (this.lent >= LENT_MAX && !this.cancelled) await new Promise<void>((resolve) => (this.waiter = resolve));
+    while (this.lent >= this.lentMax && !this.cancelled) await new Promise<void>((resolve) => (this.waiter = resolve));
     if (this.cancelled || this.pos >= this.end) return null;
     const block = this.blocks[this.idx];
     if (!block) throw new Error(`file shorter than its size: nothing at byte ${this.pos}`);
-    if (!this.fh) this.fh = await open(this.pathOf(block.hash), 'r');
+    if (!this.fh) this.fh = await withIoSlot(() => open(this.pathOf(block.hash), 'r'));
     const blockEnd = this.blockStart + block.len;
     const n = Math.min(this.chunk, blockEnd - this.pos, this.end - this.pos);
-    const buf = take(this.chunk);
+    const buf = takeBuffer(this.chunk);
     this.lent++;
     for (let got = 0; got < n; ) {
-      const { bytesRead } = await this.fh.read(buf, got, n - got, this.pos - this.blockStart + got);
+      const fh = this.fh;
+      const at = this.pos - this.blockStart + got;
+      const { bytesRead } = await withIoSlot(() => fh.read(buf, got, n - got, at));
       if (bytesRead === 0) throw new Error(`block ${block.hash} is shorter than ${block.len} bytes`);
       got += bytesRead;
     }
@@ -91,7 +91,7 @@ export class BlockReader {
   /** Gives back a buffer from next() once its bytes are no longer needed. */
   release(buf: Buffer): void {
     this.lent--;
-    give(buf.buffer as ArrayBuffer);
+    giveBuffer(buf);
     const w = this.waiter;
     this.waiter = null;
     w?.();

@@ -3,37 +3,17 @@
 // follow-up such as a rename). Runs in the local box child's main thread; the I/O on libuv's pool.
 // Invariants: operations run in the order queued; after a failure no later write or follow-up runs,
 // but every opened file is still closed; all queues together buffer about WRITE_BUDGET_BYTES (the
-// batch shrinks as queues multiply, so thousands of uploads stay bounded while one gets 4 MiB writes)
-// and hold at most WRITES_IN_POOL_MAX operations in libuv's pool (downloads' reads never queue behind more).
+// batch shrinks as queues multiply, so thousands of uploads stay bounded while one gets 4 MiB writes);
+// each operation takes its turn in libuv's pool with downloads' reads (io-slots.ts).
 
 import { open, type FileHandle } from 'node:fs/promises';
+import { withIoSlot } from './io-slots.ts';
 
 const WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
 const MIN_BATCH_BYTES = 64 * 1024;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 let liveQueues = 0;
-
-// Writes admitted to libuv's file pool at once, all queues together. The pool is FIFO and shared
-// with downloads' reads: thousands of queued writes would put every read of every download behind
-// them (a 16 MiB download needs hundreds of reads). Queues past the limit wait here, in order.
-const WRITES_IN_POOL_MAX = 8;
-let writesInPool = 0;
-const admissions: (() => void)[] = [];
-
-function admit(): Promise<void> | undefined {
-  if (writesInPool < WRITES_IN_POOL_MAX) {
-    writesInPool++;
-    return undefined;
-  }
-  return new Promise((resolve) => admissions.push(resolve));
-}
-
-function leave(): void {
-  const next = admissions.shift();
-  if (next) next(); // the slot passes on
-  else writesInPool--;
-}
 
 /** Bytes per writev: whole 4 MiB blocks for a few writers, down to 64 KiB for thousands. */
 function batchBytes(): number {
@@ -151,14 +131,7 @@ export class WriteQueue {
     this.queuedLen += len;
     this.chain = this.chain.then(async () => {
       try {
-        if (always || this.failure === null) {
-          await admit();
-          try {
-            await op();
-          } finally {
-            leave();
-          }
-        }
+        if (always || this.failure === null) await withIoSlot(op);
       } catch (err) {
         this.failure ??= err;
       }
