@@ -116,10 +116,15 @@ test('beyond retention (8 MiB in memory, no spool): appends of half the retentio
     const before = snapshot(engine);
     const up = engine.openUpload('alice', '/calls/big.bin');
     await feed(up, data, 64 * KiB);
-    // 4 MiB (start) + 4 MiB (append) + 2 MiB + 123 B (append, close).
-    assert.equal(delta(engine, before), {
+    // 4 MiB (start) + 4 MiB (append) + 2 MiB + 123 B (append, close); when the client's end arrives
+    // before the middle append is sent (a loaded machine), the closing append carries those 6 MiB + 123 B
+    // at once (within the 8 MiB retention) — never more calls, never a call beyond the retention.
+    const calls = delta(engine, before);
+    const appends = calls['files/upload_session/append_v2']?.['200'] ?? 0;
+    assert.ok(appends === 1 || appends === 2, JSON.stringify(calls));
+    assert.equal(calls, {
       'files/upload_session/start': { '200': 1 },
-      'files/upload_session/append_v2': { '200': 2 },
+      'files/upload_session/append_v2': { '200': appends },
       'files/upload_session/finish_batch_v2': { '200': 1 },
     });
     const stored = await fetchFile(fx.box, fx.account.accessToken, '/calls/big.bin');
