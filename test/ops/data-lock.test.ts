@@ -9,10 +9,11 @@ import * as assert from 'uvu/assert';
 import { Client } from 'basic-ftp';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { childPids } from '../helpers/processes.ts';
 import { runDropftp, startServe, waitFor, type ServeProcess } from './lifecycle-helpers.ts';
 
 let root: string;
@@ -48,10 +49,6 @@ async function get(c: Client, path: string): Promise<Buffer> {
   sink.on('data', (d: Buffer) => chunks.push(d));
   await c.downloadTo(sink, path);
   return Buffer.concat(chunks);
-}
-
-function childPids(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((task) => readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
 }
 
 /** Running, not a zombie left for a reaper that may be slow (a dead process holds no lock). */

@@ -8,11 +8,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { alive, childPids } from '../helpers/processes.ts';
 import { adminOf, startLocalBox, type LocalBox } from '../../src/localbox/index.ts';
 import { RawFtp, upload } from '../ftp/helpers/raw-client.ts';
 import { BoxView, KiB, LONG, MiB, SEED, boxUpload, pattern, prng, sha256, sleep } from './helpers.ts';
@@ -73,24 +74,6 @@ async function serve(): Promise<Serve> {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return { child, port, output };
-}
-
-/** The local box child of a dropftp process (its only child process). */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    out.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function waitDead(pid: number): Promise<void> {

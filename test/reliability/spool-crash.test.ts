@@ -6,11 +6,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { alive, childPids } from '../helpers/processes.ts';
 import { RawFtp, download, openData, sleep, upload, until } from '../ftp/helpers/raw-client.ts';
 import { MiB, pattern, sha256 } from './helpers.ts';
 
@@ -63,23 +64,6 @@ async function serve(): Promise<{ child: ChildProcess; port: number }> {
     });
   });
   return { child, port };
-}
-
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    out.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function ftp(port: number): Promise<RawFtp> {
