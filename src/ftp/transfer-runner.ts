@@ -101,6 +101,8 @@ export async function runTransfer(
       handle.abort(new DropftpError('DROPFTP_ERR_STALLED', `no data for ${stallMs} ms`));
     };
     timed.setTimeout(stallMs, onIdle);
+    // The client's stall clock starts when we ask for its bytes again, not when we stopped reading.
+    if (receiving) socket.on('resume', () => timed.setTimeout(stallMs, onIdle));
   }
   let error: DropftpError | null = null;
   try {
