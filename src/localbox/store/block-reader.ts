@@ -1,9 +1,10 @@
 // Reads a byte range of a stored file (its blocks, in order) into buffers lent from a shared pool:
 // no allocation per chunk, so thousands of downloads do not keep the garbage collector busy. Runs in
 // the local box child's main thread (reads on libuv's pool, taking turns with writes: io-slots.ts).
-// Invariants: at most lentMax buffers of one reader are out at once (that is the download's
-// backpressure); a buffer goes back to the pool (buffer-pool.ts) only through release(), after its
-// bytes were handed to the socket.
+// Invariants: every read is sized from the readers open at that moment, the same for all of them
+// (a download that started early gets no bigger share than one that started late); at most
+// lentMax() buffers of one reader are out at once (that is the download's backpressure); a buffer
+// goes back to the pool (buffer-pool.ts) only through release(), after the socket took its bytes.
 
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BlockRef } from './block-ref.ts';
@@ -12,7 +13,9 @@ import { withIoSlot } from './io-slots.ts';
 
 // All downloads together keep about READ_BUDGET_BYTES in lent buffers: one download reads 1 MiB at
 // a time and keeps up to 4 of them in its socket's queue (the socket never waits for the disk, even
-// across a block boundary); thousands read 64 KiB at a time, two each.
+// across a block boundary); thousands read 64 KiB at a time, two each. Sized per read, not per
+// reader: sizes fixed when a reader opened gave the first of 1,000 downloads 1 MiB reads and the
+// last 64 KiB ones, and each read is one turn in io-slots.ts's round robin (issue 15, Jain).
 const READ_BUDGET_BYTES = 64 * 1024 * 1024;
 const MIN_CHUNK_BYTES = 64 * 1024;
 const MAX_CHUNK_BYTES = 1024 * 1024;
@@ -20,20 +23,19 @@ const MIN_LENT = 2;
 const MAX_LENT = 4;
 let activeReaders = 0;
 
-/** Bytes per read for a reader starting now: the largest power of two that keeps the budget. */
-function chunkBytes(): number {
+/** Bytes per read now: the largest power of two that keeps the budget with every open reader. */
+export function readChunkBytes(): number {
   let b = MAX_CHUNK_BYTES;
   while (b > MIN_CHUNK_BYTES && b * MIN_LENT * activeReaders > READ_BUDGET_BYTES) b /= 2;
   return b;
 }
 
+/** Buffers one reader may have lent now. */
 function lentMax(chunk: number): number {
-  return Math.max(MIN_LENT, Math.min(MAX_LENT, Math.floor(READ_BUDGET_BYTES / (chunk * activeReaders))));
+  return Math.max(MIN_LENT, Math.min(MAX_LENT, Math.floor(READ_BUDGET_BYTES / (chunk * Math.max(1, activeReaders)))));
 }
 
 export class BlockReader {
-  private readonly chunk: number;
-  private readonly lentMax: number;
   private lent = 0;
   private waiter: (() => void) | null = null;
   private fh: FileHandle | null = null;
@@ -50,8 +52,6 @@ export class BlockReader {
     private readonly end: number,
   ) {
     activeReaders++;
-    this.chunk = chunkBytes();
-    this.lentMax = lentMax(this.chunk);
     this.pos = start;
     while (this.idx < blocks.length && this.blockStart + blocks[this.idx]!.len <= start) {
       this.blockStart += blocks[this.idx]!.len;
@@ -61,14 +61,18 @@ export class BlockReader {
 
   /** The next bytes in a lent buffer (give it back with release()); null at the end or once cancelled. */
   async next(): Promise<Buffer | null> {
-    while (this.lent >= this.lentMax && !this.cancelled) await new Promise<void>((resolve) => (this.waiter = resolve));
+    let chunk = readChunkBytes();
+    while (this.lent >= lentMax(chunk) && !this.cancelled) {
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+      chunk = readChunkBytes();
+    }
     if (this.cancelled || this.pos >= this.end) return null;
     const block = this.blocks[this.idx];
     if (!block) throw new Error(`file shorter than its size: nothing at byte ${this.pos}`);
     if (!this.fh) this.fh = await withIoSlot(() => open(this.pathOf(block.hash), 'r'));
     const blockEnd = this.blockStart + block.len;
-    const n = Math.min(this.chunk, blockEnd - this.pos, this.end - this.pos);
-    const buf = takeBuffer(this.chunk);
+    const n = Math.min(chunk, blockEnd - this.pos, this.end - this.pos);
+    const buf = takeBuffer(chunk);
     this.lent++;
     for (let got = 0; got < n; ) {
       const fh = this.fh;
