@@ -80,6 +80,12 @@ export class DirectoryCache {
   #pollNotBeforeMs = 0;
   /** Our own spacing of longpolls (anti-loop); waived once a catch-up brought real changes. */
   #spacingNotBeforeMs = 0;
+  /** An own write asks for the next chain no sooner than this (refresh() and longpoll changes: at once). */
+  #chainNotBeforeMs = 0;
+  /** The pending continue was asked by refresh() or a longpoll, not only by own writes. */
+  #continueUrgent = false;
+  /** Ends the wait of #spaceChain (refresh(), close()). */
+  #chainWake: AbortController | null = null;
   #pollAbort: AbortController | null = null;
   /** Aborts a longpoll that an own write did not wake (see #afterOwnWrite). */
   #wakeTimer: ReturnType<typeof setTimeout> | null = null;
@@ -200,7 +206,9 @@ export class DirectoryCache {
   refresh(): void {
     if (this.#cursor === null) return; // a listing is under way: it ends with a chain of its own
     this.#needContinue = true;
+    this.#continueUrgent = true;
     this.#pollAbort?.abort();
+    this.#chainWake?.abort();
   }
 
   /**
@@ -285,8 +293,9 @@ export class DirectoryCache {
     while (!signal.aborted) {
       try {
         if (this.#cursor === null) await this.#rebuild(signal);
-        else if (this.#needContinue) await this.#catchUp(signal);
-        else await this.#poll(signal);
+        else if (this.#needContinue) {
+          if (await this.#spaceChain(signal)) await this.#catchUp(signal);
+        } else await this.#poll(signal);
         failures = 0;
       } catch (caught) {
         const err = caught instanceof FeedError ? caught : feedError(caught, 'feed', signal);
@@ -345,6 +354,8 @@ export class DirectoryCache {
     if (this.#chainStart === 0) this.#chainStart = this.#requests + 1;
     // Cleared before the chain: an own write made during it asks for one more chain.
     this.#needContinue = false;
+    this.#continueUrgent = false;
+    this.#chainNotBeforeMs = Date.now() + this.#options.minBackoffMs;
     try {
       for (;;) {
         this.#requests++;
@@ -380,6 +391,27 @@ export class DirectoryCache {
     this.#subscribers.emit(entry ? { kind: 'upsert', pathLower, entry } : { kind: 'delete', pathLower });
   }
 
+  /**
+   * Chains asked only by own writes start at least minBackoffMs apart: during a burst of uploads
+   * every commit asks for one, and the overlay already shows them (one continue per few files, not
+   * one per file). refresh() cuts the wait short. Returns false when close() came meanwhile.
+   */
+  async #spaceChain(signal: AbortSignal): Promise<boolean> {
+    const waitMs = this.#chainNotBeforeMs - Date.now();
+    if (waitMs <= 0 || this.#continueUrgent) return true;
+    const wake = new AbortController();
+    this.#chainWake = wake;
+    const onAbort = (): void => wake.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await sleep(waitMs, undefined, { signal: wake.signal }).catch(() => {});
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.#chainWake = null;
+    }
+    return !signal.aborted;
+  }
+
   async #poll(signal: AbortSignal): Promise<void> {
     const pollAbort = new AbortController();
     this.#pollAbort = pollAbort;
@@ -398,7 +430,10 @@ export class DirectoryCache {
       // nothing behind it) must not make a request loop, and real changes must not wait.
       this.#pollNotBeforeMs = Date.now() + backoffMs;
       this.#spacingNotBeforeMs = startedMs + this.#options.minBackoffMs;
-      if (changes) this.#needContinue = true;
+      if (changes) {
+        this.#needContinue = true;
+        this.#continueUrgent = true;
+      }
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.#pollAbort = null;

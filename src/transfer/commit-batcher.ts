@@ -1,7 +1,8 @@
 // Commits finished upload sessions in batches with files/upload_session/finish_batch_v2: per account
 // at most 1,000 entries per call and one call in flight (the namespace lock is taken once per batch,
 // not once per file). A commit with no batch in flight goes at once; commits that arrive while one is
-// in flight gather (lingering at least commitLingerMs) and go together when it returns. Runs on the
+// in flight gather and go together when it returns (and, with a commitLingerMs, no sooner than that
+// after the first of them: a wait after the flight is latency every file of the batch pays). Runs on the
 // main thread: it sees every upload of every worker, and one small JSON call per batch costs the
 // event loop little. Invariants: a session is committed only through commit(), which the engine calls
 // only after the upload's ring ended cleanly; every call starts through the account's pacer.

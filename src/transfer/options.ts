@@ -31,7 +31,7 @@ export interface EngineOptions {
   spoolBytes?: number;
   /** Where upload spool files live (default: a private folder under the OS temp dir). Swept at start. */
   spoolDir?: string | null;
-  /** How long the commit batcher waits for more uploads while a batch is in flight (default 20 ms). */
+  /** How long the commit batcher waits for more uploads while a batch is in flight (default 0: the batch that gathered during a flight goes when it returns). */
   commitLingerMs?: number;
   /** Entries per finish_batch_v2 call (default and maximum 1000). */
   maxBatchEntries?: number;
@@ -63,7 +63,7 @@ export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
   appendMemoryBytes: 8 * 1024 * 1024,
   spoolBytes: 4 * 1024 * 1024 * 1024,
   spoolDir: null,
-  commitLingerMs: 20,
+  commitLingerMs: 0,
   maxBatchEntries: 1000,
   log: null,
 });
