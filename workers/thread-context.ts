@@ -84,10 +84,15 @@ export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
   return spare;
 }
 
-export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
+/** Stops charging a buffer from takeChunk() without keeping it: something else may still read it. */
+export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
   const kib = Math.ceil(buf.length / 1024);
   Atomics.sub(ctx.words, G.CHUNK_KIB_IN_USE, kib);
   Atomics.sub(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
+}
+
+export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
+  dropChunk(ctx, buf);
   if (ctx.spareBytes + buf.length > SPARE_CHUNK_BYTES) return;
   let list = ctx.spareChunks.get(buf.length);
   if (!list) ctx.spareChunks.set(buf.length, (list = []));
