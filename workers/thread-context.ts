@@ -1,8 +1,9 @@
 // What one thread needs to run transfers: its slot in the control block, its view of the accounts'
 // call-rate pacers and its keep-alive HTTP agent. Runs on a piscina worker (or the main thread in
-// onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers go
-// through takeChunk / giveChunk (charged while taken, so a dead thread's share can be reclaimed from
-// its slot; idle ones, up to 16 MiB per thread, are reused until the thread stops returning them).
+// onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers
+// and a paused download's rest of a piece go through takeChunk / giveChunk (charged while taken, so a
+// dead thread's share can be reclaimed from its slot; idle ones, up to 16 MiB per thread, are reused
+// until the thread stops returning them).
 
 import { isMainThread, threadId } from 'node:worker_threads';
 import type { Agent } from 'undici';
