@@ -18,13 +18,15 @@ import type { BodySink, SinkAnswer } from '../src/transfer/streamed-call.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
 import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { DownloadTask, FileMetadata, TaskResult } from '../src/transfer/task-wire.ts';
-import { crashForTest } from './thread-context.ts';
+import { crashForTest, giveChunk, takeChunk } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
 /** Attempts in a row without progress before a download gives up (429s are not counted). */
 export const MAX_FAILED_ATTEMPTS = 10;
 /** too_many_requests answers one download accepts before it gives up. */
 export const MAX_THROTTLES = 200;
+/** What Node reads from a socket at once (libuv's suggested size): most body pieces are at most this. */
+const SOCKET_READ_BYTES = 64 * 1024;
 
 export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promise<TaskResult> {
   const ring = new RingWriter(task.ring);
@@ -115,6 +117,13 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     /** A piece the ring could not take whole, and where its untaken part starts. */
     let pending: Buffer | null = null;
     let pendingAt = 0;
+    /** The pooled buffer under `pending`, if it is one (back to the pool once pending is done). */
+    let pendingBuf: Buffer | null = null;
+    const donePending = (): void => {
+      pending = null;
+      if (pendingBuf) giveChunk(ctx, pendingBuf);
+      pendingBuf = null;
+    };
     const sink = {
       call: null as StreamedCall | null,
       /** Settles once no piece is pending (the call may have failed meanwhile: its bytes still go in). */
@@ -161,8 +170,12 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
         if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
         if (off === chunk.length) return true;
         // The ring is full: undici hands this piece over only for this call, so its rest is copied
-        // out (rare: the ring's room is checked before the socket is read again).
-        pending = Buffer.from(chunk.subarray(off));
+        // out, into a buffer of the thread's pool when it fits one socket read (a quarter of the
+        // pieces of a download that outruns its reader: a fresh buffer each was external memory
+        // that forced the worker's major GCs).
+        const rest = chunk.length - off;
+        pendingBuf = rest <= SOCKET_READ_BYTES ? takeChunk(ctx, SOCKET_READ_BYTES) : null;
+        pending = pendingBuf ? pendingBuf.subarray(0, chunk.copy(pendingBuf, 0, off)) : Buffer.from(chunk.subarray(off));
         pendingAt = 0;
         // After a tick: resume() must come after undici saw this `false` and paused the socket.
         sink.flushed = Promise.resolve().then(drain);
@@ -179,13 +192,13 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
         pendingAt += n;
         pos += n;
         if (pendingAt === pending.length) {
-          pending = null;
+          donePending();
           if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
           sink.call?.resume();
           return;
         }
         if ((await ring.waitWritable(Math.min(pending.length - pendingAt, ring.capacity / 4))) === 'closed') {
-          pending = null;
+          donePending();
           sink.call?.abort({ kind: 'closed', reason: 'download stopped by its reader' });
           return;
         }

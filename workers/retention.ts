@@ -5,7 +5,8 @@
 // charged to the memory budget and spool bytes to engine.spoolBytes (control block) while held;
 // release() frees only acknowledged bytes; destroy() frees everything and removes the spool files;
 // spool files are named <threadKey>-<taskId>-<n>.spool so main can remove a dead thread's; spool
-// I/O buffers are a quarter of the memory share (held only during one write or one body chunk).
+// I/O buffers are a quarter of the memory share (held only during one write or one body piece; a
+// read-back buffer is reused only once the request wrote it: RECYCLE_MIN_BYTES).
 
 import { open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import type { RingReader } from 'native-free-ringbuf';
 import { MIN_CHUNK_BYTES } from '../src/transfer/memory-budget.ts';
 import { G } from '../src/transfer/shared-layout.ts';
-import { giveChunk, releaseSpool, reserveSpool, takeChunk } from './thread-context.ts';
+import { dropChunk, giveChunk, releaseSpool, reserveSpool, takeChunk } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
 /** Memory is taken in pieces of this size (or the share, if smaller). */
@@ -21,6 +22,15 @@ const MEMORY_PIECE_BYTES = 256 * 1024;
 /** Most bytes moved from the ring to a spool file per write, and read back per body chunk. */
 const SPOOL_IO_BYTES = 1024 * 1024;
 const MIN_SPOOL_IO_BYTES = MIN_CHUNK_BYTES;
+/**
+ * Smallest spool read-back piece whose buffer is reused: the request takes the next piece only after
+ * the socket wrote this one, because undici writes a body piece corked and, when write() answers
+ * false (always for a piece larger than the socket's writableHighWaterMark: 16 KiB in Node 20, 64 KiB
+ * in 22), awaits 'drain' (all written) or 'close' before it asks for more. A fresh 1 MiB buffer per
+ * piece was an mmap, 256 page faults and a munmap, and its external memory forced a major GC in the
+ * worker every few tens of MiB of a spooled upload.
+ */
+export const RECYCLE_MIN_BYTES = 256 * 1024;
 
 interface SpoolFile {
   readonly path: string;
@@ -54,6 +64,8 @@ export class Retention {
   private current: SpoolFile | null = null;
   private files = 0;
   private readonly allFiles = new Set<SpoolFile>();
+  /** Read-back buffers lent to a request body now (charged to the budget until they come back). */
+  private readonly lent = new Set<Buffer>();
   /** File offset of the first byte retained (= what the session holds). */
   start: number;
   /** File offset after the last byte retained. */
@@ -203,29 +215,56 @@ export class Retention {
     }
   }
 
-  /** The retained bytes [from, to) as a request body (memory views; spool files read back). */
+  /**
+   * The retained bytes [from, to) as a request body (memory views; spool files read back). A spool
+   * piece of at least RECYCLE_MIN_BYTES is read into a pooled buffer that goes back to the pool when
+   * the request asks for the next piece; a body closed early (return/throw) drops its lent buffer
+   * instead (uncharged, never reused), and destroy() drops any a stalled body still holds.
+   */
   async *body(from: number, to: number): AsyncGenerator<Buffer> {
-    for (const seg of this.segments.slice()) {
-      const a = Math.max(from, seg.start);
-      const b = Math.min(to, seg.start + seg.length);
-      if (a >= b) continue;
-      if ('buf' in seg) {
-        yield seg.buf.subarray(a - seg.start, b - seg.start);
-        continue;
-      }
-      for (let pos = a; pos < b; ) {
-        const n = Math.min(this.ioBytes(), b - pos);
-        const chunk = Buffer.allocUnsafe(n);
-        let got = 0;
-        while (got < n) {
-          const r = await seg.file.handle.read(chunk, got, n - got, seg.filePos + (pos - seg.start) + got);
-          if (r.bytesRead === 0) throw new SpoolError(`spool file ${seg.file.path} is shorter than expected`, false);
-          got += r.bytesRead;
+    let lent: Buffer | null = null;
+    try {
+      for (const seg of this.segments.slice()) {
+        const a = Math.max(from, seg.start);
+        const b = Math.min(to, seg.start + seg.length);
+        if (a >= b) continue;
+        if ('buf' in seg) {
+          yield seg.buf.subarray(a - seg.start, b - seg.start);
+          continue;
         }
-        yield chunk;
-        pos += n;
+        for (let pos = a; pos < b; ) {
+          const io = this.ioBytes();
+          const n = Math.min(io, b - pos);
+          let chunk: Buffer;
+          if (n >= RECYCLE_MIN_BYTES) {
+            chunk = takeChunk(this.ctx, io);
+            this.lent.add(chunk);
+            lent = chunk;
+          } else chunk = Buffer.allocUnsafe(n);
+          let got = 0;
+          while (got < n) {
+            const r = await seg.file.handle.read(chunk, got, n - got, seg.filePos + (pos - seg.start) + got);
+            if (r.bytesRead === 0) throw new SpoolError(`spool file ${seg.file.path} is shorter than expected`, false);
+            got += r.bytesRead;
+          }
+          yield n === chunk.length ? chunk : chunk.subarray(0, n);
+          // Asked for more: the socket is done with that piece (RECYCLE_MIN_BYTES).
+          if (lent) this.giveBack(lent, true);
+          lent = null;
+          pos += n;
+        }
       }
+    } finally {
+      // Closed early: the request may not be done with it; it only stops being charged.
+      if (lent) this.giveBack(lent, false);
     }
+  }
+
+  /** Ends a read-back buffer's loan: to the pool for reuse, or just uncharged (`reuse` false). */
+  private giveBack(buf: Buffer, reuse: boolean): void {
+    if (!this.lent.delete(buf)) return; // destroy() already dropped it
+    if (reuse) giveChunk(this.ctx, buf);
+    else dropChunk(this.ctx, buf);
   }
 
   /** Drops the bytes before `upTo` (acknowledged by Dropbox). */
@@ -285,6 +324,8 @@ export class Retention {
   /** Frees every buffer, gives the spool allowance back and removes the spool files. */
   async destroy(): Promise<void> {
     for (const seg of this.segments.splice(0)) if ('buf' in seg) giveChunk(this.ctx, seg.buf);
+    for (const buf of this.lent) dropChunk(this.ctx, buf);
+    this.lent.clear();
     this.memoryBytes = 0;
     this.spoolBytes = 0;
     if (this.spoolKib > 0) releaseSpool(this.ctx, this.spoolKib);

@@ -1,8 +1,9 @@
 // What one thread needs to run transfers: its slot in the control block, its view of the accounts'
 // call-rate pacers and its keep-alive HTTP agent. Runs on a piscina worker (or the main thread in
-// onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers go
-// through takeChunk / giveChunk (charged while taken, so a dead thread's share can be reclaimed from
-// its slot; idle ones, up to 16 MiB per thread, are reused until the thread stops returning them).
+// onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers
+// and a paused download's rest of a piece go through takeChunk / giveChunk (charged while taken, so a
+// dead thread's share can be reclaimed from its slot; idle ones, up to 16 MiB per thread, are reused
+// until the thread stops returning them).
 
 import { isMainThread, threadId } from 'node:worker_threads';
 import type { Agent } from 'undici';
@@ -84,10 +85,15 @@ export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
   return spare;
 }
 
-export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
+/** Stops charging a buffer from takeChunk() without keeping it: something else may still read it. */
+export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
   const kib = Math.ceil(buf.length / 1024);
   Atomics.sub(ctx.words, G.CHUNK_KIB_IN_USE, kib);
   Atomics.sub(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
+}
+
+export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
+  dropChunk(ctx, buf);
   if (ctx.spareBytes + buf.length > SPARE_CHUNK_BYTES) return;
   let list = ctx.spareChunks.get(buf.length);
   if (!list) ctx.spareChunks.set(buf.length, (list = []));
