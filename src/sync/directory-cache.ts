@@ -84,6 +84,8 @@ export class DirectoryCache {
   #chainNotBeforeMs = 0;
   /** The pending continue was asked by refresh() or a longpoll, not only by own writes. */
   #continueUrgent = false;
+  /** Counts own writes: a longpoll that wakes after one may be waking for it (see #poll). */
+  #ownWrites = 0;
   /** Ends the wait of #spaceChain (refresh(), close()). */
   #chainWake: AbortController | null = null;
   #pollAbort: AbortController | null = null;
@@ -220,6 +222,7 @@ export class DirectoryCache {
   #afterOwnWrite(): void {
     if (this.#cursor === null) return;
     this.#needContinue = true;
+    this.#ownWrites++;
     const parked = this.#pollAbort;
     if (!parked || this.#wakeTimer) return;
     this.#wakeTimer = setTimeout(() => {
@@ -424,15 +427,19 @@ export class DirectoryCache {
       if (waitMs > 0) await sleep(waitMs, undefined, { signal: pollAbort.signal }).catch(() => {});
       if (this.#needContinue || pollAbort.signal.aborted) return; // refresh() came while we slept, or close()
       const startedMs = Date.now();
+      const ownWritesBefore = this.#ownWrites;
       const { changes, backoffMs } = await this.#client.longpoll(this.#cursor!, pollAbort.signal);
       // Longpolls start at least minBackoffMs apart unless the catch-up in between found changes:
       // a server that answers at once (no hold, no or a bad backoff, changes=true for ever with
       // nothing behind it) must not make a request loop, and real changes must not wait.
       this.#pollNotBeforeMs = Date.now() + backoffMs;
       this.#spacingNotBeforeMs = startedMs + this.#options.minBackoffMs;
+      // A wake-up that an own write may explain is not urgent: during a burst of uploads every one
+      // of them wakes the longpoll, and the chain it asks for is spaced like the writes' own (a
+      // change made elsewhere at the same time shows at most minBackoffMs later).
       if (changes) {
         this.#needContinue = true;
-        this.#continueUrgent = true;
+        if (this.#ownWrites === ownWritesBefore) this.#continueUrgent = true;
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
