@@ -80,12 +80,10 @@ export class DirectoryCache {
   #pollNotBeforeMs = 0;
   /** Our own spacing of longpolls (anti-loop); waived once a catch-up brought real changes. */
   #spacingNotBeforeMs = 0;
-  /** An own write asks for the next chain no sooner than this (refresh() and longpoll changes: at once). */
+  /** The next chain starts no sooner than this, unless refresh() asked for it. */
   #chainNotBeforeMs = 0;
-  /** The pending continue was asked by refresh() or a longpoll, not only by own writes. */
+  /** The pending continue was asked by refresh(): it does not wait for #chainNotBeforeMs. */
   #continueUrgent = false;
-  /** Counts own writes: a longpoll that wakes after one may be waking for it (see #poll). */
-  #ownWrites = 0;
   /** Ends the wait of #spaceChain (refresh(), close()). */
   #chainWake: AbortController | null = null;
   #pollAbort: AbortController | null = null;
@@ -222,7 +220,6 @@ export class DirectoryCache {
   #afterOwnWrite(): void {
     if (this.#cursor === null) return;
     this.#needContinue = true;
-    this.#ownWrites++;
     const parked = this.#pollAbort;
     if (!parked || this.#wakeTimer) return;
     this.#wakeTimer = setTimeout(() => {
@@ -276,6 +273,9 @@ export class DirectoryCache {
     const before = this.#overlay.visible(node.pathLower, this.#tree);
     this.#overlay.write(node, this.#requests);
     if (!sameEntry(before, node)) this.#subscribers.emit({ kind: 'upsert', pathLower: node.pathLower, entry: node });
+    // The feed may already have brought this very revision (its longpoll woke before the commit's
+    // reply came back): nothing is left to wait for.
+    if (this.#overlay.confirmFile(node.pathLower, this.#tree)) return;
     this.#afterOwnWrite(); // a chain that starts after this write retires it
   }
 
@@ -370,7 +370,11 @@ export class DirectoryCache {
         const changes: TreeChange[] = [];
         for (const raw of page.entries) this.#tree.apply(raw, changes);
         this.#cursor = page.cursor;
-        for (const change of changes) this.#announce(change.pathLower, change.node);
+        for (const change of changes) {
+          // An own file write whose revision the feed now shows is retired by it (same entry: no event).
+          if (this.#overlay.confirmFile(change.pathLower, this.#tree)) continue;
+          this.#announce(change.pathLower, change.node);
+        }
         if (!page.hasMore) break;
       }
     } catch (err) {
@@ -395,9 +399,10 @@ export class DirectoryCache {
   }
 
   /**
-   * Chains asked only by own writes start at least minBackoffMs apart: during a burst of uploads
-   * every commit asks for one, and the overlay already shows them (one continue per few files, not
-   * one per file). refresh() cuts the wait short. Returns false when close() came meanwhile.
+   * Chains start at least minBackoffMs apart unless refresh() asked: during a burst of uploads every
+   * commit asks for one (itself and by waking the longpoll), and the overlay already shows them (one
+   * continue per few files, not one per file). refresh() cuts the wait short. Returns false when
+   * close() came meanwhile.
    */
   async #spaceChain(signal: AbortSignal): Promise<boolean> {
     const waitMs = this.#chainNotBeforeMs - Date.now();
@@ -427,20 +432,17 @@ export class DirectoryCache {
       if (waitMs > 0) await sleep(waitMs, undefined, { signal: pollAbort.signal }).catch(() => {});
       if (this.#needContinue || pollAbort.signal.aborted) return; // refresh() came while we slept, or close()
       const startedMs = Date.now();
-      const ownWritesBefore = this.#ownWrites;
       const { changes, backoffMs } = await this.#client.longpoll(this.#cursor!, pollAbort.signal);
       // Longpolls start at least minBackoffMs apart unless the catch-up in between found changes:
       // a server that answers at once (no hold, no or a bad backoff, changes=true for ever with
       // nothing behind it) must not make a request loop, and real changes must not wait.
       this.#pollNotBeforeMs = Date.now() + backoffMs;
       this.#spacingNotBeforeMs = startedMs + this.#options.minBackoffMs;
-      // A wake-up that an own write may explain is not urgent: during a burst of uploads every one
-      // of them wakes the longpoll, and the chain it asks for is spaced like the writes' own (a
-      // change made elsewhere at the same time shows at most minBackoffMs later).
-      if (changes) {
-        this.#needContinue = true;
-        if (this.#ownWrites === ownWritesBefore) this.#continueUrgent = true;
-      }
+      // The chain it asks for keeps the spacing too: during a burst of uploads every one of them
+      // wakes the longpoll, often before its own commit's reply is back (so which wake-up an own
+      // write explains cannot be told). A change made elsewhere shows at most minBackoffMs late,
+      // and at once after a quiet spell.
+      if (changes) this.#needContinue = true;
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.#pollAbort = null;

@@ -5,7 +5,7 @@
 // then at least as new and nothing flaps back; a tombstone hides the base subtree below its path
 // (writes below it still show); a file written over a path hides the base subtree below it.
 
-import { parentOf, type CacheEntry, type Node } from './entry.ts';
+import { parentOf, sameEntry, type CacheEntry, type Node } from './entry.ts';
 import type { Tree } from './tree.ts';
 
 interface Write {
@@ -70,6 +70,21 @@ export class Overlay {
     const own = this.#byParent.get(pathLower);
     if (own) for (const child of own) out.push(this.#writes.get(child)!.node);
     return out;
+  }
+
+  /**
+   * Drops the own file write at `pathLower` when the base already holds that very revision (the
+   * feed is ordered, so the base cannot go back to an older one) and nothing above it hides the
+   * base there. Returns true if it dropped it: what a reader sees is unchanged.
+   */
+  confirmFile(pathLower: string, base: Tree): boolean {
+    const own = this.#writes.get(pathLower);
+    if (!own || own.node.tag !== 'file' || own.node.rev === null) return false;
+    const seen = base.get(pathLower);
+    if (!seen || seen.tag !== 'file' || seen.rev !== own.node.rev || !sameEntry(seen, own.node)) return false;
+    if (this.#hiddenByAncestor(pathLower, false)) return false;
+    this.#deleteWrite(pathLower);
+    return true;
   }
 
   /** The paths of items installed before `chainStart` (what dropBefore would drop). */

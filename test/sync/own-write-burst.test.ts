@@ -1,6 +1,7 @@
 // A burst of this gateway's own writes costs a few list_folder/continue calls, not one per write:
 // chains asked only by own writes are spaced minBackoffMs apart, every write shows at once through
-// the overlay, and the feed still catches up with all of them; refresh() is not held back.
+// the overlay, and the feed still catches up with all of them; refresh() is not held back; a write
+// the feed already brought (its longpoll woke before the commit's reply) is not left pending.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from '../helpers/wait.ts';
@@ -45,6 +46,20 @@ test('refresh() during the spacing asks the feed at once', async () => {
   const elsewhere = await h.sdk.filesUpload({ path: '/burst/elsewhere.txt', contents: Buffer.from('x') });
   cache.refresh(); // ...unless asked
   await until(() => cache.stat('/burst/elsewhere.txt')?.rev === elsewhere.result.rev, 2000, 'change made elsewhere visible well before the 5 s spacing');
+});
+
+test('an own write the feed already shows is not left pending for a spaced chain', async () => {
+  const cache = h.cache({ minBackoffMs: 5000 });
+  await cache.ready;
+  const up = await h.sdk.filesUpload({ path: '/burst/seen-first.txt', contents: Buffer.from('seen') });
+  cache.refresh(); // the feed brings the commit before the gateway applies its reply
+  await until(() => cache.stat('/burst/seen-first.txt')?.rev === up.result.rev, 4000, 'feed shows the upload');
+  const requests = cache.stats().requests;
+  cache.applyLocalWrite(up.result as never);
+  assert.is(cache.stats().pendingLocal, 0, 'the write is confirmed by the feed at once');
+  assert.is(cache.stat('/burst/seen-first.txt')?.rev, up.result.rev);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.is(cache.stats().requests, requests, 'no chain asked for it');
 });
 
 test.run();
