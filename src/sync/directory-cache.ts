@@ -82,8 +82,10 @@ export class DirectoryCache {
   #spacingNotBeforeMs = 0;
   /** The next chain starts no sooner than this, unless refresh() asked for it. */
   #chainNotBeforeMs = 0;
-  /** The pending continue was asked by refresh(): it does not wait for #chainNotBeforeMs. */
+  /** The pending continue was asked by refresh() or by a longpoll no own write explains: it does not wait for #chainNotBeforeMs. */
   #continueUrgent = false;
+  /** When this gateway last wrote (Date.now()): a longpoll waking soon after may be waking for it. */
+  #lastOwnWriteMs = 0;
   /** Ends the wait of #spaceChain (refresh(), close()). */
   #chainWake: AbortController | null = null;
   #pollAbort: AbortController | null = null;
@@ -220,6 +222,7 @@ export class DirectoryCache {
   #afterOwnWrite(): void {
     if (this.#cursor === null) return;
     this.#needContinue = true;
+    this.#lastOwnWriteMs = Date.now();
     const parked = this.#pollAbort;
     if (!parked || this.#wakeTimer) return;
     this.#wakeTimer = setTimeout(() => {
@@ -275,7 +278,10 @@ export class DirectoryCache {
     if (!sameEntry(before, node)) this.#subscribers.emit({ kind: 'upsert', pathLower: node.pathLower, entry: node });
     // The feed may already have brought this very revision (its longpoll woke before the commit's
     // reply came back): nothing is left to wait for.
-    if (this.#overlay.confirmFile(node.pathLower, this.#tree)) return;
+    if (this.#overlay.confirmFile(node.pathLower, this.#tree)) {
+      this.#lastOwnWriteMs = Date.now();
+      return;
+    }
     this.#afterOwnWrite(); // a chain that starts after this write retires it
   }
 
@@ -399,10 +405,10 @@ export class DirectoryCache {
   }
 
   /**
-   * Chains start at least minBackoffMs apart unless refresh() asked: during a burst of uploads every
-   * commit asks for one (itself and by waking the longpoll), and the overlay already shows them (one
-   * continue per few files, not one per file). refresh() cuts the wait short. Returns false when
-   * close() came meanwhile.
+   * Chains start at least minBackoffMs apart unless refresh() or a change made elsewhere asked:
+   * during a burst of uploads every commit asks for one (itself and by waking the longpoll), and the
+   * overlay already shows them (one continue per few files, not one per file). refresh() cuts the
+   * wait short. Returns false when close() came meanwhile.
    */
   async #spaceChain(signal: AbortSignal): Promise<boolean> {
     const waitMs = this.#chainNotBeforeMs - Date.now();
@@ -438,11 +444,14 @@ export class DirectoryCache {
       // nothing behind it) must not make a request loop, and real changes must not wait.
       this.#pollNotBeforeMs = Date.now() + backoffMs;
       this.#spacingNotBeforeMs = startedMs + this.#options.minBackoffMs;
-      // The chain it asks for keeps the spacing too: during a burst of uploads every one of them
-      // wakes the longpoll, often before its own commit's reply is back (so which wake-up an own
-      // write explains cannot be told). A change made elsewhere shows at most minBackoffMs late,
-      // and at once after a quiet spell.
-      if (changes) this.#needContinue = true;
+      // A wake-up within minBackoffMs of an own write keeps the chain spacing: during a burst of
+      // uploads every one of them wakes the longpoll, often before its own commit's reply is back
+      // (so which wake-up an own write explains cannot be told exactly). Changes made elsewhere
+      // while this gateway is quiet show at once; during its bursts at most minBackoffMs late.
+      if (changes) {
+        this.#needContinue = true;
+        if (Date.now() - this.#lastOwnWriteMs > this.#options.minBackoffMs) this.#continueUrgent = true;
+      }
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.#pollAbort = null;
