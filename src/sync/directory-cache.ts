@@ -80,7 +80,7 @@ export class DirectoryCache {
   #pollNotBeforeMs = 0;
   /** Our own spacing of longpolls (anti-loop); waived once a catch-up brought real changes. */
   #spacingNotBeforeMs = 0;
-  /** The next chain starts no sooner than this, unless refresh() asked for it. */
+  /** The next chain starts no sooner than this, unless it is urgent (#continueUrgent). */
   #chainNotBeforeMs = 0;
   /** The pending continue was asked by refresh() or by a longpoll no own write explains: it does not wait for #chainNotBeforeMs. */
   #continueUrgent = false;

@@ -81,7 +81,7 @@ export class Overlay {
     const own = this.#writes.get(pathLower);
     if (!own || own.node.tag !== 'file' || own.node.rev === null) return false;
     const seen = base.get(pathLower);
-    if (!seen || seen.tag !== 'file' || seen.rev !== own.node.rev || !sameEntry(seen, own.node)) return false;
+    if (!seen || !sameEntry(seen, own.node)) return false; // tag, rev, size, hash, name, id
     if (this.#hiddenByAncestor(pathLower, false)) return false;
     this.#deleteWrite(pathLower);
     return true;

@@ -4,7 +4,7 @@
 // the feed already brought (its longpoll woke before the commit's reply) is not left pending.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { until } from '../helpers/wait.ts';
+import { sleep, until } from '../helpers/wait.ts';
 import { cacheTree, harness, sameTrees, serverTree, type Harness } from './helpers.ts';
 
 let h: Harness;
@@ -49,7 +49,9 @@ test('refresh() during the spacing asks the feed at once', async () => {
 });
 
 test('an own write the feed already shows is not left pending for a spaced chain', async () => {
-  const cache = h.cache({ minBackoffMs: 5000 });
+  // A short spacing, so a write left pending would draw its chain within the wait below: the parked
+  // longpoll is cut 1 s after an own write, and the chain follows at most 1 s after the last one.
+  const cache = h.cache({ minBackoffMs: 1000 });
   await cache.ready;
   const up = await h.sdk.filesUpload({ path: '/burst/seen-first.txt', contents: Buffer.from('seen') });
   cache.refresh(); // the feed brings the commit before the gateway applies its reply
@@ -58,7 +60,7 @@ test('an own write the feed already shows is not left pending for a spaced chain
   cache.applyLocalWrite(up.result as never);
   assert.is(cache.stats().pendingLocal, 0, 'the write is confirmed by the feed at once');
   assert.is(cache.stat('/burst/seen-first.txt')?.rev, up.result.rev);
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(2500);
   assert.is(cache.stats().requests, requests, 'no chain asked for it');
 });
 
