@@ -244,10 +244,10 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       return null;
     }
   } finally {
-    flow.end();
     // The reader stops at its next step (the ring is ended or aborted by now, or `stopped` is set).
     await reader;
     await retention.destroy();
+    flow.end();
   }
 
   /** The body of a call from `from` on; each piece it hands to the request counts as sent. */
