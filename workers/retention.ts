@@ -44,8 +44,11 @@ interface SpoolFile {
 
 type Segment = { start: number; length: number } & ({ buf: Buffer } | { file: SpoolFile; filePos: number });
 
-/** Why filling stopped: the ring's state, or no room left (memory and spool full). */
-export type FillResult = 'more' | 'ended' | 'aborted' | 'full' | 'empty';
+/**
+ * Why filling stopped: the ring's state, no room left (memory and spool full: 'full'), or the
+ * upload's lead reached (upload-lead.ts: 'lead', room comes back as a call's body takes bytes).
+ */
+export type FillResult = 'more' | 'ended' | 'aborted' | 'full' | 'lead' | 'empty';
 
 export class SpoolError extends Error {
   constructor(
@@ -106,19 +109,23 @@ export class Retention {
   }
 
   /**
-   * Moves bytes from the ring into retention (and `onBytes`, the hasher) until the ring is empty
-   * or retention is full. Throws SpoolError when a spool file cannot be written.
+   * Moves bytes from the ring into retention (and `onBytes`, the hasher) until the ring is empty,
+   * retention is full or it reaches `endLimit` (a file offset: the upload's lead, upload-lead.ts).
+   * Throws SpoolError when a spool file cannot be written.
    */
-  async fill(ring: RingReader, onBytes: (data: Uint8Array) => void): Promise<FillResult> {
+  async fill(ring: RingReader, onBytes: (data: Uint8Array) => void, endLimit = Infinity): Promise<FillResult> {
     let moved = 0;
     for (;;) {
       if (ring.producerAborted()) return 'aborted';
-      const readable = ring.readable();
-      if (readable === 0) {
+      // One reading: the client's thread writes the ring meanwhile.
+      const inRing = ring.readable();
+      if (inRing === 0) {
         if (ring.isEnded()) return 'ended';
         return moved > 0 ? 'more' : 'empty';
       }
-      const n = this.memoryRoom() > 0 ? this.fillMemory(ring, onBytes) : await this.fillSpool(ring, readable, onBytes);
+      const readable = Math.min(inRing, endLimit - this.end);
+      if (readable <= 0) return 'lead';
+      const n = this.memoryRoom() > 0 ? this.fillMemory(ring, onBytes, readable) : await this.fillSpool(ring, readable, onBytes);
       if (n === 0) return 'full';
       moved += n;
     }
@@ -131,7 +138,7 @@ export class Retention {
     return this.memoryBytes + Math.min(MEMORY_PIECE_BYTES, limit) <= limit ? Math.min(MEMORY_PIECE_BYTES, limit) : 0;
   }
 
-  private fillMemory(ring: RingReader, onBytes: (data: Uint8Array) => void): number {
+  private fillMemory(ring: RingReader, onBytes: (data: Uint8Array) => void, most: number): number {
     let tail = this.segments.at(-1);
     if (!tail || !('buf' in tail) || tail.length === tail.buf.length) {
       const size = Math.min(MEMORY_PIECE_BYTES, this.memoryLimit());
@@ -139,7 +146,7 @@ export class Retention {
       this.memoryBytes += size;
       this.segments.push(tail);
     }
-    const n = ring.read(tail.buf, tail.length, tail.buf.length - tail.length);
+    const n = ring.read(tail.buf, tail.length, Math.min(most, tail.buf.length - tail.length));
     if (n > 0) onBytes(tail.buf.subarray(tail.length, tail.length + n));
     tail.length += n;
     this.end += n;

@@ -10,6 +10,7 @@ import type { Agent } from 'undici';
 import { SharedPacer } from '../src/dropbox/pacer.ts';
 import { createAgent } from '../src/transfer/dropbox-http.ts';
 import { startPublishingThreadMemory } from './thread-memory.ts';
+import { UploadFlow } from './upload-lead.ts';
 import { G, WK, claimWorkerSlot, workerWord } from '../src/transfer/shared-layout.ts';
 import type { ControlHandle } from '../src/transfer/shared-layout.ts';
 
@@ -27,6 +28,8 @@ export interface ThreadContext {
   /** Bytes of those idle buffers, and the timer that drops them once the thread stops reusing them. */
   spareBytes: number;
   spareTrim: ReturnType<typeof setTimeout> | null;
+  /** This thread's upload send rate and how far ahead of it an upload's client may be (upload-lead.ts). */
+  readonly uploadFlow: UploadFlow;
 }
 
 /** The key a thread writes in its slot; main reclaims a dead worker by it. */
@@ -50,6 +53,7 @@ export function createThreadContext(control: ControlHandle): ThreadContext {
     spareChunks: new Map(),
     spareBytes: 0,
     spareTrim: null,
+    uploadFlow: new UploadFlow(),
   };
 }
 

@@ -29,17 +29,34 @@ export const MAX_SPOOL_PER_UPLOAD = 2 * MAX_CALL_BYTES;
 /** Longest the reader waits for half a ring before it takes what the ring holds. */
 const READER_BATCH_MS = 20;
 
-type CallResult = { ok: true } | { ok: false; code: ErrorCode; message: string; aborted: boolean };
+/** ok: the session holds the bytes up to `to`. */
+type CallResult = { ok: true; to: number } | { ok: false; code: ErrorCode; message: string; aborted: boolean };
 
-/** A one-shot wake-up for the reader and the sender of one upload. */
+/**
+ * A wake-up for the reader, the sender and a call's body of one upload. Fires are counted: a waiter
+ * takes mark() before it looks at the state it waits on, and wait(mark) returns at once if a fire
+ * came in between (a fire while the waiter was busy elsewhere is not lost).
+ */
 class Signal {
+  private fired = 0;
   private waiters: (() => void)[] = [];
-  wait(): Promise<void> {
+  mark(): number {
+    return this.fired;
+  }
+  wait(since: number): Promise<void> {
+    if (this.fired !== since) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
   fire(): void {
+    this.fired++;
     for (const w of this.waiters.splice(0)) w();
   }
+}
+
+/** One try of a call whose body is a generator: where its body got to; dead once the try is over. */
+interface BodyTry {
+  pos: number;
+  dead: boolean;
 }
 
 export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<TaskResult> {
@@ -67,6 +84,14 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   };
   const writerGone = (): TaskResult => stop(codeForRing(ring.producerError()), 'upload stopped by its writer', false);
   let reader: Promise<void> = Promise.resolve();
+  /** Fired when retention frees bytes (an acknowledgement) or a call's body takes bytes (the lead shrinks). */
+  const room = new Signal();
+  /** Fired when the reader's state changes (bytes retained, the client ended) and when a call's try ends. */
+  const changed = new Signal();
+  /** File offset up to which the current (or last) call's body has taken bytes: the lead is end - sentTo. */
+  let sentTo = acked;
+  const flow = ctx.uploadFlow;
+  flow.begin();
 
   try {
     // A resumed upload: the client resends bytes the session already holds; hash them, send nothing.
@@ -86,14 +111,17 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
 
     // The reader: ring → retention (and the hasher), as long as retention has room.
     // One object, so TypeScript does not narrow what the reader changes behind the sender's back.
-    const rd = { state: 'open' as 'open' | 'ended' | 'aborted' | 'failed', error: null as Error | null, full: false, stopped: false };
-    const changed = new Signal();
-    const room = new Signal();
+    // full: the last fill stopped for want of room; lead: because the client is as far ahead as it may be.
+    const rd = { state: 'open' as 'open' | 'ended' | 'aborted' | 'failed', error: null as Error | null, full: false, lead: false, stopped: false };
     reader = (async (): Promise<void> => {
       while (!rd.stopped) {
         let r;
+        // Taken before the fill: room given back while it runs (an acknowledgement, a body taking
+        // bytes, which moves the lead's limit) must not be waited for afterwards.
+        const roomSeen = room.mark();
         try {
-          r = await retention.fill(ring, (data) => hasher.update(data));
+          // Not further ahead of Dropbox than this upload's share of the bandwidth sends in LEAD_SECONDS.
+          r = await retention.fill(ring, (data) => hasher.update(data), Math.max(acked, sentTo) + (task.test?.leadBytes ?? flow.leadLimit()));
         } catch (err) {
           rd.error = err as Error;
           rd.state = 'failed';
@@ -104,13 +132,15 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           rd.state = r;
           return changed.fire();
         }
-        rd.full = r === 'full';
+        rd.full = r === 'full' || r === 'lead';
+        rd.lead = r === 'lead';
         changed.fire();
         if (rd.full) {
-          // Room comes back with an acknowledgement; the sender also wants to know when the client
-          // sends more (then what is retained can go with close=false) or ends.
-          if (ring.readable() > 0) await room.wait();
-          else await Promise.race([room.wait(), ring.waitReadable(1)]);
+          // Room comes back with an acknowledgement, or (lead) as a streamed call's body takes
+          // bytes; the sender also wants to know when the client sends more (then what is retained
+          // can go with close=false) or ends.
+          if (ring.readable() > 0) await room.wait(roomSeen);
+          else await Promise.race([room.wait(roomSeen), ring.waitReadable(1)]);
           continue;
         }
         // Woken once half a ring is there (or the end), not per socket read of the client; a
@@ -121,6 +151,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
 
     try {
       for (;;) {
+        const changedSeen = changed.mark();
         if (rd.state === 'aborted' || ring.producerAborted()) {
           await flushForResume();
           return writerGone();
@@ -131,12 +162,19 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           return stop(code, `upload ${task.path}: ${err?.message ?? 'spool failed'}`, true);
         }
         const cut = nextCall();
-        if (!cut) {
-          await changed.wait();
+        let sent: CallResult;
+        if (cut) {
+          retention.rotate();
+          sent = await call(acked, cut.to, cut.close, false);
+        } else if (rd.lead && rd.state === 'open' && retention.end > acked) {
+          // The client is as far ahead of Dropbox as it may be: a call of unknown length takes the
+          // bytes as they come (close=false; retention keeps them until it is acknowledged).
+          retention.rotate();
+          sent = await call(acked, acked + streamLimit(), false, false, streamed);
+        } else {
+          await changed.wait(changedSeen);
           continue;
         }
-        retention.rotate();
-        const sent = await call(acked, cut.to, cut.close, false);
         if (!sent.ok) {
           if (sent.aborted) {
             await flushForResume();
@@ -144,10 +182,10 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           }
           return stop(sent.code, `upload ${task.path}: ${sent.message}`, true);
         }
-        acked = cut.to;
+        acked = sent.to;
         await retention.release(acked);
         room.fire();
-        if (cut.close) break;
+        if (cut?.close) break;
       }
     } finally {
       rd.stopped = true;
@@ -172,7 +210,41 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       const to = Math.min(acked + MAX_CALL_BYTES, retention.end - (retention.end % BLOCK_BYTES));
       if (Math.floor(to / BLOCK_BYTES) <= Math.floor(acked / BLOCK_BYTES)) return;
       const sent = await call(acked, to, false, true);
-      if (sent.ok) acked = to;
+      if (sent.ok) acked = sent.to;
+    }
+
+    /**
+     * The body of a streamed call from `from`: what is retained, then what the reader retains while
+     * the call runs, up to `limit`. It ends once everything retained is sent and the client ended
+     * (or stopped), or retention is full (room comes back only with this call's acknowledgement).
+     */
+    async function* streamed(limit: number, t: BodyTry): AsyncGenerator<Buffer> {
+      sentTo = t.pos;
+      flow.bodyOpen();
+      try {
+        for (;;) {
+          const changedSeen = changed.mark();
+          if (t.dead) return;
+          const end = Math.min(retention.end, limit);
+          if (t.pos < end) {
+            for await (const piece of retention.body(t.pos, end)) {
+              // A try that is over (its request failed) takes no more bytes and moves nothing.
+              if (t.dead) return;
+              t.pos += piece.length;
+              sentTo = t.pos;
+              flow.sent(piece.length);
+              room.fire();
+              yield piece;
+            }
+            continue;
+          }
+          if (t.pos >= limit || rd.state !== 'open' || rd.stopped || ring.producerAborted()) return;
+          if (rd.full && !rd.lead) return;
+          await changed.wait(changedSeen);
+        }
+      } finally {
+        flow.bodyClose();
+      }
     }
 
     /**
@@ -188,13 +260,44 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       if (rd.state === 'ended') return pending <= MAX_CALL_BYTES ? { to: retention.end, close: true } : { to: acked + callTarget(), close: false };
       const target = callTarget();
       if (pending >= target && (pending > target || ring.readable() > 0)) return { to: acked + target, close: false };
-      if (rd.full && pending > 0 && ring.readable() > 0) return { to: retention.end, close: false };
+      if (rd.full && !rd.lead && pending > 0 && ring.readable() > 0) return { to: retention.end, close: false };
       return null;
     }
   } finally {
+    flow.end();
     // The reader stops at its next step (the ring is ended or aborted by now, or `stopped` is set).
     await reader;
     await retention.destroy();
+  }
+
+  /** The body of a call from `from` on; each piece it hands to the request counts as sent. */
+  async function* counted(body: AsyncGenerator<Buffer>, t: BodyTry): AsyncGenerator<Buffer> {
+    sentTo = t.pos;
+    flow.bodyOpen();
+    try {
+      for await (const piece of body) {
+        if (t.dead) return;
+        t.pos += piece.length;
+        sentTo = t.pos;
+        flow.sent(piece.length);
+        room.fire();
+        yield piece;
+      }
+    } finally {
+      flow.bodyClose();
+    }
+  }
+
+  /**
+   * Most bytes of a streamed call: this upload's fair share of the spool (all uploads alive share it)
+   * plus its memory share, at least one block. A streamed call holds all its bytes until it is
+   * acknowledged; the first streams of a storm took what they could and left the others a few
+   * hundred KiB each (21 calls per 16 MiB STOR in the 2,000 storm).
+   */
+  function streamLimit(): number {
+    const alive = Math.max(1, Atomics.load(ctx.words, G.UPLOADS_ALIVE));
+    const fair = Math.floor((spoolCap > 0 ? spoolLimit : 0) / alive) + Math.max(0, Atomics.load(ctx.words, G.UPLOAD_MEMORY_BYTES));
+    return Math.min(MAX_CALL_BYTES, Math.max(BLOCK_BYTES, fair - (fair % BLOCK_BYTES)));
   }
 
   /** Bytes of a full-size call: half of what retention holds (the other half fills meanwhile). */
@@ -212,8 +315,13 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     return undefined;
   }
 
-  /** Sends [from, to) as the session's next piece (start when there is none yet), retrying from retention. */
-  async function call(from: number, to: number, close: boolean, afterAbort: boolean): Promise<CallResult> {
+  /**
+   * Sends [from, to) as the session's next piece (start when there is none yet), retrying from
+   * retention. With `stream`, the first try is a call of unknown length whose body is stream(to,
+   * try) (chunked, close=false, no content_hash); `to` then becomes where that body ended, and a retry
+   * sends [at, to) as usual.
+   */
+  async function call(from: number, to: number, close: boolean, afterAbort: boolean, stream?: (limit: number, t: BodyTry) => AsyncGenerator<Buffer>): Promise<CallResult> {
     const gone = (): boolean => !afterAbort && ring.producerAborted();
     let at = from;
     let failedAttempts = 0;
@@ -227,8 +335,12 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       }
       let failure: Failure | null = null;
       const tokenSeq = readToken(task.account.tokenCell).seq;
-      const hash = at === from ? callHash(from, to, close) : undefined;
+      const streamNow = stream;
+      const streaming = streamNow !== undefined;
+      const hash = at === from && !streaming ? callHash(from, to, close) : undefined;
       const withHash = hash ? { content_hash: hash } : {};
+      const body: BodyTry = { pos: at, dead: false };
+      let threw = false;
       try {
         let res;
         try {
@@ -237,12 +349,27 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
             account: task.account,
             route: sessionId ? 'files/upload_session/append_v2' : 'files/upload_session/start',
             arg: sessionId ? { cursor: { session_id: sessionId, offset: at }, close, ...withHash } : { close, ...withHash },
-            body: retention.body(at, to),
-            bodyBytes: to - at,
+            body: streamNow ? streamNow(to, body) : counted(retention.body(at, to), body),
+            ...(streaming ? {} : { bodyBytes: to - at }),
           });
         } catch (err) {
+          threw = true;
           ctx.pacer.report(slot, { kind: 'failed' });
           throw err;
+        } finally {
+          // The try is over (its request failed, or a streamed call has its answer, which may come
+          // before the box read the body): a body left parked wakes, sees that and ends, moving
+          // nothing more. A body of known length whose answer came early is left to end: cut
+          // short, the request would fail and lose the answer (a 429's Retry-After).
+          if (threw || streaming) {
+            body.dead = true;
+            changed.fire();
+          }
+          if (streaming && body.pos > at) {
+            // What the stream sent is retained: from here on the call is [at, body.pos).
+            to = body.pos;
+            stream = undefined;
+          }
         }
         tried = true;
         if (res.statusCode === 200) {
@@ -253,7 +380,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
             if (typeof id !== 'string' || id === '') throw new Error('upload_session/start returned no session_id');
             sessionId = id;
           }
-          return { ok: true };
+          // A stream that sent nothing (still set) moved the session nowhere.
+          return { ok: true, to: stream === undefined ? to : at };
         }
         failure = await classifyResponse(res);
         await ctx.pacer.settle(slot, callOutcome(res.statusCode, failure));
@@ -263,7 +391,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       }
       if (failure.kind === 'offset') {
         // The session holds correct_offset bytes: an earlier try landed (fully or partly).
-        if (failure.correctOffset === to) return { ok: true }; // the close flag travelled with those bytes
+        if (failure.correctOffset === to && stream === undefined) return { ok: true, to }; // the close flag travelled with those bytes
         if (failure.correctOffset >= from && failure.correctOffset < to) {
           at = failure.correctOffset;
           ctx.pacer.countRetry(slot);
@@ -273,7 +401,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       }
       if (failure.kind === 'closed') {
         // A closing append that landed before its reply was lost (rclone and the JS uploader agree).
-        if (close && tried) return { ok: true };
+        if (close && tried) return { ok: true, to };
         return { ok: false, code: 'DROPFTP_ERR_UPSTREAM', message: `session closed: ${failure.reason}`, aborted: false };
       }
       if (failure.kind === 'fatal') return { ok: false, code: failure.code, message: failure.reason, aborted: false };

@@ -73,5 +73,6 @@ export class MemoryBudget {
     const spare = Math.max(0, this.budgetBytes - this.ringBytesInUse);
     const share = Math.min(this.appendMemoryBytes, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, this.uploads))));
     Atomics.store(this.words, G.UPLOAD_MEMORY_BYTES, share);
+    Atomics.store(this.words, G.UPLOADS_ALIVE, this.uploads);
   }
 }

@@ -18,6 +18,7 @@
 //   9 REFRESH_BELL           any (add)     bumped by a thread that needs a fresh access token or capped a
 //                                          Retry-After (main waits on it)
 //  10 MAX_RATE_MILLI         main (once)   engine.maxCallsPerSecond × 1000 (0: no fixed ceiling)
+//  11 UPLOADS_ALIVE          main          uploads admitted and not yet released (the spool's fair share)
 //  ACCOUNTS (ACCOUNT_BASE + slot * ACCOUNT_WORDS), one slot per account, assigned by main; the call-rate
 //  pacer (src/dropbox/pacer.ts) — a FIFO of tickets granted by a token bucket (GCRA on TAT_US below)
 //   +0 NEXT_TICKET           any (add)     tickets ever taken; a call start needs one
@@ -70,6 +71,7 @@ export const G = {
   MAX_RETRY_AFTER_MS: 8,
   REFRESH_BELL: 9,
   MAX_RATE_MILLI: 10,
+  UPLOADS_ALIVE: 11,
 } as const;
 
 export const A = {

@@ -34,6 +34,8 @@ export interface FileMetadata {
 export interface TestHooks {
   /** The worker running this transfer calls process.exit(70) once this many bytes moved. */
   crashWorkerAfterBytes?: number;
+  /** An upload's client may be this many bytes ahead of Dropbox (instead of its share of the rate). */
+  leadBytes?: number;
 }
 
 export interface DownloadTask {

@@ -1,0 +1,120 @@
+// How far an upload's client may run ahead of Dropbox (workers/upload-lead.ts): the thread's send
+// rate as measured from what its calls' bodies take, the lead each upload is allowed from it, and
+// Retention.fill stopping at that lead with the client's bytes still in the ring (backpressure).
+// Main thread only: a real control block and a real ring, no worker; the rate's clock is a counter.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RingReader, RingWriter, createRing } from 'native-free-ringbuf';
+import { createControl } from '../../src/transfer/shared-layout.ts';
+import { createThreadContext } from '../../workers/thread-context.ts';
+import { Retention } from '../../workers/retention.ts';
+import { LEAD_SECONDS, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S } from '../../workers/upload-lead.ts';
+
+const MB = 1000 * 1000;
+const MiB = 1024 * 1024;
+
+/** A flow with one call body open (the rate's clock runs) and a clock moved by hand. */
+function clocked(): { flow: UploadFlow; advance(ms: number): void } {
+  let now = 0;
+  const flow = new UploadFlow(() => now);
+  flow.bodyOpen();
+  return { flow, advance: (ms) => void (now += ms) };
+}
+
+/** `bytesPerSecond` sent for `seconds`, in 100 ms steps. */
+function send(c: ReturnType<typeof clocked>, bytesPerSecond: number, seconds: number): void {
+  for (let i = 0; i < seconds * 10; i++) {
+    c.advance(100);
+    c.flow.sent(bytesPerSecond / 10);
+  }
+}
+
+test("before any byte was sent, the prior rate is shared by the thread's uploads, never below the floor", () => {
+  const c = clocked();
+  c.flow.begin();
+  assert.is(c.flow.leadLimit(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
+  for (let i = 1; i < 100; i++) c.flow.begin();
+  assert.is(c.flow.leadLimit(), Math.floor((PRIOR_BYTES_PER_S / 100) * LEAD_SECONDS));
+  assert.ok(c.flow.leadLimit() > 10 * MiB, 'a 10 MiB STOR of a 200-session storm still fits one call');
+  for (let i = 100; i < 5000; i++) c.flow.begin();
+  assert.is(c.flow.leadLimit(), MIN_LEAD_BYTES);
+});
+
+test('the rate follows what the calls send: 10 uploads sharing 10 MB/s may each be 20 s of 1 MB/s ahead', () => {
+  const c = clocked();
+  for (let i = 0; i < 10; i++) c.flow.begin();
+  send(c, 10 * MB, 12);
+  const rate = c.flow.bytesPerSecond();
+  assert.ok(Math.abs(rate - 10 * MB) < 0.05 * 10 * MB, `rate ${rate} B/s`);
+  const lead = c.flow.leadLimit();
+  assert.ok(Math.abs(lead - LEAD_SECONDS * MB) < 0.05 * LEAD_SECONDS * MB, `lead ${lead} B`);
+  // The backend slows to 0.25 MB/s: within a few time constants the lead falls to the floor.
+  send(c, 0.25 * MB, 12);
+  assert.ok(c.flow.bytesPerSecond() < 0.3 * MB, `rate ${c.flow.bytesPerSecond()} B/s`);
+  assert.is(c.flow.leadLimit(), MIN_LEAD_BYTES);
+  // Nothing sent for a while with a body open (the backend takes nothing): the rate decays.
+  c.advance(30_000);
+  assert.ok(c.flow.bytesPerSecond() < 0.01 * MB);
+  assert.is(c.flow.leadLimit(), MIN_LEAD_BYTES);
+});
+
+test('no body open (every upload still filling its first call): the rate holds, it does not read as a slow backend', () => {
+  const c = clocked();
+  for (let i = 0; i < 10; i++) c.flow.begin();
+  send(c, 10 * MB, 12);
+  c.flow.bodyClose();
+  const held = c.flow.bytesPerSecond();
+  c.advance(30_000);
+  assert.is(c.flow.bytesPerSecond(), held);
+  c.flow.bodyOpen();
+  c.advance(2_000);
+  assert.ok(Math.abs(c.flow.bytesPerSecond() - held * Math.exp(-1)) < 1, 'with a body open again it decays');
+});
+
+test('while the thread warms up, a dip below the prior share does not shrink the lead; after it, it does', () => {
+  const c = clocked();
+  for (let i = 0; i < 50; i++) c.flow.begin();
+  const prior = Math.floor((PRIOR_BYTES_PER_S / 50) * LEAD_SECONDS);
+  send(c, 1 * MB, WARM_UP_S - 1);
+  assert.is(c.flow.leadLimit(), prior, 'warming up: the prior share holds');
+  send(c, 1 * MB, 8);
+  assert.ok(c.flow.leadLimit() < prior / 10, `warmed up: the measured share (${c.flow.leadLimit()} B)`);
+});
+
+test('a thread that went idle starts its next upload from the prior again, not from a decayed rate', () => {
+  const c = clocked();
+  c.flow.begin();
+  send(c, 1 * MB, 10);
+  c.flow.end();
+  c.advance(60_000);
+  c.flow.begin();
+  assert.is(c.flow.bytesPerSecond(), PRIOR_BYTES_PER_S);
+  c.flow.begin(); // a second one while the first runs keeps the measured rate
+  send(c, 2 * MB, 16);
+  assert.ok(c.flow.bytesPerSecond() < 2.1 * MB, `rate ${c.flow.bytesPerSecond()} B/s`);
+});
+
+test("Retention.fill stops at the lead limit and leaves the rest in the ring (reported 'lead'), then goes on", async () => {
+  const control = createControl({ uploadMemoryBytes: 8 * MiB });
+  const ctx = createThreadContext(control);
+  const handle = createRing(1 << 20);
+  const writer = new RingWriter(handle);
+  const reader = new RingReader(handle);
+  const retention = new Retention(ctx, '', 1, 0, 0);
+  const data = Buffer.alloc(900 * 1024, 7);
+  assert.is(writer.write(data, 0, data.length), data.length);
+  let hashed = 0;
+  const onBytes = (b: Uint8Array): void => void (hashed += b.length);
+  assert.is(await retention.fill(reader, onBytes, 300 * 1024), 'lead');
+  assert.is(retention.end, 300 * 1024);
+  assert.is(hashed, 300 * 1024, 'the hasher saw exactly what was retained');
+  assert.is(reader.readable(), 600 * 1024, 'the rest waits in the ring');
+  assert.is(await retention.fill(reader, onBytes, 1000 * 1024), 'more');
+  assert.is(retention.end, 900 * 1024);
+  writer.end();
+  assert.is(await retention.fill(reader, onBytes, 900 * 1024), 'ended', 'at the limit with nothing left, the end is still seen');
+  await retention.destroy();
+});
+
+test.run();

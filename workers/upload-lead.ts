@@ -1,0 +1,102 @@
+// How far an upload's FTP client may run ahead of Dropbox: the bytes retained but not yet sent in a
+// call (the "lead") are bounded by what this upload's share of the thread's upload bandwidth sends
+// in LEAD_SECONDS. Runs on the thread that runs the uploads (one UploadFlow per ThreadContext).
+// Why: the client waits for its 226 until every byte it sent is in Dropbox. Bounded by bytes only
+// (memory share + spool), a thousand clients of 16 MiB uploads sent everything into the spool in
+// seconds, then waited for minutes while their bytes drained at ~60-150 KB/s each, and 176 of them
+// gave up ("no reply in 60 s", 2,000 x 16 MiB storm). An upload whose client reaches its lead gets
+// a call of unknown length (upload-task.ts) that takes the bytes as they come, so the client moves
+// at the pace its bytes really leave and its last byte is followed by its 226 within about
+// LEAD_SECONDS (plus a closing call and the commit).
+// Invariants: the rate is an exponentially weighted mean of the bytes this thread's upload calls
+// took into their request bodies (time constant RATE_TAU_S), over the time at least one such body
+// was open (uploads that are all still filling their first call send nothing, and must not read
+// as a slow backend), starting from PRIOR_BYTES_PER_S whenever the thread takes its first upload
+// after being idle; for the first WARM_UP_S of that clock the share is at least the prior's (the
+// first calls of a storm ramp up together: a dip then is not the backend's pace); the lead limit is
+// never below MIN_LEAD_BYTES.
+
+/** Seconds of its share of the bandwidth an upload's client may be ahead of Dropbox. */
+export const LEAD_SECONDS = 20;
+/** The smallest lead allowed, whatever the rate. */
+export const MIN_LEAD_BYTES = 1024 * 1024;
+/**
+ * The rate assumed for a thread before it has measured one (per thread): the first calls of a storm
+ * start before any byte was sent. 64 MB/s over 100 uploads of a thread is 12.8 MB of lead (a 10 MiB
+ * STOR of a 200-session storm still goes in one call of known length); over 1,000 it is 1.3 MB.
+ */
+export const PRIOR_BYTES_PER_S = 64 * 1000 * 1000;
+/** Time constant of the rate's mean, seconds. */
+export const RATE_TAU_S = 2;
+/** Seconds of open bodies after an idle spell during which the prior share is a floor. */
+export const WARM_UP_S = 2 * RATE_TAU_S;
+
+export class UploadFlow {
+  /** Uploads running on this thread. */
+  private active = 0;
+  /** Call bodies open on this thread (the rate's clock runs only while there is one). */
+  private bodies = 0;
+  private rate = PRIOR_BYTES_PER_S;
+  private at: number;
+  /** Seconds the rate's clock ran since the thread was last idle. */
+  private measuredS = 0;
+
+  constructor(private readonly now: () => number = () => performance.now()) {
+    this.at = now();
+  }
+
+  /** An upload starts on this thread; an idle thread starts again from the prior rate. */
+  begin(): void {
+    if (this.active === 0) {
+      this.rate = PRIOR_BYTES_PER_S;
+      this.at = this.now();
+      this.measuredS = 0;
+    }
+    this.active++;
+  }
+
+  end(): void {
+    this.active = Math.max(0, this.active - 1);
+  }
+
+  /** A call's body opens (its first piece is asked for). */
+  bodyOpen(): void {
+    this.decay();
+    this.bodies++;
+  }
+
+  bodyClose(): void {
+    this.decay();
+    this.bodies = Math.max(0, this.bodies - 1);
+  }
+
+  /** `bytes` went into an upload call's body. */
+  sent(bytes: number): void {
+    this.decay();
+    this.rate += bytes / RATE_TAU_S;
+  }
+
+  /** Bytes per second this thread's uploads send now (the mean). */
+  bytesPerSecond(): number {
+    this.decay();
+    return this.rate;
+  }
+
+  /** Bytes an upload of this thread may hold that no call has sent yet. */
+  leadLimit(): number {
+    const n = Math.max(1, this.active);
+    const measured = this.bytesPerSecond() / n;
+    const share = this.measuredS < WARM_UP_S ? Math.max(measured, PRIOR_BYTES_PER_S / n) : measured;
+    return Math.max(MIN_LEAD_BYTES, Math.floor(share * LEAD_SECONDS));
+  }
+
+  private decay(): void {
+    const t = this.now();
+    const dt = (t - this.at) / 1000;
+    if (dt > 0 && this.bodies > 0) {
+      this.rate *= Math.exp(-dt / RATE_TAU_S);
+      this.measuredS += dt;
+    }
+    this.at = t;
+  }
+}
