@@ -38,7 +38,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'engine.maxCallsPerSecond', kind: 'int', nullable: true, min: 1, max: 100_000, default: null, doc: 'Ceiling of Dropbox calls started per second per account (null: none; the pacer finds the limit from 429s).' },
   { key: 'engine.maxRetryAfterSec', kind: 'int', min: 1, max: 86_400, default: 300, doc: 'Longest Retry-After honoured; a larger, negative or non-numeric one is capped and logged.' },
   { key: 'engine.appendMemoryBytes', kind: 'bytes', min: 64 * 1024, max: 150 * 1024 * 1024, default: 8 * 1024 * 1024, doc: "Most unacknowledged upload bytes one STOR keeps in memory (less when the budget is shared); the rest goes to the spool." },
-  { key: 'engine.spoolBytes', kind: 'bytes', max: 2 ** 41, default: 4 * 1024 * 1024 * 1024, doc: 'Disk for upload spool files under <dataDir>/spool, all STORs together (0: memory only). Past it: backpressure.' },
+  { key: 'engine.spoolBytes', kind: 'bytes', nullable: true, max: 2 ** 41, default: null, doc: 'Disk for upload spool files under <dataDir>/spool, all STORs together (null: a quarter of the space free there at start, at most 64 GiB; 0: memory only). Past it: backpressure.' },
   { key: 'engine.commitLingerMs', kind: 'durationMs', max: 10_000, default: 0, doc: 'Commits that arrive while a finish_batch_v2 call is in flight go in the next batch when it returns; this long at least after the first of them (0: at once). None in flight: at once.' },
   // FTP session limits
   { key: 'session.idleTimeoutMs', kind: 'durationMs', default: 300_000, doc: 'Idle control connection closed (421) after this (0: never). Not counted during transfers.' },

@@ -25,7 +25,7 @@ export interface DropftpConfig {
     maxCallsPerSecond: number | null;
     maxRetryAfterSec: number;
     appendMemoryBytes: number;
-    spoolBytes: number;
+    spoolBytes: number | null;
     commitLingerMs: number;
   };
   session: {

@@ -5,6 +5,7 @@
 // closed and its worker task settled; errors are DropftpError; close() lets transfers finish
 // (graceful), destroy(err) aborts them (abortive).
 
+import { statfs } from 'node:fs/promises';
 import { RingPool, RingReader, RingWriter } from 'native-free-ringbuf';
 import type { RingHandle } from 'native-free-ringbuf';
 import { DropftpError } from '../errors.ts';
@@ -16,7 +17,7 @@ import { createMainThreadExecutor, createPoolExecutor } from './executor.ts';
 import { GROW_AT_TASKS, PREWARM_WORKERS } from './pool-growth.ts';
 import type { Executor } from './executor.ts';
 import { MemoryBudget } from './memory-budget.ts';
-import { resolveEngineOptions } from './options.ts';
+import { autoSpoolBytes, resolveEngineOptions } from './options.ts';
 import type { EngineOptions, ResolvedEngineOptions } from './options.ts';
 import { SharedPacer, initPacerSlot, readPacerStats } from '../dropbox/pacer.ts';
 import type { CallOutcome, PacerStats } from '../dropbox/pacer.ts';
@@ -157,21 +158,28 @@ export class TransferEngine {
    */
   static async start(options?: EngineOptions, { deferWorkers = false }: { deferWorkers?: boolean } = {}): Promise<TransferEngine> {
     const o = resolveEngineOptions(options);
+    const { dir: spool, swept } = await openSpoolDir(o.spoolDir);
+    if (swept > 0) o.log?.info({ event: 'spool-swept', dir: spool.path, files: swept }, `removed ${swept} spool files left by an earlier run`);
+    let spoolBytes = o.spoolBytes;
+    if (spoolBytes === null) {
+      const fs = await statfs(spool.path);
+      spoolBytes = autoSpoolBytes(fs.bavail * fs.bsize);
+      o.log?.info({ event: 'spool-size', dir: spool.path, bytes: spoolBytes }, `upload spool: at most ${(spoolBytes / 1024 ** 3).toFixed(1)} GiB (a quarter of the free space)`);
+    }
     const control = createControl({
       uploadMemoryBytes: o.appendMemoryBytes,
-      spoolBytes: o.spoolBytes,
+      spoolBytes,
       maxRetryAfterMs: o.maxRetryAfterSec * 1000,
       maxCallsPerSecond: o.maxCallsPerSecond ?? 0,
     });
-    const { dir: spool, swept } = await openSpoolDir(o.spoolDir);
-    if (swept > 0) o.log?.info({ event: 'spool-swept', dir: spool.path, files: swept }, `removed ${swept} spool files left by an earlier run`);
     const reclaim = (threadKey: number): void => void spool.sweepThread(threadKey);
     const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers, reclaim, deferWorkers);
-    return new TransferEngine(o, control, executor, spool);
+    return new TransferEngine(Object.freeze({ ...o, spoolBytes }), control, executor, spool);
   }
 
   private constructor(
-    readonly options: ResolvedEngineOptions,
+    /** The options, with the spool limit the engine started with (never null here). */
+    readonly options: ResolvedEngineOptions & { readonly spoolBytes: number },
     private readonly control: ControlHandle,
     private readonly executor: Executor,
     private readonly spool: SpoolDir,

@@ -1,8 +1,9 @@
 // Engine options and their config keys: the pacer and spool options reach the engine from file, env
-// and flags; the removed ones (engine.maxRequestsPerAccount, fairRoundMs, fairRoundBytes,
+// and flags; an unset spool limit is a quarter of the spool folder's free space (a real engine
+// started on a temp folder reports it); the removed ones (engine.maxRequestsPerAccount, fairRoundMs, fairRoundBytes,
 // minSliceBytes) are refused from every source with a message naming what replaced them. Main thread.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -11,7 +12,8 @@ import { loadConfig } from '../../src/config/load.ts';
 import { toDropftpOptions } from '../../src/config/to-options.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { DropftpError } from '../../src/errors.ts';
-import { resolveEngineOptions } from '../../src/transfer/options.ts';
+import { TransferEngine } from '../../src/transfer/index.ts';
+import { AUTO_SPOOL_MAX_BYTES, autoSpoolBytes, resolveEngineOptions } from '../../src/transfer/options.ts';
 
 const problemsOf = (run: () => unknown): string => {
   try {
@@ -62,6 +64,50 @@ test('engine.maxCallsPerSecond, maxRetryAfterSec, appendMemoryBytes, spoolBytes 
   assert.is(defaults.maxCallsPerSecond, null);
   assert.is(defaults.maxRetryAfterSec, 300);
   assert.throws(() => resolveEngineOptions({ maxCallsPerSecond: -1 }), (e: unknown) => e instanceof DropftpError && /maxCallsPerSecond/.test(e.message));
+  assert.is(defaults.spoolBytes, null, 'no spool limit set: sized at start');
+  assert.is(toDropftpOptions(loadConfig({ argv: ['--engine-spool-bytes', '0'], env: {} }).config, createLogger({ level: 'silent', format: 'json' })).engine!.spoolBytes, 0);
+  assert.throws(() => loadConfig({ argv: ['--engine-spool-bytes', 'lots'], env: {} }), /engine-spool-bytes/);
+  assert.throws(() => resolveEngineOptions({ spoolBytes: -1 }), (e: unknown) => e instanceof DropftpError && /spoolBytes/.test(e.message));
+});
+
+test('the automatic spool limit: a quarter of the free space, whole MiB, at most 64 GiB', () => {
+  const MiB = 1024 ** 2;
+  assert.is(autoSpoolBytes(0), 0);
+  assert.is(autoSpoolBytes(-5), 0);
+  assert.is(autoSpoolBytes(1024 * MiB), 256 * MiB);
+  assert.is(autoSpoolBytes(10 * MiB + 3), 2 * MiB);
+  assert.is(autoSpoolBytes(80 * 1024 ** 3), 20 * 1024 ** 3);
+  assert.is(autoSpoolBytes(1024 ** 4), AUTO_SPOOL_MAX_BYTES);
+  assert.is(AUTO_SPOOL_MAX_BYTES, 64 * 1024 ** 3);
+});
+
+test('an engine started without a spool limit takes a quarter of the free space of its spool folder; an explicit one is kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-spool-size-'));
+  try {
+    const seen: object[] = [];
+    const log = { info: (obj: object) => void seen.push(obj), warn: () => {} };
+    const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: join(dir, 'spool'), log });
+    try {
+      const fs = statfsSync(join(dir, 'spool'));
+      const expected = autoSpoolBytes(fs.bavail * fs.bsize);
+      const limit = engine.stats().spool.limitBytes;
+      // The free space moves a little between the engine's reading and this one (other writers).
+      assert.ok(Math.abs(limit - expected) <= 64 * 1024 ** 2, `limit ${limit} vs a quarter of the free space ${expected}`);
+      assert.ok(limit <= AUTO_SPOOL_MAX_BYTES);
+      assert.is(engine.options.spoolBytes, limit);
+      assert.ok(seen.some((o) => (o as { event?: string }).event === 'spool-size'), 'the size it chose is logged');
+    } finally {
+      await engine.close();
+    }
+    const fixed = await TransferEngine.start({ onlyMainThread: true, spoolDir: join(dir, 'spool2'), spoolBytes: 5 * 1024 ** 2 });
+    try {
+      assert.is(fixed.stats().spool.limitBytes, 5 * 1024 ** 2);
+    } finally {
+      await fixed.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
