@@ -1,7 +1,8 @@
 // Engine options and their config keys: the pacer and spool options reach the engine from file, env
 // and flags; an unset spool limit is a quarter of the spool folder's free space (a real engine
-// started on a temp folder reports it); the removed ones (engine.maxRequestsPerAccount, fairRoundMs, fairRoundBytes,
-// minSliceBytes) are refused from every source with a message naming what replaced them. Main thread.
+// started on a temp folder reports it); the removed ones (engine.maxRequestsPerAccount, fairRoundMs,
+// fairRoundBytes, minSliceBytes) are refused from every source with a message naming what replaced
+// them. Main thread.
 
 import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

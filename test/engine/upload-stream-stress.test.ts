@@ -1,15 +1,15 @@
 // Many uploads at once whose clients run into a small lead, pause at random and write pieces of
-// random sizes, some with resets in the middle of their calls' bodies, 503s answered before a body is
-// read, slow answers, and small memory shares that
-// send bytes through the spool: every one commits byte-exact, and none hangs (each must finish within
-// a deadline). The reader, the sender and a streamed call's body of an upload wake each other; a
-// wake-up lost among them parks an upload for ever (seen once in CI). Main thread + 2 workers + the
-// box child, over HTTP.
+// random sizes (seeded: src/util/prng.ts), some with resets in the middle of their calls' bodies,
+// 503s answered before a body is read, slow answers, and small memory shares that send bytes through
+// the spool: every one commits byte-exact, and none hangs (each must finish within a deadline). The
+// reader, the sender and a streamed call's body of an upload wake each other; a wake-up lost among
+// them would park an upload for ever. Main thread + 2 workers + the box child, over HTTP.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Writable } from 'node:stream';
 import { contentHash } from '../../src/localbox/index.ts';
+import { mulberry32 } from '../../src/util/prng.ts';
 import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
 import type { Fixture } from './helpers.ts';
 
@@ -25,17 +25,6 @@ test.before(async () => {
 test.after(async () => {
   await fx.stop();
 });
-
-/** A seeded generator (xorshift32), so that a failing run can be told apart by its seed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
 
 /** Writes `data` in pieces of 1 KiB-512 KiB, pausing up to 30 ms before one piece in four. */
 async function feedJittery(stream: Writable, data: Buffer, rand: () => number): Promise<void> {
@@ -57,7 +46,7 @@ async function feedJittery(stream: Writable, data: Buffer, rand: () => number): 
 
 for (const seed of [1, 2, 3]) {
   test(`24 uploads at a 64-256 KiB lead, jittery clients, resets mid-body (seed ${seed}): all byte-exact, none hangs`, async () => {
-    const rand = rng(seed * 7919);
+    const rand = mulberry32(seed * 7919);
     await fx.box.setFaults({
       rules: [
         { kind: 'reset', routes: UPLOAD_ROUTES, afterBytes: 700 * KiB, count: 6 },
@@ -72,7 +61,7 @@ for (const seed of [1, 2, 3]) {
         const path = `/stress/${seed}/${i}.bin`;
         const lead = (64 + Math.floor(rand() * 192)) * KiB;
         const up = fx.engine.openUpload('alice', path, { testHooks: { leadBytes: lead } });
-        const done = feedJittery(up, data, rng(seed * 31 + i)).then(() => up.metadata as Record<string, unknown> | undefined);
+        const done = feedJittery(up, data, mulberry32(seed * 31 + i)).then(() => up.metadata as Record<string, unknown> | undefined);
         return { data, path, done };
       });
       let timer: NodeJS.Timeout | undefined;
