@@ -2,8 +2,8 @@
 // call-rate pacers and its keep-alive HTTP agent. Runs on a piscina worker (or the main thread in
 // onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers
 // and a paused download's rest of a piece go through takeChunk / giveChunk (charged while taken, so a
-// dead thread's share can be reclaimed from its slot; idle ones, up to 16 MiB per thread, are reused
-// until the thread stops returning them).
+// dead thread's share can be reclaimed from its slot; idle ones, up to 16 MiB per thread and beyond
+// that while the memory budget has room, are reused until the thread stops returning them).
 
 import { isMainThread, threadId } from 'node:worker_threads';
 import type { Agent } from 'undici';
@@ -63,19 +63,42 @@ export function crashForTest(ctx: ThreadContext): void {
 }
 
 /**
- * Idle retention buffers one thread keeps for reuse, bytes. A fresh 256 KiB buffer is its own mmap
- * (bin/with-tuned-malloc) whose 64 pages fault in, zeroed, and are unmapped at its free: in a storm
- * of uploads that was a tenth of a worker's CPU. One upload's retention (engine.appendMemoryBytes,
- * 8 MiB by default) cycles through spares twice this size without a fresh buffer.
+ * Idle retention buffers one thread keeps for reuse whatever the budget says, bytes. A fresh 256 KiB
+ * buffer is its own mmap (bin/with-tuned-malloc) whose 64 pages fault in, zeroed, and are unmapped
+ * (a TLB shootdown on every core the process runs on) at its free. One upload's retention
+ * (engine.appendMemoryBytes, 8 MiB by default) cycles through spares twice this size.
  */
 const SPARE_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Spares unused this long are dropped, so an idle gateway gives their memory back. */
 const SPARE_IDLE_MS = 2000;
 
+const kibOf = (bytes: number): number => Math.ceil(bytes / 1024);
+
+/**
+ * Whether an idle buffer of `bytes` may be kept: within the thread's own SPARE_CHUNK_BYTES, or while
+ * the memory budget has room for it beside the rings, the buffers in use and every thread's spares.
+ * Many uploads at once each retain more than 16 MiB of a thread can recycle: 64 uploads of 4 MiB on
+ * two workers spent a third of their CPU faulting in fresh buffers (workers 3.0 CPU-s/GiB, 1.9 with
+ * the spares kept; `npm run bench:engine`).
+ */
+function mayKeepSpare(ctx: ThreadContext, bytes: number): boolean {
+  if (ctx.spareBytes + bytes <= SPARE_CHUNK_BYTES) return true;
+  const w = ctx.words;
+  const held = Atomics.load(w, G.RING_KIB_IN_USE) + Atomics.load(w, G.CHUNK_KIB_IN_USE) + Atomics.load(w, G.SPARE_KIB);
+  return held + kibOf(bytes) <= Atomics.load(w, G.BUDGET_KIB);
+}
+
+function countSpare(ctx: ThreadContext, bytes: number): void {
+  ctx.spareBytes += bytes;
+  const kib = (bytes < 0 ? -1 : 1) * kibOf(Math.abs(bytes));
+  Atomics.add(ctx.words, G.SPARE_KIB, kib);
+  Atomics.add(ctx.words, workerWord(ctx.workerSlot, WK.SPARE_KIB), kib);
+}
+
 function trimSpares(ctx: ThreadContext): void {
   ctx.spareTrim = null;
+  for (const list of ctx.spareChunks.values()) for (const buf of list) countSpare(ctx, -buf.length);
   ctx.spareChunks.clear();
-  ctx.spareBytes = 0;
 }
 
 /** A retention buffer of exactly `bytes`, charged to the memory budget until giveChunk(). */
@@ -85,7 +108,7 @@ export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
   Atomics.add(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
   const spare = ctx.spareChunks.get(bytes)?.pop();
   if (!spare) return Buffer.allocUnsafeSlow(bytes);
-  ctx.spareBytes -= bytes;
+  countSpare(ctx, -bytes);
   return spare;
 }
 
@@ -98,11 +121,11 @@ export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
 
 export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
   dropChunk(ctx, buf);
-  if (ctx.spareBytes + buf.length > SPARE_CHUNK_BYTES) return;
+  if (!mayKeepSpare(ctx, buf.length)) return;
   let list = ctx.spareChunks.get(buf.length);
   if (!list) ctx.spareChunks.set(buf.length, (list = []));
   list.push(buf);
-  ctx.spareBytes += buf.length;
+  countSpare(ctx, buf.length);
   // One timer per thread, pushed back by each return: spares go once returns stop.
   if (ctx.spareTrim) ctx.spareTrim.refresh();
   else (ctx.spareTrim = setTimeout(trimSpares, SPARE_IDLE_MS, ctx)).unref();

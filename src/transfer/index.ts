@@ -102,6 +102,12 @@ export interface EngineStats {
     /** What each upload may retain in memory now (its share, at most engine.appendMemoryBytes). */
     uploadMemoryBytes: number;
     newestRingBytes: number;
+    /**
+     * Idle retention buffers the threads keep for reuse (all threads): up to 16 MiB each whatever the
+     * budget, beyond that only while rings, buffers in use and spares fit the budget; dropped after 2 s
+     * unused.
+     */
+    spareBytes: number;
   };
   /** Upload spool: bytes held in spool files now, and the limit (engine.spoolBytes). */
   spool: { bytesInUse: number; limitBytes: number; dir: string };
@@ -408,6 +414,7 @@ export class TransferEngine {
         chunkBytesInUse: this.budget.chunkBytesInUse(),
         uploadMemoryBytes: this.budget.uploadMemoryBytes(),
         newestRingBytes: Atomics.load(w, G.RING_BYTES),
+        spareBytes: Atomics.load(w, G.SPARE_KIB) * 1024,
       },
       spool: { bytesInUse: Atomics.load(w, G.SPOOL_KIB_IN_USE) * 1024, limitBytes: this.options.spoolBytes, dir: this.spool.path },
       accounts,

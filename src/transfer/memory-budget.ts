@@ -31,6 +31,7 @@ export class MemoryBudget {
     /** engine.appendMemoryBytes: no upload retains more than this in memory. */
     private readonly appendMemoryBytes = 8 * 1024 * 1024,
   ) {
+    Atomics.store(this.words, G.BUDGET_KIB, Math.min(0x7fffffff, Math.floor(budgetBytes / 1024)));
     this.publishShare();
   }
 
@@ -74,5 +75,6 @@ export class MemoryBudget {
     const share = Math.min(this.appendMemoryBytes, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, this.uploads))));
     Atomics.store(this.words, G.UPLOAD_MEMORY_BYTES, share);
     Atomics.store(this.words, G.UPLOADS_ALIVE, this.uploads);
+    Atomics.store(this.words, G.RING_KIB_IN_USE, Math.ceil(this.ringBytesInUse / 1024));
   }
 }

@@ -72,6 +72,12 @@ export const G = {
   REFRESH_BELL: 9,
   MAX_RATE_MILLI: 10,
   UPLOADS_ALIVE: 11,
+  /** The memory budget (engine.memoryBudgetBytes), KiB; set by the main thread's MemoryBudget. */
+  BUDGET_KIB: 12,
+  /** Ring bytes of live transfers, KiB (main thread, at each admit and release). */
+  RING_KIB_IN_USE: 13,
+  /** Idle retention buffers kept for reuse by all threads, KiB (thread-context.ts). */
+  SPARE_KIB: 14,
 } as const;
 
 export const A = {
@@ -104,9 +110,9 @@ export const WORKER_BASE = ACCOUNT_BASE + MAX_ACCOUNTS * ACCOUNT_WORDS;
 /**
  * A worker slot: THREAD_ID, CHUNK_KIB (retention buffers taken), the thread's V8 heap as it last
  * published it (HEAP_USED_KIB, HEAP_TOTAL_KIB: committed, EXTERNAL_KIB; see thread-memory.ts),
- * SPOOL_KIB, then HELD, one word per account.
+ * SPOOL_KIB, SPARE_KIB (idle retention buffers it keeps), then HELD, one word per account.
  */
-export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HEAP_USED_KIB: 2, HEAP_TOTAL_KIB: 3, EXTERNAL_KIB: 4, SPOOL_KIB: 5, HELD: 6 } as const;
+export const WK = { THREAD_ID: 0, CHUNK_KIB: 1, HEAP_USED_KIB: 2, HEAP_TOTAL_KIB: 3, EXTERNAL_KIB: 4, SPOOL_KIB: 5, SPARE_KIB: 6, HELD: 7 } as const;
 export const WORKER_WORDS = WK.HELD + MAX_ACCOUNTS;
 /** HELD's unit for a started call (tickets waiting count 1 each in the low 16 bits). */
 export const RUNNING_UNIT = 0x10000;
@@ -195,6 +201,8 @@ export function reclaimWorkerSlot(words: Int32Array, threadKey: number): number 
     Atomics.sub(words, G.CHUNK_KIB_IN_USE, kib);
     const spoolKib = Atomics.exchange(words, workerWord(slot, WK.SPOOL_KIB), 0);
     Atomics.sub(words, G.SPOOL_KIB_IN_USE, spoolKib);
+    const spareKib = Atomics.exchange(words, workerWord(slot, WK.SPARE_KIB), 0);
+    Atomics.sub(words, G.SPARE_KIB, spareKib);
     for (const field of [WK.HEAP_USED_KIB, WK.HEAP_TOTAL_KIB, WK.EXTERNAL_KIB]) Atomics.store(words, workerWord(slot, field), 0);
     Atomics.store(words, workerWord(slot, WK.THREAD_ID), 0);
   }

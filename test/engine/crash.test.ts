@@ -67,6 +67,10 @@ test('a worker crash fails only its own transfers; the pool and the request budg
   assert.is(s.accounts.alice!.inFlight, 0, 'no call left in flight by the dead worker');
   assert.is(s.spool.bytesInUse, 0, 'no spool accounting leaked by the dead worker');
   assert.is(s.memory.chunkBytesInUse, 0, 'no buffer accounting leaked by the dead worker');
+  // The dead worker's spares are uncounted with its slot, the others' dropped after 2 s idle.
+  const until = Date.now() + 10_000;
+  while (fx.engine.stats().memory.spareBytes > 0 && Date.now() < until) await sleep(100);
+  assert.is(fx.engine.stats().memory.spareBytes, 0, 'no spare accounting leaked by the dead worker');
 });
 
 test.run();
