@@ -53,7 +53,7 @@ export function createThreadContext(control: ControlHandle): ThreadContext {
     spareChunks: new Map(),
     spareBytes: 0,
     spareTrim: null,
-    uploadFlow: new UploadFlow(),
+    uploadFlow: new UploadFlow(undefined, () => Atomics.load(words, G.LEAD_MS) / 1000),
   };
 }
 

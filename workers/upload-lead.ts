@@ -16,7 +16,10 @@
 // first calls of a storm ramp up together: a dip then is not the backend's pace); the lead limit is
 // never below MIN_LEAD_BYTES.
 
-/** Seconds of its share of the bandwidth an upload's client may be ahead of Dropbox. */
+/**
+ * Seconds of its share of the bandwidth an upload's client may be ahead of Dropbox, unless
+ * engine.uploadLeadSec says otherwise.
+ */
 export const LEAD_SECONDS = 20;
 /** The smallest lead allowed, whatever the rate. */
 export const MIN_LEAD_BYTES = 1024 * 1024;
@@ -41,7 +44,11 @@ export class UploadFlow {
   /** Seconds the rate's clock ran since the thread was last idle. */
   private measuredS = 0;
 
-  constructor(private readonly now: () => number = () => performance.now()) {
+  constructor(
+    private readonly now: () => number = () => performance.now(),
+    /** engine.uploadLeadSec as the control block holds it (0 or absent: LEAD_SECONDS). */
+    private readonly leadSeconds: () => number = () => LEAD_SECONDS,
+  ) {
     this.at = now();
   }
 
@@ -87,7 +94,7 @@ export class UploadFlow {
     const n = Math.max(1, this.active);
     const measured = this.bytesPerSecond() / n;
     const share = this.measuredS < WARM_UP_S ? Math.max(measured, PRIOR_BYTES_PER_S / n) : measured;
-    return Math.max(MIN_LEAD_BYTES, Math.floor(share * LEAD_SECONDS));
+    return Math.max(MIN_LEAD_BYTES, Math.floor(share * (this.leadSeconds() || LEAD_SECONDS)));
   }
 
   private decay(): void {

@@ -39,6 +39,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'engine.maxRetryAfterSec', kind: 'int', min: 1, max: 86_400, default: 300, doc: 'Longest Retry-After honoured; a larger, negative or non-numeric one is capped and logged.' },
   { key: 'engine.appendMemoryBytes', kind: 'bytes', min: 64 * 1024, max: 150 * 1024 * 1024, default: 8 * 1024 * 1024, doc: "Most unacknowledged upload bytes one STOR keeps in memory (less when the budget is shared); the rest goes to the spool." },
   { key: 'engine.spoolBytes', kind: 'bytes', nullable: true, max: 2 ** 41, default: null, doc: 'Disk for upload spool files under <dataDir>/spool, all STORs together (null: a quarter of the space free there at start, at most 64 GiB; 0: memory only). Past it: backpressure.' },
+  { key: 'engine.uploadLeadSec', kind: 'int', min: 1, max: 3600, default: 20, doc: "How far an upload's FTP client may run ahead of Dropbox, in seconds of its share of the upload bandwidth: its 226 follows its last byte by about this (plus the closing call and commit). Lower it for clients that wait less for the reply." },
   { key: 'engine.commitLingerMs', kind: 'durationMs', max: 10_000, default: 0, doc: 'Commits that arrive while a finish_batch_v2 call is in flight go in the next batch when it returns; this long at least after the first of them (0: at once). None in flight: at once.' },
   // FTP session limits
   { key: 'session.idleTimeoutMs', kind: 'durationMs', default: 300_000, doc: 'Idle control connection closed (421) after this (0: never). Not counted during transfers.' },

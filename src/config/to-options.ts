@@ -12,7 +12,7 @@ import type { BandwidthCapConfig, DropftpConfig } from './types.ts';
 /** Keys toDropftpOptions maps (kept next to the function; the schema test checks the cover). */
 export const MAPPED_KEYS: readonly string[] = [
   'listen', 'dataDir', 'passivePorts', 'publicHost', 'usersFile', 'greeting',
-  'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxCallsPerSecond', 'engine.maxRetryAfterSec', 'engine.appendMemoryBytes', 'engine.spoolBytes', 'engine.commitLingerMs',
+  'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxCallsPerSecond', 'engine.maxRetryAfterSec', 'engine.appendMemoryBytes', 'engine.spoolBytes', 'engine.uploadLeadSec', 'engine.commitLingerMs',
   'session.idleTimeoutMs', 'session.dataConnectTimeoutMs', 'session.unusedDataTimeoutMs', 'session.stallTimeoutMs',
   'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures', 'session.tlsHandshakeTimeoutMs',
   'limits.maxConnections', 'limits.maxConnectionsPerAddress', 'limits.maxConnectionsPerUser', 'limits.ipv6PrefixBits',
@@ -58,6 +58,7 @@ export function toDropftpOptions(config: DropftpConfig, log: Logger): DropftpOpt
       // Swept at start: files a killed gateway left behind.
       spoolDir: join(config.dataDir, 'spool'),
       commitLingerMs: config.engine.commitLingerMs,
+      uploadLeadSec: config.engine.uploadLeadSec,
       log: log.child({ component: 'engine' }),
     },
     // FTP sessions (and the server-wide connection cap)

@@ -26,6 +26,7 @@ export interface DropftpConfig {
     maxRetryAfterSec: number;
     appendMemoryBytes: number;
     spoolBytes: number | null;
+    uploadLeadSec: number;
     commitLingerMs: number;
   };
   session: {

@@ -177,6 +177,7 @@ export class TransferEngine {
       spoolBytes,
       maxRetryAfterMs: o.maxRetryAfterSec * 1000,
       maxCallsPerSecond: o.maxCallsPerSecond ?? 0,
+      uploadLeadSec: o.uploadLeadSec,
     });
     const reclaim = (threadKey: number): void => void spool.sweepThread(threadKey);
     const executor = o.onlyMainThread ? await createMainThreadExecutor(control) : createPoolExecutor(control, o.workers, reclaim, deferWorkers);

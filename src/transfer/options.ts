@@ -34,6 +34,11 @@ export interface EngineOptions {
   spoolBytes?: number | null;
   /** Where upload spool files live (default: a private folder under the OS temp dir). Swept at start. */
   spoolDir?: string | null;
+  /**
+   * How far an upload's client may run ahead of Dropbox, in seconds of its share of the thread's
+   * upload bandwidth (default 20; workers/upload-lead.ts).
+   */
+  uploadLeadSec?: number;
   /** How long the commit batcher waits for more uploads while a batch is in flight (default 0: the batch that gathered during a flight goes when it returns). */
   commitLingerMs?: number;
   /** Entries per finish_batch_v2 call (default and maximum 1000). */
@@ -52,6 +57,7 @@ export interface ResolvedEngineOptions {
   readonly spoolBytes: number | null;
   /** null: the engine made a private folder (removed at close). */
   readonly spoolDir: string | null;
+  readonly uploadLeadSec: number;
   readonly commitLingerMs: number;
   readonly maxBatchEntries: number;
   readonly log: EngineLog | null;
@@ -80,6 +86,7 @@ export const ENGINE_DEFAULTS: ResolvedEngineOptions = Object.freeze({
   maxRetryAfterSec: 300,
   appendMemoryBytes: 8 * 1024 * 1024,
   spoolBytes: null,
+  uploadLeadSec: 20,
   spoolDir: null,
   commitLingerMs: 0,
   maxBatchEntries: 1000,
@@ -122,6 +129,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
     appendMemoryBytes: int('appendMemoryBytes', o.appendMemoryBytes, 64 * 1024, 150 * 1024 * 1024),
     spoolBytes: o.spoolBytes === null ? null : int('spoolBytes', o.spoolBytes, 0, 2 ** 41),
     spoolDir: o.spoolDir,
+    uploadLeadSec: int('uploadLeadSec', o.uploadLeadSec, 1, 3600),
     commitLingerMs: int('commitLingerMs', o.commitLingerMs, 0, 10_000),
     maxBatchEntries: int('maxBatchEntries', o.maxBatchEntries, 1, 1000),
     log: o.log ?? null,

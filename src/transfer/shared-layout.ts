@@ -78,6 +78,8 @@ export const G = {
   RING_KIB_IN_USE: 13,
   /** Idle retention buffers kept for reuse by all threads, KiB (thread-context.ts). */
   SPARE_KIB: 14,
+  /** engine.uploadLeadSec in ms (workers/upload-lead.ts). */
+  LEAD_MS: 15,
 } as const;
 
 export const A = {
@@ -156,6 +158,8 @@ export interface ControlInit {
   maxRetryAfterMs?: number;
   /** Calls per second ceiling of every account (0 or absent: none). */
   maxCallsPerSecond?: number;
+  /** engine.uploadLeadSec (absent: upload-lead.ts's LEAD_SECONDS). */
+  uploadLeadSec?: number;
 }
 
 export function createControl(init: ControlInit): ControlHandle {
@@ -165,6 +169,7 @@ export function createControl(init: ControlInit): ControlHandle {
   Atomics.store(w, G.SPOOL_LIMIT_KIB, Math.min(0x7fffffff, Math.floor((init.spoolBytes ?? 0) / 1024)));
   Atomics.store(w, G.MAX_RETRY_AFTER_MS, Math.min(0x7fffffff, init.maxRetryAfterMs ?? 300_000));
   Atomics.store(w, G.MAX_RATE_MILLI, Math.min(0x7fffffff, Math.round((init.maxCallsPerSecond ?? 0) * 1000)));
+  if (init.uploadLeadSec !== undefined) Atomics.store(w, G.LEAD_MS, Math.min(0x7fffffff, Math.round(init.uploadLeadSec * 1000)));
   Atomics.store(w, G.MAGIC, CONTROL_MAGIC);
   return { sab, epochMs: Date.now() };
 }

@@ -69,6 +69,12 @@ test('engine.maxCallsPerSecond, maxRetryAfterSec, appendMemoryBytes, spoolBytes 
   assert.is(toDropftpOptions(loadConfig({ argv: ['--engine-spool-bytes', '0'], env: {} }).config, createLogger({ level: 'silent', format: 'json' })).engine!.spoolBytes, 0);
   assert.throws(() => loadConfig({ argv: ['--engine-spool-bytes', 'lots'], env: {} }), /engine-spool-bytes/);
   assert.throws(() => resolveEngineOptions({ spoolBytes: -1 }), (e: unknown) => e instanceof DropftpError && /spoolBytes/.test(e.message));
+  // engine.uploadLeadSec: default 20, from a flag, bad values refused with the option named.
+  assert.is(defaults.uploadLeadSec, 20);
+  assert.is(toDropftpOptions(loadConfig({ argv: ['--engine-upload-lead-sec', '8'], env: {} }).config, createLogger({ level: 'silent', format: 'json' })).engine!.uploadLeadSec, 8);
+  assert.throws(() => loadConfig({ argv: ['--engine-upload-lead-sec', '0'], env: {} }), /engine-upload-lead-sec/);
+  assert.throws(() => loadConfig({ argv: [], env: { DROPFTP_ENGINE_UPLOAD_LEAD_SEC: 'soon' } }), /DROPFTP_ENGINE_UPLOAD_LEAD_SEC/);
+  assert.throws(() => resolveEngineOptions({ uploadLeadSec: 0 }), (e: unknown) => e instanceof DropftpError && /uploadLeadSec/.test(e.message));
 });
 
 test('the automatic spool limit: a quarter of the free space, whole MiB, at most 64 GiB', () => {

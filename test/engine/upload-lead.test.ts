@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RingReader, RingWriter, createRing } from 'native-free-ringbuf';
-import { createControl } from '../../src/transfer/shared-layout.ts';
+import { G, createControl } from '../../src/transfer/shared-layout.ts';
 import { createThreadContext } from '../../workers/thread-context.ts';
 import { Retention } from '../../workers/retention.ts';
 import { LEAD_SECONDS, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S } from '../../workers/upload-lead.ts';
@@ -29,6 +29,20 @@ function send(c: ReturnType<typeof clocked>, bytesPerSecond: number, seconds: nu
     c.flow.sent(bytesPerSecond / 10);
   }
 }
+
+test('engine.uploadLeadSec, as the control block holds it, sets the seconds of lead (0: the default)', () => {
+  const control = createControl({ uploadMemoryBytes: 8 * MiB, uploadLeadSec: 5 });
+  const words = new Int32Array(control.sab);
+  const flow = new UploadFlow(() => 0, () => Atomics.load(words, G.LEAD_MS) / 1000);
+  flow.begin();
+  assert.is(flow.leadLimit(), PRIOR_BYTES_PER_S * 5);
+  Atomics.store(words, G.LEAD_MS, 0);
+  assert.is(flow.leadLimit(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
+  // The thread context reads the engine's value.
+  const ctx = createThreadContext(createControl({ uploadMemoryBytes: 8 * MiB, uploadLeadSec: 7 }));
+  ctx.uploadFlow.begin();
+  assert.is(ctx.uploadFlow.leadLimit(), PRIOR_BYTES_PER_S * 7);
+});
 
 test("before any byte was sent, the prior rate is shared by the thread's uploads, never below the floor", () => {
   const c = clocked();
