@@ -10,7 +10,12 @@
 // main thread's payload copies per byte (engine downloads are drained as a data socket is: views
 // into the ring, each handed back once used).
 // Usage: node --import tsx benchmarks/engine-throughput.ts [--ns 1,64,500] [--total-mib 256] [--workers N]
-// (each case moves about --total-mib: files of total/N, between 512 KiB and 64 MiB).
+//   [--repeat 3]
+// Each case moves at least --total-mib: n files of total/n at once (between 512 KiB and 64 MiB), in
+// as many rounds as that takes (one 64 MiB file four times in a row at the default). Every mode first
+// runs each case once untimed (both directions: JIT, the pool's growth and its buffers warmed alike
+// for all), then --repeat times timed; a case reports its median run by MB/s (all runs' MB/s kept in
+// `runs`), and `ratios` gives workers / direct-http-hash of the medians.
 // Saves benchmarks/results/engine-throughput.json.
 
 import { availableParallelism, cpus } from 'node:os';
@@ -49,6 +54,10 @@ interface CaseResult {
   backendBytesPerByte: { served: number; received: number };
   /** Main-thread payload bytes copied per byte moved (engine cases; null for direct HTTP). */
   mainCopiesPerByte: number | null;
+  /** Transfers per run (n at once, rounds after one another). */
+  rounds: number;
+  /** MB/s of every timed run; the other figures are of the median one. */
+  runs: number[];
 }
 
 function flag(name: string, fallback: string): string {
@@ -59,6 +68,7 @@ function flag(name: string, fallback: string): string {
 const ns = flag('ns', '1,64,500').split(',').map(Number);
 const totalBytes = Number(flag('total-mib', '256')) * MiB;
 const workers = Number(flag('workers', String(availableParallelism())));
+const repeat = Math.max(1, Number(flag('repeat', '3')));
 const fileBytesFor = (n: number): number => Math.min(64 * MiB, Math.max(512 * 1024, Math.floor(totalBytes / n / 65536) * 65536));
 
 function pattern(bytes: number, seed: number): Buffer {
@@ -111,7 +121,7 @@ interface CallsSnapshot {
 }
 
 /** Runs n transfers at once; each resolves its byte count; returns the case's numbers. */
-async function measure(box: LocalBox, mode: Mode, direction: Direction, n: number, fileBytes: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
+async function measure(box: LocalBox, mode: Mode, direction: Direction, n: number, fileBytes: number, rounds: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
   const admin = adminOf(box);
   await admin.adminCall('POST', 'calls/reset');
   const cpu0 = { process: cpuSeconds(`/proc/${process.pid}/stat`), main: cpuSeconds(`/proc/${process.pid}/task/${process.pid}/stat`), backend: cpuSeconds(`/proc/${box.pid}/stat`) };
@@ -121,30 +131,36 @@ async function measure(box: LocalBox, mode: Mode, direction: Direction, n: numbe
   const elu0 = performance.eventLoopUtilization();
   const started = performance.now();
   let failed = 0;
-  const rates = await Promise.all(
-    Array.from({ length: n }, async (_, i) => {
-      const t0 = performance.now();
-      try {
-        const bytes = await one(i);
-        return bytes / ((performance.now() - t0) / 1000);
-      } catch (err) {
-        failed++;
-        if (failed === 1) console.error(`  ${mode} ${direction} n=${n}: ${(err as Error).message}`);
-        return 0;
-      }
-    }),
-  );
+  const rates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    rates.push(
+      ...(await Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          const t0 = performance.now();
+          try {
+            const bytes = await one(i);
+            return bytes / ((performance.now() - t0) / 1000);
+          } catch (err) {
+            failed++;
+            if (failed === 1) console.error(`  ${mode} ${direction} n=${n}: ${(err as Error).message}`);
+            return 0;
+          }
+        }),
+      )),
+    );
+  }
+  const transfers = n * rounds;
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
   const elu = performance.eventLoopUtilization(elu0);
   const cpu1 = { process: cpuSeconds(`/proc/${process.pid}/stat`), main: cpuSeconds(`/proc/${process.pid}/task/${process.pid}/stat`), backend: cpuSeconds(`/proc/${box.pid}/stat`) };
   const copies1 = readPayloadCopies();
   const calls = await admin.adminCall<CallsSnapshot>('GET', 'calls');
-  const moved = (n - failed) * fileBytes;
+  const moved = (transfers - failed) * fileBytes;
   const gib = moved / 2 ** 30;
   const per = (x: number): number => Math.round((x / gib) * 100) / 100;
   const callsPerTransfer: Record<string, number> = {};
-  for (const [route, r] of Object.entries(calls.routes)) callsPerTransfer[route] = Math.round((r.calls / n) * 100) / 100;
+  for (const [route, r] of Object.entries(calls.routes)) callsPerTransfer[route] = Math.round((r.calls / transfers) * 100) / 100;
   const copied = copies1.retrCopiedBytes - copies0.retrCopiedBytes + (copies1.storCopiedBytes - copies0.storCopiedBytes);
   const result: CaseResult = {
     mode,
@@ -152,7 +168,7 @@ async function measure(box: LocalBox, mode: Mode, direction: Direction, n: numbe
     n,
     fileBytes,
     seconds: Math.round(seconds * 100) / 100,
-    mbPerSec: Math.round(((n - failed) * fileBytes) / seconds / 1e5) / 10,
+    mbPerSec: Math.round(moved / seconds / 1e5) / 10,
     jain: Math.round(jain(rates) * 1000) / 1000,
     failed,
     peakRssMiB: Math.round(peak / MiB),
@@ -161,13 +177,19 @@ async function measure(box: LocalBox, mode: Mode, direction: Direction, n: numbe
     callsPerTransfer,
     backendBytesPerByte: { served: Math.round((calls.bytes.served / moved) * 1000) / 1000, received: Math.round((calls.bytes.received / moved) * 1000) / 1000 },
     mainCopiesPerByte: mode.startsWith('direct') ? null : Math.round((copied / moved) * 1000) / 1000,
+    rounds,
+    runs: [],
   };
-  const callText = Object.entries(callsPerTransfer).map(([r, c]) => `${r} ${c}`).join(', ');
-  console.log(
-    `${mode.padEnd(16)} ${direction.padEnd(8)} n=${String(n).padEnd(4)} ${(fileBytes / MiB).toFixed(2)} MiB each: ${result.mbPerSec} MB/s, Jain ${result.jain}, ${failed} failed, peak RSS ${result.peakRssMiB} MiB, main ELU ${result.mainElu}\n` +
-      `${''.padEnd(16)} CPU-s/GiB process ${result.cpuSecPerGiB.process} main ${result.cpuSecPerGiB.mainThread} box ${result.cpuSecPerGiB.backend}; copies/byte ${result.mainCopiesPerByte ?? '-'}; calls/transfer: ${callText}`,
-  );
   return result;
+}
+
+/** Prints a case's median run. */
+function report(r: CaseResult): void {
+  const callText = Object.entries(r.callsPerTransfer).map(([route, c]) => `${route} ${c}`).join(', ');
+  console.log(
+    `${r.mode.padEnd(16)} ${r.direction.padEnd(8)} n=${String(r.n).padEnd(4)} ${r.rounds > 1 ? `x${r.rounds} ` : ''}${(r.fileBytes / MiB).toFixed(2)} MiB each: ${r.mbPerSec} MB/s (runs ${r.runs.join(', ')}), Jain ${r.jain}, ${r.failed} failed, peak RSS ${r.peakRssMiB} MiB, main ELU ${r.mainElu}\n` +
+      `${''.padEnd(16)} CPU-s/GiB process ${r.cpuSecPerGiB.process} main ${r.cpuSecPerGiB.mainThread} box ${r.cpuSecPerGiB.backend}; copies/byte ${r.mainCopiesPerByte ?? '-'}; calls/transfer: ${callText}`,
+  );
 }
 
 function drainCount(stream: NodeJS.ReadableStream, hasher?: ContentHasher): Promise<number> {
@@ -284,8 +306,21 @@ async function main(): Promise<void> {
           }
           return data.length;
         };
-        results.push(await measure(box, mode, 'download', n, fileBytes, download));
-        results.push(await measure(box, mode, 'upload', n, fileBytes, upload));
+        // Untimed, then `repeat` timed runs of each direction, taken in turn; the median run is reported.
+        const rounds = Math.max(1, Math.round(totalBytes / (n * fileBytes)));
+        await measure(box, mode, 'download', n, fileBytes, rounds, download);
+        await measure(box, mode, 'upload', n, fileBytes, rounds, upload);
+        const runs: Record<Direction, CaseResult[]> = { download: [], upload: [] };
+        for (let r = 0; r < repeat; r++) {
+          runs.download.push(await measure(box, mode, 'download', n, fileBytes, rounds, download));
+          runs.upload.push(await measure(box, mode, 'upload', n, fileBytes, rounds, upload));
+        }
+        for (const direction of ['download', 'upload'] as const) {
+          const sorted = [...runs[direction]].sort((x, y) => x.mbPerSec - y.mbPerSec);
+          const median = { ...sorted[Math.floor((sorted.length - 1) / 2)]!, runs: runs[direction].map((x) => x.mbPerSec) };
+          report(median);
+          results.push(median);
+        }
         await engine?.close();
         await agent.close();
       }
@@ -294,11 +329,18 @@ async function main(): Promise<void> {
     await box.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
+  const ratios: Record<string, number> = {};
+  for (const r of results) {
+    if (r.mode !== 'workers') continue;
+    const floor = results.find((x) => x.mode === 'direct-http-hash' && x.direction === r.direction && x.n === r.n);
+    if (floor && floor.mbPerSec > 0) ratios[`${r.direction} n=${r.n}`] = Math.round((r.mbPerSec / floor.mbPerSec) * 100) / 100;
+  }
+  console.log(`workers / direct-http-hash: ${Object.entries(ratios).map(([k, v]) => `${k} ${v}x`).join(', ')}`);
   const file = saveResult('engine-throughput', {
     benchmark: 'engine-throughput',
     startedAt: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', node: process.version },
-    params: { ns, totalBytes, workers },
+    params: { ns, totalBytes, workers, repeat },
     notes: [
       'direct-http: main thread straight to the local box (downloads streamed and dropped, no hashing; uploads one files/upload each)',
       'direct-http-hash: the same with the SHA-256 content_hash computed on the main thread and checked (downloads against the file, uploads against the commit): the floor the engine is judged against',
@@ -307,7 +349,10 @@ async function main(): Promise<void> {
       'callsPerTransfer: counted by the local box (GET /admin/calls, reset before each case), warm-up excluded; cpuSecPerGiB: /proc utime+stime of this process, its main thread and the box child',
       'workers / main-thread: the engine (content_hash verified on every download, upload sessions + batched commits)',
       'peakRssMiB: this process (engine, workers, test data); the local box is a child process',
+      `each case: n transfers at once, in rounds until about --total-mib moved; run once untimed, then ${repeat} timed runs (directions in turn); the median run by MB/s is reported, runs lists every timed run`,
+      'ratios: MB/s of the workers engine over direct-http-hash, medians of the same run',
     ],
+    ratios,
     results,
   });
   console.log(`saved ${file}`);
