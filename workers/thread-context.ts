@@ -77,9 +77,9 @@ const kibOf = (bytes: number): number => Math.ceil(bytes / 1024);
 /**
  * Whether an idle buffer of `bytes` may be kept: within the thread's own SPARE_CHUNK_BYTES, or while
  * the memory budget has room for it beside the rings, the buffers in use and every thread's spares.
- * Many uploads at once each retain more than 16 MiB of a thread can recycle: 64 uploads of 4 MiB on
- * two workers spent a third of their CPU faulting in fresh buffers (workers 3.0 CPU-s/GiB, 1.9 with
- * the spares kept; `npm run bench:engine`).
+ * Many uploads at once retain more than the 16 MiB a thread recycles: 64 engine uploads of 4 MiB on
+ * two workers, warm, took 3.0-3.1 CPU-s/GiB with the 16 MiB cap and 2.0-2.4 with spares kept while
+ * the budget has room (a script timing rounds of them, single runs on the 2-core machine).
  */
 function mayKeepSpare(ctx: ThreadContext, bytes: number): boolean {
   if (ctx.spareBytes + bytes <= SPARE_CHUNK_BYTES) return true;
