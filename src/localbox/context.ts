@@ -30,8 +30,12 @@ export function sendJson(res: ServerResponse, value: unknown, status = 200): voi
   res.end(body);
 }
 
-/** What a body's consumer does with a chunk: returns a promise when the next must wait for it. */
-export type ChunkSink = (chunk: Buffer) => Promise<void> | undefined | void;
+/**
+ * What a body's consumer does with a chunk: returns a promise when the next must wait for it.
+ * `disposable`: the chunk is the whole of a buffer no one else holds (the parser's own), so the sink
+ * may free its memory once done with it (write-queue.ts releaseMemory).
+ */
+export type ChunkSink = (chunk: Buffer, disposable: boolean) => Promise<void> | undefined | void;
 
 /** A request body, consumed once: calls the sink per chunk and resolves after the last one. */
 export type Body = (sink: ChunkSink) => Promise<void>;
@@ -76,10 +80,10 @@ function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
       req.resume();
       reject(err);
     };
-    const deliver = (chunk: Buffer): void => {
+    const deliver = (chunk: Buffer, disposable: boolean): void => {
       let wait: Promise<void> | undefined | void;
       try {
-        wait = sink(chunk);
+        wait = sink(chunk, disposable);
       } catch (err) {
         finish(err);
         return;
@@ -106,14 +110,14 @@ function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
       if (limit !== null && seen + chunk.length >= limit) {
         if (limit > seen) {
           ctx.call.received(limit - seen);
-          deliver(chunk.subarray(0, limit - seen));
+          deliver(chunk.subarray(0, limit - seen), false);
         }
         injectedReset();
         return;
       }
       seen += chunk.length;
       ctx.call.received(chunk.length);
-      deliver(chunk);
+      deliver(chunk, true);
     };
     const onEnd = (): void => {
       ended = true;

@@ -133,7 +133,7 @@ export class Sessions {
     try {
       let bytes = 0;
       let prefixed = false;
-      await body((chunk) => {
+      await body((chunk, disposable) => {
         if (chunk.length === 0) return undefined;
         bytes += chunk.length;
         if (bytes > MAX_REQUEST_BYTES) throw new SessionError({ '.tag': 'payload_too_large' });
@@ -141,9 +141,9 @@ export class Sessions {
         if (copying && !prefixed) {
           prefixed = true;
           const prefix = this.stmt.last.get(id) as BlockRef | undefined;
-          if (prefix) return writer.writeFromBlock(prefix).then(() => writer.write(chunk));
+          if (prefix) return writer.writeFromBlock(prefix).then(() => writer.write(chunk, disposable));
         }
-        return writer.write(chunk);
+        return writer.write(chunk, disposable);
       });
       const refs = await writer.finish();
       if (expectHash !== undefined) {
@@ -201,7 +201,7 @@ export class Sessions {
         cur = null;
       };
       let bytes = 0;
-      await body((chunk) => {
+      await body((chunk, disposable) => {
         if (chunk.length === 0) return undefined;
         bytes += chunk.length;
         if (bytes > MAX_REQUEST_BYTES) throw new SessionError({ '.tag': 'payload_too_large' });
@@ -217,7 +217,7 @@ export class Sessions {
           const take = Math.min(chunk.length - off, BLOCK_BYTES - cur.len);
           const part = off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take);
           cur.hasher.update(part);
-          queue.write(part);
+          queue.write(part, disposable && part === chunk);
           cur.len += take;
           off += take;
           if (cur.len === BLOCK_BYTES) seal();

@@ -23,9 +23,9 @@ const upload: Route = {
     const expectHash = optHash(ctx.route, ctx.args);
     const writer = box.blocks.writer();
     try {
-      await requestBody(ctx)((chunk) => {
+      await requestBody(ctx)((chunk, disposable) => {
         if (writer.bytes + chunk.length > MAX_REQUEST_BYTES) throw routeError({ '.tag': 'payload_too_large' });
-        return writer.write(chunk);
+        return writer.write(chunk, disposable);
       });
       const blocks = await writer.finish();
       const hash = contentHashOfBlocks(blocks.map((b) => b.hash));

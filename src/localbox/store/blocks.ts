@@ -160,14 +160,15 @@ export class BlockWriter {
 
   constructor(private readonly store: BlockStore) {}
 
-  write(chunk: Buffer): Promise<void> | undefined {
+  /** `disposable`: the chunk's memory may be freed once written (WriteQueue.write). */
+  write(chunk: Buffer, disposable = false): Promise<void> | undefined {
     let off = 0;
     while (off < chunk.length) {
       if (!this.hash) this.startBlock();
       const take = Math.min(chunk.length - off, BLOCK_BYTES - this.curLen);
       const part = off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take);
       this.hash!.update(part);
-      this.queue.write(part);
+      this.queue.write(part, disposable && part === chunk);
       this.curLen += take;
       this.bytes += take;
       off += take;

@@ -1,6 +1,9 @@
 // Ordered file writes behind a synchronous write(): bytes are kept (never copied) and written in
 // batches by positioned writev calls, one operation at a time per queue (open, write, close, then a
 // follow-up such as a rename). Runs in the local box child's main thread; the I/O on libuv's pool.
+// A chunk queued as disposable (a request body's, from Node's HTTP parser: a fresh ArrayBuffer each)
+// has its memory handed back once its write is done or dropped: without that it stayed allocated
+// until a mark-compact, as it outlived two scavenges in the queue (see releaseMemory).
 // Invariants: operations run in the order queued; after a failure no later write or follow-up runs,
 // but every opened file is still closed; all queues together buffer about WRITE_BUDGET_BYTES (the
 // batch shrinks as queues multiply, so thousands of uploads stay bounded while one gets 4 MiB writes);
@@ -10,6 +13,26 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { withIoSlot } from './io-slots.ts';
 
 const WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Frees `buf`'s memory now if it is the whole of its ArrayBuffer (else leaves it alone): the buffer
+ * is detached (its views read as empty) and its memory moves to a clone that nothing references, a
+ * young object whose backing store the next scavenge frees. A request body's chunks sat in a write
+ * queue long enough to reach V8's old generation, where only a mark-compact frees them: under 100
+ * uploads of 10 MiB the box's peak RSS was 40 MiB higher and its pages first touched again and
+ * again (a page fault costs ~16 µs on the VMs we measure on). No flag needed (ArrayBuffer.prototype.
+ * transfer is behind one on Node 20). A buffer that cannot be transferred stays as it is.
+ */
+export function releaseMemory(buf: Buffer): void {
+  const ab = buf.buffer;
+  if (buf.byteOffset !== 0 || buf.length !== ab.byteLength || ab.byteLength === 0 || !(ab instanceof ArrayBuffer)) return;
+  try {
+    structuredClone(ab, { transfer: [ab] });
+  } catch {
+    // not transferable (never the parser's buffers): the GC frees it in its time
+  }
+}
+
 const MIN_BATCH_BYTES = 64 * 1024;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -31,6 +54,7 @@ export class WriteQueue {
   private chain: Promise<void> = Promise.resolve();
   private file: QueuedFile | null = null;
   private pending: Buffer[] = [];
+  private pendingDisposable: Buffer[] = []; // of pending: the ones freed after their write
   private pendingLen = 0;
   private queuedLen = 0; // bytes handed to the chain, not yet written
   private failure: unknown = null;
@@ -53,11 +77,15 @@ export class WriteQueue {
     }
   }
 
-  /** Queues `chunk` for the current file (the caller must not change it afterwards). */
-  write(chunk: Buffer): void {
+  /**
+   * Queues `chunk` for the current file (the caller must not change it afterwards). `disposable`: no
+   * one else holds or reads it, so its memory is freed (releaseMemory) once written or dropped.
+   */
+  write(chunk: Buffer, disposable = false): void {
     if (this.failure !== null) throw this.failure;
     if (!this.file) throw new Error('WriteQueue.write without an open file');
     this.pending.push(chunk);
+    if (disposable) this.pendingDisposable.push(chunk);
     this.pendingLen += chunk.length;
     if (this.pendingLen >= batchBytes()) this.flush();
   }
@@ -97,6 +125,8 @@ export class WriteQueue {
   /** Drops what is not written yet, closes the open file, waits for the queue; never throws. */
   async abandon(): Promise<void> {
     this.pending = [];
+    this.pendingDisposable.forEach(releaseMemory);
+    this.pendingDisposable = [];
     this.pendingLen = 0;
     this.failure ??= new Error('write abandoned');
     this.close();
@@ -116,18 +146,26 @@ export class WriteQueue {
     if (this.pendingLen === 0) return;
     const f = this.file!;
     const bufs = this.pending;
+    const disposable = this.pendingDisposable;
     const at = f.position;
     const len = this.pendingLen;
     f.position += len;
     this.pending = [];
+    this.pendingDisposable = [];
     this.pendingLen = 0;
-    this.enqueue(len, false, async () => {
-      // libuv writes every buffer (looping on short writes) or fails
-      await f.fh!.writev(bufs, at);
-    });
+    this.enqueue(
+      len,
+      false,
+      async () => {
+        // libuv writes every buffer (looping on short writes) or fails
+        await f.fh!.writev(bufs, at);
+      },
+      disposable.length > 0 ? () => disposable.forEach(releaseMemory) : undefined,
+    );
   }
 
-  private enqueue(len: number, always: boolean, op: () => Promise<void>): void {
+  /** `done` runs after `op` settled or was skipped (a failure before it). */
+  private enqueue(len: number, always: boolean, op: () => Promise<void>, done?: () => void): void {
     this.queuedLen += len;
     this.chain = this.chain.then(async () => {
       try {
@@ -135,6 +173,7 @@ export class WriteQueue {
       } catch (err) {
         this.failure ??= err;
       }
+      done?.();
       this.queuedLen -= len;
       this.wake();
     });
