@@ -1,18 +1,22 @@
 // What a run spent per unit delivered (issue #14 item 7): backend calls per transfer by route, as
 // the backend itself counted them, and CPU-seconds per GiB moved of the gateway process, of its
-// main thread (/proc/<pid>/task/<pid>/stat) and of the backend. Runs on the benchmark's main thread.
+// main thread (/proc/<pid>/task/<pid>/stat) and of the backend, and the minor page faults per GiB of
+// the gateway and of the backend (memory first touched: see readMinorFaults). Runs on the
+// benchmark's main thread.
 // Invariants: counters are read at the same two instants for every process; a process without a
 // separate backend (its own storage) reports gateway figures only; nothing here throws on a
 // vanished process (NaN becomes null).
 
 import type { BackendCalls, PeerInstance } from '../peers/types.ts';
-import { readOwnCpuSeconds } from './proc-stats.ts';
+import { readMinorFaults, readOwnCpuSeconds } from './proc-stats.ts';
 import type { TransferRecord } from './meter.ts';
 
 interface CpuMark {
   gateway: number;
   mainThread: number;
   backend: number;
+  gatewayFaults: number;
+  backendFaults: number;
 }
 
 export interface RunCost {
@@ -20,6 +24,8 @@ export interface RunCost {
   bytesMoved: number;
   transfers: number;
   cpuSecPerGiB: { gateway: number | null; mainThread: number | null; backend: number | null };
+  /** Minor page faults per GiB moved (thousands), gateway process and backend process. */
+  minorFaultsKPerGiB: { gateway: number | null; backend: number | null };
   retrTransfers: number;
   storTransfers: number;
   /** Backend calls by route over the run, counted by the backend (null: no backend the run can see). */
@@ -49,6 +55,8 @@ function mark(instance: PeerInstance): CpuMark {
     gateway: separate || backendPid === null ? readOwnCpuSeconds(instance.pid) : NaN,
     mainThread: separate ? readOwnCpuSeconds(instance.pid, instance.pid) : NaN,
     backend: backendPid !== null ? readOwnCpuSeconds(backendPid) : NaN,
+    gatewayFaults: separate || backendPid === null ? readMinorFaults(instance.pid) : NaN,
+    backendFaults: backendPid !== null ? readMinorFaults(backendPid) : NaN,
   };
 }
 
@@ -63,6 +71,7 @@ export async function startCost(instance: PeerInstance): Promise<(transfersDone:
     const bytesMoved = records.reduce((n, t) => n + t.bytes, 0);
     const gib = bytesMoved / 2 ** 30;
     const per = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && gib > 0 ? Math.round(((b - a) / gib) * 100) / 100 : null);
+    const kPer = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && gib > 0 ? Math.round((b - a) / gib / 100) / 10 : null);
     const n = records.length;
     const retr = records.filter((t) => t.op === 'RETR');
     const stor = records.filter((t) => t.op === 'STOR');
@@ -77,6 +86,7 @@ export async function startCost(instance: PeerInstance): Promise<(transfersDone:
       storTransfers: stor.length,
       calls: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.calls])) : null,
       cpuSecPerGiB: { gateway: per(before.gateway, after.gateway), mainThread: per(before.mainThread, after.mainThread), backend: per(before.backend, after.backend) },
+      minorFaultsKPerGiB: { gateway: kPer(before.gatewayFaults, after.gatewayFaults), backend: kPer(before.backendFaults, after.backendFaults) },
       callsPerTransfer: calls && n ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, Math.round((r.calls / Math.max(1, divisor(route))) * 100) / 100])) : null,
       callStatuses: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.status])) : null,
       backendBytesPerByte: calls ? { served: ratio(calls.bytes.served, retrBytes), received: ratio(calls.bytes.received, storBytes) } : null,
@@ -109,5 +119,6 @@ export function costLine(server: string, cost: RunCost | null): string {
   const w = cost.retryAfterWindows;
   const limited = w && w.windows > 0 ? `; ${w.windows} Retry-After windows announced, calls arriving inside one: ${w.callsInside} (${w.callsInsideLate} later than 100 ms after its 429)` : '';
   const totals = cost.totalCalls !== null ? `; ${cost.totalCalls} backend calls, ${((cost.share429 ?? 0) * 100).toFixed(1)} % answered 429, ${cost.callsPerStor ?? '-'} calls per STOR` : '';
-  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}${totals}${limited}`;
+  const f = cost.minorFaultsKPerGiB;
+  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; minor faults (thousands per GiB) gateway ${f.gateway ?? '-'}, backend ${f.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}${totals}${limited}`;
 }

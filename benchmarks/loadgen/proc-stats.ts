@@ -48,6 +48,21 @@ export function readOwnCpuSeconds(pid: number, tid?: number): number {
   }
 }
 
+/**
+ * Minor page faults of one process (all its threads), NaN when gone: memory touched for the first
+ * time (or again after it was given back). On the VMs we measure on each costs ~16 µs of the
+ * faulting thread's CPU (a loop touching 1 GiB of fresh pages: 4.3 CPU-s), so a short run's growth
+ * to its peak memory is a visible part of its CPU-s/GiB.
+ */
+export function readMinorFaults(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return NaN;
+  }
+}
+
 /** `pid` and all its descendants. */
 export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();

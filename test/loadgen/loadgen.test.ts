@@ -15,6 +15,7 @@ import { ftpTransfer } from '../../benchmarks/loadgen/ftp-transfer.ts';
 import { TransferMeter, nowMs } from '../../benchmarks/loadgen/meter.ts';
 import { jainIndex, median, minMedianRatio, percentile } from '../../benchmarks/loadgen/metrics.ts';
 import { PERIOD_BYTES, slice } from '../../benchmarks/loadgen/pattern.ts';
+import { readMinorFaults } from '../../benchmarks/loadgen/proc-stats.ts';
 import { summariseTransfers } from '../../benchmarks/loadgen/summarise.ts';
 import { ftpSrvStockPeer } from '../../benchmarks/peers/ftp-srv-stock.ts';
 import { debInstalled } from '../../benchmarks/peers/process-util.ts';
@@ -40,6 +41,16 @@ test('percentiles, median and min/median ratio', () => {
   assert.is(median([3, 1, 2, 10]), 2.5);
   assert.is(minMedianRatio([2, 4, 4, 8]), 0.5);
   assert.is(percentile([], 50), null);
+});
+
+test('minor page faults: counted for a live process as it touches fresh memory, NaN once it is gone', () => {
+  const before = readMinorFaults(process.pid);
+  assert.ok(Number.isFinite(before) && before > 0, String(before));
+  const fresh = Buffer.allocUnsafeSlow(32 * 1024 * 1024); // an mmap of its own: pages not yet touched
+  fresh.fill(1);
+  const after = readMinorFaults(process.pid);
+  assert.ok(after > before, `${before} -> ${after}`);
+  assert.ok(Number.isNaN(readMinorFaults(2 ** 22 + 12345)), 'a pid that does not exist');
 });
 
 test('the payload pattern: same bytes for the same session anywhere, different sessions differ', () => {

@@ -45,7 +45,7 @@ test('disposable chunks are written byte-exact, then their memory is freed; othe
   assert.is(big[KiB], (KiB * 31 + 98 * 7) & 0xff);
 });
 
-test('disposable chunks still pending when the queue is abandoned are freed too; the file keeps what was written', async () => {
+test('disposable chunks still pending when the queue is abandoned are freed too', async () => {
   const q = new WriteQueue();
   q.open(join(dir, 'b'), 'w');
   const c = chunk(8 * KiB, 1);
