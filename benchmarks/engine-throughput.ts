@@ -24,13 +24,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
-import { readFileSync } from 'node:fs';
 import { adminOf, startLocalBox } from '../src/localbox/index.ts';
 import type { LocalBox, LocalBoxAccount } from '../src/localbox/index.ts';
 import { ContentHasher, TransferEngine } from '../src/transfer/index.ts';
 import type { DownloadStream } from '../src/transfer/index.ts';
 import { readPayloadCopies } from '../src/transfer/copy-counts.ts';
 import { GROW_AT_TASKS } from '../src/transfer/pool-growth.ts';
+import { readOwnCpuSeconds } from './loadgen/proc-stats.ts';
 import { MiB, saveResult } from './localbox-common.ts';
 
 type Mode = 'workers' | 'main-thread' | 'direct-http' | 'direct-http-hash';
@@ -102,19 +102,6 @@ async function api(box: LocalBox, token: string, route: string, arg: unknown, bo
   return text;
 }
 
-const CLOCK_TICKS = 100; // USER_HZ
-
-/** utime + stime of a process (`/proc/<pid>/stat`) or of one of its threads (`task/<tid>/stat`), in seconds. */
-function cpuSeconds(statPath: string): number {
-  try {
-    const stat = readFileSync(statPath, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
-}
-
 interface CallsSnapshot {
   routes: Record<string, { calls: number }>;
   bytes: { served: number; received: number };
@@ -124,7 +111,7 @@ interface CallsSnapshot {
 async function measure(box: LocalBox, mode: Mode, direction: Direction, n: number, fileBytes: number, rounds: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
   const admin = adminOf(box);
   await admin.adminCall('POST', 'calls/reset');
-  const cpu0 = { process: cpuSeconds(`/proc/${process.pid}/stat`), main: cpuSeconds(`/proc/${process.pid}/task/${process.pid}/stat`), backend: cpuSeconds(`/proc/${box.pid}/stat`) };
+  const cpu0 = { process: readOwnCpuSeconds(process.pid), main: readOwnCpuSeconds(process.pid, process.pid), backend: readOwnCpuSeconds(box.pid) };
   const copies0 = readPayloadCopies();
   let peak = process.memoryUsage().rss;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
@@ -153,7 +140,7 @@ async function measure(box: LocalBox, mode: Mode, direction: Direction, n: numbe
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
   const elu = performance.eventLoopUtilization(elu0);
-  const cpu1 = { process: cpuSeconds(`/proc/${process.pid}/stat`), main: cpuSeconds(`/proc/${process.pid}/task/${process.pid}/stat`), backend: cpuSeconds(`/proc/${box.pid}/stat`) };
+  const cpu1 = { process: readOwnCpuSeconds(process.pid), main: readOwnCpuSeconds(process.pid, process.pid), backend: readOwnCpuSeconds(box.pid) };
   const copies1 = readPayloadCopies();
   const calls = await admin.adminCall<CallsSnapshot>('GET', 'calls');
   const moved = (transfers - failed) * fileBytes;

@@ -51,11 +51,12 @@ export interface RunCost {
 function mark(instance: PeerInstance): CpuMark {
   const backendPid = instance.backend?.pid ?? null;
   const separate = backendPid !== null && backendPid !== instance.pid;
+  const gateway = separate || backendPid === null; // the served process is a gateway of its own
   return {
-    gateway: separate || backendPid === null ? readOwnCpuSeconds(instance.pid) : NaN,
+    gateway: gateway ? readOwnCpuSeconds(instance.pid) : NaN,
     mainThread: separate ? readOwnCpuSeconds(instance.pid, instance.pid) : NaN,
     backend: backendPid !== null ? readOwnCpuSeconds(backendPid) : NaN,
-    gatewayFaults: separate || backendPid === null ? readMinorFaults(instance.pid) : NaN,
+    gatewayFaults: gateway ? readMinorFaults(instance.pid) : NaN,
     backendFaults: backendPid !== null ? readMinorFaults(backendPid) : NaN,
   };
 }

@@ -26,26 +26,30 @@ function readPssBytes(pid: number): number {
   }
 }
 
+/**
+ * The fields of a /proc stat file after the command name, which may hold spaces and parentheses
+ * (index 0 is the state, 1 the parent pid, 7 minflt, 11-14 utime, stime, cutime, cstime); null when
+ * the process or thread is gone.
+ */
+function statFields(path: string): string[] | null {
+  try {
+    const stat = readFileSync(path, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** utime + stime of one process plus cutime + cstime of its reaped children, in seconds. */
 function readCpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
+  const f = statFields(`/proc/${pid}/stat`);
+  return f ? (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLOCK_TICKS : 0;
 }
 
 /** utime + stime of one process (all its threads, not its children), or of one of its threads (`tid`), in seconds; NaN when gone. */
 export function readOwnCpuSeconds(pid: number, tid?: number): number {
-  try {
-    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
+  const f = statFields(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`);
+  return f ? (Number(f[11]) + Number(f[12])) / CLOCK_TICKS : NaN;
 }
 
 /**
@@ -55,12 +59,8 @@ export function readOwnCpuSeconds(pid: number, tid?: number): number {
  * to its peak memory is a visible part of its CPU-s/GiB.
  */
 export function readMinorFaults(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return NaN;
-  }
+  const f = statFields(`/proc/${pid}/stat`);
+  return f ? Number(f[7]) : NaN;
 }
 
 /** `pid` and all its descendants. */
@@ -68,15 +68,12 @@ export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid);
-      if (list) list.push(Number(name));
-      else children.set(ppid, [Number(name)]);
-    } catch {
-      // exited while scanning
-    }
+    const f = statFields(`/proc/${name}/stat`);
+    if (!f) continue; // exited while scanning
+    const ppid = Number(f[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(name));
+    else children.set(ppid, [Number(name)]);
   }
   const out: number[] = [];
   const stack = [pid];

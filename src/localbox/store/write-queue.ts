@@ -13,6 +13,10 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { withIoSlot } from './io-slots.ts';
 
 const WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
+const MIN_BATCH_BYTES = 64 * 1024;
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+let liveQueues = 0;
 
 /**
  * Smallest buffer worth freeing early. A transfer costs ~2.5 µs: nothing next to a 64 KiB chunk's
@@ -23,13 +27,13 @@ const RELEASE_MIN_BYTES = 32 * 1024;
 
 /**
  * Frees `buf`'s memory now if it is the whole of its ArrayBuffer and at least RELEASE_MIN_BYTES
- * (else leaves it alone): the buffer
- * is detached (its views read as empty) and its memory moves to a clone that nothing references, a
- * young object whose backing store the next scavenge frees. A request body's chunks sat in a write
- * queue long enough to reach V8's old generation, where only a mark-compact frees them: under 100
- * uploads of 10 MiB the box's peak RSS was 40 MiB higher and its pages first touched again and
- * again (a page fault costs ~16 µs on the VMs we measure on). No flag needed (ArrayBuffer.prototype.
- * transfer is behind one on Node 20). A buffer that cannot be transferred stays as it is.
+ * (else leaves it alone): the buffer is detached (its views read as empty) and its memory moves to
+ * a clone that nothing references, a young object whose backing store the next scavenge frees. A
+ * request body's chunks sat in a write queue long enough to reach V8's old generation, where only a
+ * mark-compact frees them: under 100 uploads of 10 MiB the box's peak RSS was 40 MiB higher and its
+ * pages first touched again and again (a page fault costs ~16 µs on the VMs we measure on). No flag
+ * needed (ArrayBuffer.prototype.transfer is behind one on Node 20). A buffer that cannot be
+ * transferred stays as it is.
  */
 export function releaseMemory(buf: Buffer): void {
   const ab = buf.buffer;
@@ -40,11 +44,6 @@ export function releaseMemory(buf: Buffer): void {
     // not transferable (never the parser's buffers): the GC frees it in its time
   }
 }
-
-const MIN_BATCH_BYTES = 64 * 1024;
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
-
-let liveQueues = 0;
 
 /** Bytes per writev: whole 4 MiB blocks for a few writers, down to 64 KiB for thousands. */
 function batchBytes(): number {
