@@ -1,10 +1,14 @@
 // The box's ordered file writes (store/write-queue.ts): what is written is byte-exact, and a chunk
 // queued as disposable (a request body's, the whole of its buffer, 32 KiB or more) has its memory
 // freed once its write is done or dropped, while a chunk that is not disposable, or a view of a
-// larger buffer, is left as it was (someone else may still read it).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// larger buffer, is left as it was (someone else may still read it). A write cut short (a full
+// disk; here a file-size limit, RLIMIT_FSIZE, in a child process) fails the queue instead of
+// leaving a short file behind a successful drain.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { releaseMemory, WriteQueue } from '../../src/localbox/store/write-queue.ts';
@@ -65,6 +69,30 @@ test('releaseMemory leaves views, empty and small buffers as they are', () => {
   const own = chunk(32 * KiB, 6);
   releaseMemory(own);
   assert.is(own.length, 0);
+});
+
+test('a write cut short by a file-size limit fails the queue; nothing reads as written', () => {
+  const path = join(dir, 'limited');
+  const limit = 1024 * KiB + 12345;
+  const module = pathToFileURL(join(import.meta.dirname, '../../src/localbox/store/write-queue.ts')).href;
+  const code = `
+    import { WriteQueue } from ${JSON.stringify(module)};
+    const q = new WriteQueue();
+    q.open(${JSON.stringify(path)}, 'w');
+    q.write(Buffer.alloc(${3 * 1024 * KiB}, 7)); // one writev at close: the kernel writes up to the limit
+    q.close();
+    try {
+      await q.drain();
+      console.log('drained');
+    } catch (err) {
+      console.log('failed ' + (err.code ?? err.message));
+    }
+  `;
+  // Node ignores SIGXFSZ, so the write past the limit answers EFBIG instead of killing the child
+  const r = spawnSync('prlimit', [`--fsize=${limit}`, process.execPath, ...process.execArgv, '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.is(r.stdout.trim(), 'failed EFBIG', r.stderr);
+  assert.is(statSync(path).size, limit, 'the kernel wrote up to the limit (a short write happened)');
 });
 
 test.run();

@@ -53,6 +53,7 @@ function batchBytes(): number {
 }
 
 interface QueuedFile {
+  readonly path: string;
   fh: FileHandle | null;
   position: number; // where the next pending byte goes
 }
@@ -75,7 +76,7 @@ export class WriteQueue {
   /** Later writes go to `path` from `position` (an already open `fh` is adopted). */
   open(path: string, flags: 'w' | 'r+', position = 0, fh: FileHandle | null = null): void {
     this.flush();
-    const f: QueuedFile = { fh, position };
+    const f: QueuedFile = { path, fh, position };
     this.file = f;
     if (!fh) {
       this.enqueue(0, false, async () => {
@@ -164,8 +165,15 @@ export class WriteQueue {
       len,
       false,
       async () => {
-        // libuv writes every buffer (looping on short writes) or fails
-        await f.fh!.writev(bufs, at);
+        // libuv loops on short writes, but when a later write of its loop fails (a full disk, a file
+        // size limit) it answers the bytes written so far and no error: write the rest again, which
+        // then fails, or this block would be stored short under the hash of all of its bytes
+        let done = (await f.fh!.writev(bufs, at)).bytesWritten;
+        for (let total = lengthOf(bufs); done < total; ) {
+          const n = (await f.fh!.writev(after(bufs, done), at + done)).bytesWritten;
+          if (n === 0) throw new Error(`writev wrote nothing at byte ${at + done} of ${f.path}`);
+          done += n;
+        }
       },
       disposable.length > 0 ? () => disposable.forEach(releaseMemory) : undefined,
     );
@@ -197,4 +205,23 @@ export class WriteQueue {
       w.resolve();
     }
   }
+}
+
+function lengthOf(bufs: Buffer[]): number {
+  let total = 0;
+  for (const b of bufs) total += b.length;
+  return total;
+}
+
+/** The bytes of `bufs` after the first `skip`. */
+function after(bufs: Buffer[], skip: number): Buffer[] {
+  const rest: Buffer[] = [];
+  for (const b of bufs) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      rest.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return rest;
 }
