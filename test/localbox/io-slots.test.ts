@@ -1,13 +1,15 @@
 // Reads and writes take turns in libuv's pool (store/io-slots.ts): at most 8 file operations are
 // admitted at once and the rest wait in arrival order, a download's reads included, so a thousand
 // downloads cannot put every upload write behind all of their reads (2,000-client storm, issue 15).
+// A read that would be admitted at once runs inline instead, byte-exact; one that would wait does
+// not; a slow inline read (a cold disk) sends reads to the pool for a while.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlockStore } from '../../src/localbox/store/blocks.ts';
-import { ioSlotState, withIoSlot } from '../../src/localbox/store/io-slots.ts';
+import { inlineReadCount, inlineReadsAllowed, ioSlotState, readWithIoSlot, sendReadsToPool, withIoSlot } from '../../src/localbox/store/io-slots.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'io-slots-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,6 +40,7 @@ test('a download read waits for a slot and is admitted before a write queued aft
   assert.equal(ioSlotState(), { inPool: 8, waiting: 0 });
 
   const order: string[] = [];
+  const inline0 = inlineReadCount();
   const read = reader.next().then((b) => {
     order.push('read');
     return b;
@@ -57,9 +60,51 @@ test('a download read waits for a slot and is admitted before a write queued aft
   const chunk = await read;
   await write;
   assert.ok(chunk!.equals(data.subarray(first!.length, first!.length + chunk!.length)));
+  assert.is(inlineReadCount(), inline0, 'a read that had to wait did not run inline');
   assert.ok(order.includes('read') && order.includes('write'), order.join(','));
   reader.release(chunk!);
   await reader.close();
+  assert.equal(ioSlotState(), { inPool: 0, waiting: 0 });
+});
+
+test('uncontended reads run inline, byte-exact, and a slow one sends reads to the pool for a while', async () => {
+  const store = new BlockStore(dir);
+  const data = Buffer.alloc(5 * 1024 * 1024 + 333);
+  for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const writer = store.writer();
+  for (let off = 0; off < data.length; off += 77_777) await writer.write(Buffer.from(data.subarray(off, off + 77_777)));
+  const blocks = await writer.finish();
+  writer.release();
+  const readAll = async (): Promise<{ bytes: Buffer; reads: number }> => {
+    const reader = store.reader(blocks, 12345, data.length);
+    const parts: Buffer[] = [];
+    for (let b = await reader.next(); b; b = await reader.next()) {
+      parts.push(Buffer.from(b));
+      reader.release(b);
+    }
+    await reader.close();
+    return { bytes: Buffer.concat(parts), reads: parts.length };
+  };
+  let before = inlineReadCount();
+  const inline = await readAll();
+  assert.ok(inline.bytes.equals(data.subarray(12345)), 'inline reads byte-exact');
+  assert.is(inlineReadCount() - before, inline.reads, 'every read ran inline');
+
+  const busy = (ms: number): void => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
+  assert.is(await readWithIoSlot(() => (busy(30), 'slow'), async () => 'pool'), 'slow');
+  assert.not.ok(inlineReadsAllowed(), 'a slow inline read sends reads to the pool');
+  assert.is(await readWithIoSlot(() => 'inline', async () => 'pool'), 'pool');
+  before = inlineReadCount();
+  const pooled = await readAll();
+  assert.ok(pooled.bytes.equals(data.subarray(12345)), 'pool reads byte-exact');
+  assert.is(inlineReadCount(), before, 'no read ran inline meanwhile');
+  sendReadsToPool(40);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.ok(inlineReadsAllowed(), 'inline again once the while is over');
+  assert.is(await readWithIoSlot(() => 'inline', async () => 'pool'), 'inline');
   assert.equal(ioSlotState(), { inPool: 0, waiting: 0 });
 });
 

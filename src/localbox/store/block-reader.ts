@@ -1,15 +1,17 @@
 // Reads a byte range of a stored file (its blocks, in order) into buffers lent from a shared pool:
 // no allocation per chunk, so thousands of downloads do not keep the garbage collector busy. Runs in
-// the local box child's main thread (reads on libuv's pool, taking turns with writes: io-slots.ts).
+// the local box child's main thread (reads on libuv's pool, taking turns with writes, or inline
+// when that overtakes no one: io-slots.ts).
 // Invariants: every read is sized from the readers open at that moment, the same for all of them
 // (a download that started early gets no bigger share than one that started late); at most
 // lentMax() buffers of one reader are out at once (that is the download's backpressure); a buffer
 // goes back to the pool (buffer-pool.ts) only through release(), after the socket took its bytes.
 
+import { readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BlockRef } from './block-ref.ts';
 import { giveBuffer, takeBuffer } from './buffer-pool.ts';
-import { withIoSlot } from './io-slots.ts';
+import { readWithIoSlot, withIoSlot } from './io-slots.ts';
 
 // All downloads together keep about READ_BUDGET_BYTES in lent buffers: one download reads 1 MiB at
 // a time and keeps up to 4 of them in its socket's queue (the socket never waits for the disk, even
@@ -77,7 +79,10 @@ export class BlockReader {
     for (let got = 0; got < n; ) {
       const fh = this.fh;
       const at = this.pos - this.blockStart + got;
-      const { bytesRead } = await withIoSlot(() => fh.read(buf, got, n - got, at));
+      const bytesRead = await readWithIoSlot(
+        () => readSync(fh.fd, buf, got, n - got, at),
+        async () => (await fh.read(buf, got, n - got, at)).bytesRead,
+      );
       if (bytesRead === 0) throw new Error(`block ${block.hash} is shorter than ${block.len} bytes`);
       got += bytesRead;
     }
