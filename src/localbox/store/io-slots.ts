@@ -2,11 +2,12 @@
 // once, the rest wait here in arrival order; a read that would be admitted at once runs inline
 // instead (readWithIoSlot). Runs in the local box child's main thread.
 // Invariants: every admitted operation leaves exactly once; waiters are admitted first come, first
-// served; an inline read never overtakes a waiting operation. Why: libuv's pool is one FIFO shared by downloads and uploads, and each transfer has at
-// most one operation waiting, so one FIFO here for reads and writes alike is a round robin over the
-// transfers (a chunk each per turn) while the pool's own queue stays short. Reads that went straight
-// to the pool (one per download, a thousand deep) left the writes, admitted a few at a time, behind
-// all of them: 2,000 x 16 MiB storm, uploads stalled 26 s while downloads ran (issue 15).
+// served; an inline read never overtakes a waiting operation. Why: libuv's pool is one FIFO shared
+// by downloads and uploads, and each transfer has at most one operation waiting, so one FIFO here
+// for reads and writes alike is a round robin over the transfers (a chunk each per turn) while the
+// pool's own queue stays short. Reads that went straight to the pool (one per download, a thousand
+// deep) left the writes, admitted a few at a time, behind all of them: 2,000 x 16 MiB storm, uploads
+// stalled 26 s while downloads ran (issue 15).
 
 const IO_IN_POOL_MAX = 8;
 /** An inline read this slow was served by the disk, not the page cache. */
