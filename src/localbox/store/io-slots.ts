@@ -72,12 +72,12 @@ export async function readWithIoSlot<T>(sync: () => T, op: () => Promise<T>): Pr
 
 /** Whether an uncontended read may run inline now (no inline read was slow lately). */
 export function inlineReadsAllowed(): boolean {
-  return poolUntil === 0 || performance.now() >= poolUntil;
+  return performance.now() >= poolUntil;
 }
 
 /** Reads go through the pool for the next `ms` (0: inline again when uncontended). */
 export function sendReadsToPool(ms: number, now = performance.now()): void {
-  poolUntil = ms > 0 ? now + ms : 0;
+  poolUntil = now + ms;
 }
 
 /** Reads run inline so far (tests). */

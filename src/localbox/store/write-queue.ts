@@ -169,7 +169,7 @@ export class WriteQueue {
         // size limit) it answers the bytes written so far and no error: write the rest again, which
         // then fails, or this block would be stored short under the hash of all of its bytes
         let done = (await f.fh!.writev(bufs, at)).bytesWritten;
-        for (let total = lengthOf(bufs); done < total; ) {
+        while (done < len) {
           const n = (await f.fh!.writev(after(bufs, done), at + done)).bytesWritten;
           if (n === 0) throw new Error(`writev wrote nothing at byte ${at + done} of ${f.path}`);
           done += n;
@@ -205,12 +205,6 @@ export class WriteQueue {
       w.resolve();
     }
   }
-}
-
-function lengthOf(bufs: Buffer[]): number {
-  let total = 0;
-  for (const b of bufs) total += b.length;
-  return total;
 }
 
 /** The bytes of `bufs` after the first `skip`. */
