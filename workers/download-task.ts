@@ -13,8 +13,8 @@ import { ContentHasher } from '../src/transfer/content-hash.ts';
 import type { IncomingHttpHeaders } from 'node:http';
 import { backoffMs, callOutcome, headerValue, sleep } from '../src/transfer/dropbox-http.ts';
 import type { Failure } from '../src/transfer/dropbox-http.ts';
-import { StreamedCall } from '../src/transfer/streamed-call.ts';
-import type { BodySink, SinkAnswer } from '../src/transfer/streamed-call.ts';
+import { DirectCall } from '../src/transfer/direct-call.ts';
+import type { DirectSink, SinkAnswer } from '../src/transfer/direct-call.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
 import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { DownloadTask, FileMetadata, TaskResult } from '../src/transfer/task-wire.ts';
@@ -27,6 +27,8 @@ export const MAX_FAILED_ATTEMPTS = 10;
 export const MAX_THROTTLES = 200;
 /** What Node reads from a socket at once (libuv's suggested size): most body pieces are at most this. */
 const SOCKET_READ_BYTES = 64 * 1024;
+/** A free span of the ring smaller than this (its end, when it wraps) is filled by a scratch read and a copy. */
+const MIN_PLACED_BYTES = 4096;
 
 export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promise<TaskResult> {
   const ring = new RingWriter(task.ring);
@@ -61,7 +63,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     // Range only to resume: the first call reads the whole file, from byte 0 even for REST.
     const headers: Record<string, string> = pos > 0 ? { range: `bytes=${pos}-` } : {};
     const sink = RingSink();
-    const call = new StreamedCall({ dispatcher: ctx.agent, account: task.account, route: 'files/download', arg: { path: task.path }, headers }, sink);
+    const call = new DirectCall({ pool: ctx.direct, account: task.account, route: 'files/download', arg: { path: task.path }, headers }, sink);
     sink.call = call;
     const outcome = await call.done;
     // Bytes already hashed are all delivered before anything else happens (a resume reads from pos).
@@ -107,11 +109,13 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
   return { ok: true, kind: 'download', metadata: meta, byteLength: pos - deliverFrom, verified: !!meta.content_hash };
 
   /**
-   * Takes one 200/206 answer into the ring, piece by piece as undici parses it: each piece hashed
-   * once, whole, then copied into ring memory; a piece the ring cannot take at once pauses the
-   * socket until the reader made room (backpressure), and the rest goes in before it resumes.
+   * Takes one 200/206 answer into the ring. The socket reads the body straight into the ring's free
+   * span (space/placed: hashed there, then published); bytes that do not go there — the head's
+   * tail, a prefix hashed but not delivered, a chunked body, a full ring — come as pieces from a
+   * scratch buffer (data: hashed once, whole, then copied in). A piece the ring cannot take at once
+   * pauses the socket until the reader made room (backpressure), and the rest goes in before it resumes.
    */
-  function RingSink(this: void): BodySink & { call: StreamedCall | null; flushed: Promise<void> } {
+  function RingSink(this: void): DirectSink & { call: DirectCall | null; flushed: Promise<void> } {
     /** Bytes still to skip: a 200 to a ranged request carries the whole file again. */
     let skip = 0;
     /** A piece the ring could not take whole, and where its untaken part starts. */
@@ -119,13 +123,15 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
     let pendingAt = 0;
     /** The pooled buffer under `pending`, if it is one (back to the pool once pending is done). */
     let pendingBuf: Buffer | null = null;
+    /** Ring index of the span space() gave last. */
+    let placeAt = 0;
     const donePending = (): void => {
       pending = null;
       if (pendingBuf) giveChunk(ctx, pendingBuf);
       pendingBuf = null;
     };
     const sink = {
-      call: null as StreamedCall | null,
+      call: null as DirectCall | null,
       /** Settles once no piece is pending (the call may have failed meanwhile: its bytes still go in). */
       flushed: Promise.resolve(),
       start(statusCode: number, headers: IncomingHttpHeaders): Failure | null {
@@ -144,6 +150,23 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
           if (start !== pos) return { kind: 'retry', reason: `Content-Range starts at ${start}, wanted ${pos}`, retryAfterMs: 0, throttle: null };
         }
         return null;
+      },
+      space(most: number): Uint8Array | null {
+        // Only bytes that are delivered, in order, with nothing pending before them.
+        if (pending || skip > 0 || pos < deliverFrom || total < 0) return null;
+        const free = ring.reserve();
+        const n = Math.min(free, most, total - pos);
+        if (n < MIN_PLACED_BYTES) return null;
+        placeAt = ring.reserveIndex();
+        return ring.storage.subarray(placeAt, placeAt + n);
+      },
+      placed(n: number): SinkAnswer {
+        // Hashed in ring memory, then published: the reader sees only hashed bytes.
+        hasher.update(ring.storage.subarray(placeAt, placeAt + n));
+        if (ring.commit(n) !== n || ring.consumerGone()) return { kind: 'closed', reason: 'download stopped by its reader' };
+        pos += n;
+        if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
+        return true;
       },
       data(raw: Buffer): SinkAnswer {
         let chunk = raw;

@@ -9,6 +9,7 @@ import { isMainThread, threadId } from 'node:worker_threads';
 import type { Agent } from 'undici';
 import { SharedPacer } from '../src/dropbox/pacer.ts';
 import { createAgent } from '../src/transfer/dropbox-http.ts';
+import { DirectPool } from '../src/transfer/direct-call.ts';
 import { startPublishingThreadMemory } from './thread-memory.ts';
 import { UploadFlow } from './upload-lead.ts';
 import { G, WK, claimWorkerSlot, workerWord } from '../src/transfer/shared-layout.ts';
@@ -19,6 +20,8 @@ export interface ThreadContext {
   readonly words: Int32Array;
   readonly pacer: SharedPacer;
   readonly agent: Agent;
+  /** Connections of the download calls (direct-call.ts: bodies read straight into ring memory). */
+  readonly direct: DirectPool;
   readonly workerSlot: number;
   /** The key in this thread's slot (spool files carry it, so main can remove a dead thread's). */
   readonly threadKey: number;
@@ -47,6 +50,7 @@ export function createThreadContext(control: ControlHandle): ThreadContext {
     words,
     pacer: new SharedPacer(control, workerSlot),
     agent: createAgent(words),
+    direct: new DirectPool(words),
     workerSlot,
     threadKey: key,
     inWorker: !isMainThread,

@@ -151,9 +151,11 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
     prewarm: () => {},
     async close() {
       if (active > 0) await new Promise<void>((resolve) => (idle = resolve));
+      ctx.direct.close();
       await ctx.agent.close();
     },
     async destroy() {
+      ctx.direct.destroy();
       await ctx.agent.destroy();
     },
   };
