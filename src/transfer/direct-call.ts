@@ -57,6 +57,8 @@ export interface DirectPoolOptions {
   keepAliveMs: number;
   /** Idle connections kept per origin. */
   maxIdlePerOrigin: number;
+  /** Certificates (PEM) trusted for https origins instead of Node's bundled ones (absent: those). */
+  ca?: string;
 }
 
 const DEFAULTS: DirectPoolOptions = { connectTimeoutMs: 10_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000, keepAliveMs: 4_000, maxIdlePerOrigin: 32 };
@@ -89,7 +91,8 @@ class Conn {
     if (url.protocol === 'https:') {
       // tls.connect takes onread as net.connect does (Node's TLSSocket wraps the same stream), though
       // @types/node lists it only for net.
-      this.socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions);
+      const ca = pool.options.ca;
+      this.socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread, ...(ca ? { ca } : {}) } as tls.ConnectionOptions);
     } else {
       this.socket = net.connect({ host, port, onread });
     }

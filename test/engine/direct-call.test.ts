@@ -10,7 +10,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import type { Failure } from '../../src/transfer/dropbox-http.ts';
 import { DirectCall, DirectPool } from '../../src/transfer/direct-call.ts';
 import type { DirectPoolOptions, DirectSink, SinkAnswer } from '../../src/transfer/direct-call.ts';
@@ -158,11 +163,11 @@ interface Scripted {
   close(): Promise<void>;
 }
 
-async function scripted(answer: (socket: net.Socket, index: number) => void): Promise<Scripted> {
+async function scripted(answer: (socket: net.Socket, index: number) => void, tlsCert?: { key: string; cert: string }): Promise<Scripted> {
   let index = 0;
   const state = { connections: 0, closed: 0 };
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const onSocket = (socket: net.Socket): void => {
     state.connections++;
     sockets.add(socket);
     socket.on('close', () => (state.closed++, sockets.delete(socket)));
@@ -179,11 +184,12 @@ async function scripted(answer: (socket: net.Socket, index: number) => void): Pr
         answer(socket, index++);
       }
     });
-  });
+  };
+  const server = tlsCert ? tls.createServer(tlsCert, onSocket) : net.createServer(onSocket);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tlsCert ? 'https' : 'http'}://${tlsCert ? 'localhost' : '127.0.0.1'}:${port}`,
     get connections() {
       return state.connections;
     },
@@ -329,6 +335,44 @@ test('an abort mid-body settles with its failure and closes the socket', async (
     assert.is(srv.closed, 1);
   } finally {
     p.destroy();
+    await srv.close();
+  }
+});
+
+test('over TLS: a length-framed body read in place, a chunked one from scratch, one connection', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-direct-tls-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+  const key = readFileSync(join(dir, 'key.pem'), 'utf8');
+  rmSync(dir, { recursive: true, force: true });
+  const body = contentOf(pool, 5, 300 * KiB + 7);
+  const srv = await scripted((s, i) => {
+    if (i === 0) {
+      s.write(`${OK_HEAD}content-length: ${body.length}\r\n\r\n`);
+      s.write(body);
+    } else s.write(`${OK_HEAD}transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
+  }, { key, cert });
+  const p = new DirectPool(null, { ca: cert });
+  const untrusted = new DirectPool(null);
+  try {
+    const target = new Uint8Array(new SharedArrayBuffer(body.length));
+    const placing = placingSink(target, 64 * KiB);
+    const first = await call(placing.sink, '/x', p, accountAt(srv.url)).done;
+    assert.equal(first, { statusCode: 200, failure: null });
+    assert.ok(Buffer.from(target).equals(body), 'bytes differ');
+    assert.ok(placing.state.placedBytes > 0, 'TLS reads land in place too');
+    const { sink, state } = pausingSink(-1);
+    const second = await call(sink, '/x', p, accountAt(srv.url)).done;
+    assert.equal(second, { statusCode: 200, failure: null });
+    assert.is(state.bytes, 5);
+    assert.is(srv.connections, 1);
+    // Without the certificate trusted: no answer, a retry (the download loop bounds those).
+    const refused = await call(pausingSink(-1).sink, '/x', untrusted, accountAt(srv.url)).done;
+    assert.is(refused.statusCode, 0);
+    assert.is(refused.failure?.kind, 'retry');
+  } finally {
+    p.destroy();
+    untrusted.destroy();
     await srv.close();
   }
 });
