@@ -192,15 +192,14 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
         if (ring.consumerGone()) return { kind: 'closed', reason: 'download stopped by its reader' };
         if (crashAt !== undefined && pos - deliverFrom >= crashAt) crashForTest(ctx);
         if (off === chunk.length) return true;
-        // The ring is full: undici hands this piece over only for this call, so its rest is copied
-        // out, into a buffer of the thread's pool when it fits one socket read (a quarter of the
-        // pieces of a download that outruns its reader: a fresh buffer each was external memory
-        // that forced the worker's major GCs).
+        // The ring is full: the piece lies in the connection's scratch buffer, valid only for this
+        // call, so its rest is copied out, into a buffer of the thread's pool when it fits one
+        // socket read (a fresh buffer each was external memory that forced the worker's major GCs).
         const rest = chunk.length - off;
         pendingBuf = rest <= SOCKET_READ_BYTES ? takeChunk(ctx, SOCKET_READ_BYTES) : null;
         pending = pendingBuf ? pendingBuf.subarray(0, chunk.copy(pendingBuf, 0, off)) : Buffer.from(chunk.subarray(off));
         pendingAt = 0;
-        // After a tick: resume() must come after undici saw this `false` and paused the socket.
+        // After a tick: resume() must come after the call saw this `false` and paused the socket.
         sink.flushed = Promise.resolve().then(drain);
         return false;
       },

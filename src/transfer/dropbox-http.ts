@@ -1,11 +1,12 @@
-// The few Dropbox HTTP calls the engine makes (content download/upload-session routes, and the
-// finish_batch_v2 RPC), over undici with keep-alive, and the classification of every failure.
+// The few Dropbox HTTP calls the engine makes over undici with keep-alive (upload-session routes
+// and the finish_batch_v2 RPC; downloads go through direct-call.ts, which builds its headers and
+// classifies its answers here too), and the classification of every failure.
 // Any thread (each thread owns its own Agent). Invariants: every response body is consumed or
 // destroyed; failures are classified by src/dropbox/classify.ts (the one classifier) and shaped here
 // as retry (with a delay hint), offset (correct_offset), closed, auth (401: get a fresh token and
 // retry) or fatal (a DROPFTP_ERR_* code) — never thrown past the caller as a raw network error.
 // Every answer (or its absence) of a request sent through an agent made with counters is counted
-// there by route and status (request-counts.ts), here and nowhere else.
+// there by route and status (request-counts.ts), here — and a download's by its DirectPool.
 
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
