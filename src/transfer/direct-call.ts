@@ -15,7 +15,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
-import { classifyStatus, classifyThrown, contentHeaders } from './dropbox-http.ts';
+import { classifyErrorText, classifyThrown, contentHeaders } from './dropbox-http.ts';
 import type { ContentCall, Failure } from './dropbox-http.ts';
 import { countRequest } from './request-counts.ts';
 
@@ -222,6 +222,7 @@ export class DirectCall {
   private timerMs = 0;
   private timerWhat = '';
   private gotBytes = false;
+  private counted = false;
 
   constructor(
     private readonly spec: DirectCallSpec,
@@ -527,21 +528,10 @@ export class DirectCall {
     if (this.stopped) return this.fail(this.stopped);
     let failure: Failure | null = null;
     if (this.errorBody) {
-      const text = Buffer.concat(this.errorBody).toString('utf8');
-      let json: unknown = null;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = null;
-      }
-      failure = classifyStatus(this.statusCode, json, text, this.retryAfter);
+      failure = classifyErrorText(this.statusCode, Buffer.concat(this.errorBody).toString('utf8'), this.retryAfter);
     }
-    const conn = this.conn;
-    this.conn = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    const conn = this.detach();
     if (conn) {
-      conn.call = null;
       if (this.keepAlive && !conn.socket.destroyed) {
         if (conn.socket.isPaused()) conn.socket.resume();
         this.spec.pool.giveBack(conn);
@@ -566,10 +556,7 @@ export class DirectCall {
     // A reused connection the server closed while it idled: nothing was answered; once more on a new one.
     if (this.conn?.used && !this.gotBytes && this.phase === 'head' && !this.retriedStale && !this.stopped) {
       this.retriedStale = true;
-      const conn = this.conn;
-      conn.call = null;
-      conn.socket.destroy();
-      this.conn = null;
+      this.detach()?.socket.destroy();
       this.send(true);
       return;
     }
@@ -579,19 +566,21 @@ export class DirectCall {
   /** Ends the call with `failure`: the socket is destroyed first (no read lands after done). */
   private fail(failure: Failure): void {
     if (this.finished) return;
-    const conn = this.conn;
-    this.conn = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (conn) {
-      conn.call = null;
-      conn.socket.destroy();
-    }
+    this.detach()?.socket.destroy();
     if (this.statusCode === 0) this.count(0);
     this.finish({ statusCode: this.statusCode, failure });
   }
 
-  private counted = false;
+  /** Lets go of the connection (its reads no longer reach this call) and stops the timer. */
+  private detach(): Conn | null {
+    const conn = this.conn;
+    this.conn = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (conn) conn.call = null;
+    return conn;
+  }
+
   private count(status: number): void {
     if (this.counted) return;
     this.counted = true;

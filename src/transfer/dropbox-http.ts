@@ -124,13 +124,18 @@ export function rpcRequest(dispatcher: Dispatcher, account: AccountWire, route: 
 /** Reads a non-2xx response (its body is consumed) and classifies it. */
 export async function classifyResponse(res: Dispatcher.ResponseData): Promise<Failure> {
   const text = await res.body.text().catch(() => '');
+  return classifyErrorText(res.statusCode, text, headerValue(res.headers['retry-after']));
+}
+
+/** Classifies a non-2xx answer from its status, body text (JSON or not) and Retry-After header. */
+export function classifyErrorText(status: number, text: string, retryAfterHeader: string | undefined): Failure {
   let json: any = null;
   try {
     json = JSON.parse(text);
   } catch {
     json = null;
   }
-  return classifyStatus(res.statusCode, json, text, headerValue(res.headers['retry-after']));
+  return classifyStatus(status, json, text, retryAfterHeader);
 }
 
 /**

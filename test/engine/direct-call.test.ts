@@ -206,117 +206,97 @@ async function scripted(answer: (socket: net.Socket, index: number) => void, tls
 const accountAt = (url: string): AccountWire => ({ ...account, apiUrl: url, contentUrl: url });
 const OK_HEAD = 'HTTP/1.1 200 OK\r\ndropbox-api-result: {"size":5,"rev":"1"}\r\n';
 
-test('a chunked body with extensions and trailers; the connection is kept for the next call', async () => {
-  const srv = await scripted((s) => s.write(`${OK_HEAD}transfer-encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: 1\r\n\r\n`));
-  const p = new DirectPool(null);
+/** Runs `body` against a scripted server and a pool of its own; both are closed after it, whatever happens. */
+async function withScripted(answer: (socket: net.Socket, index: number) => void, body: (srv: Scripted, p: DirectPool, acc: AccountWire) => Promise<void>, options: Partial<DirectPoolOptions> = {}): Promise<void> {
+  const srv = await scripted(answer);
+  const p = new DirectPool(null, options);
   try {
+    await body(srv, p, accountAt(srv.url));
+  } finally {
+    p.destroy();
+    await srv.close();
+  }
+}
+
+test('a chunked body with extensions and trailers; the connection is kept for the next call', async () => {
+  await withScripted((s) => s.write(`${OK_HEAD}transfer-encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: 1\r\n\r\n`), async (srv, p, acc) => {
     for (let i = 0; i < 2; i++) {
       const target = new Uint8Array(16);
       const { sink, state } = placingSink(target, 16);
-      const outcome = await call(sink, '/x', p, accountAt(srv.url)).done;
+      const outcome = await call(sink, '/x', p, acc).done;
       assert.equal(outcome, { statusCode: 200, failure: null });
       assert.is(Buffer.from(target.subarray(0, state.at)).toString(), 'abcde');
       assert.is(state.placedBytes, 0, 'a chunked body is never read in place');
     }
     assert.is(srv.connections, 1);
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  });
 });
 
 test('a kept connection the server closed while it idled: the call goes again on a new one', async () => {
-  const srv = await scripted((s) => {
+  await withScripted((s) => {
     s.write(`${OK_HEAD}content-length: 5\r\n\r\nhello`);
     setTimeout(() => s.end(), 20);
-  });
-  const p = new DirectPool(null);
-  try {
+  }, async (srv, p, acc) => {
     for (let i = 0; i < 2; i++) {
       const { sink, state } = pausingSink(-1);
-      const outcome = await call(sink, '/x', p, accountAt(srv.url)).done;
+      const outcome = await call(sink, '/x', p, acc).done;
       assert.equal(outcome, { statusCode: 200, failure: null });
       assert.is(state.bytes, 5);
       await new Promise((r) => setTimeout(r, 60));
     }
     assert.is(srv.connections, 2);
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  });
 });
 
 test('a body cut short ends the call with a retry, and the connection is not kept', async () => {
-  const srv = await scripted((s) => s.end(`${OK_HEAD}content-length: 10\r\n\r\nhello`));
-  const p = new DirectPool(null);
-  try {
+  await withScripted((s) => s.end(`${OK_HEAD}content-length: 10\r\n\r\nhello`), async (srv, p, acc) => {
     const { sink, state } = pausingSink(-1);
-    const outcome = await call(sink, '/x', p, accountAt(srv.url)).done;
+    const outcome = await call(sink, '/x', p, acc).done;
     assert.is(outcome.statusCode, 200);
     assert.is(outcome.failure?.kind, 'retry');
     assert.is(state.bytes, 5);
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  });
 });
 
 test('a malformed status line is a retry, the sink never started', async () => {
-  const srv = await scripted((s) => s.write('HTTP/1.1 2OO OK\r\ncontent-length: 0\r\n\r\n'));
-  const p = new DirectPool(null);
-  try {
+  await withScripted((s) => s.write('HTTP/1.1 2OO OK\r\ncontent-length: 0\r\n\r\n'), async (srv, p, acc) => {
     const { sink, state } = pausingSink(-1);
-    const outcome = await call(sink, '/x', p, accountAt(srv.url)).done;
+    const outcome = await call(sink, '/x', p, acc).done;
     assert.is(outcome.statusCode, 0);
     assert.is(outcome.failure?.kind, 'retry');
     assert.match(outcome.failure?.kind === 'retry' ? outcome.failure.reason : '', /malformed status line/);
     assert.is(state.started, 0);
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  });
 });
 
 test('bytes past the body: the answer is taken, the connection is not reused', async () => {
-  const srv = await scripted((s) => s.write(`${OK_HEAD}content-length: 5\r\n\r\nhelloEXTRA`));
-  const p = new DirectPool(null);
-  try {
+  await withScripted((s) => s.write(`${OK_HEAD}content-length: 5\r\n\r\nhelloEXTRA`), async (srv, p, acc) => {
     for (let i = 0; i < 2; i++) {
       const { sink, state } = pausingSink(-1);
-      const outcome = await call(sink, '/x', p, accountAt(srv.url)).done;
+      const outcome = await call(sink, '/x', p, acc).done;
       assert.equal(outcome, { statusCode: 200, failure: null });
       assert.is(state.bytes, 5);
     }
     assert.is(srv.connections, 2);
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  });
 });
 
 test('a server that never answers: a headers timeout, then a retry', async () => {
-  const srv = await scripted(() => {});
   const options: Partial<DirectPoolOptions> = { headersTimeoutMs: 150 };
-  const p = new DirectPool(null, options);
-  try {
+  await withScripted(() => {}, async (srv, p, acc) => {
     const { sink } = pausingSink(-1);
     const started = Date.now();
-    const outcome = await call(sink, '/x', p, accountAt(srv.url)).done;
+    const outcome = await call(sink, '/x', p, acc).done;
     assert.is(outcome.failure?.kind, 'retry');
     assert.match(outcome.failure?.kind === 'retry' ? outcome.failure.reason : '', /headers timeout/);
     assert.ok(Date.now() - started < 5000);
     await new Promise((r) => setTimeout(r, 50));
     assert.is(srv.closed, 1, 'the socket was closed');
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  }, options);
 });
 
 test('an abort mid-body settles with its failure and closes the socket', async () => {
-  const srv = await scripted((s) => s.write(`${OK_HEAD}content-length: 1000000\r\n\r\n${'x'.repeat(1000)}`));
-  const p = new DirectPool(null);
-  try {
+  await withScripted((s) => s.write(`${OK_HEAD}content-length: 1000000\r\n\r\n${'x'.repeat(1000)}`), async (srv, p, acc) => {
     const stop: Failure = { kind: 'closed', reason: 'stopped by the test' };
     let c: DirectCall | null = null;
     const sink: DirectSink = {
@@ -328,15 +308,12 @@ test('an abort mid-body settles with its failure and closes the socket', async (
         return true;
       },
     };
-    c = call(sink, '/x', p, accountAt(srv.url));
+    c = call(sink, '/x', p, acc);
     const outcome = await c.done;
     assert.is(outcome.failure, stop);
     await new Promise((r) => setTimeout(r, 50));
     assert.is(srv.closed, 1);
-  } finally {
-    p.destroy();
-    await srv.close();
-  }
+  });
 });
 
 test('over TLS: a length-framed body read in place, a chunked one from scratch, one connection', async () => {
