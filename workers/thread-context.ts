@@ -116,6 +116,11 @@ export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
   return spare;
 }
 
+/** Whether takeChunk(ctx, bytes) would hand out an idle buffer (touched before) rather than a new one. */
+export function hasSpareChunk(ctx: ThreadContext, bytes: number): boolean {
+  return (ctx.spareChunks.get(bytes)?.length ?? 0) > 0;
+}
+
 /** Stops charging a buffer from takeChunk() without keeping it: something else may still read it. */
 export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
   const kib = Math.ceil(buf.length / 1024);

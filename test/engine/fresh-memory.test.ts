@@ -1,0 +1,99 @@
+// Fresh retention memory (workers/retention.ts FRESH_TOTAL_BYTES): an upload alone keeps its whole
+// memory share in memory, while among many uploads alive each takes at most FRESH_MEMORY_BYTES of
+// memory touched for the first time and spools the rest; both commit byte-exact. Main thread + 1
+// worker + the box child.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { UploadStream } from '../../src/transfer/index.ts';
+import { FRESH_MEMORY_BYTES } from '../../workers/retention.ts';
+import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
+import type { Fixture } from './helpers.ts';
+
+let fx: Fixture;
+let spoolDir: string;
+const pool = makePool(8 * MiB, 31);
+
+test.before(async () => {
+  spoolDir = mkdtempSync(join(tmpdir(), 'dropftp-fresh-test-'));
+  fx = await startFixture({ workers: 1, spoolDir, appendMemoryBytes: 8 * MiB, spoolBytes: 256 * MiB });
+});
+test.after(async () => {
+  await fx.stop();
+  rmSync(spoolDir, { recursive: true, force: true });
+});
+
+async function write(up: UploadStream, data: Buffer): Promise<void> {
+  for (let off = 0; off < data.length; off += 64 * KiB) {
+    if (!up.write(data.subarray(off, off + 64 * KiB))) await new Promise((r) => up.once('drain', r));
+  }
+}
+
+/** Waits until the engine retains at least `bytes` (memory pieces plus spool), then returns the split. */
+async function retained(bytes: number): Promise<{ memory: number; spool: number }> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const s = fx.engine.stats();
+    const now = { memory: s.memory.chunkBytesInUse, spool: s.spool.bytesInUse };
+    if (now.memory + now.spool >= bytes) return now;
+    if (Date.now() > end) throw new Error(`retained only ${JSON.stringify(now)}`);
+    await sleep(20);
+  }
+}
+
+async function finish(up: UploadStream, data: Buffer, path: string): Promise<void> {
+  const done = new Promise<void>((resolve, reject) => {
+    up.once('finish', resolve);
+    up.once('error', reject);
+  });
+  up.end();
+  await done;
+  const stored = await fetchFile(fx.box, fx.account.accessToken, path);
+  assert.is(stored && sha256(stored), sha256(data), `${path} byte-exact`);
+}
+
+test('among 80 uploads alive, one takes ~1 MiB fresh memory and spools the rest', async () => {
+  // 80 uploads: the budget's share is 4 MiB each, FRESH_TOTAL_BYTES / 80 under the 1 MiB floor.
+  // First in this file: the worker holds no spare pieces yet (those it is given are touched already,
+  // and an upload takes them whatever its allowance).
+  const idle = Array.from({ length: 79 }, (_, i) => fx.engine.openUpload('alice', `/fresh/idle-${i}.bin`));
+  const data = contentOf(pool, 2, 4 * MiB);
+  const up = fx.engine.openUpload('alice', '/fresh/crowded.bin');
+  try {
+    await write(up, data);
+    const r = await retained(3.5 * MiB);
+    // Pieces of 256 KiB (the last may start just under the allowance), and a spool write's scratch
+    // buffer (a quarter of the 4 MiB share) charged while a write runs.
+    assert.ok(r.memory <= FRESH_MEMORY_BYTES + 256 * KiB + 1 * MiB, `memory ${r.memory} B`);
+    assert.ok(r.spool >= 2 * MiB, `spooled ${r.spool} B`);
+    await finish(up, data, '/fresh/crowded.bin');
+  } finally {
+    up.on('error', () => {}); // a failed check above: the engine's shutdown errors it
+    for (const u of idle) {
+      u.on('error', () => {}); // aborted: DROPFTP_ERR_ABORTED, expected
+      u.abort();
+    }
+  }
+  // The next test counts on this one's uploads being gone (the share of fresh memory is per upload alive).
+  const end = Date.now() + 10_000;
+  while (fx.engine.stats().activeUploads > 0 && Date.now() < end) await sleep(20);
+  assert.is(fx.engine.stats().activeUploads, 0, 'the aborted uploads ended');
+});
+
+test('an upload alone keeps its memory share in memory: nothing spooled', async () => {
+  const data = contentOf(pool, 1, 4 * MiB);
+  const up = fx.engine.openUpload('alice', '/fresh/alone.bin');
+  try {
+    await write(up, data);
+    const r = await retained(3.5 * MiB);
+    assert.is(r.spool, 0, `spooled ${r.spool} B with the whole 8 MiB share free`);
+    await finish(up, data, '/fresh/alone.bin');
+  } finally {
+    up.on('error', () => {}); // a failed check above: the engine's shutdown errors it
+  }
+});
+
+test.run();
