@@ -15,7 +15,7 @@ import { startServe } from './lifecycle-helpers.ts';
 
 const LAUNCHER = fileURLToPath(new URL('../../bin/dropftp', import.meta.url));
 const TUNED = fileURLToPath(new URL('../../bin/with-tuned-malloc', import.meta.url));
-const FIXED = 'glibc.malloc.mmap_threshold=262144';
+const FIXED = 'glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=2097152';
 const POOL = Math.max(4, Math.min(availableParallelism(), 64));
 
 function poolSeen(env: Record<string, string>, cpus?: number): string {
@@ -32,10 +32,12 @@ function tunablesSeen(env: Record<string, string>): string {
   return r.stdout;
 }
 
-test('with-tuned-malloc: sets the mmap threshold, keeps other tunables, never overrides an operator’s own', () => {
+test('with-tuned-malloc: sets the mmap and trim thresholds, keeps other tunables, never overrides an operator’s own', () => {
   assert.is(tunablesSeen({}), FIXED);
   assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }), `glibc.malloc.arena_max=2:${FIXED}`);
-  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576');
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152');
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1' }), 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=262144');
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=1' }), 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=1');
 });
 
 function nodeOptionsSeen(env: Record<string, string>): string {
@@ -67,8 +69,11 @@ test('bin/dropftp through a symlink: serve runs as node with the tuning, and SIG
     const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '', UV_THREADPOOL_SIZE: '', NODE_OPTIONS: '' }, true, [link]);
     const pid = serve.child.pid!;
     try {
-      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
-      assert.ok(environ.includes(`GLIBC_TUNABLES=${FIXED}`), `serve's environment: ${environ.filter((e) => e.startsWith('GLIBC')).join(' ') || 'no GLIBC_TUNABLES'}`);
+      const raw = await readFile(`/proc/${pid}/environ`, 'latin1');
+      const environ = raw.split('\0');
+      // glibc parses the variable in place, its ':' becoming NULs in the memory /proc shows.
+      const tunables = /GLIBC_TUNABLES=[^\0]*(?:\0glibc\.[^\0]*)*/.exec(raw)?.[0].replaceAll('\0', ':') ?? 'no GLIBC_TUNABLES';
+      assert.is(tunables, `GLIBC_TUNABLES=${FIXED}`, "serve's environment");
       assert.ok(environ.includes(`UV_THREADPOOL_SIZE=${POOL}`), `serve's environment: ${environ.filter((e) => e.startsWith('UV_')).join(' ') || 'no UV_THREADPOOL_SIZE'}`);
       assert.ok(environ.includes('NODE_OPTIONS=--max-semi-space-size=4'), `serve's environment: ${environ.filter((e) => e.startsWith('NODE_OPTIONS')).join(' ') || 'no NODE_OPTIONS'}`);
       const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0]!;
