@@ -155,8 +155,8 @@ export class Retention {
 
   /**
    * Bytes the next memory fill may take: the rest of the tail piece, or a new piece within the share.
-   * Beyond FRESH_MEMORY_BYTES, an upload that has a spool takes a new piece only as a spare this
-   * thread holds (`anyPiece` false), else its bytes go to the spool.
+   * Past its fresh allowance (freshBytes), an upload that has a spool takes a new piece only as a
+   * spare this thread holds (`anyPiece` false), else its bytes go to the spool.
    */
   private memoryRoom(anyPiece: boolean): number {
     const tail = this.segments.at(-1);
