@@ -10,7 +10,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { UploadStream } from '../../src/transfer/index.ts';
 import { FRESH_MEMORY_BYTES } from '../../workers/retention.ts';
-import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
+import { KiB, MiB, contentOf, fetchFile, makePool, sha256, startFixture, writeAll } from './helpers.ts';
+import { until } from '../helpers/wait.ts';
 import type { Fixture } from './helpers.ts';
 
 let fx: Fixture;
@@ -26,22 +27,16 @@ test.after(async () => {
   rmSync(spoolDir, { recursive: true, force: true });
 });
 
-async function write(up: UploadStream, data: Buffer): Promise<void> {
-  for (let off = 0; off < data.length; off += 64 * KiB) {
-    if (!up.write(data.subarray(off, off + 64 * KiB))) await new Promise((r) => up.once('drain', r));
-  }
+/** The upload retention held now: memory pieces and spool bytes. */
+function retainedNow(): { memory: number; spool: number } {
+  const s = fx.engine.stats();
+  return { memory: s.memory.chunkBytesInUse, spool: s.spool.bytesInUse };
 }
 
 /** Waits until the engine retains at least `bytes` (memory pieces plus spool), then returns the split. */
 async function retained(bytes: number): Promise<{ memory: number; spool: number }> {
-  const end = Date.now() + 10_000;
-  for (;;) {
-    const s = fx.engine.stats();
-    const now = { memory: s.memory.chunkBytesInUse, spool: s.spool.bytesInUse };
-    if (now.memory + now.spool >= bytes) return now;
-    if (Date.now() > end) throw new Error(`retained only ${JSON.stringify(now)}`);
-    await sleep(20);
-  }
+  await until(() => retainedNow().memory + retainedNow().spool >= bytes, 10_000, () => `${bytes} B retained (${JSON.stringify(retainedNow())})`);
+  return retainedNow();
 }
 
 async function finish(up: UploadStream, data: Buffer, path: string): Promise<void> {
@@ -63,7 +58,7 @@ test('among 80 uploads alive, one takes ~1 MiB fresh memory and spools the rest'
   const data = contentOf(pool, 2, 4 * MiB);
   const up = fx.engine.openUpload('alice', '/fresh/crowded.bin');
   try {
-    await write(up, data);
+    await writeAll(up, data);
     const r = await retained(3.5 * MiB);
     // Pieces of 256 KiB (the last may start just under the allowance), and a spool write's scratch
     // buffer (a quarter of the 4 MiB share) charged while a write runs.
@@ -78,16 +73,14 @@ test('among 80 uploads alive, one takes ~1 MiB fresh memory and spools the rest'
     }
   }
   // The next test counts on this one's uploads being gone (the share of fresh memory is per upload alive).
-  const end = Date.now() + 10_000;
-  while (fx.engine.stats().activeUploads > 0 && Date.now() < end) await sleep(20);
-  assert.is(fx.engine.stats().activeUploads, 0, 'the aborted uploads ended');
+  await until(() => fx.engine.stats().activeUploads === 0, 10_000, 'the aborted uploads to end');
 });
 
 test('an upload alone keeps its memory share in memory: nothing spooled', async () => {
   const data = contentOf(pool, 1, 4 * MiB);
   const up = fx.engine.openUpload('alice', '/fresh/alone.bin');
   try {
-    await write(up, data);
+    await writeAll(up, data);
     const r = await retained(3.5 * MiB);
     assert.is(r.spool, 0, `spooled ${r.spool} B with the whole 8 MiB share free`);
     await finish(up, data, '/fresh/alone.bin');

@@ -105,6 +105,13 @@ export function drain(stream: Readable, onChunk?: (n: number) => void): Promise<
   });
 }
 
+/** Writes `data` in pieces of `pieceBytes`, honouring backpressure, and leaves the stream open. */
+export async function writeAll(stream: Writable, data: Buffer, pieceBytes = 64 * 1024): Promise<void> {
+  for (let off = 0; off < data.length; off += pieceBytes) {
+    if (!stream.write(data.subarray(off, off + pieceBytes))) await new Promise((r) => stream.once('drain', r));
+  }
+}
+
 /** Writes `data` in pieces of `pieceBytes`, honouring backpressure, then ends; resolves on 'finish'. */
 export function feed(stream: Writable, data: Buffer, pieceBytes = 256 * 1024): Promise<void> {
   return new Promise((resolve, reject) => {

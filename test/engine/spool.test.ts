@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { DropftpError } from '../../src/errors.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import type { UploadStream } from '../../src/transfer/index.ts';
-import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
+import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture, writeAll } from './helpers.ts';
 import type { Fixture } from './helpers.ts';
 
 let fx: Fixture;
@@ -34,12 +34,6 @@ test.after(async () => {
 
 const spoolFiles = (): string[] => readdirSync(spoolDir).filter((n) => n.endsWith('.spool'));
 
-async function write(up: UploadStream, data: Buffer): Promise<void> {
-  for (let off = 0; off < data.length; off += 64 * KiB) {
-    if (!up.write(data.subarray(off, off + 64 * KiB))) await new Promise((r) => up.once('drain', r));
-  }
-}
-
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!check()) {
@@ -59,7 +53,7 @@ test('beyond its memory share an upload spools to a 0600 file, removed once comm
     up.once('finish', resolve);
     up.once('error', reject);
   });
-  await write(up, data.subarray(0, 6 * MiB));
+  await writeAll(up, data.subarray(0, 6 * MiB));
   await until('spooled bytes', () => fx.engine.stats().spool.bytesInUse > 4 * MiB);
   const files = spoolFiles();
   assert.ok(files.length >= 1, 'a spool file exists while the upload runs');
@@ -67,7 +61,7 @@ test('beyond its memory share an upload spools to a 0600 file, removed once comm
   // The retained pieces, plus the spool write buffer (a quarter of the share) while a write runs.
   const charged = fx.engine.stats().memory.chunkBytesInUse;
   assert.ok(charged <= 256 * KiB + 64 * KiB, `memory retention stays within appendMemoryBytes (${charged} B charged)`);
-  await write(up, data.subarray(6 * MiB));
+  await writeAll(up, data.subarray(6 * MiB));
   up.end();
   await done;
   assert.is(up.metadata?.size, data.length);
@@ -79,7 +73,7 @@ test('beyond its memory share an upload spools to a 0600 file, removed once comm
 test('an aborted upload removes its spool file and commits nothing', async () => {
   const up = fx.engine.openUpload('alice', '/spool/aborted.bin');
   const failed = new Promise((resolve) => up.once('error', resolve));
-  await write(up, contentOf(pool, 2, 5 * MiB));
+  await writeAll(up, contentOf(pool, 2, 5 * MiB));
   await until('spooled bytes', () => fx.engine.stats().spool.bytesInUse > 2 * MiB);
   up.abort();
   await failed;
@@ -102,7 +96,7 @@ test('past the spool limit uploads are held back, then all commit byte-exact', a
           up.once('finish', resolve);
           up.once('error', reject);
         });
-        await write(up, data);
+        await writeAll(up, data);
         up.end();
         await done;
       }),
@@ -135,7 +129,7 @@ test('spooling uploads hold no spool I/O buffer of their own between writes (wor
     });
     for (const d of dones) d.catch(() => {}); // awaited below; a failed assertion aborts them
     // Every upload spools and none has ended: no call has taken their bytes yet.
-    await Promise.all(ups.map((up, i) => write(up, datas[i]!)));
+    await Promise.all(ups.map((up, i) => writeAll(up, datas[i]!)));
     await until('spooled bytes', () => engine.stats().spool.bytesInUse >= 40 * (2 * MiB - 512 * KiB));
     await sleep(2500); // the worker publishes its heap every 2 s
     const external = engine.stats().workerHeaps.reduce((sum, h) => sum + h.externalBytes, 0);
@@ -163,7 +157,7 @@ test('a full disk under the spool fails that STOR with 452 and commits nothing',
     symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
     const up = engine.openUpload('alice', '/spool/full.bin');
     const failed = new Promise<unknown>((resolve) => up.once('error', resolve));
-    void write(up, contentOf(pool, 3, 2 * MiB)).then(() => up.end(), () => {});
+    void writeAll(up, contentOf(pool, 3, 2 * MiB)).then(() => up.end(), () => {});
     const err = await failed;
     assert.instance(err, DropftpError);
     assert.is((err as DropftpError).code, 'DROPFTP_ERR_LOCAL_SPACE');

@@ -1,5 +1,6 @@
-// Process helpers for tests that kill real dropftp processes: the child processes of a pid (from
-// /proc, every thread's children) and whether a pid still exists. Test code only; Linux (/proc).
+// Process helpers for tests of real dropftp processes: the child processes of a pid (from /proc,
+// every thread's children), whether a pid still exists, and the GLIBC_TUNABLES it started with.
+// Test code only; Linux (/proc).
 
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -20,4 +21,13 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The GLIBC_TUNABLES a running process started with, as `GLIBC_TUNABLES=a:b`, or 'no GLIBC_TUNABLES'.
+ * glibc parses the variable in place, its ':' becoming NULs in the memory /proc/PID/environ shows.
+ */
+export function glibcTunablesOf(pid: number): string {
+  const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+  return /GLIBC_TUNABLES=[^\0]*(?:\0glibc\.[^\0]*)*/.exec(environ)?.[0].replaceAll('\0', ':') ?? 'no GLIBC_TUNABLES';
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { glibcTunablesOf } from '../helpers/processes.ts';
 import { startServe } from './lifecycle-helpers.ts';
 
 const LAUNCHER = fileURLToPath(new URL('../../bin/dropftp', import.meta.url));
@@ -69,11 +70,8 @@ test('bin/dropftp through a symlink: serve runs as node with the tuning, and SIG
     const serve = await startServe(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { GLIBC_TUNABLES: '', UV_THREADPOOL_SIZE: '', NODE_OPTIONS: '' }, true, [link]);
     const pid = serve.child.pid!;
     try {
-      const raw = await readFile(`/proc/${pid}/environ`, 'latin1');
-      const environ = raw.split('\0');
-      // glibc parses the variable in place, its ':' becoming NULs in the memory /proc shows.
-      const tunables = /GLIBC_TUNABLES=[^\0]*(?:\0glibc\.[^\0]*)*/.exec(raw)?.[0].replaceAll('\0', ':') ?? 'no GLIBC_TUNABLES';
-      assert.is(tunables, `GLIBC_TUNABLES=${FIXED}`, "serve's environment");
+      const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+      assert.is(glibcTunablesOf(pid), `GLIBC_TUNABLES=${FIXED}`, "serve's environment");
       assert.ok(environ.includes(`UV_THREADPOOL_SIZE=${POOL}`), `serve's environment: ${environ.filter((e) => e.startsWith('UV_')).join(' ') || 'no UV_THREADPOOL_SIZE'}`);
       assert.ok(environ.includes('NODE_OPTIONS=--max-semi-space-size=4'), `serve's environment: ${environ.filter((e) => e.startsWith('NODE_OPTIONS')).join(' ') || 'no NODE_OPTIONS'}`);
       const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0]!;
