@@ -24,6 +24,16 @@ export const LEAD_SECONDS = 20;
 /** The smallest lead allowed, whatever the rate. */
 export const MIN_LEAD_BYTES = 1024 * 1024;
 /**
+ * The largest lead allowed, whatever the rate. Past it an upload's bytes wait in the spool only so
+ * that one call of known length may carry more of them, while the call could be taking them: a
+ * 64 MiB STOR alone sent nothing until its client's last byte (20 s of a fast share is gigabytes),
+ * then read all of it back from the spool, and one upload alone moved at 0.57-0.81x of a direct
+ * files/upload with its hash (runs of 4 x 64 MiB). Capped here, it goes in a call of unknown
+ * length that starts once its client is this far ahead, and 0.81-1.09x: one call more (a closing
+ * append) for a STOR larger than the cap, none for one within it (the 10 MiB STORs of the 200 storm).
+ */
+export const MAX_LEAD_BYTES = 16 * 1024 * 1024;
+/**
  * The rate assumed for a thread before it has measured one (per thread): the first calls of a storm
  * start before any byte was sent. 64 MB/s over 100 uploads of a thread is 12.8 MB of lead (a 10 MiB
  * STOR of a 200-session storm still goes in one call of known length); over 1,000 it is 1.3 MB.
@@ -91,6 +101,11 @@ export class UploadFlow {
 
   /** Bytes an upload of this thread may hold that no call has sent yet. */
   leadLimit(): number {
+    return Math.min(MAX_LEAD_BYTES, this.paceLead());
+  }
+
+  /** The lead by the pace alone: this upload's share of the thread's rate over the lead's seconds. */
+  paceLead(): number {
     const n = Math.max(1, this.active);
     const measured = this.bytesPerSecond() / n;
     const share = this.measuredS < WARM_UP_S ? Math.max(measured, PRIOR_BYTES_PER_S / n) : measured;

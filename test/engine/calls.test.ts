@@ -1,15 +1,18 @@
 // Dropbox calls per transfer, counted by the engine's request counters (one per answer, by route and
 // status), through the real local box and real workers: a RETR is one files/download (REST n too;
 // a reset mid-body costs one ranged call from the byte already received); a STOR is one
-// upload_session/start plus its share of finish_batch_v2 while its bytes fit retention, and appends
-// as large as retention allows beyond it; a reset in the middle of an append's body is retried from
-// retention and still commits the identical bytes. Main thread + 2 workers + the box child.
+// upload_session/start plus its share of finish_batch_v2 while its bytes fit retention and the
+// upload lead, and appends as large as retention allows beyond it; a STOR larger than the lead's
+// 16 MiB cap goes while its client sends (a call of unknown length, then a closing append); a reset
+// in the middle of an append's body is retried from retention and still commits the identical
+// bytes. Main thread + 2 workers + the box child.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import type { EngineOptions } from '../../src/transfer/index.ts';
-import { KiB, MiB, contentOf, drain, feed, fetchFile, makePool, seed, sha256, startFixture } from './helpers.ts';
+import { KiB, MiB, contentOf, drain, feed, fetchFile, makePool, seed, sha256, startFixture, writeAll } from './helpers.ts';
+import { until } from '../helpers/wait.ts';
 import type { Fixture } from './helpers.ts';
 
 let fx: Fixture;
@@ -85,6 +88,33 @@ test('a 10 MiB STOR within retention is one start call plus its share of one fin
   assert.equal(delta(fx.engine, before), { 'files/upload_session/start': { '200': 1 }, 'files/upload_session/finish_batch_v2': { '200': 1 } });
   assert.is(fx.engine.stats().commits.calls - commitsBefore, 1);
   const stored = await fetchFile(fx.box, fx.account.accessToken, '/calls/u.bin');
+  assert.is(stored && sha256(stored), sha256(data));
+});
+
+test('a STOR alone larger than the 16 MiB lead is sent while its client sends: start, a closing append, finish_batch_v2', async () => {
+  const data = makePool(40 * MiB + 5, 23);
+  const before = snapshot(fx.engine);
+  const started = (): number => fx.engine.stats().accounts.alice?.callsStarted ?? 0;
+  const startedBefore = started();
+  const up = fx.engine.openUpload('alice', '/calls/streamed.bin');
+  const finished = new Promise<void>((resolve, reject) => {
+    up.once('finish', resolve);
+    up.once('error', reject);
+  });
+  finished.catch(() => {}); // awaited below; a failed check must not leave it unhandled
+  await writeAll(up, data.subarray(0, 32 * MiB));
+  // The client has not ended (nor sent all): its bytes are already on their way to Dropbox.
+  await until(() => started() > startedBefore, 10_000, 'a call started before the client ended');
+  await writeAll(up, data.subarray(32 * MiB));
+  up.end();
+  await finished;
+  assert.is(up.metadata?.size, data.length);
+  assert.equal(delta(fx.engine, before), {
+    'files/upload_session/start': { '200': 1 },
+    'files/upload_session/append_v2': { '200': 1 },
+    'files/upload_session/finish_batch_v2': { '200': 1 },
+  });
+  const stored = await fetchFile(fx.box, fx.account.accessToken, '/calls/streamed.bin');
   assert.is(stored && sha256(stored), sha256(data));
 });
 

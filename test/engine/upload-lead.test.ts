@@ -9,7 +9,7 @@ import { RingReader, RingWriter, createRing } from 'native-free-ringbuf';
 import { G, createControl } from '../../src/transfer/shared-layout.ts';
 import { createThreadContext } from '../../workers/thread-context.ts';
 import { Retention } from '../../workers/retention.ts';
-import { LEAD_SECONDS, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S } from '../../workers/upload-lead.ts';
+import { LEAD_SECONDS, MAX_LEAD_BYTES, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S } from '../../workers/upload-lead.ts';
 
 const MB = 1000 * 1000;
 const MiB = 1024 * 1024;
@@ -35,24 +35,37 @@ test('engine.uploadLeadSec, as the control block holds it, sets the seconds of l
   const words = new Int32Array(control.sab);
   const flow = new UploadFlow(() => 0, () => Atomics.load(words, G.LEAD_MS) / 1000);
   flow.begin();
-  assert.is(flow.leadLimit(), PRIOR_BYTES_PER_S * 5);
+  assert.is(flow.paceLead(), PRIOR_BYTES_PER_S * 5);
   Atomics.store(words, G.LEAD_MS, 0);
-  assert.is(flow.leadLimit(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
+  assert.is(flow.paceLead(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
   // The thread context reads the engine's value.
   const ctx = createThreadContext(createControl({ uploadMemoryBytes: 8 * MiB, uploadLeadSec: 7 }));
   ctx.uploadFlow.begin();
-  assert.is(ctx.uploadFlow.leadLimit(), PRIOR_BYTES_PER_S * 7);
+  assert.is(ctx.uploadFlow.paceLead(), PRIOR_BYTES_PER_S * 7);
 });
 
 test("before any byte was sent, the prior rate is shared by the thread's uploads, never below the floor", () => {
   const c = clocked();
   c.flow.begin();
-  assert.is(c.flow.leadLimit(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
+  assert.is(c.flow.paceLead(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
   for (let i = 1; i < 100; i++) c.flow.begin();
-  assert.is(c.flow.leadLimit(), Math.floor((PRIOR_BYTES_PER_S / 100) * LEAD_SECONDS));
-  assert.ok(c.flow.leadLimit() > 10 * MiB, 'a 10 MiB STOR of a 200-session storm still fits one call');
+  assert.is(c.flow.paceLead(), Math.floor((PRIOR_BYTES_PER_S / 100) * LEAD_SECONDS));
+  assert.ok(c.flow.paceLead() > 10 * MiB, 'a 10 MiB STOR of a 200-session storm still fits one call');
   for (let i = 100; i < 5000; i++) c.flow.begin();
-  assert.is(c.flow.leadLimit(), MIN_LEAD_BYTES);
+  assert.is(c.flow.paceLead(), MIN_LEAD_BYTES);
+});
+
+test("the lead an upload gets is the pace's, never above MAX_LEAD_BYTES (16 MiB)", () => {
+  const c = clocked();
+  c.flow.begin();
+  // One upload alone: 20 s of the prior rate would be 1.28 GB.
+  assert.is(c.flow.paceLead(), PRIOR_BYTES_PER_S * LEAD_SECONDS);
+  assert.is(c.flow.leadLimit(), MAX_LEAD_BYTES);
+  assert.is(MAX_LEAD_BYTES, 16 * MiB);
+  // 100 uploads: the pace's 12.8 MB is below the cap and holds.
+  for (let i = 1; i < 100; i++) c.flow.begin();
+  assert.is(c.flow.leadLimit(), c.flow.paceLead());
+  assert.is(c.flow.leadLimit(), Math.floor((PRIOR_BYTES_PER_S / 100) * LEAD_SECONDS));
 });
 
 test('the rate follows what the calls send: 10 uploads sharing 10 MB/s may each be 20 s of 1 MB/s ahead', () => {
@@ -61,16 +74,16 @@ test('the rate follows what the calls send: 10 uploads sharing 10 MB/s may each 
   send(c, 10 * MB, 12);
   const rate = c.flow.bytesPerSecond();
   assert.ok(Math.abs(rate - 10 * MB) < 0.05 * 10 * MB, `rate ${rate} B/s`);
-  const lead = c.flow.leadLimit();
+  const lead = c.flow.paceLead();
   assert.ok(Math.abs(lead - LEAD_SECONDS * MB) < 0.05 * LEAD_SECONDS * MB, `lead ${lead} B`);
   // The backend slows to 0.25 MB/s: within a few time constants the lead falls to the floor.
   send(c, 0.25 * MB, 12);
   assert.ok(c.flow.bytesPerSecond() < 0.3 * MB, `rate ${c.flow.bytesPerSecond()} B/s`);
-  assert.is(c.flow.leadLimit(), MIN_LEAD_BYTES);
+  assert.is(c.flow.paceLead(), MIN_LEAD_BYTES);
   // Nothing sent for a while with a body open (the backend takes nothing): the rate decays.
   c.advance(30_000);
   assert.ok(c.flow.bytesPerSecond() < 0.01 * MB);
-  assert.is(c.flow.leadLimit(), MIN_LEAD_BYTES);
+  assert.is(c.flow.paceLead(), MIN_LEAD_BYTES);
 });
 
 test('no body open (every upload still filling its first call): the rate holds, it does not read as a slow backend', () => {
@@ -91,9 +104,9 @@ test('while the thread warms up, a dip below the prior share does not shrink the
   for (let i = 0; i < 50; i++) c.flow.begin();
   const prior = Math.floor((PRIOR_BYTES_PER_S / 50) * LEAD_SECONDS);
   send(c, 1 * MB, WARM_UP_S - 1);
-  assert.is(c.flow.leadLimit(), prior, 'warming up: the prior share holds');
+  assert.is(c.flow.paceLead(), prior, 'warming up: the prior share holds');
   send(c, 1 * MB, 8);
-  assert.ok(c.flow.leadLimit() < prior / 10, `warmed up: the measured share (${c.flow.leadLimit()} B)`);
+  assert.ok(c.flow.paceLead() < prior / 10, `warmed up: the measured share (${c.flow.paceLead()} B)`);
 });
 
 test('a thread that went idle starts its next upload from the prior again, not from a decayed rate', () => {
