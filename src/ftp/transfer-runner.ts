@@ -89,20 +89,31 @@ export async function runTransfer(
   };
   session.transfer = handle;
   const stallMs = session.server.limits.stallTimeoutMs;
+  let stopStallClock = (): void => {};
   if (stallMs > 0 && 'setTimeout' in socket) {
-    const timed = socket as Duplex & { setTimeout(ms: number, cb: () => void): void };
+    // One 'timeout' listener for the whole transfer; the timer is (re)armed without a callback:
+    // socket.setTimeout(ms, cb) adds cb as one more listener on every call, and an upload resumed
+    // at each backpressure cycle piled up hundreds on its data socket.
+    const timed = socket as Duplex & { setTimeout(ms: number): void };
     const receiving = directive === 'STOR' || directive === 'APPE' || directive === 'STOU';
     const onIdle = (): void => {
       if (handle.signal.aborted) return;
       // Only the client's stall counts: an upload we stopped reading (backpressure while Dropbox
       // takes its bytes) or a download with nothing queued for the client (waiting for Dropbox) is
       // the engine's wait, bounded by its own request timeouts and retries.
-      if (receiving ? socket.isPaused() : socket.writableLength === 0) return timed.setTimeout(stallMs, onIdle);
+      if (receiving ? socket.isPaused() : socket.writableLength === 0) return timed.setTimeout(stallMs);
       handle.abort(new DropftpError('DROPFTP_ERR_STALLED', `no data for ${stallMs} ms`));
     };
-    timed.setTimeout(stallMs, onIdle);
     // The client's stall clock starts when we ask for its bytes again, not when we stopped reading.
-    if (receiving) socket.on('resume', () => timed.setTimeout(stallMs, onIdle));
+    const rearm = (): void => timed.setTimeout(stallMs);
+    socket.on('timeout', onIdle);
+    if (receiving) socket.on('resume', rearm);
+    timed.setTimeout(stallMs);
+    stopStallClock = () => {
+      socket.off('timeout', onIdle);
+      socket.off('resume', rearm);
+      timed.setTimeout(0);
+    };
   }
   let error: DropftpError | null = null;
   try {
@@ -114,6 +125,7 @@ export async function runTransfer(
     if (!controller.signal.aborted) controller.abort(error);
     socket.destroy();
   } finally {
+    stopStallClock();
     if (session.transfer === handle) session.transfer = null;
     session.closeConnector();
   }

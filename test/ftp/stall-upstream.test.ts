@@ -1,8 +1,8 @@
 // The per-transfer stall timeout counts the client's stalls only: a STOR held back while Dropbox is
 // slow to take its bytes, and a RETR waiting for Dropbox's first bytes, both outlast a short
 // session.stallTimeoutMs and still end 226 with identical bytes; a client that stops sending while
-// the server reads still gets 426. The whole service (startDropftp) on the real local box, whose
-// latency fault makes Dropbox slow.
+// the server reads still gets 426; an upload paused and resumed many times holds one stall timer.
+// The whole service (startDropftp) on the real local box, whose latency fault makes Dropbox slow.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -60,6 +60,28 @@ test('a RETR waiting for Dropbox\'s first bytes is not a stall: 226, identical b
   assert.is(got.final.code, 226, got.final.text);
   assert.is(fired, 1, 'the download was slow');
   assert.is(sha256(got.data), sha256(data), 'identical bytes');
+});
+
+test('an upload paused and resumed again and again keeps one stall timer: no listeners pile up on its socket', async () => {
+  // Each resume used to re-arm the timer with socket.setTimeout(ms, callback), which adds the
+  // callback as one more 'timeout' listener: a 16 MiB STOR of a storm left hundreds on its data
+  // socket, and Node warned once per socket (845 warnings in a storm of 2,000).
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    if (w.name === 'MaxListenersExceededWarning') warnings.push(w.message);
+  };
+  process.on('warning', onWarning);
+  try {
+    const data = makePool(16 * MiB + 7, 8);
+    const { final } = await upload(c, 'STOR /many-resumes.bin', data);
+    assert.is(final.code, 226, final.text);
+    const got = await download(c, 'RETR /many-resumes.bin');
+    assert.is(sha256(got.data), sha256(data), 'identical bytes');
+    await sleep(50); // warnings are emitted on the next tick
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.equal(warnings, []);
 });
 
 test('a client that stops sending while the server reads still gets 426, and nothing is committed', async () => {
