@@ -1,6 +1,7 @@
 // How far an upload's FTP client may run ahead of Dropbox: the bytes retained but not yet sent in a
 // call (the "lead") are bounded by what this upload's share of the thread's upload bandwidth sends
-// in LEAD_SECONDS. Runs on the thread that runs the uploads (one UploadFlow per ThreadContext).
+// in LEAD_SECONDS, and never more than MAX_LEAD_BYTES. Runs on the thread that runs the uploads (one
+// UploadFlow per ThreadContext).
 // Why: the client waits for its 226 until every byte it sent is in Dropbox. Bounded by bytes only
 // (memory share + spool), a thousand clients of 16 MiB uploads sent everything into the spool in
 // seconds, then waited for minutes while their bytes drained at ~60-150 KB/s each, and 176 of them

@@ -120,7 +120,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         // bytes, which moves the lead's limit) must not be waited for afterwards.
         const roomSeen = room.mark();
         try {
-          // Not further ahead of Dropbox than this upload's share of the bandwidth sends in LEAD_SECONDS.
+          // Not further ahead of Dropbox than this upload's share of the bandwidth sends in LEAD_SECONDS,
+          // nor than MAX_LEAD_BYTES (upload-lead.ts).
           r = await retention.fill(ring, (data) => hasher.update(data), Math.max(acked, sentTo) + (task.test?.leadBytes ?? flow.leadLimit()));
         } catch (err) {
           rd.error = err as Error;
