@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import type { EngineOptions } from '../../src/transfer/index.ts';
-import { KiB, MiB, contentOf, drain, feed, fetchFile, makePool, seed, sha256, startFixture, writeAll } from './helpers.ts';
+import { KiB, MiB, contentOf, drain, feed, fetchFile, finished, makePool, seed, sha256, startFixture, writeAll } from './helpers.ts';
 import { until } from '../helpers/wait.ts';
 import type { Fixture } from './helpers.ts';
 
@@ -97,17 +97,14 @@ test('a STOR alone larger than the 16 MiB lead is sent while its client sends: s
   const started = (): number => fx.engine.stats().accounts.alice?.callsStarted ?? 0;
   const startedBefore = started();
   const up = fx.engine.openUpload('alice', '/calls/streamed.bin');
-  const finished = new Promise<void>((resolve, reject) => {
-    up.once('finish', resolve);
-    up.once('error', reject);
-  });
-  finished.catch(() => {}); // awaited below; a failed check must not leave it unhandled
+  const done = finished(up);
+  done.catch(() => {}); // awaited below; a failed check must not leave it unhandled
   await writeAll(up, data.subarray(0, 32 * MiB));
   // The client has not ended (nor sent all): its bytes are already on their way to Dropbox.
   await until(() => started() > startedBefore, 10_000, 'a call started before the client ended');
   await writeAll(up, data.subarray(32 * MiB));
   up.end();
-  await finished;
+  await done;
   assert.is(up.metadata?.size, data.length);
   assert.equal(delta(fx.engine, before), {
     'files/upload_session/start': { '200': 1 },

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { UploadStream } from '../../src/transfer/index.ts';
 import { FRESH_MEMORY_BYTES } from '../../workers/retention.ts';
-import { KiB, MiB, contentOf, fetchFile, makePool, sha256, startFixture, writeAll } from './helpers.ts';
+import { KiB, MiB, contentOf, fetchFile, finished, makePool, sha256, startFixture, writeAll } from './helpers.ts';
 import { until } from '../helpers/wait.ts';
 import type { Fixture } from './helpers.ts';
 
@@ -35,15 +35,15 @@ function retainedNow(): { memory: number; spool: number } {
 
 /** Waits until the engine retains at least `bytes` (memory pieces plus spool), then returns the split. */
 async function retained(bytes: number): Promise<{ memory: number; spool: number }> {
-  await until(() => retainedNow().memory + retainedNow().spool >= bytes, 10_000, () => `${bytes} B retained (${JSON.stringify(retainedNow())})`);
+  await until(() => {
+    const r = retainedNow();
+    return r.memory + r.spool >= bytes;
+  }, 10_000, () => `${bytes} B retained (${JSON.stringify(retainedNow())})`);
   return retainedNow();
 }
 
 async function finish(up: UploadStream, data: Buffer, path: string): Promise<void> {
-  const done = new Promise<void>((resolve, reject) => {
-    up.once('finish', resolve);
-    up.once('error', reject);
-  });
+  const done = finished(up);
   up.end();
   await done;
   const stored = await fetchFile(fx.box, fx.account.accessToken, path);

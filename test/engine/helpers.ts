@@ -112,25 +112,31 @@ export async function writeAll(stream: Writable, data: Buffer, pieceBytes = 64 *
   }
 }
 
+/** Resolves on the stream's 'finish' (an upload: committed), rejects on its 'error'. */
+export function finished(stream: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.once('finish', resolve);
+    stream.once('error', reject);
+  });
+}
+
 /** Writes `data` in pieces of `pieceBytes`, honouring backpressure, then ends; resolves on 'finish'. */
 export function feed(stream: Writable, data: Buffer, pieceBytes = 256 * 1024): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let off = 0;
-    stream.once('error', reject);
-    stream.once('finish', resolve);
-    const pump = (): void => {
-      while (off < data.length) {
-        const piece = data.subarray(off, Math.min(data.length, off + pieceBytes));
-        off += piece.length;
-        if (!stream.write(piece)) {
-          stream.once('drain', pump);
-          return;
-        }
+  const done = finished(stream);
+  let off = 0;
+  const pump = (): void => {
+    while (off < data.length) {
+      const piece = data.subarray(off, Math.min(data.length, off + pieceBytes));
+      off += piece.length;
+      if (!stream.write(piece)) {
+        stream.once('drain', pump);
+        return;
       }
-      stream.end();
-    };
-    pump();
-  });
+    }
+    stream.end();
+  };
+  pump();
+  return done;
 }
 
 export const KiB = 1024;

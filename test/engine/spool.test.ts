@@ -12,7 +12,8 @@ import * as assert from 'uvu/assert';
 import { DropftpError } from '../../src/errors.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import type { UploadStream } from '../../src/transfer/index.ts';
-import { KiB, MiB, contentOf, fetchFile, makePool, sha256, sleep, startFixture, writeAll } from './helpers.ts';
+import { KiB, MiB, contentOf, fetchFile, finished, makePool, sha256, sleep, startFixture, writeAll } from './helpers.ts';
+import { until } from '../helpers/wait.ts';
 import type { Fixture } from './helpers.ts';
 
 let fx: Fixture;
@@ -34,14 +35,6 @@ test.after(async () => {
 
 const spoolFiles = (): string[] => readdirSync(spoolDir).filter((n) => n.endsWith('.spool'));
 
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 test('spool files left by an earlier run are swept at start; other files stay', () => {
   assert.equal(readdirSync(spoolDir).sort(), ['notes.txt']);
 });
@@ -49,12 +42,9 @@ test('spool files left by an earlier run are swept at start; other files stay', 
 test('beyond its memory share an upload spools to a 0600 file, removed once committed', async () => {
   const data = contentOf(pool, 1, 12 * MiB + 99);
   const up = fx.engine.openUpload('alice', '/spool/a.bin');
-  const done = new Promise<void>((resolve, reject) => {
-    up.once('finish', resolve);
-    up.once('error', reject);
-  });
+  const done = finished(up);
   await writeAll(up, data.subarray(0, 6 * MiB));
-  await until('spooled bytes', () => fx.engine.stats().spool.bytesInUse > 4 * MiB);
+  await until(() => fx.engine.stats().spool.bytesInUse > 4 * MiB, 10_000, 'spooled bytes');
   const files = spoolFiles();
   assert.ok(files.length >= 1, 'a spool file exists while the upload runs');
   for (const f of files) assert.is(statSync(join(spoolDir, f)).mode & 0o777, 0o600, `${f} is private`);
@@ -67,18 +57,18 @@ test('beyond its memory share an upload spools to a 0600 file, removed once comm
   assert.is(up.metadata?.size, data.length);
   const stored = await fetchFile(fx.box, fx.account.accessToken, '/spool/a.bin');
   assert.is(stored && sha256(stored), sha256(data));
-  await until('spool emptied', () => spoolFiles().length === 0 && fx.engine.stats().spool.bytesInUse === 0);
+  await until(() => spoolFiles().length === 0 && fx.engine.stats().spool.bytesInUse === 0, 10_000, 'spool emptied');
 });
 
 test('an aborted upload removes its spool file and commits nothing', async () => {
   const up = fx.engine.openUpload('alice', '/spool/aborted.bin');
   const failed = new Promise((resolve) => up.once('error', resolve));
   await writeAll(up, contentOf(pool, 2, 5 * MiB));
-  await until('spooled bytes', () => fx.engine.stats().spool.bytesInUse > 2 * MiB);
+  await until(() => fx.engine.stats().spool.bytesInUse > 2 * MiB, 10_000, 'spooled bytes');
   up.abort();
   await failed;
   await up.result;
-  await until('spool emptied', () => spoolFiles().length === 0 && fx.engine.stats().spool.bytesInUse === 0);
+  await until(() => spoolFiles().length === 0 && fx.engine.stats().spool.bytesInUse === 0, 10_000, 'spool emptied');
   assert.is(await fetchFile(fx.box, fx.account.accessToken, '/spool/aborted.bin'), null);
 });
 
@@ -92,10 +82,7 @@ test('past the spool limit uploads are held back, then all commit byte-exact', a
     await Promise.all(
       datas.map(async (data, i) => {
         const up = engine.openUpload('alice', `/spool/limit${i}.bin`);
-        const done = new Promise<void>((resolve, reject) => {
-          up.once('finish', resolve);
-          up.once('error', reject);
-        });
+        const done = finished(up);
         await writeAll(up, data);
         up.end();
         await done;
@@ -122,15 +109,12 @@ test('spooling uploads hold no spool I/O buffer of their own between writes (wor
     const dones = datas.map((_, i) => {
       const up = engine.openUpload('alice', `/spool/many${i}.bin`);
       ups.push(up);
-      return new Promise<void>((resolve, reject) => {
-        up.once('finish', resolve);
-        up.once('error', reject);
-      });
+      return finished(up);
     });
     for (const d of dones) d.catch(() => {}); // awaited below; a failed assertion aborts them
     // Every upload spools and none has ended: no call has taken their bytes yet.
     await Promise.all(ups.map((up, i) => writeAll(up, datas[i]!)));
-    await until('spooled bytes', () => engine.stats().spool.bytesInUse >= 40 * (2 * MiB - 512 * KiB));
+    await until(() => engine.stats().spool.bytesInUse >= 40 * (2 * MiB - 512 * KiB), 10_000, 'spooled bytes');
     await sleep(2500); // the worker publishes its heap every 2 s
     const external = engine.stats().workerHeaps.reduce((sum, h) => sum + h.externalBytes, 0);
     assert.ok(external < 32 * MiB, `worker external memory ${(external / MiB).toFixed(1)} MiB for a 16 MiB budget`);
@@ -144,7 +128,7 @@ test('spooling uploads hold no spool I/O buffer of their own between writes (wor
     for (const up of ups) if (!up.writableFinished) up.abort();
     await engine.close();
   }
-  await until('spool emptied', () => spoolFiles().length === 0);
+  await until(() => spoolFiles().length === 0, 10_000, 'spool emptied');
 });
 
 test('a full disk under the spool fails that STOR with 452 and commits nothing', async () => {
