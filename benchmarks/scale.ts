@@ -14,6 +14,7 @@ import { runPeer, type PeerRunResult, type RunParams } from './loadgen/run-peer.
 import type { OpMix, Scenario } from './loadgen/protocol.ts';
 import { markdownTable, judgeTargets } from './loadgen/report.ts';
 import { costLine } from './loadgen/cost.ts';
+import { kernelTcpLine } from './loadgen/kernel-tcp.ts';
 import { PEERS, peerByName } from './peers/index.ts';
 import { OPTIONS, flagName } from '../src/config/schema.ts';
 
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
     skipped,
     failures,
     targets: judgeTargets(args.scenario, runs),
-    markdown: `${markdownTable(args.scenario, runs, base.sizeBytes)}${runs.some((r) => r.cost.transfers > 0) ? `\n\n${runs.filter((r) => r.cost.transfers > 0).map((r) => `- ${costLine(`${r.server} n=${r.sessions}`, r.cost)}`).join('\n')}` : ''}`,
+    markdown: `${markdownTable(args.scenario, runs, base.sizeBytes)}${runs.some((r) => r.cost.transfers > 0) ? `\n\n${runs.filter((r) => r.cost.transfers > 0).map((r) => `- ${costLine(`${r.server} n=${r.sessions}`, r.cost)}\n- ${kernelTcpLine(`${r.server} n=${r.sessions}`, r.kernelTcp)}`).join('\n')}` : ''}`,
     runs,
   };
   const dir = fileURLToPath(new URL('./results/', import.meta.url));

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { PeerDef, PeerInstance } from '../peers/types.ts';
 import { runLoad } from './coordinator.ts';
 import { costLine, startCost } from './cost.ts';
+import { kernelTcpLine, startKernelTcp } from './kernel-tcp.ts';
 import { FtpControl } from './ftp-client.ts';
 import { ftpTransfer } from './ftp-transfer.ts';
 import { httpTransfer } from './http-transfer.ts';
@@ -112,6 +113,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     }
     await sleep(1000);
     const endCost = await startCost(instance);
+    const kernel = startKernelTcp();
     sampler = new ResourceSampler(instance.pid, p.sampleEveryMs);
     const baseline = sampler.sample();
     // The limit changes, timed from the start of the load; each applied one is recorded.
@@ -158,6 +160,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       },
       onProgress(c, phase) {
         progressSeries.push([nowMs(), c.bytes]);
+        kernel.sample();
         const rss = sampler?.last.rssBytes;
         line.update(c, phase, rss ? `server rss ${(rss / 2 ** 20).toFixed(0)} MiB` : '');
       },
@@ -177,6 +180,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     sampler = null;
     const transfers = raw.results.flatMap((r) => r.transfers);
     const cost = await endCost(transfers);
+    const kernelTcp = kernel.end();
     const spoolFilesAfterLoad = instance.spoolFiles ? await settledSpoolFiles(instance.spoolFiles.bind(instance)) : null;
     const byOp: Record<string, OpSummary> = {};
     for (const op of ['RETR', 'STOR'] as const) {
@@ -230,6 +234,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
         `${spoolFilesAfterLoad !== null ? `, spool files left ${spoolFilesAfterLoad}` : ''}`,
     );
     if (transfers.length) process.stdout.write(`  ${costLine(peer.name, cost)}\n`);
+    process.stdout.write(`  ${kernelTcpLine(peer.name, kernelTcp)}\n`);
     return {
       server: peer.name,
       description: peer.description,
@@ -244,6 +249,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       churn,
       resources,
       cost,
+      kernelTcp,
       spoolFilesAfterLoad,
       boxRateLimit: p.boxRateLimit || p.boxRateSchedule.length ? { limit: p.boxRateLimit, changes: rateChanges } : null,
       elu: summariseElu(instance.elu(), raw.epochMs, raw.endMs),

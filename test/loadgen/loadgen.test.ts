@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,6 +14,7 @@ import { runLoad } from '../../benchmarks/loadgen/coordinator.ts';
 import { FtpControl } from '../../benchmarks/loadgen/ftp-client.ts';
 import { ftpTransfer } from '../../benchmarks/loadgen/ftp-transfer.ts';
 import { TransferMeter, nowMs } from '../../benchmarks/loadgen/meter.ts';
+import { kernelTcpLine, socketBytes, startKernelTcp } from '../../benchmarks/loadgen/kernel-tcp.ts';
 import { jainIndex, median, minMedianRatio, percentile } from '../../benchmarks/loadgen/metrics.ts';
 import { PERIOD_BYTES, slice } from '../../benchmarks/loadgen/pattern.ts';
 import { readMinorFaults } from '../../benchmarks/loadgen/proc-stats.ts';
@@ -51,6 +53,39 @@ test('minor page faults: counted for a live process as it touches fresh memory, 
   const after = readMinorFaults(process.pid);
   assert.ok(after > before, `${before} -> ${after}`);
   assert.ok(Number.isNaN(readMinorFaults(2 ** 22 + 12345)), 'a pid that does not exist');
+});
+
+test("host TCP counters: bytes parked in a loopback connection's queues show in the socket-memory peak", async () => {
+  const k = startKernelTcp();
+  const server = createServer({ pauseOnConnect: true });
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const client = createConnection(port, '127.0.0.1');
+  const peer = await accepted; // paused: nothing is read, so what the client writes stays in the kernel
+  try {
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    let written = 0;
+    while (written < 32 * 1024 * 1024 && client.write(chunk)) written += chunk.length;
+    written += chunk.length;
+    await new Promise((r) => setTimeout(r, 200));
+    const inKernel = written - client.writableLength; // handed to the kernel, none of it read
+    assert.ok(inKernel >= 256 * 1024, `${inKernel} B in the kernel`);
+    k.sample();
+    const r = k.end();
+    // Other processes' sockets only add to the host's figure.
+    assert.ok(r.peakSocketBytes !== null && r.peakSocketBytes >= inKernel, `peak ${r.peakSocketBytes} B, ${inKernel} B parked`);
+    assert.ok(r.pressureMarkBytes !== null && r.pressureMarkBytes > 0);
+    for (const key of ['memoryPressures', 'memoryPressureMs', 'receiveQueueDrops', 'prunes', 'retransmitTimeouts', 'retransmittedSegments'] as const) {
+      assert.ok(r[key] !== null && r[key]! >= 0, `${key}: ${r[key]}`);
+    }
+    assert.match(kernelTcpLine('x', r), /socket memory peak \d+ MiB/);
+    assert.ok((socketBytes() ?? -1) >= 0);
+  } finally {
+    client.destroy();
+    peer.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test('the payload pattern: same bytes for the same session anywhere, different sessions differ', () => {

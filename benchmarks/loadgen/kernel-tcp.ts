@@ -1,0 +1,114 @@
+// The host kernel's TCP counters over a run: memory pressure, receive-queue drops, retransmission
+// timeouts, and the peak of the memory all TCP sockets hold. Runs on the benchmark's main thread.
+// Why: a storm runs its clients, the server and (for dropftp) the local box on one host, so every
+// byte in flight sits in socket buffers twice over on one kernel. Past net.ipv4.tcp_mem's pressure
+// mark the kernel prunes and drops received segments, and senders wait out retransmission timeouts
+// that double each time: tens of seconds with no byte on a connection, whatever the server does
+// (2,000 x 16 MiB: STORs stalled 15 s on pyftpdlib, 16-28 s straight against the local box).
+// These counters say whether a run's stalls came from there. Invariants: host-wide figures (every
+// process on the host adds to them); nothing here throws (a missing /proc file reads as null).
+
+import { readFileSync } from 'node:fs';
+
+export interface KernelTcp {
+  /** Times the kernel entered TCP memory pressure, and milliseconds spent in it (TCPMemoryPressures[Chrono]). */
+  memoryPressures: number | null;
+  memoryPressureMs: number | null;
+  /** Segments dropped because a socket's receive queue was over its memory (TCPRcvQDrop), and queue prunes (PruneCalled). */
+  receiveQueueDrops: number | null;
+  prunes: number | null;
+  /** Retransmission timeouts (TCPTimeouts) and segments retransmitted (Tcp RetransSegs). */
+  retransmitTimeouts: number | null;
+  retransmittedSegments: number | null;
+  /** Most memory all TCP sockets held at a sample (/proc/net/sockstat), and the pressure mark (tcp_mem's middle value). */
+  peakSocketBytes: number | null;
+  pressureMarkBytes: number | null;
+}
+
+const PAGE_BYTES = 4096;
+
+/** The "Prefix: names" / "Prefix: values" line pairs of /proc/net/netstat or /proc/net/snmp. */
+function counterPairs(path: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return out;
+  }
+  const lines = text.split('\n');
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const names = lines[i]!.split(/\s+/);
+    const values = lines[i + 1]!.split(/\s+/);
+    if (names[0] !== values[0]) continue;
+    for (let k = 1; k < names.length && k < values.length; k++) out.set(`${names[0]}${names[k]}`, Number(values[k]));
+  }
+  return out;
+}
+
+function counters(): Map<string, number> {
+  const all = counterPairs('/proc/net/netstat');
+  for (const [k, v] of counterPairs('/proc/net/snmp')) all.set(k, v);
+  return all;
+}
+
+/** Memory all TCP sockets hold now, bytes (null: not readable). */
+export function socketBytes(): number | null {
+  try {
+    const m = /^TCP:.*\bmem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+    return m ? Number(m[1]) * PAGE_BYTES : null;
+  } catch {
+    return null;
+  }
+}
+
+function pressureMark(): number | null {
+  try {
+    const v = readFileSync('/proc/sys/net/ipv4/tcp_mem', 'utf8').trim().split(/\s+/).map(Number);
+    return Number.isFinite(v[1]) ? v[1]! * PAGE_BYTES : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Starts counting; sample() during the run keeps the peak; end() gives the deltas. */
+export function startKernelTcp(): { sample(): void; end(): KernelTcp } {
+  const before = counters();
+  let peak = socketBytes();
+  return {
+    sample(): void {
+      const now = socketBytes();
+      if (now !== null && (peak === null || now > peak)) peak = now;
+    },
+    end(): KernelTcp {
+      this.sample();
+      const after = counters();
+      const delta = (key: string): number | null => {
+        const a = before.get(key);
+        const b = after.get(key);
+        return a === undefined || b === undefined ? null : b - a;
+      };
+      return {
+        memoryPressures: delta('TcpExt:TCPMemoryPressures'),
+        memoryPressureMs: delta('TcpExt:TCPMemoryPressuresChrono'),
+        receiveQueueDrops: delta('TcpExt:TCPRcvQDrop'),
+        prunes: delta('TcpExt:PruneCalled'),
+        retransmitTimeouts: delta('TcpExt:TCPTimeouts'),
+        retransmittedSegments: delta('Tcp:RetransSegs'),
+        peakSocketBytes: peak,
+        pressureMarkBytes: pressureMark(),
+      };
+    },
+  };
+}
+
+/** One line for the summary. */
+export function kernelTcpLine(server: string, k: KernelTcp): string {
+  const mib = (b: number | null): string => (b === null ? '-' : `${Math.round(b / 2 ** 20)} MiB`);
+  const n = (v: number | null): string => (v === null ? '-' : String(v));
+  return (
+    `${server}: host TCP during the run: socket memory peak ${mib(k.peakSocketBytes)} (pressure mark ${mib(k.pressureMarkBytes)}), ` +
+    `memory pressure ${n(k.memoryPressures)} times for ${k.memoryPressureMs === null ? '-' : (k.memoryPressureMs / 1000).toFixed(1)} s, ` +
+    `receive-queue drops ${n(k.receiveQueueDrops)}, prunes ${n(k.prunes)}, retransmission timeouts ${n(k.retransmitTimeouts)}, segments retransmitted ${n(k.retransmittedSegments)}`
+  );
+}
