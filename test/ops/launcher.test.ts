@@ -16,7 +16,7 @@ import { startServe } from './lifecycle-helpers.ts';
 
 const LAUNCHER = fileURLToPath(new URL('../../bin/dropftp', import.meta.url));
 const TUNED = fileURLToPath(new URL('../../bin/with-tuned-malloc', import.meta.url));
-const FIXED = 'glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=2097152';
+const FIXED = 'glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=2097152:glibc.malloc.hugetlb=1';
 const POOL = Math.max(4, Math.min(availableParallelism(), 64));
 
 function poolSeen(env: Record<string, string>, cpus?: number): string {
@@ -33,12 +33,16 @@ function tunablesSeen(env: Record<string, string>): string {
   return r.stdout;
 }
 
-test('with-tuned-malloc: sets the mmap and trim thresholds, keeps other tunables, never overrides an operator’s own', () => {
+test('with-tuned-malloc: sets the mmap and trim thresholds and huge-page heaps, keeps other tunables, never overrides an operator’s own', () => {
   assert.is(tunablesSeen({}), FIXED);
   assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }), `glibc.malloc.arena_max=2:${FIXED}`);
-  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152');
-  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1' }), 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=262144');
-  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=1' }), 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=1');
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }), 'glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152:glibc.malloc.hugetlb=1');
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1' }), 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=262144:glibc.malloc.hugetlb=1');
+  assert.is(tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }), 'glibc.malloc.hugetlb=0:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=2097152');
+  assert.is(
+    tunablesSeen({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=1:glibc.malloc.hugetlb=2' }),
+    'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=1:glibc.malloc.hugetlb=2',
+  );
 });
 
 function nodeOptionsSeen(env: Record<string, string>): string {
