@@ -27,67 +27,70 @@ export interface KernelTcp {
 
 const PAGE_BYTES = 4096;
 
-/** The "Prefix: names" / "Prefix: values" line pairs of /proc/net/netstat or /proc/net/snmp. */
-function counterPairs(path: string): Map<string, number> {
-  const out = new Map<string, number>();
-  let text: string;
+/** Reads a /proc file as text; null when it cannot. */
+export type ProcReader = (path: string) => string | null;
+
+const readProc: ProcReader = (path) => {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch {
-    return out;
+    return null;
   }
+};
+
+/** The "Prefix: names" / "Prefix: values" line pairs of /proc/net/netstat or /proc/net/snmp, as "Prefix:Name" -> value. */
+export function counterPairs(text: string | null): Map<string, number> {
+  const out = new Map<string, number>();
+  if (text === null) return out;
   const lines = text.split('\n');
   for (let i = 0; i + 1 < lines.length; i += 2) {
-    const names = lines[i]!.split(/\s+/);
-    const values = lines[i + 1]!.split(/\s+/);
+    const names = lines[i]!.trim().split(/\s+/);
+    const values = lines[i + 1]!.trim().split(/\s+/);
     if (names[0] !== values[0]) continue;
     for (let k = 1; k < names.length && k < values.length; k++) out.set(`${names[0]}${names[k]}`, Number(values[k]));
   }
   return out;
 }
 
-function counters(): Map<string, number> {
-  const all = counterPairs('/proc/net/netstat');
-  for (const [k, v] of counterPairs('/proc/net/snmp')) all.set(k, v);
-  return all;
+/** Memory all TCP sockets hold by /proc/net/sockstat's text, bytes (null: no TCP line). */
+export function socketBytesOf(sockstat: string | null): number | null {
+  const m = sockstat === null ? null : /^TCP:.*\bmem (\d+)/m.exec(sockstat);
+  return m ? Number(m[1]) * PAGE_BYTES : null;
 }
 
 /** Memory all TCP sockets hold now, bytes (null: not readable). */
-export function socketBytes(): number | null {
-  try {
-    const m = /^TCP:.*\bmem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
-    return m ? Number(m[1]) * PAGE_BYTES : null;
-  } catch {
-    return null;
-  }
+export function socketBytes(read: ProcReader = readProc): number | null {
+  return socketBytesOf(read('/proc/net/sockstat'));
 }
 
-function pressureMark(): number | null {
-  try {
-    const v = readFileSync('/proc/sys/net/ipv4/tcp_mem', 'utf8').trim().split(/\s+/).map(Number);
-    return Number.isFinite(v[1]) ? v[1]! * PAGE_BYTES : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Starts counting; sample() during the run keeps the peak; end() gives the deltas. */
-export function startKernelTcp(): { sample(): void; end(): KernelTcp } {
+/**
+ * Starts counting; sample() during the run keeps the peak; end() gives the deltas. The kernel
+ * counts socket memory with per-CPU reserves (about 1 MiB each on recent kernels), so the peak is
+ * coarse by that much: what matters is how it stands against the pressure mark.
+ */
+export function startKernelTcp(read: ProcReader = readProc): { sample(): void; end(): KernelTcp } {
+  const counters = (): Map<string, number> => {
+    const all = counterPairs(read('/proc/net/netstat'));
+    for (const [k, v] of counterPairs(read('/proc/net/snmp'))) all.set(k, v);
+    return all;
+  };
   const before = counters();
-  let peak = socketBytes();
+  let peak = socketBytes(read);
+  const sample = (): void => {
+    const now = socketBytes(read);
+    if (now !== null && (peak === null || now > peak)) peak = now;
+  };
   return {
-    sample(): void {
-      const now = socketBytes();
-      if (now !== null && (peak === null || now > peak)) peak = now;
-    },
+    sample,
     end(): KernelTcp {
-      this.sample();
+      sample();
       const after = counters();
       const delta = (key: string): number | null => {
         const a = before.get(key);
         const b = after.get(key);
-        return a === undefined || b === undefined ? null : b - a;
+        return a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) ? null : b - a;
       };
+      const mark = read('/proc/sys/net/ipv4/tcp_mem')?.trim().split(/\s+/).map(Number)[1];
       return {
         memoryPressures: delta('TcpExt:TCPMemoryPressures'),
         memoryPressureMs: delta('TcpExt:TCPMemoryPressuresChrono'),
@@ -96,7 +99,7 @@ export function startKernelTcp(): { sample(): void; end(): KernelTcp } {
         retransmitTimeouts: delta('TcpExt:TCPTimeouts'),
         retransmittedSegments: delta('Tcp:RetransSegs'),
         peakSocketBytes: peak,
-        pressureMarkBytes: pressureMark(),
+        pressureMarkBytes: mark !== undefined && Number.isFinite(mark) ? mark * PAGE_BYTES : null,
       };
     },
   };
