@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { request } from 'undici';
 import { startLocalBox } from '../../src/localbox/index.ts';
 import type { LocalBox, LocalBoxAccount } from '../../src/localbox/index.ts';
@@ -112,13 +113,11 @@ export async function writeAll(stream: Writable, data: Buffer, pieceBytes = 64 *
   }
 }
 
-/** Resolves on the stream's 'finish' (an upload: committed), rejects on its 'error'. */
-export function finished(stream: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    stream.once('finish', resolve);
-    stream.once('error', reject);
-  });
-}
+/**
+ * Node's own: resolves on a Writable's 'finish' (an upload: committed), rejects on its 'error' (or a
+ * close before either).
+ */
+export { finished };
 
 /** Writes `data` in pieces of `pieceBytes`, honouring backpressure, then ends; resolves on 'finish'. */
 export function feed(stream: Writable, data: Buffer, pieceBytes = 256 * 1024): Promise<void> {
