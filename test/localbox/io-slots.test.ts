@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlockStore } from '../../src/localbox/store/blocks.ts';
-import { inlineReadCount, inlineReadsAllowed, ioSlotState, readWithIoSlot, sendReadsToPool, withIoSlot } from '../../src/localbox/store/io-slots.ts';
+import { inlineFileOpCount, inlineReadCount, inlineReadsAllowed, ioSlotState, readWithIoSlot, sendReadsToPool, withIoSlot } from '../../src/localbox/store/io-slots.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'io-slots-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -86,9 +86,11 @@ test('uncontended reads run inline, byte-exact, and a slow one sends reads to th
     return { bytes: Buffer.concat(parts), reads: parts.length };
   };
   let before = inlineReadCount();
+  const opsBefore = inlineFileOpCount();
   const inline = await readAll();
   assert.ok(inline.bytes.equals(data.subarray(12345)), 'inline reads byte-exact');
   assert.is(inlineReadCount() - before, inline.reads, 'every read ran inline');
+  assert.is(inlineFileOpCount() - opsBefore, 2 * blocks.length, 'each block file opened and closed inline');
 
   const busy = (ms: number): void => {
     const end = performance.now() + ms;
@@ -98,9 +100,11 @@ test('uncontended reads run inline, byte-exact, and a slow one sends reads to th
   assert.not.ok(inlineReadsAllowed(), 'a slow inline read sends reads to the pool');
   assert.is(await readWithIoSlot(() => 'inline', async () => 'pool'), 'pool');
   before = inlineReadCount();
+  const opsPooled = inlineFileOpCount();
   const pooled = await readAll();
   assert.ok(pooled.bytes.equals(data.subarray(12345)), 'pool reads byte-exact');
   assert.is(inlineReadCount(), before, 'no read ran inline meanwhile');
+  assert.is(inlineFileOpCount(), opsPooled, 'nor an open or a close');
   sendReadsToPool(40);
   await new Promise((r) => setTimeout(r, 60));
   assert.ok(inlineReadsAllowed(), 'inline again once the while is over');

@@ -1,17 +1,28 @@
 // Reads a byte range of a stored file (its blocks, in order) into buffers lent from a shared pool:
 // no allocation per chunk, so thousands of downloads do not keep the garbage collector busy. Runs in
-// the local box child's main thread (reads on libuv's pool, taking turns with writes, or inline
-// when that overtakes no one: io-slots.ts).
+// the local box child's main thread (reads, and the opens and closes of block files, on libuv's
+// pool taking turns with writes, or inline when that overtakes no one: io-slots.ts).
 // Invariants: every read is sized from the readers open at that moment, the same for all of them
 // (a download that started early gets no bigger share than one that started late); at most
 // lentMax() buffers of one reader are out at once (that is the download's backpressure); a buffer
 // goes back to the pool (buffer-pool.ts) only through release(), after the socket took its bytes.
 
-import { readSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { close, closeSync, open, openSync, read, readSync } from 'node:fs';
 import type { BlockRef } from './block-ref.ts';
 import { giveBuffer, takeBuffer } from './buffer-pool.ts';
-import { readWithIoSlot, withIoSlot } from './io-slots.ts';
+import { fileOpWithIoSlot, readWithIoSlot } from './io-slots.ts';
+
+const openInPool = (path: string): Promise<number> =>
+  new Promise((resolve, reject) => open(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+const readInPool = (fd: number, buf: Buffer, at: number, n: number, pos: number): Promise<number> =>
+  new Promise((resolve, reject) => read(fd, buf, at, n, pos, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))));
+/** Closes a read-only descriptor, inline when that overtakes no one, else on the pool; never rejects (closing a read-only fd loses nothing). */
+function closeBlock(fd: number): Promise<void> {
+  return fileOpWithIoSlot(
+    () => closeSync(fd),
+    () => new Promise<void>((resolve) => close(fd, () => resolve())),
+  ).catch(() => {});
+}
 
 // All downloads together keep about READ_BUDGET_BYTES in lent buffers: one download reads 1 MiB at
 // a time and keeps up to 4 of them in its socket's queue (the socket never waits for the disk, even
@@ -40,7 +51,9 @@ function lentMax(chunk: number): number {
 export class BlockReader {
   private lent = 0;
   private waiter: (() => void) | null = null;
-  private fh: FileHandle | null = null;
+  private fd: number | null = null;
+  /** The close of the last block done with, if it went to the pool (next() does not wait for it; close() does). */
+  private closing: Promise<void> = Promise.resolve();
   private idx = 0; // block holding `pos`
   private blockStart = 0; // file offset of block idx
   private pos: number;
@@ -71,28 +84,34 @@ export class BlockReader {
     if (this.cancelled || this.pos >= this.end) return null;
     const block = this.blocks[this.idx];
     if (!block) throw new Error(`file shorter than its size: nothing at byte ${this.pos}`);
-    if (!this.fh) this.fh = await withIoSlot(() => open(this.pathOf(block.hash), 'r'));
+    if (this.fd === null) {
+      const path = this.pathOf(block.hash);
+      this.fd = await fileOpWithIoSlot(
+        () => openSync(path, 'r'),
+        () => openInPool(path),
+      );
+    }
     const blockEnd = this.blockStart + block.len;
     const n = Math.min(chunk, blockEnd - this.pos, this.end - this.pos);
     const buf = takeBuffer(chunk);
     this.lent++;
     for (let got = 0; got < n; ) {
-      const fh = this.fh;
+      const fd = this.fd;
       const at = this.pos - this.blockStart + got;
       const bytesRead = await readWithIoSlot(
-        () => readSync(fh.fd, buf, got, n - got, at),
-        async () => (await fh.read(buf, got, n - got, at)).bytesRead,
+        () => readSync(fd, buf, got, n - got, at),
+        () => readInPool(fd, buf, got, n - got, at),
       );
       if (bytesRead === 0) throw new Error(`block ${block.hash} is shorter than ${block.len} bytes`);
       got += bytesRead;
     }
     this.pos += n;
     if (this.pos >= blockEnd) {
-      const fh = this.fh;
-      this.fh = null;
+      const fd = this.fd;
+      this.fd = null;
       this.blockStart = blockEnd;
       this.idx++;
-      await fh.close();
+      this.closing = this.closing.then(() => closeBlock(fd));
     }
     return buf.subarray(0, n);
   }
@@ -118,8 +137,9 @@ export class BlockReader {
     if (this.closed) return;
     this.closed = true;
     activeReaders--;
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close();
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) this.closing = this.closing.then(() => closeBlock(fd));
+    await this.closing;
   }
 }
