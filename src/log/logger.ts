@@ -1,6 +1,7 @@
 // The process logger (pino): JSON lines by default, readable lines on a terminal, every record
 // redacted on its way out (sink.ts). Main thread. Invariants: created once from the resolved
-// configuration; children carry the component name; the logger's own writes are synchronous.
+// configuration; children carry the component name; its records reach standard output by the end of
+// the event loop's turn that made them (sink.ts), and at exit at the latest.
 
 import { pino, type Logger } from 'pino';
 import { createSink, STDOUT, type LogOutput } from './sink.ts';

@@ -1,7 +1,7 @@
 // Where log records go: pino hands each record here as one JSON line; we redact it (redact.ts) and
 // write it to the output as JSON, or as a readable line for terminals. Main thread. Invariants:
 // every record passes through redact() before any byte is written (one choke point, whatever
-// logged it; a JSON record in which no redaction rule could match is written unparsed); writes are synchronous, so nothing logged before exit is lost; a line that is not
+// logged it; a JSON record in which no redaction rule could match is written unparsed); standard output gets each turn of the event loop's records in one synchronous write at its end, and what is pending at exit is written then, so nothing logged before exit is lost; a line that is not
 // JSON is written redacted as it is.
 
 import { writeSync } from 'node:fs';
@@ -13,17 +13,63 @@ export interface LogOutput {
   write(text: string): void;
 }
 
-/** Standard output, written synchronously (also when it is a pipe). */
-export const STDOUT: LogOutput = {
-  write(text) {
+/** A batch this large is written at once instead of at the end of the event loop's turn. */
+const FLUSH_BYTES = 64 * 1024;
+let pending = '';
+let flushScheduled = false;
+/** Set while process.stdout holds bytes a write refused with EAGAIN: later lines queue behind them. */
+let queued = false;
+
+/** Writes `text` to fd 1, synchronously while it takes the bytes, else through process.stdout (in order). */
+function writeOut(text: string): void {
+  if (queued) {
+    if (process.stdout.writableLength > 0) {
+      process.stdout.write(text);
+      return;
+    }
+    queued = false;
+  }
+  const bytes = Buffer.from(text);
+  let off = 0;
+  while (off < bytes.length) {
     try {
-      writeSync(1, text);
+      off += writeSync(1, bytes, off);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      process.stdout.write(text);
+      // A non-blocking pipe that is full: the rest goes through Node's own queue.
+      queued = true;
+      process.stdout.write(bytes.subarray(off));
+      return;
+    }
+  }
+}
+
+/** Writes what is pending now. */
+export function flushStdout(): void {
+  flushScheduled = false;
+  if (pending === '') return;
+  const text = pending;
+  pending = '';
+  writeOut(text);
+}
+
+/**
+ * Standard output. The records of one turn of the event loop go out in one write at its end (or
+ * once FLUSH_BYTES are pending), synchronously (also when it is a pipe), and whatever is pending is
+ * written at exit: a transfer record per small file, each written alone, woke the pipe's reader
+ * every time (mirror of 1,142 files back down: ~11,000 write syscalls in the gateway, ~10,450 so).
+ */
+export const STDOUT: LogOutput = {
+  write(text) {
+    pending += text;
+    if (pending.length >= FLUSH_BYTES) flushStdout();
+    else if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushStdout).unref();
     }
   },
 };
+process.on('exit', flushStdout);
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
 const COLORS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
