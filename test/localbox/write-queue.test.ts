@@ -3,8 +3,7 @@
 // freed once its write is done or dropped, while a chunk that is not disposable, or a view of a
 // larger buffer, is left as it was (someone else may still read it). A write cut short (a full
 // disk; here a file-size limit, RLIMIT_FSIZE, in a child process) fails the queue instead of
-// leaving a short file behind a successful drain. A small file's open, write, close and follow-up
-// run inline while nothing waits for the pool; a whole batch's write does not.
+// leaving a short file behind a successful drain.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +12,6 @@ import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { releaseMemory, WriteQueue } from '../../src/localbox/store/write-queue.ts';
-import { inlineFileOpCount, ioSlotState } from '../../src/localbox/store/io-slots.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'write-queue-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -95,33 +93,6 @@ test('a write cut short by a file-size limit fails the queue; nothing reads as w
   assert.is(r.status, 0, r.stderr);
   assert.is(r.stdout.trim(), 'failed EFBIG', r.stderr);
   assert.is(statSync(path).size, limit, 'the kernel wrote up to the limit (a short write happened)');
-});
-
-test('a small file is written inline when nothing waits; a whole batch goes to the pool', async () => {
-  const q = new WriteQueue();
-  const small = chunk(10 * KiB, 5);
-  let followedUp = '';
-  const before = inlineFileOpCount();
-  q.open(join(dir, 'small'), 'w');
-  q.write(small);
-  q.close({ sync: () => void (followedUp = 'inline'), async: async () => void (followedUp = 'pool') });
-  await q.drain();
-  q.end();
-  assert.is(inlineFileOpCount() - before, 4, 'open, write, close and follow-up inline');
-  assert.is(followedUp, 'inline');
-  assert.ok(readFileSync(join(dir, 'small')).equals(small));
-
-  const q2 = new WriteQueue();
-  const big = chunk(4 * 1024 * KiB, 6);
-  const before2 = inlineFileOpCount();
-  q2.open(join(dir, 'big'), 'w');
-  q2.write(big); // a whole batch (one queue: 4 MiB)
-  q2.close();
-  await q2.drain();
-  q2.end();
-  assert.is(inlineFileOpCount() - before2, 2, 'only the open and the close inline');
-  assert.ok(readFileSync(join(dir, 'big')).equals(big));
-  assert.equal(ioSlotState(), { inPool: 0, waiting: 0 });
 });
 
 test.run();

@@ -62,12 +62,6 @@ export class BlockStore {
     this.openTmp.delete(name);
   }
 
-  /** commitTmp, synchronously. */
-  commitTmpSync(tmp: string, hash: string): void {
-    this.placeSync(tmp, hash);
-    this.tmpDone(tmp);
-  }
-
   /** Moves a finished temp file into place (or drops it if the block already exists). */
   async commitTmp(tmp: string, hash: string): Promise<void> {
     const dest = this.path(hash);
@@ -232,15 +226,9 @@ export class BlockWriter {
     this.store.pin(hash);
     this.hash = null;
     this.curLen = 0;
-    this.queue.close({
-      sync: () => {
-        this.store.commitTmpSync(tmp, hash);
-        this.tmps.delete(tmp);
-      },
-      async: async () => {
-        await this.store.commitTmp(tmp, hash);
-        this.tmps.delete(tmp);
-      },
+    this.queue.close(async () => {
+      await this.store.commitTmp(tmp, hash);
+      this.tmps.delete(tmp);
     });
   }
 }

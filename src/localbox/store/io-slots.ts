@@ -55,8 +55,8 @@ export async function withIoSlot<T>(op: () => Promise<T>): Promise<T> {
  * took 14 % less box CPU, but downloads took the lion's share (RETR 648 MB/s, STOR 204) and the
  * storm of 2,000 fell from Jain 0.98 to 0.74-0.88 with stalls of 29-45 s (every write inline as
  * well: likewise). A read slower than SLOW_INLINE_MS (a cold disk) sends reads to the pool for
- * POOL_AFTER_SLOW_MS. Whole batches of writes always go to the pool: a lone upload's page-cache
- * copies there run beside the main thread's hashing (inline, it lost ~20 % of its throughput).
+ * POOL_AFTER_SLOW_MS. Writes always go to the pool: a lone upload's page-cache copies there run
+ * beside the main thread's hashing (inline, it lost ~20 % of its throughput).
  */
 export async function readWithIoSlot<T>(sync: () => T, op: () => Promise<T>): Promise<T> {
   return inlineOrPool(sync, op, true);

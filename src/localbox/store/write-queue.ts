@@ -7,19 +7,10 @@
 // Invariants: operations run in the order queued; after a failure no later write or follow-up runs,
 // but every opened file is still closed; all queues together buffer about WRITE_BUDGET_BYTES (the
 // batch shrinks as queues multiply, so thousands of uploads stay bounded while one gets 4 MiB writes);
-// each operation takes its turn in libuv's pool with downloads' reads (io-slots.ts), except that
-// an open, a close, a follow-up that says it can, and a write shorter than MIN_BATCH_BYTES run
-// inline when that overtakes no one (fileOpWithIoSlot).
+// each operation takes its turn in libuv's pool with downloads' reads (io-slots.ts).
 
-import { close, closeSync, open, openSync, writev, writevSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
-import { fileOpWithIoSlot, withIoSlot } from './io-slots.ts';
-
-const openFd = (path: string, flags: string): Promise<number> =>
-  new Promise((resolve, reject) => open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
-const closeFd = (fd: number): Promise<void> => new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
-const writevFd = (fd: number, bufs: Buffer[], at: number): Promise<number> =>
-  new Promise((resolve, reject) => writev(fd, bufs, at, (err, n) => (err ? reject(err) : resolve(n))));
+import { open, type FileHandle } from 'node:fs/promises';
+import { withIoSlot } from './io-slots.ts';
 
 const WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
 const MIN_BATCH_BYTES = 64 * 1024;
@@ -63,20 +54,8 @@ function batchBytes(): number {
 
 interface QueuedFile {
   readonly path: string;
-  /** A handle the caller opened and handed over (closed through it). */
   fh: FileHandle | null;
-  /** A descriptor this queue opened. */
-  fd: number | null;
   position: number; // where the next pending byte goes
-}
-
-/**
- * A follow-up of close(): `sync` runs it inline (when the close did and nothing waits for the pool),
- * else `async`, on the pool's terms.
- */
-export interface AfterClose {
-  sync(): void;
-  async(): Promise<void>;
 }
 
 export class WriteQueue {
@@ -97,15 +76,12 @@ export class WriteQueue {
   /** Later writes go to `path` from `position` (an already open `fh` is adopted). */
   open(path: string, flags: 'w' | 'r+', position = 0, fh: FileHandle | null = null): void {
     this.flush();
-    const f: QueuedFile = { path, fh, fd: null, position };
+    const f: QueuedFile = { path, fh, position };
     this.file = f;
     if (!fh) {
-      this.enqueue(0, false, () =>
-        fileOpWithIoSlot(
-          () => void (f.fd = openSync(path, flags)),
-          async () => void (f.fd = await openFd(path, flags)),
-        ),
-      );
+      this.enqueue(0, false, async () => {
+        f.fh = await open(path, flags);
+      });
     }
   }
 
@@ -134,23 +110,16 @@ export class WriteQueue {
   }
 
   /** Writes the rest of the current file, closes it, then runs `after` (skipped after a failure). */
-  close(after?: AfterClose): void {
+  close(after?: () => Promise<void>): void {
     this.flush();
     const f = this.file;
     this.file = null;
     if (!f) return;
     this.enqueue(0, true, async () => {
-      const { fh, fd } = f;
+      const fh = f.fh;
       f.fh = null;
-      f.fd = null;
-      if (fh) await withIoSlot(() => fh.close());
-      else if (fd !== null) {
-        await fileOpWithIoSlot(
-          () => closeSync(fd),
-          () => closeFd(fd),
-        );
-      }
-      if (after && this.failure === null) await fileOpWithIoSlot(after.sync, after.async);
+      await fh?.close();
+      if (after && this.failure === null) await after();
     });
   }
 
@@ -192,42 +161,30 @@ export class WriteQueue {
     this.pending = [];
     this.pendingDisposable = [];
     this.pendingLen = 0;
-    // libuv loops on short writes, but when a later write of its loop fails (a full disk, a file
-    // size limit) it answers the bytes written so far and no error: write the rest again, which
-    // then fails, or this block would be stored short under the hash of all of its bytes
-    const short = (done: number): Error => new Error(`writev wrote nothing at byte ${at + done} of ${f.path}`);
-    const inPool = async (): Promise<void> => {
-      const fd = f.fh ? f.fh.fd : f.fd!;
-      for (let done = 0; done < len; ) {
-        const n = await writevFd(fd, done === 0 ? bufs : after(bufs, done), at + done);
-        if (n === 0) throw short(done);
-        done += n;
-      }
-    };
-    const inline = (): void => {
-      const fd = f.fh ? f.fh.fd : f.fd!;
-      for (let done = 0; done < len; ) {
-        const n = writevSync(fd, done === 0 ? bufs : after(bufs, done), at + done);
-        if (n === 0) throw short(done);
-        done += n;
-      }
-    };
-    // A whole batch goes to the pool (its page-cache copy runs beside the hashing); a short write
-    // (a small file, the tail of a big one) is cheaper inline than its hand-off.
     this.enqueue(
       len,
       false,
-      () => (len < MIN_BATCH_BYTES ? fileOpWithIoSlot(inline, inPool) : withIoSlot(inPool)),
+      async () => {
+        // libuv loops on short writes, but when a later write of its loop fails (a full disk, a file
+        // size limit) it answers the bytes written so far and no error: write the rest again, which
+        // then fails, or this block would be stored short under the hash of all of its bytes
+        let done = (await f.fh!.writev(bufs, at)).bytesWritten;
+        while (done < len) {
+          const n = (await f.fh!.writev(after(bufs, done), at + done)).bytesWritten;
+          if (n === 0) throw new Error(`writev wrote nothing at byte ${at + done} of ${f.path}`);
+          done += n;
+        }
+      },
       disposable.length > 0 ? () => disposable.forEach(releaseMemory) : undefined,
     );
   }
 
-  /** `done` runs after `op` (which takes its own I/O slot) settled or was skipped (a failure before it). */
+  /** `done` runs after `op` settled or was skipped (a failure before it). */
   private enqueue(len: number, always: boolean, op: () => Promise<void>, done?: () => void): void {
     this.queuedLen += len;
     this.chain = this.chain.then(async () => {
       try {
-        if (always || this.failure === null) await op();
+        if (always || this.failure === null) await withIoSlot(op);
       } catch (err) {
         this.failure ??= err;
       }
