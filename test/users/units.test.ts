@@ -24,9 +24,11 @@ test('jail: traversal look-alikes are refused, ordinary names pass', () => {
   const refused = [
     '%2e%2e', '%2E%2e/x', '..%2f', '%2f', '%5c', '%252e%252e', '\uFF0E\uFF0E', '\u2025', '\u2024\u2024', '\uFE52\uFE52', 'a\uFF0Fb', 'a\uFF3Cb',
     'a\u2215b', 'a\u2044b', 'a\u29F8b', 'a\\b', '..\u200B', '.. ', ' ..', '.\u00A0', 'a\0b', '%00',
+    // plain ASCII (its only form is itself): white space around dots still makes a dot segment
+    '. .', '\t..', '..\r', '.\t', ' . ',
   ];
   for (const name of refused) assert.is(code(() => resolveClientPath('/', `/dir/${name}/f`)), 'DROPFTP_ERR_BAD_PATH', JSON.stringify(name));
-  const fine = ['naïve é.txt', '100%', '%zz', '...', '.hidden', 'a..b', 'x -> y', 'id:abc', 'rev:123', '日本語．txt', 'ａｂｃ'];
+  const fine = ['naïve é.txt', '100%', '%zz', '...', '.hidden', 'a..b', 'x -> y', 'id:abc', 'rev:123', '日本語．txt', 'ａｂｃ', 'a b', '. . .', '-', '~$&', '{x}[y]|z'];
   for (const name of fine) assert.is(resolveClientPath('/', `/dir/${name}`), `/dir/${name}`, JSON.stringify(name));
   assert.is(resolveClientPath('/a/b', '../../../../x'), '/x');
   assert.is(resolveClientPath('/', '/../..'), '/');

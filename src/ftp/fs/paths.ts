@@ -30,17 +30,27 @@ function percentDecoded(text: string): string {
   return current;
 }
 
+/**
+ * Printable ASCII and ASCII white space without '%': percent-decoding and NFKC both leave such a
+ * name as it is, so it is its only form (most names; the four forms cost ~3 µs a path).
+ */
+const PLAIN_ASCII = /^[\t-\r\x20-\x24\x26-\x7e]*$/;
+
 /** Throws DROPFTP_ERR_BAD_PATH when a path component could be read as a traversal or separator. */
 export function checkComponent(name: string): void {
+  if (PLAIN_ASCII.test(name)) return checkForm(name, name);
   const decoded = percentDecoded(name);
-  for (const form of new Set([name, decoded, name.normalize('NFKC'), decoded.normalize('NFKC')])) {
-    if (form.includes('\0') || form.includes('/') || SEPARATOR_LOOKALIKES.test(form)) {
-      throw new DropftpError('DROPFTP_ERR_BAD_PATH', `path component ${JSON.stringify(name)} holds a separator or look-alike`);
-    }
-    const bare = form.replace(INVISIBLE, '');
-    if (bare === '.' || bare === '..' || (bare === '' && form !== name)) {
-      throw new DropftpError('DROPFTP_ERR_BAD_PATH', `path component ${JSON.stringify(name)} reads as a dot segment`);
-    }
+  for (const form of new Set([name, decoded, name.normalize('NFKC'), decoded.normalize('NFKC')])) checkForm(form, name);
+}
+
+/** One way `name` could be read (`form`): no separator, look-alike or NUL in it, and not a dot segment. */
+function checkForm(form: string, name: string): void {
+  if (form.includes('\0') || form.includes('/') || SEPARATOR_LOOKALIKES.test(form)) {
+    throw new DropftpError('DROPFTP_ERR_BAD_PATH', `path component ${JSON.stringify(name)} holds a separator or look-alike`);
+  }
+  const bare = form.replace(INVISIBLE, '');
+  if (bare === '.' || bare === '..' || (bare === '' && form !== name)) {
+    throw new DropftpError('DROPFTP_ERR_BAD_PATH', `path component ${JSON.stringify(name)} reads as a dot segment`);
   }
 }
 
