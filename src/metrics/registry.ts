@@ -179,9 +179,14 @@ export class Registry {
     this.#declare((prom, registry) => collected(prom, registry, type, name, help, read, labelNames));
   }
 
-  /** The whole exposition text (prom-client collects every metric, then formats). */
-  metrics(): Promise<string> {
-    return this.expose().metrics();
+  /**
+   * The whole exposition text (prom-client collects every metric, then formats). prom-client 15
+   * writes a NaN sample as `Nan`; the text format spells it `NaN` (a parser that takes the spelling
+   * literally, OpenMetrics' among them, refuses the scrape). NaN is what the default event-loop lag
+   * series read when no delay was recorded since the last scrape (two scrapes within ~10 ms).
+   */
+  async metrics(): Promise<string> {
+    return (await this.expose().metrics()).replace(NAN_SAMPLE, '$1NaN');
   }
 
   get contentType(): string {
@@ -216,6 +221,9 @@ function collected(prom: PromClient, registry: client.Registry, type: 'gauge' | 
 function samples(value: Sample[] | number): Sample[] {
   return typeof value === 'number' ? [{ value }] : value;
 }
+
+/** A sample line (not a `#` comment) whose value prom-client wrote as `Nan`. */
+const NAN_SAMPLE = /^([^#\n][^\n]* )Nan$/gm;
 
 /** The Prometheus text format's content type (loads prom-client). */
 export function contentType(): string {

@@ -61,6 +61,19 @@ test('counters, histograms and values read at scrape time, through prom-client, 
   assert.throws(() => r.counter('bad-name', 'x'), /Invalid metric name/);
 });
 
+test('a NaN sample is written NaN, as the text format spells it (prom-client writes Nan)', async () => {
+  const r = new Registry();
+  r.gauge('t_unknown', 'No data yet.', () => NaN);
+  r.gauge('t_per_thread', 'Per thread.', () => [{ labels: { thread: 'Nan' }, value: NaN }, { labels: { thread: 'b' }, value: 1 }], ['thread']);
+  const text = await r.metrics();
+  assert.ok(text.includes('\nt_unknown NaN\n'), text);
+  assert.ok(text.includes('\nt_per_thread{thread="Nan"} NaN\n'), text);
+  const m = samplesOf(parseExposition(text));
+  assert.ok(Number.isNaN(m.get('t_unknown')));
+  assert.ok(Number.isNaN(m.get('t_per_thread{thread="Nan"}')));
+  assert.is(m.get('t_per_thread{thread="b"}'), 1);
+});
+
 test('the strict parser rejects what Prometheus would', () => {
   for (const bad of [
     'x 1', // no final newline
