@@ -29,7 +29,10 @@ const MEMORY_PIECE_BYTES = 256 * 1024;
  * is new: with the whole share (4 MiB each there) in memory the gateway took 96,000-104,000 page
  * faults per GiB moved, with 1 MiB each 55,000-67,000, and 4.84-5.34 against 4.22-4.57 CPU-s/GiB,
  * 726-744 against 431-439 MiB peak RSS, STOR 126-129 against 134-144 MB/s (5 alternating pairs).
- * One upload alone keeps its whole share in memory as before.
+ * One upload alone keeps its whole share in memory as before. With buffers carved from slabs
+ * (chunk-slabs.ts; huge pages under bin/with-tuned-malloc) a first touch costs less, yet 256 MiB
+ * instead of 64 showed no gain (storm of 200, three alternating rounds: 190-253 against 218-246
+ * MB/s, 4.6-6.1 against 4.6-5.5 CPU-s/GiB, peak RSS 606-621 against 448-455 MiB).
  */
 export const FRESH_MEMORY_BYTES = 1024 * 1024;
 /** Fresh memory all uploads together take before they spool (each at least FRESH_MEMORY_BYTES). */
@@ -40,12 +43,14 @@ const MIN_SPOOL_IO_BYTES = MIN_CHUNK_BYTES;
 /**
  * Smallest spool read-back piece whose buffer is reused: the request takes the next piece only after
  * the socket wrote this one, because undici writes a body piece corked and, when write() answers
- * false (always for a piece larger than the socket's writableHighWaterMark: 16 KiB in Node 20, 64 KiB
- * in 22), awaits 'drain' (all written) or 'close' before it asks for more. A fresh 1 MiB buffer per
- * piece was an mmap, 256 page faults and a munmap, and its external memory forced a major GC in the
- * worker every few tens of MiB of a spooled upload.
+ * false (always for a piece of at least the socket's writableHighWaterMark: 16 KiB in Node 20,
+ * 64 KiB in 22), awaits 'drain' (all written) or 'close' before it asks for more. A fresh 1 MiB
+ * buffer per piece was an mmap, 256 page faults and a munmap, and its external memory forced a major
+ * GC in the worker every few tens of MiB of a spooled upload. Smaller pieces (a quarter of a small
+ * memory share: 64 KiB each among 1,000 uploads) were fresh buffers from malloc's arenas, freed only
+ * when a GC found them.
  */
-export const RECYCLE_MIN_BYTES = 256 * 1024;
+export const RECYCLE_MIN_BYTES = 64 * 1024;
 
 interface SpoolFile {
   readonly path: string;

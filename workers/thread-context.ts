@@ -1,15 +1,17 @@
 // What one thread needs to run transfers: its slot in the control block, its view of the accounts'
 // call-rate pacers and its keep-alive HTTP agent. Runs on a piscina worker (or the main thread in
 // onlyMainThread mode). Invariants: one context per thread, created once; upload retention buffers
-// and a paused download's rest of a piece go through takeChunk / giveChunk (charged while taken, so a
-// dead thread's share can be reclaimed from its slot; idle ones, up to 16 MiB per thread and beyond
-// that while the memory budget has room, are reused until the thread stops returning them).
+// and a paused download's rest of a piece go through takeChunk / giveChunk: slots of the thread's
+// slabs (chunk-slabs.ts), charged while taken, so a dead thread's share can be reclaimed from its
+// slot; idle ones, up to 16 MiB per thread and beyond that while the memory budget has room, are
+// reused until the thread stops returning them.
 
 import { isMainThread, threadId } from 'node:worker_threads';
 import type { Agent } from 'undici';
 import { SharedPacer } from '../src/dropbox/pacer.ts';
 import { createAgent } from '../src/transfer/dropbox-http.ts';
 import { DirectPool } from '../src/transfer/direct-call.ts';
+import { ChunkSlabs } from './chunk-slabs.ts';
 import { startPublishingThreadMemory } from './thread-memory.ts';
 import { UploadFlow } from './upload-lead.ts';
 import { G, WK, claimWorkerSlot, workerWord } from '../src/transfer/shared-layout.ts';
@@ -26,10 +28,9 @@ export interface ThreadContext {
   /** The key in this thread's slot (spool files carry it, so main can remove a dead thread's). */
   readonly threadKey: number;
   readonly inWorker: boolean;
-  /** Idle retention buffers by size, for reuse. */
-  readonly spareChunks: Map<number, Buffer[]>;
-  /** Bytes of those idle buffers, and the timer that drops them once the thread stops reusing them. */
-  spareBytes: number;
+  /** Memory of the retention and scratch buffers (takeChunk / giveChunk). */
+  readonly slabs: ChunkSlabs;
+  /** The timer that lets wholly idle slabs go once the thread stops reusing them. */
   spareTrim: ReturnType<typeof setTimeout> | null;
   /** This thread's upload send rate and how far ahead of it an upload's client may be (upload-lead.ts). */
   readonly uploadFlow: UploadFlow;
@@ -54,8 +55,7 @@ export function createThreadContext(control: ControlHandle): ThreadContext {
     workerSlot,
     threadKey: key,
     inWorker: !isMainThread,
-    spareChunks: new Map(),
-    spareBytes: 0,
+    slabs: new ChunkSlabs(),
     spareTrim: null,
     uploadFlow: new UploadFlow(undefined, () => Atomics.load(words, G.LEAD_MS) / 1000),
   };
@@ -67,33 +67,32 @@ export function crashForTest(ctx: ThreadContext): void {
 }
 
 /**
- * Idle retention buffers one thread keeps for reuse whatever the budget says, bytes. A fresh 256 KiB
- * buffer is its own mmap (bin/with-tuned-malloc) whose 64 pages fault in, zeroed, and are unmapped
- * (a TLB shootdown on every core the process runs on) at its free. One upload's retention
- * (engine.appendMemoryBytes, 8 MiB by default) cycles through spares twice this size.
+ * Idle buffer memory one thread keeps for reuse whatever the budget says, bytes. One upload's
+ * retention (engine.appendMemoryBytes, 8 MiB by default) cycles through slots twice this size.
  */
 const SPARE_CHUNK_BYTES = 16 * 1024 * 1024;
-/** Spares unused this long are dropped, so an idle gateway gives their memory back. */
+/** Wholly idle slabs unused this long are let go, so an idle gateway gives their memory back. */
 const SPARE_IDLE_MS = 2000;
 
 const kibOf = (bytes: number): number => Math.ceil(bytes / 1024);
 
 /**
- * Whether an idle buffer of `bytes` may be kept: within the thread's own SPARE_CHUNK_BYTES, or while
- * the memory budget has room for it beside the rings, the buffers in use and every thread's spares.
- * Many uploads at once retain more than the 16 MiB a thread recycles: 64 engine uploads of 4 MiB on
- * two workers, warm, took 3.0-3.1 CPU-s/GiB with the 16 MiB cap and 2.0-2.4 with spares kept while
- * the budget has room (a script timing rounds of them, single runs on the 2-core machine).
+ * Whether a slab that no buffer uses any more may stay, with the idle memory of this thread as it is
+ * now: within the thread's own SPARE_CHUNK_BYTES, or while the memory budget has room for the rings,
+ * the buffers in use and every thread's idle memory. Many uploads at once retain more than the
+ * 16 MiB a thread recycles: 64 engine uploads of 4 MiB on two workers, warm, took 3.0-3.1 CPU-s/GiB
+ * with the 16 MiB cap and 2.0-2.4 with spares kept while the budget has room (a script timing rounds
+ * of them, single runs on the 2-core machine).
  */
-function mayKeepSpare(ctx: ThreadContext, bytes: number): boolean {
-  if (ctx.spareBytes + bytes <= SPARE_CHUNK_BYTES) return true;
+function mayKeepIdle(ctx: ThreadContext): boolean {
+  if (ctx.slabs.idleBytes <= SPARE_CHUNK_BYTES) return true;
   const w = ctx.words;
   const held = Atomics.load(w, G.RING_KIB_IN_USE) + Atomics.load(w, G.CHUNK_KIB_IN_USE) + Atomics.load(w, G.SPARE_KIB);
-  return held + kibOf(bytes) <= Atomics.load(w, G.BUDGET_KIB);
+  return held <= Atomics.load(w, G.BUDGET_KIB);
 }
 
+/** Adds `bytes` (negative: removes) to the idle memory this thread reports. */
 function countSpare(ctx: ThreadContext, bytes: number): void {
-  ctx.spareBytes += bytes;
   const kib = (bytes < 0 ? -1 : 1) * kibOf(Math.abs(bytes));
   Atomics.add(ctx.words, G.SPARE_KIB, kib);
   Atomics.add(ctx.words, workerWord(ctx.workerSlot, WK.SPARE_KIB), kib);
@@ -101,41 +100,53 @@ function countSpare(ctx: ThreadContext, bytes: number): void {
 
 function trimSpares(ctx: ThreadContext): void {
   ctx.spareTrim = null;
-  for (const list of ctx.spareChunks.values()) for (const buf of list) countSpare(ctx, -buf.length);
-  ctx.spareChunks.clear();
+  ctx.slabs.trimEmpty(() => false, (idle) => countSpare(ctx, -idle));
 }
 
-/** A retention buffer of exactly `bytes`, charged to the memory budget until giveChunk(). */
-export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
-  const kib = Math.ceil(bytes / 1024);
+function charge(ctx: ThreadContext, bytes: number): void {
+  const kib = kibOf(bytes);
   Atomics.add(ctx.words, G.CHUNK_KIB_IN_USE, kib);
   Atomics.add(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
-  const spare = ctx.spareChunks.get(bytes)?.pop();
-  if (!spare) return Buffer.allocUnsafeSlow(bytes);
-  countSpare(ctx, -bytes);
-  return spare;
 }
 
-/** Whether takeChunk(ctx, bytes) would hand out an idle buffer (touched before) rather than a new one. */
-export function hasSpareChunk(ctx: ThreadContext, bytes: number): boolean {
-  return (ctx.spareChunks.get(bytes)?.length ?? 0) > 0;
-}
-
-/** Stops charging a buffer from takeChunk() without keeping it: something else may still read it. */
-export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
-  const kib = Math.ceil(buf.length / 1024);
+function uncharge(ctx: ThreadContext, bytes: number): void {
+  const kib = kibOf(bytes);
   Atomics.sub(ctx.words, G.CHUNK_KIB_IN_USE, kib);
   Atomics.sub(ctx.words, workerWord(ctx.workerSlot, WK.CHUNK_KIB), kib);
 }
 
+/**
+ * A buffer of exactly `bytes` (a slot of the thread's slabs, chunk-slabs.ts), charged to the memory
+ * budget at its slot's size until giveChunk() or dropChunk().
+ */
+export function takeChunk(ctx: ThreadContext, bytes: number): Buffer {
+  const taken = ctx.slabs.take(bytes);
+  charge(ctx, taken.slotBytes);
+  if (!taken.fresh) countSpare(ctx, -taken.slotBytes);
+  return taken.buf;
+}
+
+/** Whether takeChunk(ctx, bytes) would hand out memory touched before rather than new memory. */
+export function hasSpareChunk(ctx: ThreadContext, bytes: number): boolean {
+  return ctx.slabs.hasIdle(bytes);
+}
+
+/** Stops charging a buffer from takeChunk() without reusing it: something else may still read it. */
+export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
+  const { slotBytes, emptied } = ctx.slabs.give(buf, false);
+  if (slotBytes === 0) return;
+  uncharge(ctx, slotBytes);
+  if (emptied) ctx.slabs.trimEmpty(() => mayKeepIdle(ctx), (idle) => countSpare(ctx, -idle));
+}
+
+/** Gives a buffer from takeChunk() back for reuse (no one reads it any more). */
 export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
-  dropChunk(ctx, buf);
-  if (!mayKeepSpare(ctx, buf.length)) return;
-  let list = ctx.spareChunks.get(buf.length);
-  if (!list) ctx.spareChunks.set(buf.length, (list = []));
-  list.push(buf);
-  countSpare(ctx, buf.length);
-  // One timer per thread, pushed back by each return: spares go once returns stop.
+  const { slotBytes, emptied } = ctx.slabs.give(buf, true);
+  if (slotBytes === 0) return;
+  uncharge(ctx, slotBytes);
+  countSpare(ctx, slotBytes);
+  if (emptied) ctx.slabs.trimEmpty(() => mayKeepIdle(ctx), (idle) => countSpare(ctx, -idle));
+  // One timer per thread, pushed back by each return: idle slabs go once returns stop.
   if (ctx.spareTrim) ctx.spareTrim.refresh();
   else (ctx.spareTrim = setTimeout(trimSpares, SPARE_IDLE_MS, ctx)).unref();
 }

@@ -2,7 +2,8 @@
 // back to the thread's pool only once the request asked for the next piece. Two spooling uploads on
 // one worker share that pool while the box reads slowly (latency) and resets appends mid-body, so a
 // buffer recycled while its socket write was still pending would carry the other upload's bytes.
-// Main thread + 1 worker + the box child.
+// Twice: with 1 MiB pieces, and with the smallest reused pieces (64 KiB, a 256 KiB memory share, as
+// among a thousand uploads). Main thread + 1 worker + the box child, one fixture per case.
 
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,14 +18,11 @@ let fx: Fixture;
 let spoolDir: string;
 const pool = makePool(64 * MiB, 31);
 
-test.before(async () => {
+test.before(() => {
   spoolDir = mkdtempSync(join(tmpdir(), 'dropftp-readback-test-'));
-  // A 4 MiB memory share: 1 MiB spool pieces, above RECYCLE_MIN_BYTES; 8 MiB appends (half of what
-  // retention holds), so reads back overlap the spool writes of the other upload.
-  fx = await startFixture({ workers: 1, spoolDir, appendMemoryBytes: 4 * MiB, spoolBytes: 16 * MiB });
 });
 test.after(async () => {
-  await fx.stop();
+  await fx?.stop();
   rmSync(spoolDir, { recursive: true, force: true });
 });
 
@@ -42,12 +40,15 @@ async function upload(path: string, data: Buffer): Promise<UploadStream> {
   return up;
 }
 
-test('spooled uploads read back through reused buffers commit byte-exact under slow and reset appends', async () => {
+/** Two uploads of ~40 MiB at once through a fresh fixture, appends slowed and reset mid-body. */
+async function twoSpooledUploads(appendMemoryBytes: number, spoolBytes: number, resetAfter: number): Promise<void> {
+  await fx?.stop();
+  fx = await startFixture({ workers: 1, spoolDir, appendMemoryBytes, spoolBytes });
   await fx.box.setFaults({
     seed: 11,
     rules: [
       { kind: 'latency', probability: 1, latencyMs: 100, routes: ['files/upload_session/append_v2'] },
-      { kind: 'reset', probability: 0.3, afterBytes: 3 * MiB + 12_345, routes: ['files/upload_session/append_v2'] },
+      { kind: 'reset', probability: 0.3, afterBytes: resetAfter, routes: ['files/upload_session/append_v2'] },
     ],
   });
   const a = contentOf(pool, 1, 40 * MiB + 77);
@@ -63,6 +64,17 @@ test('spooled uploads read back through reused buffers commit byte-exact under s
   // Every read-back buffer's charge was returned (reused or dropped), none leaked.
   assert.is(fx.engine.stats().memory.chunkBytesInUse, 0);
   assert.equal(readdirSync(spoolDir).filter((n) => n.endsWith('.spool')), []);
+}
+
+test('spooled uploads read back through reused 1 MiB buffers commit byte-exact under slow and reset appends', async () => {
+  // A 4 MiB memory share: 1 MiB spool pieces, above RECYCLE_MIN_BYTES; 8 MiB appends (half of what
+  // retention holds), so reads back overlap the spool writes of the other upload.
+  await twoSpooledUploads(4 * MiB, 16 * MiB, 3 * MiB + 12_345);
+});
+
+test('... and through reused 64 KiB buffers (a 256 KiB memory share)', async () => {
+  // A quarter of the share per spool piece: 64 KiB, RECYCLE_MIN_BYTES itself.
+  await twoSpooledUploads(256 * KiB, 8 * MiB, 1 * MiB + 4_321);
 });
 
 test.run();
