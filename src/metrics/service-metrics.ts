@@ -85,7 +85,7 @@ export class ServiceMetrics {
     r.gauge('dropftp_memory_budget_bytes', 'The engine memory budget (rings and chunks).', () => this.#fromEngine((s) => s.memory.budgetBytes));
     r.gauge('dropftp_memory_ring_bytes_in_use', 'Ring bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.ringBytesInUse));
     r.gauge('dropftp_memory_chunk_bytes_in_use', 'Upload chunk bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.chunkBytesInUse));
-    r.gauge('dropftp_memory_spare_bytes', 'Idle upload chunk buffers the transfer threads keep for reuse.', () => this.#fromEngine((s) => s.memory.spareBytes ?? 0));
+    r.gauge('dropftp_memory_spare_bytes', 'Idle buffer memory the transfer threads hold for reuse (free slots of their buffer slabs).', () => this.#fromEngine((s) => s.memory.spareBytes ?? 0));
     r.gauge('dropftp_engine_request_limit', 'Per-account concurrent Dropbox request limit (AIMD), by account.', () => this.#perAccount((a) => a.limit), ['account']);
     r.gauge('dropftp_engine_requests_in_flight', 'Dropbox requests running now, by account.', () => this.#perAccount((a) => a.inFlight), ['account']);
     r.gauge('dropftp_engine_requests_waiting', 'Transfers waiting for a request turn, by account.', () => this.#perAccount((a) => a.waiting), ['account']);
