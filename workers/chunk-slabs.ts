@@ -108,12 +108,6 @@ export class ChunkSlabs {
     return this.bySize.get(slotBytesFor(bytes))?.some((s) => s.free.length > 0) ?? false;
   }
 
-  /** The slot size under `buf` if it is an in-use slot of this pool, else 0. */
-  slotBytesOf(buf: Buffer): number {
-    const slab = this.owners.get(buf.buffer as ArrayBuffer);
-    return slab ? slab.slotBytes : 0;
-  }
-
   /**
    * Takes a slot back. `reuse` false: something may still read it, so it is never handed out again
    * (lost). Returns the slot's bytes (0 for a buffer that is not from this pool) and whether its slab

@@ -131,21 +131,27 @@ export function hasSpareChunk(ctx: ThreadContext, bytes: number): boolean {
   return ctx.slabs.hasIdle(bytes);
 }
 
+/**
+ * Ends a buffer's charge and returns its slot to the slabs (idle memory when `reuse`, lost when not);
+ * a slab this leaves unused stays only while mayKeepIdle says so. False for a buffer not from them.
+ */
+function returnChunk(ctx: ThreadContext, buf: Buffer, reuse: boolean): boolean {
+  const { slotBytes, emptied } = ctx.slabs.give(buf, reuse);
+  if (slotBytes === 0) return false;
+  uncharge(ctx, slotBytes);
+  if (reuse) countSpare(ctx, slotBytes);
+  if (emptied) ctx.slabs.trimEmpty(() => mayKeepIdle(ctx), (idle) => countSpare(ctx, -idle));
+  return true;
+}
+
 /** Stops charging a buffer from takeChunk() without reusing it: something else may still read it. */
 export function dropChunk(ctx: ThreadContext, buf: Buffer): void {
-  const { slotBytes, emptied } = ctx.slabs.give(buf, false);
-  if (slotBytes === 0) return;
-  uncharge(ctx, slotBytes);
-  if (emptied) ctx.slabs.trimEmpty(() => mayKeepIdle(ctx), (idle) => countSpare(ctx, -idle));
+  returnChunk(ctx, buf, false);
 }
 
 /** Gives a buffer from takeChunk() back for reuse (no one reads it any more). */
 export function giveChunk(ctx: ThreadContext, buf: Buffer): void {
-  const { slotBytes, emptied } = ctx.slabs.give(buf, true);
-  if (slotBytes === 0) return;
-  uncharge(ctx, slotBytes);
-  countSpare(ctx, slotBytes);
-  if (emptied) ctx.slabs.trimEmpty(() => mayKeepIdle(ctx), (idle) => countSpare(ctx, -idle));
+  if (!returnChunk(ctx, buf, true)) return;
   // One timer per thread, pushed back by each return: idle slabs go once returns stop.
   if (ctx.spareTrim) ctx.spareTrim.refresh();
   else (ctx.spareTrim = setTimeout(trimSpares, SPARE_IDLE_MS, ctx)).unref();
