@@ -54,6 +54,11 @@ interface CaseResult {
   backendBytesPerByte: { served: number; received: number };
   /** Main-thread payload bytes copied per byte moved (engine cases; null for direct HTTP). */
   mainCopiesPerByte: number | null;
+  /**
+   * Upload bytes through the spool per byte moved (engine cases; null for direct HTTP): written before
+   * a call sent them, moved there after it did, read back into a body (engine.stats().spool).
+   */
+  spoolPerByte: { spooled: number; spilled: number; readBack: number } | null;
   /** Transfers per run (n at once, rounds after one another). */
   rounds: number;
   /** MB/s of every timed run; the other figures are of the median one. */
@@ -108,7 +113,8 @@ interface CallsSnapshot {
 }
 
 /** Runs n transfers at once; each resolves its byte count; returns the case's numbers. */
-async function measure(box: LocalBox, mode: Mode, direction: Direction, n: number, fileBytes: number, rounds: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
+async function measure(box: LocalBox, engine: TransferEngine | null, mode: Mode, direction: Direction, n: number, fileBytes: number, rounds: number, one: (i: number) => Promise<number>): Promise<CaseResult> {
+  const spool0 = engine?.stats().spool;
   const admin = adminOf(box);
   await admin.adminCall('POST', 'calls/reset');
   const cpu0 = { process: readOwnCpuSeconds(process.pid), main: readOwnCpuSeconds(process.pid, process.pid), backend: readOwnCpuSeconds(box.pid) };
@@ -142,6 +148,7 @@ async function measure(box: LocalBox, mode: Mode, direction: Direction, n: numbe
   const elu = performance.eventLoopUtilization(elu0);
   const cpu1 = { process: readOwnCpuSeconds(process.pid), main: readOwnCpuSeconds(process.pid, process.pid), backend: readOwnCpuSeconds(box.pid) };
   const copies1 = readPayloadCopies();
+  const spool1 = engine?.stats().spool;
   const calls = await admin.adminCall<CallsSnapshot>('GET', 'calls');
   const moved = (transfers - failed) * fileBytes;
   const gib = moved / 2 ** 30;
@@ -164,6 +171,14 @@ async function measure(box: LocalBox, mode: Mode, direction: Direction, n: numbe
     callsPerTransfer,
     backendBytesPerByte: { served: Math.round((calls.bytes.served / moved) * 1000) / 1000, received: Math.round((calls.bytes.received / moved) * 1000) / 1000 },
     mainCopiesPerByte: mode.startsWith('direct') ? null : Math.round((copied / moved) * 1000) / 1000,
+    spoolPerByte:
+      spool0 && spool1
+        ? {
+            spooled: Math.round(((spool1.spooledBytes - spool0.spooledBytes) / moved) * 1000) / 1000,
+            spilled: Math.round(((spool1.spilledBytes - spool0.spilledBytes) / moved) * 1000) / 1000,
+            readBack: Math.round(((spool1.readBackBytes - spool0.readBackBytes) / moved) * 1000) / 1000,
+          }
+        : null,
     rounds,
     runs: [],
   };
@@ -175,7 +190,7 @@ function report(r: CaseResult): void {
   const callText = Object.entries(r.callsPerTransfer).map(([route, c]) => `${route} ${c}`).join(', ');
   console.log(
     `${r.mode.padEnd(16)} ${r.direction.padEnd(8)} n=${String(r.n).padEnd(4)} ${r.rounds > 1 ? `x${r.rounds} ` : ''}${(r.fileBytes / MiB).toFixed(2)} MiB each: ${r.mbPerSec} MB/s (runs ${r.runs.join(', ')}), Jain ${r.jain}, ${r.failed} failed, peak RSS ${r.peakRssMiB} MiB, main ELU ${r.mainElu}\n` +
-      `${''.padEnd(16)} CPU-s/GiB process ${r.cpuSecPerGiB.process} main ${r.cpuSecPerGiB.mainThread} box ${r.cpuSecPerGiB.backend}; copies/byte ${r.mainCopiesPerByte ?? '-'}; calls/transfer: ${callText}`,
+      `${''.padEnd(16)} CPU-s/GiB process ${r.cpuSecPerGiB.process} main ${r.cpuSecPerGiB.mainThread} box ${r.cpuSecPerGiB.backend}; copies/byte ${r.mainCopiesPerByte ?? '-'}${r.spoolPerByte && r.direction === 'upload' ? `; spool/byte written ${r.spoolPerByte.spooled}, spilled ${r.spoolPerByte.spilled}, read back ${r.spoolPerByte.readBack}` : ''}; calls/transfer: ${callText}`,
   );
 }
 
@@ -295,12 +310,12 @@ async function main(): Promise<void> {
         };
         // Untimed, then `repeat` timed runs of each direction, taken in turn; the median run is reported.
         const rounds = Math.max(1, Math.round(totalBytes / (n * fileBytes)));
-        await measure(box, mode, 'download', n, fileBytes, rounds, download);
-        await measure(box, mode, 'upload', n, fileBytes, rounds, upload);
+        await measure(box, engine, mode, 'download', n, fileBytes, rounds, download);
+        await measure(box, engine, mode, 'upload', n, fileBytes, rounds, upload);
         const runs: Record<Direction, CaseResult[]> = { download: [], upload: [] };
         for (let r = 0; r < repeat; r++) {
-          runs.download.push(await measure(box, mode, 'download', n, fileBytes, rounds, download));
-          runs.upload.push(await measure(box, mode, 'upload', n, fileBytes, rounds, upload));
+          runs.download.push(await measure(box, engine, mode, 'download', n, fileBytes, rounds, download));
+          runs.upload.push(await measure(box, engine, mode, 'upload', n, fileBytes, rounds, upload));
         }
         for (const direction of ['download', 'upload'] as const) {
           const sorted = [...runs[direction]].sort((x, y) => x.mbPerSec - y.mbPerSec);

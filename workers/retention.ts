@@ -1,8 +1,9 @@
 // The bytes of one upload that Dropbox has not acknowledged yet, from the session's offset on: kept
 // in memory up to the upload's memory share (memory not touched before only up to its part of
 // FRESH_TOTAL_BYTES), beyond that in spool files (mode 0600) under the spool folder, so that a failed
-// call is sent again without asking the client. Runs on the worker the
-// upload is pinned to. Invariants: bytes are kept in file order as [start, end); memory buffers are
+// call is sent again without asking the client. Memory a call's body has sent (and its socket let go
+// of) is spilled to the spool when the share is full, so the bytes not yet sent stay in memory and a
+// spool file is read only for a retry (spillSent). Runs on the worker the upload is pinned to. Invariants: bytes are kept in file order as [start, end); memory buffers are
 // charged to the memory budget and spool bytes to engine.spoolBytes (control block) while held;
 // release() frees only acknowledged bytes; destroy() frees everything and removes the spool files;
 // spool files are named <threadKey>-<taskId>-<n>.spool so main can remove a dead thread's; spool
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import type { RingReader } from 'native-free-ringbuf';
 import { MIN_CHUNK_BYTES } from '../src/transfer/memory-budget.ts';
 import { G } from '../src/transfer/shared-layout.ts';
-import { dropChunk, giveChunk, hasSpareChunk, releaseSpool, reserveSpool, takeChunk } from './thread-context.ts';
+import { countSpoolIo, dropChunk, giveChunk, hasSpareChunk, releaseSpool, reserveSpool, takeChunk } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
 /** Memory is taken in pieces of this size (or the share, if smaller). */
@@ -51,6 +52,25 @@ const MIN_SPOOL_IO_BYTES = MIN_CHUNK_BYTES;
  * when a GC found them.
  */
 export const RECYCLE_MIN_BYTES = 64 * 1024;
+
+/** Most memory one spill moves to the spool in one write. */
+const SPILL_BYTES = 4 * 1024 * 1024;
+
+/** Writes `bufs` back to back at `pos` (writev; what a short write left, piece by piece). */
+async function writeFully(handle: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
+  const total = bufs.reduce((a, b) => a + b.length, 0);
+  let done = (await handle.writev(bufs, pos)).bytesWritten;
+  if (done >= total) return;
+  let off = 0;
+  for (const b of bufs) {
+    for (let from = Math.max(0, done - off); from < b.length; ) {
+      const r = await handle.write(b, from, b.length - from, pos + off + from);
+      from += r.bytesWritten;
+      done += r.bytesWritten;
+    }
+    off += b.length;
+  }
+}
 
 interface SpoolFile {
   readonly path: string;
@@ -93,6 +113,9 @@ export class Retention {
   start: number;
   /** File offset after the last byte retained. */
   end: number;
+  /** The call's try whose body is sending now (beginTry), and below what offset its socket holds no piece. */
+  private liveTry: object | null = null;
+  private drained = 0;
 
   constructor(
     private readonly ctx: ThreadContext,
@@ -113,6 +136,11 @@ export class Retention {
   /** Memory this upload may hold now (the budget's share, published by main, may shrink). */
   private memoryLimit(): number {
     return Math.max(MIN_CHUNK_BYTES, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
+  }
+
+  /** Memory this upload may hold now. */
+  memoryShare(): number {
+    return this.memoryLimit();
   }
 
   /**
@@ -145,6 +173,8 @@ export class Retention {
       }
       const readable = Math.min(inRing, endLimit - this.end);
       if (readable <= 0) return 'lead';
+      // Memory full: what a body already sent goes to the spool, making room for what it has not.
+      if (this.memoryRoom(false) === 0 && this.spoolCapBytes > 0) await this.spillSent();
       let n = this.memoryRoom(false) > 0 ? this.fillMemory(ring, onBytes, readable) : await this.fillSpool(ring, readable, onBytes);
       // No spool room (this upload's or everyone's): memory within the share after all, fresh or not.
       if (n === 0 && this.memoryRoom(true) > 0) n = this.fillMemory(ring, onBytes, readable);
@@ -216,6 +246,7 @@ export class Retention {
         throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
       }
       onBytes(scratch.subarray(0, n));
+      countSpoolIo(this.ctx, G.SPOOLED_KIB, n);
       this.appendSpooled(file, filePos, n);
       return n;
     } finally {
@@ -243,6 +274,91 @@ export class Retention {
     this.current = file;
     this.allFiles.add(file);
     return file;
+  }
+
+  /**
+   * A call's try starts to send from `from` (each try, each call): no piece of it has been written
+   * out yet. The socket of an earlier try is closed or done by then, or (an answer that came before
+   * the body ended) its request is over and whatever it still writes is read by no one.
+   */
+  beginTry(t: object, from: number): void {
+    this.liveTry = t;
+    this.drained = from;
+  }
+
+  /**
+   * The body of try `t` was asked for its next piece after it handed out one of at least
+   * RECYCLE_MIN_BYTES that ended at `to`: the socket wrote everything up to there (undici waited for
+   * 'drain' or 'close' before asking), so memory below `to` is no longer read by it.
+   */
+  markDrained(t: object, to: number): void {
+    if (t === this.liveTry && to > this.drained) this.drained = to;
+  }
+
+  /**
+   * Moves the oldest memory pieces wholly below the drained offset (sent, and let go of by the socket)
+   * to the spool in one write, and frees them. A piece released or cut (an acknowledgement) while the
+   * write ran stays as it is and its bytes in the file count for nothing. Returns the memory freed.
+   * Throws SpoolError when the write fails.
+   */
+  private async spillSent(): Promise<number> {
+    const picks: { seg: Segment & { buf: Buffer }; start: number; length: number }[] = [];
+    let bytes = 0;
+    const most = Math.min(SPILL_BYTES, this.spoolCapBytes - this.spoolBytes);
+    for (const seg of this.segments) {
+      if (!('buf' in seg)) continue;
+      if (seg.start + seg.length > this.drained || seg.length < seg.buf.length || bytes + seg.length > most) break;
+      picks.push({ seg, start: seg.start, length: seg.length });
+      bytes += seg.length;
+    }
+    if (bytes === 0) return 0;
+    const kib = Math.ceil((this.spoolBytes + bytes) / 1024) - this.spoolKib;
+    if (kib > 0 && !reserveSpool(this.ctx, kib)) return 0;
+    if (kib > 0) this.spoolKib += kib;
+    const file = this.current ?? (await this.newFile());
+    // Claimed before the write, as fillSpool does.
+    const filePos = file.writePos;
+    file.writePos += bytes;
+    file.live += bytes;
+    this.spoolBytes += bytes;
+    try {
+      await writeFully(file.handle, picks.map((p) => p.seg.buf.subarray(0, p.length)), filePos);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
+    }
+    countSpoolIo(this.ctx, G.SPILLED_KIB, bytes);
+    let freed = 0;
+    let pos = filePos;
+    for (const p of picks) {
+      const i = this.segments.indexOf(p.seg);
+      if (i < 0 || p.seg.start !== p.start || p.seg.length !== p.length) {
+        // Acknowledged meanwhile (wholly or in part): those file bytes hold nothing retained.
+        file.live -= p.length;
+        this.spoolBytes -= p.length;
+      } else {
+        const prev = i > 0 ? this.segments[i - 1]! : null;
+        if (prev && 'file' in prev && prev.file === file && prev.filePos + prev.length === pos && prev.start + prev.length === p.start) {
+          prev.length += p.length;
+          this.segments.splice(i, 1);
+        } else this.segments[i] = { start: p.start, length: p.length, file, filePos: pos };
+        this.memoryBytes -= p.seg.buf.length;
+        freed += p.seg.buf.length;
+        giveChunk(this.ctx, p.seg.buf);
+      }
+      pos += p.length;
+    }
+    if (file.live === 0) await this.dropFile(file);
+    this.giveBackSpool();
+    return freed;
+  }
+
+  private giveBackSpool(): void {
+    const kib = Math.ceil(this.spoolBytes / 1024);
+    if (kib < this.spoolKib) {
+      releaseSpool(this.ctx, this.spoolKib - kib);
+      this.spoolKib = kib;
+    }
   }
 
   /**
@@ -289,6 +405,7 @@ export class Retention {
             if (r.bytesRead === 0) throw new SpoolError(`spool file ${seg.file.path} is shorter than expected`, false);
             got += r.bytesRead;
           }
+          countSpoolIo(this.ctx, G.READ_BACK_KIB, n);
           yield n === chunk.length ? chunk : chunk.subarray(0, n);
           // Asked for more: the socket is done with that piece (RECYCLE_MIN_BYTES).
           if (lent) this.giveBack(lent, true);
@@ -339,11 +456,7 @@ export class Retention {
       if (seg.file.live === 0) await this.dropFile(seg.file);
     }
     this.start = Math.max(this.start, upTo);
-    const kib = Math.ceil(this.spoolBytes / 1024);
-    if (kib < this.spoolKib) {
-      releaseSpool(this.ctx, this.spoolKib - kib);
-      this.spoolKib = kib;
-    }
+    this.giveBackSpool();
   }
 
   private async dropFile(file: SpoolFile): Promise<void> {

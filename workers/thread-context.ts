@@ -34,6 +34,8 @@ export interface ThreadContext {
   spareTrim: ReturnType<typeof setTimeout> | null;
   /** This thread's upload send rate and how far ahead of it an upload's client may be (upload-lead.ts). */
   readonly uploadFlow: UploadFlow;
+  /** Bytes of spool traffic not yet added to the control block's KiB counters (countSpoolIo). */
+  readonly spoolIoRest: Map<number, number>;
 }
 
 /** The key a thread writes in its slot; main reclaims a dead worker by it. */
@@ -58,7 +60,16 @@ export function createThreadContext(control: ControlHandle): ThreadContext {
     slabs: new ChunkSlabs(),
     spareTrim: null,
     uploadFlow: new UploadFlow(undefined, () => Atomics.load(words, G.LEAD_MS) / 1000),
+    spoolIoRest: new Map(),
   };
+}
+
+/** Adds `bytes` of spool traffic to a KiB counter of the control block (G.SPOOLED_KIB, SPILLED_KIB, READ_BACK_KIB). */
+export function countSpoolIo(ctx: ThreadContext, word: number, bytes: number): void {
+  const total = (ctx.spoolIoRest.get(word) ?? 0) + bytes;
+  const kib = Math.floor(total / 1024);
+  ctx.spoolIoRest.set(word, total - kib * 1024);
+  if (kib > 0) Atomics.add(ctx.words, word, kib);
 }
 
 /** Test hook: a worker (never the main thread) exits abruptly. */

@@ -16,7 +16,7 @@ import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
 import { G } from '../src/transfer/shared-layout.ts';
 import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { TaskResult, UploadResumeToken, UploadTask } from '../src/transfer/task-wire.ts';
-import { Retention, SpoolError } from './retention.ts';
+import { RECYCLE_MIN_BYTES, Retention, SpoolError } from './retention.ts';
 import { crashForTest } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
@@ -90,6 +90,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   const changed = new Signal();
   /** File offset up to which the current (or last) call's body has taken bytes: the lead is end - sentTo. */
   let sentTo = acked;
+  /** A streamed call's body is open: bytes it has not taken yet wait in memory, not in the spool. */
+  let streamOpen = false;
   const flow = ctx.uploadFlow;
   flow.begin();
 
@@ -122,7 +124,11 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         try {
           // Not further ahead of Dropbox than this upload's share of the bandwidth sends in LEAD_SECONDS,
           // nor than MAX_LEAD_BYTES (upload-lead.ts).
-          r = await retention.fill(ring, (data) => hasher.update(data), Math.max(acked, sentTo) + (task.test?.leadBytes ?? flow.leadLimit()));
+          // While a streamed call takes the bytes as they come, no further ahead than the memory
+          // share: the body then sends from memory and what it sent is spilled (Retention.spillSent);
+          // a lead beyond the share went to the spool only to be read back a moment later.
+          const lead = task.test?.leadBytes ?? flow.leadLimit();
+          r = await retention.fill(ring, (data) => hasher.update(data), Math.max(acked, sentTo) + (streamOpen && spoolCap > 0 ? Math.min(lead, retention.memoryShare()) : lead));
         } catch (err) {
           rd.error = err as Error;
           rd.state = 'failed';
@@ -222,6 +228,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     async function* streamed(limit: number, t: BodyTry): AsyncGenerator<Buffer> {
       sentTo = t.pos;
       flow.bodyOpen();
+      streamOpen = true;
       try {
         for (;;) {
           const changedSeen = changed.mark();
@@ -235,7 +242,9 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
               sentTo = t.pos;
               flow.sent(piece.length);
               room.fire();
+              const pieceEnd = t.pos;
               yield piece;
+              if (piece.length >= RECYCLE_MIN_BYTES) retention.markDrained(t, pieceEnd);
             }
             continue;
           }
@@ -244,6 +253,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           await changed.wait(changedSeen);
         }
       } finally {
+        streamOpen = false;
         flow.bodyClose();
       }
     }
@@ -282,7 +292,10 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         sentTo = t.pos;
         flow.sent(piece.length);
         room.fire();
+        const pieceEnd = t.pos;
         yield piece;
+        // Asked for more after a piece this large: the socket wrote it all (RECYCLE_MIN_BYTES).
+        if (piece.length >= RECYCLE_MIN_BYTES) retention.markDrained(t, pieceEnd);
       }
     } finally {
       flow.bodyClose();
@@ -341,6 +354,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       const hash = at === from && !streaming ? callHash(from, to, close) : undefined;
       const withHash = hash ? { content_hash: hash } : {};
       const body: BodyTry = { pos: at, dead: false };
+      retention.beginTry(body, at);
       let threw = false;
       try {
         let res;

@@ -110,7 +110,19 @@ export interface EngineStats {
     spareBytes: number;
   };
   /** Upload spool: bytes held in spool files now, and the limit (engine.spoolBytes). */
-  spool: { bytesInUse: number; limitBytes: number; dir: string };
+  spool: {
+    bytesInUse: number;
+    limitBytes: number;
+    dir: string;
+    /**
+     * Upload bytes through the spool since start (whole KiB, free-running 31-bit KiB counters):
+     * written before a call sent them, moved there after a call sent them (to make memory room for
+     * bytes not yet sent), read back into a call's body.
+     */
+    spooledBytes: number;
+    spilledBytes: number;
+    readBackBytes: number;
+  };
   accounts: Record<string, AccountStats>;
   retries: number;
   throttles: number;
@@ -417,7 +429,14 @@ export class TransferEngine {
         newestRingBytes: Atomics.load(w, G.RING_BYTES),
         spareBytes: Atomics.load(w, G.SPARE_KIB) * 1024,
       },
-      spool: { bytesInUse: Atomics.load(w, G.SPOOL_KIB_IN_USE) * 1024, limitBytes: this.options.spoolBytes, dir: this.spool.path },
+      spool: {
+        bytesInUse: Atomics.load(w, G.SPOOL_KIB_IN_USE) * 1024,
+        limitBytes: this.options.spoolBytes,
+        dir: this.spool.path,
+        spooledBytes: (Atomics.load(w, G.SPOOLED_KIB) >>> 0) * 1024,
+        spilledBytes: (Atomics.load(w, G.SPILLED_KIB) >>> 0) * 1024,
+        readBackBytes: (Atomics.load(w, G.READ_BACK_KIB) >>> 0) * 1024,
+      },
       accounts,
       retries: Atomics.load(w, G.RETRIES),
       throttles: Atomics.load(w, G.THROTTLES),

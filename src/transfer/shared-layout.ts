@@ -5,7 +5,7 @@
 //
 //  word                      writer        meaning
 //  ------------------------- ------------- -----------------------------------------------------------
-//  GLOBAL (words 0..15)
+//  GLOBAL (words 0..19)
 //   0 MAGIC                  main (once)   0x44465450 "DFTP"
 //   1 UPLOAD_MEMORY_BYTES    main          bytes an upload may retain in memory (from the memory budget)
 //   2 RING_BYTES             main          ring size handed to the newest transfer (stats)
@@ -19,6 +19,14 @@
 //                                          Retry-After (main waits on it)
 //  10 MAX_RATE_MILLI         main (once)   engine.maxCallsPerSecond × 1000 (0: no fixed ceiling)
 //  11 UPLOADS_ALIVE          main          uploads admitted and not yet released (the spool's fair share)
+//  12 BUDGET_KIB             main (once)   engine.memoryBudgetBytes, KiB
+//  13 RING_KIB_IN_USE        main          ring bytes of live transfers, KiB
+//  14 SPARE_KIB              workers       idle retention buffers kept for reuse, KiB
+//  15 LEAD_MS                main (once)   engine.uploadLeadSec × 1000
+//  16 SPOOLED_KIB            workers (add) upload bytes written to the spool before a call sent them, KiB
+//  17 SPILLED_KIB            workers (add) upload bytes moved to the spool after a call sent them, KiB
+//  18 READ_BACK_KIB          workers (add) spool bytes read back into a call's body, KiB
+//                                          (16-18: free-running, in whole KiB as each thread sums them)
 //  ACCOUNTS (ACCOUNT_BASE + slot * ACCOUNT_WORDS), one slot per account, assigned by main; the call-rate
 //  pacer (src/dropbox/pacer.ts) — a FIFO of tickets granted by a token bucket (GCRA on TAT_US below)
 //   +0 NEXT_TICKET           any (add)     tickets ever taken; a call start needs one
@@ -80,6 +88,12 @@ export const G = {
   SPARE_KIB: 14,
   /** engine.uploadLeadSec in ms (workers/upload-lead.ts). */
   LEAD_MS: 15,
+  /** Spool traffic of uploads (workers/retention.ts), KiB, free-running: written before sending, */
+  SPOOLED_KIB: 16,
+  /** moved to the spool after a call sent it (memory made room for bytes not yet sent), */
+  SPILLED_KIB: 17,
+  /** read back into a call's body. */
+  READ_BACK_KIB: 18,
 } as const;
 
 export const A = {
@@ -105,7 +119,7 @@ export const A = {
 export const MAX_ACCOUNTS = 256;
 /** MAX_ENGINE_WORKERS (256) + the main thread + replacements of crashed workers not yet reclaimed. */
 export const MAX_WORKER_SLOTS = 320;
-export const GLOBAL_WORDS = 16;
+export const GLOBAL_WORDS = 20;
 export const ACCOUNT_WORDS = 32;
 export const ACCOUNT_BASE = GLOBAL_WORDS;
 export const WORKER_BASE = ACCOUNT_BASE + MAX_ACCOUNTS * ACCOUNT_WORDS;
