@@ -118,7 +118,8 @@ export function costLine(server: string, cost: RunCost | null): string {
   const calls = cost.callsPerTransfer ? Object.entries(cost.callsPerTransfer).map(([r, v]) => `${r} ${v}`).join(', ') : 'not counted';
   const bytes = cost.backendBytesPerByte ? `; backend served ${cost.backendBytesPerByte.served} B per RETR byte, received ${cost.backendBytesPerByte.received} B per STOR byte` : '';
   const w = cost.retryAfterWindows;
-  const limited = w && w.windows > 0 ? `; ${w.windows} Retry-After windows announced, calls arriving inside one: ${w.callsInside} (${w.callsInsideLate} later than 100 ms after its 429)` : '';
+  const started = w?.startedInside !== undefined ? `; started (by the caller's own clock) after the window's first 429 left: ${w.startedInside} (${w.startedInsideLate ?? 0} by 100 ms or more; at most ${w.startedInsideMaxMs ?? 0} ms)` : '';
+  const limited = w && w.windows > 0 ? `; ${w.windows} Retry-After windows announced, calls arriving inside one: ${w.callsInside} (${w.callsInsideLate} later than 100 ms after its 429)${started}` : '';
   const totals = cost.totalCalls !== null ? `; ${cost.totalCalls} backend calls, ${((cost.share429 ?? 0) * 100).toFixed(1)} % answered 429, ${cost.callsPerStor ?? '-'} calls per STOR` : '';
   const f = cost.minorFaultsKPerGiB;
   return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; minor faults (thousands per GiB) gateway ${f.gateway ?? '-'}, backend ${f.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}${totals}${limited}`;

@@ -28,7 +28,7 @@ export interface BackendCalls {
   routes: Record<string, { calls: number; status: Record<string, number> }>;
   bytes: { served: number; received: number };
   /** Retry-After windows the box announced (429s of its rate limit) and the calls that arrived inside one. */
-  retryAfterWindows?: { windows: number; callsInside: number; callsInsideLate: number };
+  retryAfterWindows?: { windows: number; callsInside: number; callsInsideLate: number; startedInside?: number; startedInsideLate?: number; startedInsideMaxMs?: number };
 }
 
 /** The storage server behind a peer, when the benchmark can see it: its process and its counters. */

@@ -6,6 +6,7 @@
 // token share one refresh; a call that is not idempotent is sent again only when Dropbox did nothing
 // (429, 401, a damaged body, a refused connection); every wait ends at once when the call's signal aborts.
 
+import { CALL_START_HEADER, callStartStamp } from './call-stamp.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Response, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { DropftpError, type ErrorCode } from '../errors.ts';
@@ -228,6 +229,7 @@ export class DropboxRequests {
         { route, auth: managed, idempotent: options.idempotent(route), paced: options.paced?.(route) ?? true, expectJson: !isContent, signal: (init.signal as AbortSignal | undefined) ?? null },
         (authorization, signal) => {
           if (managed && authorization !== null) headers.Authorization = authorization;
+          headers[CALL_START_HEADER] = callStartStamp();
           return undiciFetch(target, { ...(init as object), headers, ...(signal ? { signal } : {}), ...(dispatcher ? { dispatcher } : {}) } as Parameters<typeof undiciFetch>[1]);
         },
       );

@@ -111,12 +111,23 @@ interface Bucket {
  * Calls that arrived while their account's Retry-After window (announced with a 429) was open: a
  * client that honours Retry-After starts none. `late`: arrived at least WINDOW_GRACE_MS after the
  * 429 that opened the window was sent (earlier ones may have been on their way already).
+ * A call that says when its client started it (dropftp's X-Dropftp-Call-Start header, ms since the
+ * epoch) is also judged by that: `startedInside` counts those started after the first 429 of the
+ * open window was sent, `startedInsideLate` those started WINDOW_GRACE_MS or more after it, and
+ * `startedInsideMaxMs` is the longest such delay (a call started after its client could have read
+ * the 429 is the client's fault; one that arrived late though started in time is the wire's or this
+ * server's own event loop's).
  */
 export interface RetryAfterWindowStats {
   windows: number;
   callsInside: number;
   callsInsideLate: number;
+  startedInside: number;
+  startedInsideLate: number;
+  startedInsideMaxMs: number;
 }
+
+const NO_WINDOW_STATS: RetryAfterWindowStats = Object.freeze({ windows: 0, callsInside: 0, callsInsideLate: 0, startedInside: 0, startedInsideLate: 0, startedInsideMaxMs: 0 });
 
 export const WINDOW_GRACE_MS = 100;
 
@@ -133,12 +144,15 @@ export class Limits {
   private spec: LimitsSpec = NO_LIMITS;
   private readonly buckets = new Map<string, Bucket>();
   private readonly lockedNs = new Set<number>();
-  private readonly windows = new Map<string, { fromMs: number; untilMs: number }>();
-  private windowStats: RetryAfterWindowStats = { windows: 0, callsInside: 0, callsInsideLate: 0 };
+  /** Per account: the last 429's time, the window's end, and when its first 429 was sent (epoch ms). */
+  private readonly windows = new Map<string, { fromMs: number; untilMs: number; firstEpochMs: number }>();
+  private windowStats: RetryAfterWindowStats = { ...NO_WINDOW_STATS };
 
   constructor(
     spec: LimitsSpec = NO_LIMITS,
     private readonly now: () => number = () => performance.now(),
+    /** The same instant as ms since the epoch (compared with a client's call-start stamp). */
+    private readonly epochNow: () => number = () => performance.timeOrigin + performance.now(),
   ) {
     this.set(spec);
   }
@@ -164,15 +178,25 @@ export class Limits {
     this.spec = spec;
   }
 
-  /** Takes one call from `account`'s bucket: 0 = admitted, else the whole seconds to wait. */
-  admit(account: string): number {
+  /**
+   * Takes one call from `account`'s bucket: 0 = admitted, else the whole seconds to wait.
+   * `startedAtEpochMs`: when the client says it started the call (see RetryAfterWindowStats).
+   */
+  admit(account: string, startedAtEpochMs?: number): number {
     const limit = this.spec.rateLimit;
     if (!limit) return 0;
     const now = this.now();
-    const open = this.windows.get(account);
-    if (open && now < open.untilMs) {
+    let open = this.windows.get(account);
+    if (open && now >= open.untilMs) open = undefined;
+    if (open) {
       this.windowStats.callsInside++;
       if (now - open.fromMs >= WINDOW_GRACE_MS) this.windowStats.callsInsideLate++;
+      if (startedAtEpochMs !== undefined && Number.isFinite(startedAtEpochMs) && startedAtEpochMs > open.firstEpochMs) {
+        const after = startedAtEpochMs - open.firstEpochMs;
+        this.windowStats.startedInside++;
+        if (after >= WINDOW_GRACE_MS) this.windowStats.startedInsideLate++;
+        this.windowStats.startedInsideMaxMs = Math.max(this.windowStats.startedInsideMaxMs, Math.round(after * 10) / 10);
+      }
     }
     let b = this.buckets.get(account);
     if (!b) this.buckets.set(account, (b = { tokens: limit.burst, atMs: now }));
@@ -184,7 +208,7 @@ export class Limits {
     // the retry must find a whole token: (1 - tokens) / rate seconds from now
     const waitSec = Math.max(1, Math.ceil((1 - b.tokens) / limit.rate));
     this.windowStats.windows++;
-    this.windows.set(account, { fromMs: now, untilMs: Math.max(open?.untilMs ?? 0, now + waitSec * 1000) });
+    this.windows.set(account, { fromMs: now, untilMs: Math.max(open?.untilMs ?? 0, now + waitSec * 1000), firstEpochMs: open?.firstEpochMs ?? this.epochNow() });
     return waitSec;
   }
 
@@ -194,7 +218,7 @@ export class Limits {
   }
 
   resetRetryAfterWindows(): void {
-    this.windowStats = { windows: 0, callsInside: 0, callsInsideLate: 0 };
+    this.windowStats = { ...NO_WINDOW_STATS };
   }
 
   /**

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { CALL_START_HEADER } from '../dropbox/call-stamp.ts';
 import { ApiError, authError, badRequest, badRequestRaw, notFoundRoute, rateLimited, serverError } from './api-errors.ts';
 import { Args, parseContentArg, parseRpcBody, readSmallBody } from './args.ts';
 import { Box } from './box.ts';
@@ -138,7 +139,8 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse, call:
     ctx.accessToken = token;
     call.account = check.account.name;
     // Dropbox's per-user call-rate limit: every authenticated call counts, refused ones too.
-    const waitSec = box.limits.admit(check.account.name);
+    const stamp = req.headers[CALL_START_HEADER];
+    const waitSec = box.limits.admit(check.account.name, typeof stamp === 'string' ? Number(stamp) : undefined);
     if (waitSec > 0) throw rateLimited('too_many_requests', waitSec);
   }
 

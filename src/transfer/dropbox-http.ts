@@ -12,6 +12,7 @@ import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { CallOutcome } from '../dropbox/pacer.ts';
 import type { ErrorCode } from '../errors.ts';
+import { CALL_START_HEADER, callStartStamp } from '../dropbox/call-stamp.ts';
 import * as central from '../dropbox/classify.ts';
 import type { AccountWire } from './task-wire.ts';
 import { countRequest } from './request-counts.ts';
@@ -88,6 +89,7 @@ export function contentHeaders(call: ContentCall): Record<string, string> {
   const headers: Record<string, string> = {
     authorization: bearer(call.account),
     'dropbox-api-arg': headerSafeJson(call.arg),
+    [CALL_START_HEADER]: callStartStamp(),
     ...call.headers,
   };
   if (call.body) headers['content-type'] = 'application/octet-stream';
@@ -114,7 +116,7 @@ export function contentRequest(call: ContentCall): Promise<Dispatcher.ResponseDa
 export function rpcRequest(dispatcher: Dispatcher, account: AccountWire, route: string, arg: unknown): Promise<Dispatcher.ResponseData> {
   const pending = request(`${account.apiUrl}/2/${route}`, {
     method: 'POST',
-    headers: { authorization: bearer(account), 'content-type': 'application/json' },
+    headers: { authorization: bearer(account), 'content-type': 'application/json', [CALL_START_HEADER]: callStartStamp() },
     body: JSON.stringify(arg),
     dispatcher,
   });
