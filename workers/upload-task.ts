@@ -92,6 +92,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   let sentTo = acked;
   /** A streamed call's body is open: bytes it has not taken yet wait in memory, not in the spool. */
   let streamOpen = false;
+  /** The last call try: ended when the next one starts (its answer has been read by then). */
+  let lastTry: BodyTry | null = null;
   const flow = ctx.uploadFlow;
   flow.begin();
 
@@ -354,6 +356,14 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       const hash = at === from && !streaming ? callHash(from, to, close) : undefined;
       const withHash = hash ? { content_hash: hash } : {};
       const body: BodyTry = { pos: at, dead: false };
+      // A body of known length whose answer came early was left to run (see below); its answer is
+      // read now, so it takes no more pieces: none of its views into memory that is spilled, freed
+      // and reused from here on goes out on its socket.
+      if (lastTry && !lastTry.dead) {
+        lastTry.dead = true;
+        changed.fire();
+      }
+      lastTry = body;
       retention.beginTry(body, at);
       let threw = false;
       try {
