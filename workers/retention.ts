@@ -3,9 +3,11 @@
 // FRESH_TOTAL_BYTES), beyond that in spool files (mode 0600) under the spool folder, so that a failed
 // call is sent again without asking the client. Memory a call's body has sent (and its socket let go
 // of) is spilled to the spool when the share is full, so the bytes not yet sent stay in memory and a
-// spool file is read only for a retry (spillSent). Runs on the worker the upload is pinned to. Invariants: bytes are kept in file order as [start, end); memory buffers are
-// charged to the memory budget and spool bytes to engine.spoolBytes (control block) while held;
-// release() frees only acknowledged bytes; destroy() frees everything and removes the spool files;
+// spool file is read only for a retry (spillSent). Runs on the worker the upload is pinned to.
+// Invariants: bytes are kept in file order as [start, end); memory buffers are charged to the memory
+// budget and spool bytes to engine.spoolBytes (control block) while held; memory is spilled only
+// below what the live try's socket has written (markDrained); release() frees only acknowledged
+// bytes; destroy() frees everything and removes the spool files;
 // spool files are named <threadKey>-<taskId>-<n>.spool so main can remove a dead thread's; spool
 // I/O buffers are a quarter of the memory share (held only during one write or one body piece; a
 // read-back buffer is reused only once the request wrote it: RECYCLE_MIN_BYTES).
@@ -278,8 +280,8 @@ export class Retention {
 
   /**
    * A call's try starts to send from `from` (each try, each call): no piece of it has been written
-   * out yet. The socket of an earlier try is closed or done by then, or (an answer that came before
-   * the body ended) its request is over and whatever it still writes is read by no one.
+   * out yet. The socket of an earlier try is closed or done by then, and its body takes no more
+   * pieces (upload-task.ts ends it when the next try starts).
    */
   beginTry(t: object, from: number): void {
     this.liveTry = t;

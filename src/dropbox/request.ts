@@ -6,10 +6,10 @@
 // token share one refresh; a call that is not idempotent is sent again only when Dropbox did nothing
 // (429, 401, a damaged body, a refused connection); every wait ends at once when the call's signal aborts.
 
-import { CALL_START_HEADER, callStartStamp } from './call-stamp.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Response, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { DropftpError, type ErrorCode } from '../errors.ts';
+import { CALL_START_HEADER, callStartStamp } from './call-stamp.ts';
 import { DEFAULT_MAX_RETRY_AFTER_MS, classifyAnswer, classifyThrown, type Classified } from './classify.ts';
 
 /** What a pacer is told after each admitted call (the shape of src/dropbox/pacer.ts's). */
