@@ -101,6 +101,12 @@ export class SpoolError extends Error {
   }
 }
 
+/** A spool file operation that failed: `what`, the errno code, and whether the disk is full. */
+function spoolError(what: string, err: unknown): SpoolError {
+  const code = (err as NodeJS.ErrnoException).code;
+  return new SpoolError(`${what}: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
+}
+
 export class Retention {
   private readonly segments: Segment[] = [];
   private memoryBytes = 0;
@@ -136,13 +142,8 @@ export class Retention {
   }
 
   /** Memory this upload may hold now (the budget's share, published by main, may shrink). */
-  private memoryLimit(): number {
-    return Math.max(MIN_CHUNK_BYTES, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
-  }
-
-  /** Memory this upload may hold now. */
   memoryShare(): number {
-    return this.memoryLimit();
+    return Math.max(MIN_CHUNK_BYTES, Atomics.load(this.ctx.words, G.UPLOAD_MEMORY_BYTES));
   }
 
   /**
@@ -150,12 +151,12 @@ export class Retention {
    * uploads do not hold a MiB each on top of the budget.
    */
   private ioBytes(): number {
-    return Math.max(MIN_SPOOL_IO_BYTES, Math.min(SPOOL_IO_BYTES, 2 ** Math.floor(Math.log2(this.memoryLimit() / 4))));
+    return Math.max(MIN_SPOOL_IO_BYTES, Math.min(SPOOL_IO_BYTES, 2 ** Math.floor(Math.log2(this.memoryShare() / 4))));
   }
 
   /** Most bytes this upload may retain: its memory share plus its spool allowance. */
   capacity(): number {
-    return this.memoryLimit() + this.spoolCapBytes;
+    return this.memoryShare() + this.spoolCapBytes;
   }
 
   /**
@@ -198,7 +199,7 @@ export class Retention {
   private memoryRoom(anyPiece: boolean): number {
     const tail = this.segments.at(-1);
     if (tail && 'buf' in tail && tail.length < tail.buf.length) return tail.buf.length - tail.length;
-    const limit = this.memoryLimit();
+    const limit = this.memoryShare();
     const piece = Math.min(MEMORY_PIECE_BYTES, limit);
     if (this.memoryBytes + piece > limit) return 0;
     if (!anyPiece && this.spoolCapBytes > 0 && this.memoryBytes + piece > this.freshBytes() && !hasSpareChunk(this.ctx, piece)) return 0;
@@ -208,7 +209,7 @@ export class Retention {
   private fillMemory(ring: RingReader, onBytes: (data: Uint8Array) => void, most: number): number {
     let tail = this.segments.at(-1);
     if (!tail || !('buf' in tail) || tail.length === tail.buf.length) {
-      const size = Math.min(MEMORY_PIECE_BYTES, this.memoryLimit());
+      const size = Math.min(MEMORY_PIECE_BYTES, this.memoryShare());
       tail = { start: this.end, length: 0, buf: takeChunk(this.ctx, size) };
       this.memoryBytes += size;
       this.segments.push(tail);
@@ -223,30 +224,13 @@ export class Retention {
   private async fillSpool(ring: RingReader, readable: number, onBytes: (data: Uint8Array) => void): Promise<number> {
     const io = this.ioBytes();
     const want = Math.min(readable, io, this.spoolCapBytes - this.spoolBytes);
-    if (want <= 0) return 0;
-    const kib = Math.ceil((this.spoolBytes + want) / 1024) - this.spoolKib;
-    if (kib > 0 && !reserveSpool(this.ctx, kib)) return 0;
-    if (kib > 0) this.spoolKib += kib;
+    if (want <= 0 || !this.reserveSpoolFor(want)) return 0;
     const file = this.current ?? (await this.newFile());
     // Charged to the budget while it holds the bytes; other uploads of this thread reuse it.
     const scratch = takeChunk(this.ctx, io);
     try {
       const n = ring.read(scratch, 0, want);
-      // Claimed before the write: a release running meanwhile must not restart this file.
-      const filePos = file.writePos;
-      file.writePos += n;
-      file.live += n;
-      this.spoolBytes += n;
-      try {
-        let written = 0;
-        while (written < n) {
-          const r = await file.handle.write(scratch, written, n - written, filePos + written);
-          written += r.bytesWritten;
-        }
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
-      }
+      const filePos = await this.writeSpool(file, [scratch.subarray(0, n)], n);
       onBytes(scratch.subarray(0, n));
       countSpoolIo(this.ctx, G.SPOOLED_KIB, n);
       this.appendSpooled(file, filePos, n);
@@ -269,8 +253,7 @@ export class Retention {
     try {
       handle = await open(path, 'w+', 0o600);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new SpoolError(`spool file ${path}: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
+      throw spoolError(`spool file ${path}`, err);
     }
     const file: SpoolFile = { path, handle, writePos: 0, live: 0, retired: false };
     this.current = file;
@@ -313,22 +296,9 @@ export class Retention {
       picks.push({ seg, start: seg.start, length: seg.length });
       bytes += seg.length;
     }
-    if (bytes === 0) return 0;
-    const kib = Math.ceil((this.spoolBytes + bytes) / 1024) - this.spoolKib;
-    if (kib > 0 && !reserveSpool(this.ctx, kib)) return 0;
-    if (kib > 0) this.spoolKib += kib;
+    if (bytes === 0 || !this.reserveSpoolFor(bytes)) return 0;
     const file = this.current ?? (await this.newFile());
-    // Claimed before the write, as fillSpool does.
-    const filePos = file.writePos;
-    file.writePos += bytes;
-    file.live += bytes;
-    this.spoolBytes += bytes;
-    try {
-      await writeFully(file.handle, picks.map((p) => p.seg.buf.subarray(0, p.length)), filePos);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new SpoolError(`spool write failed: ${code ?? String(err)}`, code === 'ENOSPC' || code === 'EDQUOT');
-    }
+    const filePos = await this.writeSpool(file, picks.map((p) => p.seg.buf.subarray(0, p.length)), bytes);
     countSpoolIo(this.ctx, G.SPILLED_KIB, bytes);
     let freed = 0;
     let pos = filePos;
@@ -353,6 +323,32 @@ export class Retention {
     if (file.live === 0) await this.dropFile(file);
     this.giveBackSpool();
     return freed;
+  }
+
+  /** Reserves spool allowance (whole KiB) for `bytes` more; false when everyone's spool is full. */
+  private reserveSpoolFor(bytes: number): boolean {
+    const kib = Math.ceil((this.spoolBytes + bytes) / 1024) - this.spoolKib;
+    if (kib <= 0) return true;
+    if (!reserveSpool(this.ctx, kib)) return false;
+    this.spoolKib += kib;
+    return true;
+  }
+
+  /**
+   * Appends `bufs` (`n` bytes) to `file` and returns where they start. The space is claimed before
+   * the write: a release running meanwhile must not restart the file. Throws SpoolError.
+   */
+  private async writeSpool(file: SpoolFile, bufs: Buffer[], n: number): Promise<number> {
+    const filePos = file.writePos;
+    file.writePos += n;
+    file.live += n;
+    this.spoolBytes += n;
+    try {
+      await writeFully(file.handle, bufs, filePos);
+    } catch (err) {
+      throw spoolError('spool write failed', err);
+    }
+    return filePos;
   }
 
   private giveBackSpool(): void {

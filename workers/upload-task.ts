@@ -237,17 +237,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           if (t.dead) return;
           const end = Math.min(retention.end, limit);
           if (t.pos < end) {
-            for await (const piece of retention.body(t.pos, end)) {
-              // A try that is over (its request failed) takes no more bytes and moves nothing.
-              if (t.dead) return;
-              t.pos += piece.length;
-              sentTo = t.pos;
-              flow.sent(piece.length);
-              room.fire();
-              const pieceEnd = t.pos;
-              yield piece;
-              if (piece.length >= RECYCLE_MIN_BYTES) retention.markDrained(t, pieceEnd);
-            }
+            // A try that is over (its request failed) takes no more: the loop's next turn ends it.
+            yield* sendPieces(retention.body(t.pos, end), t);
             continue;
           }
           if (t.pos >= limit || rd.state !== 'open' || rd.stopped || ring.producerAborted()) return;
@@ -288,19 +279,27 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
     sentTo = t.pos;
     flow.bodyOpen();
     try {
-      for await (const piece of body) {
-        if (t.dead) return;
-        t.pos += piece.length;
-        sentTo = t.pos;
-        flow.sent(piece.length);
-        room.fire();
-        const pieceEnd = t.pos;
-        yield piece;
-        // Asked for more after a piece this large: the socket wrote it all (RECYCLE_MIN_BYTES).
-        if (piece.length >= RECYCLE_MIN_BYTES) retention.markDrained(t, pieceEnd);
-      }
+      yield* sendPieces(body, t);
     } finally {
       flow.bodyClose();
+    }
+  }
+
+  /**
+   * The pieces of `body` as try `t` hands them to its request: each moves the try's position and
+   * counts as sent (the lead, the thread's rate); a try that is over takes no more.
+   */
+  async function* sendPieces(body: AsyncGenerator<Buffer>, t: BodyTry): AsyncGenerator<Buffer> {
+    for await (const piece of body) {
+      if (t.dead) return;
+      t.pos += piece.length;
+      sentTo = t.pos;
+      flow.sent(piece.length);
+      room.fire();
+      const pieceEnd = t.pos;
+      yield piece;
+      // Asked for more after a piece this large: the socket wrote it all (RECYCLE_MIN_BYTES).
+      if (piece.length >= RECYCLE_MIN_BYTES) retention.markDrained(t, pieceEnd);
     }
   }
 
