@@ -3,7 +3,8 @@
 // FRESH_TOTAL_BYTES), beyond that in spool files (mode 0600) under the spool folder, so that a failed
 // call is sent again without asking the client. Memory a call's body has sent (and its socket let go
 // of) is spilled to the spool when the share is full, so the bytes not yet sent stay in memory and a
-// spool file is read only for a retry (spillSent). Runs on the worker the upload is pinned to.
+// spool file is read only for a retry (spillSent); a spill the disk refuses leaves its bytes in
+// memory and the upload goes on without a spool. Runs on the worker the upload is pinned to.
 // Invariants: bytes are kept in file order as [start, end); memory buffers are charged to the memory
 // budget and spool bytes to engine.spoolBytes (control block) while held; memory is spilled only
 // below what the live try's socket has written (markDrained); release() frees only acknowledged
@@ -129,8 +130,8 @@ export class Retention {
     private readonly ctx: ThreadContext,
     private readonly spoolDir: string,
     private readonly taskId: number,
-    /** Most spool bytes this upload may hold (0: memory only). */
-    private readonly spoolCapBytes: number,
+    /** Most spool bytes this upload may hold (0: memory only; 0 too once a spill failed). */
+    private spoolCapBytes: number,
     offset: number,
   ) {
     this.start = offset;
@@ -297,8 +298,27 @@ export class Retention {
       bytes += seg.length;
     }
     if (bytes === 0 || !this.reserveSpoolFor(bytes)) return 0;
-    const file = this.current ?? (await this.newFile());
-    const filePos = await this.writeSpool(file, picks.map((p) => p.seg.buf.subarray(0, p.length)), bytes);
+    let file: SpoolFile | null = null;
+    let filePos: number;
+    try {
+      file = this.current ?? (await this.newFile());
+      filePos = await this.writeSpool(file, picks.map((p) => p.seg.buf.subarray(0, p.length)), bytes);
+    } catch (err) {
+      if (!(err instanceof SpoolError)) throw err;
+      // A spill only makes room: its bytes are still in memory, and the call that sent them is
+      // acknowledged or retried from there. A disk that refuses it (full, failing) costs this upload
+      // its spool, not the upload: memory only from now on (backpressure until each call's answer),
+      // where a spool write that had to keep bytes it took from the ring fails the STOR with 452.
+      this.spoolCapBytes = 0;
+      Atomics.add(this.ctx.words, G.SPILL_FAILURES, 1);
+      if (file) {
+        file.retired = true;
+        if (file === this.current) this.current = null;
+        if (file.live === 0) await this.dropFile(file);
+      }
+      this.giveBackSpool();
+      return 0;
+    }
     countSpoolIo(this.ctx, G.SPILLED_KIB, bytes);
     let freed = 0;
     let pos = filePos;
@@ -346,6 +366,9 @@ export class Retention {
     try {
       await writeFully(file.handle, bufs, filePos);
     } catch (err) {
+      // Those bytes are not in the file (the space claimed stays claimed: later writes go after it).
+      file.live -= n;
+      this.spoolBytes -= n;
       throw spoolError('spool write failed', err);
     }
     return filePos;

@@ -122,6 +122,8 @@ export interface EngineStats {
     spooledBytes: number;
     spilledBytes: number;
     readBackBytes: number;
+    /** Spills the spool refused (a full or failing disk): each upload went on in memory only. */
+    spillFailures: number;
   };
   accounts: Record<string, AccountStats>;
   retries: number;
@@ -436,6 +438,7 @@ export class TransferEngine {
         spooledBytes: (Atomics.load(w, G.SPOOLED_KIB) >>> 0) * 1024,
         spilledBytes: (Atomics.load(w, G.SPILLED_KIB) >>> 0) * 1024,
         readBackBytes: (Atomics.load(w, G.READ_BACK_KIB) >>> 0) * 1024,
+        spillFailures: Atomics.load(w, G.SPILL_FAILURES) >>> 0,
       },
       accounts,
       retries: Atomics.load(w, G.RETRIES),

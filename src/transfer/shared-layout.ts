@@ -94,6 +94,8 @@ export const G = {
   SPILLED_KIB: 17,
   /** read back into a call's body. */
   READ_BACK_KIB: 18,
+  /** Spills that could not be written (the upload went on in memory only, retention.ts). */
+  SPILL_FAILURES: 19,
 } as const;
 
 export const A = {

@@ -3,14 +3,16 @@
 // read only when a call is sent again. A single upload through one worker with a 1 MiB memory
 // share: without faults most of its bytes are spilled and few read back; with resets in the middle
 // of the streamed body the retry reads the spilled bytes back, and the file still commits
-// byte-exact. Main thread + 1 worker + the box child, over HTTP.
+// byte-exact; a spill that cannot be written (a full disk) costs the upload its spool, not the
+// upload: it goes on in memory. Main thread + 1 worker + the box child, over HTTP.
 
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { contentHash } from '../../src/localbox/index.ts';
+import { TransferEngine } from '../../src/transfer/index.ts';
 import { KiB, MiB, contentOf, feed, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
 import type { Fixture } from './helpers.ts';
 
@@ -84,6 +86,35 @@ test('resets in the middle of a streamed body: the retry reads the spilled bytes
     await fx.box.setFaults({ rules: [] });
   }
   await assertAllGivenBack();
+});
+
+test('a spill that fails (disk full) leaves the bytes in memory: the upload goes on without its spool and commits byte-exact', async () => {
+  if (!existsSync('/dev/full')) return; // Linux only: writes to /dev/full fail with ENOSPC
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-spill-full-'));
+  // Main-thread engine: thread key 1, first task id 1, so the upload's first spool file is 1-1-0.spool.
+  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes: 1 * MiB, spoolBytes: 64 * MiB });
+  try {
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
+    const data = contentOf(pool, 3, 8 * MiB + 5);
+    // A lead below the memory share: the streamed call starts before anything is spooled, so the
+    // first spool write is a spill of bytes that call already sent.
+    const up = engine.openUpload('alice', '/spill/full.bin', { testHooks: { leadBytes: 512 * KiB } });
+    await feed(up, data, 64 * KiB);
+    const stored = await fetchFile(fx.box, fx.account.accessToken, '/spill/full.bin');
+    assert.is(stored && sha256(stored), sha256(data), 'byte-exact');
+    assert.is((up.metadata as Record<string, unknown> | undefined)?.content_hash, contentHash(data));
+    const spool = engine.stats().spool;
+    assert.ok(spool.spillFailures >= 1, `spill failures ${spool.spillFailures}`);
+    assert.is(spool.spilledBytes, 0, 'nothing spilled');
+    assert.is(spool.spooledBytes, 0, 'nothing spooled after the failure');
+    assert.is(spool.bytesInUse, 0, 'spool allowance given back');
+    assert.is(engine.stats().memory.chunkBytesInUse, 0, 'every buffer given back');
+    assert.equal(readdirSync(dir), [], 'the failed spool file is gone');
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
