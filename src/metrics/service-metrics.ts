@@ -15,7 +15,21 @@ export interface EngineStatsLike {
   activeDownloads: number;
   activeUploads: number;
   memory: { budgetBytes: number; ringBytesInUse: number; chunkBytesInUse: number; spareBytes?: number };
-  accounts: Record<string, { limit: number; inFlight: number; waiting: number; throttles: number; retries: number }>;
+  /** Each account's call-rate pacer (src/dropbox/pacer.ts PacerStats). */
+  accounts: Record<
+    string,
+    {
+      callsStarted: number;
+      callsPerSecond: number;
+      inFlight: number;
+      waiting: number;
+      writeLockRetries: number;
+      retryAfterUntilMs: number | null;
+      retryAfterCapped: number;
+    }
+  >;
+  /** The upload spool (absent from engines that predate it). */
+  spool?: { bytesInUse: number; limitBytes: number; spooledBytes: number; spilledBytes: number; readBackBytes: number; spillFailures: number };
   retries: number;
   throttles: number;
   workerCrashes: number;
@@ -86,9 +100,29 @@ export class ServiceMetrics {
     r.gauge('dropftp_memory_ring_bytes_in_use', 'Ring bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.ringBytesInUse));
     r.gauge('dropftp_memory_chunk_bytes_in_use', 'Upload chunk bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.chunkBytesInUse));
     r.gauge('dropftp_memory_spare_bytes', 'Idle buffer memory the transfer threads hold for reuse (free slots of their buffer slabs).', () => this.#fromEngine((s) => s.memory.spareBytes ?? 0));
-    r.gauge('dropftp_engine_request_limit', 'Per-account concurrent Dropbox request limit (AIMD), by account.', () => this.#perAccount((a) => a.limit), ['account']);
-    r.gauge('dropftp_engine_requests_in_flight', 'Dropbox requests running now, by account.', () => this.#perAccount((a) => a.inFlight), ['account']);
-    r.gauge('dropftp_engine_requests_waiting', 'Transfers waiting for a request turn, by account.', () => this.#perAccount((a) => a.waiting), ['account']);
+    // The call-rate pacer of each account (Dropbox limits calls per user, not concurrent requests).
+    r.gauge('dropftp_engine_call_rate', "Dropbox calls per second the account's pacer lets start now (slow start, halved on too_many_requests, then +1/s per second), by account.", () => this.#perAccount((a) => a.callsPerSecond), ['account']);
+    r.counterFrom('dropftp_engine_calls_started_total', 'Dropbox calls the transfer engine started (downloads, upload sessions, commits), by account.', () => this.#perAccount((a) => a.callsStarted), ['account']);
+    r.gauge('dropftp_engine_calls_in_flight', 'Engine calls started and not answered yet, by account.', () => this.#perAccount((a) => a.inFlight), ['account']);
+    r.gauge('dropftp_engine_calls_waiting', "Engine calls waiting for their start (the pacer's first-come queue), by account.", () => this.#perAccount((a) => a.waiting), ['account']);
+    r.gauge('dropftp_engine_retry_after_seconds', "Seconds left of the account's Retry-After window, in which no call starts (0: none in force), by account.", () =>
+      this.#perAccount((a) => (a.retryAfterUntilMs === null ? 0 : Math.max(0, (a.retryAfterUntilMs - Date.now()) / 1000))),
+    ['account']);
+    r.counterFrom('dropftp_engine_write_lock_retries_total', 'too_many_write_operations answers (each call retried after its retry_after, the rate kept), by account.', () => this.#perAccount((a) => a.writeLockRetries), ['account']);
+    r.counterFrom('dropftp_engine_retry_after_capped_total', 'Retry-After values out of [0, engine.maxRetryAfterSec] that were capped, by account.', () => this.#perAccount((a) => a.retryAfterCapped), ['account']);
+    // The upload spool (<data-dir>/spool): bytes beyond an upload's memory share until Dropbox acknowledges them.
+    r.gauge('dropftp_spool_bytes_in_use', 'Bytes held in upload spool files now, all uploads.', () => this.#fromSpool((s) => s.bytesInUse));
+    r.gauge('dropftp_spool_limit_bytes', 'The spool limit (engine.spoolBytes as resolved at start; 0: memory only).', () => this.#fromSpool((s) => s.limitBytes));
+    r.counterFrom('dropftp_spool_bytes_total', 'Upload bytes through the spool, by kind: spooled (written before a call sent them), spilled (moved there after a call sent them), read_back (read into a call body).', () =>
+      this.#stats?.spool
+        ? [
+            { labels: { kind: 'spooled' }, value: this.#stats.spool.spooledBytes },
+            { labels: { kind: 'spilled' }, value: this.#stats.spool.spilledBytes },
+            { labels: { kind: 'read_back' }, value: this.#stats.spool.readBackBytes },
+          ]
+        : [],
+    ['kind']);
+    r.counterFrom('dropftp_spool_spill_failures_total', 'Spills the disk refused (full or failing): each such upload went on in memory only.', () => this.#fromSpool((s) => s.spillFailures));
     r.gauge('dropftp_worker_threads', 'Transfer worker threads (0: transfers run on the main thread).', () => this.#fromEngine((s) => s.threads));
     r.gauge('dropftp_worker_utilization_ratio', "Transfer worker pool utilisation (piscina's utilization, 0..1).", () =>
       typeof this.#stats?.workerUtilization === 'number' ? this.#stats.workerUtilization : [],
@@ -164,6 +198,10 @@ export class ServiceMetrics {
 
   #fromEngine(read: (s: EngineStatsLike) => number): Sample[] {
     return this.#stats ? [{ value: read(this.#stats) }] : [];
+  }
+
+  #fromSpool(read: (s: NonNullable<EngineStatsLike['spool']>) => number): Sample[] {
+    return this.#stats?.spool ? [{ value: read(this.#stats.spool) }] : [];
   }
 
   #engineRequests(): Sample[] {

@@ -84,10 +84,7 @@ export interface AccountPacer {
  * Per account: the pacer's figures (calls started, call rate now, calls in flight and waiting, 429s,
  * the Retry-After window in force, write-lock retries, capped Retry-Afters).
  */
-export interface AccountStats extends PacerStats {
-  /** The current call rate, calls/s (= callsPerSecond; the name the metrics' request-limit gauge reads). */
-  limit: number;
-}
+export type AccountStats = PacerStats;
 
 export interface EngineStats {
   threads: number;
@@ -416,7 +413,7 @@ export class TransferEngine {
     const accounts: Record<string, AccountStats> = {};
     for (const acc of this.accounts.values()) {
       const p = readPacerStats(this.control, acc.slot);
-      accounts[acc.name] = { ...p, limit: p.callsPerSecond };
+      accounts[acc.name] = p;
     }
     return {
       threads: this.executor.threads,

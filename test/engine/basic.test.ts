@@ -92,7 +92,7 @@ test('stats report the memory budget and the account budget, and return to idle'
   assert.is(s.activeDownloads + s.activeUploads, 0);
   assert.is(s.memory.ringBytesInUse, 0);
   assert.is(s.memory.chunkBytesInUse, 0);
-  assert.ok(s.accounts.alice!.limit >= 1);
+  assert.ok(s.accounts.alice!.callsPerSecond >= 1);
   assert.is(s.accounts.alice!.inFlight, 0);
 });
 

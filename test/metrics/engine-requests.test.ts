@@ -1,7 +1,8 @@
 // The transfer engine's Dropbox requests in dropftp_dropbox_requests_total: after 2 uploads and 1
 // download of known sizes through the real engine (2 worker threads) and the real local box, the
 // engine's stats().requests and the scraped series count every start / append_v2 / finish_batch_v2 /
-// download answer by route and status, and a 429 injected by the box on files/download shows as 429.
+// download answer by route and status, and a 429 injected by the box on files/download shows as 429;
+// the pacer's and the spool's series read the same figures as the engine's stats().
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -23,10 +24,10 @@ test.after(async () => {
   await fx.stop();
 });
 
-async function scrape(): Promise<Map<string, number>> {
+async function scrape(prefix = 'dropftp_dropbox_requests_total{'): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const line of (await metrics.render()).split('\n')) {
-    if (!line.startsWith('dropftp_dropbox_requests_total{')) continue;
+    if (!line.startsWith(prefix)) continue;
     const at = line.lastIndexOf(' ');
     out.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
@@ -77,6 +78,31 @@ test('2 uploads and 1 download are counted by route and status; an injected 429 
 test('main-thread and engine counts of one route and status add up in one series', async () => {
   metrics.dropboxRequests.inc({ route: 'files/download', status: '429' }, 2);
   assert.is((await scrape()).get(series('files/download', '429')), 3);
+});
+
+test("the pacer's and the spool's series read the engine's figures", async () => {
+  const s = fx.engine.stats();
+  const a = s.accounts.alice!;
+  const m = await scrape('dropftp_');
+  // The first test's 2 starts, its commits and 3 download calls (one answered 429), at least.
+  assert.ok(a.callsStarted >= 6, `calls started ${a.callsStarted}`);
+  assert.is(m.get('dropftp_engine_calls_started_total{account="alice"}'), a.callsStarted);
+  assert.ok(a.callsPerSecond >= 1);
+  assert.is(m.get('dropftp_engine_call_rate{account="alice"}'), a.callsPerSecond);
+  assert.is(m.get('dropftp_engine_calls_in_flight{account="alice"}'), 0);
+  assert.is(m.get('dropftp_engine_calls_waiting{account="alice"}'), 0);
+  assert.is(m.get('dropftp_engine_retry_after_seconds{account="alice"}'), 0);
+  assert.is(m.get('dropftp_engine_write_lock_retries_total{account="alice"}'), a.writeLockRetries);
+  assert.is(m.get('dropftp_engine_retry_after_capped_total{account="alice"}'), a.retryAfterCapped);
+  assert.ok(s.spool.limitBytes > 0);
+  assert.is(m.get('dropftp_spool_limit_bytes'), s.spool.limitBytes);
+  assert.is(m.get('dropftp_spool_bytes_in_use'), 0);
+  assert.is(m.get('dropftp_spool_bytes_total{kind="spooled"}'), s.spool.spooledBytes);
+  assert.is(m.get('dropftp_spool_bytes_total{kind="spilled"}'), s.spool.spilledBytes);
+  assert.is(m.get('dropftp_spool_bytes_total{kind="read_back"}'), s.spool.readBackBytes);
+  assert.is(m.get('dropftp_spool_spill_failures_total'), 0);
+  // The series the pacer replaced are gone.
+  assert.is([...m.keys()].filter((k) => k.startsWith('dropftp_engine_request')).length, 0);
 });
 
 test.run();
