@@ -19,6 +19,8 @@ export interface Executor {
   crashes(): number;
   /** Worker threads alive now (the pool grows from one up to `threads`; the main-thread executor: 0). */
   liveThreads(): number;
+  /** Worker threads that finished starting (those the balancer may give a transfer). */
+  readyThreads(): number;
   /** piscina's pool utilisation (0..1; the main-thread executor: null). */
   utilization(): number | null;
   /** Starts the first worker now if none was started yet (else the first run() does). */
@@ -51,7 +53,8 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
   let crashes = 0;
   let created: Piscina | null = null;
   let warming = false;
-  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++));
+  const ready = new Set<number>();
+  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++, ready));
   if (!lazy) open();
   return {
     threads,
@@ -69,6 +72,7 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
     },
     crashes: () => crashes,
     liveThreads: () => created?.threads.length ?? 0,
+    readyThreads: () => ready.size,
     utilization: () => created?.utilization ?? 0,
     warm: () => void open(),
     prewarm(wanted) {
@@ -76,10 +80,16 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
       const pool = open();
       if (warming || pool.threads.length >= target) return;
       // A no-op task the balancer refuses until the pool has `target` threads: piscina starts one
-      // (the worker answers the unknown kind with an error result, which nobody reads).
+      // (the worker answers the unknown kind with an error result, which nobody reads). It carries
+      // an abort signal (never aborted) so that, refused, it waits in piscina's skip queue: a task
+      // left in its task queue made every later transfer queue behind it, so the whole pool (ready
+      // workers included) took nothing until the new worker had booted (piscina 5 runTask).
       warming = true;
       const options: WarmUpOptions = { warmTo: target };
-      void pool.run({ kind: 'warm-up', [WARM_UP]: options }).catch(() => {}).finally(() => (warming = false));
+      void pool
+        .run({ kind: 'warm-up', [WARM_UP]: options }, { signal: new AbortController().signal })
+        .catch(() => {})
+        .finally(() => (warming = false));
     },
     async close() {
       await created?.close();
@@ -90,9 +100,15 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
   };
 }
 
-function startPool(control: ControlHandle, threads: number, words: Int32Array, onReclaim: (threadKey: number) => void, onCrash: () => void): Piscina {
-  // Workers that finished starting (piscina's 'workerCreate'): the balancer dispatches only to these.
-  const ready = new Set<number>();
+function startPool(
+  control: ControlHandle,
+  threads: number,
+  words: Int32Array,
+  onReclaim: (threadKey: number) => void,
+  onCrash: () => void,
+  /** Workers that finished starting (piscina's 'workerCreate'): the balancer dispatches only to these. */
+  ready: Set<number>,
+): Piscina {
   const pool: Piscina = new Piscina({
     filename: WORKER_ENTRY,
     // Starts small and grows with load up to `threads` (pool-growth.ts).
@@ -146,6 +162,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
     },
     crashes: () => 0,
     liveThreads: () => 0,
+    readyThreads: () => 0,
     utilization: () => null,
     warm: () => {},
     prewarm: () => {},

@@ -2,7 +2,8 @@
 // only when every worker already carries GROW_AT_TASKS transfers (or, ahead of a burst, up to
 // PREWARM_WORKERS once many sessions are connected), so an idle gateway on a 96-core host holds one
 // or two isolates, not 96. Main thread (piscina calls the balancer on each dispatch).
-// Invariant: never picks a worker running an abortable task (the engine posts none); pure function.
+// Invariant: never picks a worker running an abortable task (the engine posts none but its warm-ups,
+// which carry a signal only to stay out of the way of transfers: executor.ts); pure function.
 
 import type { Piscina } from 'piscina';
 

@@ -1,5 +1,6 @@
 // The transfer worker pool on many-core hosts: the accepted maximum covers 256 cores and never
-// rejects the default; the pool starts with one worker and grows with load up to its maximum.
+// rejects the default; the pool starts with one worker and grows with load up to its maximum; the
+// warm-up that starts a worker ahead of a burst holds no transfer back.
 // Main thread + the engine's workers + the local box child.
 
 import { test } from 'uvu';
@@ -15,6 +16,8 @@ import { MiB, contentOf, drain, makePool, seed, sha256, sleep, startFixture } fr
 
 /** Worker threads alive in an engine (its executor is private; the thread count is what these tests are about). */
 const live = (engine: TransferEngine): number => (engine as unknown as { executor: Executor }).executor.liveThreads();
+/** Worker threads that finished starting. */
+const ready = (engine: TransferEngine): number => (engine as unknown as { executor: Executor }).executor.readyThreads();
 
 test('workers: 96 and 256 are accepted, 257 is refused naming the option, the default never exceeds the maximum', () => {
   assert.is(resolveEngineOptions({ workers: 96 }).workers, 96);
@@ -107,6 +110,37 @@ test('the balancer: a warm-up task is refused until the pool reached its target,
   const busy = worker(GROW_AT_TASKS + 3);
   assert.is(pick(warmUp, [busy]), busy, 'even a busy one (it is a no-op)');
   assert.is(pick(task, [busy]), null, 'a transfer still waits for the starting worker');
+});
+
+test('defect: the warm-up that starts a worker made every transfer queue behind it until that worker had booted, the ready one idle meanwhile', async () => {
+  const fx = await startFixture({ workers: 2 });
+  const engines: TransferEngine[] = [];
+  try {
+    const pool = makePool(2 * MiB, 9);
+    const data = contentOf(pool, 2, 3000);
+    await seed(fx.box, fx.account.accessToken, '/hol/a.bin', data);
+    const engine = await TransferEngine.start({ workers: 2 }, { deferWorkers: true });
+    engines.push(engine);
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    engine.warm();
+    const deadline = Date.now() + 30_000;
+    while (ready(engine) < 1 && Date.now() < deadline) await sleep(10);
+    assert.is(ready(engine), 1, 'the first worker is ready');
+    // A burst of sessions: the second worker starts booting (a warm-up task is posted for it).
+    engine.expectSessions(GROW_AT_TASKS + 1);
+    assert.is(live(engine), 2, 'the second worker is starting');
+    // Fewer small downloads than GROW_AT_TASKS now: the ready worker takes them at once. Before, they queued behind the
+    // warm-up and started only once the second worker had booted.
+    const got = await Promise.all(Array.from({ length: 3 }, () => drain(engine.openDownload('alice', '/hol/a.bin'))));
+    const readyWhenDone = ready(engine);
+    for (const g of got) assert.is(g.sha, sha256(data));
+    assert.is(readyWhenDone, 1, 'the downloads ended before the second worker was ready: none waited for its boot');
+    while (ready(engine) < 2 && Date.now() < deadline) await sleep(10);
+    assert.is(ready(engine), 2, 'and it did boot');
+  } finally {
+    await Promise.all(engines.map((e) => e.destroy().catch(() => {})));
+    await fx.stop();
+  }
 });
 
 test('defect: a burst after many logins waited for the second worker to boot — expectSessions() boots it before any transfer', async () => {
