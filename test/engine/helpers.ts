@@ -3,7 +3,7 @@
 // Runs on the test's main thread. Invariant: everything started here is stopped by stop().
 
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -39,6 +39,26 @@ export async function startFixture(engineOptions: EngineOptions = {}, accountNam
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Runs `body` with an engine on the main thread (no workers) bound to the fixture's account whose
+ * spool folder holds `/dev/full` under the name of the first upload's first spool file (thread key
+ * 1, task id 1: `1-1-0.spool`), so that the first spool write fails with ENOSPC. Linux only: where
+ * there is no /dev/full, `body` does not run. The engine and the folder are removed afterwards.
+ */
+export async function withFullDiskSpool(fx: Fixture, appendMemoryBytes: number, body: (engine: TransferEngine, spoolDir: string) => Promise<void>): Promise<void> {
+  if (!existsSync('/dev/full')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-spool-full-'));
+  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes, spoolBytes: 64 * 1024 * 1024 });
+  try {
+    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
+    await body(engine, dir);
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A deterministic pseudo-random pool; file contents are slices of it at different offsets. */

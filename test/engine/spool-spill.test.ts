@@ -6,14 +6,13 @@
 // byte-exact; a spill that cannot be written (a full disk) costs the upload its spool, not the
 // upload: it goes on in memory. Main thread + 1 worker + the box child, over HTTP.
 
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { contentHash } from '../../src/localbox/index.ts';
-import { TransferEngine } from '../../src/transfer/index.ts';
-import { KiB, MiB, contentOf, feed, fetchFile, makePool, sha256, sleep, startFixture } from './helpers.ts';
+import { KiB, MiB, contentOf, feed, fetchFile, makePool, sha256, sleep, startFixture, withFullDiskSpool } from './helpers.ts';
 import type { Fixture } from './helpers.ts';
 
 let fx: Fixture;
@@ -89,13 +88,7 @@ test('resets in the middle of a streamed body: the retry reads the spilled bytes
 });
 
 test('a spill that fails (disk full) leaves the bytes in memory: the upload goes on without its spool and commits byte-exact', async () => {
-  if (!existsSync('/dev/full')) return; // Linux only: writes to /dev/full fail with ENOSPC
-  const dir = mkdtempSync(join(tmpdir(), 'dropftp-spill-full-'));
-  // Main-thread engine: thread key 1, first task id 1, so the upload's first spool file is 1-1-0.spool.
-  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes: 1 * MiB, spoolBytes: 64 * MiB });
-  try {
-    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
-    symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
+  await withFullDiskSpool(fx, 1 * MiB, async (engine, dir) => {
     const data = contentOf(pool, 3, 8 * MiB + 5);
     // A lead below the memory share: the streamed call starts before anything is spooled, so the
     // first spool write is a spill of bytes that call already sent.
@@ -111,10 +104,7 @@ test('a spill that fails (disk full) leaves the bytes in memory: the upload goes
     assert.is(spool.bytesInUse, 0, 'spool allowance given back');
     assert.is(engine.stats().memory.chunkBytesInUse, 0, 'every buffer given back');
     assert.equal(readdirSync(dir), [], 'the failed spool file is gone');
-  } finally {
-    await engine.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test.run();

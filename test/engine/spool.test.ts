@@ -4,7 +4,7 @@
 // (backpressure), never failed; a full disk fails that STOR with 452 and commits nothing. Main thread
 // + 2 workers + the box child.
 
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { DropftpError } from '../../src/errors.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import type { UploadStream } from '../../src/transfer/index.ts';
-import { KiB, MiB, contentOf, fetchFile, finished, makePool, sha256, sleep, startFixture, writeAll } from './helpers.ts';
+import { KiB, MiB, contentOf, fetchFile, finished, makePool, sha256, sleep, startFixture, withFullDiskSpool, writeAll } from './helpers.ts';
 import { until } from '../helpers/wait.ts';
 import type { Fixture } from './helpers.ts';
 
@@ -132,13 +132,7 @@ test('spooling uploads hold no spool I/O buffer of their own between writes (wor
 });
 
 test('a full disk under the spool fails that STOR with 452 and commits nothing', async () => {
-  if (!existsSync('/dev/full')) return; // Linux only: writes to /dev/full fail with ENOSPC
-  const dir = mkdtempSync(join(tmpdir(), 'dropftp-spool-full-'));
-  // Main-thread engine: thread key 1, first task id 1, so its first spool file is 1-1-0.spool.
-  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes: 256 * KiB, spoolBytes: 64 * MiB });
-  try {
-    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
-    symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
+  await withFullDiskSpool(fx, 256 * KiB, async (engine) => {
     const up = engine.openUpload('alice', '/spool/full.bin');
     const failed = new Promise<unknown>((resolve) => up.once('error', resolve));
     void writeAll(up, contentOf(pool, 3, 2 * MiB)).then(() => up.end(), () => {});
@@ -148,10 +142,7 @@ test('a full disk under the spool fails that STOR with 452 and commits nothing',
     assert.is((err as DropftpError).ftpCode, 452);
     assert.is(await fetchFile(fx.box, fx.account.accessToken, '/spool/full.bin'), null, 'nothing committed');
     assert.is(engine.stats().spool.bytesInUse, 0);
-  } finally {
-    await engine.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test.run();
