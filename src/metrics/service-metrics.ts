@@ -33,6 +33,8 @@ export interface EngineStatsLike {
   retries: number;
   throttles: number;
   workerCrashes: number;
+  /** Transfers no worker thread has taken yet (absent from engines that predate it). */
+  queuedTransfers?: number;
   commits: { calls: number; committed: number; backlog: number };
   /** piscina's pool utilisation (0..1), when the engine exposes it. */
   workerUtilization?: number;
@@ -123,6 +125,7 @@ export class ServiceMetrics {
         : [],
     ['kind']);
     r.counterFrom('dropftp_spool_spill_failures_total', 'Spills the disk refused (full or failing): each such upload went on in memory only.', () => this.#fromSpool((s) => s.spillFailures));
+    r.gauge('dropftp_engine_queued_transfers', 'Transfers no worker thread has taken yet (the pool is starting a worker for them).', () => this.#fromEngine((s) => s.queuedTransfers ?? 0));
     r.gauge('dropftp_worker_threads', 'Transfer worker threads (0: transfers run on the main thread).', () => this.#fromEngine((s) => s.threads));
     r.gauge('dropftp_worker_utilization_ratio', "Transfer worker pool utilisation (piscina's utilization, 0..1).", () =>
       typeof this.#stats?.workerUtilization === 'number' ? this.#stats.workerUtilization : [],

@@ -21,6 +21,8 @@ export interface Executor {
   liveThreads(): number;
   /** Worker threads that finished starting (those the balancer may give a transfer). */
   readyThreads(): number;
+  /** Transfers handed to run() that no worker has taken yet (waiting in piscina's queue). */
+  queued(): number;
   /** piscina's pool utilisation (0..1; the main-thread executor: null). */
   utilization(): number | null;
   /** Starts the first worker now if none was started yet (else the first run() does). */
@@ -54,11 +56,14 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
   let created: Piscina | null = null;
   let warming = false;
   const ready = new Set<number>();
-  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++, ready));
+  // Transfers submitted and dispatched (the balancer gave each a worker), for queued().
+  const counts = { submitted: 0, dispatched: 0 };
+  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++, ready, counts));
   if (!lazy) open();
   return {
     threads,
     run(task) {
+      counts.submitted++;
       return (open().run(task) as Promise<TaskResult>).catch((err: unknown) => {
         crashes++;
         return {
@@ -73,6 +78,7 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
     crashes: () => crashes,
     liveThreads: () => created?.threads.length ?? 0,
     readyThreads: () => ready.size,
+    queued: () => counts.submitted - counts.dispatched,
     utilization: () => created?.utilization ?? 0,
     warm: () => void open(),
     prewarm(wanted) {
@@ -108,14 +114,21 @@ function startPool(
   onCrash: () => void,
   /** Workers that finished starting (piscina's 'workerCreate'): the balancer dispatches only to these. */
   ready: Set<number>,
+  counts: { dispatched: number },
 ): Piscina {
+  const balance = growingBalancer(threads, (): number => pool.threads.length, (id) => ready.has(id));
   const pool: Piscina = new Piscina({
     filename: WORKER_ENTRY,
     // Starts small and grows with load up to `threads` (pool-growth.ts).
     minThreads: Math.min(INITIAL_WORKERS, threads),
     maxThreads: threads,
     idleTimeout: EXTRA_WORKER_IDLE_MS,
-    loadBalancer: growingBalancer(threads, (): number => pool.threads.length, (id) => ready.has(id)),
+    // Counts the transfers it dispatches (piscina asks again for a task it queued: only the answer that names a worker counts).
+    loadBalancer: (task, workers) => {
+      const worker = balance(task, workers);
+      if (worker !== null && (task as { [WARM_UP]?: WarmUpOptions | null })[WARM_UP]?.warmTo === undefined) counts.dispatched++;
+      return worker;
+    },
     // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).
     atomics: 'disabled',
     concurrentTasksPerWorker: 1 << 20,
@@ -163,6 +176,7 @@ export async function createMainThreadExecutor(control: ControlHandle): Promise<
     crashes: () => 0,
     liveThreads: () => 0,
     readyThreads: () => 0,
+    queued: () => 0,
     utilization: () => null,
     warm: () => {},
     prewarm: () => {},

@@ -126,6 +126,8 @@ export interface EngineStats {
   retries: number;
   throttles: number;
   workerCrashes: number;
+  /** Transfers waiting for a worker thread (every worker busy at the pool's maximum, or none started yet). */
+  queuedTransfers: number;
   /** piscina's pool utilisation (0..1), absent when transfers run on the main thread. */
   workerUtilization?: number;
   commits: { calls: number; committed: number; backlog: number };
@@ -441,6 +443,7 @@ export class TransferEngine {
       retries: Atomics.load(w, G.RETRIES),
       throttles: Atomics.load(w, G.THROTTLES),
       workerCrashes: this.executor.crashes(),
+      queuedTransfers: this.executor.queued(),
       ...(this.executor.utilization() !== null ? { workerUtilization: this.executor.utilization()! } : {}),
       commits: { calls: this.batcher.calls, committed: this.batcher.committed, backlog: this.batcher.backlog() },
       requests: readRequestCounts(w),
