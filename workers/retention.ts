@@ -311,6 +311,9 @@ export class Retention {
       // where a spool write that had to keep bytes it took from the ring fails the STOR with 452.
       this.spoolCapBytes = 0;
       Atomics.add(this.ctx.words, G.SPILL_FAILURES, 1);
+      // Main logs it (transfer/index.ts watches this bell for capped Retry-Afters and tokens too).
+      Atomics.add(this.ctx.words, G.REFRESH_BELL, 1);
+      Atomics.notify(this.ctx.words, G.REFRESH_BELL);
       if (file) {
         file.retired = true;
         if (file === this.current) this.current = null;

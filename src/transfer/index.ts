@@ -165,6 +165,8 @@ export class TransferEngine {
   private readonly agent: ReturnType<typeof createAgent>;
   /** The main thread's view of the pacers (commits, and pacerFor's callers). */
   private readonly pacer: SharedPacer;
+  /** Spill failures logged so far (G.SPILL_FAILURES). */
+  private spillFailuresSeen = 0;
   /** Retry-After values capped so far, per account slot (to log each new one once). */
   private readonly cappedSeen = new Map<number, number>();
   private nextId = 1;
@@ -248,6 +250,18 @@ export class TransferEngine {
     }
   }
 
+  /** Logs spills the spool's disk refused since the last look (retention.ts: those uploads went on in memory). */
+  private logSpillFailures(): void {
+    const n = Atomics.load(this.words, G.SPILL_FAILURES) >>> 0;
+    if (n === this.spillFailuresSeen) return;
+    const added = n - this.spillFailuresSeen;
+    this.spillFailuresSeen = n;
+    this.options.log?.warn(
+      { event: 'spool-spill-failed', dir: this.spool.path, failures: added, total: n },
+      `${added === 1 ? 'a spill' : `${added} spills`} to the upload spool failed (disk full or failing): ${added === 1 ? 'that upload goes' : 'those uploads go'} on in memory only; a STOR that needs the spool fails with 452 until there is room`,
+    );
+  }
+
   /**
    * Threads that got a 401 bump REFRESH_BELL (token-cell.ts). A bare waitAsync (no timeout) keeps
    * nothing alive, so the watcher never holds the process open; close()/destroy() end it.
@@ -257,6 +271,7 @@ export class TransferEngine {
       if (!this.watching) return;
       const seen = Atomics.load(this.words, G.REFRESH_BELL);
       this.logCappedRetryAfters();
+      this.logSpillFailures();
       for (const acc of this.accounts.values()) {
         const seq = wantedSeq(acc.tokenCell);
         if (seq >= 0) void this.refreshToken(acc.name, seq);

@@ -15,8 +15,8 @@
 //   6 SPOOL_KIB_IN_USE       workers (CAS) spool file bytes reserved now, KiB (sum of slots)
 //   7 SPOOL_LIMIT_KIB        main (once)   engine.spoolBytes, KiB
 //   8 MAX_RETRY_AFTER_MS     main (once)   engine.maxRetryAfterSec × 1000: longer Retry-Afters are capped
-//   9 REFRESH_BELL           any (add)     bumped by a thread that needs a fresh access token or capped a
-//                                          Retry-After (main waits on it)
+//   9 REFRESH_BELL           any (add)     bumped by a thread that needs a fresh access token, capped a
+//                                          Retry-After or had a spill refused (main waits on it, and logs)
 //  10 MAX_RATE_MILLI         main (once)   engine.maxCallsPerSecond × 1000 (0: no fixed ceiling)
 //  11 UPLOADS_ALIVE          main          uploads admitted and not yet released (the spool's fair share)
 //  12 BUDGET_KIB             main (once)   engine.memoryBudgetBytes, KiB
@@ -27,6 +27,7 @@
 //  17 SPILLED_KIB            workers (add) upload bytes moved to the spool after a call sent them, KiB
 //  18 READ_BACK_KIB          workers (add) spool bytes read back into a call's body, KiB
 //                                          (16-18: free-running, in whole KiB as each thread sums them)
+//  19 SPILL_FAILURES         workers (add) spills the spool's disk refused (each upload went on in memory)
 //  ACCOUNTS (ACCOUNT_BASE + slot * ACCOUNT_WORDS), one slot per account, assigned by main; the call-rate
 //  pacer (src/dropbox/pacer.ts) — a FIFO of tickets granted by a token bucket (GCRA on TAT_US below)
 //   +0 NEXT_TICKET           any (add)     tickets ever taken; a call start needs one

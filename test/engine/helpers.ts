@@ -44,17 +44,24 @@ export async function startFixture(engineOptions: EngineOptions = {}, accountNam
 /**
  * Runs `body` with an engine on the main thread (no workers) bound to the fixture's account whose
  * spool folder holds `/dev/full` under the name of the first upload's first spool file (thread key
- * 1, task id 1: `1-1-0.spool`), so that the first spool write fails with ENOSPC. Linux only: where
- * there is no /dev/full, `body` does not run. The engine and the folder are removed afterwards.
+ * 1, task id 1: `1-1-0.spool`), so that the first spool write fails with ENOSPC; the engine's
+ * warnings are collected for `body`. Linux only: where there is no /dev/full, `body` does not run.
+ * The engine and the folder are removed afterwards.
  */
-export async function withFullDiskSpool(fx: Fixture, appendMemoryBytes: number, body: (engine: TransferEngine, spoolDir: string) => Promise<void>): Promise<void> {
+export async function withFullDiskSpool(
+  fx: Fixture,
+  appendMemoryBytes: number,
+  body: (engine: TransferEngine, spoolDir: string, warnings: { obj: Record<string, unknown>; msg: string }[]) => Promise<void>,
+): Promise<void> {
   if (!existsSync('/dev/full')) return;
   const dir = mkdtempSync(join(tmpdir(), 'dropftp-spool-full-'));
-  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes, spoolBytes: 64 * 1024 * 1024 });
+  const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
+  const log = { warn: (obj: object, msg: string) => void warnings.push({ obj: obj as Record<string, unknown>, msg }), info: () => {} };
+  const engine = await TransferEngine.start({ onlyMainThread: true, spoolDir: dir, appendMemoryBytes, spoolBytes: 64 * 1024 * 1024, log });
   try {
     engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
     symlinkSync('/dev/full', join(dir, '1-1-0.spool'));
-    await body(engine, dir);
+    await body(engine, dir, warnings);
   } finally {
     await engine.close();
     rmSync(dir, { recursive: true, force: true });

@@ -88,7 +88,7 @@ test('resets in the middle of a streamed body: the retry reads the spilled bytes
 });
 
 test('a spill that fails (disk full) leaves the bytes in memory: the upload goes on without its spool and commits byte-exact', async () => {
-  await withFullDiskSpool(fx, 1 * MiB, async (engine, dir) => {
+  await withFullDiskSpool(fx, 1 * MiB, async (engine, dir, warnings) => {
     const data = contentOf(pool, 3, 8 * MiB + 5);
     // A lead below the memory share: the streamed call starts before anything is spooled, so the
     // first spool write is a spill of bytes that call already sent.
@@ -104,6 +104,11 @@ test('a spill that fails (disk full) leaves the bytes in memory: the upload goes
     assert.is(spool.bytesInUse, 0, 'spool allowance given back');
     assert.is(engine.stats().memory.chunkBytesInUse, 0, 'every buffer given back');
     assert.equal(readdirSync(dir), [], 'the failed spool file is gone');
+    for (let i = 0; i < 20 && !warnings.some((w) => w.obj.event === 'spool-spill-failed'); i++) await sleep(25);
+    const warned = warnings.find((w) => w.obj.event === 'spool-spill-failed');
+    assert.ok(warned, `a warning names the failed spill: ${JSON.stringify(warnings)}`);
+    assert.is(warned!.obj.dir, dir);
+    assert.match(warned!.msg, /in memory only/);
   });
 });
 
