@@ -7,7 +7,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, WARM_UP, growingBalancer, type WarmUpOptions } from './pool-growth.ts';
+import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, WARM_UP, growingBalancer, warmUpTarget, type WarmUpOptions } from './pool-growth.ts';
 import { reclaimWorkerSlot, workerSlotKeys } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { EngineTask, TaskResult } from './task-wire.ts';
@@ -126,7 +126,7 @@ function startPool(
     // Counts the transfers it dispatches (piscina asks again for a task it queued: only the answer that names a worker counts).
     loadBalancer: (task, workers) => {
       const worker = balance(task, workers);
-      if (worker !== null && (task as { [WARM_UP]?: WarmUpOptions | null })[WARM_UP]?.warmTo === undefined) counts.dispatched++;
+      if (worker !== null && warmUpTarget(task) === undefined) counts.dispatched++;
       return worker;
     },
     // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).

@@ -31,6 +31,11 @@ export interface WarmUpOptions {
   warmTo: number;
 }
 
+/** The pool size a warm-up task asks for; undefined for a transfer (piscina shows the balancer its task's queue options). */
+export function warmUpTarget(task: Parameters<PoolBalancer>[0]): number | undefined {
+  return (task as { [WARM_UP]?: WarmUpOptions | null })[WARM_UP]?.warmTo;
+}
+
 /**
  * Least-busy dispatch that grows the pool: an idle ready worker if there is one; else, when even the
  * least busy ready worker runs GROW_AT_TASKS transfers and the pool is below maxThreads, or a worker
@@ -44,7 +49,7 @@ export function growingBalancer(maxThreads: number, poolSize: () => number, isRe
   return (task, workers) => {
     // A warm-up task (a no-op) is refused while the pool is below its target, so that piscina starts
     // a worker; then any ready worker runs it at once, and no transfer queues behind it.
-    const warmTo = (task as { [WARM_UP]?: WarmUpOptions | null })[WARM_UP]?.warmTo;
+    const warmTo = warmUpTarget(task);
     const refuseWarmUp = warmTo !== undefined && poolSize() < Math.min(warmTo, maxThreads);
     let best: (typeof workers)[number] | null = null;
     let starting = workers.length < poolSize();
