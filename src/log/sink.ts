@@ -1,8 +1,12 @@
 // Where log records go: pino hands each record here as one JSON line; we redact it (redact.ts) and
 // write it to the output as JSON, or as a readable line for terminals. Main thread. Invariants:
 // every record passes through redact() before any byte is written (one choke point, whatever
-// logged it; a JSON record in which no redaction rule could match is written unparsed); standard output gets each turn of the event loop's records in one synchronous write at its end, and what is pending at exit is written then, so nothing logged before exit is lost; a line that is not
-// JSON is written redacted as it is.
+// logged it; a JSON record in which no redaction rule could match is written unparsed); a line
+// that is not JSON is written redacted as it is. Standard output gets each turn of the event
+// loop's records in one synchronous write at its end; what a full pipe refuses waits, in order, in
+// our own bounded backlog (never in process.stdout, whose queue process.exit() discards), and what
+// is pending at exit is written then, so nothing logged before exit is lost; a reader that is gone
+// (EPIPE) silences the output instead of crashing the process.
 
 import { writeSync } from 'node:fs';
 import { mayHoldSecret, redact, redactString } from './redact.ts';
@@ -15,32 +19,101 @@ export interface LogOutput {
 
 /** A batch this large is written at once instead of at the end of the event loop's turn. */
 const FLUSH_BYTES = 64 * 1024;
+/** Output a full pipe refused, kept (in order) until the reader makes room; past this, records are dropped and counted. */
+const BACKLOG_MAX_BYTES = 16 * 1024 * 1024;
+/** How often a backlog is offered again to a pipe that refused it (its reader is slow). */
+const RETRY_MS = 10;
+/** At exit, how long to wait for a reader that takes nothing before the rest is given up. */
+const EXIT_PATIENCE_MS = 5000;
+
 let pending = '';
 let flushScheduled = false;
-/** Set while process.stdout holds bytes a write refused with EAGAIN: later lines queue behind them. */
-let queued = false;
+/** Bytes a full pipe refused (EAGAIN), oldest first: everything later queues behind them. */
+const backlog: Buffer[] = [];
+let backlogBytes = 0;
+let retryTimer: NodeJS.Timeout | undefined;
+let droppedBytes = 0;
+/** The reader is gone (EPIPE) or fd 1 fails otherwise: output is discarded, never a crash. */
+let broken = false;
 
-/** Writes `text` to fd 1, synchronously while it takes the bytes, else through process.stdout (in order). */
-function writeOut(text: string): void {
-  if (queued) {
-    if (process.stdout.writableLength > 0) {
-      process.stdout.write(text);
-      return;
-    }
-    queued = false;
-  }
-  const bytes = Buffer.from(text);
+/** Writes from `bytes` what fd 1 takes now; returns how many. Marks the output broken on an error other than EAGAIN. */
+function writeSome(bytes: Buffer): number {
   let off = 0;
   while (off < bytes.length) {
     try {
       off += writeSync(1, bytes, off);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      // A non-blocking pipe that is full: the rest goes through Node's own queue.
-      queued = true;
-      process.stdout.write(bytes.subarray(off));
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') broken = true;
+      break;
+    }
+  }
+  return off;
+}
+
+/** Offers the backlog to fd 1; true when it is all written (or can never be). */
+function drainBacklog(): boolean {
+  while (backlog.length > 0 && !broken) {
+    const head = backlog[0]!;
+    const written = writeSome(head);
+    backlogBytes -= written;
+    if (written < head.length) {
+      backlog[0] = head.subarray(written);
+      return false;
+    }
+    backlog.shift();
+  }
+  if (broken) {
+    backlog.length = 0;
+    backlogBytes = 0;
+    return true;
+  }
+  if (droppedBytes > 0) {
+    const note = Buffer.from(JSON.stringify({ level: 40, time: Date.now(), msg: 'log output was slower than the records: some were dropped', droppedBytes }) + '\n');
+    droppedBytes = 0;
+    const written = writeSome(note);
+    if (written < note.length && !broken) {
+      backlog.push(note.subarray(written));
+      backlogBytes += note.length - written;
+      return false;
+    }
+  }
+  return true;
+}
+
+function retryLater(): void {
+  if (retryTimer) return;
+  retryTimer = setTimeout(() => {
+    retryTimer = undefined;
+    if (!drainBacklog()) retryLater();
+  }, RETRY_MS).unref();
+}
+
+/**
+ * Writes `text` to fd 1, synchronously while the pipe takes the bytes. A full non-blocking pipe
+ * (EAGAIN: its reader is slow) leaves the rest in our own backlog, retried by a timer and written
+ * at exit: never handed to process.stdout, whose queued writes process.exit() discards (a CI run
+ * lost 375 of 2,000 records that way).
+ */
+function writeOut(text: string): void {
+  if (broken) return;
+  if (backlogBytes > 0) {
+    drainBacklog();
+    if (backlogBytes > 0) {
+      if (backlogBytes + text.length > BACKLOG_MAX_BYTES) droppedBytes += Buffer.byteLength(text);
+      else {
+        backlog.push(Buffer.from(text));
+        backlogBytes += backlog[backlog.length - 1]!.length;
+      }
+      retryLater();
       return;
     }
+  }
+  const bytes = Buffer.from(text);
+  const written = writeSome(bytes);
+  if (written < bytes.length && !broken) {
+    backlog.push(bytes.subarray(written));
+    backlogBytes += bytes.length - written;
+    retryLater();
   }
 }
 
@@ -51,6 +124,24 @@ export function flushStdout(): void {
   const text = pending;
   pending = '';
   writeOut(text);
+}
+
+/**
+ * At exit: the pending records and the backlog are written, waiting for a slow reader. The process
+ * is ending, so this one wait on the main thread is the price of losing nothing; it gives up after
+ * EXIT_PATIENCE_MS in which the reader took no byte.
+ */
+function flushAtExit(): void {
+  flushStdout();
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  let lastProgress = Date.now();
+  for (;;) {
+    const before = backlogBytes;
+    if (drainBacklog()) return;
+    if (backlogBytes < before) lastProgress = Date.now();
+    else if (Date.now() - lastProgress > EXIT_PATIENCE_MS) return;
+    Atomics.wait(nap, 0, 0, 2);
+  }
 }
 
 /**
@@ -69,7 +160,7 @@ export const STDOUT: LogOutput = {
     }
   },
 };
-process.on('exit', flushStdout);
+process.on('exit', flushAtExit);
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
 const COLORS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };

@@ -10,10 +10,15 @@ import * as assert from 'uvu/assert';
 
 const BURST = fileURLToPath(new URL('./fixtures/log-burst.ts', import.meta.url));
 
-async function burst(count: number, end: 'exit' | 'throw'): Promise<{ code: number | null; lines: string[] }> {
+/** Runs the fixture; with `readerDelayMs`, nothing is read from its stdout until that long after it starts (a slow reader). */
+async function burst(count: number, end: 'exit' | 'throw' | 'turns', readerDelayMs = 0): Promise<{ code: number | null; lines: string[] }> {
   const child = spawn(process.execPath, ['--import', 'tsx', BURST, String(count), end], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   child.stdout.on('data', (d: Buffer) => out.push(d));
+  if (readerDelayMs > 0) {
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), readerDelayMs);
+  }
   child.stderr.resume();
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   return { code, lines: Buffer.concat(out).toString('utf8').split('\n').filter((l) => l !== '') };
@@ -35,6 +40,31 @@ for (const count of [3, 2000]) {
     assertSequence(lines, count);
   });
 }
+
+// Regression: a CI run got 1,625 of 2,000 lines. Its reader was slow, the non-blocking pipe was
+// full, and the sink handed the rest to process.stdout, whose queued writes process.exit() drops.
+// 20,000 records (~4 MB) outgrow any pipe or socket buffer while the reader waits 1.5 s.
+test('20,000 records then process.exit, read by a reader that starts late: every record is written, in order', async () => {
+  const { code, lines } = await burst(20_000, 'exit', 1500);
+  assert.is(code, 0);
+  assertSequence(lines, 20_000);
+});
+
+test('20,000 records over 20 turns to a reader that starts late, then a natural end: every record is written, in order', async () => {
+  const { code, lines } = await burst(20_000, 'turns', 1500);
+  assert.is(code, 0);
+  assertSequence(lines, 20_000);
+});
+
+test('a reader that is gone (EPIPE): the records are discarded and the process goes on to its own exit', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', BURST, '20000', 'exit'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  assert.is(stderr, '', 'nothing thrown');
+  assert.is(code, 0, 'process.exit(0) reached');
+});
 
 test('records then an uncaught exception in the same turn: every record is written', async () => {
   const { code, lines } = await burst(5, 'throw');
