@@ -304,6 +304,17 @@ export class Sessions {
     this.stmt.drop.run(id);
   }
 
+  /**
+   * Removes a session no client can name: its upload_session/start failed (a body cut short, a
+   * refused argument), so its id never left the box. A failed append already abandons its blocks;
+   * without this, each such start left its row until the 7-day expiry (and in the admin's count).
+   */
+  discard(id: string): void {
+    const p = this.stmt.partial.get(id) as { idx: number } | undefined;
+    this.db.transaction(() => this.drop(id))();
+    if (p) this.partials.discardSync(PartialBlocks.nameOf(id, p.idx));
+  }
+
   isConcurrent(id: string, ns: number): boolean {
     return this.get(id, ns).concurrent === 1;
   }

@@ -1,6 +1,7 @@
 // Upload sessions through the official SDK: sequential with unaligned appends, wrong offsets
 // (correct_offset), closed sessions, concurrent sessions and their 4 MiB rules, finish_batch_v2 with
 // mixed results, finish_batch v1 + check, start_batch, write modes and autorename.
+import { request } from 'node:http';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { contentHash } from '../../src/localbox/index.ts';
@@ -10,9 +11,12 @@ import type { Dropbox } from 'dropbox';
 const MiB = 1024 * 1024;
 let t: TestBox;
 let dbx: Dropbox;
+let token: string;
 test.before(async () => {
   t = await makeBox();
-  dbx = t.sdk(await t.box.createAccount('alice'));
+  const account = await t.box.createAccount('alice');
+  token = account.accessToken;
+  dbx = t.sdk(account);
 });
 test.after(async () => {
   await t.cleanup();
@@ -169,6 +173,29 @@ test('write modes: add conflicts (flattened UploadWriteFailed), autorename, upda
   assert.equal(anc.error.error.reason, { '.tag': 'conflict', conflict: { '.tag': 'file_ancestor' } });
   const byId = await dbx.filesUpload({ path: first.id, contents: Buffer.from('by id'), mode: { '.tag': 'overwrite' } });
   assert.is(byId.result.path_lower, '/modes/doc.txt');
+});
+
+test('an upload_session/start whose chunked body is cut leaves no session behind (its id was never answered)', async () => {
+  const sessions = async (): Promise<number> => (await t.admin<{ sessions: number }>('GET', 'stats')).sessions;
+  const before = await sessions();
+  const data = bytes(6 * MiB + 5, 41);
+  const req = request(`${t.box.url}/2/files/upload_session/start`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'dropbox-api-arg': JSON.stringify({ close: true }) },
+  });
+  const failed = new Promise<string>((resolve) => {
+    req.on('error', (err) => resolve(err.message));
+    req.on('response', (res) => resolve(`answered ${res.statusCode}`));
+  });
+  req.write(data);
+  // Once the box has taken a whole 4 MiB block (sealed into the session), the client goes away.
+  for (let i = 0; i < 200 && (await sessions()) === before; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(await sessions(), before + 1, 'the session exists while its body arrives');
+  await new Promise((r) => setTimeout(r, 100));
+  req.destroy();
+  assert.not.match(await failed, /^answered/, 'no answer to a cut request');
+  for (let i = 0; i < 200 && (await sessions()) !== before; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(await sessions(), before, 'the session is gone');
 });
 
 test.run();

@@ -61,15 +61,20 @@ const start: Route = {
     const concurrent = type.tag === 'concurrent';
     if (concurrent && close) throw routeError({ '.tag': 'concurrent_session_close_not_allowed' });
     const id = box.sessions.create(ns, concurrent);
-    if (concurrent) {
-      await requestBody(ctx)((chunk) => {
-        if (chunk.length) throw routeError({ '.tag': 'concurrent_session_data_not_allowed' });
-      });
-    } else {
-      await mapErrorsAsync(
-        () => box.sessions.append(id, ns, 0, close, requestBody(ctx), expectHash),
-        (_w, u) => u,
-      );
+    try {
+      if (concurrent) {
+        await requestBody(ctx)((chunk) => {
+          if (chunk.length) throw routeError({ '.tag': 'concurrent_session_data_not_allowed' });
+        });
+      } else {
+        await mapErrorsAsync(
+          () => box.sessions.append(id, ns, 0, close, requestBody(ctx), expectHash),
+          (_w, u) => u,
+        );
+      }
+    } catch (err) {
+      box.sessions.discard(id); // the id is never answered: nobody could continue or commit it
+      throw err;
     }
     sendJson(ctx.res, { session_id: id });
   },
