@@ -177,7 +177,10 @@ test('a reset in the middle of an append body is retried from retention: 226-equ
     assert.is(up.metadata?.size, data.length, 'committed (the FTP layer answers 226)');
     const d = delta(engine, before);
     assert.is(d['files/upload_session/start']?.['200'], 1);
-    assert.is(d['files/upload_session/append_v2']?.['200'], 2);
+    // 4 MiB (start) + 4 MiB + the rest (appends), or, when the client's end arrives before the middle
+    // append is sent (a loaded machine), the rest in one closing append within the 8 MiB retention.
+    const appends = d['files/upload_session/append_v2']?.['200'] ?? 0;
+    assert.ok(appends === 1 || appends === 2, JSON.stringify(d));
     assert.is((d['files/upload_session/start']?.['0'] ?? 0) + (d['files/upload_session/append_v2']?.['0'] ?? 0), 2, 'the two cut calls had no answer');
     const stored = await fetchFile(fx.box, fx.account.accessToken, '/calls/reset-up.bin');
     assert.is(stored && sha256(stored), sha256(data), 'identical bytes');
