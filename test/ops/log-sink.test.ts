@@ -10,16 +10,21 @@ import * as assert from 'uvu/assert';
 
 const BURST = fileURLToPath(new URL('./fixtures/log-burst.ts', import.meta.url));
 
-/** Runs the fixture; with `readerDelayMs`, nothing is read from its stdout until that long after it starts (a slow reader). */
-async function burst(count: number, end: 'exit' | 'throw' | 'turns', readerDelayMs = 0): Promise<{ code: number | null; lines: string[] }> {
+/**
+ * Runs the fixture. With `readerDelay`, nothing is read from its stdout (a slow reader) for that
+ * many ms after it starts, or, with 'logged', until it says on stderr that every record is made.
+ */
+async function burst(count: number, end: 'exit' | 'throw' | 'turns', readerDelay: number | 'logged' = 0): Promise<{ code: number | null; lines: string[] }> {
   const child = spawn(process.execPath, ['--import', 'tsx', BURST, String(count), end], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   child.stdout.on('data', (d: Buffer) => out.push(d));
-  if (readerDelayMs > 0) {
-    child.stdout.pause();
-    setTimeout(() => child.stdout.resume(), readerDelayMs);
-  }
-  child.stderr.resume();
+  if (readerDelay !== 0) child.stdout.pause();
+  if (typeof readerDelay === 'number' && readerDelay > 0) setTimeout(() => child.stdout.resume(), readerDelay);
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString('utf8');
+    if (readerDelay === 'logged' && stderr.includes('logged\n')) child.stdout.resume();
+  });
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   return { code, lines: Buffer.concat(out).toString('utf8').split('\n').filter((l) => l !== '') };
 }
@@ -54,6 +59,22 @@ test('20,000 records over 20 turns to a reader that starts late, then a natural 
   const { code, lines } = await burst(20_000, 'turns', 1500);
   assert.is(code, 0);
   assertSequence(lines, 20_000);
+});
+
+test('a reader stalled past 16 MiB of records: later records are dropped and counted, what is kept stays in order', async () => {
+  // ~250 B a record: 120,000 records in 20 turns are ~30 MB, past the 16 MiB the sink holds back.
+  const count = 120_000;
+  const { code, lines } = await burst(count, 'turns', 'logged');
+  assert.is(code, 0);
+  const records = lines.map((l) => JSON.parse(l) as { seq?: number; msg: string; droppedBytes?: number });
+  const kept = records.filter((r) => r.msg === 'burst');
+  const notes = records.filter((r) => r.droppedBytes !== undefined);
+  assert.ok(kept.length < count, `some dropped (${kept.length} of ${count} kept)`);
+  const keptBytes = lines.filter((_, i) => records[i]!.msg === 'burst').reduce((n, l) => n + l.length + 1, 0);
+  assert.ok(keptBytes >= 16 * 1024 * 1024, `at least the 16 MiB held back kept (${keptBytes} B, ${kept.length} records)`);
+  for (let i = 1; i < kept.length; i++) assert.ok(kept[i]!.seq! > kept[i - 1]!.seq!, `in order at ${i}`);
+  assert.is(kept[0]!.seq, 0, 'nothing lost before the backlog filled');
+  assert.ok(notes.length >= 1 && notes.every((n) => n.droppedBytes! > 0), JSON.stringify(notes));
 });
 
 test('a reader that is gone (EPIPE): the records are discarded and the process goes on to its own exit', async () => {
