@@ -68,7 +68,7 @@ function drainBacklog(): boolean {
     return true;
   }
   if (droppedBytes > 0) {
-    const note = Buffer.from(JSON.stringify({ level: 40, time: Date.now(), msg: 'log output was slower than the records: some were dropped', droppedBytes }) + '\n');
+    const note = Buffer.from(JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log output was slower than the records: some were dropped', droppedBytes }) + '\n');
     droppedBytes = 0;
     const written = writeSome(note);
     if (written < note.length && !broken) {

@@ -75,6 +75,11 @@ test('a reader stalled past 16 MiB of records: later records are dropped and cou
   for (let i = 1; i < kept.length; i++) assert.ok(kept[i]!.seq! > kept[i - 1]!.seq!, `in order at ${i}`);
   assert.is(kept[0]!.seq, 0, 'nothing lost before the backlog filled');
   assert.ok(notes.length >= 1 && notes.every((n) => n.droppedBytes! > 0), JSON.stringify(notes));
+  // The warning reads like the records around it (pino's ISO time, level 40).
+  for (const n of notes as unknown as { level: number; time: string }[]) {
+    assert.is(n.level, 40);
+    assert.match(n.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  }
 });
 
 test('a reader that is gone (EPIPE): the records are discarded and the process goes on to its own exit', async () => {
