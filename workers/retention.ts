@@ -81,8 +81,6 @@ interface SpoolFile {
   writePos: number;
   /** Bytes of this file still retained. */
   live: number;
-  /** No more writes go here (a newer file took over). */
-  retired: boolean;
 }
 
 type Segment = { start: number; length: number } & ({ buf: Buffer } | { file: SpoolFile; filePos: number });
@@ -256,7 +254,7 @@ export class Retention {
     } catch (err) {
       throw spoolError(`spool file ${path}`, err);
     }
-    const file: SpoolFile = { path, handle, writePos: 0, live: 0, retired: false };
+    const file: SpoolFile = { path, handle, writePos: 0, live: 0 };
     this.current = file;
     this.allFiles.add(file);
     return file;
@@ -315,7 +313,6 @@ export class Retention {
       Atomics.add(this.ctx.words, G.REFRESH_BELL, 1);
       Atomics.notify(this.ctx.words, G.REFRESH_BELL);
       if (file) {
-        file.retired = true;
         if (file === this.current) this.current = null;
         if (file.live === 0) await this.dropFile(file);
       }
@@ -391,10 +388,7 @@ export class Retention {
    * what is retained.
    */
   rotate(): void {
-    if (this.current && this.current.writePos > 0) {
-      this.current.retired = true;
-      this.current = null;
-    }
+    if (this.current && this.current.writePos > 0) this.current = null;
   }
 
   /**
