@@ -310,9 +310,7 @@ export class Sessions {
    * without this, each such start left its row until the 7-day expiry (and in the admin's count).
    */
   discard(id: string): void {
-    const p = this.stmt.partial.get(id) as { idx: number } | undefined;
-    this.db.transaction(() => this.drop(id))();
-    if (p) this.partials.discardSync(PartialBlocks.nameOf(id, p.idx));
+    this.dropWithPartials([id]);
   }
 
   isConcurrent(id: string, ns: number): boolean {
@@ -322,11 +320,16 @@ export class Sessions {
   /** Deletes sessions older than 7 days; their blocks become garbage. */
   expire(): void {
     const ids = this.stmt.expired.all(Date.now() - SESSION_TTL_MS) as { id: string }[];
-    const partials = ids.flatMap((r) => {
-      const p = this.stmt.partial.get(r.id) as { idx: number } | undefined;
-      return p ? [PartialBlocks.nameOf(r.id, p.idx)] : [];
+    this.dropWithPartials(ids.map((r) => r.id));
+  }
+
+  /** Removes sessions in one transaction, then their partial block files. */
+  private dropWithPartials(ids: string[]): void {
+    const partials = ids.flatMap((id) => {
+      const p = this.stmt.partial.get(id) as { idx: number } | undefined;
+      return p ? [PartialBlocks.nameOf(id, p.idx)] : [];
     });
-    this.db.transaction(() => ids.forEach((r) => this.drop(r.id)))();
+    this.db.transaction(() => ids.forEach((id) => this.drop(id)))();
     for (const name of partials) this.partials.discardSync(name);
   }
 }
