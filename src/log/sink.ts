@@ -70,14 +70,19 @@ function drainBacklog(): boolean {
   if (droppedBytes > 0) {
     const note = Buffer.from(JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log output was slower than the records: some were dropped', droppedBytes }) + '\n');
     droppedBytes = 0;
-    const written = writeSome(note);
-    if (written < note.length && !broken) {
-      backlog.push(note.subarray(written));
-      backlogBytes += note.length - written;
-      return false;
-    }
+    return writeOrKeep(note);
   }
   return true;
+}
+
+/** Writes what fd 1 takes of `bytes` and keeps the rest in the backlog; true when all was written (or can never be). */
+function writeOrKeep(bytes: Buffer): boolean {
+  const written = writeSome(bytes);
+  if (written === bytes.length || broken) return true;
+  backlog.push(bytes.subarray(written));
+  backlogBytes += bytes.length - written;
+  retryLater();
+  return false;
 }
 
 function retryLater(): void {
@@ -96,25 +101,18 @@ function retryLater(): void {
  */
 function writeOut(text: string): void {
   if (broken) return;
-  if (backlogBytes > 0) {
-    drainBacklog();
-    if (backlogBytes > 0) {
-      if (backlogBytes + text.length > BACKLOG_MAX_BYTES) droppedBytes += Buffer.byteLength(text);
-      else {
-        backlog.push(Buffer.from(text));
-        backlogBytes += backlog[backlog.length - 1]!.length;
-      }
-      retryLater();
-      return;
+  if (backlogBytes > 0 && !drainBacklog()) {
+    // Still behind: this batch waits too (after what came first), unless the backlog is full.
+    const bytes = Buffer.from(text);
+    if (backlogBytes + bytes.length > BACKLOG_MAX_BYTES) droppedBytes += bytes.length;
+    else {
+      backlog.push(bytes);
+      backlogBytes += bytes.length;
     }
-  }
-  const bytes = Buffer.from(text);
-  const written = writeSome(bytes);
-  if (written < bytes.length && !broken) {
-    backlog.push(bytes.subarray(written));
-    backlogBytes += bytes.length - written;
     retryLater();
+    return;
   }
+  writeOrKeep(Buffer.from(text));
 }
 
 /** Writes what is pending now. */
