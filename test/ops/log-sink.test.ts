@@ -12,13 +12,15 @@ const BURST = fileURLToPath(new URL('./fixtures/log-burst.ts', import.meta.url))
 
 /**
  * Runs the fixture. With `readerDelay`, nothing is read from its stdout (a slow reader) for that
- * many ms after it starts, or, with 'logged', until it says on stderr that every record is made.
+ * many ms after it starts, or, with 'logged', until it says on stderr that every record is made;
+ * with 'gone', its stdout is closed at once (the reader went away).
  */
-async function burst(count: number, end: 'exit' | 'throw' | 'turns', readerDelay: number | 'logged' = 0): Promise<{ code: number | null; lines: string[] }> {
+async function burst(count: number, end: 'exit' | 'throw' | 'turns', readerDelay: number | 'logged' | 'gone' = 0): Promise<{ code: number | null; lines: string[]; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', BURST, String(count), end], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
-  child.stdout.on('data', (d: Buffer) => out.push(d));
-  if (readerDelay !== 0) child.stdout.pause();
+  if (readerDelay === 'gone') child.stdout.destroy();
+  else child.stdout.on('data', (d: Buffer) => out.push(d));
+  if (readerDelay === 'logged' || (typeof readerDelay === 'number' && readerDelay > 0)) child.stdout.pause();
   if (typeof readerDelay === 'number' && readerDelay > 0) setTimeout(() => child.stdout.resume(), readerDelay);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
@@ -26,7 +28,7 @@ async function burst(count: number, end: 'exit' | 'throw' | 'turns', readerDelay
     if (readerDelay === 'logged' && stderr.includes('logged\n')) child.stdout.resume();
   });
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  return { code, lines: Buffer.concat(out).toString('utf8').split('\n').filter((l) => l !== '') };
+  return { code, lines: Buffer.concat(out).toString('utf8').split('\n').filter((l) => l !== ''), stderr };
 }
 
 function assertSequence(lines: string[], count: number): void {
@@ -83,11 +85,7 @@ test('a reader stalled past 16 MiB of records: later records are dropped and cou
 });
 
 test('a reader that is gone (EPIPE): the records are discarded and the process goes on to its own exit', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', BURST, '20000', 'exit'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout.destroy();
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  const { code, stderr } = await burst(20_000, 'exit', 'gone');
   assert.is(stderr, '', 'nothing thrown');
   assert.is(code, 0, 'process.exit(0) reached');
 });
