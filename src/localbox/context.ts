@@ -1,6 +1,6 @@
 // The per-request context handed to route handlers: parsed arguments, the account, fault decisions,
 // and helpers that send JSON, stream download bodies and read upload bodies (with injected resets
-// and corruption applied on the wire). Runs in the local box child. Invariants: a handler sends at
+// and corruption applied on the wire, both ways). Runs in the local box child. Invariants: a handler sends at
 // most one reply; a download holds at most its reader's few lent chunks, an upload body pauses while its sink waits.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -52,7 +52,17 @@ export function requestBody(ctx: Ctx): Body {
 function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
   const { req } = ctx;
   const limit = ctx.fault.resetAfterBytes;
+  let corruptAt = ctx.fault.corruptUploadAt;
   let seen = 0;
+  /** An injected corruption: one byte of the body flipped before anything reads or hashes it. */
+  const damage = (chunk: Buffer): void => {
+    if (corruptAt === null || chunk.length === 0) return;
+    // 'random' left for a body of unknown length: the middle of its first chunk.
+    const at = corruptAt === 'random' ? seen + (chunk.length >>> 1) : corruptAt;
+    if (at < seen || at >= seen + chunk.length) return;
+    chunk[at - seen] = chunk[at - seen]! ^ 0xff;
+    corruptAt = null;
+  };
   return new Promise<void>((resolve, reject) => {
     if (req.readableEnded) {
       resolve();
@@ -107,6 +117,7 @@ function consumeBody(ctx: Ctx, sink: ChunkSink): Promise<void> {
     };
     const onData = (chunk: Buffer): void => {
       if (settled) return;
+      damage(chunk);
       if (limit !== null && seen + chunk.length >= limit) {
         if (limit > seen) {
           ctx.call.received(limit - seen);

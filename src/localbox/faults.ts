@@ -1,5 +1,5 @@
 // Fault injection: decides, per request, which configured faults fire (429s, 5xx, latency, resets,
-// corrupted bytes, bad answers: malformed, shifted range, body shorter/longer than promised) and
+// corrupted bytes on the way out or in, bad answers: malformed, shifted range, body shorter/longer than promised) and
 // caps concurrent requests per account. Runs in the local box child.
 // Invariants: off unless a spec has rules or a cap; every fault that fires is counted once under its
 // kind (the concurrency cap counts as both "too_many_requests" and "concurrency_limit"); a seeded
@@ -9,8 +9,9 @@ import { mulberry32 } from '../util/prng.ts';
 import { badRequestRaw } from './api-errors.ts';
 import type { BadAnswerKind, FaultRule, FaultSpec } from './types.ts';
 
-const KINDS = ['too_many_requests', 'too_many_write_operations', 'server_error', 'latency', 'reset', 'corrupt', 'malformed', 'range_shift', 'short_body', 'long_body'] as const;
+const KINDS = ['too_many_requests', 'too_many_write_operations', 'server_error', 'latency', 'reset', 'corrupt', 'corrupt_upload', 'malformed', 'range_shift', 'short_body', 'long_body'] as const;
 const DOWNLOAD_ONLY = new Set(['corrupt', 'range_shift', 'short_body', 'long_body']);
+const UPLOAD_ONLY = new Set(['corrupt_upload']);
 
 /** What the request pipeline must do for one request. */
 export interface FaultDecision {
@@ -18,6 +19,8 @@ export interface FaultDecision {
   reply: { kind: 'too_many_requests' | 'too_many_write_operations'; retryAfterSec: number } | { kind: 'server_error'; status: number } | null;
   resetAfterBytes: number | null; // destroy the socket after this many body bytes (0: at once)
   corruptAt: number | 'random' | null; // flip one byte of the download body at this offset
+  /** Flip one byte of the upload body at this offset as it arrives ('random': within its Content-Length, or its first chunk). */
+  corruptUploadAt: number | 'random' | null;
   badAnswer: { kind: BadAnswerKind; bytes: number } | null;
 }
 
@@ -50,12 +53,13 @@ export class Faults {
 
   /** `ranged`: the request asks for a Range (range_shift fires on those only). */
   decide(route: string, account: string | null, hasBody: 'download' | 'upload' | 'none', ranged = false): FaultDecision {
-    const d: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null, badAnswer: null };
+    const d: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null, corruptUploadAt: null, badAnswer: null };
     this.spec.rules.forEach((rule, i) => {
       if (rule.routes && !rule.routes.includes(route)) return;
       if (rule.accounts && (account === null || !rule.accounts.includes(account))) return;
       if (rule.count !== undefined && this.fired[i]! >= rule.count) return;
       if (DOWNLOAD_ONLY.has(rule.kind) && hasBody !== 'download') return;
+      if (UPLOAD_ONLY.has(rule.kind) && (hasBody !== 'upload' || d.corruptUploadAt !== null)) return;
       if (rule.kind === 'range_shift' && !ranged) return;
       if ((rule.kind === 'malformed' || DOWNLOAD_ONLY.has(rule.kind)) && rule.kind !== 'corrupt' && d.badAnswer) return;
       if ((rule.kind === 'too_many_requests' || rule.kind === 'too_many_write_operations' || rule.kind === 'server_error') && d.reply) return;
@@ -79,6 +83,9 @@ export class Faults {
           break;
         case 'corrupt':
           d.corruptAt = rule.afterBytes ?? 'random';
+          break;
+        case 'corrupt_upload':
+          d.corruptUploadAt = rule.afterBytes ?? 'random';
           break;
         default:
           d.badAnswer = { kind: rule.kind, bytes: rule.bytes ?? 1 };

@@ -35,7 +35,7 @@ const ROUTES = new Map<string, Route>(
 const LISTEN_BACKLOG = 4096;
 const HEADERS_TIMEOUT_MS = 120_000;
 
-const NO_FAULT: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null, badAnswer: null };
+const NO_FAULT: FaultDecision = { latencyMs: 0, reply: null, resetAfterBytes: null, corruptAt: null, corruptUploadAt: null, badAnswer: null };
 
 export interface RunningServer {
   box: Box;
@@ -147,6 +147,12 @@ async function handle(box: Box, req: IncomingMessage, res: ServerResponse, call:
   const accountName = ctx.account?.name ?? null;
   const bodyKind = route.style === 'download' ? 'download' : route.style === 'upload' ? 'upload' : 'none';
   ctx.fault = box.faults.decide(route.name, accountName, bodyKind, req.headers.range !== undefined);
+  if (ctx.fault.corruptUploadAt === 'random') {
+    // Within the declared body; a chunked body (no Content-Length): within its first chunk.
+    const declared = Number(req.headers['content-length']);
+    if (Number.isSafeInteger(declared) && declared > 0) ctx.fault.corruptUploadAt = box.faults.randomInt(declared);
+    else if (declared === 0) ctx.fault.corruptUploadAt = null;
+  }
   if (accountName !== null) {
     if (!box.faults.acquire(accountName)) throw rateLimited('too_many_requests', 1);
     let released = false;

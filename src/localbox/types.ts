@@ -7,14 +7,16 @@ import type { LimitsSpec, RateLimit, WriteLock } from './limits.ts';
 export type { LimitsSpec, RateLimit, WriteLock } from './limits.ts';
 
 export interface FaultRule {
-  kind: 'too_many_requests' | 'too_many_write_operations' | 'server_error' | 'latency' | 'reset' | 'corrupt' | BadAnswerKind;
+  kind: 'too_many_requests' | 'too_many_write_operations' | 'server_error' | 'latency' | 'reset' | 'corrupt' | 'corrupt_upload' | BadAnswerKind;
   probability?: number; // 0..1, default 1
   routes?: string[]; // e.g. ['files/download', 'files/upload_session/append_v2']; default: every route
   accounts?: string[]; // account names; default: every account
   retryAfterSec?: number; // 429 kinds: JSON error.retry_after and Retry-After header (default 1)
   status?: number; // server_error: 500..599 (default 503)
   latencyMs?: number; // latency: delay before answering
-  afterBytes?: number; // reset: destroy the socket after this many body bytes; corrupt: flip the byte at this offset
+  // reset: destroy the socket after this many body bytes; corrupt (download body), corrupt_upload
+  // (upload body, before the box hashes or stores it): flip the byte at this offset (default: random)
+  afterBytes?: number;
   count?: number; // stop after firing this many times
   bytes?: number; // range_shift: how far the answer's range starts from the one asked; short_body, long_body: bytes missing or added (default 1)
 }

@@ -1,8 +1,9 @@
 // Fault injection on the wire: each kind fires where its rule says (route, account, count), is
-// counted, and leaves the store consistent (a reset upload commits nothing).
+// counted, and leaves the store consistent (a reset upload commits nothing; a damaged upload body is
+// refused by its content_hash, or stored as it arrived without one).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { LocalBoxAccount } from '../../src/localbox/index.ts';
+import { contentHash, type LocalBoxAccount } from '../../src/localbox/index.ts';
 import { bytes, makeBox, type TestBox } from './helpers.ts';
 
 let t: TestBox;
@@ -108,6 +109,34 @@ test('corrupt flips exactly one byte at the offset', async () => {
   assert.equal(diffs, [12345]);
   assert.ok(Buffer.from(await (await download(alice)).arrayBuffer()).equals(data));
   assert.is((await t.box.faultCounts()).corrupt, 1);
+});
+
+test('corrupt_upload flips one byte of the upload body on arrival: a content_hash refuses it, without one it is stored', async () => {
+  await t.box.setFaults({ rules: [{ kind: 'corrupt_upload', routes: ['files/upload'], afterBytes: 777_777, count: 2 }] });
+  const before = (await t.box.faultCounts()).corrupt_upload ?? 0;
+  const upload = (path: string, arg: Record<string, unknown> = {}) =>
+    t.call('files/upload', alice.accessToken, { arg: { path, mode: 'overwrite', ...arg }, body: data, headers: { 'Content-Type': 'application/octet-stream' } });
+  // With the body's content_hash: 409 content_hash_mismatch, nothing committed.
+  const refused = await upload('/damaged-hashed.bin', { content_hash: contentHash(data) });
+  assert.is(refused.status, 409);
+  assert.match(await refused.text(), /content_hash_mismatch/);
+  const md = await t.call('files/get_metadata', alice.accessToken, { json: { path: '/damaged-hashed.bin' } });
+  assert.is(md.status, 409);
+  await md.text();
+  // Without: the damaged bytes are what the box stores (as Dropbox would store what reached it).
+  const stored = await upload('/damaged.bin');
+  assert.is(stored.status, 200);
+  assert.is(((await stored.json()) as { content_hash: string }).content_hash !== contentHash(data), true, 'the stored hash is not the sent body’s');
+  const body = Buffer.from(await (await t.call('files/download', alice.accessToken, { arg: { path: '/damaged.bin' } })).arrayBuffer());
+  assert.equal([...body.keys()].filter((i) => body[i] !== data[i]), [777_777]);
+  // The budget is spent: the next upload arrives whole; downloads are never touched by it.
+  const clean = await upload('/whole.bin', { content_hash: contentHash(data) });
+  assert.is(clean.status, 200);
+  await clean.text();
+  assert.is((await t.box.faultCounts()).corrupt_upload, before + 2);
+  await t.box.setFaults({ rules: [{ kind: 'corrupt_upload' }] });
+  assert.ok(Buffer.from(await (await download(alice)).arrayBuffer()).equals(data), 'a download is not an upload body');
+  await t.box.setFaults({ rules: [] });
 });
 
 test('concurrency cap per account answers 429 too_many_requests beyond it', async () => {
