@@ -73,6 +73,47 @@ export class CommitBatcher {
     });
   }
 
+  /**
+   * Deletes revision `rev` of `path` (files/delete_v2 with parent_rev), through the account's pacer:
+   * for a commit whose content_hash is not that of the bytes the client sent. 'deleted', or 'gone'
+   * (nothing is there: an earlier try landed), or 'changed' (another revision is there now: it is left
+   * alone); throws a DropftpError when it cannot tell. With parent_rev a repeat can delete only that
+   * revision, so a reset or a 5xx is retried like a throttle.
+   */
+  async withdraw(accountName: string, path: string, rev: string): Promise<'deleted' | 'gone' | 'changed'> {
+    const account = this.accountFor(accountName);
+    if (!account) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', `account ${accountName} is no longer configured`);
+    let failedAttempts = 0;
+    let authRefreshes = 0;
+    for (;;) {
+      const tokenSeq = readToken(account.tokenCell).seq;
+      if (!(await this.pacer.admit(account.slot))) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', 'delete_v2 cancelled');
+      let failure: Failure | null = null;
+      let status = 0;
+      try {
+        const res = await rpcRequest(this.dispatcher, account, 'files/delete_v2', { path, parent_rev: rev });
+        status = res.statusCode;
+        if (res.statusCode === 200) await res.body.dump();
+        else failure = await classifyResponse(res);
+      } catch (err) {
+        failure = classifyThrown(err);
+      }
+      await this.pacer.settle(account.slot, callOutcome(status, failure));
+      if (!failure) return 'deleted';
+      if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_NOT_FOUND') return 'gone';
+      if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_EXISTS') return 'changed';
+      if (failure.kind === 'auth' && ++authRefreshes <= 2 && (await this.options.refresh(accountName, tokenSeq)) === 'fresh') continue;
+      if (failure.kind === 'retry') {
+        if (failure.throttle) continue;
+        if (++failedAttempts <= MAX_CALL_ATTEMPTS) {
+          await sleep(backoffMs(failedAttempts));
+          continue;
+        }
+      }
+      throw new DropftpError(failure.kind === 'auth' ? 'DROPFTP_ERR_UPSTREAM_AUTH' : 'DROPFTP_ERR_UPSTREAM', `delete_v2: ${failure.reason}`);
+    }
+  }
+
   /** Entries waiting or being committed. */
   backlog(): number {
     let n = 0;

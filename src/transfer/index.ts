@@ -399,7 +399,19 @@ export class TransferEngine {
         path,
         ...(opts.clientModified ? { clientModified: opts.clientModified } : {}),
       });
-    const stream = new UploadStream(new RingWriter(ring), result, commit, account, path, resume?.offset ?? 0);
+    // A commit that holds other bytes than the client's is deleted again by its rev (upload-stream.ts).
+    const withdraw = async (rev: string): Promise<'deleted' | 'gone' | 'changed'> => {
+      const fields = { event: 'upload-integrity-failed', account, path, rev };
+      try {
+        const outcome = await this.batcher.withdraw(account, path, rev);
+        this.options.log?.warn({ ...fields, outcome }, `committed bytes differ from the client's: revision ${rev} ${outcome === 'deleted' ? 'deleted' : outcome === 'gone' ? 'already gone' : 'replaced meanwhile, left alone'}`);
+        return outcome;
+      } catch (err) {
+        this.options.log?.warn({ ...fields, outcome: 'failed', error: (err as Error).message }, `committed bytes differ from the client's: revision ${rev} could not be deleted`);
+        throw err;
+      }
+    };
+    const stream = new UploadStream(new RingWriter(ring), result, commit, account, path, resume?.offset ?? 0, withdraw);
     this.track(stream, result, 'upload', ring, ringBytes);
     return stream;
   }

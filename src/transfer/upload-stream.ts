@@ -1,7 +1,8 @@
 // UploadStream: the Writable a STOR pipes its data socket into, filling the transfer's ring.
 // Main thread. Invariants: 'finish' is emitted only after the worker appended every byte and closed
 // the session, the commit batcher committed it, and the committed content_hash equals the hash of
-// the bytes written; destroy()/abort() before that aborts the ring's producer side, so the worker
+// the bytes written (a commit that fails that check is deleted again, by its rev, before the error);
+// destroy()/abort() before that aborts the ring's producer side, so the worker
 // stops and nothing is committed; write() returns false while the ring is full (backpressure).
 
 import { Writable } from 'node:stream';
@@ -26,6 +27,8 @@ export class UploadStream extends Writable {
     readonly path: string,
     /** Bytes the session held before this stream (a resumed upload), counted in the result. */
     private readonly resumedBytes = 0,
+    /** Deletes the committed revision `rev` of the path (files/delete_v2 with parent_rev). */
+    private readonly withdraw: ((rev: string) => Promise<'deleted' | 'gone' | 'changed'>) | null = null,
   ) {
     super({ highWaterMark: Math.min(64 * 1024, ring.capacity), decodeStrings: true });
     result.then((r) => {
@@ -83,7 +86,8 @@ export class UploadStream extends Writable {
         this.phase = 'committing';
         const meta = await this.commit(r);
         if (meta.content_hash !== r.contentHash) {
-          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${this.path}: committed content_hash ${meta.content_hash} ≠ ${r.contentHash} of the bytes received`);
+          const what = `${this.path}: committed content_hash ${meta.content_hash} ≠ ${r.contentHash} of the bytes received`;
+          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${what}; ${await this.withdrawn(meta.rev)}`);
         }
         this.metadata = meta;
         callback();
@@ -91,6 +95,23 @@ export class UploadStream extends Writable {
         callback(err instanceof DropftpError ? err : new DropftpError('DROPFTP_ERR_COMMIT_FAILED', String(err)));
       }
     });
+  }
+
+  /**
+   * A commit whose bytes are not the client's is taken back: a reader of the path must not get them
+   * as if the STOR had succeeded. Only that revision is deleted (parent_rev); on Dropbox the file's
+   * earlier revisions stay in its version history. Says what happened, for the error.
+   */
+  private async withdrawn(rev: string | undefined): Promise<string> {
+    if (!this.withdraw || typeof rev !== 'string' || rev === '') return `revision ${rev ?? '(none)'} left in place`;
+    try {
+      const outcome = await this.withdraw(rev);
+      if (outcome === 'deleted') return `revision ${rev} deleted`;
+      if (outcome === 'gone') return `revision ${rev} is no longer there`;
+      return `revision ${rev} already replaced by another write, left alone`;
+    } catch (err) {
+      return `revision ${rev} could not be deleted: ${(err as Error).message}`;
+    }
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
