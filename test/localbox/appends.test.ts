@@ -1,8 +1,10 @@
 // Storage that costs what it carries (issue 15): a sequential session's appends write each byte
 // once where it stays (no copy of a partial block), so the box writes little more than the upload;
 // bytes and content_hash are exact across failed appends, restarts, and a crash between a block's
-// database commit and its move into blocks/.
-import { readdirSync, readFileSync, renameSync } from 'node:fs';
+// database commit and its move into blocks/; a session past its 7 days costs nothing after a restart.
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -130,6 +132,42 @@ test('a restart between appends (hash state lost) and a crash between a seal and
   renameSync(join(t.dir, 'partial', `${id2.slice(id2.indexOf(':') + 1)}-0`), join(t.dir, 'partial', 'orphan-0'));
   t = wrap(await startLocalBox({ dataDir: t.dir }, { gcIntervalMs: 0 }), t.dir);
   assert.not.ok(readdirSync(join(t.dir, 'partial')).includes('orphan-0'));
+});
+
+test('a session older than 7 days is expired at start-up: its partial block and its blocks go, an append to it answers not_found; a younger one stays', async () => {
+  const data = bytes(6 * MiB + 1, 13);
+  const old = await start();
+  let r = await append(old, 0, data); // block 0 sealed, block 1 partial (2 MiB + 1)
+  assert.is(r.status, 200);
+  await r.text();
+  const young = await start();
+  r = await append(young, 0, data.subarray(0, 1000));
+  assert.is(r.status, 200);
+  await r.text();
+  const block0 = createHash('sha256').update(data.subarray(0, 4 * MiB)).digest('hex');
+  const blockFile = join(t.dir, 'blocks', block0.slice(0, 2), block0);
+  const partialOf = (id: string) => `${id.slice(id.indexOf(':') + 1)}-`;
+  assert.ok(existsSync(blockFile), 'the sealed block is stored');
+  assert.ok(readdirSync(join(t.dir, 'partial')).some((n) => n.startsWith(partialOf(old))), 'the partial block is stored');
+  await t.box.close();
+  // Eight days pass for the first session only.
+  const db = new Database(join(t.dir, 'localbox.sqlite'));
+  try {
+    assert.is(db.prepare('UPDATE sessions SET created_ms = created_ms - ? WHERE id = ?').run(8 * 24 * 3600 * 1000, old).changes, 1);
+  } finally {
+    db.close();
+  }
+  t = wrap(await startLocalBox({ dataDir: t.dir }, { gcIntervalMs: 0 }), t.dir);
+  assert.not.ok(existsSync(blockFile), 'its sealed block is collected');
+  assert.not.ok(readdirSync(join(t.dir, 'partial')).some((n) => n.startsWith(partialOf(old))), 'its partial block is removed');
+  r = await append(old, data.length, Buffer.from('more'));
+  assert.is(r.status, 409);
+  assert.match(await r.text(), /not_found/);
+  r = await append(young, 1000, data.subarray(1000, 2000), { close: true });
+  assert.is(r.status, 200, 'the younger session goes on');
+  await r.text();
+  const meta = await finish(young, 2000, '/young.bin');
+  assert.is(meta.content_hash, contentHash(data.subarray(0, 2000)));
 });
 
 test('a finish while an append of the same session is in flight is refused (lookup_failed: incorrect_offset); the session stays whole', async () => {
