@@ -36,6 +36,8 @@ export interface EngineStatsLike {
   /** Transfers no worker thread has taken yet (absent from engines that predate it). */
   queuedTransfers?: number;
   commits: { calls: number; committed: number; backlog: number };
+  /** Commits that failed their content_hash check, by what became of the revision (absent from engines that predate it). */
+  integrityFailures?: Record<string, number>;
   /** piscina's pool utilisation (0..1), when the engine exposes it. */
   workerUtilization?: number;
   /** The engine's Dropbox HTTP answers (worker threads and commits), by route then status label. */
@@ -125,6 +127,9 @@ export class ServiceMetrics {
         : [],
     ['kind']);
     r.counterFrom('dropftp_spool_spill_failures_total', 'Spills the disk refused (full or failing): each such upload went on in memory only.', () => this.#fromSpool((s) => s.spillFailures));
+    r.counterFrom('dropftp_upload_integrity_failures_total', "Commits whose content_hash was not that of the client's bytes (the STOR failed with 451), by what became of that revision: deleted, gone, changed (replaced by another write first), failed (not deleted).", () =>
+      Object.entries(this.#stats?.integrityFailures ?? {}).map(([outcome, value]) => ({ labels: { outcome }, value })),
+    ['outcome']);
     r.gauge('dropftp_engine_queued_transfers', 'Transfers no worker thread has taken yet (the pool is starting a worker for them).', () => this.#fromEngine((s) => s.queuedTransfers ?? 0));
     r.gauge('dropftp_worker_threads', 'Transfer worker threads (0: transfers run on the main thread).', () => this.#fromEngine((s) => s.threads));
     r.gauge('dropftp_worker_utilization_ratio', "Transfer worker pool utilisation (piscina's utilization, 0..1).", () =>

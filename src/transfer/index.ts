@@ -86,6 +86,9 @@ export interface AccountPacer {
  */
 export type AccountStats = PacerStats;
 
+/** What became of a commit that failed its content_hash check (EngineStats.integrityFailures). */
+export type IntegrityOutcome = 'deleted' | 'gone' | 'changed' | 'failed';
+
 export interface EngineStats {
   threads: number;
   onlyMainThread: boolean;
@@ -131,6 +134,12 @@ export interface EngineStats {
   /** piscina's pool utilisation (0..1), absent when transfers run on the main thread. */
   workerUtilization?: number;
   commits: { calls: number; committed: number; backlog: number };
+  /**
+   * Commits whose content_hash was not that of the client's bytes (each failed its STOR with 451), by
+   * what became of that revision: deleted, gone (already), changed (another write replaced it first),
+   * failed (the delete failed).
+   */
+  integrityFailures: Record<IntegrityOutcome, number>;
   /** Dropbox HTTP answers to the engine's requests (all threads), by route then status ('0': none). */
   requests: RequestCounts;
   /** Each worker thread's V8 heap as it last published it (every 2 s); empty on the main thread only. */
@@ -167,6 +176,7 @@ export class TransferEngine {
   private readonly pacer: SharedPacer;
   /** Spill failures logged so far (G.SPILL_FAILURES). */
   private spillFailuresSeen = 0;
+  private readonly integrityFailures: Record<IntegrityOutcome, number> = { deleted: 0, gone: 0, changed: 0, failed: 0 };
   /** Retry-After values capped so far, per account slot (to log each new one once). */
   private readonly cappedSeen = new Map<number, number>();
   private nextId = 1;
@@ -404,9 +414,11 @@ export class TransferEngine {
       const fields = { event: 'upload-integrity-failed', account, path, rev };
       try {
         const outcome = await this.batcher.withdraw(account, path, rev);
+        this.integrityFailures[outcome]++;
         this.options.log?.warn({ ...fields, outcome }, `committed bytes differ from the client's: revision ${rev} ${outcome === 'deleted' ? 'deleted' : outcome === 'gone' ? 'already gone' : 'replaced meanwhile, left alone'}`);
         return outcome;
       } catch (err) {
+        this.integrityFailures.failed++;
         this.options.log?.warn({ ...fields, outcome: 'failed', error: (err as Error).message }, `committed bytes differ from the client's: revision ${rev} could not be deleted`);
         throw err;
       }
@@ -473,6 +485,7 @@ export class TransferEngine {
       queuedTransfers: this.executor.queued(),
       ...(this.executor.utilization() !== null ? { workerUtilization: this.executor.utilization()! } : {}),
       commits: { calls: this.batcher.calls, committed: this.batcher.committed, backlog: this.batcher.backlog() },
+      integrityFailures: { ...this.integrityFailures },
       requests: readRequestCounts(w),
       workerHeaps: readWorkerHeaps(w),
     };

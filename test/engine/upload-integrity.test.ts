@@ -120,6 +120,10 @@ test('the same onto an existing file: the damaged revision is deleted, never lef
   assert.is(stored, null, `the path holds ${stored?.length} B, not the damaged revision`);
 });
 
+test('the engine counts both failed commits as deleted', () => {
+  assert.equal(fx.engine.stats().integrityFailures, { deleted: 2, gone: 0, changed: 0, failed: 0 });
+});
+
 test('without damage the same streamed upload commits byte-exact (the lead path itself is sound)', async () => {
   const data = contentOf(pool, 5, 12 * MiB + 3);
   const up = fx.engine.openUpload('alice', '/integrity/clean.bin', { testHooks: { leadBytes: 2 * MiB } });

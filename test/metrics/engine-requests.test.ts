@@ -101,6 +101,9 @@ test("the pacer's and the spool's series read the engine's figures", async () =>
   assert.is(m.get('dropftp_spool_bytes_total{kind="spilled"}'), s.spool.spilledBytes);
   assert.is(m.get('dropftp_spool_bytes_total{kind="read_back"}'), s.spool.readBackBytes);
   assert.is(m.get('dropftp_spool_spill_failures_total'), 0);
+  for (const outcome of ['deleted', 'gone', 'changed', 'failed'] as const) {
+    assert.is(m.get(`dropftp_upload_integrity_failures_total{outcome="${outcome}"}`), s.integrityFailures[outcome]);
+  }
   assert.is(m.get('dropftp_engine_queued_transfers'), 0);
   // The series the pacer replaced are gone.
   assert.is([...m.keys()].filter((k) => k.startsWith('dropftp_engine_request')).length, 0);
