@@ -83,25 +83,51 @@ export class CommitBatcher {
   async withdraw(accountName: string, path: string, rev: string): Promise<'deleted' | 'gone' | 'changed'> {
     const account = this.accountFor(accountName);
     if (!account) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', `account ${accountName} is no longer configured`);
+    const r = await this.paced(accountName, account, 'files/delete_v2', { path, parent_rev: rev }, (res) => res.body.dump());
+    if (r.ok) return 'deleted';
+    const failure = r.failure;
+    if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_NOT_FOUND') return 'gone';
+    if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_EXISTS') return 'changed';
+    throw new DropftpError(failure.kind === 'auth' ? 'DROPFTP_ERR_UPSTREAM_AUTH' : 'DROPFTP_ERR_UPSTREAM', `delete_v2: ${failure.reason}`);
+  }
+
+  /**
+   * One RPC call of the account through its pacer (commits and deletes), tried again while the
+   * answer says to: after a 401 with a fresh token (twice at most), after a throttle (the pacer, or
+   * settle() for a write lock, waited out retry_after), after any other retryable failure with
+   * backoff (MAX_CALL_ATTEMPTS). `read` takes a 200's body; `onAttempt` is told of each request.
+   * Resolves with what `read` gave, or the failure that ended the tries; rejects when the pacer
+   * cancels.
+   */
+  private async paced<T>(
+    accountName: string,
+    account: AccountWire,
+    route: string,
+    arg: unknown,
+    read: (res: Dispatcher.ResponseData) => Promise<T>,
+    onAttempt: () => void = () => {},
+  ): Promise<{ ok: true; value: T } | { ok: false; failure: Failure }> {
     let failedAttempts = 0;
     let authRefreshes = 0;
     for (;;) {
       const tokenSeq = readToken(account.tokenCell).seq;
-      if (!(await this.pacer.admit(account.slot))) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', 'delete_v2 cancelled');
+      if (!(await this.pacer.admit(account.slot))) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', `${route} cancelled`);
       let failure: Failure | null = null;
+      let value: T | undefined;
       let status = 0;
       try {
-        const res = await rpcRequest(this.dispatcher, account, 'files/delete_v2', { path, parent_rev: rev });
+        onAttempt();
+        const res = await rpcRequest(this.dispatcher, account, route, arg);
         status = res.statusCode;
-        if (res.statusCode === 200) await res.body.dump();
+        if (res.statusCode === 200) value = await read(res);
         else failure = await classifyResponse(res);
       } catch (err) {
         failure = classifyThrown(err);
       }
+      // too_many_requests: the pacer holds the next try until the account's window is over; a
+      // write lock: settle() waits its retry_after.
       await this.pacer.settle(account.slot, callOutcome(status, failure));
-      if (!failure) return 'deleted';
-      if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_NOT_FOUND') return 'gone';
-      if (failure.kind === 'fatal' && failure.code === 'DROPFTP_ERR_EXISTS') return 'changed';
+      if (!failure) return { ok: true, value: value as T };
       if (failure.kind === 'auth' && ++authRefreshes <= 2 && (await this.options.refresh(accountName, tokenSeq)) === 'fresh') continue;
       if (failure.kind === 'retry') {
         if (failure.throttle) continue;
@@ -110,7 +136,7 @@ export class CommitBatcher {
           continue;
         }
       }
-      throw new DropftpError(failure.kind === 'auth' ? 'DROPFTP_ERR_UPSTREAM_AUTH' : 'DROPFTP_ERR_UPSTREAM', `delete_v2: ${failure.reason}`);
+      return { ok: false, failure };
     }
   }
 
@@ -187,41 +213,10 @@ export class CommitBatcher {
         ...(p.clientModified ? { client_modified: p.clientModified.toISOString().replace(/\.\d+Z$/, 'Z') } : {}),
       },
     }));
-    let failedAttempts = 0;
-    let authRefreshes = 0;
-    for (;;) {
-      const tokenSeq = readToken(account.tokenCell).seq;
-      if (!(await this.pacer.admit(account.slot))) throw new DropftpError('DROPFTP_ERR_COMMIT_FAILED', 'commit cancelled');
-      let failure: Failure | null = null;
-      let body: any = null;
-      let status = 0;
-      try {
-        this.calls++;
-        const res = await rpcRequest(this.dispatcher, account, 'files/upload_session/finish_batch_v2', { entries });
-        status = res.statusCode;
-        if (res.statusCode === 200) body = await res.body.json();
-        else failure = await classifyResponse(res);
-      } catch (err) {
-        failure = classifyThrown(err);
-      }
-      // too_many_requests: the pacer holds the next try until the account's window is over; a
-      // write lock: settle() waits its retry_after.
-      await this.pacer.settle(account.slot, callOutcome(status, failure));
-      if (!failure) {
-        this.settle(q, batch, body);
-        return;
-      }
-      if (failure.kind === 'auth' && ++authRefreshes <= 2 && (await this.options.refresh(accountName, tokenSeq)) === 'fresh') continue;
-      if (failure.kind === 'retry') {
-        if (failure.throttle) continue; // the pacer (or settle) waited out retry_after
-        if (++failedAttempts <= MAX_CALL_ATTEMPTS) {
-          await sleep(backoffMs(failedAttempts));
-          continue;
-        }
-      }
-      const code: ErrorCode = failure.kind === 'auth' ? 'DROPFTP_ERR_UPSTREAM_AUTH' : 'DROPFTP_ERR_COMMIT_FAILED';
-      throw new DropftpError(code, `finish_batch_v2: ${failure.reason}`);
-    }
+    const r = await this.paced(accountName, account, 'files/upload_session/finish_batch_v2', { entries }, (res) => res.body.json(), () => this.calls++);
+    if (r.ok) return this.settle(q, batch, r.value);
+    const code: ErrorCode = r.failure.kind === 'auth' ? 'DROPFTP_ERR_UPSTREAM_AUTH' : 'DROPFTP_ERR_COMMIT_FAILED';
+    throw new DropftpError(code, `finish_batch_v2: ${r.failure.reason}`);
   }
 
   private settle(q: AccountQueue, batch: Pending[], body: any): void {
