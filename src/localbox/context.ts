@@ -1,7 +1,8 @@
 // The per-request context handed to route handlers: parsed arguments, the account, fault decisions,
 // and helpers that send JSON, stream download bodies and read upload bodies (with injected resets
-// and corruption applied on the wire, both ways). Runs in the local box child. Invariants: a handler sends at
-// most one reply; a download holds at most its reader's few lent chunks, an upload body pauses while its sink waits.
+// and corruption applied on the wire, both ways). Runs in the local box child. Invariants: a
+// handler sends at most one reply; a download holds at most its reader's few lent chunks, an upload
+// body pauses while its sink waits.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Args } from './args.ts';

@@ -1,6 +1,6 @@
 // Fault injection: decides, per request, which configured faults fire (429s, 5xx, latency, resets,
-// corrupted bytes on the way out or in, bad answers: malformed, shifted range, body shorter/longer than promised) and
-// caps concurrent requests per account. Runs in the local box child.
+// corrupted bytes on the way out or in, bad answers: malformed, shifted range, body shorter/longer
+// than promised) and caps concurrent requests per account. Runs in the local box child.
 // Invariants: off unless a spec has rules or a cap; every fault that fires is counted once under its
 // kind (the concurrency cap counts as both "too_many_requests" and "concurrency_limit"); a seeded
 // PRNG makes probabilistic runs repeatable.

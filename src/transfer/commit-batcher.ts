@@ -78,7 +78,7 @@ export class CommitBatcher {
    * for a commit whose content_hash is not that of the bytes the client sent. 'deleted', or 'gone'
    * (nothing is there: an earlier try landed), or 'changed' (another revision is there now: it is left
    * alone); throws a DropftpError when it cannot tell. With parent_rev a repeat can delete only that
-   * revision, so a reset or a 5xx is retried like a throttle.
+   * revision, so a reset or a 5xx is retried (with backoff) as for a commit.
    */
   async withdraw(accountName: string, path: string, rev: string): Promise<'deleted' | 'gone' | 'changed'> {
     const account = this.accountFor(accountName);
