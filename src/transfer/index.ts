@@ -409,23 +409,35 @@ export class TransferEngine {
         path,
         ...(opts.clientModified ? { clientModified: opts.clientModified } : {}),
       });
-    // A commit that holds other bytes than the client's is deleted again by its rev (upload-stream.ts).
-    const withdraw = async (rev: string): Promise<'deleted' | 'gone' | 'changed'> => {
-      const fields = { event: 'upload-integrity-failed', account, path, rev };
-      try {
-        const outcome = await this.batcher.withdraw(account, path, rev);
-        this.integrityFailures[outcome]++;
-        this.options.log?.warn({ ...fields, outcome }, `committed bytes differ from the client's: revision ${rev} ${outcome === 'deleted' ? 'deleted' : outcome === 'gone' ? 'already gone' : 'replaced meanwhile, left alone'}`);
-        return outcome;
-      } catch (err) {
-        this.integrityFailures.failed++;
-        this.options.log?.warn({ ...fields, outcome: 'failed', error: (err as Error).message }, `committed bytes differ from the client's: revision ${rev} could not be deleted`);
-        throw err;
-      }
-    };
+    const withdraw = (rev: string | undefined) => this.withdrawDamaged(account, path, rev);
     const stream = new UploadStream(new RingWriter(ring), result, commit, account, path, resume?.offset ?? 0, withdraw);
     this.track(stream, result, 'upload', ring, ringBytes);
     return stream;
+  }
+
+  /**
+   * A commit that holds other bytes than the client's (upload-stream.ts) is deleted again by its
+   * rev, counted and logged; says what became of that revision, for the STOR's error.
+   */
+  private async withdrawDamaged(account: string, path: string, rev: string | undefined): Promise<string> {
+    if (typeof rev !== 'string' || rev === '') return `revision ${rev ?? '(none)'} left in place`;
+    let outcome: IntegrityOutcome;
+    let what: string;
+    let error: string | undefined;
+    try {
+      outcome = await this.batcher.withdraw(account, path, rev);
+      what = outcome === 'deleted' ? 'deleted' : outcome === 'gone' ? 'is no longer there' : 'already replaced by another write, left alone';
+    } catch (err) {
+      outcome = 'failed';
+      error = (err as Error).message;
+      what = `could not be deleted: ${error}`;
+    }
+    this.integrityFailures[outcome]++;
+    this.options.log?.warn(
+      { event: 'upload-integrity-failed', account, path, rev, outcome, ...(error !== undefined ? { error } : {}) },
+      `committed bytes differ from the client's: revision ${rev} ${what}`,
+    );
+    return `revision ${rev} ${what}`;
   }
 
   /** Tells `listener` the entry count of every finish_batch_v2 batch (metrics); returns the remover. */

@@ -27,8 +27,13 @@ export class UploadStream extends Writable {
     readonly path: string,
     /** Bytes the session held before this stream (a resumed upload), counted in the result. */
     private readonly resumedBytes = 0,
-    /** Deletes the committed revision `rev` of the path (files/delete_v2 with parent_rev). */
-    private readonly withdraw: ((rev: string) => Promise<'deleted' | 'gone' | 'changed'>) | null = null,
+    /**
+     * Deletes the committed revision `rev` of the path (files/delete_v2 with parent_rev) and says
+     * what became of it: for a commit whose bytes are not the client's, so that a reader of the
+     * path does not get them as if the STOR had succeeded (on Dropbox the file's earlier revisions
+     * stay in its version history).
+     */
+    private readonly withdraw: ((rev: string | undefined) => Promise<string>) | null = null,
   ) {
     super({ highWaterMark: Math.min(64 * 1024, ring.capacity), decodeStrings: true });
     result.then((r) => {
@@ -87,7 +92,8 @@ export class UploadStream extends Writable {
         const meta = await this.commit(r);
         if (meta.content_hash !== r.contentHash) {
           const what = `${this.path}: committed content_hash ${meta.content_hash} ≠ ${r.contentHash} of the bytes received`;
-          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${what}; ${await this.withdrawn(meta.rev)}`);
+          const after = this.withdraw ? await this.withdraw(meta.rev) : `revision ${meta.rev ?? '(none)'} left in place`;
+          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${what}; ${after}`);
         }
         this.metadata = meta;
         callback();
@@ -95,23 +101,6 @@ export class UploadStream extends Writable {
         callback(err instanceof DropftpError ? err : new DropftpError('DROPFTP_ERR_COMMIT_FAILED', String(err)));
       }
     });
-  }
-
-  /**
-   * A commit whose bytes are not the client's is taken back: a reader of the path must not get them
-   * as if the STOR had succeeded. Only that revision is deleted (parent_rev); on Dropbox the file's
-   * earlier revisions stay in its version history. Says what happened, for the error.
-   */
-  private async withdrawn(rev: string | undefined): Promise<string> {
-    if (!this.withdraw || typeof rev !== 'string' || rev === '') return `revision ${rev ?? '(none)'} left in place`;
-    try {
-      const outcome = await this.withdraw(rev);
-      if (outcome === 'deleted') return `revision ${rev} deleted`;
-      if (outcome === 'gone') return `revision ${rev} is no longer there`;
-      return `revision ${rev} already replaced by another write, left alone`;
-    } catch (err) {
-      return `revision ${rev} could not be deleted: ${(err as Error).message}`;
-    }
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
