@@ -15,6 +15,7 @@ import type { ActiveTransfer, FtpSession } from './session-types.ts';
 import type { UploadSink } from './fs/types.ts';
 import { confirmCleanEnd } from './data/clean-end.ts';
 import { payloadCopies } from '../transfer/copy-counts.ts';
+import { markDisposable } from '../util/release-memory.ts';
 
 /**
  * A source that can hand out views into its own memory instead of copies (the engine's download):
@@ -275,9 +276,13 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
       settle(err);
     };
     const tls = dataSocket instanceof TLSSocket;
+    // A read straight from the data socket, seen by no other listener, is the sink's alone: the one
+    // that copies it into ring memory frees it at once (release-memory.ts), instead of the GC.
+    const direct = socket === dataSocket;
     const onData = (chunk: Buffer): void => {
       handle.bytes += chunk.length;
       if (tls) payloadCopies.tlsBytes += chunk.length;
+      if (direct && socket.listenerCount('data') === 1) markDisposable(chunk);
       if (!sink.write(chunk)) socket.pause();
     };
     const onDrain = (): void => void socket.resume();

@@ -34,7 +34,7 @@ export function sendJson(res: ServerResponse, value: unknown, status = 200): voi
 /**
  * What a body's consumer does with a chunk: returns a promise when the next must wait for it.
  * `disposable`: the chunk is the whole of a buffer no one else holds (the parser's own), so the sink
- * may free its memory once done with it (write-queue.ts releaseMemory).
+ * may free its memory once done with it (src/util/release-memory.ts).
  */
 export type ChunkSink = (chunk: Buffer, disposable: boolean) => Promise<void> | undefined | void;
 

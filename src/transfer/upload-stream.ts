@@ -11,6 +11,7 @@ import { DropftpError, fromWire } from '../errors.ts';
 import { payloadCopies } from './copy-counts.ts';
 import { ringCodeForError } from './ring-codes.ts';
 import type { FileMetadata, TaskResult, UploadReady, UploadResumeToken } from './task-wire.ts';
+import { releaseDisposable } from '../util/release-memory.ts';
 
 export class UploadStream extends Writable {
   /** The committed FileMetadata (set before 'finish'). */
@@ -68,7 +69,10 @@ export class UploadStream extends Writable {
         payloadCopies.storBytes += n;
         payloadCopies.storCopiedBytes += n; // the one copy: the socket's Buffer into ring memory
       }
-      if (offset >= chunk.length) return callback();
+      if (offset >= chunk.length) {
+        releaseDisposable(chunk); // copied whole: a socket's read buffer is freed now, not by a GC
+        return callback();
+      }
       if (this.ring.consumerGone()) return void this.failFromResult(callback);
       // Woken once a quarter ring (or the rest of this chunk) fits, not per read of the worker.
       this.ring.waitWritable(Math.min(chunk.length - offset, this.ring.capacity >>> 2)).then(pump, callback);

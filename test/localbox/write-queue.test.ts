@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { releaseMemory, WriteQueue } from '../../src/localbox/store/write-queue.ts';
+import { WriteQueue } from '../../src/localbox/store/write-queue.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'write-queue-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,19 +56,6 @@ test('disposable chunks still pending when the queue is abandoned are freed too'
   q.write(c, true);
   await q.abandon();
   assert.is(c.length, 0);
-});
-
-test('releaseMemory leaves views, empty and small buffers as they are', () => {
-  const big = chunk(64 * KiB, 5);
-  releaseMemory(big.subarray(1));
-  assert.is(big.length, 64 * KiB);
-  releaseMemory(Buffer.alloc(0));
-  const small = chunk(4 * KiB, 7); // a slow client's read: freeing it early costs more than it saves
-  releaseMemory(small);
-  assert.is(small.length, 4 * KiB);
-  const own = chunk(32 * KiB, 6);
-  releaseMemory(own);
-  assert.is(own.length, 0);
 });
 
 test('a write cut short by a file-size limit fails the queue; nothing reads as written', () => {

@@ -2,8 +2,9 @@
 // batches by positioned writev calls, one operation at a time per queue (open, write, close, then a
 // follow-up such as a rename). Runs in the local box child's main thread; the I/O on libuv's pool.
 // A chunk queued as disposable (a request body's, from Node's HTTP parser: a fresh ArrayBuffer each)
-// has its memory handed back once its write is done or dropped: without that it stayed allocated
-// until a mark-compact, as it outlived two scavenges in the queue (see releaseMemory).
+// has its memory freed once its write is done or dropped (src/util/release-memory.ts): without that
+// it stayed allocated until a mark-compact, as it outlived two scavenges in the queue (under 100
+// uploads of 10 MiB the box's peak RSS was 40 MiB higher, its pages first touched again and again).
 // Invariants: operations run in the order queued; after a failure no later write or follow-up runs,
 // but every opened file is still closed; all queues together buffer about WRITE_BUDGET_BYTES (the
 // batch shrinks as queues multiply, so thousands of uploads stay bounded while one gets 4 MiB writes);
@@ -11,39 +12,13 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { withIoSlot } from './io-slots.ts';
+import { releaseMemory } from '../../util/release-memory.ts';
 
 const WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
 const MIN_BATCH_BYTES = 64 * 1024;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 let liveQueues = 0;
-
-/**
- * Smallest buffer worth freeing early. A transfer costs ~2.5 µs: nothing next to a 64 KiB chunk's
- * memory, but a thousand slow uploads arrive in reads of a few KiB, whose early release would cost
- * more than it saves.
- */
-const RELEASE_MIN_BYTES = 32 * 1024;
-
-/**
- * Frees `buf`'s memory now if it is the whole of its ArrayBuffer and at least RELEASE_MIN_BYTES
- * (else leaves it alone): the buffer is detached (its views read as empty) and its memory moves to
- * a clone that nothing references, a young object whose backing store the next scavenge frees. A
- * request body's chunks sat in a write queue long enough to reach V8's old generation, where only a
- * mark-compact frees them: under 100 uploads of 10 MiB the box's peak RSS was 40 MiB higher and its
- * pages first touched again and again (a page fault costs ~16 µs on the VMs we measure on). No flag
- * needed (ArrayBuffer.prototype.transfer is behind one on Node 20). A buffer that cannot be
- * transferred stays as it is.
- */
-export function releaseMemory(buf: Buffer): void {
-  const ab = buf.buffer;
-  if (buf.byteOffset !== 0 || buf.length !== ab.byteLength || ab.byteLength < RELEASE_MIN_BYTES || !(ab instanceof ArrayBuffer)) return;
-  try {
-    structuredClone(ab, { transfer: [ab] });
-  } catch {
-    // not transferable (never the parser's buffers): the GC frees it in its time
-  }
-}
 
 /** Bytes per writev: whole 4 MiB blocks for a few writers, down to 64 KiB for thousands. */
 function batchBytes(): number {
