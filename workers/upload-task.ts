@@ -10,7 +10,6 @@
 import { RingReader } from 'native-free-ringbuf';
 import type { ErrorCode } from '../src/errors.ts';
 import { BLOCK_BYTES, ContentHasher } from '../src/transfer/content-hash.ts';
-import { ACCEPTED_AFTER_MS } from '../src/dropbox/pacer.ts';
 import { backoffMs, callOutcome, classifyResponse, classifyThrown, contentRequest, sleep } from '../src/transfer/dropbox-http.ts';
 import type { Failure } from '../src/transfer/dropbox-http.ts';
 import { codeForRing, ringCodeFor } from '../src/transfer/ring-codes.ts';
@@ -366,11 +365,6 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       lastTry = body;
       retention.beginTry(body, at);
       let threw = false;
-      // Not refused by the time its body is well on its way: a success for the pacer's growth.
-      let countedEarly = false;
-      const early = setTimeout(() => {
-        countedEarly = ctx.pacer.accepted(slot);
-      }, ACCEPTED_AFTER_MS);
       try {
         let res;
         try {
@@ -387,7 +381,6 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           ctx.pacer.report(slot, { kind: 'failed' });
           throw err;
         } finally {
-          clearTimeout(early);
           // The try is over (its request failed, or a streamed call has its answer, which may come
           // before the box read the body): a body left parked wakes, sees that and ends, moving
           // nothing more. A body of known length whose answer came early is left to end: cut
@@ -404,7 +397,7 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         }
         tried = true;
         if (res.statusCode === 200) {
-          ctx.pacer.report(slot, { kind: 'ok', counted: countedEarly });
+          ctx.pacer.report(slot, { kind: 'ok' });
           const text = await res.body.text();
           if (!sessionId) {
             const id = (JSON.parse(text) as { session_id?: unknown }).session_id;

@@ -12,20 +12,13 @@ import { waitWord } from 'native-free-ringbuf';
 import { A, G, RUNNING_UNIT, TAT_BASE64, WK, accountWord, workerWord } from '../transfer/shared-layout.ts';
 import type { ControlHandle } from '../transfer/shared-layout.ts';
 
-/** `counted`: the call's success was already counted by accepted() while its body was on its way. */
-export type CallOutcome = { kind: 'ok'; counted?: boolean } | { kind: 'throttled'; retryAfterMs: number } | { kind: 'write-lock'; retryAfterMs: number } | { kind: 'failed' };
+export type CallOutcome = { kind: 'ok' } | { kind: 'throttled'; retryAfterMs: number } | { kind: 'write-lock'; retryAfterMs: number } | { kind: 'failed' };
 
 export interface CallPacer {
   /** Resolves true when a call of this account may start now (FIFO, token bucket, outside any Retry-After window); false if cancelled() turned true while waiting. */
   admit(accountSlot: number, cancelled?: () => boolean): Promise<boolean>;
   /** How the call's answer (status line) came back. */
   report(accountSlot: number, outcome: CallOutcome): void;
-  /**
-   * A call with a body has been on its way ACCEPTED_AFTER_MS and nothing refused it: counted as a
-   * success for the rate's growth now, while the account is in its first slow start (true: its
-   * report() then says { kind: 'ok', counted: true }).
-   */
-  accepted(accountSlot: number): boolean;
 }
 
 /**
@@ -42,17 +35,6 @@ export const INITIAL_RATE = 16;
  * ~0.7 s), a 200-session storm waited ~2.6 s for its last first call (TTFB p99 2.9 s).
  */
 export const SLOW_START_GAIN = 3;
-/**
- * An upload call is answered only once its body is sent (seconds for a file of some MiB), so slow
- * start, which grows on answers, grew on downloads alone: in a storm of 100 RETRs and 100 STORs at
- * once, the last of the 200 first calls started ~2.3 s in (TTFB p99 2.3-2.7 s, against 1.5 s with
- * no pacing at all). The local box refuses a call (429) as soon as it has read the request's head,
- * so a call with a body that has been on its way this long without an answer was let through: it
- * counts as a success for growth then, during the account's first slow start only. Against a
- * limiter that reads the body before it refuses, the count comes early; the 429 then halves the
- * rate the call was granted at, as for any call.
- */
-export const ACCEPTED_AFTER_MS = 250;
 /** Calls that may start back to back (the bucket's depth), at most; fewer at low rates. */
 export const MAX_BURST = 8;
 /** The rate never goes below this (calls/s) nor above ABSOLUTE_MAX_RATE. */
@@ -138,22 +120,13 @@ export class SharedPacer implements CallPacer {
     Atomics.sub(w, workerWord(this.workerSlot, WK.HELD + accountSlot), RUNNING_UNIT);
     // Answers come back about in the order their calls started (an approximation across long calls).
     const grantedAtMilli = this.grantRates.get(accountSlot)?.shift() ?? Infinity;
-    if (outcome.kind === 'ok') {
-      if (!outcome.counted) this.onSuccess(accountSlot);
-    } else if (outcome.kind === 'throttled') this.onThrottle(accountSlot, outcome.retryAfterMs, grantedAtMilli);
+    if (outcome.kind === 'ok') this.onSuccess(accountSlot);
+    else if (outcome.kind === 'throttled') this.onThrottle(accountSlot, outcome.retryAfterMs, grantedAtMilli);
     else if (outcome.kind === 'write-lock') {
       Atomics.add(w, this.word(accountSlot, A.LOCK_RETRIES), 1);
       this.retryAfterMs(accountSlot, outcome.retryAfterMs); // counted and logged when out of bounds
     }
     this.ring(accountSlot);
-  }
-
-  accepted(accountSlot: number): boolean {
-    // Only while the account has met no limit yet (slow start towards an unknown one): once a 429
-    // came, growth stays paced by answers, and an upload's counts when it ends.
-    if (Atomics.load(this.words, this.word(accountSlot, A.SSTHRESH_MILLI)) !== 0) return false;
-    this.onSuccess(accountSlot);
-    return true;
   }
 
   /**
