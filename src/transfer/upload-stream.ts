@@ -27,14 +27,14 @@ export class UploadStream extends Writable {
     readonly account: string,
     readonly path: string,
     /** Bytes the session held before this stream (a resumed upload), counted in the result. */
-    private readonly resumedBytes = 0,
+    private readonly resumedBytes: number,
     /**
      * Deletes the committed revision `rev` of the path (files/delete_v2 with parent_rev) and says
      * what became of it: for a commit whose bytes are not the client's, so that a reader of the
      * path does not get them as if the STOR had succeeded (on Dropbox the file's earlier revisions
      * stay in its version history).
      */
-    private readonly withdraw: ((rev: string | undefined) => Promise<string>) | null = null,
+    private readonly withdraw: (rev: string | undefined) => Promise<string>,
   ) {
     super({ highWaterMark: Math.min(64 * 1024, ring.capacity), decodeStrings: true });
     result.then((r) => {
@@ -96,8 +96,7 @@ export class UploadStream extends Writable {
         const meta = await this.commit(r);
         if (meta.content_hash !== r.contentHash) {
           const what = `${this.path}: committed content_hash ${meta.content_hash} ≠ ${r.contentHash} of the bytes received`;
-          const after = this.withdraw ? await this.withdraw(meta.rev) : `revision ${meta.rev ?? '(none)'} left in place`;
-          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${what}; ${after}`);
+          throw new DropftpError('DROPFTP_ERR_INTEGRITY', `${what}; ${await this.withdraw(meta.rev)}`);
         }
         this.metadata = meta;
         callback();
