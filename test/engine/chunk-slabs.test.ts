@@ -97,6 +97,28 @@ test('trimEmpty keeps what `keep` accepts, asked with idleBytes current, and nev
   assert.ok(slabs.give(inUse.buf, true).emptied);
 });
 
+test('a slab let go with no lost slot is freed at once; one with a lost slot is left to the GC', () => {
+  const slabs = new ChunkSlabs(128 * KiB);
+  const a = slabs.take(64 * KiB);
+  const b = slabs.take(64 * KiB);
+  const memory = a.buf.buffer;
+  slabs.give(a.buf, true);
+  slabs.give(b.buf, true);
+  const before = process.memoryUsage().arrayBuffers;
+  assert.is(slabs.trimEmpty(), 128 * KiB);
+  assert.is(memory.byteLength, 0, 'detached: its memory is gone without a GC');
+  assert.is(a.buf.length, 0, 'a free slot\'s buffer reads as empty');
+  assert.ok(before - process.memoryUsage().arrayBuffers >= 128 * KiB, 'V8 counts it gone');
+
+  const c = slabs.take(64 * KiB);
+  const d = slabs.take(64 * KiB);
+  slabs.give(c.buf, false); // something else may still read it
+  slabs.give(d.buf, true);
+  slabs.trimEmpty();
+  assert.is(c.buf.length, 64 * KiB, 'the lost slot still reads its bytes');
+  assert.is(c.buf.buffer.byteLength, 128 * KiB);
+});
+
 test('a buffer that is not from the pool is ignored', () => {
   const slabs = new ChunkSlabs(64 * KiB);
   assert.equal(slabs.give(Buffer.alloc(1024), true), { slotBytes: 0, emptied: false });
