@@ -14,6 +14,7 @@ import type { LoadedConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { startLocalBox, type LocalBox } from '../localbox/index.ts';
 import type { Dropftp } from '../server.ts';
+import { limitHeapGrowth } from '../util/heap-growth.ts';
 import { UsageError } from './args.ts';
 import { parseServeArgs, type ServeArgs } from './serve-flags.ts';
 
@@ -118,6 +119,7 @@ export async function serveCommand(rawArgv: string[]): Promise<number> {
   if (typeof start === 'number') return start;
   const { loaded, flags: argv } = start;
   const { config } = loaded;
+  limitHeapGrowth();
   const log = createLogger(config.log);
   let service: Dropftp;
   // A stop signal during start-up is kept and acted on once the service is up (no half-started exit).
