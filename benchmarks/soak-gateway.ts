@@ -9,10 +9,12 @@ import { loadConfig } from '../src/config/load.ts';
 import { toDropftpOptions } from '../src/config/to-options.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { startDropftp } from '../src/server.ts';
+import { limitHeapGrowth } from '../src/util/heap-growth.ts';
 import type { FaultSpec } from '../src/localbox/types.ts';
 
 type Request = { id: number; type: 'faults'; spec: FaultSpec } | { id: number; type: 'faultCounts' } | { id: number; type: 'counters' } | { id: number; type: 'stop' };
 
+limitHeapGrowth(); // as serveCommand does
 const dataDir = resolve(process.argv[2] ?? './data');
 // As `dropftp serve --listen 127.0.0.1:0 --data-dir DIR [more flags]` would run (DROPFTP_* env too).
 const { config } = loadConfig({ argv: ['--listen', '127.0.0.1:0', '--data-dir', dataDir, ...process.argv.slice(3)], file: null });
