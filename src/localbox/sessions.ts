@@ -6,10 +6,11 @@
 // they describe are on disk; a failed append changes no row; one append at a time per sequential
 // session; the database work of an append is a few keyed rows, whatever the session's size.
 
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Union } from './api-errors.ts';
 import type { Body } from './context.ts';
 import { contentHashOfBlocks, ContentHasher } from './content-hash.ts';
+import { BlockHash, bothWaits, hashBackpressure } from './store/block-hash.ts';
 import type { BlockRef, BlockStore } from './store/blocks.ts';
 import type { Db } from './store/db.ts';
 import { PartialBlocks } from './store/partials.ts';
@@ -181,11 +182,11 @@ export class Sessions {
     const id = s.id;
     // the request's own content_hash needs a second hash only when it starts inside a block
     const hasher = expectHash !== undefined && partial ? new ContentHasher() : null;
-    const sealed: { idx: number; name: string; hash: string; len: number }[] = [];
+    const sealed: { idx: number; name: string; hash: Promise<string>; len: number }[] = [];
     const created: string[] = []; // partial files this append started (deleted if it fails)
     const queue = new WriteQueue();
     let idx = partial ? partial.idx : Math.floor(s.offset / BLOCK_BYTES);
-    let cur: { name: string; hasher: Hash; len: number } | null = null;
+    let cur: { name: string; hasher: BlockHash; len: number } | null = null;
     let committed = false;
     try {
       if (partial) {
@@ -196,7 +197,9 @@ export class Sessions {
       }
       const seal = (): void => {
         queue.close();
-        sealed.push({ idx, name: cur!.name, hash: cur!.hasher.digest('hex'), len: cur!.len });
+        const hash = cur!.hasher.digest();
+        hash.catch(() => {}); // awaited below, unless the append fails first
+        sealed.push({ idx, name: cur!.name, hash, len: cur!.len });
         idx++;
         cur = null;
       };
@@ -212,7 +215,7 @@ export class Sessions {
             const name = PartialBlocks.nameOf(id, idx);
             created.push(name);
             queue.open(this.partials.pathOf(name), 'w');
-            cur = { name, hasher: createHash('sha256'), len: 0 };
+            cur = { name, hasher: new BlockHash(), len: 0 };
           }
           const take = Math.min(chunk.length - off, BLOCK_BYTES - cur.len);
           const part = off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take);
@@ -222,30 +225,32 @@ export class Sessions {
           off += take;
           if (cur.len === BLOCK_BYTES) seal();
         }
-        return queue.backpressure();
+        return bothWaits(queue.backpressure(), hashBackpressure());
       });
       if (expectHash !== undefined) {
-        const open = cur as { hasher: Hash; len: number } | null;
-        const got = hasher ? hasher.digest() : contentHashOfBlocks([...sealed.map((b) => b.hash), ...(open && open.len > 0 ? [open.hasher.copy().digest('hex')] : [])]);
+        const open = cur as { hasher: BlockHash; len: number } | null;
+        const got = hasher ? hasher.digest() : contentHashOfBlocks([...(await Promise.all(sealed.map((b) => b.hash))), ...(open && open.len > 0 ? [await open.hasher.peek()] : [])]);
         if (got !== expectHash) throw new SessionError({ '.tag': 'content_hash_mismatch' });
       }
       if (cur && close) seal();
       if (cur) queue.close();
       await queue.drain();
       queue.end();
-      const open = cur as { name: string; hasher: Hash; len: number } | null;
+      const hashes = await Promise.all(sealed.map((b) => b.hash));
+      const open = cur as { name: string; hasher: BlockHash; len: number } | null;
       this.db.transaction(() => {
         if (!this.stmt.get.get(id)) throw new SessionError({ '.tag': 'not_found' });
-        for (const b of sealed) this.stmt.putBlock.run(id, b.idx, b.hash, b.len);
+        sealed.forEach((b, i) => this.stmt.putBlock.run(id, b.idx, hashes[i]!, b.len));
         if (open) this.stmt.putPartial.run(id, idx, open.len);
         else this.stmt.dropPartial.run(id);
         this.stmt.update.run(s.offset + bytes, close ? 1 : 0, id);
       })();
       committed = true;
-      for (const b of sealed) this.partials.placeSync(b.name, b.hash);
+      sealed.forEach((b, i) => this.partials.placeSync(b.name, hashes[i]!));
       if (open) this.partials.keep(open.name, open.hasher, open.len);
     } finally {
       if (!committed) {
+        (cur as { hasher: BlockHash } | null)?.hasher.dispose();
         await queue.abandon();
         for (const name of created) this.partials.discardSync(name);
       }

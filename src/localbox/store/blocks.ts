@@ -3,11 +3,12 @@
 // Invariants: a block file is complete or absent; a hash in use by an unfinished write is pinned and
 // never collected; anything not referenced by the database and not pinned is garbage (gc()).
 
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCK_BYTES } from '../types.ts';
+import { BlockHash, bothWaits, hashBackpressure } from './block-hash.ts';
 import { BlockReader } from './block-reader.ts';
 import { WriteQueue } from './write-queue.ts';
 import type { BlockRef } from './block-ref.ts';
@@ -143,18 +144,22 @@ export class BlockStore {
 }
 
 /**
- * Cuts a stream into 4 MiB blocks written as block files. write() hashes and queues the bytes at
- * once and returns a promise only when the caller must wait (backpressure). finish() seals the last,
- * short block and waits for every block to be in place. Every produced hash is pinned until
- * release(), which callers run after their database commit.
+ * Cuts a stream into 4 MiB blocks written as block files. write() queues the bytes and hands them to
+ * the hashing thread at once and returns a promise only when the caller must wait (backpressure:
+ * the disk or the hashing thread). finish() seals the last, short block and waits for every block
+ * to be hashed and in place. Each block's hash is pinned from just before its file moves into place
+ * until release(), which callers run after their database commit.
  */
 export class BlockWriter {
-  readonly refs: BlockRef[] = [];
+  /** The blocks written, in order (complete once finish() resolved). */
+  refs: BlockRef[] = [];
   bytes = 0;
   private readonly queue = new WriteQueue();
   private readonly tmps = new Set<string>(); // temp files not yet moved into place
+  private readonly sealed: Promise<BlockRef>[] = [];
+  private readonly pinned: string[] = [];
   private tmp = '';
-  private hash: Hash | null = null;
+  private hash: BlockHash | null = null;
   private curLen = 0;
   private released = false;
 
@@ -174,7 +179,7 @@ export class BlockWriter {
       off += take;
       if (this.curLen === BLOCK_BYTES) this.sealBlock();
     }
-    return this.queue.backpressure();
+    return bothWaits(this.queue.backpressure(), hashBackpressure());
   }
 
   /** Copies an existing stored block in as the beginning of the current block (session continuation). */
@@ -188,6 +193,7 @@ export class BlockWriter {
     if (this.hash && this.curLen > 0) this.sealBlock();
     await this.queue.drain();
     this.queue.end();
+    this.refs = await Promise.all(this.sealed);
     return this.refs;
   }
 
@@ -196,11 +202,12 @@ export class BlockWriter {
     this.queue.end();
     if (this.released) return;
     this.released = true;
-    for (const r of this.refs) this.store.unpin(r.hash);
+    for (const h of this.pinned) this.store.unpin(h);
   }
 
   /** Abandons unwritten bytes and temp files; sealed blocks already in place stay until gc (they may be shared). */
   async abort(): Promise<void> {
+    this.hash?.dispose();
     this.hash = null;
     await this.queue.abandon();
     for (const tmp of this.tmps) {
@@ -215,18 +222,26 @@ export class BlockWriter {
     this.tmp = this.store.tmpName();
     this.tmps.add(this.tmp);
     this.queue.open(this.tmp, 'w');
-    this.hash = createHash('sha256');
+    this.hash = new BlockHash();
     this.curLen = 0;
   }
 
   private sealBlock(): void {
-    const hash = this.hash!.digest('hex');
+    const hashed = this.hash!.digest();
+    const len = this.curLen;
     const tmp = this.tmp;
-    this.refs.push({ hash, len: this.curLen });
-    this.store.pin(hash);
+    const ref = hashed.then((hash) => ({ hash, len }));
+    ref.catch(() => {}); // a failure reaches finish() through the queue (below) first
+    this.sealed.push(ref);
     this.hash = null;
     this.curLen = 0;
     this.queue.close(async () => {
+      const hash = await hashed;
+      // pinned before it is in place: gc() never takes a block between its rename and the commit
+      if (!this.released) {
+        this.store.pin(hash);
+        this.pinned.push(hash);
+      }
       await this.store.commitTmp(tmp, hash);
       this.tmps.delete(tmp);
     });

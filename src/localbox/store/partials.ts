@@ -1,16 +1,18 @@
 // Partial blocks of sequential upload sessions: partial/<session key>-<block index>, a block being
 // filled across appends. Bytes are written once, where they will stay, and hashed as they arrive;
-// the SHA-256 state of each partial is kept in memory between appends (rebuilt from the file when
-// it was lost), and a block once whole (or at close/commit) is renamed into the block store.
+// the SHA-256 state of each partial is kept between appends (in the hashing thread, block-hash.ts;
+// rebuilt from the file when it was lost), with the digest of its bytes so far once the thread gave
+// it, and a block once whole (or at close/commit) is renamed into the block store.
 // Runs in the local box child. Invariants: the first `len` bytes of a partial file (len: its
 // session_partial row) are the block's bytes; bytes past `len` are leftovers of a failed append and
 // are cut before the next write; a partial file moves into blocks/ only after the database references
 // its hash (so a crash in between leaves it here, and recover() moves it at start-up).
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, truncateSync, unlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BlockHash } from './block-hash.ts';
 import type { BlockStore } from './blocks.ts';
 
 /** Hash states kept between appends; beyond this, the least recently used are rebuilt from disk. */
@@ -18,7 +20,7 @@ const CACHE_ENTRIES = 4096;
 
 export class PartialBlocks {
   readonly dir: string;
-  private readonly hashes = new Map<string, { hasher: Hash; len: number }>();
+  private readonly hashes = new Map<string, { hasher: BlockHash; len: number; hex: string | null }>();
 
   constructor(
     dataDir: string,
@@ -46,13 +48,20 @@ export class PartialBlocks {
    * Opens a partial holding `len` valid bytes to append to: cut to exactly them, with the SHA-256
    * state of those bytes (kept from the last append, or rebuilt from the file).
    */
-  async resume(name: string, len: number): Promise<{ fh: FileHandle; hasher: Hash }> {
+  async resume(name: string, len: number): Promise<{ fh: FileHandle; hasher: BlockHash }> {
     const fh = await open(this.path(name), 'r+');
     try {
       const cached = this.hashes.get(name);
       this.hashes.delete(name); // it advances as bytes arrive; put back only by keep()
-      const hasher = cached && cached.len === len ? cached.hasher : await rehash(fh, len);
-      if ((await fh.stat()).size !== len) await fh.truncate(len);
+      const usable = cached && cached.len === len && cached.hasher.live;
+      if (cached && !usable) cached.hasher.dispose();
+      const hasher = usable ? cached.hasher : await rehash(fh, len);
+      try {
+        if ((await fh.stat()).size !== len) await fh.truncate(len);
+      } catch (err) {
+        hasher.dispose();
+        throw err;
+      }
       return { fh, hasher };
     } catch (err) {
       await fh.close().catch(() => {});
@@ -60,19 +69,38 @@ export class PartialBlocks {
     }
   }
 
-  /** Remembers a partial's hash state after its new length was committed to the database. */
-  keep(name: string, hasher: Hash, len: number): void {
-    if (this.hashes.size >= CACHE_ENTRIES) this.hashes.delete(this.hashes.keys().next().value!);
-    this.hashes.set(name, { hasher, len });
+  /**
+   * Remembers a partial's hash state after its new length was committed to the database, and asks
+   * for the digest of its bytes so far (what sealing it needs, synchronously, if no append follows).
+   */
+  keep(name: string, hasher: BlockHash, len: number): void {
+    if (this.hashes.size >= CACHE_ENTRIES) this.forget(this.hashes.keys().next().value!);
+    this.forget(name);
+    const entry = { hasher, len, hex: null as string | null };
+    this.hashes.set(name, entry);
+    hasher.peek().then(
+      (hex) => {
+        if (entry.len === len) entry.hex = hex;
+      },
+      () => {}, // its thread died: digestSync() reads the file instead
+    );
+  }
+
+  /** Drops a kept hash state. */
+  private forget(name: string): void {
+    const cached = this.hashes.get(name);
+    if (!cached) return;
+    this.hashes.delete(name);
+    cached.hasher.dispose();
   }
 
   /** SHA-256 of a partial's first `len` bytes, and the file cut to exactly them (before sealing it). */
   digestSync(name: string, len: number): string {
     const cached = this.hashes.get(name);
-    this.hashes.delete(name);
+    this.forget(name);
     const p = this.path(name);
     truncateSync(p, len);
-    if (cached && cached.len === len) return cached.hasher.digest('hex');
+    if (cached && cached.len === len && cached.hex !== null) return cached.hex;
     const fd = openSync(p, 'r');
     try {
       const buf = Buffer.allocUnsafe(len);
@@ -90,13 +118,13 @@ export class PartialBlocks {
 
   /** Moves a whole (sealed) partial into the block store; call once the database references `hash`. */
   placeSync(name: string, hash: string): void {
-    this.hashes.delete(name);
+    this.forget(name);
     this.blocks.placeSync(this.path(name), hash);
   }
 
   /** Deletes a partial that no row references any more (or an abandoned new one). */
   discardSync(name: string): void {
-    this.hashes.delete(name);
+    this.forget(name);
     try {
       unlinkSync(this.path(name));
     } catch {
@@ -145,14 +173,19 @@ export class PartialBlocks {
   }
 }
 
-async function rehash(fh: FileHandle, len: number): Promise<Hash> {
-  const hasher = createHash('sha256');
-  const buf = Buffer.allocUnsafe(Math.min(len, 1 << 20));
-  for (let pos = 0; pos < len; ) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len - pos), pos);
-    if (bytesRead === 0) throw new Error(`partial block is shorter than ${len} bytes`);
-    hasher.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
+async function rehash(fh: FileHandle, len: number): Promise<BlockHash> {
+  const hasher = new BlockHash();
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(len, 1 << 20));
+    for (let pos = 0; pos < len; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len - pos), pos);
+      if (bytesRead === 0) throw new Error(`partial block is shorter than ${len} bytes`);
+      hasher.update(buf.subarray(0, bytesRead)); // copied: buf is read into again
+      pos += bytesRead;
+    }
+    return hasher;
+  } catch (err) {
+    hasher.dispose();
+    throw err;
   }
-  return hasher;
 }
