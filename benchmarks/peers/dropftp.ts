@@ -85,8 +85,9 @@ function dropftpPeer(name: string, extraFlags: string[], description: string): P
       const eluFile = join(ctx.workDir, 'elu.txt');
       const child = startProcess(
         TUNED_MALLOC,
-        [process.execPath, ...(process.env.BENCH_GATEWAY_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_GATEWAY_CPU_PROF] : []), '--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags, ...(ctx.gatewayFlags ?? [])],
+        [process.execPath, ...(process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(process.env.BENCH_GATEWAY_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_GATEWAY_CPU_PROF] : []), '--import', PROBE, BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--pasv-ports', `${ctx.pasvPorts[0]}-${ctx.pasvPorts[1]}`, '--users', usersFile, ...capFlags, ...extraFlags, ...(ctx.gatewayFlags ?? [])],
         // BENCH_GATEWAY_CPU_PROF=DIR: V8 CPU profiles of the gateway's threads are written there when it exits.
+        // BENCH_GATEWAY_NODE_FLAGS='--flag ...': node or V8 flags for the gateway alone (an experiment's switch).
         // BENCH_GATEWAY_LOG=FILE: the gateway's output is appended there (for a run that must be explained).
         { env: { ...process.env, BENCH_ELU_FILE: eluFile }, ...(process.env.BENCH_GATEWAY_LOG ? { logTo: process.env.BENCH_GATEWAY_LOG } : {}) },
       );
