@@ -19,18 +19,21 @@ const SLOT_BYTES = 256 * 1024;
  * thread's work, enough to keep it busy between two turns of the event loop.
  */
 export const PRESSURE_BYTES = 8 * 1024 * 1024;
+/** What a writer let go is expected to add before it checks again (an HTTP body chunk). */
+const WAKE_CHUNK_BYTES = 64 * 1024;
 /** Free slots kept for reuse; more (after a burst) are let go. */
 const MAX_FREE_SLOTS = 32;
 
 // main -> worker: { t: 'hash', slot, sab?, entries: [id, offset, length, ...] }
 //                 { t: 'digest', id, req, keep }   (keep: the hash goes on, a copy is digested)
 //                 { t: 'drop', id }
+//                 { t: 'forget', slot }            (a slot let go: the worker drops its memory too)
 // worker -> main: { t: 'done', slot } | { t: 'digest', req, hex }
 const WORKER_SOURCE = `
 'use strict';
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const slots = [];
+const slots = new Map();
 const hashes = new Map();
 const hashOf = (id) => {
   let h = hashes.get(id);
@@ -40,8 +43,8 @@ const hashOf = (id) => {
 parentPort.on('message', (m) => {
   switch (m.t) {
     case 'hash': {
-      if (m.sab) slots[m.slot] = m.sab;
-      const sab = slots[m.slot];
+      if (m.sab) slots.set(m.slot, m.sab);
+      const sab = slots.get(m.slot);
       const e = m.entries;
       for (let i = 0; i < e.length; i += 3) hashOf(e[i]).update(new Uint8Array(sab, e[i + 1], e[i + 2]));
       parentPort.postMessage({ t: 'done', slot: m.slot });
@@ -55,6 +58,9 @@ parentPort.on('message', (m) => {
     }
     case 'drop':
       hashes.delete(m.id);
+      break;
+    case 'forget':
+      slots.delete(m.slot);
       break;
     default:
       throw new Error('block-hash worker: unknown message ' + String(m && m.t));
@@ -75,7 +81,9 @@ type WorkerMessage = { t: 'done'; slot: number } | { t: 'digest'; req: number; h
 
 class HashThread {
   private readonly worker: Worker;
-  private readonly slots: Slot[] = [];
+  /** Slots handed out or posted (by index); free ones are also in `free`. */
+  private readonly slots = new Map<number, Slot>();
+  private nextSlot = 0;
   private readonly free: Slot[] = [];
   private cur: Slot | null = null;
   private entries: number[] = [];
@@ -147,9 +155,12 @@ class HashThread {
     this.worker.postMessage({ t: 'drop', id });
   }
 
-  /** undefined, or a promise that resolves once the worker has caught up. */
+  /**
+   * undefined, or a promise that resolves when the writer may go on: writers wait in arrival order
+   * while the thread is behind or others wait before them.
+   */
   pressure(): Promise<void> | undefined {
-    if (this.outstanding < PRESSURE_BYTES || this.dead) return undefined;
+    if ((this.outstanding < PRESSURE_BYTES && this.waiters.length === 0) || this.dead) return undefined;
     return new Promise((resolve) => {
       this.waiters.push(resolve);
       this.holdAlive();
@@ -163,8 +174,8 @@ class HashThread {
       return reused;
     }
     const sab = new SharedArrayBuffer(SLOT_BYTES);
-    const slot: Slot = { index: this.slots.length, sab, bytes: new Uint8Array(sab), known: false, used: 0 };
-    this.slots.push(slot);
+    const slot: Slot = { index: this.nextSlot++, sab, bytes: new Uint8Array(sab), known: false, used: 0 };
+    this.slots.set(slot.index, slot);
     return slot;
   }
 
@@ -184,10 +195,15 @@ class HashThread {
 
   private onMessage(m: WorkerMessage): void {
     if (m.t === 'done') {
-      const slot = this.slots[m.slot]!;
+      const slot = this.slots.get(m.slot)!;
       this.outstanding -= slot.used;
       if (this.free.length < MAX_FREE_SLOTS) this.free.push(slot);
-      if (this.outstanding < PRESSURE_BYTES / 2) this.wake();
+      else {
+        // a burst is over: its memory goes, here and in the worker
+        this.slots.delete(slot.index);
+        this.worker.postMessage({ t: 'forget', slot: slot.index });
+      }
+      this.wake();
     } else {
       const r = this.replies.get(m.req);
       this.replies.delete(m.req);
@@ -196,9 +212,18 @@ class HashThread {
     }
   }
 
+  /**
+   * Lets waiting writers go, oldest first, as many as the room below the mark holds at a typical
+   * chunk each: a thousand uploads woken at once would each add a chunk and overshoot the mark by
+   * tens of MiB (all of them, when the thread died).
+   */
   private wake(): void {
     if (this.waiters.length === 0) return;
-    for (const w of this.waiters.splice(0)) w();
+    let room = this.dead ? Infinity : PRESSURE_BYTES - this.outstanding;
+    while (room > 0 && this.waiters.length > 0) {
+      this.waiters.shift()!();
+      room -= WAKE_CHUNK_BYTES;
+    }
     if (!this.dead) this.holdAlive();
   }
 
