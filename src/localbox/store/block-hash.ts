@@ -21,8 +21,12 @@ const SLOT_BYTES = 256 * 1024;
 export const PRESSURE_BYTES = 8 * 1024 * 1024;
 /** What a writer let go is expected to add before it checks again (an HTTP body chunk). */
 const WAKE_CHUNK_BYTES = 64 * 1024;
-/** Free slots kept for reuse; more (after a burst) are let go. */
-const MAX_FREE_SLOTS = 32;
+/**
+ * Free slots kept for reuse, enough for the whole backlog; more (after a burst) are let go. Their
+ * memory is freed only after both threads' collectors dropped them, and the hashing thread's seldom
+ * runs: a slot table that churned grew the box's heap by ~100 MiB in 10 s of one upload stream.
+ */
+const MAX_FREE_SLOTS = PRESSURE_BYTES / SLOT_BYTES + 8;
 
 // main -> worker: { t: 'hash', slot, sab?, entries: [id, offset, length, ...] }
 //                 { t: 'digest', id, req, keep }   (keep: the hash goes on, a copy is digested)
@@ -68,6 +72,11 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/**
+ * A slot fills from 0 to SLOT_BYTES; each post hands the worker the part written since the last
+ * one, and main writes only past what it posted. It is free again once full and every post of it
+ * came back.
+ */
 interface Slot {
   readonly index: number;
   readonly sab: SharedArrayBuffer;
@@ -75,6 +84,8 @@ interface Slot {
   /** Whether the worker has been sent this slot's memory. */
   known: boolean;
   used: number;
+  /** Bytes of each post the worker has not answered yet, oldest first. */
+  readonly inFlight: number[];
 }
 
 type WorkerMessage = { t: 'done'; slot: number } | { t: 'digest'; req: number; hex: string };
@@ -119,7 +130,7 @@ class HashThread {
     for (let off = 0; off < src.length; ) {
       let slot = this.cur;
       if (!slot || slot.used === SLOT_BYTES) {
-        if (slot) this.post();
+        if (slot) this.post(); // and lets it go: it is full
         slot = this.cur = this.takeSlot();
       }
       const n = Math.min(src.length - off, SLOT_BYTES - slot.used);
@@ -174,30 +185,34 @@ class HashThread {
       return reused;
     }
     const sab = new SharedArrayBuffer(SLOT_BYTES);
-    const slot: Slot = { index: this.nextSlot++, sab, bytes: new Uint8Array(sab), known: false, used: 0 };
+    const slot: Slot = { index: this.nextSlot++, sab, bytes: new Uint8Array(sab), known: false, used: 0, inFlight: [] };
     this.slots.set(slot.index, slot);
     return slot;
   }
 
-  /** Sends the current slot's entries to the worker. */
+  /** Sends the entries written into the current slot since its last post; a full slot is let go. */
   private post(): void {
     const slot = this.cur;
-    if (!slot || this.entries.length === 0) return;
-    this.cur = null;
-    if (this.dead) {
-      this.entries = [];
-      return;
-    }
-    this.worker.postMessage({ t: 'hash', slot: slot.index, sab: slot.known ? undefined : slot.sab, entries: this.entries });
-    slot.known = true;
+    if (!slot) return;
+    if (slot.used === SLOT_BYTES) this.cur = null;
+    if (this.entries.length === 0) return;
+    const entries = this.entries;
     this.entries = [];
+    if (this.dead) return;
+    let bytes = 0;
+    for (let i = 2; i < entries.length; i += 3) bytes += entries[i]!;
+    this.worker.postMessage({ t: 'hash', slot: slot.index, sab: slot.known ? undefined : slot.sab, entries });
+    slot.known = true;
+    slot.inFlight.push(bytes);
   }
 
   private onMessage(m: WorkerMessage): void {
     if (m.t === 'done') {
       const slot = this.slots.get(m.slot)!;
-      this.outstanding -= slot.used;
-      if (this.free.length < MAX_FREE_SLOTS) this.free.push(slot);
+      this.outstanding -= slot.inFlight.shift()!;
+      if (slot.inFlight.length > 0 || slot === this.cur) {
+        // more of it is posted, or main is still filling it
+      } else if (this.free.length < MAX_FREE_SLOTS) this.free.push(slot);
       else {
         // a burst is over: its memory goes, here and in the worker
         this.slots.delete(slot.index);
