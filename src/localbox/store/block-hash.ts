@@ -3,17 +3,23 @@
 // evaluated, so that it needs no loader whether the box runs from TypeScript or from dist/).
 // Why: hashing is most of what an upload costs the box (SHA-256 ran at ~1 GB/s on our machines), and
 // on the event loop it capped one upload stream at what one core hashes while the other core idled.
-// Invariants: update() copies its bytes into shared slot memory before it returns (the caller may
-// free or reuse them at once); a hash sees its bytes in update() order, and peek()/digest() answer
-// for exactly the bytes updated before them; a slot is written by main only while it is free and
-// read by the worker only between its 'hash' message and the worker's 'done'; a hash whose thread
-// died answers every later peek()/digest() with a rejection (never a wrong digest).
+// Invariants: update() copies its bytes into slot memory before it returns (the caller may free or
+// reuse them at once); a hash sees its bytes in update() order, and peek()/digest() answer for
+// exactly the bytes updated before them; a slot belongs to one thread at a time: main fills it,
+// transfers it with its 'hash' message, and the worker transfers it back with 'done'; a hash whose
+// thread died answers every later peek()/digest() with a rejection (never a wrong digest).
+// Slots are plain ArrayBuffers moved back and forth, not SharedArrayBuffers: V8 copies into shared
+// memory with relaxed atomic stores (v8::internal::relaxed_memmove), which cost an upload stream
+// as much CPU as its SHA-256.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
-/** Slot memory handed to the worker in one message. */
-const SLOT_BYTES = 256 * 1024;
+/**
+ * Slot memory handed to the worker in one message: a slot is posted when full, or when a digest
+ * needs its bytes (each message wakes the other thread, dear on the paravirtual VMs we run on).
+ */
+const SLOT_BYTES = 1024 * 1024;
 /**
  * Bytes copied for hashing and not hashed yet above which writers are asked to wait: ~8 ms of the
  * thread's work, enough to keep it busy between two turns of the event loop.
@@ -21,23 +27,17 @@ const SLOT_BYTES = 256 * 1024;
 export const PRESSURE_BYTES = 8 * 1024 * 1024;
 /** What a writer let go is expected to add before it checks again (an HTTP body chunk). */
 const WAKE_CHUNK_BYTES = 64 * 1024;
-/**
- * Free slots kept for reuse, enough for the whole backlog; more (after a burst) are let go. Their
- * memory is freed only after both threads' collectors dropped them, and the hashing thread's seldom
- * runs: a slot table that churned grew the box's heap by ~100 MiB in 10 s of one upload stream.
- */
+/** Free slots kept for reuse, enough for the whole backlog; more (after a burst) are let go. */
 const MAX_FREE_SLOTS = PRESSURE_BYTES / SLOT_BYTES + 8;
 
-// main -> worker: { t: 'hash', slot, sab?, entries: [id, offset, length, ...] }
+// main -> worker: { t: 'hash', buf, bytes, entries: [id, offset, length, ...] }  (buf transferred)
 //                 { t: 'digest', id, req, keep }   (keep: the hash goes on, a copy is digested)
 //                 { t: 'drop', id }
-//                 { t: 'forget', slot }            (a slot let go: the worker drops its memory too)
-// worker -> main: { t: 'done', slot } | { t: 'digest', req, hex }
+// worker -> main: { t: 'done', buf, bytes } (buf transferred back) | { t: 'digest', req, hex }
 const WORKER_SOURCE = `
 'use strict';
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const slots = new Map();
 const hashes = new Map();
 const hashOf = (id) => {
   let h = hashes.get(id);
@@ -47,11 +47,9 @@ const hashOf = (id) => {
 parentPort.on('message', (m) => {
   switch (m.t) {
     case 'hash': {
-      if (m.sab) slots.set(m.slot, m.sab);
-      const sab = slots.get(m.slot);
       const e = m.entries;
-      for (let i = 0; i < e.length; i += 3) hashOf(e[i]).update(new Uint8Array(sab, e[i + 1], e[i + 2]));
-      parentPort.postMessage({ t: 'done', slot: m.slot });
+      for (let i = 0; i < e.length; i += 3) hashOf(e[i]).update(new Uint8Array(m.buf, e[i + 1], e[i + 2]));
+      parentPort.postMessage({ t: 'done', buf: m.buf, bytes: m.bytes }, [m.buf]);
       break;
     }
     case 'digest': {
@@ -63,42 +61,26 @@ parentPort.on('message', (m) => {
     case 'drop':
       hashes.delete(m.id);
       break;
-    case 'forget':
-      slots.delete(m.slot);
-      break;
     default:
       throw new Error('block-hash worker: unknown message ' + String(m && m.t));
   }
 });
 `;
 
-/**
- * A slot fills from 0 to SLOT_BYTES; each post hands the worker the part written since the last
- * one, and main writes only past what it posted. It is free again once full and every post of it
- * came back.
- */
+/** Slot memory main fills; posted (transferred) when full or when a digest needs its bytes. */
 interface Slot {
-  readonly index: number;
-  readonly sab: SharedArrayBuffer;
+  readonly buf: ArrayBuffer;
   readonly bytes: Uint8Array;
-  /** Whether the worker has been sent this slot's memory. */
-  known: boolean;
   used: number;
-  /** Bytes of each post the worker has not answered yet, oldest first. */
-  readonly inFlight: number[];
 }
 
-type WorkerMessage = { t: 'done'; slot: number } | { t: 'digest'; req: number; hex: string };
+type WorkerMessage = { t: 'done'; buf: ArrayBuffer; bytes: number } | { t: 'digest'; req: number; hex: string };
 
 class HashThread {
   private readonly worker: Worker;
-  /** Slots handed out or posted (by index); free ones are also in `free`. */
-  private readonly slots = new Map<number, Slot>();
-  private nextSlot = 0;
   private readonly free: Slot[] = [];
   private cur: Slot | null = null;
   private entries: number[] = [];
-  private flushQueued = false;
   private nextId = 1;
   private nextReq = 1;
   private readonly replies = new Map<number, { resolve(hex: string): void; reject(err: Error): void }>();
@@ -130,7 +112,7 @@ class HashThread {
     for (let off = 0; off < src.length; ) {
       let slot = this.cur;
       if (!slot || slot.used === SLOT_BYTES) {
-        if (slot) this.post(); // and lets it go: it is full
+        if (slot) this.post();
         slot = this.cur = this.takeSlot();
       }
       const n = Math.min(src.length - off, SLOT_BYTES - slot.used);
@@ -139,13 +121,6 @@ class HashThread {
       slot.used += n;
       this.outstanding += n;
       off += n;
-    }
-    if (!this.flushQueued && this.cur) {
-      this.flushQueued = true;
-      setImmediate(() => {
-        this.flushQueued = false;
-        this.post();
-      });
     }
   }
 
@@ -180,44 +155,30 @@ class HashThread {
 
   private takeSlot(): Slot {
     const reused = this.free.pop();
-    if (reused) {
-      reused.used = 0;
-      return reused;
-    }
-    const sab = new SharedArrayBuffer(SLOT_BYTES);
-    const slot: Slot = { index: this.nextSlot++, sab, bytes: new Uint8Array(sab), known: false, used: 0, inFlight: [] };
-    this.slots.set(slot.index, slot);
-    return slot;
+    if (reused) return reused;
+    const buf = new ArrayBuffer(SLOT_BYTES);
+    return { buf, bytes: new Uint8Array(buf), used: 0 };
   }
 
-  /** Sends the entries written into the current slot since its last post; a full slot is let go. */
+  /** Hands the current slot and its entries to the worker (the slot is theirs until 'done'). */
   private post(): void {
     const slot = this.cur;
     if (!slot) return;
-    if (slot.used === SLOT_BYTES) this.cur = null;
-    if (this.entries.length === 0) return;
+    this.cur = null;
     const entries = this.entries;
     this.entries = [];
-    if (this.dead) return;
-    let bytes = 0;
-    for (let i = 2; i < entries.length; i += 3) bytes += entries[i]!;
-    this.worker.postMessage({ t: 'hash', slot: slot.index, sab: slot.known ? undefined : slot.sab, entries });
-    slot.known = true;
-    slot.inFlight.push(bytes);
+    if (this.dead || entries.length === 0) {
+      slot.used = 0;
+      if (!this.dead) this.free.push(slot);
+      return;
+    }
+    this.worker.postMessage({ t: 'hash', buf: slot.buf, bytes: slot.used, entries }, [slot.buf]);
   }
 
   private onMessage(m: WorkerMessage): void {
     if (m.t === 'done') {
-      const slot = this.slots.get(m.slot)!;
-      this.outstanding -= slot.inFlight.shift()!;
-      if (slot.inFlight.length > 0 || slot === this.cur) {
-        // more of it is posted, or main is still filling it
-      } else if (this.free.length < MAX_FREE_SLOTS) this.free.push(slot);
-      else {
-        // a burst is over: its memory goes, here and in the worker
-        this.slots.delete(slot.index);
-        this.worker.postMessage({ t: 'forget', slot: slot.index });
-      }
+      this.outstanding -= m.bytes;
+      if (this.free.length < MAX_FREE_SLOTS) this.free.push({ buf: m.buf, bytes: new Uint8Array(m.buf), used: 0 });
       this.wake();
     } else {
       const r = this.replies.get(m.req);
