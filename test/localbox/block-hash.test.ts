@@ -7,24 +7,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlockHash, hashBackpressure, PRESSURE_BYTES, setHashThreads } from '../../src/localbox/store/block-hash.ts';
+import { mulberry32 } from '../../src/util/prng.ts';
 import { releaseMemory } from '../../src/util/release-memory.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** A seeded generator, so that a failing chunking can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function interleaved(seed: number): Promise<void> {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed); // seeded: a failing chunking can be replayed
   const datas = Array.from({ length: 24 }, (_, i) => randomBytes(i === 0 ? 0 : Math.floor(rnd() * 3 * 1024 * 1024) + 1));
   const hashes = datas.map(() => new BlockHash());
   const offsets = datas.map(() => 0);
