@@ -1,8 +1,9 @@
 // The box's off-thread SHA-256 (store/block-hash.ts): digests equal node:crypto's for any chunking,
-// with many hashes interleaved through the shared slots, on one hashing thread or several; update() copies, so a caller that reuses or
-// frees its buffer right after does not change the digest; peek() answers for the bytes so far and
-// the hash goes on; a hash ended by digest() or dispose() refuses more; writers are held back while
-// the hashing thread lags and let go once it caught up.
+// with many hashes interleaved through the slots, on one hashing thread or several; update() copies,
+// so a caller that reuses or frees its buffer right after does not change the digest; peek() answers
+// for the bytes so far and the hash goes on; a hash ended by digest() or dispose() refuses more;
+// writers are held back while the hashing thread lags and let go once it caught up, however small
+// their chunks (regression: writers of 1 KiB chunks let go in turn posted no slot and all waited).
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -104,6 +105,32 @@ test('writers are held back while the hashing thread lags, then let go', async (
   const per = [0, 1, 2, 3].map((k) => Buffer.concat(Array.from({ length: Math.ceil((fed - k) / 4) }, () => data)));
   const got = await Promise.all(hashes.map((h) => h.digest()));
   got.forEach((hex, k) => assert.is(hex, sha(per[k]!), `hash ${k}`));
+});
+
+test('hundreds of writers of small chunks held back all finish (none waits for a slot no one posts)', async () => {
+  const big = new BlockHash();
+  const bigData = randomBytes(PRESSURE_BYTES + 1024 * 1024);
+  big.update(bigData);
+  assert.ok(hashBackpressure(), 'the thread is behind');
+  const writers = Array.from({ length: 300 }, async (_, w) => {
+    const h = new BlockHash();
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 20; i++) {
+      await hashBackpressure();
+      const part = Buffer.alloc(1024, (w + i) & 0xff);
+      parts.push(part);
+      h.update(part);
+    }
+    assert.is(await h.digest(), sha(Buffer.concat(parts)), `writer ${w}`);
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('writers still held back after 20 s')), 20_000)));
+  try {
+    await Promise.race([Promise.all(writers), stuck]);
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.is(await big.digest(), sha(bigData));
 });
 
 test.run();

@@ -87,6 +87,8 @@ class HashThread {
   private readonly waiters: (() => void)[] = [];
   /** Bytes copied into slots and not yet hashed. */
   outstanding = 0;
+  /** Slots posted whose 'done' has not come back. */
+  private inFlight = 0;
   dead = false;
 
   constructor() {
@@ -121,6 +123,7 @@ class HashThread {
       slot.used += n;
       this.outstanding += n;
       off += n;
+      if (slot.used === SLOT_BYTES) this.post();
     }
   }
 
@@ -150,7 +153,23 @@ class HashThread {
     return new Promise((resolve) => {
       this.waiters.push(resolve);
       this.holdAlive();
+      this.ensureProgress();
     });
+  }
+
+  /**
+   * A writer waits only for a 'done' that will come: with nothing posted, the bytes of the current
+   * slot go now, and with nothing at all to hash there is nothing to wait for. (Writers of small
+   * chunks let go in turn could otherwise fill no slot, post nothing and wait for each other.)
+   */
+  private ensureProgress(): void {
+    if (this.waiters.length === 0 || this.dead || this.inFlight > 0) return;
+    if (this.entries.length > 0) {
+      this.post();
+      return;
+    }
+    for (const w of this.waiters.splice(0)) w();
+    this.holdAlive();
   }
 
   private takeSlot(): Slot {
@@ -173,10 +192,12 @@ class HashThread {
       return;
     }
     this.worker.postMessage({ t: 'hash', buf: slot.buf, bytes: slot.used, entries }, [slot.buf]);
+    this.inFlight++;
   }
 
   private onMessage(m: WorkerMessage): void {
     if (m.t === 'done') {
+      this.inFlight--;
       this.outstanding -= m.bytes;
       if (this.free.length < MAX_FREE_SLOTS) this.free.push({ buf: m.buf, bytes: new Uint8Array(m.buf), used: 0 });
       this.wake();
@@ -200,7 +221,9 @@ class HashThread {
       this.waiters.shift()!();
       room -= WAKE_CHUNK_BYTES;
     }
-    if (!this.dead) this.holdAlive();
+    if (this.dead) return;
+    this.holdAlive();
+    this.ensureProgress();
   }
 
   private die(): void {
