@@ -112,11 +112,7 @@ class HashThread {
   update(id: number, src: Uint8Array): void {
     if (this.dead) return; // its digest rejects: nothing to hash
     for (let off = 0; off < src.length; ) {
-      let slot = this.cur;
-      if (!slot || slot.used === SLOT_BYTES) {
-        if (slot) this.post();
-        slot = this.cur = this.takeSlot();
-      }
+      const slot = (this.cur ??= this.takeSlot()); // a full slot was posted (below): never current
       const n = Math.min(src.length - off, SLOT_BYTES - slot.used);
       slot.bytes.set(off === 0 && n === src.length ? src : src.subarray(off, off + n), slot.used);
       this.entries.push(id, slot.used, n);

@@ -79,9 +79,7 @@ export class PartialBlocks {
     const entry = { hasher, len, hex: null as string | null };
     this.hashes.set(name, entry);
     hasher.peek().then(
-      (hex) => {
-        if (entry.len === len) entry.hex = hex;
-      },
+      (hex) => void (entry.hex = hex),
       () => {}, // its thread died: digestSync() reads the file instead
     );
   }
