@@ -44,8 +44,10 @@ export function childTunables(current: string | undefined): string {
 }
 
 function childExecArgv(): string[] {
+  // LOCALBOX_NODE_FLAGS='--flag ...': node or V8 flags for the child alone (--trace-gc, --perf-basic-prof).
+  const extra = (process.env.LOCALBOX_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   // tsx resolved from this file, not from the caller's working directory.
-  return FROM_SOURCE ? [...HEAP_FLAGS, '--import', import.meta.resolve('tsx')] : HEAP_FLAGS;
+  return FROM_SOURCE ? [...HEAP_FLAGS, ...extra, '--import', import.meta.resolve('tsx')] : [...HEAP_FLAGS, ...extra];
 }
 
 export interface StartExtras {

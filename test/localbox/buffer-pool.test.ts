@@ -1,6 +1,7 @@
 // The box's pool of download buffers (store/buffer-pool.ts): a buffer given back is the one taken
 // next for its size (no allocation per chunk), a view gives back its whole buffer, sizes never mix,
-// and the free lists hold at most their cap.
+// the free lists hold at most their cap, a size now read pushes other sizes out of full lists, and
+// what the pool lets go is freed at once (its ArrayBuffer detached).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { giveBuffer, pooledFreeBytes, takeBuffer } from '../../src/localbox/store/buffer-pool.ts';
@@ -24,6 +25,23 @@ test('the free lists keep at most 64 MiB', () => {
   for (const b of taken) giveBuffer(b);
   assert.ok(pooledFreeBytes() <= 64 * 1024 * KiB, String(pooledFreeBytes()));
   assert.ok(pooledFreeBytes() > before);
+});
+
+test('full lists of one size make room for the size read now; what is let go is freed', () => {
+  // The lists full of 1 MiB buffers, as after a few downloads read 1 MiB at a time.
+  const big = Array.from({ length: 64 }, () => takeBuffer(1024 * KiB));
+  const extra = takeBuffer(1024 * KiB);
+  for (const b of big) giveBuffer(b);
+  assert.is(pooledFreeBytes(), 64 * 1024 * KiB);
+  giveBuffer(extra); // no room, and nothing of another size to push out: freed
+  assert.is(extra.buffer.byteLength, 0);
+  // Many downloads now read 256 KiB: a buffer given back stays, in place of a 1 MiB one.
+  const small = takeBuffer(256 * KiB);
+  giveBuffer(small);
+  assert.is(takeBuffer(256 * KiB).buffer, small.buffer);
+  assert.ok(pooledFreeBytes() <= 64 * 1024 * KiB, String(pooledFreeBytes()));
+  const evicted = big.filter((b) => b.buffer.byteLength === 0).length;
+  assert.is(evicted, 1, 'one 1 MiB buffer freed to make room');
 });
 
 test.run();
