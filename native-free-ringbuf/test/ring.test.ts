@@ -13,6 +13,7 @@ import {
   ringByteLength,
 } from '../src/index.ts';
 import type { RingHandle } from '../src/index.ts';
+import { useNodeCopy } from '../src/ring.ts';
 import { checkSeq, fillSeq, prng } from './fixtures/sequence.ts';
 import type { PeerJob } from './fixtures/ring-peer.ts';
 
@@ -66,8 +67,8 @@ test('bad capacities are refused', () => {
   assert.throws(() => new RingReader({ sab: new SharedArrayBuffer(512), byteOffset: 0 }), /bad magic/);
 });
 
-test('copies whose source and ring position are aligned differently (staged) are byte-exact, wrapping, any skew', () => {
-  // 1 KiB and up is staged when (ring address - source address) is not a multiple of 8; pieces of
+function skewedCopies(): void {
+  // Under the portable path, 1 KiB and up is staged when (ring address - source address) is not a multiple of 8; pieces of
   // more than the 64 KiB stage go in several steps. Every skew 0-7 on both sides, across the wrap.
   const cap = 256 * 1024;
   const rnd = prng(7);
@@ -92,6 +93,19 @@ test('copies whose source and ring position are aligned differently (staged) are
         if (out[dstAt + i] !== data[srcAt + i]) assert.unreachable(`byte ${i} of ${len} at skew ${skew}: ${out[dstAt + i]} != ${data[srcAt + i]}`);
       }
     }
+  }
+}
+
+test('copies at every skew of source, ring position and destination are byte-exact, wrapping (through Node memcpy)', () => {
+  skewedCopies();
+});
+
+test('copies whose source and ring position are aligned differently (staged, where there is no Buffer) are byte-exact, wrapping, any skew', () => {
+  useNodeCopy(false);
+  try {
+    skewedCopies();
+  } finally {
+    useNodeCopy(true);
   }
 });
 
