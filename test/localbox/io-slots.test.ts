@@ -2,7 +2,8 @@
 // admitted at once and the rest wait in arrival order, a download's reads included, so a thousand
 // downloads cannot put every upload write behind all of their reads (2,000-client storm, issue 15).
 // A read that would be admitted at once runs inline instead, byte-exact; one that would wait does
-// not; a slow inline read (a cold disk) sends reads to the pool for a while.
+// not; a slow inline read (a cold disk) sends reads to the pool for a while. A download's first open
+// and read go before the operations already waiting (its first byte does not wait a whole round).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,73 @@ test('a download read waits for a slot and is admitted before a write queued aft
   assert.ok(chunk!.equals(data.subarray(first!.length, first!.length + chunk!.length)));
   assert.is(inlineReadCount(), inline0, 'a read that had to wait did not run inline');
   assert.ok(order.includes('read') && order.includes('write'), order.join(','));
+  reader.release(chunk!);
+  await reader.close();
+  assert.equal(ioSlotState(), { inPool: 0, waiting: 0 });
+});
+
+test("a new download's first open and read go before writes already waiting; its later reads take their turn", async () => {
+  const store = new BlockStore(dir);
+  const data = Buffer.alloc(3 * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i ^ 0x5a5a5a5a, i);
+  const writer = store.writer();
+  await writer.write(data);
+  const blocks = await writer.finish();
+  writer.release();
+
+  const held = Array.from({ length: 8 }, () => gate());
+  const holders = held.map((g) => withIoSlot(() => g.wait));
+  const order: string[] = [];
+  // Writes that hold their slot until let go, as a real write takes its time.
+  const writeGates = [1, 2, 3].map(() => gate());
+  const writes = writeGates.map((g, i) =>
+    withIoSlot(() => {
+      order.push(`write${i + 1}`);
+      return g.wait;
+    }),
+  );
+  assert.equal(ioSlotState(), { inPool: 8, waiting: 3 });
+
+  const reader = store.reader(blocks, 0, data.length);
+  const firstChunk = reader.next().then((b) => {
+    order.push('first');
+    return b;
+  });
+  // Slots free one at a time. The first goes to the download's open (ahead of the three writes
+  // queued before it), and the open gives it back to write1; the second to the first read (ahead of
+  // write2 and write3), which gives it back to write2. Queued in turn, the open and the read would
+  // have waited for all three.
+  for (const g of held.slice(0, 2)) {
+    g.open();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(order, ['write1', 'write2', 'first'], 'the first chunk came while write3 still waits');
+  assert.is(ioSlotState().waiting, 1);
+  for (const g of held.slice(2)) g.open();
+  await Promise.all(holders);
+  for (const g of writeGates) g.open();
+  const first = await firstChunk;
+  await Promise.all(writes);
+  assert.equal(order, ['write1', 'write2', 'first', 'write3']);
+  assert.ok(first!.equals(data.subarray(0, first!.length)));
+  reader.release(first!);
+
+  // A later read queues behind a write that waits already.
+  const again = Array.from({ length: 8 }, () => gate());
+  const holders2 = again.map((g) => withIoSlot(() => g.wait));
+  order.length = 0;
+  const write4 = withIoSlot(async () => void order.push('write4'));
+  const second = reader.next().then((b) => {
+    order.push('second');
+    return b;
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  for (const g of again) g.open();
+  await Promise.all(holders2);
+  const chunk = await second;
+  await write4;
+  assert.equal(order, ['write4', 'second']);
+  assert.ok(chunk!.equals(data.subarray(first!.length, first!.length + chunk!.length)));
   reader.release(chunk!);
   await reader.close();
   assert.equal(ioSlotState(), { inPool: 0, waiting: 0 });

@@ -59,6 +59,8 @@ export class BlockReader {
   private pos: number;
   private cancelled = false;
   private closed = false;
+  /** Whether next() has run: its first open and read go before the round robin (io-slots.ts). */
+  private started = false;
 
   constructor(
     private readonly pathOf: (hash: string) => string,
@@ -84,11 +86,14 @@ export class BlockReader {
     if (this.cancelled || this.pos >= this.end) return null;
     const block = this.blocks[this.idx];
     if (!block) throw new Error(`file shorter than its size: nothing at byte ${this.pos}`);
+    const first = !this.started;
+    this.started = true;
     if (this.fd === null) {
       const path = this.pathOf(block.hash);
       this.fd = await fileOpWithIoSlot(
         () => openSync(path, 'r'),
         () => openInPool(path),
+        first,
       );
     }
     const blockEnd = this.blockStart + block.len;
@@ -101,6 +106,7 @@ export class BlockReader {
       const bytesRead = await readWithIoSlot(
         () => readSync(fd, buf, got, n - got, at),
         () => readInPool(fd, buf, got, n - got, at),
+        first && got === 0,
       );
       if (bytesRead === 0) throw new Error(`block ${block.hash} is shorter than ${block.len} bytes`);
       got += bytesRead;
