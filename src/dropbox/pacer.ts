@@ -56,6 +56,8 @@ export const DEFAULT_RETRY_AFTER_MS = 1000;
 
 interface Waiter {
   ticket: number;
+  /** When admit() was called (ms since epochMs): the wait is counted at the start (WAITED_MS). */
+  sinceMs: number;
   cancelled: () => boolean;
   /** null once resolved false (cancelled): the ticket still takes its turn and gives the token back. */
   resolve: ((admitted: boolean) => void) | null;
@@ -109,7 +111,7 @@ export class SharedPacer implements CallPacer {
     if (!q) this.queues.set(accountSlot, (q = { waiters: [], running: false }));
     const queue = q;
     return new Promise((resolve) => {
-      queue.waiters.push({ ticket, cancelled, resolve });
+      queue.waiters.push({ ticket, sinceMs: this.nowMs(), cancelled, resolve });
       if (!queue.running) void this.pump(accountSlot, queue);
     });
   }
@@ -260,6 +262,7 @@ export class SharedPacer implements CallPacer {
           Atomics.add(w, held, RUNNING_UNIT - 1);
           Atomics.add(w, this.word(slot, A.IN_FLIGHT), 1);
           Atomics.add(w, this.word(slot, A.CALLS), 1);
+          Atomics.add(w, this.word(slot, A.WAITED_MS), Math.max(0, Math.round(this.nowMs() - head.sinceMs)));
           let rates = this.grantRates.get(slot);
           if (!rates) this.grantRates.set(slot, (rates = []));
           rates.push(this.rateMilli(slot));
@@ -348,6 +351,12 @@ export class SharedPacer implements CallPacer {
 export interface PacerStats {
   /** Calls started since the engine started. */
   callsStarted: number;
+  /**
+   * Milliseconds those calls waited for their start (the queue, the bucket, Retry-After windows),
+   * summed; a free-running 32-bit count that wraps after 2^32 ms. Divided by callsStarted: the mean
+   * wait, the pacer's share of a transfer's time to first byte.
+   */
+  waitedMs: number;
   /** The current call rate, calls/s (what the bucket allows now). */
   callsPerSecond: number;
   /** Calls admitted and not yet answered. */
@@ -372,6 +381,7 @@ export function readPacerStats(control: ControlHandle, slot: number): PacerStats
   const paused = at(A.PAUSED_UNTIL_MS);
   return {
     callsStarted: at(A.CALLS) >>> 0,
+    waitedMs: at(A.WAITED_MS) >>> 0,
     callsPerSecond: (at(A.RATE_MILLI) || INITIAL_RATE * 1000) / 1000,
     inFlight: Math.max(0, at(A.IN_FLIGHT)),
     waiting: Math.max(0, (at(A.NEXT_TICKET) - at(A.GRANTED)) | 0),

@@ -20,6 +20,7 @@ export interface EngineStatsLike {
     string,
     {
       callsStarted: number;
+      waitedMs?: number;
       callsPerSecond: number;
       inFlight: number;
       waiting: number;
@@ -107,6 +108,7 @@ export class ServiceMetrics {
     // The call-rate pacer of each account (Dropbox limits calls per user, not concurrent requests).
     r.gauge('dropftp_engine_call_rate', "Dropbox calls per second the account's pacer lets start now (slow start, halved on too_many_requests, then +1/s per second), by account.", () => this.#perAccount((a) => a.callsPerSecond), ['account']);
     r.counterFrom('dropftp_engine_calls_started_total', 'Dropbox calls the transfer engine started (downloads, upload sessions, commits), by account.', () => this.#perAccount((a) => a.callsStarted), ['account']);
+    r.counterFrom('dropftp_engine_call_wait_seconds_total', "Seconds the started calls waited for their start in the account's pacer (queue, call rate, Retry-After windows), summed, by account: divided by dropftp_engine_calls_started_total, the mean wait (a 32-bit count of ms: it wraps, as a reset, after ~49.7 days of waiting).", () => this.#perAccount((a) => (a.waitedMs ?? 0) / 1000), ['account']);
     r.gauge('dropftp_engine_calls_in_flight', 'Engine calls started and not answered yet, by account.', () => this.#perAccount((a) => a.inFlight), ['account']);
     r.gauge('dropftp_engine_calls_waiting', "Engine calls waiting for their start (the pacer's first-come queue), by account.", () => this.#perAccount((a) => a.waiting), ['account']);
     r.gauge('dropftp_engine_retry_after_seconds', "Seconds left of the account's Retry-After window, in which no call starts (0: none in force), by account.", () =>

@@ -47,6 +47,7 @@
 //  +14 RA_CAPPED             any (add)     Retry-After values out of [0, MAX_RETRY_AFTER_MS] (capped)
 //  +15 RA_LAST_RAW_MS        any (store)   the last such value as received, ms (-1: not a number)
 //  +16 CREDIT_MILLI          any (add)     additive-increase credit gathered from successes
+//  +17 WAITED_MS             any (add)     ms the started calls waited in the queue, summed (wraps at 2^32: read >>> 0)
 //  WORKERS (WORKER_BASE + slot * WORKER_WORDS), one slot per live thread that runs tasks
 //   +0 THREAD_ID             the thread    threadId + 1 while alive (0 = free); main frees after a crash
 //   +1 CHUNK_KIB             the thread    this thread's share of CHUNK_KIB_IN_USE
@@ -117,6 +118,7 @@ export const A = {
   RA_CAPPED: 14,
   RA_LAST_RAW_MS: 15,
   CREDIT_MILLI: 16,
+  WAITED_MS: 17,
 } as const;
 
 export const MAX_ACCOUNTS = 256;

@@ -115,6 +115,26 @@ test('defect: slow start too slow for a burst — 200 calls of a fresh account, 
   assert.ok(last - started >= 300, `the bucket still spaced the starts (${(last - started).toFixed(0)} ms)`);
 });
 
+test('the time started calls waited is summed per account (WAITED_MS): what a first byte owes the pacer', async () => {
+  const { control, pacer } = setup(10); // a burst of 5, then one start every 100 ms
+  assert.is(readPacerStats(control, 0).waitedMs, 0);
+  const t0 = nowMs();
+  const waits: number[] = [];
+  await Promise.all(
+    Array.from({ length: 10 }, () =>
+      pacer.admit(0).then(() => {
+        waits.push(nowMs() - t0);
+        pacer.report(0, { kind: 'failed' }); // no growth: the spacing stays 100 ms
+      }),
+    ),
+  );
+  const measured = waits.reduce((a, b) => a + b, 0);
+  const counted = readPacerStats(control, 0).waitedMs;
+  assert.ok(measured >= 1400, `the bucket made the later calls wait (${measured.toFixed(0)} ms in all)`);
+  assert.ok(Math.abs(counted - measured) <= 10 * 15, `counted ${counted} ms, measured ${measured.toFixed(0)} ms`);
+  assert.is(readPacerStats(control, 0).callsStarted, 10);
+});
+
 test('defect: chained Retry-After windows — a 429 to a call started after the window cuts the rate again', async () => {
   const { words, pacer } = setup(16);
   const rate = () => Atomics.load(words, accountWord(0, A.RATE_MILLI)) / 1000;

@@ -87,6 +87,7 @@ test("the pacer's and the spool's series read the engine's figures", async () =>
   // The first test's 2 starts, its commits and 3 download calls (one answered 429), at least.
   assert.ok(a.callsStarted >= 6, `calls started ${a.callsStarted}`);
   assert.is(m.get('dropftp_engine_calls_started_total{account="alice"}'), a.callsStarted);
+  assert.is(m.get('dropftp_engine_call_wait_seconds_total{account="alice"}'), a.waitedMs / 1000);
   assert.ok(a.callsPerSecond >= 1);
   assert.is(m.get('dropftp_engine_call_rate{account="alice"}'), a.callsPerSecond);
   assert.is(m.get('dropftp_engine_calls_in_flight{account="alice"}'), 0);
