@@ -53,6 +53,29 @@ class RateOf {
   }
 }
 
+/**
+ * The mean wait of the calls an account started over the last RATE_WINDOW_MS or more, ms (its pacer's
+ * summed wait over the calls started meanwhile); null before two samples or with no start between them.
+ */
+class MeanWaitOf {
+  #atMs = 0;
+  #calls = 0;
+  #waited = 0;
+  #mean: number | null = null;
+  update(calls: number | null, waitedMs: number | null, nowMs: number): number | null {
+    if (calls === null || waitedMs === null) return null;
+    if (this.#atMs === 0 || calls < this.#calls || waitedMs < this.#waited) {
+      [this.#atMs, this.#calls, this.#waited] = [nowMs, calls, waitedMs];
+      return this.#mean;
+    }
+    if (nowMs - this.#atMs >= RATE_WINDOW_MS) {
+      this.#mean = calls > this.#calls ? Math.round((waitedMs - this.#waited) / (calls - this.#calls)) : null;
+      [this.#atMs, this.#calls, this.#waited] = [nowMs, calls, waitedMs];
+    }
+    return this.#mean;
+  }
+}
+
 /** A ring of recent items as a JSON list, newest first, `atMs` shown as `at`; re-serialised only after a push. */
 function ringJson<T extends { atMs: number }>(ring: Ring<T>, memo: { pushed: number; json: string }): string {
   if (memo.pushed !== ring.pushed) [memo.json, memo.pushed] = [JSON.stringify(ring.newestFirst().map((item) => ({ ...item, atMs: undefined, at: iso(item.atMs) }))), ring.pushed];
@@ -72,6 +95,7 @@ export class StatusModel {
   readonly #s: StatusSources;
   readonly #now: () => number;
   readonly #accountRates = new Map<string, RateOf>();
+  readonly #accountWaits = new Map<string, MeanWaitOf>();
   readonly #engineRate = new RateOf();
   readonly #rows = new SessionRows();
   readonly #recentTransfers = { pushed: -1, json: '[]' };
@@ -141,6 +165,8 @@ export class StatusModel {
       const calls = num(a.callsStarted) ?? num(a.calls);
       let rate = this.#accountRates.get(name);
       if (!rate) this.#accountRates.set(name, (rate = new RateOf()));
+      let wait = this.#accountWaits.get(name);
+      if (!wait) this.#accountWaits.set(name, (wait = new MeanWaitOf()));
       // The paced engine: retryAfterUntilMs (epoch ms, null when none in force); before it, pausedForMs.
       const untilMs = num(a.retryAfterUntilMs);
       const retryAfterMs = num(a.pausedForMs) ?? num(a.retryAfterMs) ?? (untilMs !== null ? Math.max(0, untilMs - nowMs) : 'retryAfterUntilMs' in a ? 0 : null);
@@ -151,6 +177,7 @@ export class StatusModel {
         callsStarted: calls,
         callsPerSec: num(a.callRate) ?? rate.update(calls, nowMs),
         pacedCallsPerSec: paced === null ? null : round1(paced),
+        startWaitMs: wait.update(calls, num(a.waitedMs), nowMs),
         inFlight: num(a.inFlight),
         waiting: num(a.waiting),
         limit: paced === null ? num(a.limit) : null,

@@ -73,28 +73,31 @@ test('engine stats of today: accounts and memory mapped; missing fields are null
     workerHeaps: [{ threadKey: 0, heapUsedBytes: 123 }],
   }));
   const out = model.snapshot() as any;
-  assert.equal(out.accounts[0], { name: 'local', callsStarted: null, callsPerSec: null, pacedCallsPerSec: null, inFlight: 3, waiting: 0, limit: 16, rateLimited: 2, retries: 5, writeLockRetries: null, retryAfterSeconds: 1.5 });
+  assert.equal(out.accounts[0], { name: 'local', callsStarted: null, callsPerSec: null, pacedCallsPerSec: null, startWaitMs: null, inFlight: 3, waiting: 0, limit: 16, rateLimited: 2, retries: 5, writeLockRetries: null, retryAfterSeconds: 1.5 });
   assert.equal(out.engine.memory, { budgetBytes: 1000, inUseBytes: 150, ringBytes: 100, chunkBytes: 50, spoolBytes: null });
   assert.is(out.engine.commits.meanBatchSize, 2.5);
   assert.is(out.engine.workerUtilization, 0.25);
 });
 
-test("the paced engine's fields (h-engine's PacerStats): observed call rate, pace, Retry-After deadline, spool", () => {
+test("the paced engine's fields (h-engine's PacerStats): observed call rate, pace, mean start wait, Retry-After deadline, spool", () => {
   let calls = 100;
+  let waited = 30_000;
   let until: number | null = null;
   const { clock, model } = setup(() => ({
     memory: { budgetBytes: 1000, ringBytesInUse: 400, chunkBytesInUse: 200 },
     spool: { bytesInUse: 4096, limitBytes: 1 << 30, dir: '/var/tmp/x' },
-    accounts: { team: { limit: 12.5, callsStarted: calls, callsPerSecond: 12.5, inFlight: 2, waiting: 1, throttles: 9, writeLockRetries: 3, retries: 4, retryAfterUntilMs: until, retryAfterCapped: 0 } },
+    accounts: { team: { limit: 12.5, callsStarted: calls, waitedMs: waited, callsPerSecond: 12.5, inFlight: 2, waiting: 1, throttles: 9, writeLockRetries: 3, retries: 4, retryAfterUntilMs: until, retryAfterCapped: 0 } },
   }));
   let out = model.snapshot() as any;
   assert.is(out.accounts[0].callsPerSec, null, 'one sample: no rate yet');
+  assert.is(out.accounts[0].startWaitMs, null, 'one sample: no mean wait yet');
   assert.is(out.accounts[0].retryAfterSeconds, 0, 'null deadline: none in force');
   clock.advance(2000);
   calls = 150;
+  waited = 30_000 + 50 * 240; // the 50 calls started meanwhile waited 240 ms each
   until = clock.now() + 2000;
   out = model.snapshot() as any;
-  assert.equal(out.accounts[0], { name: 'team', callsStarted: 150, callsPerSec: 25, pacedCallsPerSec: 12.5, inFlight: 2, waiting: 1, limit: null, rateLimited: 9, retries: 4, writeLockRetries: 3, retryAfterSeconds: 2 });
+  assert.equal(out.accounts[0], { name: 'team', callsStarted: 150, callsPerSec: 25, pacedCallsPerSec: 12.5, startWaitMs: 240, inFlight: 2, waiting: 1, limit: null, rateLimited: 9, retries: 4, writeLockRetries: 3, retryAfterSeconds: 2 });
   assert.equal(out.engine.memory, { budgetBytes: 1000, inUseBytes: 600, ringBytes: 400, chunkBytes: 200, spoolBytes: 4096 });
 });
 

@@ -138,6 +138,8 @@ function render(data) {
   fill('accounts', data.accounts, (tr, a) => {
     cell(tr, a.name);
     cell(tr, a.pacedCallsPerSec === null ? value(a.callsPerSec) : `${value(a.callsPerSec)} (pace ${a.pacedCallsPerSec})`, 'num');
+    // The mean wait of the calls started lately for their turn in the pacer (its share of a transfer's first byte).
+    cell(tr, a.startWaitMs === null || a.startWaitMs === undefined ? '–' : a.startWaitMs >= 1000 ? `${(a.startWaitMs / 1000).toFixed(1)}s` : `${a.startWaitMs} ms`, 'num');
     cell(tr, a.limit === null ? value(a.inFlight) : `${value(a.inFlight)} / ${a.limit}`, 'num');
     cell(tr, value(a.rateLimited), a.rateLimited ? 'num bad' : 'num');
     cell(tr, a.retryAfterSeconds ? `${a.retryAfterSeconds}s` : a.retryAfterSeconds === 0 ? 'none' : '–', a.retryAfterSeconds ? 'num bad' : 'num');
