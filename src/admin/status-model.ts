@@ -34,47 +34,38 @@ function obj(value: unknown): Json | null {
 }
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 
-/** A counter's rate from samples at least RATE_WINDOW_MS apart (null until the second sample). */
-class RateOf {
+/**
+ * Counters sampled at least RATE_WINDOW_MS apart: `figure` turns how much each grew over the last
+ * window, and the window's length in ms, into a number that stands until the next window ends (null
+ * until the second sample). A counter that went back (a restart) starts the window over.
+ */
+class OverWindow {
   #atMs = 0;
-  #value = 0;
-  #rate: number | null = null;
-  update(value: number | null, nowMs: number): number | null {
-    if (value === null) return null;
-    if (this.#atMs === 0 || value < this.#value) {
-      [this.#atMs, this.#value] = [nowMs, value];
-      return this.#rate;
+  #values: number[] = [];
+  #figure: number | null = null;
+  constructor(private readonly figure: (growth: number[], ms: number) => number | null) {}
+  update(values: (number | null)[], nowMs: number): number | null {
+    if (values.some((v) => v === null)) return null;
+    const now = values as number[];
+    if (this.#atMs === 0 || now.some((v, i) => v < this.#values[i]!)) {
+      [this.#atMs, this.#values] = [nowMs, now];
+      return this.#figure;
     }
     if (nowMs - this.#atMs >= RATE_WINDOW_MS) {
-      this.#rate = round1(((value - this.#value) * 1000) / (nowMs - this.#atMs));
-      [this.#atMs, this.#value] = [nowMs, value];
+      this.#figure = this.figure(
+        now.map((v, i) => v - this.#values[i]!),
+        nowMs - this.#atMs,
+      );
+      [this.#atMs, this.#values] = [nowMs, now];
     }
-    return this.#rate;
+    return this.#figure;
   }
 }
 
-/**
- * The mean wait of the calls an account started over the last RATE_WINDOW_MS or more, ms (its pacer's
- * summed wait over the calls started meanwhile); null before two samples or with no start between them.
- */
-class MeanWaitOf {
-  #atMs = 0;
-  #calls = 0;
-  #waited = 0;
-  #mean: number | null = null;
-  update(calls: number | null, waitedMs: number | null, nowMs: number): number | null {
-    if (calls === null || waitedMs === null) return null;
-    if (this.#atMs === 0 || calls < this.#calls || waitedMs < this.#waited) {
-      [this.#atMs, this.#calls, this.#waited] = [nowMs, calls, waitedMs];
-      return this.#mean;
-    }
-    if (nowMs - this.#atMs >= RATE_WINDOW_MS) {
-      this.#mean = calls > this.#calls ? Math.round((waitedMs - this.#waited) / (calls - this.#calls)) : null;
-      [this.#atMs, this.#calls, this.#waited] = [nowMs, calls, waitedMs];
-    }
-    return this.#mean;
-  }
-}
+/** A counter's rate per second. */
+const rateOf = (): OverWindow => new OverWindow(([grown], ms) => round1((grown! * 1000) / ms));
+/** The mean wait of the calls an account started (counters: calls started, ms they waited), ms; null with no start in the window. */
+const meanWaitOf = (): OverWindow => new OverWindow(([calls, waited]) => (calls! > 0 ? Math.round(waited! / calls!) : null));
 
 /** A ring of recent items as a JSON list, newest first, `atMs` shown as `at`; re-serialised only after a push. */
 function ringJson<T extends { atMs: number }>(ring: Ring<T>, memo: { pushed: number; json: string }): string {
@@ -94,9 +85,9 @@ function sumRequests(requests: unknown): number | null {
 export class StatusModel {
   readonly #s: StatusSources;
   readonly #now: () => number;
-  readonly #accountRates = new Map<string, RateOf>();
-  readonly #accountWaits = new Map<string, MeanWaitOf>();
-  readonly #engineRate = new RateOf();
+  readonly #accountRates = new Map<string, OverWindow>();
+  readonly #accountWaits = new Map<string, OverWindow>();
+  readonly #engineRate = rateOf();
   readonly #rows = new SessionRows();
   readonly #recentTransfers = { pushed: -1, json: '[]' };
   readonly #recentErrors = { pushed: -1, json: '[]' };
@@ -164,9 +155,9 @@ export class StatusModel {
       const a = obj(raw) ?? {};
       const calls = num(a.callsStarted) ?? num(a.calls);
       let rate = this.#accountRates.get(name);
-      if (!rate) this.#accountRates.set(name, (rate = new RateOf()));
+      if (!rate) this.#accountRates.set(name, (rate = rateOf()));
       let wait = this.#accountWaits.get(name);
-      if (!wait) this.#accountWaits.set(name, (wait = new MeanWaitOf()));
+      if (!wait) this.#accountWaits.set(name, (wait = meanWaitOf()));
       // The paced engine: retryAfterUntilMs (epoch ms, null when none in force); before it, pausedForMs.
       const untilMs = num(a.retryAfterUntilMs);
       const retryAfterMs = num(a.pausedForMs) ?? num(a.retryAfterMs) ?? (untilMs !== null ? Math.max(0, untilMs - nowMs) : 'retryAfterUntilMs' in a ? 0 : null);
@@ -175,9 +166,9 @@ export class StatusModel {
       return {
         name,
         callsStarted: calls,
-        callsPerSec: num(a.callRate) ?? rate.update(calls, nowMs),
+        callsPerSec: num(a.callRate) ?? rate.update([calls], nowMs),
         pacedCallsPerSec: paced === null ? null : round1(paced),
-        startWaitMs: wait.update(calls, num(a.waitedMs), nowMs),
+        startWaitMs: wait.update([calls, num(a.waitedMs)], nowMs),
         inFlight: num(a.inFlight),
         waiting: num(a.waiting),
         limit: paced === null ? num(a.limit) : null,
@@ -206,7 +197,7 @@ export class StatusModel {
         activeDownloads: num(stats.activeDownloads),
         activeUploads: num(stats.activeUploads),
         memory: { budgetBytes: num(memory.budgetBytes), inUseBytes: inUse, ringBytes: ring, chunkBytes: chunk, spoolBytes: spool },
-        callsPerSec: this.#engineRate.update(answers, nowMs),
+        callsPerSec: this.#engineRate.update([answers], nowMs),
         rateLimited: num(stats.throttles),
         retries: num(stats.retries),
         workerCrashes: num(stats.workerCrashes),
