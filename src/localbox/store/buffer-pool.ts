@@ -44,24 +44,24 @@ export function takeBuffer(byteLength: number): Buffer {
   return Buffer.allocUnsafeSlow(byteLength);
 }
 
-/** Frees free buffers of sizes other than `keep` until `need` more bytes fit; says whether they do. */
-function makeRoom(need: number, keep: number): boolean {
-  for (const [size, list] of free) {
-    if (freeBytes + need <= MAX_FREE_BYTES) break;
-    if (size === keep) continue;
-    while (list.length > 0 && freeBytes + need > MAX_FREE_BYTES) {
+/** Frees free buffers of sizes other than `size` until one more of `size` fits; says whether it does. */
+function makeRoom(size: number): boolean {
+  for (const [other, list] of free) {
+    if (freeBytes + size <= MAX_FREE_BYTES) break;
+    if (other === size) continue;
+    while (list.length > 0 && freeBytes + size > MAX_FREE_BYTES) {
       releaseMemory(new Uint8Array(list.pop()!));
-      freeBytes -= size;
+      freeBytes -= other;
     }
-    if (list.length === 0) free.delete(size);
+    if (list.length === 0) free.delete(other);
   }
-  return freeBytes + need <= MAX_FREE_BYTES;
+  return freeBytes + size <= MAX_FREE_BYTES;
 }
 
 /** Gives back a buffer from takeBuffer() (or a view of it) once no I/O uses its bytes any more. */
 export function giveBuffer(buf: Buffer): void {
   const ab = buf.buffer as ArrayBuffer;
-  if (!makeRoom(ab.byteLength, ab.byteLength)) {
+  if (!makeRoom(ab.byteLength)) {
     releaseMemory(new Uint8Array(ab));
     return;
   }
