@@ -60,9 +60,26 @@ export class RingPool {
     return this.idleBytes;
   }
 
+  /**
+   * Drops idle rings (to the GC) until at most `keepBytes` of them remain; returns the bytes
+   * dropped. A dropped ring is never handed out again.
+   */
+  trim(keepBytes = 0): number {
+    let dropped = 0;
+    for (const [capacity, list] of this.free) {
+      const bytes = ringByteLength(capacity);
+      while (list.length > 0 && this.idleBytes > keepBytes) {
+        list.pop();
+        this.idleBytes -= bytes;
+        dropped += bytes;
+      }
+      if (list.length === 0) this.free.delete(capacity);
+    }
+    return dropped;
+  }
+
   /** Drops every idle ring. */
   clear(): void {
-    this.free.clear();
-    this.idleBytes = 0;
+    this.trim(0);
   }
 }

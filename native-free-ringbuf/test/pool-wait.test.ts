@@ -72,6 +72,25 @@ test('RingPool reuses released rings with a fresh header and a new generation', 
   assert.is(pool.idle(), 4096 + 192 + 8192 + 192);
 });
 
+test('RingPool.trim drops idle rings down to what it keeps, and a dropped ring is not handed out again', () => {
+  const pool = new RingPool({ maxIdleBytes: 1 << 20 });
+  const small = [pool.acquire(4096), pool.acquire(4096)];
+  const big = pool.acquire(8192);
+  for (const h of [...small, big]) pool.release(h);
+  const all = 2 * (4096 + 192) + 8192 + 192;
+  assert.is(pool.idle(), all);
+  const dropped = pool.trim(4096 + 192);
+  assert.is(dropped + pool.idle(), all, 'what was dropped left the idle count');
+  assert.ok(pool.idle() <= 4096 + 192, `kept ${pool.idle()} B`);
+  const kept = pool.idle();
+  assert.is(pool.trim(), kept, 'trim() drops the rest');
+  assert.is(pool.idle(), 0);
+  const again = [pool.acquire(4096), pool.acquire(4096), pool.acquire(8192)];
+  for (const h of again) assert.ok(![...small, big].some((old) => old.sab === h.sab), 'a trimmed ring came back');
+  assert.is(pool.allocated, 6);
+  assert.is(pool.trim(), 0, 'rings in use are not the pool\'s to drop');
+});
+
 test('sides left attached to a released ring are inert once the pool hands it out again', async () => {
   // The defect this guards: an aborted upload's pending write woke after its ring went back to the
   // pool and wrote into the next transfer's ring (a download then returned extra bytes).
