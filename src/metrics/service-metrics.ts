@@ -14,7 +14,7 @@ export interface EngineStatsLike {
   threads: number;
   activeDownloads: number;
   activeUploads: number;
-  memory: { budgetBytes: number; ringBytesInUse: number; chunkBytesInUse: number; spareBytes?: number };
+  memory: { budgetBytes: number; ringBytesInUse: number; pooledRingBytes?: number; chunkBytesInUse: number; spareBytes?: number };
   /** Each account's call-rate pacer (src/dropbox/pacer.ts PacerStats). */
   accounts: Record<
     string,
@@ -103,6 +103,7 @@ export class ServiceMetrics {
     ['direction']);
     r.gauge('dropftp_memory_budget_bytes', 'The engine memory budget (rings and chunks).', () => this.#fromEngine((s) => s.memory.budgetBytes));
     r.gauge('dropftp_memory_ring_bytes_in_use', 'Ring bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.ringBytesInUse));
+    r.gauge('dropftp_memory_ring_bytes_pooled', "Rings of finished transfers kept for reuse (counted in the budget; let go once no transfer has run for 2 s).", () => this.#fromEngine((s) => s.memory.pooledRingBytes ?? 0));
     r.gauge('dropftp_memory_chunk_bytes_in_use', 'Upload chunk bytes held by running transfers.', () => this.#fromEngine((s) => s.memory.chunkBytesInUse));
     r.gauge('dropftp_memory_spare_bytes', 'Idle buffer memory the transfer threads hold for reuse (free slots of their buffer slabs).', () => this.#fromEngine((s) => s.memory.spareBytes ?? 0));
     // The call-rate pacer of each account (Dropbox limits calls per user, not concurrent requests).

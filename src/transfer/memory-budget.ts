@@ -5,7 +5,8 @@
 // the count grows, sized from what is left so that early rings leave room for later floors; the
 // retention share (read by workers from the control block, recomputed on every open and close)
 // divides what the rings leave among the uploads, capped by engine.appendMemoryBytes (beyond it an
-// upload spools to disk).
+// upload spools to disk). Ring memory counts while it is held: by a live transfer or idle in the
+// engine's ring pool (pooledRingBytes), whose memory is still mapped until the pool lets it go.
 
 import { G } from './shared-layout.ts';
 
@@ -22,6 +23,12 @@ export function floorPow2(n: number): number {
 
 export class MemoryBudget {
   ringBytesInUse = 0;
+  /**
+   * Bytes of released rings the engine's pool keeps for reuse. They are still resident (and a ring
+   * the pool drops is freed only when every thread's GC has let go of it), so they count as held:
+   * the uploads' share does not grow into memory that is not free. Set by setPooledRingBytes().
+   */
+  pooledRingBytes = 0;
   downloads = 0;
   uploads = 0;
 
@@ -41,9 +48,11 @@ export class MemoryBudget {
     const uploads = this.uploads + (kind === 'upload' ? 1 : 0);
     // A quarter of what is left per transfer once the floors of four times as many transfers are set
     // aside: the first transfers of a storm cannot take the room the later ones' floors need.
-    const free = this.budgetBytes - this.ringBytesInUse - 4 * transfers * (MIN_RING_BYTES + MIN_CHUNK_BYTES);
+    const held = this.ringBytesInUse + this.pooledRingBytes;
+    const free = this.budgetBytes - held - 4 * transfers * (MIN_RING_BYTES + MIN_CHUNK_BYTES);
     const ring = Math.min(MAX_RING_BYTES, Math.max(MIN_RING_BYTES, floorPow2(free / (4 * transfers))));
-    const floors = this.ringBytesInUse + ring + uploads * MIN_CHUNK_BYTES;
+    // Null also when only the pooled rings are in the way: the engine then empties its pool and asks again.
+    const floors = held + ring + uploads * MIN_CHUNK_BYTES;
     if (floors > this.budgetBytes) return null;
     this.ringBytesInUse += ring;
     if (kind === 'upload') this.uploads++;
@@ -53,10 +62,19 @@ export class MemoryBudget {
     return ring;
   }
 
-  release(kind: 'download' | 'upload', ringBytes: number): void {
+  /** A transfer ended; its ring went to the engine's pool, which now keeps `pooledRingBytes`. */
+  release(kind: 'download' | 'upload', ringBytes: number, pooledRingBytes = this.pooledRingBytes): void {
     this.ringBytesInUse -= ringBytes;
+    this.pooledRingBytes = pooledRingBytes;
     if (kind === 'upload') this.uploads--;
     else this.downloads--;
+    this.publishShare();
+  }
+
+  /** The engine's ring pool now keeps `bytes` of idle rings (after each acquire, release or trim). */
+  setPooledRingBytes(bytes: number): void {
+    if (bytes === this.pooledRingBytes) return;
+    this.pooledRingBytes = bytes;
     this.publishShare();
   }
 
@@ -71,10 +89,11 @@ export class MemoryBudget {
   }
 
   private publishShare(): void {
-    const spare = Math.max(0, this.budgetBytes - this.ringBytesInUse);
+    const spare = Math.max(0, this.budgetBytes - this.ringBytesInUse - this.pooledRingBytes);
     const share = Math.min(this.appendMemoryBytes, Math.max(MIN_CHUNK_BYTES, floorPow2(spare / Math.max(1, this.uploads))));
     Atomics.store(this.words, G.UPLOAD_MEMORY_BYTES, share);
     Atomics.store(this.words, G.UPLOADS_ALIVE, this.uploads);
-    Atomics.store(this.words, G.RING_KIB_IN_USE, Math.ceil(this.ringBytesInUse / 1024));
+    // What the workers weigh their idle buffers against (thread-context.ts mayKeepIdle): every ring byte held.
+    Atomics.store(this.words, G.RING_KIB_IN_USE, Math.ceil((this.ringBytesInUse + this.pooledRingBytes) / 1024));
   }
 }

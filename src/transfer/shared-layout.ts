@@ -20,7 +20,7 @@
 //  10 MAX_RATE_MILLI         main (once)   engine.maxCallsPerSecond × 1000 (0: no fixed ceiling)
 //  11 UPLOADS_ALIVE          main          uploads admitted and not yet released (the spool's fair share)
 //  12 BUDGET_KIB             main (once)   engine.memoryBudgetBytes, KiB
-//  13 RING_KIB_IN_USE        main          ring bytes of live transfers, KiB
+//  13 RING_KIB_IN_USE        main          ring bytes held (live transfers' and idle pooled rings), KiB
 //  14 SPARE_KIB              workers       idle retention buffers kept for reuse, KiB
 //  15 LEAD_MS                main (once)   engine.uploadLeadSec × 1000
 //  16 SPOOLED_KIB            workers (add) upload bytes written to the spool before a call sent them, KiB

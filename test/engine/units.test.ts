@@ -128,6 +128,29 @@ test('memory budget: rings shrink as transfers come, keep a floor, and refuse be
   assert.ok(budget.admit('download') !== null, 'a release makes room again');
 });
 
+test('memory budget: pooled rings count as held (upload share, the workers\' ring word) until the pool lets them go', () => {
+  const control = createControl({ uploadMemoryBytes: 64 << 20 });
+  const words = new Int32Array(control.sab);
+  const budget = new MemoryBudget(64 << 20, words, 64 << 20);
+  const ring = budget.admit('upload')!;
+  const share = Atomics.load(words, G.UPLOAD_MEMORY_BYTES);
+  assert.is(Atomics.load(words, G.RING_KIB_IN_USE), ring / 1024);
+  budget.setPooledRingBytes(40 << 20);
+  assert.is(Atomics.load(words, G.RING_KIB_IN_USE), (ring + (40 << 20)) / 1024, 'the ring word weighs pooled rings too');
+  assert.ok(Atomics.load(words, G.UPLOAD_MEMORY_BYTES) <= (64 << 20) - ring - (40 << 20), 'the share leaves the pooled rings out');
+  assert.ok(Atomics.load(words, G.UPLOAD_MEMORY_BYTES) < share);
+  // A release hands its ring to the pool: what is held does not change.
+  budget.release('upload', ring, (40 << 20) + ring);
+  assert.is(budget.ringBytesInUse, 0);
+  assert.is(Atomics.load(words, G.RING_KIB_IN_USE), ((40 << 20) + ring) / 1024);
+  // Only pooled rings in the way of a floor: refused, and admitted once the pool lets them go.
+  budget.setPooledRingBytes((64 << 20) - 8 * 1024);
+  assert.is(budget.admit('download'), null);
+  budget.setPooledRingBytes(0);
+  assert.ok(budget.admit('download') !== null);
+  assert.is(Atomics.load(words, G.RING_KIB_IN_USE), budget.ringBytesInUse / 1024);
+});
+
 test('memory budget: engine.memoryBudgetBytes 64 MiB admits the storm of 1,000 RETR + 1,000 STOR at once', () => {
   const control = createControl({ uploadMemoryBytes: 1 << 20 });
   const words = new Int32Array(control.sab);

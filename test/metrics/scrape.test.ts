@@ -101,6 +101,7 @@ test('/metrics after known traffic: connections, logins, transfers, bytes, durat
   assert.is(m.get('dropftp_worker_threads'), 1);
   assert.ok(m.get('dropftp_memory_budget_bytes')! > 0);
   assert.is(m.get('dropftp_memory_ring_bytes_in_use'), 0);
+  assert.ok(m.get('dropftp_memory_ring_bytes_pooled')! >= 0, 'pooled rings are reported');
   const utilization = m.get('dropftp_worker_utilization_ratio')!;
   assert.ok(utilization >= 0 && utilization <= 1, `worker utilisation ${utilization}`);
   // prom-client's default series, under the names Node.js dashboards expect.
