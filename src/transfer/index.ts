@@ -172,7 +172,7 @@ const MAIN_THREAD_KEY = -1;
  * held it has run its GC (a worker's may not for minutes), and the old pool (64 MiB kept, the rest
  * let go, none of it counted) made room in the budget for new upload buffers while the rings' memory
  * was still mapped. Storm of 2,000 x 16 MiB, dropftp alone: peak RSS 1,032-1,043 MiB in four runs
- * before (the peak late, as the RETRs end), 926-964 in three this way (and flat to the end).
+ * before (the peak late, as the RETRs end), 940-964 in three this way (and flat to the end).
  */
 export const RING_POOL_IDLE_MS = 2000;
 
