@@ -46,6 +46,40 @@ export const RATE_TAU_S = 2;
 /** Seconds of open bodies after an idle spell during which the prior share is a floor. */
 export const WARM_UP_S = 2 * RATE_TAU_S;
 
+/**
+ * While a streamed call drains the backlog retained before its body opened, the client moves at this
+ * share of the body's pace (retainLimit).
+ */
+export const DRAIN_SHARE = 0.5;
+
+/** What retainLimit needs of a streamed call whose body is open (and of its upload's memory share). */
+export interface OpenStream {
+  /** File offset its body started to send from. */
+  from: number;
+  /** What was retained when its body opened: the backlog it sends first. */
+  backlogEnd: number;
+  memoryShare: number;
+}
+
+/**
+ * The file offset up to which an upload's reader may retain the client's bytes: `lead` bytes beyond
+ * what calls have sent (`sentTo`, at least `acked`). While a streamed call's body is open (`stream`,
+ * an upload with a spool) the bytes it has not sent wait in memory, not in the spool (read back a
+ * moment later), so the limit comes down to the memory share ahead — gradually: the body first sends
+ * the backlog retained before it opened (a whole lead, mostly spooled), and with the limit at the
+ * memory share at once the client stood still until nearly all of it was sent (a storm of 200 x 30
+ * MiB, each upload ~12 MiB ahead at ~2 MB/s: every STOR stopped for 2.5-5.8 s at the same moment).
+ * While the backlog drains, the client moves at DRAIN_SHARE of the body's pace, never beyond the lead.
+ * Pure function.
+ */
+export function retainLimit(acked: number, sentTo: number, lead: number, stream: OpenStream | null): number {
+  const ahead = Math.max(acked, sentTo);
+  if (!stream) return ahead + lead;
+  const steady = ahead + Math.min(lead, stream.memoryShare);
+  const draining = Math.min(ahead + lead, stream.backlogEnd + Math.floor(Math.max(0, sentTo - stream.from) * DRAIN_SHARE));
+  return Math.max(steady, draining);
+}
+
 export class UploadFlow {
   /** Uploads running on this thread. */
   private active = 0;

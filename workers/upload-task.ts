@@ -17,6 +17,7 @@ import { G } from '../src/transfer/shared-layout.ts';
 import { awaitFreshToken, readToken } from '../src/transfer/token-cell.ts';
 import type { TaskResult, UploadResumeToken, UploadTask } from '../src/transfer/task-wire.ts';
 import { RECYCLE_MIN_BYTES, Retention, SpoolError } from './retention.ts';
+import { retainLimit } from './upload-lead.ts';
 import { crashForTest } from './thread-context.ts';
 import type { ThreadContext } from './thread-context.ts';
 
@@ -92,6 +93,9 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
   let sentTo = acked;
   /** A streamed call's body is open: bytes it has not taken yet wait in memory, not in the spool. */
   let streamOpen = false;
+  /** That body's start and the backlog it found (retainLimit). */
+  let streamFrom = 0;
+  let streamBacklogEnd = 0;
   /** The last call try: ended when the next one starts (its answer has been read by then). */
   let lastTry: BodyTry | null = null;
   const flow = ctx.uploadFlow;
@@ -125,12 +129,13 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
         const roomSeen = room.mark();
         try {
           // Not further ahead of Dropbox than this upload's share of the bandwidth sends in LEAD_SECONDS,
-          // nor than MAX_LEAD_BYTES (upload-lead.ts).
-          // While a streamed call takes the bytes as they come, no further ahead than the memory
-          // share: the body then sends from memory and what it sent is spilled (Retention.spillSent);
-          // a lead beyond the share went to the spool only to be read back a moment later.
+          // nor than MAX_LEAD_BYTES (upload-lead.ts). While a streamed call takes the bytes as they
+          // come, down to the memory share ahead once its backlog is sent: the body then sends from
+          // memory and what it sent is spilled (Retention.spillSent); a lead beyond the share went to
+          // the spool only to be read back a moment later (retainLimit).
           const lead = task.test?.leadBytes ?? flow.leadLimit();
-          r = await retention.fill(ring, (data) => hasher.update(data), Math.max(acked, sentTo) + (streamOpen && spoolCap > 0 ? Math.min(lead, retention.memoryShare()) : lead));
+          const stream = streamOpen && spoolCap > 0 ? { from: streamFrom, backlogEnd: streamBacklogEnd, memoryShare: retention.memoryShare() } : null;
+          r = await retention.fill(ring, (data) => hasher.update(data), retainLimit(acked, sentTo, lead, stream));
         } catch (err) {
           rd.error = err as Error;
           rd.state = 'failed';
@@ -229,6 +234,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
      */
     async function* streamed(limit: number, t: BodyTry): AsyncGenerator<Buffer> {
       sentTo = t.pos;
+      streamFrom = t.pos;
+      streamBacklogEnd = retention.end;
       flow.bodyOpen();
       streamOpen = true;
       try {

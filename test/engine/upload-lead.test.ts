@@ -9,7 +9,7 @@ import { RingReader, RingWriter, createRing } from 'native-free-ringbuf';
 import { G, createControl } from '../../src/transfer/shared-layout.ts';
 import { createThreadContext } from '../../workers/thread-context.ts';
 import { Retention } from '../../workers/retention.ts';
-import { LEAD_SECONDS, MAX_LEAD_BYTES, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S } from '../../workers/upload-lead.ts';
+import { DRAIN_SHARE, LEAD_SECONDS, MAX_LEAD_BYTES, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S, retainLimit } from '../../workers/upload-lead.ts';
 
 const MB = 1000 * 1000;
 const MiB = 1024 * 1024;
@@ -142,6 +142,32 @@ test("Retention.fill stops at the lead limit and leaves the rest in the ring (re
   writer.end();
   assert.is(await retention.fill(reader, onBytes, 900 * 1024), 'ended', 'at the limit with nothing left, the end is still seen');
   await retention.destroy();
+});
+
+test('a streamed call draining the backlog retained before it: the client moves at DRAIN_SHARE of its pace, the lead shrinks to the memory share', () => {
+  // 12 MiB retained ahead (the lead reached) when the body opened at 0; a 2 MiB memory share.
+  const lead = 12 * MiB;
+  const stream = { from: 0, backlogEnd: 12 * MiB, memoryShare: 2 * MiB };
+  assert.is(retainLimit(0, 0, lead, null), 12 * MiB, 'no body open: the lead');
+  assert.is(retainLimit(0, 0, lead, stream), 12 * MiB, 'the body opened: nothing more until it sends');
+  // Before: the limit fell to sentTo + the memory share at once, below what was retained — the
+  // client stood still until ~10 MiB of the backlog were sent.
+  const sent = 4 * MiB;
+  assert.is(retainLimit(0, sent, lead, stream), 12 * MiB + sent * DRAIN_SHARE, 'the client moves while the backlog drains');
+  assert.ok(retainLimit(0, sent, lead, stream) > 12 * MiB, 'beyond the backlog');
+  // The unsent lead shrinks as the body sends, until only the memory share is ahead.
+  let last = Infinity;
+  for (let s = 0; s <= 40 * MiB; s += MiB) {
+    const ahead = retainLimit(0, s, lead, stream) - s;
+    assert.ok(ahead <= lead && ahead >= 2 * MiB, `${ahead} B ahead at ${s}`);
+    assert.ok(ahead <= last, 'never grows while streaming');
+    last = ahead;
+  }
+  assert.is(last, 2 * MiB, 'the backlog sent: the memory share ahead');
+  // A lead smaller than the memory share stays the lead.
+  assert.is(retainLimit(0, 5 * MiB, MiB, { from: 0, backlogEnd: MiB, memoryShare: 2 * MiB }), 6 * MiB);
+  // An acknowledgement ahead of the body (a retry from retention): counted from acked.
+  assert.is(retainLimit(8 * MiB, 0, lead, null), 20 * MiB);
 });
 
 test.run();
