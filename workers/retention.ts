@@ -160,10 +160,12 @@ export class Retention {
 
   /**
    * Moves bytes from the ring into retention (and `onBytes`, the hasher) until the ring is empty,
-   * retention is full or it reaches `endLimit` (a file offset: the upload's lead, upload-lead.ts).
-   * Throws SpoolError when a spool file cannot be written.
+   * retention is full or it reaches `endLimit` (a file offset: the upload's lead, upload-lead.ts);
+   * bytes from `spoolLimit` on are taken only where memory has room, never into the spool
+   * (retainLimit: the client's pace while a streamed call drains its backlog). Throws SpoolError
+   * when a spool file cannot be written.
    */
-  async fill(ring: RingReader, onBytes: (data: Uint8Array) => void, endLimit = Infinity): Promise<FillResult> {
+  async fill(ring: RingReader, onBytes: (data: Uint8Array) => void, endLimit = Infinity, spoolLimit = Infinity): Promise<FillResult> {
     let moved = 0;
     for (;;) {
       if (ring.producerAborted()) return 'aborted';
@@ -177,7 +179,8 @@ export class Retention {
       if (readable <= 0) return 'lead';
       // Memory full: what a body already sent goes to the spool, making room for what it has not.
       if (this.memoryRoom(false) === 0 && this.spoolCapBytes > 0) await this.spillSent();
-      let n = this.memoryRoom(false) > 0 ? this.fillMemory(ring, onBytes, readable) : await this.fillSpool(ring, readable, onBytes);
+      if (this.memoryRoom(false) === 0 && this.end >= spoolLimit) return 'lead';
+      let n = this.memoryRoom(false) > 0 ? this.fillMemory(ring, onBytes, readable) : await this.fillSpool(ring, Math.min(readable, spoolLimit - this.end), onBytes);
       // No spool room (this upload's or everyone's): memory within the share after all, fresh or not.
       if (n === 0 && this.memoryRoom(true) > 0) n = this.fillMemory(ring, onBytes, readable);
       if (n === 0) return 'full';

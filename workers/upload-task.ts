@@ -135,7 +135,8 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
           // the spool only to be read back a moment later (retainLimit).
           const lead = task.test?.leadBytes ?? flow.leadLimit();
           const stream = streamOpen && spoolCap > 0 ? { from: streamFrom, backlogEnd: streamBacklogEnd, memoryShare: retention.memoryShare() } : null;
-          r = await retention.fill(ring, (data) => hasher.update(data), retainLimit(acked, sentTo, lead, stream));
+          const limit = retainLimit(acked, sentTo, lead, stream);
+          r = await retention.fill(ring, (data) => hasher.update(data), limit.end, limit.spoolEnd);
         } catch (err) {
           rd.error = err as Error;
           rd.state = 'failed';

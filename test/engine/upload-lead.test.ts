@@ -3,13 +3,16 @@
 // Retention.fill stopping at that lead with the client's bytes still in the ring (backpressure).
 // Main thread only: a real control block and a real ring, no worker; the rate's clock is a counter.
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RingReader, RingWriter, createRing } from 'native-free-ringbuf';
 import { G, createControl } from '../../src/transfer/shared-layout.ts';
 import { createThreadContext } from '../../workers/thread-context.ts';
 import { Retention } from '../../workers/retention.ts';
-import { DRAIN_SHARE, LEAD_SECONDS, MAX_LEAD_BYTES, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S, retainLimit } from '../../workers/upload-lead.ts';
+import { DRAIN_SHARE, DRAIN_SPOOL_MIN_MEMORY, LEAD_SECONDS, MAX_LEAD_BYTES, MIN_LEAD_BYTES, PRIOR_BYTES_PER_S, UploadFlow, WARM_UP_S, retainLimit } from '../../workers/upload-lead.ts';
 
 const MB = 1000 * 1000;
 const MiB = 1024 * 1024;
@@ -144,30 +147,60 @@ test("Retention.fill stops at the lead limit and leaves the rest in the ring (re
   await retention.destroy();
 });
 
-test('a streamed call draining the backlog retained before it: the client moves at DRAIN_SHARE of its pace, the lead shrinks to the memory share', () => {
+test('a streamed call draining the backlog retained before it: the client moves at DRAIN_SHARE of its pace (into memory only with a small share), the lead shrinks to the memory share', () => {
   // 12 MiB retained ahead (the lead reached) when the body opened at 0; a 2 MiB memory share.
   const lead = 12 * MiB;
   const stream = { from: 0, backlogEnd: 12 * MiB, memoryShare: 2 * MiB };
-  assert.is(retainLimit(0, 0, lead, null), 12 * MiB, 'no body open: the lead');
-  assert.is(retainLimit(0, 0, lead, stream), 12 * MiB, 'the body opened: nothing more until it sends');
+  assert.equal(retainLimit(0, 0, lead, null), { end: 12 * MiB, spoolEnd: Infinity }, 'no body open: the lead, spool allowed');
+  assert.is(retainLimit(0, 0, lead, stream).end, 12 * MiB, 'the body opened: nothing more until it sends');
   // Before: the limit fell to sentTo + the memory share at once, below what was retained — the
   // client stood still until ~10 MiB of the backlog were sent.
   const sent = 4 * MiB;
-  assert.is(retainLimit(0, sent, lead, stream), 12 * MiB + sent * DRAIN_SHARE, 'the client moves while the backlog drains');
-  assert.ok(retainLimit(0, sent, lead, stream) > 12 * MiB, 'beyond the backlog');
+  const drain = retainLimit(0, sent, lead, stream);
+  assert.is(drain.end, 12 * MiB + sent * DRAIN_SHARE, 'the client moves while the backlog drains');
+  assert.is(drain.spoolEnd, Infinity, 'into the spool too, with a memory share of 2 MiB');
+  // A small share (thousands of uploads in a small budget): beyond the share ahead, memory only.
+  const small = retainLimit(0, sent, lead, { ...stream, memoryShare: 16 * 1024 });
+  assert.is(small.end, 12 * MiB + sent * DRAIN_SHARE);
+  assert.is(small.spoolEnd, sent + 16 * 1024);
+  assert.ok(DRAIN_SPOOL_MIN_MEMORY > 16 * 1024 && DRAIN_SPOOL_MIN_MEMORY <= 2 * MiB);
   // The unsent lead shrinks as the body sends, until only the memory share is ahead.
   let last = Infinity;
   for (let s = 0; s <= 40 * MiB; s += MiB) {
-    const ahead = retainLimit(0, s, lead, stream) - s;
+    const limit = retainLimit(0, s, lead, stream);
+    const ahead = limit.end - s;
     assert.ok(ahead <= lead && ahead >= 2 * MiB, `${ahead} B ahead at ${s}`);
     assert.ok(ahead <= last, 'never grows while streaming');
     last = ahead;
   }
   assert.is(last, 2 * MiB, 'the backlog sent: the memory share ahead');
   // A lead smaller than the memory share stays the lead.
-  assert.is(retainLimit(0, 5 * MiB, MiB, { from: 0, backlogEnd: MiB, memoryShare: 2 * MiB }), 6 * MiB);
+  assert.is(retainLimit(0, 5 * MiB, MiB, { from: 0, backlogEnd: MiB, memoryShare: 2 * MiB }).end, 6 * MiB);
   // An acknowledgement ahead of the body (a retry from retention): counted from acked.
-  assert.is(retainLimit(8 * MiB, 0, lead, null), 20 * MiB);
+  assert.is(retainLimit(8 * MiB, 0, lead, null).end, 20 * MiB);
+});
+
+test("Retention.fill takes no byte into the spool from spoolLimit on: memory only, else 'lead'", async () => {
+  const control = createControl({ uploadMemoryBytes: 256 * 1024, spoolBytes: 64 * MiB });
+  const ctx = createThreadContext(control);
+  const dir = mkdtempSync(join(tmpdir(), 'dropftp-lead-test-'));
+  const handle = createRing(1 << 20);
+  const writer = new RingWriter(handle);
+  const reader = new RingReader(handle);
+  const retention = new Retention(ctx, dir, 1, 64 * MiB, 0);
+  try {
+    const data = Buffer.alloc(900 * 1024, 7);
+    assert.is(writer.write(data, 0, data.length), data.length);
+    // Memory (a 256 KiB share) first, then the spool up to 600 KiB, then nothing: memory is full.
+    assert.is(await retention.fill(reader, () => {}, Infinity, 600 * 1024), 'lead');
+    assert.is(retention.end, 600 * 1024, 'stopped at spoolLimit');
+    assert.is(reader.readable(), 300 * 1024, 'the rest waits in the ring');
+    assert.is(await retention.fill(reader, () => {}, Infinity, Infinity), 'more', 'without the limit it goes on into the spool');
+    assert.is(retention.end, 900 * 1024);
+  } finally {
+    await retention.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
