@@ -161,7 +161,7 @@ export class Retention {
   /**
    * Moves bytes from the ring into retention (and `onBytes`, the hasher) until the ring is empty,
    * retention is full or it reaches `endLimit` (a file offset: the upload's lead, upload-lead.ts);
-   * bytes from `spoolLimit` on are taken only where memory has room, never into the spool
+   * bytes from `spoolLimit` on are taken only where memory has room (no spill is made for them), never into the spool
    * (retainLimit: the client's pace while a streamed call drains its backlog). Throws SpoolError
    * when a spool file cannot be written.
    */
@@ -177,9 +177,11 @@ export class Retention {
       }
       const readable = Math.min(inRing, endLimit - this.end);
       if (readable <= 0) return 'lead';
+      // From spoolLimit on only memory that has room now: no spill is made for it (with a small share
+      // that was a spool write per few KiB of every upload).
+      if (this.end >= spoolLimit && this.memoryRoom(false) === 0) return 'lead';
       // Memory full: what a body already sent goes to the spool, making room for what it has not.
       if (this.memoryRoom(false) === 0 && this.spoolCapBytes > 0) await this.spillSent();
-      if (this.memoryRoom(false) === 0 && this.end >= spoolLimit) return 'lead';
       let n = this.memoryRoom(false) > 0 ? this.fillMemory(ring, onBytes, readable) : await this.fillSpool(ring, Math.min(readable, spoolLimit - this.end), onBytes);
       // No spool room (this upload's or everyone's): memory within the share after all, fresh or not.
       if (n === 0 && this.memoryRoom(true) > 0) n = this.fillMemory(ring, onBytes, readable);
