@@ -161,9 +161,9 @@ export class Retention {
   /**
    * Moves bytes from the ring into retention (and `onBytes`, the hasher) until the ring is empty,
    * retention is full or it reaches `endLimit` (a file offset: the upload's lead, upload-lead.ts);
-   * bytes from `spoolLimit` on are taken only where memory has room (no spill is made for them), never into the spool
-   * (retainLimit: the client's pace while a streamed call drains its backlog). Throws SpoolError
-   * when a spool file cannot be written.
+   * bytes from `spoolLimit` on are taken only where memory has room already (no spill is made for
+   * them), never into the spool (retainLimit: the client's pace while a streamed call drains its
+   * backlog). Throws SpoolError when a spool file cannot be written.
    */
   async fill(ring: RingReader, onBytes: (data: Uint8Array) => void, endLimit = Infinity, spoolLimit = Infinity): Promise<FillResult> {
     let moved = 0;

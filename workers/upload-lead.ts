@@ -53,11 +53,11 @@ export const WARM_UP_S = 2 * RATE_TAU_S;
 export const DRAIN_SHARE = 0.5;
 /**
  * The smallest memory share with which that client may also move into the spool while the backlog
- * drains. Below it (thousands of uploads in a small budget) it moves only into memory the body's sent
- * bytes free: into the spool, the storm of 2,000 with a 64 MiB budget (16 KiB shares) ran at 61-72
- * against 80-90 MB/s, 21-24 against 16 CPU-s/GiB and 2.65-2.70 against 2.26-2.36 calls per STOR
- * (two alternating pairs): each upload held its backlog and its client's new bytes in the spool at
- * once.
+ * drains. Below it (thousands of uploads in a small budget) it moves only into memory that has room
+ * already (Retention.fill's spoolLimit): into the spool, the storm of 2,000 with a 64 MiB budget (16
+ * KiB shares) ran at 61-72 against 80-90 MB/s, 21-24 against 16 CPU-s/GiB and 2.65-2.70 against
+ * 2.26-2.36 calls per STOR (two alternating pairs): each upload held its backlog and its client's new
+ * bytes in the spool at once.
  */
 export const DRAIN_SPOOL_MIN_MEMORY = 1024 * 1024;
 
@@ -85,8 +85,8 @@ export interface RetainLimit {
  * stood still until nearly all of it was sent (a storm of 200 x 30 MiB, each upload ~12 MiB ahead at
  * ~2 MB/s: every STOR stopped for 2.5-5.8 s at the same moment). While the backlog drains, the client
  * may move at DRAIN_SHARE of the body's pace, never beyond the lead: into the spool too where its
- * memory share is at least DRAIN_SPOOL_MIN_MEMORY, else (`spoolEnd`) only into memory the body's sent
- * bytes free (spilled). Pure function.
+ * memory share is at least DRAIN_SPOOL_MIN_MEMORY, else (`spoolEnd`) only into memory that has room
+ * already. Pure function.
  */
 export function retainLimit(acked: number, sentTo: number, lead: number, stream: OpenStream | null): RetainLimit {
   const ahead = Math.max(acked, sentTo);
