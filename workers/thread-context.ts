@@ -79,7 +79,8 @@ export function crashForTest(ctx: ThreadContext): void {
 
 /**
  * Idle buffer memory one thread keeps for reuse whatever the budget says, bytes. One upload's
- * retention (engine.appendMemoryBytes, 8 MiB by default) cycles through slots twice this size.
+ * retention of 8 MiB cycles through slots twice this size (engine.appendMemoryBytes, 64 MiB by
+ * default, is the most one upload may hold: more than this is kept only while the budget has room).
  */
 const SPARE_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Wholly idle slabs unused this long are let go, so an idle gateway gives their memory back. */

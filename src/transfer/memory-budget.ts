@@ -36,7 +36,7 @@ export class MemoryBudget {
     readonly budgetBytes: number,
     private readonly words: Int32Array,
     /** engine.appendMemoryBytes: no upload retains more than this in memory. */
-    private readonly appendMemoryBytes = 8 * 1024 * 1024,
+    private readonly appendMemoryBytes = 64 * 1024 * 1024,
   ) {
     Atomics.store(this.words, G.BUDGET_KIB, Math.min(0x7fffffff, Math.floor(budgetBytes / 1024)));
     this.publishShare();

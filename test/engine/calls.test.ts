@@ -138,7 +138,7 @@ test('a STOR onto a folder fails at its commit with NOT_A_FILE; the folder stays
 });
 
 test('beyond retention (8 MiB in memory, no spool): appends of half the retention, whole blocks', async () => {
-  await withEngine({ spoolBytes: 0 }, async (engine) => {
+  await withEngine({ spoolBytes: 0, appendMemoryBytes: 8 * MiB }, async (engine) => {
     const data = contentOf(pool, 4, 10 * MiB + 123);
     const before = snapshot(engine);
     const up = engine.openUpload('alice', '/calls/big.bin');
@@ -160,7 +160,7 @@ test('beyond retention (8 MiB in memory, no spool): appends of half the retentio
 });
 
 test('a reset in the middle of an append body is retried from retention: 226-equivalent, identical bytes', async () => {
-  await withEngine({ spoolBytes: 0 }, async (engine) => {
+  await withEngine({ spoolBytes: 0, appendMemoryBytes: 8 * MiB }, async (engine) => {
     const data = contentOf(pool, 5, 11 * MiB + 7);
     await fx.box.setFaults({
       rules: [

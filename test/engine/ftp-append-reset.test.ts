@@ -1,7 +1,7 @@
 // Through FTP: a reset in the middle of an append's body (and of the start call's) is retried from
 // the upload's retention, invisibly to the client: the STOR ends 226 and the store holds identical
 // bytes; then a RETR of it is one files/download call. The whole service (startDropftp) with the
-// engine kept to memory retention (no spool), so an 11 MiB STOR takes start + 2 appends.
+// engine kept to 8 MiB of memory retention (no spool), so an 11 MiB STOR takes start + 2 appends.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ let user: { name: string; password: string };
 
 test.before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'dropftp-append-reset-'));
-  service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0, engineWorkers: 2, engine: { spoolBytes: 0 } });
+  service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0, engineWorkers: 2, engine: { spoolBytes: 0, appendMemoryBytes: 8 * MiB } });
   user = service.createdUser!;
   view = await BoxView.open(service.box.url, dataDir);
 });
