@@ -8,6 +8,7 @@
 // upload spools to disk). Ring memory counts while it is held: by a live transfer or idle in the
 // engine's ring pool (pooledRingBytes), whose memory is still mapped until the pool lets it go.
 
+import { ENGINE_DEFAULTS } from './options.ts';
 import { G } from './shared-layout.ts';
 
 /** Floors small enough that 2,000 transfers (half uploads) fit a 64 MiB budget: 2000 x 16 + 1000 x 16 KiB. */
@@ -36,7 +37,7 @@ export class MemoryBudget {
     readonly budgetBytes: number,
     private readonly words: Int32Array,
     /** engine.appendMemoryBytes: no upload retains more than this in memory. */
-    private readonly appendMemoryBytes = 64 * 1024 * 1024,
+    private readonly appendMemoryBytes = ENGINE_DEFAULTS.appendMemoryBytes,
   ) {
     Atomics.store(this.words, G.BUDGET_KIB, Math.min(0x7fffffff, Math.floor(budgetBytes / 1024)));
     this.publishShare();

@@ -1,30 +1,35 @@
 // The default engine.appendMemoryBytes (64 MiB): an upload alone of 40 MiB (past its 16 MiB lead, so
 // a streamed call takes it while its client sends) keeps every unacknowledged byte in memory and
 // writes nothing to the spool; the same upload with the old default of 8 MiB spills what its call
-// sent. Both commit byte-exact. Main thread + 1 worker + the box child.
+// sent. Both commit byte-exact. Main thread + 1 worker (one engine per test) + the box child.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { startLocalBox } from '../../src/localbox/index.ts';
+import type { LocalBox, LocalBoxAccount } from '../../src/localbox/index.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
 import { ENGINE_DEFAULTS } from '../../src/transfer/options.ts';
 import type { EngineOptions } from '../../src/transfer/index.ts';
-import { MiB, fetchFile, finished, makePool, sha256, startFixture, writeAll } from './helpers.ts';
-import type { Fixture } from './helpers.ts';
+import { MiB, fetchFile, finished, makePool, sha256, writeAll } from './helpers.ts';
 
-let fx: Fixture;
+let box: LocalBox;
+let account: LocalBoxAccount;
+let dataDir: string;
 let spoolDir: string;
 const data = makePool(40 * MiB + 4321, 43);
 
 test.before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'dropftp-default-retention-box-'));
   spoolDir = mkdtempSync(join(tmpdir(), 'dropftp-default-retention-test-'));
-  // The fixture's own engine is not used; each test starts one with the options it checks.
-  fx = await startFixture({ workers: 1, spoolDir });
+  box = await startLocalBox({ dataDir });
+  account = await box.createAccount('alice');
 });
 test.after(async () => {
-  await fx.stop();
+  await box.close().catch(() => box.kill());
+  rmSync(dataDir, { recursive: true, force: true });
   rmSync(spoolDir, { recursive: true, force: true });
 });
 
@@ -32,13 +37,13 @@ test.after(async () => {
 async function uploadAlone(options: EngineOptions, path: string): Promise<{ spooled: number; spilled: number; readBack: number }> {
   const engine = await TransferEngine.start({ workers: 1, spoolDir, spoolBytes: 256 * MiB, ...options });
   try {
-    engine.setAccount({ name: 'alice', apiUrl: fx.box.url, contentUrl: fx.box.url, accessToken: fx.account.accessToken });
+    engine.setAccount({ name: 'alice', apiUrl: box.url, contentUrl: box.url, accessToken: account.accessToken });
     const up = engine.openUpload('alice', path);
     const done = finished(up);
     await writeAll(up, data);
     up.end();
     await done;
-    const stored = await fetchFile(fx.box, fx.account.accessToken, path);
+    const stored = await fetchFile(box, account.accessToken, path);
     assert.is(stored && sha256(stored), sha256(data), `${path} byte-exact`);
     const s = engine.stats().spool;
     return { spooled: s.spooledBytes, spilled: s.spilledBytes, readBack: s.readBackBytes };

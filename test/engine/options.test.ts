@@ -14,7 +14,7 @@ import { toDropftpOptions } from '../../src/config/to-options.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { DropftpError } from '../../src/errors.ts';
 import { TransferEngine } from '../../src/transfer/index.ts';
-import { AUTO_SPOOL_MAX_BYTES, autoSpoolBytes, resolveEngineOptions } from '../../src/transfer/options.ts';
+import { AUTO_SPOOL_MAX_BYTES, ENGINE_DEFAULTS, autoSpoolBytes, resolveEngineOptions } from '../../src/transfer/options.ts';
 
 const problemsOf = (run: () => unknown): string => {
   try {
@@ -64,6 +64,8 @@ test('engine.maxCallsPerSecond, maxRetryAfterSec, appendMemoryBytes, spoolBytes 
   const defaults = loadConfig({ argv: [], env: {} }).config.engine;
   assert.is(defaults.maxCallsPerSecond, null);
   assert.is(defaults.maxRetryAfterSec, 300);
+  // The server's default (the config schema) is the engine's own: a lone upload of up to 64 MiB stays in memory.
+  assert.is(defaults.appendMemoryBytes, ENGINE_DEFAULTS.appendMemoryBytes);
   assert.throws(() => resolveEngineOptions({ maxCallsPerSecond: -1 }), (e: unknown) => e instanceof DropftpError && /maxCallsPerSecond/.test(e.message));
   assert.is(defaults.spoolBytes, null, 'no spool limit set: sized at start');
   assert.is(toDropftpOptions(loadConfig({ argv: ['--engine-spool-bytes', '0'], env: {} }).config, createLogger({ level: 'silent', format: 'json' })).engine!.spoolBytes, 0);
