@@ -22,21 +22,34 @@ export interface CallPacer {
 }
 
 /**
- * The rate an account starts with, calls/s: an initial burst of MAX_BURST, then slow start (the rate
- * grows by SLOW_START_GAIN calls/s per success while no 429 comes). Against a limit near Dropbox's
- * reported ~12 calls/s, 32 with a burst of 16 drew 20 refusals in the first second of a 200-session
- * storm (the calls granted while the first 429 was on its way back): 12 % of the run's calls, where
- * 16/8 drew 7. A low start with fast growth finds a low limit with few refusals and a high one quickly.
+ * The rate an account starts with, calls/s: an initial burst of 8 (the bucket's depth at this rate),
+ * then slow start (the rate grows by SLOW_START_GAIN calls/s per success while no 429 comes). Against
+ * a limit near Dropbox's reported ~12 calls/s, 32 with a burst of 16 drew 20 refusals in the first
+ * second of a 200-session storm (the calls granted while the first 429 was on its way back): 12 % of
+ * the run's calls, where 16/8 drew 7. A low start with fast growth finds a low limit with few
+ * refusals and a high one quickly.
  */
 export const INITIAL_RATE = 16;
 /**
  * Slow start: calls/s added per successful call while the rate limits (the rate grows e-fold every
- * 1/SLOW_START_GAIN s of answered calls: 16 → ~200 calls started in ~1.2 s). At 1 (doubling in
- * ~0.7 s), a 200-session storm waited ~2.6 s for its last first call (TTFB p99 2.9 s).
+ * 1/SLOW_START_GAIN s of answered calls). Only downloads answer early in a storm (an upload's start
+ * call answers when its body ends) and a loaded box answers in 25–700 ms, so growth is slower than
+ * that. Ten alternating pairs of the 200-session storm (dropftp alone, 2-core host, 2026-12-07):
+ * at 3 with MAX_BURST 8 the longest stall (the last RETR's first byte) was 1.33–2.31 s (mean 1.67,
+ * two over 2 s), at 6 with MAX_BURST 16 1.05–1.40 s (mean 1.23); the same storm against a box
+ * limited to 12 calls/s (then 4, then 12) drew 2.8–11.7 % refusals against 3.8–8.4 % (both means
+ * 6.0 %) and ended 1.6 s sooner on average. At 1 (doubling in ~0.7 s) the last first call came
+ * ~2.6 s after the first.
  */
-export const SLOW_START_GAIN = 3;
-/** Calls that may start back to back (the bucket's depth), at most; fewer at low rates. */
-export const MAX_BURST = 8;
+export const SLOW_START_GAIN = 6;
+/**
+ * Calls that may start back to back (the bucket's depth), at most; fewer at low rates (half a
+ * second's worth: 8 at the initial 16 calls/s). A thread whose event loop is busy moving bytes
+ * wakes its waiters late (by 100–350 ms in a storm on 2 cores) and finds at most this many tokens:
+ * at 8, one storm's log showed 8 calls per wake-up every 290–350 ms at a rate of 43–61 calls/s,
+ * about half of it.
+ */
+export const MAX_BURST = 16;
 /** The rate never goes below this (calls/s) nor above ABSOLUTE_MAX_RATE. */
 export const MIN_RATE = 1;
 export const ABSOLUTE_MAX_RATE = 100_000;
