@@ -115,6 +115,32 @@ test('defect: slow start too slow for a burst — 200 calls of a fresh account, 
   assert.ok(last - started >= 300, `the bucket still spaced the starts (${(last - started).toFixed(0)} ms)`);
 });
 
+test('defect: a thread whose event loop was busy wakes to a bucket of up to 16 calls, not 8', async () => {
+  // A worker moving bytes for a storm wakes its waiting calls 100–350 ms late; with a bucket of 8 it
+  // then started 8 and waited again, so its calls started at about half the account's rate.
+  const { control, pacer } = setup(40); // a bucket of 16 at this rate
+  const at: number[] = [];
+  const first = await Promise.all(Array.from({ length: 16 }, () => pacer.admit(0)));
+  assert.ok(first.every(Boolean));
+  for (let i = 0; i < 16; i++) pacer.report(0, { kind: 'failed' }); // no growth: 40/s throughout
+  const waiting = Array.from({ length: 24 }, () =>
+    pacer.admit(0).then(() => {
+      at.push(nowMs());
+      pacer.report(0, { kind: 'failed' });
+    }),
+  );
+  const busyUntil = nowMs() + 800; // the bucket refills (16 tokens take 400 ms) while the loop is blocked
+  while (nowMs() < busyUntil) {
+    // a thread busy hashing and copying: no timer, no promise runs
+  }
+  await Promise.all(waiting);
+  const woke = at[0]!;
+  const together = at.filter((t) => t - woke < 20).length;
+  assert.ok(together >= 14, `${together} calls started on the first wake-up after the busy loop`);
+  assert.ok(together <= 16, `${together} calls started at once: more than the bucket holds`);
+  assert.is(readPacerStats(control, 0).callsStarted, 40);
+});
+
 test('the time started calls waited is summed per account (WAITED_MS): what a first byte owes the pacer', async () => {
   const { control, pacer } = setup(10); // a burst of 5, then one start every 100 ms
   assert.is(readPacerStats(control, 0).waitedMs, 0);
