@@ -126,8 +126,13 @@ test('socket reads released once copied keep the array-buffer count flat', async
   // Reads under 32 KiB (a sender that fell behind) are left to the GC.
   assert.ok(released.freed >= total / 2, `${released.freed} B of ${total} freed at once`);
   assert.is(kept.freed, 0);
-  assert.ok(released.peak < 16 * MiB, `released: peak ${(released.peak / MiB).toFixed(1)} MiB of read buffers`);
-  assert.ok(kept.peak > released.peak + 8 * MiB, `left to the GC: peak ${(kept.peak / MiB).toFixed(1)} MiB, released: ${(released.peak / MiB).toFixed(1)} MiB`);
+  // The peaks depend on when V8 collects (the reads left to it, under 32 KiB, pile up between
+  // scavenges, more of them on a loaded machine): eight runs on an idle 2-core machine, released
+  // 4.8-13.5 MiB against kept 22.9-30.3; with two busy processes beside it 0.0-20.4 against
+  // 26.1-32.1; 18.7 released during a full test run (2026-12-07). A release that frees nothing fails
+  // the `freed` check above whatever the peaks.
+  assert.ok(released.peak < 24 * MiB, `released: peak ${(released.peak / MiB).toFixed(1)} MiB of read buffers`);
+  assert.ok(kept.peak > released.peak + 4 * MiB, `left to the GC: peak ${(kept.peak / MiB).toFixed(1)} MiB, released: ${(released.peak / MiB).toFixed(1)} MiB`);
 });
 
 test.run();
