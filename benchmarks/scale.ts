@@ -45,6 +45,8 @@ const USAGE = `usage: npm run bench -- <idle|storm|big|churn> [options]
                           (calls/s per account, burst), e.g. 12:12; default none
   --box-rate-schedule S   change that limit during the load: "RATE[:BURST]@SECONDS,...", e.g.
                           '4@20,12@40' (seconds after the load started)
+  --warmup K              storm: an untimed storm of K sessions (same op and size) first, against
+                          the same server, so that the measured one meets it warm (default 0)
   --gateway-options K=V,...  dropftp serve options by config key, passed as its flags, e.g.
                           engine.memoryBudgetBytes=64MiB (dropftp peers only; default none)`;
 
@@ -86,6 +88,13 @@ export function parseGatewayOptions(text: string): string[] {
   });
 }
 
+function parseWarmup(text: string, scenario: Scenario): number {
+  const k = Number(text);
+  if (!Number.isInteger(k) || k < 0) throw new Error(`--warmup: "${text}" is not a session count`);
+  if (k > 0 && scenario !== 'storm') throw new Error('--warmup applies to the storm scenario only');
+  return k;
+}
+
 function parseArgs(argv: string[]) {
   const scenario = argv[0] as Scenario;
   if (!['idle', 'storm', 'big', 'churn'].includes(scenario)) throw new Error(USAGE);
@@ -97,7 +106,7 @@ function parseArgs(argv: string[]) {
     if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
     else flags.set(a.slice(2), argv[++i] ?? '');
   }
-  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle', 'box-rate-limit', 'box-rate-schedule', 'gateway-options'];
+  const known = ['n', 'size', 'op', 'servers', 'procs', 'hold', 'noop', 'duration', 'login-concurrency', 'timeline', 'bucket', 'stall-timeout', 'pasv-ports', 'tag', 'seed', 'sources', 'reply-timeout', 'checkpoint', 'settle', 'box-rate-limit', 'box-rate-schedule', 'gateway-options', 'warmup'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const get = (k: string, d: string): string => flags.get(k) ?? d;
   const defaultN = { idle: '1000', storm: '200', big: '1', churn: '50' }[scenario];
@@ -141,8 +150,15 @@ function parseArgs(argv: string[]) {
       boxRateLimit: flags.get('box-rate-limit') || null,
       boxRateSchedule: parseSchedule(get('box-rate-schedule', '')),
       gatewayFlags: parseGatewayOptions(get('gateway-options', '')),
+      warmupSessions: parseWarmup(get('warmup', '0'), scenario),
     },
   };
+}
+
+/** The untimed warm-up storm a run started with (--warmup), for the summary. */
+function warmupLine(r: PeerRunResult): string {
+  const w = r.warmup!;
+  return `${r.server} n=${r.sessions} warmed up first by ${w.sessions} sessions (untimed): ${w.aggregateMBps} MB/s, ${w.cpuSecPerGiB ?? '-'} CPU-s/GiB${w.backendCpuSecPerGiB !== null ? ` (backend ${w.backendCpuSecPerGiB})` : ''}, ${w.wallMs} ms`;
 }
 
 /** Raises this process's open-file limit (children inherit it); returns the limit in force. */
@@ -201,7 +217,7 @@ async function main(): Promise<void> {
     skipped,
     failures,
     targets: judgeTargets(args.scenario, runs),
-    markdown: `${markdownTable(args.scenario, runs, base.sizeBytes)}${runs.some((r) => r.cost.transfers > 0) ? `\n\n${runs.filter((r) => r.cost.transfers > 0).map((r) => `- ${costLine(`${r.server} n=${r.sessions}`, r.cost)}\n- ${kernelTcpLine(`${r.server} n=${r.sessions}`, r.kernelTcp)}`).join('\n')}` : ''}`,
+    markdown: `${markdownTable(args.scenario, runs, base.sizeBytes)}${runs.some((r) => r.cost.transfers > 0) ? `\n\n${runs.filter((r) => r.cost.transfers > 0).map((r) => `- ${costLine(`${r.server} n=${r.sessions}`, r.cost)}\n- ${kernelTcpLine(`${r.server} n=${r.sessions}`, r.kernelTcp)}${r.warmup ? `\n- ${warmupLine(r)}` : ''}`).join('\n')}` : ''}`,
     runs,
   };
   const dir = fileURLToPath(new URL('./results/', import.meta.url));

@@ -14,7 +14,7 @@ import { FtpControl } from './ftp-client.ts';
 import { ftpTransfer } from './ftp-transfer.ts';
 import { httpTransfer } from './http-transfer.ts';
 import { TransferMeter, nowMs } from './meter.ts';
-import { ResourceSampler, type ResourceSample } from './proc-stats.ts';
+import { readOwnCpuSeconds, ResourceSampler, type ResourceSample } from './proc-stats.ts';
 import { ProgressLine } from './progress.ts';
 import type { OpMix, Scenario, Target } from './protocol.ts';
 import { mergeErrors, summariseElu, summariseLogins, summariseResources, summariseTransfers, type OpSummary } from './summarise.ts';
@@ -49,6 +49,11 @@ export interface RunParams {
   boxRateSchedule: [number, string][];
   /** Extra `dropftp serve` flags (dropftp peers only), from --gateway-options. */
   gatewayFlags: string[];
+  /**
+   * storm: sessions of an untimed storm of the same op and size run first against the same server
+   * (0: none), so that the measured one meets a warm server. Its own figures are kept (`warmup`).
+   */
+  warmupSessions: number;
 }
 
 // Relative paths: each server resolves them in the user's start directory (vsftpd has no jail here).
@@ -97,6 +102,59 @@ async function settledSpoolFiles(count: () => number | null): Promise<number | n
   return n;
 }
 
+/**
+ * The untimed storm before the measured one (RunParams.warmupSessions): same op and size, its STORs
+ * under other names, at most one load generator process. A server that runs for days has compiled
+ * its code (V8: ~350 optimised functions, ~1.4 CPU-seconds of dropftp's first storm of 200, all of
+ * it in the measured window without this) and holds its pools; the first storm after a start
+ * measures that start as much as the transfers. What the warm-up itself cost is kept beside.
+ */
+async function warmUp(instance: PeerInstance, p: RunParams, line: ProgressLine) {
+  const cpuBefore = readOwnCpuSeconds(instance.pid);
+  const backendPid = instance.backend?.pid;
+  const backendBefore = backendPid && backendPid !== instance.pid ? readOwnCpuSeconds(backendPid) : NaN;
+  const raw = await runLoad({
+    scenario: 'storm',
+    target: instance.target,
+    sessions: p.warmupSessions,
+    procs: 1,
+    sizeBytes: p.sizeBytes,
+    op: p.op,
+    retrPath: SEED_PATH,
+    storPrefix: 'warmup-',
+    loginConcurrency: p.loginConcurrency,
+    bucketMs: p.bucketMs,
+    timelineSessions: 0,
+    noopMs: p.noopMs,
+    durationMs: p.durationMs,
+    holdMs: 0,
+    stallTimeoutMs: p.stallTimeoutMs,
+    replyTimeoutMs: p.replyTimeoutMs,
+    runTimeoutMs: 30 * 60_000,
+    seed: p.seed,
+    sourceAddresses: p.sourceAddresses,
+    onProgress(c, phase) {
+      line.update(c, phase, 'warm-up');
+    },
+  });
+  const transfers = raw.results.flatMap((r) => r.transfers);
+  const all = summariseTransfers(transfers, raw.epochMs);
+  const bytes = transfers.reduce((a, t) => a + t.bytes, 0);
+  const gib = bytes / 2 ** 30;
+  const cpu = readOwnCpuSeconds(instance.pid) - cpuBefore;
+  const backendCpu = readOwnCpuSeconds(backendPid ?? -1) - backendBefore;
+  if (all.complete < all.transfers) throw new Error(`warm-up: ${all.transfers - all.complete} of ${all.transfers} transfers failed`);
+  return {
+    sessions: p.warmupSessions,
+    complete: all.complete,
+    wallMs: Math.round(raw.endMs - raw.epochMs),
+    aggregateMBps: all.aggregateMBps,
+    cpuSeconds: Math.round(cpu * 100) / 100,
+    cpuSecPerGiB: gib > 0 ? Math.round((cpu / gib) * 100) / 100 : null,
+    backendCpuSecPerGiB: gib > 0 && Number.isFinite(backendCpu) ? Math.round((backendCpu / gib) * 100) / 100 : null,
+  };
+}
+
 export async function runPeer(peer: PeerDef, p: RunParams) {
   const workDir = await mkdtemp(join(tmpdir(), `dropftp-bench-${peer.name}-`));
   let instance: PeerInstance | null = null;
@@ -111,6 +169,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     if (p.scenario === 'storm' || p.scenario === 'churn') {
       if (p.op !== 'stor' || p.scenario === 'churn') await seed(instance.target, p.sizeBytes);
     }
+    const warmup = p.scenario === 'storm' && p.warmupSessions > 0 ? await warmUp(instance, p, line) : null;
     await sleep(1000);
     const endCost = await startCost(instance);
     const kernel = startKernelTcp();
@@ -251,6 +310,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
       cost,
       kernelTcp,
       spoolFilesAfterLoad,
+      warmup,
       boxRateLimit: p.boxRateLimit || p.boxRateSchedule.length ? { limit: p.boxRateLimit, changes: rateChanges } : null,
       elu: summariseElu(instance.elu(), raw.epochMs, raw.endMs),
       errors: mergeErrors(raw),
