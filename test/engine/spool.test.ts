@@ -48,7 +48,8 @@ test('beyond its memory share an upload spools to a 0600 file, removed once comm
   const files = spoolFiles();
   assert.ok(files.length >= 1, 'a spool file exists while the upload runs');
   for (const f of files) assert.is(statSync(join(spoolDir, f)).mode & 0o777, 0o600, `${f} is private`);
-  // The retained pieces, plus the spool write buffer (a quarter of the share) while a write runs.
+  // The retained pieces, plus a read-back buffer (a quarter of the share) if a call's body is
+  // reading the spool; spool writes take none (they write from the ring's memory).
   const charged = fx.engine.stats().memory.chunkBytesInUse;
   assert.ok(charged <= 256 * KiB + 64 * KiB, `memory retention stays within appendMemoryBytes (${charged} B charged)`);
   await writeAll(up, data.subarray(6 * MiB));
