@@ -105,9 +105,10 @@ async function settledSpoolFiles(count: () => number | null): Promise<number | n
 /**
  * The untimed storm before the measured one (RunParams.warmupSessions): same op and size, its STORs
  * under other names, at most one load generator process. A server that runs for days has compiled
- * its code (V8: ~350 optimised functions, ~1.4 CPU-seconds of dropftp's first storm of 200, all of
- * it in the measured window without this) and holds its pools; the first storm after a start
- * measures that start as much as the transfers. What the warm-up itself cost is kept beside.
+ * its code and holds its pools; the first storm after a start measures that start as much as the
+ * transfers (dropftp, `--trace-opt`: ~350 functions optimised by TurboFan from its start to the end
+ * of its first storm of 200, ~1.4 s of V8's compile threads; ~55 of them during a storm that
+ * followed a warm-up of 50 sessions). What the warm-up itself cost is kept beside.
  */
 async function warmUp(instance: PeerInstance, p: RunParams, line: ProgressLine) {
   const cpuBefore = readOwnCpuSeconds(instance.pid);
