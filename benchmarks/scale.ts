@@ -158,7 +158,8 @@ function parseArgs(argv: string[]) {
 /** The untimed warm-up storm a run started with (--warmup), for the summary. */
 function warmupLine(r: PeerRunResult): string {
   const w = r.warmup!;
-  return `${r.server} n=${r.sessions} warmed up first by ${w.sessions} sessions (untimed): ${w.aggregateMBps} MB/s, ${w.cpuSecPerGiB ?? '-'} CPU-s/GiB${w.backendCpuSecPerGiB !== null ? ` (backend ${w.backendCpuSecPerGiB})` : ''}, ${w.wallMs} ms`;
+  const cpu = w.cpuSecPerGiB;
+  return `${r.server} n=${r.sessions} warmed up first by ${w.sessions} sessions (untimed): ${w.aggregateMBps} MB/s, CPU-s/GiB gateway ${cpu.gateway ?? '-'}, main thread ${cpu.mainThread ?? '-'}, backend ${cpu.backend ?? '-'}; ${w.wallMs} ms`;
 }
 
 /** Raises this process's open-file limit (children inherit it); returns the limit in force. */

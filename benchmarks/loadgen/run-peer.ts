@@ -7,14 +7,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PeerDef, PeerInstance } from '../peers/types.ts';
-import { runLoad } from './coordinator.ts';
+import { runLoad, type LoadOptions } from './coordinator.ts';
 import { costLine, startCost } from './cost.ts';
 import { kernelTcpLine, startKernelTcp } from './kernel-tcp.ts';
 import { FtpControl } from './ftp-client.ts';
 import { ftpTransfer } from './ftp-transfer.ts';
 import { httpTransfer } from './http-transfer.ts';
 import { TransferMeter, nowMs } from './meter.ts';
-import { readOwnCpuSeconds, ResourceSampler, type ResourceSample } from './proc-stats.ts';
+import { ResourceSampler, type ResourceSample } from './proc-stats.ts';
 import { ProgressLine } from './progress.ts';
 import type { OpMix, Scenario, Target } from './protocol.ts';
 import { mergeErrors, summariseElu, summariseLogins, summariseResources, summariseTransfers, type OpSummary } from './summarise.ts';
@@ -102,57 +102,63 @@ async function settledSpoolFiles(count: () => number | null): Promise<number | n
   return n;
 }
 
+/** What runLoad needs of a run's parameters (the measured load; the warm-up overrides some). */
+function loadOptions(instance: PeerInstance, p: RunParams): LoadOptions {
+  return {
+    scenario: p.scenario,
+    target: instance.target,
+    sessions: p.sessions,
+    procs: p.procs,
+    sizeBytes: p.sizeBytes,
+    op: p.op,
+    retrPath: SEED_PATH,
+    storPrefix: 'up-',
+    loginConcurrency: p.loginConcurrency,
+    bucketMs: p.bucketMs,
+    timelineSessions: p.timelineSessions,
+    noopMs: p.noopMs,
+    durationMs: p.durationMs,
+    holdMs: p.holdMs,
+    stallTimeoutMs: p.stallTimeoutMs,
+    replyTimeoutMs: p.replyTimeoutMs,
+    runTimeoutMs: Math.max(30 * 60_000, p.durationMs + p.holdMs + 10 * 60_000),
+    seed: p.seed,
+    sourceAddresses: p.sourceAddresses,
+  };
+}
+
 /**
  * The untimed storm before the measured one (RunParams.warmupSessions): same op and size, its STORs
  * under other names, at most one load generator process. A server that runs for days has compiled
  * its code and holds its pools; the first storm after a start measures that start as much as the
  * transfers (dropftp, `--trace-opt`: ~350 functions optimised by TurboFan from its start to the end
  * of its first storm of 200, ~1.4 s of V8's compile threads; ~55 of them during a storm that
- * followed a warm-up of 50 sessions). What the warm-up itself cost is kept beside.
+ * followed a warm-up of 50 sessions). What the warm-up itself cost is kept beside, counted as the
+ * measured run's cost is (cost.ts; the measured run's counting starts afresh after it).
  */
 async function warmUp(instance: PeerInstance, p: RunParams, line: ProgressLine) {
-  const cpuBefore = readOwnCpuSeconds(instance.pid);
-  const backendPid = instance.backend?.pid;
-  const backendBefore = backendPid && backendPid !== instance.pid ? readOwnCpuSeconds(backendPid) : NaN;
+  const endCost = await startCost(instance);
   const raw = await runLoad({
-    scenario: 'storm',
-    target: instance.target,
+    ...loadOptions(instance, p),
     sessions: p.warmupSessions,
     procs: 1,
-    sizeBytes: p.sizeBytes,
-    op: p.op,
-    retrPath: SEED_PATH,
     storPrefix: 'warmup-',
-    loginConcurrency: p.loginConcurrency,
-    bucketMs: p.bucketMs,
     timelineSessions: 0,
-    noopMs: p.noopMs,
-    durationMs: p.durationMs,
     holdMs: 0,
-    stallTimeoutMs: p.stallTimeoutMs,
-    replyTimeoutMs: p.replyTimeoutMs,
-    runTimeoutMs: 30 * 60_000,
-    seed: p.seed,
-    sourceAddresses: p.sourceAddresses,
     onProgress(c, phase) {
       line.update(c, phase, 'warm-up');
     },
   });
   const transfers = raw.results.flatMap((r) => r.transfers);
   const all = summariseTransfers(transfers, raw.epochMs);
-  const bytes = transfers.reduce((a, t) => a + t.bytes, 0);
-  const gib = bytes / 2 ** 30;
-  const cpu = readOwnCpuSeconds(instance.pid) - cpuBefore;
-  const backendCpu = readOwnCpuSeconds(backendPid ?? -1) - backendBefore;
   if (all.complete < all.transfers) throw new Error(`warm-up: ${all.transfers - all.complete} of ${all.transfers} transfers failed`);
+  const cost = await endCost(transfers);
   return {
     sessions: p.warmupSessions,
     complete: all.complete,
     wallMs: Math.round(raw.endMs - raw.epochMs),
     aggregateMBps: all.aggregateMBps,
-    cpuSeconds: Math.round(cpu * 100) / 100,
-    cpuSecPerGiB: gib > 0 ? Math.round((cpu / gib) * 100) / 100 : null,
-    backendCpuSecPerGiB: gib > 0 && Number.isFinite(backendCpu) ? Math.round((backendCpu / gib) * 100) / 100 : null,
+    cpuSecPerGiB: cost.cpuSecPerGiB,
   };
 }
 
@@ -194,25 +200,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     let atCheckpoint: [number, ResourceSample] | null = null;
     let atAll: [number, ResourceSample] | null = null;
     const raw = await runLoad({
-      scenario: p.scenario,
-      target: instance.target,
-      sessions: p.sessions,
-      procs: p.procs,
-      sizeBytes: p.sizeBytes,
-      op: p.op,
-      retrPath: SEED_PATH,
-      storPrefix: 'up-',
-      loginConcurrency: p.loginConcurrency,
-      bucketMs: p.bucketMs,
-      timelineSessions: p.timelineSessions,
-      noopMs: p.noopMs,
-      durationMs: p.durationMs,
-      holdMs: p.holdMs,
-      stallTimeoutMs: p.stallTimeoutMs,
-      replyTimeoutMs: p.replyTimeoutMs,
-      runTimeoutMs: Math.max(30 * 60_000, p.durationMs + p.holdMs + 10 * 60_000),
-      seed: p.seed,
-      sourceAddresses: p.sourceAddresses,
+      ...loadOptions(instance, p),
       checkpointSessions: p.checkpointSessions,
       async onCheckpoint(c) {
         await sleep(p.settleMs);
