@@ -2,8 +2,9 @@
 // (default 1 GiB) in appends of BENCH_APPEND_BYTES (default 1 MiB) over one keep-alive connection.
 // Reports whether an append's time grows with its offset (mean of the last 64 vs the first 64),
 // the bytes the box wrote (write(2) calls of its process) per byte uploaded, and its CPU-seconds per
-// GiB; checks the committed file's content_hash. The last 64 are also timed against a new session's
-// first 64, interleaved with them (the same machine load for both). Runs on the benchmark's main
+// GiB; checks the committed file's content_hash. Two control sessions time a new session's first 64
+// appends right before the main session's first and right after its last (the machine's load at
+// either end of the run). Runs on the benchmark's main
 // thread; the box in its child process. Usage: node --import tsx benchmarks/localbox-appends.ts
 // Saves benchmarks/results/localbox-appends.json.
 
@@ -36,43 +37,59 @@ try {
     return text;
   };
   const block = makeBlockSource();
-  const source = (offset: number, n: number): Buffer => {
+  // Each stream keeps the 4 MiB block it is in and makes the next only when it gets there (until
+  // 2026-12-07 every 1 MiB append made a fresh 4 MiB copy: the client allocated four times what it
+  // uploaded, and collected it while appends were timed).
+  const current = new Map<string, { i: number; buf: Buffer }>();
+  const blockOf = (stream: string, i: number): Buffer => {
+    const held = current.get(stream);
+    if (held?.i === i) return held.buf;
+    const buf = block(i, 4 * MiB);
+    current.set(stream, { i, buf });
+    return buf;
+  };
+  const source = (stream: string, offset: number, n: number): Buffer => {
     // bytes [offset, offset + n) of a stream of distinct 4 MiB blocks
     const parts: Buffer[] = [];
     for (let at = offset; at < offset + n; ) {
       const i = Math.floor(at / (4 * MiB));
       const from = at - i * 4 * MiB;
       const take = Math.min(4 * MiB - from, offset + n - at);
-      parts.push(block(i, 4 * MiB).subarray(from, from + take));
+      parts.push(blockOf(stream, i).subarray(from, from + take));
       at += take;
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   };
   const start = async (): Promise<string> => (JSON.parse(await call('files/upload_session/start', {}, '')) as { session_id: string }).session_id;
   const sessionId = await start();
-  // A control session gets WINDOW appends at offsets 0.. interleaved with the main session's last
-  // WINDOW: both measured under the same load, which on a shared machine drifts over a long run.
+  // Two control sessions, each timed over its first WINDOW appends: one right before the main
+  // session's first append, one right after its last. A new session's first appends are so measured
+  // at either end of the run (a shared machine's load drifts over a long run), and no neighbour
+  // shares the box with the main session's timed appends (until 2026-12-07 the control was
+  // interleaved with the last WINDOW only, which then paid for its work and the first did not).
+  const earlyControlId = await start();
   const controlId = await start();
-  const control: number[] = [];
+  const timeControl = async (id: string): Promise<number[]> => {
+    const ms: number[] = [];
+    for (let k = 0; k < WINDOW; k++) {
+      const data = source(id, k * appendBytes, appendBytes);
+      const c0 = performance.now();
+      await call('files/upload_session/append_v2', { cursor: { session_id: id, offset: k * appendBytes } }, data);
+      ms.push(performance.now() - c0);
+    }
+    return ms;
+  };
   const hasher = new ContentHasher();
   const times: number[] = [];
   const cpuOf: number[] = []; // the box's CPU-seconds per main append (CPU does not count waiting on a busy machine)
   const cpu0 = cpuSeconds(box.pid);
   const written0 = writtenBytes(box.pid);
+  const earlyControl = await timeControl(earlyControlId);
   const started = performance.now();
-  const appends = Math.ceil(totalBytes / appendBytes);
-  let writtenBeforeControl = { written: 0, uploaded: 0 };
   for (let offset = 0; offset < totalBytes; offset += appendBytes) {
     const n = Math.min(appendBytes, totalBytes - offset);
-    const data = source(offset, n);
+    const data = source(sessionId, offset, n);
     hasher.update(data);
-    if (times.length >= appends - WINDOW) {
-      if (control.length === 0) writtenBeforeControl = { written: writtenBytes(box.pid) - written0, uploaded: offset };
-      const at = control.length * appendBytes;
-      const c0 = performance.now();
-      await call('files/upload_session/append_v2', { cursor: { session_id: controlId, offset: at } }, source(at, appendBytes));
-      control.push(performance.now() - c0);
-    }
     const cpuBefore = cpuSeconds(box.pid);
     const t0 = performance.now();
     await call('files/upload_session/append_v2', { cursor: { session_id: sessionId, offset } }, data);
@@ -80,8 +97,11 @@ try {
     cpuOf.push(cpuSeconds(box.pid) - cpuBefore);
     if (times.length % 128 === 0) process.stdout.write(`\r${((offset + n) / MiB).toFixed(0)} MiB`);
   }
+  const mainSeconds = (performance.now() - started) / 1000;
+  const writtenBeforeControl = { written: writtenBytes(box.pid) - written0, uploaded: totalBytes + WINDOW * appendBytes };
+  const control = await timeControl(controlId);
   const meta = JSON.parse(await call('files/upload_session/finish', { cursor: { session_id: sessionId, offset: totalBytes }, commit: { path: '/appends.bin', mode: 'overwrite' } }, '')) as { size: number; content_hash: string };
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = mainSeconds;
   const cpu = cpuSeconds(box.pid) - cpu0;
   const written = writtenBytes(box.pid) - written0;
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -92,7 +112,8 @@ try {
   const cpuFirst = sum(cpuOf.slice(0, WINDOW));
   const cpuLast = sum(cpuOf.slice(-WINDOW));
   const controlMean = mean(control);
-  const uploaded = totalBytes + control.length * appendBytes;
+  const earlyControlMean = mean(earlyControl);
+  const uploaded = totalBytes + (earlyControl.length + control.length) * appendBytes;
   const expected = hasher.digest();
   const result = {
     date: new Date().toISOString(),
@@ -111,18 +132,20 @@ try {
     lastAppendsMedianMs: median(times.slice(-WINDOW)),
     boxCpuSecondsFirstAppends: cpuFirst,
     boxCpuSecondsLastAppends: cpuLast,
+    earlyControlFirstAppendsMeanMs: earlyControlMean,
     controlFirstAppendsMeanMs: controlMean,
-    lastOverInterleavedFirst: last / controlMean,
+    controlLateOverEarly: controlMean / earlyControlMean,
+    lastOverLateControl: last / controlMean,
     writtenOverUploaded: written / uploaded,
     writtenOverUploadedBeforeControl: writtenBeforeControl.written / writtenBeforeControl.uploaded,
     boxCpuSecondsPerGiB: cpu / (uploaded / (1024 * MiB)),
     contentHashOk: meta.content_hash === expected && meta.size === totalBytes,
-    note: 'one sequential session over one keep-alive connection (plus a control session interleaved with its last appends); written = wchar of the box process (files, sockets, SQLite) over both sessions',
+    note: 'one sequential session over one keep-alive connection (plus two control sessions of 64 appends, one right before it, one right after its last append); MB/s over the main session\'s appends alone; written = wchar of the box process (files, sockets, SQLite) over all three sessions',
   };
   console.log(
     `\r${(totalBytes / MiB).toFixed(0)} MiB in ${times.length} appends of ${(appendBytes / MiB).toFixed(2)} MiB: ${(totalBytes / seconds / 1e6).toFixed(1)} MB/s; ` +
       `first ${WINDOW} ${first.toFixed(2)} ms, last ${WINDOW} ${last.toFixed(2)} ms (${(last / first).toFixed(2)}x; medians ${result.firstAppendsMedianMs.toFixed(2)} / ${result.lastAppendsMedianMs.toFixed(2)} ms; ` +
-      `box CPU ${cpuFirst.toFixed(2)} / ${cpuLast.toFixed(2)} s); interleaved with the last ${WINDOW}, a new session's first ${WINDOW}: ${controlMean.toFixed(2)} ms (last/that ${(last / controlMean).toFixed(2)}x); ` +
+      `box CPU ${cpuFirst.toFixed(2)} / ${cpuLast.toFixed(2)} s); a new session's first ${WINDOW} before the first: ${earlyControlMean.toFixed(2)} ms, after the last: ${controlMean.toFixed(2)} ms (${(controlMean / earlyControlMean).toFixed(2)}x; last/that ${(last / controlMean).toFixed(2)}x); ` +
       `written ${(written / uploaded).toFixed(3)}x the upload (${result.writtenOverUploadedBeforeControl.toFixed(3)}x before the control session); box ${result.boxCpuSecondsPerGiB.toFixed(2)} CPU-s/GiB; content_hash ${result.contentHashOk ? 'ok' : 'WRONG'}`,
   );
   console.log(`saved ${saveResult('localbox-appends', result)}`);
