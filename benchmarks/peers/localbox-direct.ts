@@ -24,7 +24,7 @@ export const localboxDirectPeer: PeerDef = {
         resetCalls: async () => void (await adminOf(box).adminCall('POST', 'calls/reset')),
       },
       elu: () => null,
-      notes: ['localbox-http: one fresh TCP connection per request (agent: false), like an FTP data connection'],
+      notes: ['localbox-http: one fresh TCP connection per request, like an FTP data connection; a lean client on net (since 2026-12-07; node:http before)'],
       close: () => box.close(),
     };
   },
