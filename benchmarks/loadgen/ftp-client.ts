@@ -5,6 +5,7 @@
 // timer outlives its wait.
 
 import { connect, type Socket } from 'node:net';
+import { READ_SINK } from './pattern.ts';
 
 export interface FtpReply {
   code: number;
@@ -187,10 +188,27 @@ export class FtpControl {
   }
 }
 
-/** Opens a data connection; resolves once connected. */
-export function connectData(host: string, port: number, timeoutMs = 30_000, localAddress?: string): Promise<Socket> {
+/** Bytes read from a data connection: whoever reads them sets `onBytes` (the buffer is shared). */
+export interface ReadSink {
+  onBytes: (n: number) => void;
+}
+
+/**
+ * Opens a data connection; resolves once connected. With `sink`, what arrives is read into the
+ * process's READ_SINK and only counted (sink.onBytes): no 'data' events.
+ */
+export function connectData(host: string, port: number, timeoutMs = 30_000, localAddress?: string, sink?: ReadSink): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect(localAddress ? { host, port, localAddress } : { host, port });
+    const onread = sink
+      ? {
+          buffer: READ_SINK,
+          callback: (n: number): boolean => {
+            sink.onBytes(n);
+            return true;
+          },
+        }
+      : undefined;
+    const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}), ...(onread ? { onread } : {}) });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new FtpClientError(`data connection to ${port} timed out`));

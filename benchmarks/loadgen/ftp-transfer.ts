@@ -5,7 +5,7 @@
 // connection is re-synchronised with a NOOP so that no stray reply is read by the next command.
 
 import type { Socket } from 'node:net';
-import { FtpClientError, connectData, type FtpControl } from './ftp-client.ts';
+import { FtpClientError, connectData, type FtpControl, type ReadSink } from './ftp-client.ts';
 import type { TransferMeter, TransferOp } from './meter.ts';
 import { PERIOD_BYTES, slice } from './pattern.ts';
 
@@ -28,27 +28,29 @@ const WRITE_CHUNK_BYTES = 256 * 1024;
 
 export async function ftpTransfer(ctl: FtpControl, plan: TransferPlan, meter: TransferMeter): Promise<TransferOutcome> {
   const { host, port } = await ctl.passive();
-  const data = await connectData(host, port, 30_000, ctl.localAddress);
+  const sink: ReadSink = { onBytes: () => {} };
+  const data = await connectData(host, port, 30_000, ctl.localAddress, plan.op === 'RETR' ? sink : undefined);
   data.setTimeout(plan.stallTimeoutMs, () => data.destroy(new FtpClientError(`data connection stalled ${plan.stallTimeoutMs} ms`)));
   try {
-    return plan.op === 'RETR' ? await retr(ctl, data, plan, meter) : await stor(ctl, data, plan, meter);
+    return plan.op === 'RETR' ? await retr(ctl, data, sink, plan, meter) : await stor(ctl, data, plan, meter);
   } finally {
     if (!data.destroyed) data.destroy();
   }
 }
 
-async function retr(ctl: FtpControl, data: Socket, plan: TransferPlan, meter: TransferMeter): Promise<TransferOutcome> {
+async function retr(ctl: FtpControl, data: Socket, sink: ReadSink, plan: TransferPlan, meter: TransferMeter): Promise<TransferOutcome> {
   const cutAt = plan.cut ? (plan.cutAfterBytes ?? 0) : Infinity;
   let received = 0;
   const ended = new Promise<'end' | 'cut'>((resolve, reject) => {
-    data.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      meter.add(chunk.length);
+    sink.onBytes = (n) => {
+      if (data.destroyed) return;
+      received += n;
+      meter.add(n);
       if (received >= cutAt) {
         data.destroy();
         resolve('cut');
       }
-    });
+    };
     let ended = false;
     data.once('end', () => {
       ended = true;

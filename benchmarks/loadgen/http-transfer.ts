@@ -11,7 +11,7 @@
 
 import { connect } from 'node:net';
 import type { TransferMeter } from './meter.ts';
-import { PERIOD_BYTES, slice } from './pattern.ts';
+import { PERIOD_BYTES, READ_SINK, slice } from './pattern.ts';
 import type { TransferPlan } from './ftp-transfer.ts';
 
 export interface HttpTarget {
@@ -45,7 +45,19 @@ function call(
       `Dropbox-API-Arg: ${headerJson(arg)}\r\nConnection: close\r\n` +
       (body ? `Content-Type: application/octet-stream\r\nContent-Length: ${body.byteLength}\r\n` : 'Content-Length: 0\r\n') +
       '\r\n';
-    const socket = connect({ host: url.hostname, port: Number(url.port || 80) });
+    // Read into the process's READ_SINK (pattern.ts): a view of it is valid until the next read, so
+    // what is kept (the head, a JSON body) is copied.
+    const socket = connect({
+      host: url.hostname,
+      port: Number(url.port || 80),
+      onread: {
+        buffer: READ_SINK,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          onRead(Buffer.from(buf.buffer, buf.byteOffset, n));
+          return true;
+        },
+      },
+    });
     let settled = false;
     const fail = (err: Error): void => {
       if (settled) return;
@@ -75,10 +87,10 @@ function call(
       if (take < chunk.length) return fail(new Error(`HTTP ${route}: ${chunk.length - take} bytes past the Content-Length`));
       bytes += take;
       if (download) meter.add(take);
-      else parts.push(chunk);
+      else parts.push(Buffer.from(chunk)); // a copy: the view is read into again
       if (length !== null && bytes === length) done(status, download ? '' : Buffer.concat(parts).toString(), download ? bytes : 0);
     };
-    socket.on('data', (chunk: Buffer) => {
+    const onRead = (chunk: Buffer): void => {
       if (settled) return;
       if (headBuf === null) return onBody(chunk);
       headBuf = Buffer.concat([headBuf, chunk]);
@@ -107,7 +119,7 @@ function call(
       download = route === 'files/download' && status === 200;
       if (length === 0) return done(status, '', 0);
       onBody(rest);
-    });
+    };
     socket.on('end', () => {
       if (headBuf !== null) return fail(new Error(`HTTP ${route}: connection ended before the response head`));
       if (length !== null) return fail(new Error(`HTTP ${route}: connection ended after ${bytes} of ${length} body bytes`));
