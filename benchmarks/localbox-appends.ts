@@ -36,20 +36,16 @@ try {
     if (r.statusCode !== 200) throw new Error(`${route}: ${r.statusCode} ${text}`);
     return text;
   };
-  // Each stream has one 4 MiB buffer, rewritten in place when it reaches its next block (appends are
+  // Each stream has one 4 MiB buffer, stamped in place with the block it is at (appends are
   // sequential: the last one's bytes are sent by then). Until 2026-12-07 every 1 MiB append made a
   // fresh 4 MiB copy: the client allocated four times what it uploaded, and its mark-compacts (one
   // every ~10 appends, ~8 ms each with their concurrent marking on this 2-core machine) landed in
   // the appends it timed.
-  const current = new Map<string, { i: number; block: (i: number) => Buffer; buf: Buffer | null }>();
+  const streams = new Map<string, (i: number) => Buffer>();
   const blockOf = (stream: string, i: number): Buffer => {
-    let held = current.get(stream);
-    if (!held) current.set(stream, (held = { i: -1, block: makeReusedBlock(), buf: null }));
-    if (held.i !== i || !held.buf) {
-      held.buf = held.block(i);
-      held.i = i;
-    }
-    return held.buf;
+    let block = streams.get(stream);
+    if (!block) streams.set(stream, (block = makeReusedBlock()));
+    return block(i);
   };
   const source = (stream: string, offset: number, n: number): Buffer => {
     // bytes [offset, offset + n) of a stream of distinct 4 MiB blocks: a view of the block's buffer,
@@ -104,11 +100,10 @@ try {
     cpuOf.push(cpuSeconds(box.pid) - cpuBefore);
     if (times.length % 128 === 0) process.stdout.write(`\r${((offset + n) / MiB).toFixed(0)} MiB`);
   }
-  const mainSeconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000; // the main session's appends alone
   const writtenBeforeControl = { written: writtenBytes(box.pid) - written0, uploaded: totalBytes + WINDOW * appendBytes };
   const control = await timeControl(controlId);
   const meta = JSON.parse(await call('files/upload_session/finish', { cursor: { session_id: sessionId, offset: totalBytes }, commit: { path: '/appends.bin', mode: 'overwrite' } }, '')) as { size: number; content_hash: string };
-  const seconds = mainSeconds;
   const cpu = cpuSeconds(box.pid) - cpu0;
   const written = writtenBytes(box.pid) - written0;
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -43,12 +43,14 @@ export function makeBlockSource(): (i: number, len: number) => Buffer {
     x ^= x << 5;
     pattern.writeUInt32LE(x >>> 0, o);
   }
-  return (i, len) => {
-    const b = Buffer.from(pattern.subarray(0, len));
-    b.writeUInt32LE(i, 0);
-    b.writeUInt32LE((i ^ 0xa5a5a5a5) >>> 0, len - 8 >= 4 ? len - 8 : 0);
-    return b;
-  };
+  return (i, len) => stampBlock(Buffer.from(pattern.subarray(0, len)), i);
+}
+
+/** Writes block i's two words (its first, and the one 8 bytes before its end) into `b`. */
+function stampBlock(b: Buffer, i: number): Buffer {
+  b.writeUInt32LE(i, 0);
+  b.writeUInt32LE((i ^ 0xa5a5a5a5) >>> 0, b.length - 8 >= 4 ? b.length - 8 : 0);
+  return b;
 }
 
 /**
@@ -58,11 +60,7 @@ export function makeBlockSource(): (i: number, len: number) => Buffer {
  */
 export function makeReusedBlock(): (i: number) => Buffer {
   const buf = makeBlockSource()(0, 4 * MiB);
-  return (i) => {
-    buf.writeUInt32LE(i, 0);
-    buf.writeUInt32LE((i ^ 0xa5a5a5a5) >>> 0, 4 * MiB - 8);
-    return buf;
-  };
+  return (i) => stampBlock(buf, i);
 }
 
 /** CPU-seconds (user + system) the process `pid` has used so far (Linux /proc). */

@@ -81,6 +81,7 @@ function call(
     let download = false;
     let bytes = 0;
     const parts: Buffer[] = [];
+    const bodyDone = (): void => done(status, download ? '' : Buffer.concat(parts).toString(), download ? bytes : 0);
     const onBody = (chunk: Buffer): void => {
       if (chunk.length === 0) return;
       const take = length === null ? chunk.length : Math.min(chunk.length, length - bytes);
@@ -88,7 +89,7 @@ function call(
       bytes += take;
       if (download) meter.add(take);
       else parts.push(Buffer.from(chunk)); // a copy: the view is read into again
-      if (length !== null && bytes === length) done(status, download ? '' : Buffer.concat(parts).toString(), download ? bytes : 0);
+      if (length !== null && bytes === length) bodyDone();
     };
     const onRead = (chunk: Buffer): void => {
       if (settled) return;
@@ -123,7 +124,7 @@ function call(
     socket.on('end', () => {
       if (headBuf !== null) return fail(new Error(`HTTP ${route}: connection ended before the response head`));
       if (length !== null) return fail(new Error(`HTTP ${route}: connection ended after ${bytes} of ${length} body bytes`));
-      done(status, download ? '' : Buffer.concat(parts).toString(), download ? bytes : 0);
+      bodyDone();
     });
     socket.on('close', () => fail(new Error(`HTTP ${route}: connection closed before the response ended`)));
 
