@@ -64,6 +64,8 @@ function procAt(t: { pressures: number; chronoMs: number; drops: number; prunes:
     '/proc/net/snmp': `Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm ActiveOpens RetransSegs\nTcp: 1 10 ${t.retrans}\n`,
     '/proc/net/sockstat': `sockets: used 8\nTCP: inuse 3 orphan 0 tw 10 alloc 5 mem ${t.memPages}\nUDP: inuse 0 mem 0\n`,
     '/proc/sys/net/ipv4/tcp_mem': '287907\t383879\t575814\n',
+    '/proc/sys/net/ipv4/tcp_congestion_control': 'bbr\n',
+    '/sys/class/net/lo/mtu': '65536\n',
   };
   return (path) => files[path] ?? null;
 }
@@ -84,19 +86,25 @@ test('host TCP counters: deltas over the run, the socket-memory peak of the samp
     retransmittedSegments: 200,
     peakSocketBytes: 5000 * 4096,
     pressureMarkBytes: 383879 * 4096,
+    congestionControl: 'bbr',
+    loopbackMtu: 65536,
   });
   assert.match(kernelTcpLine('x', r), /socket memory peak 20 MiB \(pressure mark 1500 MiB\), memory pressure 4 times for 4\.0 s, receive-queue drops 70/);
+  assert.match(kernelTcpLine('x', r), /congestion control bbr, loopback MTU 65536$/);
   // A kernel without a counter (or no /proc): null, never a made-up 0.
   const bare = startKernelTcp(() => null).end();
   assert.is(bare.memoryPressures, null);
   assert.is(bare.peakSocketBytes, null);
   assert.is(bare.pressureMarkBytes, null);
+  assert.is(bare.congestionControl, null);
+  assert.is(bare.loopbackMtu, null);
   assert.equal(counterPairs('TcpExt: A B\nTcpExt: 1 2\nIpExt: C\nIpExt: 3\n'), new Map([['TcpExt:A', 1], ['TcpExt:B', 2], ['IpExt:C', 3]]));
 });
 
 test('host TCP counters: this kernel has every one of them', () => {
-  const r = startKernelTcp().end();
+  const { congestionControl, ...r } = startKernelTcp().end();
   for (const [key, value] of Object.entries(r)) assert.ok(value !== null && value >= 0, `${key}: ${value}`);
+  assert.match(congestionControl ?? '', /^[a-z0-9_]+$/);
   assert.ok(r.pressureMarkBytes! > 0);
   assert.ok((socketBytes() ?? -1) >= 0);
 });
