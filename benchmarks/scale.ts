@@ -217,7 +217,7 @@ async function main(): Promise<void> {
     params: { ...base, ns: args.ns, procs: args.procs ?? 'auto' },
     skipped,
     failures,
-    targets: judgeTargets(args.scenario, runs),
+    targets: judgeTargets(args.scenario, runs, { gatewayFlags: args.base.gatewayFlags }),
     markdown: `${markdownTable(args.scenario, runs, base.sizeBytes)}${runs.some((r) => r.cost.transfers > 0) ? `\n\n${runs.filter((r) => r.cost.transfers > 0).map((r) => `- ${costLine(`${r.server} n=${r.sessions}`, r.cost)}\n- ${kernelTcpLine(`${r.server} n=${r.sessions}`, r.kernelTcp)}${r.warmup ? `\n- ${warmupLine(r)}` : ''}`).join('\n')}` : ''}`,
     runs,
   };

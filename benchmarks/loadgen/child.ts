@@ -30,6 +30,9 @@ async function run(config: WorkerConfig): Promise<void> {
   } else if (config.scenario !== 'churn') await r.loginAll();
   send({ type: 'ready', counters: r.counters });
   const epochMs = await go;
+  // What this process spends moving the bytes (its logins before 'go' excluded): beside the server's
+  // CPU it says how much of a saturated machine the load itself took (cost.ts).
+  const cpuAtGo = process.cpuUsage();
   switch (config.scenario) {
     case 'idle':
       await r.idle();
@@ -46,8 +49,9 @@ async function run(config: WorkerConfig): Promise<void> {
   }
   await r.quitAll();
   clearInterval(progress);
+  const cpu = process.cpuUsage(cpuAtGo);
   // Disconnect only once the (possibly large) result has left.
-  process.send?.({ type: 'result', counters: r.counters, result: r.result } satisfies FromChild, undefined, {}, () => process.disconnect?.());
+  process.send?.({ type: 'result', counters: r.counters, result: r.result, cpuSeconds: (cpu.user + cpu.system) / 1e6 } satisfies FromChild, undefined, {}, () => process.disconnect?.());
 }
 
 process.on('message', (message: ToChild) => {

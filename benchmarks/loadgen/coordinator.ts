@@ -36,6 +36,8 @@ export interface RawRun {
   endMs: number;
   counters: Counters;
   results: WorkerResult[];
+  /** CPU-seconds the load generator processes spent from 'go' to their results, all together. */
+  cpuSeconds: number;
 }
 
 function sum(list: Counters[]): Counters {
@@ -51,6 +53,7 @@ export async function runLoad(options: LoadOptions): Promise<RawRun> {
   const children: ChildProcess[] = [];
   const counters: Counters[] = [];
   const results: (WorkerResult | null)[] = [];
+  let cpuSeconds = 0;
   let phase: Phase = 'login';
   let readyCount = 0;
   let checkpointCount = 0;
@@ -92,6 +95,7 @@ export async function runLoad(options: LoadOptions): Promise<RawRun> {
         case 'result':
           counters[i] = m.counters;
           results[i] = m.result;
+          cpuSeconds += m.cpuSeconds;
           if (++doneCount === procs) doneResolve();
           break;
         case 'fatal':
@@ -132,7 +136,7 @@ export async function runLoad(options: LoadOptions): Promise<RawRun> {
     }
     await Promise.race([done, failed]);
     const endMs = nowMs();
-    return { readyMs, epochMs, endMs, counters: sum(counters), results: results as WorkerResult[] };
+    return { readyMs, epochMs, endMs, counters: sum(counters), results: results as WorkerResult[], cpuSeconds };
   } finally {
     clearInterval(progress);
     clearTimeout(deadline);

@@ -23,7 +23,13 @@ export interface RunCost {
   /** Payload bytes the transfers moved (complete or not). */
   bytesMoved: number;
   transfers: number;
-  cpuSecPerGiB: { gateway: number | null; mainThread: number | null; backend: number | null };
+  /**
+   * CPU-seconds per GiB moved: the gateway process (the server itself where it has no separate
+   * backend), its main thread, the backend, the load generator (its transfer phase: cpuSeconds of
+   * runLoad), and the whole path, each process once (gateway + backend + load generator). On a
+   * machine whose cores the run saturates, servers' MB/s go as the inverse of their paths' figures.
+   */
+  cpuSecPerGiB: { gateway: number | null; mainThread: number | null; backend: number | null; loadGenerator: number | null; path: number | null };
   /** Minor page faults per GiB moved (thousands), gateway process and backend process. */
   minorFaultsKPerGiB: { gateway: number | null; backend: number | null };
   retrTransfers: number;
@@ -62,10 +68,10 @@ function mark(instance: PeerInstance): CpuMark {
 }
 
 /** Starts counting: resets the backend's call counters and marks every process's CPU time. */
-export async function startCost(instance: PeerInstance): Promise<(transfersDone: TransferRecord[]) => Promise<RunCost>> {
+export async function startCost(instance: PeerInstance): Promise<(transfersDone: TransferRecord[], loadGeneratorCpuSeconds?: number) => Promise<RunCost>> {
   await instance.backend?.resetCalls().catch(() => {});
   const before = mark(instance);
-  return async (transfersDone: TransferRecord[]): Promise<RunCost> => {
+  return async (transfersDone: TransferRecord[], loadGeneratorCpuSeconds?: number): Promise<RunCost> => {
     const after = mark(instance);
     const calls: BackendCalls | null = instance.backend ? await instance.backend.calls().catch(() => null) : null;
     const records = transfersDone;
@@ -86,7 +92,7 @@ export async function startCost(instance: PeerInstance): Promise<(transfersDone:
       retrTransfers: retr.length,
       storTransfers: stor.length,
       calls: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.calls])) : null,
-      cpuSecPerGiB: { gateway: per(before.gateway, after.gateway), mainThread: per(before.mainThread, after.mainThread), backend: per(before.backend, after.backend) },
+      cpuSecPerGiB: cpuFigures(per(before.gateway, after.gateway), per(before.mainThread, after.mainThread), per(before.backend, after.backend), loadGeneratorCpuSeconds === undefined ? null : per(0, loadGeneratorCpuSeconds)),
       minorFaultsKPerGiB: { gateway: kPer(before.gatewayFaults, after.gatewayFaults), backend: kPer(before.backendFaults, after.backendFaults) },
       callsPerTransfer: calls && n ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, Math.round((r.calls / Math.max(1, divisor(route))) * 100) / 100])) : null,
       callStatuses: calls ? Object.fromEntries(Object.entries(calls.routes).map(([route, r]) => [route, r.status])) : null,
@@ -107,6 +113,12 @@ export async function startCost(instance: PeerInstance): Promise<(transfersDone:
   };
 }
 
+/** The per-GiB figures with the path's sum (null unless the load generator's is known and one server figure is). */
+export function cpuFigures(gateway: number | null, mainThread: number | null, backend: number | null, loadGenerator: number | null): RunCost['cpuSecPerGiB'] {
+  const path = loadGenerator === null || (gateway === null && backend === null) ? null : Math.round(((gateway ?? 0) + (backend ?? 0) + loadGenerator) * 100) / 100;
+  return { gateway, mainThread, backend, loadGenerator, path };
+}
+
 function total(calls: BackendCalls): number {
   return Object.values(calls.routes).reduce((k, r) => k + r.calls, 0);
 }
@@ -122,5 +134,5 @@ export function costLine(server: string, cost: RunCost | null): string {
   const limited = w && w.windows > 0 ? `; ${w.windows} Retry-After windows announced, calls arriving inside one: ${w.callsInside} (${w.callsInsideLate} later than 100 ms after its 429)${started}` : '';
   const totals = cost.totalCalls !== null ? `; ${cost.totalCalls} backend calls, ${((cost.share429 ?? 0) * 100).toFixed(1)} % answered 429, ${cost.callsPerStor ?? '-'} calls per STOR` : '';
   const f = cost.minorFaultsKPerGiB;
-  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}; minor faults (thousands per GiB) gateway ${f.gateway ?? '-'}, backend ${f.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}${totals}${limited}`;
+  return `${server}: CPU-s/GiB gateway ${c.gateway ?? '-'}, main thread ${c.mainThread ?? '-'}, backend ${c.backend ?? '-'}, load generator ${c.loadGenerator ?? '-'}, the whole path ${c.path ?? '-'}; minor faults (thousands per GiB) gateway ${f.gateway ?? '-'}, backend ${f.backend ?? '-'}; backend calls (download routes per RETR, upload routes per STOR, others per transfer): ${calls}${bytes}${totals}${limited}`;
 }

@@ -67,5 +67,6 @@ export type FromChild =
   | { type: 'progress'; counters: Counters }
   | { type: 'checkpoint'; counters: Counters }
   | { type: 'ready'; counters: Counters }
-  | { type: 'result'; counters: Counters; result: WorkerResult }
+  /** cpuSeconds: the child's user and system CPU (all its threads) from 'go' to its result. */
+  | { type: 'result'; counters: Counters; result: WorkerResult; cpuSeconds: number }
   | { type: 'fatal'; message: string };

@@ -152,7 +152,7 @@ async function warmUp(instance: PeerInstance, p: RunParams, line: ProgressLine) 
   const transfers = raw.results.flatMap((r) => r.transfers);
   const all = summariseTransfers(transfers, raw.epochMs);
   if (all.complete < all.transfers) throw new Error(`warm-up: ${all.transfers - all.complete} of ${all.transfers} transfers failed`);
-  const cost = await endCost(transfers);
+  const cost = await endCost(transfers, raw.cpuSeconds);
   return {
     sessions: p.warmupSessions,
     complete: all.complete,
@@ -227,7 +227,7 @@ export async function runPeer(peer: PeerDef, p: RunParams) {
     const samples = sampler.stop();
     sampler = null;
     const transfers = raw.results.flatMap((r) => r.transfers);
-    const cost = await endCost(transfers);
+    const cost = await endCost(transfers, raw.cpuSeconds);
     const kernelTcp = kernel.end();
     const spoolFilesAfterLoad = instance.spoolFiles ? await settledSpoolFiles(instance.spoolFiles.bind(instance)) : null;
     const byOp: Record<string, OpSummary> = {};

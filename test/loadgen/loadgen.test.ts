@@ -5,7 +5,7 @@
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -183,6 +183,9 @@ test('a storm of 20 sessions: every byte accounted for, on the wire and on disk'
     });
     const transfers = raw.results.flatMap((r) => r.transfers);
     assert.is(transfers.length, 20);
+    // Both children's CPU from 'go' on, summed: something, and no more than the machine had.
+    assert.ok(raw.cpuSeconds > 0, `load generator CPU ${raw.cpuSeconds}`);
+    assert.ok(raw.cpuSeconds <= (cpus().length * (raw.endMs - raw.epochMs)) / 1000 + 0.5, `load generator CPU ${raw.cpuSeconds} s in ${raw.endMs - raw.epochMs} ms`);
     assert.equal(
       transfers.map((x) => x.id).sort((a, b) => a - b),
       Array.from({ length: 20 }, (_, i) => i),
