@@ -161,6 +161,8 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
         return ring.storage.subarray(placeAt, placeAt + n);
       },
       placed(n: number): SinkAnswer {
+        // This thread's calls whose tokens came due while it moved bytes start now (pacer.ts).
+        ctx.pacer.serveDue();
         // Hashed in ring memory, then published: the reader sees only hashed bytes.
         hasher.update(ring.storage.subarray(placeAt, placeAt + n));
         if (ring.commit(n) !== n || ring.consumerGone()) return { kind: 'closed', reason: 'download stopped by its reader' };
@@ -169,6 +171,7 @@ export async function runDownload(ctx: ThreadContext, task: DownloadTask): Promi
         return true;
       },
       data(raw: Buffer): SinkAnswer {
+        ctx.pacer.serveDue();
         let chunk = raw;
         if (skip > 0) {
           const s = Math.min(skip, chunk.length);

@@ -141,6 +141,36 @@ test('defect: a thread whose event loop was busy wakes to a bucket of up to 16 c
   assert.is(readPacerStats(control, 0).callsStarted, 40);
 });
 
+test('serveDue: a call whose token came due while the thread was busy starts from its byte loop, before any timer runs', async () => {
+  // The download worker calls serveDue() from each socket read; without it a call granted while the
+  // thread moved bytes waited for the thread's wake-up (an Atomics wait's timeout, a timer).
+  const { control, pacer } = setup(10); // a bucket of 5 at this rate, then one start every 100 ms
+  const burst = await Promise.all(Array.from({ length: 5 }, () => pacer.admit(0)));
+  assert.ok(burst.every(Boolean));
+  for (let i = 0; i < 5; i++) pacer.report(0, { kind: 'failed' }); // no growth
+  let startedAt = 0;
+  const sixth = pacer.admit(0).then((ok) => {
+    startedAt = nowMs();
+    return ok;
+  });
+  let timerRan = false;
+  setTimeout(() => (timerRan = true), 0);
+  const busyUntil = nowMs() + 300; // its token comes due ~100 ms in
+  while (nowMs() < busyUntil) {
+    // a thread busy hashing and copying: no timer, no promise runs
+  }
+  assert.is(startedAt, 0);
+  pacer.serveDue();
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.ok(startedAt > 0, 'started in the microtasks after serveDue()');
+  assert.not.ok(timerRan, 'before the thread ran its timers');
+  assert.is(await sixth, true);
+  pacer.report(0, { kind: 'failed' });
+  pacer.serveDue(); // nothing waits: nothing happens
+  assert.is(readPacerStats(control, 0).callsStarted, 6);
+});
+
 test('the time started calls waited is summed per account (WAITED_MS): what a first byte owes the pacer', async () => {
   const { control, pacer } = setup(10); // a burst of 5, then one start every 100 ms
   assert.is(readPacerStats(control, 0).waitedMs, 0);
