@@ -66,8 +66,8 @@ test('the storm of 2,000: memory instead of the ratios; with 64 MiB of budget on
     [
       ['all complete', true],
       ['≤ 3 calls per STOR', true],
-      ['one files/download per RETR, bytes served ≤ 1.01 × delivered', true],
       ['no spool file left', true],
+      ['one files/download per RETR, bytes served ≤ 1.01 × delivered', true],
     ],
   );
 });
@@ -78,7 +78,8 @@ test('at the box rate limit: refusals and the Retry-After windows, nothing about
   assert.is(verdict(v, '≤ 10 % of calls answered 429').met, true); // 7.2 %
   assert.match(verdict(v, '≤ 10 % of calls answered 429').measured, /^7\.2 %$/);
   assert.is(verdict(v, 'no call started inside a Retry-After window').met, true);
-  assert.not.ok(v.some((x) => /Jain|stall|TTFB|CPU-s/.test(x.target)));
+  // Refused downloads are retried: more calls than RETRs is no defect there.
+  assert.not.ok(v.some((x) => /Jain|stall|TTFB|CPU-s|files\/download/.test(x.target)));
 });
 
 test("a path's CPU: each process once, unknown where the load generator's is", () => {
