@@ -169,12 +169,12 @@ function stormTargets(r: PeerRunResult, runs: PeerRunResult[], gatewayFlags: str
     if (jain !== undefined) out.push({ target: `${who}: Jain within ${op} ≥ 0.95`, measured: String(jain), met: jain === null ? null : jain >= 0.95 });
   }
   out.push({ target: `${who}: longest stall ≤ 2 s`, measured: `${((t.longestStallMs ?? 0) / 1000).toFixed(2)} s (after first byte: ${((t.longestMidStallMs ?? 0) / 1000).toFixed(2)} s)`, met: t.longestStallMs === null ? null : t.longestStallMs <= 2000 });
-  out.push({ target: `${who}: TTFB p99 ≤ 2 s`, measured: `${((t.ttfbMs.p99 ?? 0) / 1000).toFixed(2)} s`, met: t.ttfbMs.p99 === null ? null : t.ttfbMs.p99 <= 2000 });
   if (r.sessions >= 2000) {
     const peak = r.resources.peakRssBytes;
     out.push({ target: `${who}: peak RSS ≤ 1 GiB`, measured: `${mib(peak)} MiB`, met: peak === null ? null : peak <= 1024 * MiB });
     return out;
   }
+  out.push({ target: `${who}: TTFB p99 ≤ 2 s`, measured: `${((t.ttfbMs.p99 ?? 0) / 1000).toFixed(2)} s`, met: t.ttfbMs.p99 === null ? null : t.ttfbMs.p99 <= 2000 });
   const box = find('localbox-http');
   if (box?.transfers) {
     // Where the run saturates the cores, MB/s go as the inverse of each path's CPU per GiB (cost.ts).
