@@ -107,11 +107,7 @@ export function judgeTargets(scenario: string, runs: PeerRunResult[], opts: Targ
     for (const box of runs.filter((r) => r.server === 'localbox-http' && r.transfers)) {
       const who = `localbox-http n=${box.sessions}`;
       const t = box.transfers!;
-      out.push({ target: `${who}: all complete`, measured: `${t.complete}/${t.transfers}`, met: t.complete === t.transfers && t.transfers === box.sessions });
-      for (const op of ['RETR', 'STOR'] as const) {
-        const jain = box.byOp[op]?.jain;
-        if (jain !== undefined) out.push({ target: `${who}: Jain within ${op} ≥ 0.95`, measured: String(jain), met: jain === null ? null : jain >= 0.95 });
-      }
+      out.push(completeVerdict(who, box), ...jainVerdicts(who, box));
       if (box.sessions <= 200) {
         const py = find('pyftpdlib', box.sessions)?.transfers?.aggregateMBps;
         const cpu = box.cost.cpuSecPerGiB.backend;
@@ -128,6 +124,22 @@ export function judgeTargets(scenario: string, runs: PeerRunResult[], opts: Targ
 
 const ratioText = (a: number | null | undefined, b: number | null | undefined): string => (a && b ? `${a} vs ${b} MB/s (${(a / b).toFixed(2)}×)` : 'no run to compare');
 
+/** Every transfer of a storm run complete. */
+function completeVerdict(who: string, r: PeerRunResult): TargetVerdict {
+  const t = r.transfers!;
+  return { target: `${who}: all complete`, measured: `${t.complete}/${t.transfers}`, met: t.complete === t.transfers && t.transfers === r.sessions };
+}
+
+/** Jain ≥ 0.95 within each direction a storm run moved. */
+function jainVerdicts(who: string, r: PeerRunResult): TargetVerdict[] {
+  const out: TargetVerdict[] = [];
+  for (const op of ['RETR', 'STOR'] as const) {
+    const jain = r.byOp[op]?.jain;
+    if (jain !== undefined) out.push({ target: `${who}: Jain within ${op} ≥ 0.95`, measured: String(jain), met: jain === null ? null : jain >= 0.95 });
+  }
+  return out;
+}
+
 /**
  * Issue #14's aims for one storm run of dropftp, against the baselines of the
  * same run. A run at the box's rate limit is held to that part of the issue (completion, calls per
@@ -140,7 +152,7 @@ function stormTargets(r: PeerRunResult, runs: PeerRunResult[], gatewayFlags: str
   const t = r.transfers!;
   const c = r.cost;
   const find = (server: string): PeerRunResult | undefined => runs.find((x) => x.server === server && x.sessions === r.sessions);
-  out.push({ target: `${who}: all complete`, measured: `${t.complete}/${t.transfers}`, met: t.complete === t.transfers && t.transfers === r.sessions });
+  out.push(completeVerdict(who, r));
   if (c.callsPerStor !== null) out.push({ target: `${who}: ≤ 3 calls per STOR`, measured: String(c.callsPerStor), met: c.callsPerStor <= 3 });
   if (r.spoolFilesAfterLoad !== null) out.push({ target: `${who}: no spool file left`, measured: String(r.spoolFilesAfterLoad), met: r.spoolFilesAfterLoad === 0 });
   if (r.boxRateLimit) {
@@ -164,10 +176,7 @@ function stormTargets(r: PeerRunResult, runs: PeerRunResult[], gatewayFlags: str
     });
   }
   if (gatewayFlags.length) return out;
-  for (const op of ['RETR', 'STOR'] as const) {
-    const jain = r.byOp[op]?.jain;
-    if (jain !== undefined) out.push({ target: `${who}: Jain within ${op} ≥ 0.95`, measured: String(jain), met: jain === null ? null : jain >= 0.95 });
-  }
+  out.push(...jainVerdicts(who, r));
   out.push({ target: `${who}: longest stall ≤ 2 s`, measured: `${((t.longestStallMs ?? 0) / 1000).toFixed(2)} s (after first byte: ${((t.longestMidStallMs ?? 0) / 1000).toFixed(2)} s)`, met: t.longestStallMs === null ? null : t.longestStallMs <= 2000 });
   if (r.sessions >= 2000) {
     const peak = r.resources.peakRssBytes;
@@ -190,19 +199,17 @@ function stormTargets(r: PeerRunResult, runs: PeerRunResult[], gatewayFlags: str
       if (m !== undefined || b2 !== undefined) out.push({ target: `${who}: ${op} ≥ 0.6 × the local box's`, measured: ratioText(m, b2), met: m && b2 ? m >= 0.6 * b2 : null });
     }
   }
-  {
-    const off = find('dropftp-noworkers');
-    const b = off?.transfers?.aggregateMBps;
-    out.push({ target: `${who}: ≥ 0.95 × --no-workers`, measured: b ? ratioText(t.aggregateMBps, b) : 'no --no-workers run', met: t.aggregateMBps && b ? t.aggregateMBps >= 0.95 * b : null });
-    const mine = c.cpuSecPerGiB.mainThread;
-    const theirs = off?.cost.cpuSecPerGiB.mainThread;
-    out.push({
-      target: `${who}: main thread ≤ 0.3 × --no-workers' CPU-s/GiB`,
-      measured: mine !== null && theirs ? `${mine} vs ${theirs} (${(mine / theirs).toFixed(2)}×)` : 'no --no-workers run',
-      met: mine !== null && theirs ? mine <= 0.3 * theirs : null,
-    });
-    const gw = c.cpuSecPerGiB.gateway;
-    out.push({ target: `${who}: gateway ≤ 2.0 CPU-s/GiB`, measured: String(gw ?? 'unknown'), met: gw === null ? null : gw <= 2.0 });
-  }
+  const off = find('dropftp-noworkers');
+  const offMBps = off?.transfers?.aggregateMBps;
+  out.push({ target: `${who}: ≥ 0.95 × --no-workers`, measured: offMBps ? ratioText(t.aggregateMBps, offMBps) : 'no --no-workers run', met: t.aggregateMBps && offMBps ? t.aggregateMBps >= 0.95 * offMBps : null });
+  const main = c.cpuSecPerGiB.mainThread;
+  const offMain = off?.cost.cpuSecPerGiB.mainThread;
+  out.push({
+    target: `${who}: main thread ≤ 0.3 × --no-workers' CPU-s/GiB`,
+    measured: main !== null && offMain ? `${main} vs ${offMain} (${(main / offMain).toFixed(2)}×)` : 'no --no-workers run',
+    met: main !== null && offMain ? main <= 0.3 * offMain : null,
+  });
+  const gw = c.cpuSecPerGiB.gateway;
+  out.push({ target: `${who}: gateway ≤ 2.0 CPU-s/GiB`, measured: String(gw ?? 'unknown'), met: gw === null ? null : gw <= 2.0 });
   return out;
 }
