@@ -16,6 +16,8 @@ import type { UploadSink } from './fs/types.ts';
 import { confirmCleanEnd } from './data/clean-end.ts';
 import { payloadCopies } from '../transfer/copy-counts.ts';
 import { markDisposable } from '../util/release-memory.ts';
+import { readerOf } from './data/socket-reader.ts';
+import { UploadStream } from '../transfer/upload-stream.ts';
 
 /**
  * A source that can hand out views into its own memory instead of copies (the engine's download):
@@ -285,6 +287,12 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
       if (direct && socket.listenerCount('data') === 1) markDisposable(chunk);
       if (!sink.write(chunk)) socket.pause();
     };
+    // A plain socket of ours into the engine's ring: the kernel writes the bytes into ring memory
+    // (socket-reader.ts); nothing buffered in the socket yet (else those bytes go first, as data).
+    const reader = direct ? readerOf(socket) : null;
+    const input = reader && socket.readableLength === 0 && sink instanceof UploadStream ? sink.directInput(() => reader.stop()) : null;
+    if (input) reader!.readInto(input, (n) => (handle.bytes += n));
+    else reader?.streamMode();
     const onDrain = (): void => void socket.resume();
     const onEnd = (): void => {
       // From here the probe decides: the input may close (a TYPE A converter does) before it answers.
@@ -307,7 +315,7 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
       if (!clientEnded) fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE'));
     };
     const onAbort = (): void => fail(toDropftpError(handle.signal.reason, 'DROPFTP_ERR_ABORTED'));
-    socket.on('data', onData);
+    if (!input) socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('error', onSocketGone);
     socket.once('close', onSocketGone);

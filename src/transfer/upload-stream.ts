@@ -3,7 +3,9 @@
 // the session, the commit batcher committed it, and the committed content_hash equals the hash of
 // the bytes written (a commit that fails that check is deleted again, by its rev, before the error);
 // destroy()/abort() before that aborts the ring's producer side, so the worker
-// stops and nothing is committed; write() returns false while the ring is full (backpressure).
+// stops and nothing is committed; write() returns false while the ring is full (backpressure); a
+// data socket may read straight into the ring instead (directInput), never both: once it has the
+// ring, write() is refused, and a destroy stops that socket's reads before the ring can be reused.
 
 import { Writable } from 'node:stream';
 import type { RingWriter } from 'native-free-ringbuf';
@@ -13,12 +15,37 @@ import { ringCodeForError } from './ring-codes.ts';
 import type { FileMetadata, TaskResult, UploadReady, UploadResumeToken } from './task-wire.ts';
 import { releaseDisposable } from '../util/release-memory.ts';
 
+/**
+ * The ring of an upload as a data socket's read buffer (src/ftp/data/socket-reader.ts): the kernel
+ * copies the client's bytes into ring memory, and nothing copies them on the main thread.
+ */
+export interface DirectInput {
+  readonly capacity: number;
+  /** Free ring memory at the write position, contiguous, as a view of at most `most` bytes (null: none). */
+  span(most: number): Uint8Array | null;
+  /** Free bytes in all (0 also once either side closed). */
+  room(): number;
+  /** `n` bytes were read into the last span handed out: publishes them. */
+  filled(n: number): void;
+  /** Copies up to `length` bytes of `src` from `offset` (a read that went to a scratch buffer); returns those taken. */
+  copy(src: Uint8Array, offset: number, length: number): number;
+  /** Resolves true once `bytes` (at most the capacity) fit, false once the ring closed on either side. */
+  waitRoom(bytes: number): Promise<boolean>;
+  /** True once the worker stopped reading (the upload failed): fail() then errors the stream. */
+  gone(): boolean;
+  /** Errors the stream with the worker's own error (after gone()). */
+  fail(): void;
+}
+
 export class UploadStream extends Writable {
   /** The committed FileMetadata (set before 'finish'). */
   metadata: FileMetadata | null = null;
   bytesWritten = 0;
   /** open → ending (ring ended, worker finishing) → committing (handed to the batcher). */
   private phase: 'open' | 'ending' | 'committing' = 'open';
+  /** Set while a data socket reads into the ring (directInput): stops its reads, synchronously. */
+  private stopDirect: (() => void) | null = null;
+  private directUsed = false;
 
   constructor(
     private readonly ring: RingWriter,
@@ -56,7 +83,47 @@ export class UploadStream extends Writable {
     return r.ok ? null : (r.resume ?? null);
   }
 
+  /**
+   * The ring for a data socket to read into, or null when it cannot have it (already written to,
+   * ended, destroyed, or handed out before). `stop` must stop the socket's reads at once: it runs
+   * when the stream is destroyed, before the ring can go to another transfer. Bytes go in only
+   * through the DirectInput from then on; end() as usual once the socket ended cleanly.
+   */
+  directInput(stop: () => void): DirectInput | null {
+    if (this.directUsed || this.destroyed || this.writableEnded || this.writableLength > 0 || this.bytesWritten > 0 || this.phase !== 'open') return null;
+    this.directUsed = true;
+    this.stopDirect = stop;
+    const ring = this.ring;
+    const { buffer, byteOffset } = ring.storage;
+    return {
+      capacity: ring.capacity,
+      span: (most) => {
+        const free = ring.reserve();
+        if (free <= 0 || this.destroyed) return null;
+        return Buffer.from(buffer, byteOffset + ring.reserveIndex(), Math.min(free, most));
+      },
+      room: () => (this.destroyed || ring.consumerGone() ? 0 : ring.writable()),
+      filled: (n) => {
+        const taken = ring.commit(n);
+        this.bytesWritten += taken;
+        payloadCopies.storBytes += taken;
+      },
+      copy: (src, offset, length) => {
+        const n = ring.write(src, offset, length);
+        this.bytesWritten += n;
+        payloadCopies.storBytes += n;
+        payloadCopies.storCopiedBytes += n;
+        return n;
+      },
+      waitRoom: async (bytes) => !this.destroyed && (await ring.waitWritable(bytes)) === 'ready' && !this.destroyed,
+      gone: () => ring.consumerGone(),
+      fail: () => this.failFromResult((err) => this.destroy(err ?? undefined)),
+    };
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    // A socket reads into the ring (directInput): a write beside it would interleave bytes.
+    if (this.directUsed) return callback(new DropftpError('DROPFTP_ERR_INTERNAL', 'upload written while a data socket reads into its ring'));
     let offset = 0;
     const pump = (): void => {
       // A wait that wakes after the stream was destroyed must not write: the ring may be another
@@ -107,6 +174,10 @@ export class UploadStream extends Writable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // The ring goes back to the pool once this stream closes: no read may land in it after that.
+    const stop = this.stopDirect;
+    this.stopDirect = null;
+    stop?.();
     // Once the commit is on its way it cannot be recalled; before that, aborting the ring (even after
     // end()) makes the worker stop without closing the session.
     if (this.phase !== 'committing') this.ring.abort(ringCodeForError(err ?? new DropftpError('DROPFTP_ERR_ABORTED')));

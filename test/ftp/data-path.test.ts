@@ -1,7 +1,8 @@
 // The main thread's payload path (issue #14 item 5): RETR writes its data socket from views into
-// ring memory (no copy; a view goes back to the ring only when its write completed), STOR copies
-// each byte once into the ring. Byte-exact under slow sockets, plain and TLS, passive and active,
-// with the copy counters checked; an abort while views are lent leaks nothing and corrupts nothing.
+// ring memory (no copy; a view goes back to the ring only when its write completed), and a plain
+// STOR data socket reads straight into ring memory (src/ftp/data/socket-reader.ts: no copy but its
+// first read). Byte-exact under slow sockets, plain and TLS, passive and active, with the copy
+// counters checked; an abort while views are lent leaks nothing and corrupts nothing.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -133,7 +134,10 @@ test('RETR aborted while views are lent (client reset mid-transfer): nothing lea
   c.close();
 });
 
-test('STOR passive and active (PORT): byte-exact, one copy per byte into the ring', async () => {
+// The one read that goes to the scratch buffer: the socket's first (its buffer was set before the STOR).
+const FIRST_READ_BYTES = 64 * 1024;
+
+test('STOR passive and active (PORT): byte-exact, read straight into the ring', async () => {
   const c = await RawFtp.connect(stack.port);
   await c.login(stack.user, stack.password);
   const payload = randomBytes(9 * 1024 * 1024 + 5);
@@ -141,7 +145,7 @@ test('STOR passive and active (PORT): byte-exact, one copy per byte into the rin
   assert.is((await upload(c, 'STOR /up-passive.bin', payload)).final.code, 226);
   let after = readPayloadCopies();
   assert.is(after.storBytes - before.storBytes, payload.length);
-  assert.is(after.storCopiedBytes - before.storCopiedBytes, payload.length, 'one copy per byte');
+  assert.ok(after.storCopiedBytes - before.storCopiedBytes <= FIRST_READ_BYTES, `the kernel reads into ring memory: ${after.storCopiedBytes - before.storCopiedBytes} B copied`);
 
   before = readPayloadCopies();
   const listener = await listenData();
@@ -163,7 +167,7 @@ test('STOR passive and active (PORT): byte-exact, one copy per byte into the rin
   listener.close();
   after = readPayloadCopies();
   assert.is(after.storBytes - before.storBytes, payload.length);
-  assert.ok(after.storCopiedBytes - before.storCopiedBytes <= payload.length, 'at most one copy per byte');
+  assert.ok(after.storCopiedBytes - before.storCopiedBytes <= FIRST_READ_BYTES, `active too: ${after.storCopiedBytes - before.storCopiedBytes} B copied`);
 
   for (const path of ['/up-passive.bin', '/up-active.bin']) {
     const back = await download(c, `RETR ${path}`);

@@ -9,6 +9,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
 import { registerDataSocket } from './clean-end.ts';
+import { readerForConnect } from './socket-reader.ts';
 import { sameAddress, whenSessionReused, type DataConnector } from './connector.ts';
 
 export interface ActiveOptions {
@@ -40,7 +41,10 @@ export class ActiveConnector implements DataConnector {
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'PORT/EPRT port out of range');
     }
-    const socket = connect({ host: options.host, port: options.port, family: options.family, localAddress: options.localAddress, allowHalfOpen: true });
+    // Plain TCP reads through buffers of ours, so that a STOR reads into its ring (socket-reader.ts).
+    const reader = options.secureContext ? null : readerForConnect();
+    const socket = connect({ host: options.host, port: options.port, family: options.family, localAddress: options.localAddress, allowHalfOpen: true, ...(reader ? { onread: reader.onread } : {}) });
+    reader?.bind(socket);
     socket.on('error', () => {});
     this.#socket = socket;
     const secure = options.secureContext ? new TLSSocket(socket, { isServer: true, secureContext: options.secureContext }) : null; // allowHalfOpen comes from the TCP socket

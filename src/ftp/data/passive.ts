@@ -10,6 +10,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DropftpError } from '../../errors.ts';
 import { registerDataSocket } from './clean-end.ts';
+import { adoptAccepted } from './socket-reader.ts';
 import { sameAddress, whenSessionReused, type DataConnector } from './connector.ts';
 import type { PassivePortPool } from './passive-ports.ts';
 
@@ -133,7 +134,16 @@ export class PassiveConnector implements DataConnector {
         return;
       }
     }
-    registerDataSocket(socket, raw);
+    let tcp = raw;
+    if (socket === raw) {
+      // Plain TCP: read through buffers of ours, so that a STOR reads into its ring (socket-reader.ts).
+      const adopted = adoptAccepted(raw);
+      if (adopted) {
+        adopted.on('error', () => {});
+        socket = tcp = adopted;
+      }
+    }
+    registerDataSocket(socket, tcp);
     this.#accepted(socket);
   }
 

@@ -17,6 +17,8 @@ export interface Stack extends Dropftp {
 }
 
 export interface StackOptions extends Pick<DropftpOptions, 'access' | 'tls' | 'proxyProtocol'> {
+  /** Engine options beside the worker count (memory budget …). */
+  engine?: DropftpOptions['engine'];
   limits?: Partial<SessionLimits>;
   pasvPorts?: PortRange | null;
   engineWorkers?: number;
@@ -29,6 +31,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     host: '127.0.0.1',
     port: 0,
     engineWorkers: options.engineWorkers ?? 1,
+    ...(options.engine ? { engine: options.engine } : {}),
     limits: options.limits,
     pasvPorts: options.pasvPorts ?? null,
     ...(options.access ? { access: options.access } : {}),
