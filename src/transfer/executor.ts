@@ -7,7 +7,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, WARM_UP, growingBalancer, warmUpTarget, type WarmUpOptions } from './pool-growth.ts';
+import { EXTRA_WORKER_IDLE_MS, INITIAL_WORKERS, WARM_UP, growingBalancer, placementOf, warmUpTarget, type PlacementOptions, type WarmUpOptions } from './pool-growth.ts';
 import { reclaimWorkerSlot, workerSlotKeys } from './shared-layout.ts';
 import type { ControlHandle } from './shared-layout.ts';
 import type { EngineTask, TaskResult } from './task-wire.ts';
@@ -58,22 +58,31 @@ export function createPoolExecutor(control: ControlHandle, threads: number, onRe
   const ready = new Set<number>();
   // Transfers submitted and dispatched (the balancer gave each a worker), for queued().
   const counts = { submitted: 0, dispatched: 0 };
-  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++, ready, counts));
+  // Transfers running on each worker, by kind (the balancer spreads each kind over the workers).
+  const byKind = new Map<number, { download: number; upload: number }>();
+  const open = (): Piscina => (created ??= startPool(control, threads, words, onReclaim, () => crashes++, ready, counts, byKind));
   if (!lazy) open();
   return {
     threads,
     run(task) {
       counts.submitted++;
-      return (open().run(task) as Promise<TaskResult>).catch((err: unknown) => {
-        crashes++;
-        return {
-          ok: false as const,
-          error: {
-            code: 'DROPFTP_ERR_WORKER_CRASHED' as const,
-            message: `transfer worker failed: ${err instanceof Error ? err.message : String(err)}`,
-          },
-        };
-      });
+      const placement: PlacementOptions | null = task.kind === 'download' || task.kind === 'upload' ? { kind: task.kind, workerId: null } : null;
+      const posted = placement ? { ...task, [WARM_UP]: placement } : task;
+      return (open().run(posted) as Promise<TaskResult>)
+        .catch((err: unknown) => {
+          crashes++;
+          return {
+            ok: false as const,
+            error: {
+              code: 'DROPFTP_ERR_WORKER_CRASHED' as const,
+              message: `transfer worker failed: ${err instanceof Error ? err.message : String(err)}`,
+            },
+          };
+        })
+        .finally(() => {
+          const on = placement?.workerId != null ? byKind.get(placement.workerId) : undefined;
+          if (on && placement) on[placement.kind] = Math.max(0, on[placement.kind] - 1);
+        });
     },
     crashes: () => crashes,
     liveThreads: () => created?.threads.length ?? 0,
@@ -115,8 +124,13 @@ function startPool(
   /** Workers that finished starting (piscina's 'workerCreate'): the balancer dispatches only to these. */
   ready: Set<number>,
   counts: { dispatched: number },
+  byKind: Map<number, { download: number; upload: number }>,
 ): Piscina {
-  const balance = growingBalancer(threads, (): number => pool.threads.length, (id) => ready.has(id));
+  const sameKind = (workerId: number, task: Parameters<typeof balance>[0]): number => {
+    const placement = placementOf(task);
+    return placement ? (byKind.get(workerId)?.[placement.kind] ?? 0) : 0;
+  };
+  const balance = growingBalancer(threads, (): number => pool.threads.length, (id) => ready.has(id), sameKind);
   const pool: Piscina = new Piscina({
     filename: WORKER_ENTRY,
     // Starts small and grows with load up to `threads` (pool-growth.ts).
@@ -126,7 +140,16 @@ function startPool(
     // Counts the transfers it dispatches (piscina asks again for a task it queued: only the answer that names a worker counts).
     loadBalancer: (task, workers) => {
       const worker = balance(task, workers);
-      if (worker !== null && warmUpTarget(task) === undefined) counts.dispatched++;
+      if (worker !== null && warmUpTarget(task) === undefined) {
+        counts.dispatched++;
+        const placement = placementOf(task);
+        if (placement) {
+          placement.workerId = worker.id;
+          let on = byKind.get(worker.id);
+          if (!on) byKind.set(worker.id, (on = { download: 0, upload: 0 }));
+          on[placement.kind]++;
+        }
+      }
       return worker;
     },
     // Workers own sockets and timers: their event loop must run between tasks (sync mode freezes it).
@@ -142,6 +165,7 @@ function startPool(
   // (key = threadId + 1 ≥ 2) whose thread is no longer among the pool's live threads.
   pool.on('workerDestroy', (worker: { id: number }) => {
     ready.delete(worker.id);
+    byKind.delete(worker.id);
     setImmediate(() => {
       const live = new Set(pool.threads.map((t) => t.threadId + 1).filter((key) => key >= 2));
       for (const key of workerSlotKeys(words)) {

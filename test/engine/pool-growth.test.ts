@@ -57,6 +57,25 @@ test('the balancer: an idle worker first, a new worker once every worker carries
   assert.is(pick(task, []), null, 'no ready worker: wait for one');
 });
 
+test('the balancer spreads each kind over the workers: a download goes where fewer downloads run, the least busy among equals', () => {
+  const a = { currentUsage: 2, isRunningAbortableTask: false, id: 1 } as unknown as Worker;
+  const b = { currentUsage: 3, isRunningAbortableTask: false, id: 2 } as unknown as Worker;
+  // a runs two downloads; b runs one download and two uploads.
+  const running: Record<number, { download: number; upload: number }> = { 1: { download: 2, upload: 0 }, 2: { download: 1, upload: 2 } };
+  const kindOf = (t: Parameters<PoolBalancer>[0]): 'download' | 'upload' => (t as unknown as { [WARM_UP]: { kind: 'download' | 'upload' } })[WARM_UP].kind;
+  const pick = growingBalancer(2, () => 2, () => true, (id, t) => running[id]![kindOf(t)]);
+  const download = { [WARM_UP]: { kind: 'download', workerId: null } } as unknown as Parameters<PoolBalancer>[0];
+  const upload = { [WARM_UP]: { kind: 'upload', workerId: null } } as unknown as Parameters<PoolBalancer>[0];
+  assert.is(pick(download, [a, b]), b, 'fewer downloads, though busier');
+  assert.is(pick(upload, [a, b]), a, 'fewer uploads');
+  running[2] = { download: 2, upload: 1 };
+  assert.is(pick(download, [a, b]), a, 'as many downloads: the least busy');
+  const growing = growingBalancer(3, () => 2, () => true, (id, t) => running[id]![kindOf(t)]);
+  const fullA = { currentUsage: GROW_AT_TASKS, isRunningAbortableTask: false, id: 1 } as unknown as Worker;
+  const fullB = { currentUsage: GROW_AT_TASKS + 1, isRunningAbortableTask: false, id: 2 } as unknown as Worker;
+  assert.is(growing(download, [fullA, fullB]), null, 'growth still follows the least busy worker: all full, room left, start one');
+});
+
 test('defect: a worker still starting got transfers (piscina hands the balancer pending workers when a task ends)', () => {
   const starting = { currentUsage: 0, isRunningAbortableTask: false, id: 7 } as unknown as Worker;
   const running = { currentUsage: GROW_AT_TASKS - 1, isRunningAbortableTask: false, id: 3 } as unknown as Worker;
