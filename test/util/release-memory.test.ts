@@ -116,23 +116,29 @@ async function receive(total: number, release: boolean): Promise<{ peak: number;
 
 test('socket reads released once copied keep the array-buffer count flat', async () => {
   const total = 256 * MiB;
-  const released = await receive(total, true);
-  assert.is(released.received, total);
-  const kept = await receive(total, false);
-  assert.is(kept.received, total);
-  assert.is(released.digest, kept.digest);
-  // Left to the GC, dead reads pile up until V8's external-memory mark (64 MiB above the last
-  // mark-compact) forces a collection; released, no more than a few reads are alive at a time.
-  // Reads under 32 KiB (a sender that fell behind) are left to the GC.
-  assert.ok(released.freed >= total / 2, `${released.freed} B of ${total} freed at once`);
-  assert.is(kept.freed, 0);
   // The peaks depend on when V8 collects (the reads left to it, under 32 KiB, pile up between
   // scavenges, more of them on a loaded machine): eight runs on an idle 2-core machine, released
   // 4.8-13.5 MiB against kept 22.9-30.3; with two busy processes beside it 0.0-20.4 against
-  // 26.1-32.1; 18.7 released during a full test run (2026-12-07). A release that frees nothing fails
-  // the `freed` check above whatever the peaks.
-  assert.ok(released.peak < 24 * MiB, `released: peak ${(released.peak / MiB).toFixed(1)} MiB of read buffers`);
-  assert.ok(kept.peak > released.peak + 4 * MiB, `left to the GC: peak ${(kept.peak / MiB).toFixed(1)} MiB, released: ${(released.peak / MiB).toFixed(1)} MiB`);
+  // 26.1-32.1; 18.7 released during a full test run (2026-12-07), and once in a fresh-clone CI run
+  // 23.0 against 24.0. So the peaks are compared over up to three pairs of runs, and one pair that
+  // shows the difference passes; a release that frees nothing fails the `freed` checks of every pair
+  // whatever the peaks, and without releases the peaks are alike in every pair.
+  const seen: string[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const released = await receive(total, true);
+    assert.is(released.received, total);
+    const kept = await receive(total, false);
+    assert.is(kept.received, total);
+    assert.is(released.digest, kept.digest);
+    // Left to the GC, dead reads pile up until V8's external-memory mark (64 MiB above the last
+    // mark-compact) forces a collection; released, no more than a few reads are alive at a time.
+    // Reads under 32 KiB (a sender that fell behind) are left to the GC.
+    assert.ok(released.freed >= total / 2, `${released.freed} B of ${total} freed at once`);
+    assert.is(kept.freed, 0);
+    seen.push(`released ${(released.peak / MiB).toFixed(1)} MiB, left to the GC ${(kept.peak / MiB).toFixed(1)} MiB`);
+    if (released.peak < 24 * MiB && kept.peak > released.peak + 4 * MiB) return;
+  }
+  assert.unreachable(`peaks of read buffers in three pairs of runs: ${seen.join('; ')}`);
 });
 
 test.run();
