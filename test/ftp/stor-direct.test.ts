@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash, randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { readPayloadCopies } from '../../src/transfer/copy-counts.ts';
 import { RawFtp, download, openData, sleep, until, upload } from './helpers/raw-client.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
@@ -118,6 +118,55 @@ test('TYPE A STOR and APPE (sinks that are not rings) read as before: byte-exact
   const both = await download(c, 'RETR /appended.bin');
   assert.is(sha(both.data), sha(Buffer.concat([head, tail])));
   c.close();
+});
+
+/** A free loopback port (probed: listened on and closed again). */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const probe = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((resolve) => probe.close(resolve));
+      return port;
+    }
+  }
+}
+
+test('a passive range of one port: a taken-over connection gives its port back at accept, so a second session transfers while the first STOR runs', async () => {
+  const only = await freePort();
+  const one = await startStack({ pasvPorts: { min: only, max: only } });
+  try {
+    const a = await RawFtp.connect(one.port);
+    await a.login(one.user, one.password);
+    const b = await RawFtp.connect(one.port);
+    await b.login(one.user, one.password);
+    const first = randomBytes(3 * 1024 * 1024 + 17);
+    const { port } = await a.pasv();
+    assert.is(port, only);
+    const data = await openData(port);
+    a.send('STOR /one-port-a.bin');
+    assert.is((await a.read()).code, 150);
+    data.write(first.subarray(0, 1024 * 1024));
+    // The first STOR holds its data connection on that port; the second session gets the port too.
+    const second = randomBytes(2 * 1024 * 1024 + 5);
+    const up = await upload(b, 'STOR /one-port-b.bin', second);
+    assert.is(up.final.code, 226, 'the second session transferred on the same port');
+    await sendInPieces(data, first.subarray(1024 * 1024), 3);
+    assert.is((await a.read(30_000)).code, 226, 'the first STOR completes');
+    data.destroy();
+    for (const [path, bytes] of [['/one-port-a.bin', first], ['/one-port-b.bin', second]] as const) {
+      const back = await download(b, `RETR ${path}`);
+      assert.is(sha(back.data), sha(bytes), `${path} byte-exact`);
+    }
+    a.close();
+    b.close();
+  } finally {
+    await one.stop();
+  }
 });
 
 test.run();

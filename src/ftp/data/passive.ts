@@ -3,7 +3,10 @@
 // listener never outlives its session's use of it — closed when replaced by the next PASV/EPSV/PORT, when a connection is accepted, when
 // unused for unusedTimeoutMs, and when the control connection closes; an accepted socket that no
 // transfer claims is destroyed after unusedTimeoutMs (pauseOnConnect hides its FIN, so waiting for
-// it would leak a CLOSE-WAIT socket); peers from other addresses are refused.
+// it would leak a CLOSE-WAIT socket); peers from other addresses are refused. A plain connection is
+// taken over from the accepted socket (socket-reader.ts), which leaves the listener with no
+// connection: its port goes back to the pool at accept, not when the data connection ends (a new
+// listener on it gets only new connections; one that cannot bind moves to the next port).
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
