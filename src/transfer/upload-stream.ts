@@ -103,22 +103,20 @@ export class UploadStream extends Writable {
         return Buffer.from(buffer, byteOffset + ring.reserveIndex(), Math.min(free, most));
       },
       room: () => (this.destroyed || ring.consumerGone() ? 0 : ring.writable()),
-      filled: (n) => {
-        const taken = ring.commit(n);
-        this.bytesWritten += taken;
-        payloadCopies.storBytes += taken;
-      },
-      copy: (src, offset, length) => {
-        const n = ring.write(src, offset, length);
-        this.bytesWritten += n;
-        payloadCopies.storBytes += n;
-        payloadCopies.storCopiedBytes += n;
-        return n;
-      },
+      filled: (n) => void this.took(ring.commit(n), false),
+      copy: (src, offset, length) => this.took(ring.write(src, offset, length), true),
       waitRoom: async (bytes) => !this.destroyed && (await ring.waitWritable(bytes)) === 'ready' && !this.destroyed,
       gone: () => ring.consumerGone(),
       fail: () => this.failFromResult((err) => this.destroy(err ?? undefined)),
     };
+  }
+
+  /** Counts `n` bytes put into the ring (`copied`: by a copy on this thread, not read there by the kernel); returns n. */
+  private took(n: number, copied: boolean): number {
+    this.bytesWritten += n;
+    payloadCopies.storBytes += n;
+    if (copied) payloadCopies.storCopiedBytes += n;
+    return n;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -129,13 +127,8 @@ export class UploadStream extends Writable {
       // A wait that wakes after the stream was destroyed must not write: the ring may be another
       // transfer's by now (the ring's generation check is the second guard).
       if (this.destroyed) return callback();
-      if (offset < chunk.length) {
-        const n = this.ring.write(chunk, offset);
-        offset += n;
-        this.bytesWritten += n;
-        payloadCopies.storBytes += n;
-        payloadCopies.storCopiedBytes += n; // the one copy: the socket's Buffer into ring memory
-      }
+      // The one copy: the socket's Buffer into ring memory.
+      if (offset < chunk.length) offset += this.took(this.ring.write(chunk, offset), true);
       if (offset >= chunk.length) {
         releaseDisposable(chunk); // copied whole: a socket's read buffer is freed now, not by a GC
         return callback();

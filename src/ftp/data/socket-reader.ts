@@ -123,13 +123,17 @@ export class SocketReader {
       if (taken < n) this.#pending = Buffer.from(buf.subarray(taken, n));
     }
     this.#onBytes(n);
-    if (input.gone()) {
-      this.stop();
-      input.fail();
-      return true;
-    }
+    if (this.#failIfGone(input)) return true;
     // Paused while the ring has little room: reading on would make reads of a few bytes.
     if (this.#pending || input.room() <= holdBack(input)) this.#waitForRoom(input);
+    return true;
+  }
+
+  /** The worker stopped reading (the upload failed): reading stops and the stream errors with its error. */
+  #failIfGone(input: DirectInput): boolean {
+    if (!input.gone()) return false;
+    this.stop();
+    input.fail();
     return true;
   }
 
@@ -158,10 +162,7 @@ export class SocketReader {
     loop().then(
       () => {
         this.#waiting = false;
-        if (this.#input === input && input.gone()) {
-          this.stop();
-          input.fail();
-        }
+        if (this.#input === input) this.#failIfGone(input);
       },
       () => {
         this.#waiting = false;
