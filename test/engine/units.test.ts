@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { ERRORS } from '../../src/errors.ts';
 import type { ErrorCode } from '../../src/errors.ts';
 import { BLOCK_BYTES, ContentHasher, contentHash } from '../../src/transfer/content-hash.ts';
-import { MemoryBudget, MIN_CHUNK_BYTES, MIN_RING_BYTES } from '../../src/transfer/memory-budget.ts';
+import { MAX_RING_BYTES, MAX_UPLOAD_RING_BYTES, MemoryBudget, MIN_CHUNK_BYTES, MIN_RING_BYTES } from '../../src/transfer/memory-budget.ts';
 import { classifyRouteError, classifyStatus } from '../../src/transfer/dropbox-http.ts';
 import { codeForRing, ringCodeFor, RING_CODE_COUNT } from '../../src/transfer/ring-codes.ts';
 import { G, createControl } from '../../src/transfer/shared-layout.ts';
@@ -149,6 +149,21 @@ test('memory budget: pooled rings count as held (upload share, the workers\' rin
   budget.setPooledRingBytes(0);
   assert.ok(budget.admit('download') !== null);
   assert.is(Atomics.load(words, G.RING_KIB_IN_USE), budget.ringBytesInUse / 1024);
+});
+
+test('memory budget: uploads get rings up to twice a download\'s where the budget is 512 MiB, not in a small one', () => {
+  const big = new MemoryBudget(512 << 20, new Int32Array(createControl({ uploadMemoryBytes: 1 << 20 }).sab));
+  const sizes = { download: new Set<number>(), upload: new Set<number>() };
+  for (let i = 0; i < 200; i++) {
+    const kind = i % 2 ? 'upload' : 'download';
+    sizes[kind].add(big.admit(kind)!);
+  }
+  assert.equal([...sizes.download], [MAX_RING_BYTES], 'the storm of 200: every download ring at the download maximum');
+  assert.equal([...sizes.upload], [MAX_UPLOAD_RING_BYTES], 'the storm of 200: every upload ring at the upload maximum');
+  assert.ok(MAX_UPLOAD_RING_BYTES > MAX_RING_BYTES);
+  const small = new MemoryBudget(64 << 20, new Int32Array(createControl({ uploadMemoryBytes: 1 << 20 }).sab));
+  assert.is(small.maxUploadRingBytes, MAX_RING_BYTES);
+  assert.is(small.admit('upload'), MAX_RING_BYTES, 'the first upload in 64 MiB: no larger ring');
 });
 
 test('memory budget: engine.memoryBudgetBytes 64 MiB admits the storm of 1,000 RETR + 1,000 STOR at once', () => {
