@@ -19,10 +19,12 @@ export const MAX_RING_BYTES = 256 * 1024;
  * An upload's ring may be twice that: its data socket reads straight into the ring's free span
  * (socket-reader.ts) and its worker sends the ring's bytes on in pieces of what it finds there, so
  * a larger ring means fewer, larger reads, pauses and wake-ups on both threads; uploads retain their
- * unacknowledged bytes outside the ring. Seven alternating pairs of the cold storm of 200 x 10 MiB,
- * dropftp alone: gateway 2.34-2.78 against 2.48-3.03 CPU-s/GiB (lower in all seven), main thread
- * 0.53-0.63 against 0.53-0.68, 424-481 against 393-462 MB/s, fairness within RETR 0.953-0.993
- * against 0.928-0.978. Download rings of 512 KiB too lowered fairness within RETR (0.898-0.947
+ * unacknowledged bytes outside the ring. Alternating pairs of the cold storm of 200 x 10 MiB, dropftp
+ * alone (the larger rings first in each pair): in the first ten the gateway took 2.31-2.83 against
+ * 2.48-3.03 CPU-s/GiB (lower in nine), the main thread 0.51-0.64 against 0.53-0.68, 424-482 against
+ * 393-462 MB/s, fairness within RETR 0.953-0.993 against 0.928-0.978; five more an hour later, when
+ * the machine was slower (identical builds then differed by up to 0.56 CPU-s/GiB): 2.55-3.36
+ * against 2.83-3.36, lower in two, higher in two. Download rings of 512 KiB too lowered fairness within RETR (0.898-0.947
  * against 0.952-0.966, three pairs: the RETRs the pacer admits first run further ahead); upload
  * rings of 1 MiB gained nothing over 512 KiB. Only where the budget holds ~1,000 rings of that size
  * (a 512 MiB budget, the default): in a smaller one the first uploads' larger rings would take the
