@@ -8,10 +8,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { readPayloadCopies } from '../../src/transfer/copy-counts.ts';
 import { RawFtp, download, openData, sleep, until, upload } from './helpers/raw-client.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
+import { freePortOutsideEphemeral } from '../helpers/ports.ts';
 
 let stack: Stack;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -120,24 +121,8 @@ test('TYPE A STOR and APPE (sinks that are not rings) read as before: byte-exact
   c.close();
 });
 
-/** A free loopback port (probed: listened on and closed again). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    const probe = createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      probe.once('error', () => resolve(false));
-      probe.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (ok) {
-      await new Promise((resolve) => probe.close(resolve));
-      return port;
-    }
-  }
-}
-
 test('a passive range of one port: a taken-over connection gives its port back at accept, so a second session transfers while the first STOR runs', async () => {
-  const only = await freePort();
+  const only = await freePortOutsideEphemeral();
   const one = await startStack({ pasvPorts: { min: only, max: only } });
   try {
     const a = await RawFtp.connect(one.port);

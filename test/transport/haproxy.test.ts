@@ -10,11 +10,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
 import { RawFtp, openData, readAll, sleep } from '../ftp/helpers/raw-client.ts';
+import { freePort } from '../helpers/ports.ts';
 
 const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';
 let stack: Stack;
@@ -22,14 +23,6 @@ let haproxy: ChildProcess | null = null;
 let dir: string;
 const fronts = { v1: 0, v2: 0, tls: 0 };
 const clients: RawFtp[] = [];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 async function reachable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
