@@ -24,9 +24,9 @@ export const MAX_RING_BYTES = 256 * 1024;
  * 2.48-3.03 CPU-s/GiB (lower in nine), the main thread 0.51-0.64 against 0.53-0.68, 424-482 against
  * 393-462 MB/s, fairness within RETR 0.953-0.993 against 0.928-0.978; five more an hour later, when
  * the machine was slower (identical builds then differed by up to 0.56 CPU-s/GiB): 2.55-3.36
- * against 2.83-3.36, lower in two, higher in two. Download rings of 512 KiB too lowered fairness within RETR (0.898-0.947
- * against 0.952-0.966, three pairs: the RETRs the pacer admits first run further ahead); upload
- * rings of 1 MiB gained nothing over 512 KiB. Only where the budget holds ~1,000 rings of that size
+ * against 2.83-3.36, lower in two, higher in two. Download rings of 512 KiB too lowered fairness
+ * within RETR (0.898-0.947 against 0.952-0.966, three pairs: the RETRs the pacer admits first run
+ * further ahead); upload rings of 1 MiB gained nothing over 512 KiB. Only where the budget holds ~1,000 rings of that size
  * (a 512 MiB budget, the default): in a smaller one the first uploads' larger rings would take the
  * room later transfers' floors need (a 64 MiB budget admits exactly 2,000 transfers at once).
  */
