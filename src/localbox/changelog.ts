@@ -25,16 +25,36 @@ export interface Page {
 }
 
 const FEED_SCAN_ROWS = 1000;
+/** The largest page list_folder's `limit` may ask for (Dropbox's). */
+export const MAX_PAGE = 2000;
 
 export function encodeCursor(c: CursorState): string {
   return `AAE${Buffer.from(JSON.stringify(c)).toString('base64url')}`;
+}
+
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/**
+ * Every field of a cursor as encodeCursor writes them: a cursor is opaque to clients, but one made up
+ * or edited by hand must get the same 400 as a garbled one, not reach the database (a page size of 0
+ * answered has_more with no entries for ever; a non-string listing position failed in SQLite).
+ */
+function validCursor(c: unknown): c is CursorState {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) return false;
+  const k = c as Record<string, unknown>;
+  if (k.v !== 1 || !isCount(k.ns) || !isCount(k.s) || typeof k.p !== 'string') return false;
+  if (k.p !== '' && (!k.p.startsWith('/') || k.p.endsWith('/'))) return false;
+  if (typeof k.r !== 'boolean' || typeof k.d !== 'boolean') return false;
+  if (k.a !== undefined && typeof k.a !== 'string') return false;
+  if (k.l !== undefined && !(isCount(k.l) && k.l >= 1 && k.l <= MAX_PAGE)) return false;
+  return true;
 }
 
 export function decodeCursor(route: string, cursor: string): CursorState {
   try {
     if (!cursor.startsWith('AAE')) throw new Error('prefix');
     const c = JSON.parse(Buffer.from(cursor.slice(3), 'base64url').toString('utf8')) as CursorState;
-    if (c.v !== 1 || !Number.isInteger(c.ns) || typeof c.p !== 'string' || !Number.isInteger(c.s)) throw new Error('shape');
+    if (!validCursor(c)) throw new Error('shape');
     return c;
   } catch {
     throw badRequest(route, 'request body: cursor: Invalid "cursor" parameter');

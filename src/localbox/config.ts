@@ -6,9 +6,9 @@ import { resolve } from 'node:path';
 import { resolveLimits, type LimitsSpec } from './limits.ts';
 import type { LocalBoxOptions, ServerConfig } from './types.ts';
 
-const DEFAULTS = { host: '127.0.0.1', port: 0, gcIntervalMs: 10 * 60 * 1000 } as const;
+const DEFAULTS = { host: '127.0.0.1', port: 0, gcIntervalMs: 10 * 60 * 1000, bodyIdleTimeoutMs: 10 * 60 * 1000 } as const;
 
-export function resolveConfig(options: LocalBoxOptions, extra: { gcIntervalMs?: number } = {}): Readonly<ServerConfig> {
+export function resolveConfig(options: LocalBoxOptions, extra: { gcIntervalMs?: number; bodyIdleTimeoutMs?: number } = {}): Readonly<ServerConfig> {
   if (!options || typeof options.dataDir !== 'string' || options.dataDir === '') {
     throw new TypeError('localbox: option "dataDir" must be a non-empty path');
   }
@@ -20,6 +20,8 @@ export function resolveConfig(options: LocalBoxOptions, extra: { gcIntervalMs?: 
   if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 8)) {
     throw new TypeError('localbox: option "adminToken" must be a string of at least 8 characters');
   }
+  const bodyIdleTimeoutMs = extra.bodyIdleTimeoutMs ?? DEFAULTS.bodyIdleTimeoutMs;
+  if (!Number.isSafeInteger(bodyIdleTimeoutMs) || bodyIdleTimeoutMs < 1) throw new TypeError('localbox: "bodyIdleTimeoutMs" must be a whole number of ms >= 1');
   let limits: LimitsSpec;
   try {
     limits = resolveLimits(options.limits ?? {});
@@ -34,6 +36,7 @@ export function resolveConfig(options: LocalBoxOptions, extra: { gcIntervalMs?: 
     faults: options.faults ?? { rules: [] },
     adminToken: options.adminToken ?? randomBytes(24).toString('base64url'),
     gcIntervalMs: extra.gcIntervalMs ?? DEFAULTS.gcIntervalMs,
+    bodyIdleTimeoutMs,
     limits,
   });
 }

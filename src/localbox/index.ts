@@ -53,6 +53,8 @@ function childExecArgv(): string[] {
 export interface StartExtras {
   /** How often the child collects unreferenced blocks (default 10 min; 0 = only at start-up). */
   gcIntervalMs?: number;
+  /** A request body idle this long ends its connection (default 10 min; tests set less). */
+  bodyIdleTimeoutMs?: number;
 }
 
 export async function startLocalBox(options: LocalBoxOptions, extras: StartExtras = {}): Promise<LocalBox> {

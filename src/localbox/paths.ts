@@ -20,6 +20,8 @@ const PATTERNS: Record<PathKind, RegExp> = {
   listing: /^(?:(?:\/[\s\S]*)?|id:[\s\S]*|ns:[0-9]+(?:\/[\s\S]*)?)$/,
 };
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
 export function parsePath(route: string, field: string, value: string, kind: PathKind, ns: number): ParsedPath {
   if (kind === 'listing' && value === '/') {
     throw badRequest(route, `request body: ${field}: Specify the root folder as an empty string rather than as "/".`);
@@ -46,9 +48,13 @@ export function parsePath(route: string, field: string, value: string, kind: Pat
   return { kind: 'path', display: value };
 }
 
-/** "/a/b": no empty, ".", ".." components, no trailing slash, no NUL, components ≤255 chars. */
+/**
+ * "/a/b": no empty, ".", ".." components, no trailing slash, no NUL, components ≤255 chars, and no
+ * lone UTF-16 surrogate (JSON's "\ud800" parses to one; it has no UTF-8 form, so SQLite stored
+ * bytes that read back as U+FFFD and the name could no longer be found by path).
+ */
 function wellFormed(p: string): boolean {
-  if (!p.startsWith('/') || p.endsWith('/')) return false;
+  if (!p.startsWith('/') || p.endsWith('/') || LONE_SURROGATE.test(p)) return false;
   for (const c of p.slice(1).split('/')) {
     if (c === '' || c === '.' || c === '..' || c.includes('\0') || c.length > 255 || /\s$/.test(c)) return false;
   }

@@ -47,6 +47,7 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const box = await Box.open(config);
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    watchBodyIdle(req, res, config.bodyIdleTimeoutMs);
     const call = new CallRecord(box.calls);
     res.once('close', () => box.calls.record(call, res));
     handle(box, req, res, call).catch((err) => {
@@ -67,11 +68,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.timeout = 0;
   server.keepAliveTimeout = 65_000;
-  server.maxHeadersCount = 200;
+  // No count limit (Node dropped every header past the limit without a word, Authorization
+  // included, and the request failed for a reason it did not have): the head's size is the limit
+  // (Node's 16 KiB), answered 431.
+  server.maxHeadersCount = 0;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
-    else if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+    if (!socket.writable || err.code === 'ECONNRESET') socket.destroy();
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.end(plainReply(408, 'Request Timeout', 'the request head did not arrive in time'));
+    else if (err.code === 'HPE_HEADER_OVERFLOW') socket.end(plainReply(431, 'Request Header Fields Too Large', 'the request head is larger than 16 KiB'));
+    else socket.end(plainReply(400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -95,6 +100,40 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       box.close();
     },
   };
+}
+
+/** A whole reply written straight to a socket the HTTP parser gave up on: status, a text body, then close. */
+function plainReply(status: number, reason: string, text: string): string {
+  const body = `${text}\n`;
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/**
+ * A request body from which no byte arrives (and to which no byte is written) for `idleMs`
+ * (config.bodyIdleTimeoutMs, 10 minutes) ends its connection: a client that sent headers and part of
+ * a body, then went silent, held a socket and a partial-block file for ever. Far beyond any pause of
+ * a live upload (the gateway gives up on an FTP client silent for 2 minutes by default), so long
+ * appends are still never cut. Armed on a request that declares a body, until the body has arrived
+ * or the exchange is over.
+ */
+function watchBodyIdle(req: IncomingMessage, res: ServerResponse, idleMs: number): void {
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return;
+  const socket = req.socket;
+  // No 'timeout' listener anywhere: Node's HTTP server destroys the socket when it fires.
+  socket.setTimeout(idleMs);
+  const onEnd = (): void => {
+    res.off('close', onClose);
+    if (!socket.destroyed) socket.setTimeout(0);
+  };
+  // Once the exchange is over the socket's timeout is Node's again (its keep-alive wait, set as the
+  // answer finished, must not be cleared here); a body not read by then closes the connection
+  // (replyError) or is discarded by Node.
+  const onClose = (): void => {
+    req.off('end', onEnd);
+  };
+  req.once('end', onEnd);
+  res.once('close', onClose);
 }
 
 function bearer(req: IncomingMessage, url: URL): string | null {
@@ -200,7 +239,14 @@ function replyError(res: ServerResponse, err: unknown): void {
     err = new ApiError(500, 'text/plain; charset=utf-8', 'Internal server error');
   }
   const e = err as ApiError;
-  res.writeHead(e.status, { 'Content-Type': e.contentType, 'Content-Length': Buffer.byteLength(e.body), ...e.headers });
+  // A body read in part and then given up (over the RPC limit, or an upload that failed midway):
+  // Node discards the rest of a body only if nothing read it, so this connection cannot carry
+  // another request; it closes after this answer instead of waiting for one that a keep-alive
+  // client would send behind bytes nobody reads. A body never touched is discarded by Node and the
+  // connection kept (a client still sending it then reads this answer).
+  const req = res.req as IncomingMessage | undefined;
+  const unread = req !== undefined && !req.complete && (req.readableDidRead || req.destroyed);
+  res.writeHead(e.status, { 'Content-Type': e.contentType, 'Content-Length': Buffer.byteLength(e.body), ...e.headers, ...(unread ? { Connection: 'close' } : {}) });
   res.end(e.body);
 }
 

@@ -78,6 +78,8 @@ export interface ServerConfig {
   faults: FaultSpec;
   adminToken: string;
   gcIntervalMs: number;
+  /** A request body from which nothing arrives this long ends its connection (server.ts). */
+  bodyIdleTimeoutMs: number;
   limits: LimitsSpec;
 }
 

@@ -5,7 +5,7 @@ import { Dropbox } from 'dropbox';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adminOf, startLocalBox, type LocalBox, type LocalBoxAccount, type LocalBoxOptions } from '../../src/localbox/index.ts';
+import { adminOf, startLocalBox, type LocalBox, type LocalBoxAccount, type LocalBoxOptions, type StartExtras } from '../../src/localbox/index.ts';
 
 export interface TestBox {
   box: LocalBox;
@@ -16,7 +16,7 @@ export interface TestBox {
   cleanup(): Promise<void>;
 }
 
-export async function makeBox(options: Partial<LocalBoxOptions> = {}, extras: { gcIntervalMs?: number } = {}, dir?: string): Promise<TestBox> {
+export async function makeBox(options: Partial<LocalBoxOptions> = {}, extras: StartExtras = {}, dir?: string): Promise<TestBox> {
   const dataDir = dir ?? mkdtempSync(join(tmpdir(), 'localbox-test-'));
   const box = await startLocalBox({ dataDir, ...options }, extras);
   return wrap(box, dataDir);

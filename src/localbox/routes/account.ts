@@ -92,9 +92,15 @@ function token(name: string): Route {
       let clientSecret = params.get('client_secret');
       const auth = ctx.req.headers.authorization;
       if (auth?.startsWith('Basic ')) {
-        const [id, secret] = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':');
-        clientId = decodeURIComponent(id ?? '');
-        clientSecret = decodeURIComponent(secret ?? '');
+        // "id:secret" (RFC 7617: the id holds no colon, the secret may), each form-URL-encoded (RFC 6749 §2.3.1).
+        const pair = Buffer.from(auth.slice(6), 'base64').toString('utf8');
+        const colon = pair.indexOf(':');
+        try {
+          clientId = decodeURIComponent(colon < 0 ? pair : pair.slice(0, colon));
+          clientSecret = decodeURIComponent(colon < 0 ? '' : pair.slice(colon + 1));
+        } catch {
+          return oauthError(ctx.res, 'invalid_client', 'the Authorization header\'s client credentials are not valid URL encoding');
+        }
       }
       const grant = params.get('grant_type');
       if (grant === 'refresh_token') {

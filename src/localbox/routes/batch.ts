@@ -65,6 +65,9 @@ const finishBatchV2: Route = {
   },
 };
 
+/** How long finish_batch (v1) keeps a job's result for finish_batch/check. */
+export const BATCH_JOB_TTL_MS = 24 * 3600 * 1000;
+
 const finishBatchV1: Route = {
   name: 'files/upload_session/finish_batch',
   style: 'rpc',
@@ -73,7 +76,10 @@ const finishBatchV1: Route = {
     const entries = ctx.args.list('entries', 1000);
     const result = { '.tag': 'complete', entries: await finishEntries(ctx, entries, box, ctx.account!.ns) };
     const id = `dbjid:${randomBytes(24).toString('base64url')}`;
-    box.db.prepare('INSERT INTO batch_jobs VALUES (?, ?, ?)').run(`${ctx.account!.ns}:${id}`, JSON.stringify(result), Date.now());
+    const now = Date.now();
+    // A job's result is kept for BATCH_JOB_TTL_MS, then forgotten (its id then answers invalid_async_job_id).
+    box.db.prepare('DELETE FROM batch_jobs WHERE created_ms < ?').run(now - BATCH_JOB_TTL_MS);
+    box.db.prepare('INSERT INTO batch_jobs VALUES (?, ?, ?)').run(`${ctx.account!.ns}:${id}`, JSON.stringify(result), now);
     sendJson(ctx.res, { '.tag': 'async_job_id', async_job_id: id });
   },
 };

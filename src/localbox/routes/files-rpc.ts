@@ -77,7 +77,8 @@ const listContinue: Route = {
   auth: 'user',
   async handle(ctx, box) {
     const c = decodeCursor(ctx.route, ctx.args.str('cursor'));
-    if (c.ns !== ctx.account!.ns) throw routeError({ '.tag': 'reset' });
+    // Another account's cursor, or a position the log has not reached (a cursor not ours): reset.
+    if (c.ns !== ctx.account!.ns || c.s > box.feed.latestSeq(c.ns)) throw routeError({ '.tag': 'reset' });
     if (c.p !== '' && !box.ns.get(c.ns, c.p)) throw routeError({ '.tag': 'path', path: { '.tag': 'not_found' } });
     sendJson(ctx.res, box.feed.next(c));
   },
@@ -101,7 +102,7 @@ const longpoll: Route = {
   async handle(ctx, box) {
     const c = decodeCursor(ctx.route, ctx.args.str('cursor'));
     const timeoutSec = ctx.args.uint('timeout', 30, 30, 480);
-    if (!box.accounts.byNs(c.ns)) throw routeError({ '.tag': 'reset' });
+    if (!box.accounts.byNs(c.ns) || c.s > box.feed.latestSeq(c.ns)) throw routeError({ '.tag': 'reset' });
     const { promise, cancel } = box.feed.wait(c, timeoutSec * 1000);
     const onClose = (): void => cancel();
     ctx.res.on('close', onClose);

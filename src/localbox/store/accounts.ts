@@ -49,8 +49,8 @@ export class Accounts {
           .prepare('INSERT INTO accounts VALUES (@name, @account_id, @ns, @app_key, @app_secret, @created)')
           .run(acc);
       }
-      const access = this.liveToken(name, 'access') ?? this.mint(name, 'access');
       const refresh = this.liveToken(name, 'refresh') ?? this.mint(name, 'refresh');
+      const access = this.liveToken(name, 'access') ?? this.mint(name, 'access', refresh);
       return {
         name,
         accountId: acc.account_id,
@@ -69,9 +69,14 @@ export class Accounts {
     return row?.token;
   }
 
-  mint(name: string, kind: 'access' | 'refresh'): string {
+  /**
+   * A new token. Its family is the refresh token it belongs to (a refresh token is its own family; an
+   * access token minted from one, or with one, names it): auth/token/revoke revokes a whole family.
+   */
+  mint(name: string, kind: 'access' | 'refresh', family: string | null = null): string {
     const token = (kind === 'access' ? 'sl.' : '') + randomBytes(kind === 'access' ? 48 : 32).toString('base64url');
-    this.db.prepare('INSERT INTO tokens (token, account, kind, created_ms) VALUES (?, ?, ?, ?)').run(token, name, kind, Date.now());
+    const fam = kind === 'refresh' ? token : family;
+    this.db.prepare('INSERT INTO tokens (token, account, kind, created_ms, family) VALUES (?, ?, ?, ?, ?)').run(token, name, kind, Date.now(), fam);
     return token;
   }
 
@@ -98,7 +103,7 @@ export class Accounts {
     const account = this.byName(row.account)!;
     const bad = this.badClient(account, clientId, clientSecret);
     if (bad) return bad;
-    return { account, access: this.mint(account.name, 'access') };
+    return { account, access: this.mint(account.name, 'access', refreshToken) };
   }
 
   private badClient(account: AccountRow, clientId: string | null, clientSecret: string | null): string | null {
@@ -141,7 +146,8 @@ export class Accounts {
       } else if (clientSecret === null) {
         return 'no client secret and no PKCE';
       }
-      return { account, access: this.mint(account.name, 'access'), refresh: this.mint(account.name, 'refresh') };
+      const refresh = this.mint(account.name, 'refresh');
+      return { account, access: this.mint(account.name, 'access', refresh), refresh };
     })();
   }
 
@@ -151,9 +157,16 @@ export class Accounts {
     return this.db.prepare("UPDATE tokens SET expired = 1 WHERE account = ? AND kind = 'access'").run(name).changes;
   }
 
-  /** auth/token/revoke: revokes this access token. */
+  /**
+   * auth/token/revoke: revokes this access token and, as Dropbox does, its refresh token family (the
+   * refresh token and every access token minted from it). A token from before families were kept
+   * revokes alone.
+   */
   revoke(token: string): void {
-    this.cache.delete(token);
-    this.db.prepare('UPDATE tokens SET revoked = 1 WHERE token = ?').run(token);
+    const row = this.db.prepare('SELECT family FROM tokens WHERE token = ?').get(token) as { family: string | null } | undefined;
+    if (row?.family) this.db.prepare('UPDATE tokens SET revoked = 1 WHERE family = ? OR token = ?').run(row.family, token);
+    else this.db.prepare('UPDATE tokens SET revoked = 1 WHERE token = ?').run(token);
+    // Cached access checks of that family are dropped with the rest (revoking is rare).
+    this.cache.clear();
   }
 }

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS accounts (
   app_key TEXT NOT NULL, app_secret TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   token TEXT PRIMARY KEY, account TEXT NOT NULL, kind TEXT NOT NULL, expired INTEGER NOT NULL DEFAULT 0,
-  revoked INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);
+  revoked INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL, family TEXT);
 CREATE INDEX IF NOT EXISTS tokens_account ON tokens(account, kind);
 CREATE TABLE IF NOT EXISTS auth_codes (
   code TEXT PRIMARY KEY, account TEXT NOT NULL, challenge TEXT, method TEXT, redirect_uri TEXT,
@@ -53,6 +53,9 @@ export function openDb(dataDir: string): Db {
   db.pragma('foreign_keys = OFF');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  // Boxes made before tokens had a family (the refresh token an access token was minted from).
+  const tokenColumns = db.prepare('PRAGMA table_info(tokens)').all() as { name: string }[];
+  if (!tokenColumns.some((c) => c.name === 'family')) db.exec('ALTER TABLE tokens ADD COLUMN family TEXT');
   return db;
 }
 
