@@ -49,7 +49,7 @@ export class ControlConnection extends EventEmitter implements FtpSession {
   readonly controlLocalAddress: string;
   readonly controlPeerAddress: string;
   readonly ticket: ConnectionTicket | null;
-  readonly #lines: LineReader;
+  #lines: LineReader;
   readonly #queue: Command[] = [];
   #restOffset = 0;
   #pumping = false;
@@ -92,6 +92,18 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     const offset = this.#restOffset;
     this.#restOffset = 0;
     return offset;
+  }
+
+  /**
+   * Forgets every command line received after the one running (queued, or partly read): AUTH TLS
+   * calls it once the socket is secured. Bytes a client sent in the clear behind AUTH TLS, before
+   * the handshake, must not run as if they had come over TLS (a man in the middle could prepend
+   * "USER x" to the client's AUTH TLS: CVE-2011-0411, CVE-2011-1575).
+   */
+  discardPendingInput(): void {
+    this.#queue.length = 0;
+    this.#lines = new LineReader(this.server.limits.maxLineBytes);
+    this.#maybeResume();
   }
 
   get isClosed(): boolean {

@@ -12,6 +12,8 @@ export type LineEvent = { line: string } | { tooLong: true };
 const LF = 0x0a;
 const CR = 0x0d;
 const IAC = 0xff;
+/** Telnet Data Mark (RFC 854). */
+const DM = 0xf2;
 
 const STATE = { normal: 0, iac: 1, option: 2 } as const;
 type State = (typeof STATE)[keyof typeof STATE];
@@ -75,6 +77,11 @@ export class LineReader {
     this.#parts = [];
     this.#length = 0;
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
+    // A Telnet DM left alone at the start: BSD ftp's abort sends "IAC IP IAC" as urgent data, then
+    // "DM ABOR"; the kernel takes the urgent IAC out of band, so the line arrives as DM + "ABOR".
+    // Read as a verb it was refused (502), and the STOR it meant to abort committed the bytes sent so
+    // far. No verb starts with 0xF2 (vsftpd matches "\377\364\362ABOR" for the same reason).
+    if (line.length > 0 && line[0] === DM) line = line.subarray(1);
     if (line.length > 0) out.push({ line: line.toString(isUtf8(line) ? 'utf8' : 'latin1') });
   }
 

@@ -135,6 +135,8 @@ export interface FtpSession extends EventEmitter {
   /** The one place a data connector is replaced: the previous one is closed first. */
   setConnector(next: DataConnector): void;
   closeConnector(): void;
+  /** Drops the command lines received after the one running (AUTH TLS: nothing sent in the clear runs over TLS). */
+  discardPendingInput(): void;
   /** Sets the REST offset for the next RETR/STOR. */
   setRestOffset(offset: number): void;
   /** The REST offset for this RETR/STOR, consumed by the call. */

@@ -41,6 +41,23 @@ test('defect: AUTH TLS without a handshake held its connection forever: cut afte
   await until(() => stack.ftp.connectionCount === before, 2000, 'slot freed');
 });
 
+test('defect: lines sent in the clear behind AUTH TLS ran over TLS (login injection): discarded', async () => {
+  const c = await RawFtp.connect(stack.port);
+  // A man in the middle appends his own login to the client's AUTH TLS, in the same packet.
+  await c.authTls(`USER ${stack.user}\r\nPASS ${stack.password}\r\nSYST\r\n`);
+  const late = await c.read(800).then(
+    (r) => `${r.code} ${r.text}`,
+    () => null,
+  );
+  assert.is(late, null, 'no reply to a line sent in the clear');
+  const stat = await c.cmd('STAT');
+  assert.match(stat.text, /Logged in as \(nobody\)/);
+  assert.is((await c.cmd('PWD')).code, 530, 'not logged in');
+  await c.login(stack.user, stack.password);
+  assert.is((await c.cmd('PWD')).code, 257, 'a login over TLS works');
+  c.close();
+});
+
 /** Logged in over AUTH TLS with PBSZ 0 + PROT P; `session` is the control connection's TLS session. */
 async function tlsControl(): Promise<{ ftp: RawFtp; session: Buffer }> {
   const ftp = await RawFtp.connect(stack.port); // rejects unless the greeting is 220

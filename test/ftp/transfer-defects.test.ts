@@ -79,6 +79,25 @@ test('defect: aborted uploads run the commit (ABOR mid-STOR)', async () => {
   await keepIsV1();
 });
 
+test('BSD ftp\'s abort (IAC IP IAC urgent, then DM ABOR, then the data connection ended cleanly) aborts the STOR', async () => {
+  // netkit/BSD ftp sends "IAC IP IAC" with MSG_OOB: the kernel takes the last IAC out of band, so the
+  // server reads IAC IP, then a bare DM (0xF2) before "ABOR". That line was refused (502), and the
+  // clean end of the data connection behind it committed the bytes sent so far over the old file.
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send('STOR /keep.bin');
+  assert.is((await c.read()).code, 150);
+  data.write(randomBytes(3 << 20));
+  await sleep(300);
+  c.sendRaw(Buffer.from([0xff, 0xf4]));
+  c.sendRaw(Buffer.concat([Buffer.from([0xf2]), Buffer.from('ABOR\r\n')]));
+  await sleep(100);
+  data.end();
+  assert.is((await c.read(5000)).code, 426);
+  assert.is((await c.read(5000)).code, 226);
+  await keepIsV1();
+});
+
 test('defect: aborted uploads run the commit (client resets the data connection)', async () => {
   for (const path of ['/keep.bin', '/never.bin']) {
     const { port } = await c.pasv();

@@ -139,6 +139,8 @@ async function auth(session: FtpSession, command: Command): Promise<void> {
   }
   session.commandSocket = secure;
   session.secure = true;
+  // What came in the clear after AUTH TLS is not the client's word over TLS.
+  session.discardPendingInput();
 }
 
 async function pbsz(session: FtpSession, command: Command): Promise<void> {

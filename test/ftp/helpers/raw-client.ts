@@ -132,8 +132,10 @@ export class RawFtp {
   }
 
   /** AUTH TLS, then the handshake over the same socket; replies are read from the TLS socket after it. */
-  async authTls(): Promise<Reply> {
-    const reply = await this.cmd('AUTH TLS');
+  /** AUTH TLS and the handshake; `inject`: lines sent in the clear right behind AUTH TLS, in the same write (an attack). */
+  async authTls(inject = ''): Promise<Reply> {
+    if (inject) this.sendRaw(`AUTH TLS\r\n${inject}`);
+    const reply = inject ? await this.read() : await this.cmd('AUTH TLS');
     if (reply.code !== 234) throw new Error(`AUTH TLS: ${reply.text}`);
     const raw = this.#socket;
     raw.removeAllListeners('data');
