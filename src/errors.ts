@@ -39,6 +39,7 @@ export const ERRORS = {
   DROPFTP_ERR_BAD_COMMAND: { ftp: 501, text: 'Syntax error in parameters or arguments' },
   DROPFTP_ERR_NO_DATA_CONNECTION: { ftp: 425, text: "Can't open data connection" },
   DROPFTP_ERR_IDLE_TIMEOUT: { ftp: 421, text: 'Idle timeout, closing control connection' },
+  DROPFTP_ERR_LOGIN_TIMEOUT: { ftp: 421, text: 'Login timeout, closing control connection' },
   DROPFTP_ERR_TOO_MANY_LOGIN_FAILURES: { ftp: 421, text: 'Too many failed logins' },
   DROPFTP_ERR_LINE_TOO_LONG: { ftp: 500, text: 'Command line too long' },
   DROPFTP_ERR_UNKNOWN_COMMAND: { ftp: 502, text: 'Command not implemented' },

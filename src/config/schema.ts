@@ -49,6 +49,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'session.maxLineBytes', kind: 'int', min: 64, max: 1 << 20, default: 8192, doc: 'Longest command line accepted.' },
   { key: 'session.maxQueuedCommands', kind: 'int', min: 1, max: 10_000, default: 64, doc: 'Pipelined commands buffered before the control socket is paused.' },
   { key: 'session.maxLoginFailures', kind: 'int', min: 1, default: 3, doc: 'Failed PASS attempts before the connection is closed.' },
+  { key: 'session.loginTimeoutMs', kind: 'durationMs', default: 60_000, doc: 'A connection not logged in by then is closed (421), however busy it keeps the line (0: never).' },
   { key: 'session.tlsHandshakeTimeoutMs', kind: 'durationMs', default: 10_000, doc: 'A TLS handshake (AUTH TLS, implicit FTPS) not finished by then closes the connection (0: never).' },
   // connection and login limits (src/limits)
   { key: 'limits.maxConnections', kind: 'int', min: 1, default: 10_000, doc: 'Connections to the whole server.' },

@@ -14,7 +14,7 @@ export const MAPPED_KEYS: readonly string[] = [
   'listen', 'dataDir', 'passivePorts', 'publicHost', 'usersFile', 'greeting',
   'engine.workers', 'engine.noWorkers', 'engine.memoryBudgetBytes', 'engine.maxCallsPerSecond', 'engine.maxRetryAfterSec', 'engine.appendMemoryBytes', 'engine.spoolBytes', 'engine.uploadLeadSec', 'engine.commitLingerMs',
   'session.idleTimeoutMs', 'session.dataConnectTimeoutMs', 'session.unusedDataTimeoutMs', 'session.stallTimeoutMs',
-  'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures', 'session.tlsHandshakeTimeoutMs',
+  'session.maxLineBytes', 'session.maxQueuedCommands', 'session.maxLoginFailures', 'session.loginTimeoutMs', 'session.tlsHandshakeTimeoutMs',
   'limits.maxConnections', 'limits.maxConnectionsPerAddress', 'limits.maxConnectionsPerUser', 'limits.ipv6PrefixBits',
   'limits.loginDelayBaseMs', 'limits.loginDelayMaxMs', 'limits.banAfterFailures', 'limits.failureWindowMs', 'limits.banMs',
   'limits.maxTrackedAddresses', 'limits.bandwidth.downloadBytesPerSec', 'limits.bandwidth.uploadBytesPerSec', 'limits.userBandwidth',

@@ -37,6 +37,7 @@ export interface DropftpConfig {
     maxLineBytes: number;
     maxQueuedCommands: number;
     maxLoginFailures: number;
+    loginTimeoutMs: number;
     tlsHandshakeTimeoutMs: number;
   };
   limits: {

@@ -59,6 +59,8 @@ export class ControlConnection extends EventEmitter implements FtpSession {
   #closeAfterReply = false;
   /** Set by closeWhenIdle(): the reply the session closes with once its running command is done. */
   #closeWhenIdle: { code: number; message: string } | null = null;
+  /** Closes the connection if it has not logged in by then (limits.loginTimeoutMs). */
+  #loginTimer: NodeJS.Timeout | null = null;
 
   constructor(server: SessionHost, socket: Socket, origin: SessionOrigin = {}) {
     super();
@@ -72,6 +74,11 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     socket.on('data', (chunk: Buffer | string) => this.#onData(chunk));
     socket.on('timeout', () => this.#onIdle());
     socket.once('close', () => this.#onClose());
+    const loginMs = server.limits.loginTimeoutMs;
+    if (loginMs > 0) {
+      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
+      this.#loginTimer.unref();
+    }
   }
 
   setConnector(next: DataConnector): void {
@@ -198,6 +205,15 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     return true;
   }
 
+  #onLoginTimeout(): void {
+    this.#loginTimer = null;
+    if (this.authenticated || this.#closed) return;
+    const error = new DropftpError('DROPFTP_ERR_LOGIN_TIMEOUT');
+    this.#closed = true;
+    this.#queue.length = 0;
+    void this.close(error.ftpCode, error.clientText);
+  }
+
   #onIdle(): void {
     if (this.transfer || this.#closed) return; // a transfer is watched by its own stall timeout
     const error = new DropftpError('DROPFTP_ERR_IDLE_TIMEOUT');
@@ -206,6 +222,7 @@ export class ControlConnection extends EventEmitter implements FtpSession {
 
   #onClose(): void {
     this.#closed = true;
+    this.#clearLoginTimer();
     this.#queue.length = 0;
     this.transfer?.abort(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'control connection closed'));
     this.closeConnector();
@@ -243,6 +260,12 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     this.userBlacklist = new Set((result.blacklist ?? []).map((verb) => verb.toUpperCase()));
     this.username = username;
     this.authenticated = true;
+    this.#clearLoginTimer();
+  }
+
+  #clearLoginTimer(): void {
+    if (this.#loginTimer) clearTimeout(this.#loginTimer);
+    this.#loginTimer = null;
   }
 
   logout(): void {

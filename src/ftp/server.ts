@@ -70,6 +70,7 @@ const DEFAULT_LIMITS: SessionLimits = {
   maxLineBytes: 8192,
   maxQueuedCommands: 64,
   maxLoginFailures: 3,
+  loginTimeoutMs: 60_000,
   maxConnections: 10_000,
   tlsHandshakeTimeoutMs: 10_000,
 };

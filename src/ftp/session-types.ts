@@ -24,6 +24,12 @@ export interface SessionLimits {
   maxQueuedCommands: number;
   /** Failed PASS attempts before the connection is closed. */
   maxLoginFailures: number;
+  /**
+   * A connection not logged in this long after it was accepted is closed (421; 0: never). The idle
+   * timeout alone let a client that never logs in hold its slot for ever by sending a byte now and
+   * then, or NOOP.
+   */
+  loginTimeoutMs: number;
   maxConnections: number;
   /** A TLS handshake (AUTH TLS, implicit FTPS) not finished by then closes the connection. */
   tlsHandshakeTimeoutMs: number;

@@ -86,6 +86,35 @@ test('defect: Telnet IAC IP/DM before ABOR is stripped', async () => {
   await server.close();
 });
 
+test('a connection that does not log in within loginTimeoutMs is closed (421), however busy it keeps the line', async () => {
+  const LOGIN_MS = 1200;
+  const { server, port } = await startProtocolServer({ loginTimeoutMs: LOGIN_MS, idleTimeoutMs: 60_000 });
+  const trickle = await RawFtp.connect(port); // a byte now and then, never a whole line
+  const noops = await RawFtp.connect(port); // NOOPs, never a login
+  const user = await RawFtp.connect(port); // logs in in time: stays
+  await user.login('alice', 'secret');
+  const started = Date.now();
+  const bytes = Buffer.from('NOOP NOOP NOOP');
+  for (let i = 0; !trickle.closed && Date.now() - started < LOGIN_MS * 4; i++) {
+    if (i < bytes.length) trickle.sendRaw(bytes.subarray(i, i + 1));
+    if (!noops.closed) noops.send('NOOP');
+    await sleep(100);
+  }
+  await until(() => trickle.closed && noops.closed, LOGIN_MS * 4, 'both closed');
+  assert.ok(Date.now() - started >= LOGIN_MS - 300, 'not before the timeout');
+  let last = '';
+  for (let i = 0; i < 200; i++) {
+    const r = await noops.read(500).catch(() => null);
+    if (!r) break;
+    last = `${r.code} ${r.text}`;
+  }
+  assert.match(last, /^421 .*Login timeout/);
+  assert.not.ok(user.closed, 'a logged-in session is not cut');
+  assert.is((await user.cmd('NOOP')).code, 200);
+  user.close();
+  await server.close();
+});
+
 test('defect: quote stripping and -x flag eating in arguments', async () => {
   assert.equal(parseCommand('MKD a"b'), { directive: 'MKD', arg: 'a"b' });
   assert.equal(parseCommand('dele -x'), { directive: 'DELE', arg: '-x' });
