@@ -42,6 +42,7 @@ export const ERRORS = {
   DROPFTP_ERR_LOGIN_TIMEOUT: { ftp: 421, text: 'Login timeout, closing control connection' },
   DROPFTP_ERR_TOO_MANY_LOGIN_FAILURES: { ftp: 421, text: 'Too many failed logins' },
   DROPFTP_ERR_LINE_TOO_LONG: { ftp: 500, text: 'Command line too long' },
+  DROPFTP_ERR_NO_VERB: { ftp: 500, text: 'Syntax error, command unrecognized' },
   DROPFTP_ERR_UNKNOWN_COMMAND: { ftp: 502, text: 'Command not implemented' },
   DROPFTP_ERR_BAD_SEQUENCE: { ftp: 503, text: 'Bad sequence of commands' },
   DROPFTP_ERR_PARAMETER_NOT_SUPPORTED: { ftp: 504, text: 'Command not implemented for that parameter' },

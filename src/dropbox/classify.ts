@@ -110,6 +110,9 @@ const TAG_CODES: [string, ErrorCode][] = [
   ['not_file', 'DROPFTP_ERR_NOT_A_FILE'],
   ['unsupported_file', 'DROPFTP_ERR_NOT_A_FILE'],
   ['not_folder', 'DROPFTP_ERR_NOT_A_FOLDER'],
+  // A write under a file ("MKD /file.bin/sub", "STOR /file.bin/x"): path/conflict/file_ancestor is
+  // a conflict, but what the client needs to hear is that a component is not a folder.
+  ['file_ancestor', 'DROPFTP_ERR_NOT_A_FOLDER'],
   ['insufficient_space', 'DROPFTP_ERR_INSUFFICIENT_SPACE'],
   ['malformed_path', 'DROPFTP_ERR_BAD_PATH'],
   ['disallowed_name', 'DROPFTP_ERR_BAD_PATH'],

@@ -121,7 +121,7 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
     for (const event of this.#lines.push(bytes)) {
       if ('tooLong' in event) {
-        this.#queue.push({ directive: '', arg: '' });
+        this.#queue.push({ directive: '', arg: '', tooLong: true });
       } else {
         const command = parseCommand(event.line);
         const spec = this.server.commands.get(command.directive);
@@ -180,7 +180,9 @@ export class ControlConnection extends EventEmitter implements FtpSession {
 
   async #execute(command: Command): Promise<void> {
     try {
-      if (command.directive === '') throw new DropftpError('DROPFTP_ERR_LINE_TOO_LONG');
+      if (command.tooLong) throw new DropftpError('DROPFTP_ERR_LINE_TOO_LONG');
+      // A line of blanks, or one that starts with a space (" NOOP"): no verb, not a line too long.
+      if (command.directive === '') throw new DropftpError('DROPFTP_ERR_NO_VERB');
       const spec = this.server.commands.get(command.directive);
       if (!spec) throw new DropftpError('DROPFTP_ERR_UNKNOWN_COMMAND', `unknown verb ${command.directive.slice(0, 16)}`);
       if (!this.#allowed(spec, command.directive)) throw new DropftpError('DROPFTP_ERR_PERMISSION', `${command.directive} is not allowed here`);

@@ -49,6 +49,8 @@ export interface Command {
   directive: string;
   /** Everything after the first space, verbatim ('' when none). */
   arg: string;
+  /** The line was longer than limits.maxLineBytes (its bytes were discarded; directive and arg are ''). */
+  tooLong?: true;
 }
 
 export interface CommandSpec {

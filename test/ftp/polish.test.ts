@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import type { Dropbox } from 'dropbox';
 import type { FtpSession } from '../../src/ftp/connection.ts';
 import type { TransferEnd } from '../../src/ftp/transfer-runner.ts';
-import { RawFtp, download, sleep } from './helpers/raw-client.ts';
+import { RawFtp, download, sleep, upload } from './helpers/raw-client.ts';
 import { putFile, startUsersStack, type UsersStack } from '../users/helpers.ts';
 
 let stack: UsersStack;
@@ -172,6 +172,19 @@ test('RMD that finds a file after moving the folder aside puts it back and answe
   assert.is((await c.cmd('DELE /race2/early.txt')).code, 250);
   assert.is((await c.cmd('RMD /race2')).code, 250, 'an empty folder is removed');
   assert.not.ok(await exists('/alice/race2'));
+  c.close();
+});
+
+test('defect: MKD and STOR under a file said "File or directory exists": they say "Not a directory" (550)', async () => {
+  const c = await login('alice', 'alice-pw');
+  const mkd = await c.cmd('MKD /hello.txt/sub');
+  assert.is(mkd.code, 550);
+  assert.match(mkd.text, /Not a directory/);
+  const stor = await upload(c, 'STOR /hello.txt/x', Buffer.from('x'));
+  assert.is(stor.final.code, 550);
+  assert.match(stor.final.text, /Not a directory/);
+  const got = await download(c, 'RETR /hello.txt');
+  assert.is(got.data.toString(), 'hello', 'the file is untouched');
   c.close();
 });
 

@@ -115,6 +115,23 @@ test('a connection that does not log in within loginTimeoutMs is closed (421), h
   await server.close();
 });
 
+test('defect: a blank line or a leading space got "500 Command line too long"; PASV after EPSV ALL got 501', async () => {
+  const { server, port } = await startProtocolServer();
+  const c = await RawFtp.loggedIn(port, 'alice', 'secret');
+  for (const line of ['   ', ' NOOP']) {
+    const r = await c.cmd(line);
+    assert.is(r.code, 500, JSON.stringify(line));
+    assert.match(r.text, /command unrecognized/);
+  }
+  assert.is((await c.cmd('EPSV ALL')).code, 200);
+  const pasv = await c.cmd('PASV');
+  assert.is(pasv.code, 503, 'as for PORT and EPRT');
+  assert.match(pasv.text, /EPSV ALL/);
+  assert.is((await c.cmd(`NOOP ${'x'.repeat(10_000)}`)).code, 500, 'a line too long is still that');
+  c.close();
+  await server.close();
+});
+
 test('defect: quote stripping and -x flag eating in arguments', async () => {
   assert.equal(parseCommand('MKD a"b'), { directive: 'MKD', arg: 'a"b' });
   assert.equal(parseCommand('dele -x'), { directive: 'DELE', arg: '-x' });

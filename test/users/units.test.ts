@@ -26,6 +26,8 @@ test('jail: traversal look-alikes are refused, ordinary names pass', () => {
     'a\u2215b', 'a\u2044b', 'a\u29F8b', 'a\\b', '..\u200B', '.. ', ' ..', '.\u00A0', 'a\0b', '%00',
     // plain ASCII (its only form is itself): white space around dots still makes a dot segment
     '. .', '\t..', '..\r', '.\t', ' . ',
+    // a line break: a reply naming it would end a line there ("MKD /crdir\r226 injected")
+    'crdir\r226 injected', 'a\rb', 'a\nb',
   ];
   for (const name of refused) assert.is(code(() => resolveClientPath('/', `/dir/${name}/f`)), 'DROPFTP_ERR_BAD_PATH', JSON.stringify(name));
   const fine = ['naïve é.txt', '100%', '%zz', '...', '.hidden', 'a..b', 'x -> y', 'id:abc', 'rev:123', '日本語．txt', 'ａｂｃ', 'a b', '. . .', '-', '~$&', '{x}[y]|z'];

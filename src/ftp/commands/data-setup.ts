@@ -14,7 +14,8 @@ import { PassiveConnector } from '../data/passive.ts';
 import type { Command, CommandSpec } from './types.ts';
 
 async function openPassive(session: FtpSession): Promise<PassiveConnector> {
-  if (session.epsvAll && session.lastDataSetup !== 'EPSV') throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'EPSV ALL in effect');
+  // RFC 2428 4: after EPSV ALL, any other data setup command is refused; 503 as for PORT/EPRT.
+  if (session.epsvAll && session.lastDataSetup !== 'EPSV') throw new DropftpError('DROPFTP_ERR_BAD_SEQUENCE', 'PASV after EPSV ALL', { clientDetail: 'EPSV ALL in effect' });
   session.closeConnector(); // one pending listener per session, freed before the next is opened
   const { server } = session;
   const connector = await PassiveConnector.open({

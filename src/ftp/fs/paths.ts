@@ -3,7 +3,7 @@
 // root itself, and '..' never climbs above '/' (CVE-2020-26299); no component is, or could be read
 // by any later layer as, '.' or '..' or a separator: percent-encoded (%2e%2e, %2f), Unicode
 // look-alikes (fullwidth ．／＼, one/two-dot leaders, division and fraction slashes), backslashes,
-// NUL and invisible padding are refused (DROPFTP_ERR_BAD_PATH, 553); Dropbox paths are the user's
+// NUL, CR, LF and invisible padding are refused (DROPFTP_ERR_BAD_PATH, 553); Dropbox paths are the user's
 // root folder plus the client path, with '' for the Dropbox root (never '/', dropbox-api.md 5), and
 // never an `id:`, `rev:` or `ns:` reference (they always start with '/').
 
@@ -56,6 +56,10 @@ function checkForm(form: string, name: string): void {
 
 export function resolveClientPath(cwd: string, arg: string): string {
   if (arg.includes('\0')) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'NUL in path');
+  // A CR (a LF ends the command line first) cannot be named back in a reply, where it is a line
+  // end: "MKD /a\r226 x" made a folder whose 257, PWD and MLST showed "/a 226 x", a path that does
+  // not exist (RFC 959 would send CR NUL; no client reads that).
+  if (arg.includes('\r') || arg.includes('\n')) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'line break in path');
   if (arg.length > MAX_PATH_CHARS) throw new DropftpError('DROPFTP_ERR_BAD_PATH', 'path too long');
   // A backslash is never a separator here, and never a name character either: a Windows client
   // sending "..\x" must not land on a file literally named "..\x" that a Windows sync client
