@@ -118,6 +118,48 @@ test('raw UTF-8 and escaped Dropbox-API-Arg name the same file; chunked upload b
   assert.is(latin1, 400);
 });
 
+test('a download that started keeps its bytes when the file is deleted and blocks are collected meanwhile', async () => {
+  // Five blocks; the reader pauses in the first while the file is deleted and the box collects
+  // unreferenced blocks (its timer does this every 10 minutes; admin/gc now). Before readers pinned
+  // their blocks, the rest of the body was gone and the download ended short.
+  const big = bytes(20 * 1024 * 1024 + 5, 11);
+  const sdk = t.sdk(acc);
+  await sdk.filesUpload({ path: '/doomed.bin', contents: big, mode: { '.tag': 'overwrite' } });
+  const url = new URL(`${t.box.url}/2/files/download`);
+  const got: Buffer[] = [];
+  let paused!: () => void;
+  const firstBytes = new Promise<void>((resolve) => (paused = resolve));
+  let resumeIt!: () => void;
+  const done = new Promise<{ status: number; complete: boolean }>((resolve, reject) => {
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { Authorization: `Bearer ${acc.accessToken}`, 'Dropbox-API-Arg': JSON.stringify({ path: '/doomed.bin' }) } },
+      (res) => {
+        res.once('data', () => {
+          res.pause();
+          resumeIt = () => res.resume();
+          paused();
+        });
+        res.on('data', (d: Buffer) => got.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, complete: res.complete }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  await firstBytes;
+  await sdk.filesDeleteV2({ path: '/doomed.bin' });
+  await t.admin('POST', 'gc');
+  resumeIt();
+  const r = await done;
+  assert.is(r.status, 200);
+  assert.ok(r.complete, 'the body came to its end');
+  assert.ok(Buffer.concat(got).equals(big), 'every byte of the file as it was');
+  // Once the download is over, its blocks are garbage like any other.
+  const after = await t.admin<{ deletedBlocks: number }>('POST', 'gc');
+  assert.ok(after.deletedBlocks >= 5, `collected after the download (${after.deletedBlocks})`);
+});
+
 test('errors on download: folder → not_file, missing → not_found, bad path → 400', async () => {
   await t.sdk(acc).filesCreateFolderV2({ path: '/dir' });
   let r = await t.call('files/download', acc.accessToken, { arg: { path: '/dir' } });

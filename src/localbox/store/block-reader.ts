@@ -67,6 +67,8 @@ export class BlockReader {
     private readonly blocks: BlockRef[],
     start: number,
     private readonly end: number,
+    /** Called once, at close() (the store unpins the blocks). */
+    private readonly onClose: () => void = () => {},
   ) {
     activeReaders++;
     this.pos = start;
@@ -143,6 +145,7 @@ export class BlockReader {
     if (this.closed) return;
     this.closed = true;
     activeReaders--;
+    this.onClose();
     const fd = this.fd;
     this.fd = null;
     if (fd !== null) this.closing = this.closing.then(() => closeBlock(fd));

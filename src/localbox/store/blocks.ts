@@ -47,9 +47,17 @@ export class BlockStore {
     return new BlockWriter(this);
   }
 
-  /** A reader of bytes [start, end) of the file made of `blocks`; close() it when done. */
+  /**
+   * A reader of bytes [start, end) of the file made of `blocks`; close() it when done. Its blocks
+   * stay pinned until then: a download that started keeps its bytes when the file is deleted or
+   * replaced meanwhile (as on Dropbox, where a revision being read stays readable). Unpinned, a
+   * collection while a slow download ran removed its remaining blocks, and the download ended short.
+   */
   reader(blocks: BlockRef[], start: number, end: number): BlockReader {
-    return new BlockReader((hash) => this.path(hash), blocks, start, end);
+    for (const b of blocks) this.pin(b.hash);
+    return new BlockReader((hash) => this.path(hash), blocks, start, end, () => {
+      for (const b of blocks) this.unpin(b.hash);
+    });
   }
 
   /** Allocates a temp file name and marks it live so gc() leaves it alone. */
