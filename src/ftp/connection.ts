@@ -74,11 +74,15 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     socket.on('data', (chunk: Buffer | string) => this.#onData(chunk));
     socket.on('timeout', () => this.#onIdle());
     socket.once('close', () => this.#onClose());
-    const loginMs = server.limits.loginTimeoutMs;
-    if (loginMs > 0) {
-      this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
-      this.#loginTimer.unref();
-    }
+    this.#armLoginTimer();
+  }
+
+  /** Starts limits.loginTimeoutMs (at accept, and again when a USER drops a login). */
+  #armLoginTimer(): void {
+    const loginMs = this.server.limits.loginTimeoutMs;
+    if (loginMs <= 0 || this.#loginTimer || this.#closed) return;
+    this.#loginTimer = setTimeout(() => this.#onLoginTimeout(), loginMs);
+    this.#loginTimer.unref();
   }
 
   setConnector(next: DataConnector): void {
@@ -279,6 +283,8 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     this.#restOffset = 0;
     this.closeConnector();
     this.ticket?.logout();
+    // Logged out by a new USER: the next login has the same time as the first.
+    this.#armLoginTimer();
   }
 
   reply(options: number | ReplyOptions, ...lines: ReplyLine[]): Promise<void> {

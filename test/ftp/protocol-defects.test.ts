@@ -93,6 +93,9 @@ test('a connection that does not log in within loginTimeoutMs is closed (421), h
   const noops = await RawFtp.connect(port); // NOOPs, never a login
   const user = await RawFtp.connect(port); // logs in in time: stays
   await user.login('alice', 'secret');
+  const relogin = await RawFtp.connect(port); // logs in, then USER drops the login: its clock starts again
+  await relogin.login('alice', 'secret');
+  assert.is((await relogin.cmd('USER bob')).code, 331);
   const started = Date.now();
   const bytes = Buffer.from('NOOP NOOP NOOP');
   for (let i = 0; !trickle.closed && Date.now() - started < LOGIN_MS * 4; i++) {
@@ -100,7 +103,7 @@ test('a connection that does not log in within loginTimeoutMs is closed (421), h
     if (!noops.closed) noops.send('NOOP');
     await sleep(100);
   }
-  await until(() => trickle.closed && noops.closed, LOGIN_MS * 4, 'both closed');
+  await until(() => trickle.closed && noops.closed && relogin.closed, LOGIN_MS * 4, 'all three closed');
   assert.ok(Date.now() - started >= LOGIN_MS - 300, 'not before the timeout');
   let last = '';
   for (let i = 0; i < 200; i++) {
