@@ -129,7 +129,18 @@ export async function serveCommand(rawArgv: string[]): Promise<number> {
   process.on('SIGTERM', onEarly);
   process.on('SIGHUP', onEarly);
   // The local box child starts while the server's modules load (they are most of the start-up).
-  mkdirSync(config.dataDir, { recursive: true });
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+  } catch (err) {
+    // A data directory that is a file (or under one), or that cannot be made: one line, no stack.
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'it, or a folder above it, is a file' : (err as Error).message;
+    process.off('SIGINT', onEarly);
+    process.off('SIGTERM', onEarly);
+    process.off('SIGHUP', onEarly);
+    process.stderr.write(`dropftp serve: dataDir ${config.dataDir}: not a usable directory (${why})\n`);
+    return 2;
+  }
   const options = toDropftpOptions(config, log);
   const limits = options.localbox?.limits;
   const localBox: Promise<LocalBox> = startLocalBox({ dataDir: join(config.dataDir, 'localbox'), ...(limits ? { limits } : {}) });

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { DropftpError } from '../errors.ts';
+import { TrustedProxies } from '../ftp/proxy-protocol.ts';
 import { readConfigText, unknownKey, type FileValue } from './file.ts';
 import { OPTIONS, OPTION_BY_ENV, OPTION_BY_FLAG, OTHER_COMMANDS_ENV, envName, flagName, type OptionSpec } from './schema.ts';
 import type { ConfigSource, DropftpConfig, LoadedConfig } from './types.ts';
@@ -140,6 +141,14 @@ function checkTogether(config: DropftpConfig, where: (key: string) => string, pr
   }
   if (config.tls.required && config.tls.certFile === null) problems.push(`${where('tls.required')}: tls.required: needs tls.certFile and tls.keyFile`);
   if (config.tls.requireSessionReuse && config.tls.certFile === null) problems.push(`${where('tls.requireSessionReuse')}: tls.requireSessionReuse: needs tls.certFile and tls.keyFile`);
+  // Without a certificate the implicit-FTPS listener was silently not opened.
+  if (config.tls.implicitPort !== null && config.tls.certFile === null) problems.push(`${where('tls.implicitPort')}: tls.implicitPort: needs tls.certFile and tls.keyFile`);
+  // The same check serve makes when it opens the listener: `config check` must refuse what serve refuses.
+  try {
+    new TrustedProxies(config.proxyProtocol.trustedProxies);
+  } catch (err) {
+    problems.push(`${where('proxyProtocol.trustedProxies')}: proxyProtocol.trustedProxies: ${(err as Error).message}`);
+  }
   if (config.limits.loginDelayMaxMs < config.limits.loginDelayBaseMs) {
     problems.push(`${where('limits.loginDelayMaxMs')}: limits.loginDelayMaxMs: must be >= limits.loginDelayBaseMs (${config.limits.loginDelayBaseMs})`);
   }

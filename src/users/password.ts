@@ -41,6 +41,9 @@ export function passwordHashProblem(encoded: string): string | null {
   if (parts.length !== 6 || parts[0] !== 'scrypt') return 'not of the form scrypt$N$r$p$salt$hash';
   const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
   if (![n, r, p].every((v) => Number.isInteger(v) && v > 0)) return 'N, r and p must be positive integers';
+  // scrypt's own rule (Node throws at the first login otherwise, and every login failed unexplained).
+  if (n < 2 || (n & (n - 1)) !== 0) return 'N must be a power of two, at least 2';
+  if (!parts[4] || !parts[5]) return 'the salt and the hash must not be empty';
   // Bounded cost: p is the number of passes (a users-file p of 5,000 held a libuv pool thread for
   // minutes per login) and 128·N·r the memory of each (N=2^20, r=64 asked for 8 GiB).
   if (n > 1 << 20 || p > MAX_P || 128 * n * r > MAX_SCRYPT_BYTES) return `N ≤ 2^20, p ≤ ${MAX_P} and 128·N·r ≤ ${MAX_SCRYPT_BYTES / 1024 / 1024} MiB`;

@@ -1,8 +1,9 @@
 // The users file (YAML): virtual FTP users with scrypt password hashes, the storage account each
 // uses, its root folder (a jail), its permissions and its extra mounts. Main thread. Invariants:
 // validated whole on every read (errors name the user and the option); written atomically (temp
-// file + rename, mode 0600); unknown fields are kept as they are; a user without `permissions` or
-// `read-only` may do everything inside its tree.
+// file + rename, mode 0600); an unknown field, in a user or beside `users`, is an error naming it (a
+// misspelt `permisions:` or `readonly:` silently left the user every right); a user without
+// `permissions` or `read-only` may do everything inside its tree.
 //
 //   users:
 //     alice:
@@ -15,6 +16,7 @@
 //         - /shared=bob:/projects:ro          # or { path, account, folder, read-only }
 
 import { randomBytes } from 'node:crypto';
+import { unknownKey } from '../config/file.ts';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -64,12 +66,20 @@ function bad(path: string, what: string): DropftpError {
   return new DropftpError('DROPFTP_ERR_CONFIG', `users file ${path}: ${what}`);
 }
 
+/** The fields of a user record (UserRecord). */
+const USER_KEYS: readonly string[] = ['password', 'account', 'root', 'read-only', 'permissions', 'mounts', 'deny'];
+/** The fields of the file itself. */
+const FILE_KEYS: readonly string[] = ['users'];
+
 /** Validates one record; throws DROPFTP_ERR_CONFIG naming `users.NAME.option`. */
 export function resolveUser(name: string, record: unknown, file = 'users file'): UserConfig {
   const where = `users.${name}`;
   const r = record as Partial<UserRecord> | null;
   if (!validUserName(name)) throw bad(file, `bad user name "${name}" (letters, digits, . _ @ -; at most 64)`);
-  if (!r || typeof r !== 'object') throw bad(file, `${where} must be a map`);
+  if (!r || typeof r !== 'object' || Array.isArray(r)) throw bad(file, `${where} must be a map`);
+  for (const key of Object.keys(r)) {
+    if (!USER_KEYS.includes(key)) throw bad(file, `${where}.${key}: ${unknownKey(key, USER_KEYS).replace('option', 'field')}`);
+  }
   if (typeof r.password !== 'string' || !r.password.startsWith('scrypt$')) throw bad(file, `${where}.password must be a scrypt hash`);
   const hashProblem = passwordHashProblem(r.password);
   if (hashProblem) throw bad(file, `${where}.password: ${hashProblem}`);
@@ -115,6 +125,9 @@ export function parseUsersFile(text: string, path = 'users file'): UsersFile {
     throw bad(path, `not valid YAML: ${(err as Error).message}`);
   }
   if (typeof doc !== 'object' || Array.isArray(doc)) throw bad(path, 'expected a map with "users"');
+  for (const key of Object.keys(doc)) {
+    if (!FILE_KEYS.includes(key)) throw bad(path, `${key}: ${unknownKey(key, FILE_KEYS).replace('option', 'field')}`);
+  }
   const users = doc.users ?? {};
   if (typeof users !== 'object' || Array.isArray(users) || users === null) throw bad(path, '"users" must be a map');
   for (const [name, record] of Object.entries(users as Record<string, unknown>)) {

@@ -116,6 +116,22 @@ test('cross-option rules and per-user map entries', async () => {
   const cross = problems(() => loadConfig({ argv: ['--config', ok], env: {} }));
   assert.ok(cross.includes('tls2.yaml:2: tls.certFile: tls.certFile and tls.keyFile go together'), cross.join('\n'));
   assert.ok(cross.includes('default: limits.loginDelayMaxMs: must be >= limits.loginDelayBaseMs (9000)'), cross.join('\n'));
+  // Both passed `config check` and then did not do what they said: no implicit listener without a
+  // certificate (silently), and a trusted proxy serve refused only when it opened its listener.
+  const late = await file('late.yaml', ['tls:', '  implicitPort: 2432', 'proxyProtocol:', '  enabled: true', '  trustedProxies: ["999.1.1.1/33"]', ''].join('\n'));
+  const caught = problems(() => loadConfig({ argv: ['--config', late], env: {} }));
+  assert.ok(caught.includes('late.yaml:2: tls.implicitPort: needs tls.certFile and tls.keyFile'), caught.join('\n'));
+  assert.ok(caught.includes('late.yaml:5: proxyProtocol.trustedProxies: not an IP address or CIDR block: 999.1.1.1/33'), caught.join('\n'));
+});
+
+test('dropftp serve with a data directory that is a file: one line naming it, exit 2', async () => {
+  const plain = await file('plain-file', 'x');
+  for (const dataDir of [plain, join(plain, 'sub')]) {
+    const run = await runDropftp(['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {});
+    assert.is(run.code, 2, run.stdout + run.stderr);
+    assert.match(run.stderr, `dropftp serve: dataDir ${dataDir}: not a usable directory`);
+    assert.not.match(run.stderr, 'at mkdirSync', 'no stack trace');
+  }
 });
 
 test('schema cover: every key resolves, is mapped or listed, has distinct env and flag names', () => {

@@ -75,6 +75,14 @@ test('users file: defaults, read-only shorthand, errors name the user and option
     [{ password: hash, permissions: ['read', 'fly'] }, /users\.bob\.permissions.*fly/],
     [{ password: hash, account: 'a b' }, /users\.bob\.account/],
     [{ password: hash, mounts: ['/x=team'] }, /users\.bob\.mounts\[0\]/],
+    // A misspelt restriction must stop the load, not leave the user every right.
+    [{ password: hash, permisions: ['list'] }, /users\.bob\.permisions: unknown field \(did you mean permissions\?\)/],
+    [{ password: hash, readonly: true }, /users\.bob\.readonly: unknown field \(did you mean read-only\?\)/],
+    [[hash], /users\.bob must be a map/],
+    // Loaded, then every login failed with an internal error: scrypt needs N a power of two above 1.
+    [{ password: 'scrypt$1$8$1$AAAA$BBBB' }, /users\.bob\.password: N must be a power of two/],
+    [{ password: 'scrypt$3000$8$1$AAAA$BBBB' }, /users\.bob\.password: N must be a power of two/],
+    [{ password: 'scrypt$16384$8$1$$BBBB' }, /users\.bob\.password: the salt and the hash must not be empty/],
   ];
   for (const [record, message] of cases) {
     try {
@@ -85,6 +93,8 @@ test('users file: defaults, read-only shorthand, errors name the user and option
     }
   }
   assert.throws(() => parseUsersFile('users: [1, 2]'), /"users" must be a map/);
+  // "user:" for "users:" read as a file with no user (and a fresh full-rights user was made).
+  assert.throws(() => parseUsersFile('user:\n  alice:\n    password: x'), /user: unknown field \(did you mean users\?\)/);
   assert.throws(() => parseUsersFile('users:\n  "bad name":\n    password: x'), /bad user name/);
 });
 
