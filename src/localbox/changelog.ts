@@ -95,6 +95,11 @@ export class ChangeFeed {
     return (this.stmt.latest.get(ns) as { s: number }).s;
   }
 
+  /** A cursor positioned past the end of its namespace's log: this box never made it (answered reset). */
+  isAhead(c: CursorState): boolean {
+    return c.s > this.latestSeq(c.ns);
+  }
+
   /** A fresh cursor positioned at the end of the log (get_latest_cursor). */
   latestCursor(ns: number, p: string, recursive: boolean, includeDeleted: boolean): string {
     return encodeCursor({ v: 1, ns, p, r: recursive, d: includeDeleted, s: this.latestSeq(ns) });
@@ -107,7 +112,7 @@ export class ChangeFeed {
 
   /** list_folder/continue. */
   next(c: CursorState): Page {
-    const limit = c.l ?? 2000;
+    const limit = c.l ?? MAX_PAGE;
     return c.a !== undefined ? this.listPage(c, limit) : this.feedPage(c, limit);
   }
 

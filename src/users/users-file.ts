@@ -71,15 +71,19 @@ const USER_KEYS: readonly string[] = ['password', 'account', 'root', 'read-only'
 /** The fields of the file itself. */
 const FILE_KEYS: readonly string[] = ['users'];
 
+/** Throws DROPFTP_ERR_CONFIG naming the first field of `map` not in `known` (`prefix` + field) and the nearest known one. */
+function refuseUnknown(map: object, known: readonly string[], prefix: string, file: string): void {
+  const key = Object.keys(map).find((k) => !known.includes(k));
+  if (key !== undefined) throw bad(file, `${prefix}${key}: ${unknownKey(key, known).replace('option', 'field')}`);
+}
+
 /** Validates one record; throws DROPFTP_ERR_CONFIG naming `users.NAME.option`. */
 export function resolveUser(name: string, record: unknown, file = 'users file'): UserConfig {
   const where = `users.${name}`;
   const r = record as Partial<UserRecord> | null;
   if (!validUserName(name)) throw bad(file, `bad user name "${name}" (letters, digits, . _ @ -; at most 64)`);
   if (!r || typeof r !== 'object' || Array.isArray(r)) throw bad(file, `${where} must be a map`);
-  for (const key of Object.keys(r)) {
-    if (!USER_KEYS.includes(key)) throw bad(file, `${where}.${key}: ${unknownKey(key, USER_KEYS).replace('option', 'field')}`);
-  }
+  refuseUnknown(r, USER_KEYS, `${where}.`, file);
   if (typeof r.password !== 'string' || !r.password.startsWith('scrypt$')) throw bad(file, `${where}.password must be a scrypt hash`);
   const hashProblem = passwordHashProblem(r.password);
   if (hashProblem) throw bad(file, `${where}.password: ${hashProblem}`);
@@ -125,9 +129,7 @@ export function parseUsersFile(text: string, path = 'users file'): UsersFile {
     throw bad(path, `not valid YAML: ${(err as Error).message}`);
   }
   if (typeof doc !== 'object' || Array.isArray(doc)) throw bad(path, 'expected a map with "users"');
-  for (const key of Object.keys(doc)) {
-    if (!FILE_KEYS.includes(key)) throw bad(path, `${key}: ${unknownKey(key, FILE_KEYS).replace('option', 'field')}`);
-  }
+  refuseUnknown(doc, FILE_KEYS, '', path);
   const users = doc.users ?? {};
   if (typeof users !== 'object' || Array.isArray(users) || users === null) throw bad(path, '"users" must be a map');
   for (const [name, record] of Object.entries(users as Record<string, unknown>)) {

@@ -43,6 +43,17 @@ async function server(options: FtpServerOptions): Promise<number> {
   return (await s.listen()).port;
 }
 
+/** A STOR of `path` under way: its 150 read, `bytes` random bytes sent and given 300 ms to arrive; the data socket. */
+async function storMidway(path: string, bytes: number): Promise<Socket> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send(`STOR ${path}`);
+  assert.is((await c.read()).code, 150);
+  data.write(randomBytes(bytes));
+  await sleep(300);
+  return data;
+}
+
 async function keepIsV1(): Promise<void> {
   const got = await download(c, 'RETR /keep.bin');
   assert.is(got.final.code, 226);
@@ -66,12 +77,7 @@ test('defect: ABOR not read during a transfer (control socket paused)', async ()
 });
 
 test('defect: aborted uploads run the commit (ABOR mid-STOR)', async () => {
-  const { port } = await c.pasv();
-  const data = await openData(port);
-  c.send('STOR /keep.bin');
-  assert.is((await c.read()).code, 150);
-  data.write(randomBytes(1 << 20));
-  await sleep(300);
+  const data = await storMidway('/keep.bin', 1 << 20);
   c.send('ABOR');
   assert.is((await c.read(5000)).code, 426);
   assert.is((await c.read(5000)).code, 226);
@@ -83,12 +89,7 @@ test('BSD ftp\'s abort (IAC IP IAC urgent, then DM ABOR, then the data connectio
   // netkit/BSD ftp sends "IAC IP IAC" with MSG_OOB: the kernel takes the last IAC out of band, so the
   // server reads IAC IP, then a bare DM (0xF2) before "ABOR". That line was refused (502), and the
   // clean end of the data connection behind it committed the bytes sent so far over the old file.
-  const { port } = await c.pasv();
-  const data = await openData(port);
-  c.send('STOR /keep.bin');
-  assert.is((await c.read()).code, 150);
-  data.write(randomBytes(3 << 20));
-  await sleep(300);
+  const data = await storMidway('/keep.bin', 3 << 20);
   c.sendRaw(Buffer.from([0xff, 0xf4]));
   c.sendRaw(Buffer.concat([Buffer.from([0xf2]), Buffer.from('ABOR\r\n')]));
   await sleep(100);
@@ -100,12 +101,7 @@ test('BSD ftp\'s abort (IAC IP IAC urgent, then DM ABOR, then the data connectio
 
 test('defect: aborted uploads run the commit (client resets the data connection)', async () => {
   for (const path of ['/keep.bin', '/never.bin']) {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send(`STOR ${path}`);
-    assert.is((await c.read()).code, 150);
-    data.write(randomBytes(3 << 20));
-    await sleep(300);
+    const data = await storMidway(path, 3 << 20);
     data.resetAndDestroy();
     assert.is((await c.read(5000)).code, 426);
   }

@@ -4,7 +4,7 @@
 
 import { badRequest, routeError } from '../api-errors.ts';
 import type { Box } from '../box.ts';
-import { decodeCursor } from '../changelog.ts';
+import { MAX_PAGE, decodeCursor } from '../changelog.ts';
 import { sendJson, type Ctx } from '../context.ts';
 import { metadataJson } from '../metadata.ts';
 import { lower, parsePath } from '../paths.ts';
@@ -56,7 +56,7 @@ function listArgs(ctx: Ctx): { recursive: boolean; includeDeleted: boolean; limi
   return {
     recursive: ctx.args.bool('recursive', false),
     includeDeleted: ctx.args.bool('include_deleted', false),
-    limit: ctx.args.uint('limit', 2000, 1, 2000),
+    limit: ctx.args.uint('limit', MAX_PAGE, 1, MAX_PAGE),
   };
 }
 
@@ -78,7 +78,7 @@ const listContinue: Route = {
   async handle(ctx, box) {
     const c = decodeCursor(ctx.route, ctx.args.str('cursor'));
     // Another account's cursor, or a position the log has not reached (a cursor not ours): reset.
-    if (c.ns !== ctx.account!.ns || c.s > box.feed.latestSeq(c.ns)) throw routeError({ '.tag': 'reset' });
+    if (c.ns !== ctx.account!.ns || box.feed.isAhead(c)) throw routeError({ '.tag': 'reset' });
     if (c.p !== '' && !box.ns.get(c.ns, c.p)) throw routeError({ '.tag': 'path', path: { '.tag': 'not_found' } });
     sendJson(ctx.res, box.feed.next(c));
   },
@@ -102,7 +102,7 @@ const longpoll: Route = {
   async handle(ctx, box) {
     const c = decodeCursor(ctx.route, ctx.args.str('cursor'));
     const timeoutSec = ctx.args.uint('timeout', 30, 30, 480);
-    if (!box.accounts.byNs(c.ns) || c.s > box.feed.latestSeq(c.ns)) throw routeError({ '.tag': 'reset' });
+    if (!box.accounts.byNs(c.ns) || box.feed.isAhead(c)) throw routeError({ '.tag': 'reset' });
     const { promise, cancel } = box.feed.wait(c, timeoutSec * 1000);
     const onClose = (): void => cancel();
     ctx.res.on('close', onClose);
