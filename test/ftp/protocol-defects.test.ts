@@ -320,6 +320,22 @@ test('defect: data connections accepted from any address; PORT/EPRT to any addre
   await server.close();
 });
 
+test("defect: PORT/EPRT to a privileged port of the client's own address was accepted (RFC 2577)", async () => {
+  const { server, port } = await startProtocolServer();
+  const c = await RawFtp.connect(port);
+  await c.login();
+  // The client's own address, but its SMTP, SSH or FTP port: uploaded bytes would be sent to them.
+  for (const line of ['PORT 127,0,0,1,0,25', 'PORT 127,0,0,1,3,255', 'EPRT |1|127.0.0.1|22|', 'EPRT |1|127.0.0.1|21|']) {
+    const reply = await c.cmd(line);
+    assert.is(reply.code, 504, `${line}: ${reply.text}`);
+    assert.match(reply.text, /ports below 1024/);
+  }
+  assert.is((await c.cmd('PORT 127,0,0,1,4,0')).code, 200, 'port 1024 is allowed');
+  assert.is((await c.cmd('EPRT |1|127.0.0.1|65535|')).code, 200);
+  c.close();
+  await server.close();
+});
+
 test('defect: FEAT does not list EPSV, EPRT, MLST, REST STREAM, TVFS', async () => {
   const { server, port } = await startProtocolServer();
   const c = await RawFtp.connect(port);

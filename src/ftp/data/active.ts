@@ -1,5 +1,6 @@
 // An active-mode data connection (PORT/EPRT): the server connects out, only ever to the control
-// connection's own address (the FTP bounce attack, GHSA-jw37-5gqr-cf9j). Main thread.
+// connection's own address (the FTP bounce attack, GHSA-jw37-5gqr-cf9j) and a port of 1024 or more
+// (RFC 2577). Main thread.
 // Invariants: waitForSocket settles on connect, error or timeout (never polled); TLS uses the
 // server's one shared SecureContext; an unclaimed socket is destroyed after unusedTimeoutMs and on
 // close().
@@ -40,6 +41,11 @@ export class ActiveConnector implements DataConnector {
     }
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new DropftpError('DROPFTP_ERR_BAD_COMMAND', 'PORT/EPRT port out of range');
+    }
+    // RFC 2577 3: no data connection to a privileged port (the client's own sshd, smtpd…, with
+    // bytes a user uploaded), and 504 as the refusal. vsftpd and pure-ftpd refuse them too.
+    if (options.port < 1024) {
+      throw new DropftpError('DROPFTP_ERR_PARAMETER_NOT_SUPPORTED', `PORT/EPRT to privileged port ${options.port}`, { clientDetail: 'ports below 1024 are refused' });
     }
     // Plain TCP reads through buffers of ours, so that a STOR reads into its ring (socket-reader.ts).
     const reader = options.secureContext ? null : readerForConnect();
