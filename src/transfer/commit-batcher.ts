@@ -18,11 +18,26 @@ import { callOutcome } from './dropbox-http.ts';
 import type { AccountWire, FileMetadata } from './task-wire.ts';
 import { readToken } from './token-cell.ts';
 
+/**
+ * How a commit meets a file already at its path (Dropbox's WriteMode): replace it; only where none
+ * is (a unique name, STOU); or only over the revision the new bytes were built on (APPE and REST n
+ * copy the file's first bytes: a file replaced meanwhile must not be overwritten with a mix).
+ */
+export type CommitMode = 'overwrite' | 'add' | { update: string };
+
 export interface CommitRequest {
   sessionId: string;
   byteLength: number;
   path: string;
   clientModified?: Date;
+  /** Default 'overwrite'. */
+  mode?: CommitMode;
+}
+
+function wireMode(mode: CommitMode | undefined): unknown {
+  if (mode === undefined || mode === 'overwrite') return 'overwrite';
+  if (mode === 'add') return 'add';
+  return { '.tag': 'update', update: mode.update };
 }
 
 interface Pending extends CommitRequest {
@@ -207,7 +222,7 @@ export class CommitBatcher {
       cursor: { session_id: p.sessionId, offset: p.byteLength },
       commit: {
         path: p.path,
-        mode: 'overwrite',
+        mode: wireMode(p.mode),
         autorename: false,
         mute: false,
         ...(p.clientModified ? { client_modified: p.clientModified.toISOString().replace(/\.\d+Z$/, 'Z') } : {}),
@@ -237,12 +252,16 @@ export class CommitBatcher {
       // path/conflict/folder: the target is a folder (a plain STOR asks nothing before its bytes).
       const tags = r ? errorTags(r.failure) : [];
       const ontoFolder = failure?.kind === 'fatal' && tags.includes('conflict') && tags.includes('folder');
+      // path/conflict/file under add or update: the name was taken, or the file replaced, meanwhile.
+      const lostRace = !ontoFolder && p.mode !== undefined && p.mode !== 'overwrite' && failure?.kind === 'fatal' && tags.includes('conflict');
       const code: ErrorCode = ontoFolder
         ? 'DROPFTP_ERR_NOT_A_FILE'
         : failure?.kind === 'fatal' && failure.code !== 'DROPFTP_ERR_UPSTREAM' && failure.code !== 'DROPFTP_ERR_NOT_FOUND'
           ? failure.code
           : 'DROPFTP_ERR_COMMIT_FAILED';
-      p.reject(new DropftpError(code, `commit of ${p.path} failed: ${failure?.reason ?? 'no result entry'}`));
+      const message = `commit of ${p.path} failed: ${failure?.reason ?? 'no result entry'}`;
+      const detail = p.mode === 'add' ? 'the name was taken meanwhile; nothing was saved' : 'the file changed meanwhile; nothing was saved';
+      p.reject(lostRace ? new DropftpError('DROPFTP_ERR_EXISTS', message, { clientDetail: detail }) : new DropftpError(code, message));
     });
   }
 }

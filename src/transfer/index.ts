@@ -10,6 +10,7 @@ import { RingPool, RingReader, RingWriter } from 'native-free-ringbuf';
 import type { RingHandle } from 'native-free-ringbuf';
 import { DropftpError } from '../errors.ts';
 import { CommitBatcher } from './commit-batcher.ts';
+import type { CommitMode } from './commit-batcher.ts';
 import { DownloadStream } from './download-stream.ts';
 import { createAgent } from './dropbox-http.ts';
 import { readRequestCounts, type RequestCounts } from './request-counts.ts';
@@ -64,6 +65,8 @@ export interface AccountHooks {
 
 export interface UploadOptions {
   clientModified?: Date;
+  /** How the commit meets a file at the path (commit-batcher.ts); default 'overwrite'. */
+  mode?: CommitMode;
   /** Continue an interrupted session (from UploadStream.interrupted()); the client resends from token.offset. */
   resume?: UploadResumeToken;
   /** Test only. */
@@ -426,6 +429,7 @@ export class TransferEngine {
         byteLength: ready.byteLength,
         path,
         ...(opts.clientModified ? { clientModified: opts.clientModified } : {}),
+        ...(opts.mode ? { mode: opts.mode } : {}),
       });
     const withdraw = (rev: string | undefined) => this.withdrawDamaged(account, path, rev);
     const stream = new UploadStream(new RingWriter(ring), result, commit, account, path, resume?.offset ?? 0, withdraw);

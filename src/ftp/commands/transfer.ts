@@ -58,17 +58,29 @@ async function retr(session: FtpSession, command: Command): Promise<void> {
   await runTransfer(session, 'RETR', socket, (handle) => sendStream(wire, socket, handle, session.server.limits.unusedDataTimeoutMs));
 }
 
+/**
+ * Names STOU uploads of this process are writing (lower case: Dropbox paths are case-insensitive),
+ * so that STOUs racing in one folder pick different names; their commits are 'add' besides, so a
+ * name taken by anyone else meanwhile fails the STOU rather than overwriting that file.
+ */
+const stouNames = new Set<string>();
+
+/** A free name for STOU, reserved in stouNames until the caller releases it. */
 async function uniquePath(fs: SessionFs, arg: string): Promise<string> {
   const wanted = fs.resolve(arg || 'file');
   const dir = parentOf(wanted);
   const name = baseName(wanted);
   for (let n = 0; n < 100; n++) {
     const candidate = n === 0 ? wanted : `${dir === '/' ? '' : dir}/${name}.${n}`;
+    const key = candidate.toLowerCase();
+    if (stouNames.has(key)) continue;
     try {
       await fs.stat(candidate);
     } catch (err) {
-      if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND') return candidate;
-      throw err;
+      if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND')) throw err;
+      if (stouNames.has(key)) continue; // taken by a STOU while this one asked
+      stouNames.add(key);
+      return candidate;
     }
   }
   throw new DropftpError('DROPFTP_ERR_EXISTS', 'no unique name found');
@@ -77,9 +89,19 @@ async function uniquePath(fs: SessionFs, arg: string): Promise<string> {
 async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE' | 'STOU'): Promise<void> {
   const fs = sessionFs(session);
   const rest = session.takeRestOffset();
+  const reserved: { path: string | null } = { path: null };
+  try {
+    await storeAt(session, command, mode, fs, rest, (path) => (reserved.path = path));
+  } finally {
+    if (reserved.path !== null) stouNames.delete(reserved.path.toLowerCase());
+  }
+}
+
+async function storeAt(session: FtpSession, command: Command, mode: 'STOR' | 'APPE' | 'STOU', fs: SessionFs, rest: number, reserve: (path: string) => void): Promise<void> {
   const { socket, sink, path } = await prepare(session, async () => {
     if (mode === 'STOU') fs.check?.('write', fs.resolve(command.arg || 'file'));
     const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
+    if (mode === 'STOU') reserve(path);
     fs.check?.('write', path); // before waiting for the data connection: a refusal costs no transfer
     const ascii = session.transferType === 'ascii';
     const offset = mode === 'APPE' ? 0 : rest;
@@ -88,7 +110,7 @@ async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE
     const socket = await waitForData(session);
     let sink: UploadSink;
     try {
-      sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii });
+      sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii, unique: mode === 'STOU' });
     } catch (err) {
       socket.destroy();
       throw err;

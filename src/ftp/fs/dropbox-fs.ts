@@ -15,7 +15,7 @@ import { DropftpError } from '../../errors.ts';
 import type { DropboxEntry, DropboxRpc } from '../../dropbox/rpc.ts';
 import { ALL_PERMISSIONS, type Permission } from '../../users/permissions.ts';
 import { AccountStore, type CommittedFile } from './account-store.ts';
-import { baseName, normalizeRoot, parentOf, resolveClientPath } from './paths.ts';
+import { baseName, normalizeRoot, resolveClientPath } from './paths.ts';
 import { PrefixedUpload } from './prefixed-upload.ts';
 import { ResumeStore } from './resume-store.ts';
 import type { EngineUpload, TransferAdapter } from './transfer-adapter.ts';
@@ -158,25 +158,32 @@ export class DropboxFs implements SessionFs {
     const aside = `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
     await store.move(dbx, aside, entry);
     if (await store.hasChildren(aside)) {
-      await this.#moveBack(place, aside, entry);
+      await this.#putBack(store, aside, dbx, entry);
       throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
     }
     await store.delete(aside);
   }
 
-  /** RMD lost its race: the folder moved aside holds files; put them back where they were. */
-  async #moveBack(place: Place, aside: string, entry: DropboxEntry): Promise<void> {
-    const { store, dbx } = place;
+  /**
+   * An operation that moved `entry` aside (to a hidden RENAME_TEMP name) did not go through: put it
+   * back at `path`. Something committed at `path` meanwhile is newer and stays: a file there
+   * replaces the one aside (as that commit would have replaced it had nothing been moved), a folder
+   * there takes the children of the one aside, merged the same way. Nothing is left under the
+   * hidden name unless a call fails.
+   */
+  async #putBack(store: AccountStore, aside: string, path: string, entry: DropboxEntry): Promise<void> {
     try {
-      return await store.move(aside, dbx, entry);
+      return await store.move(aside, path, entry);
     } catch (err) {
       if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS')) throw err;
     }
-    // The folder was recreated meanwhile (a commit after the move): move the children into it.
-    for (const child of await store.rpc.listFolder(aside)) {
-      await store.move(`${aside}/${child.name}`, `${dbx}/${child.name}`, child).catch(() => {});
+    const there = await store.rpc.getMetadata(path);
+    if (entry.tag === 'folder' && there.tag === 'folder') {
+      for (const child of await store.rpc.listFolder(aside)) {
+        await this.#putBack(store, `${aside}/${child.name}`, `${path}/${child.name}`, child);
+      }
     }
-    if (!(await store.hasChildren(aside))) await store.delete(aside);
+    await store.delete(aside);
   }
 
   async remove(path: string): Promise<void> {
@@ -197,15 +204,17 @@ export class DropboxFs implements SessionFs {
     const store = src.store;
     const source = await store.stat(src.dbx);
     if (!source) throw notFound(from);
+    const asideOf = (dbx: string): string => `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
     if (src.dbx.toLowerCase() === dst.dbx.toLowerCase()) {
-      // move_v2 refuses case-only renames (dropbox-api.md 3.7): go through a temporary name.
-      const parent = this.#tree.place(parentOf(to)).dbx;
-      const temporary = `${parent}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
+      // move_v2 refuses case-only renames (dropbox-api.md 3.7): go through a temporary name. A
+      // commit at the name in between (a STOR of the file, or into the folder) makes the second
+      // move fail: what was moved aside goes back, merged with that commit (#putBack).
+      const temporary = asideOf(dst.dbx);
       await store.move(src.dbx, temporary, source);
       try {
         await store.move(temporary, dst.dbx, source);
       } catch (err) {
-        await store.move(temporary, src.dbx, source).catch(() => {});
+        await this.#putBack(store, temporary, src.dbx, source);
         throw err;
       }
       return;
@@ -219,8 +228,18 @@ export class DropboxFs implements SessionFs {
       this.#tree.check('delete', to);
       const target = await store.rpc.getMetadata(dst.dbx);
       if (source.tag !== 'file' || target.tag !== 'file') throw err;
-      await store.delete(dst.dbx, target.rev ?? undefined);
-      await store.move(src.dbx, dst.dbx, source);
+      // Dropbox has no move that replaces: the old file goes aside (move_v2 is atomic), the source
+      // takes its name, then the old file is deleted. If the source cannot move (another session
+      // renamed or deleted it meanwhile), the old file goes back: a failed RNTO changes nothing.
+      const aside = asideOf(dst.dbx);
+      await store.move(dst.dbx, aside, target);
+      try {
+        await store.move(src.dbx, dst.dbx, source);
+      } catch (moveErr) {
+        await this.#putBack(store, aside, dst.dbx, target);
+        throw moveErr;
+      }
+      await store.delete(aside);
     }
   }
 
@@ -235,7 +254,7 @@ export class DropboxFs implements SessionFs {
     return this.#resumes.peekOffset(ResumeStore.key(this.#user, place.store.name, place.dbx));
   }
 
-  async openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean }): Promise<UploadSink> {
+  async openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean; unique?: boolean }): Promise<UploadSink> {
     const place = this.#tree.check('write', path);
     if (path === '/' || place.dbx === '' || place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     if (baseName(path).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
@@ -264,9 +283,13 @@ export class DropboxFs implements SessionFs {
     // A new upload of the path from here on: a kept session of it is obsolete.
     this.#resumes.drop(key);
     const keep = !options.ascii;
-    if (prefixBytes === 0) return this.#track(key, store, this.#transfers.openUpload(account, dbx, {}), keep);
-    const upload = this.#transfers.openUpload(account, dbx, {});
-    const prefix = this.#transfers.openDownload(account, dbx, { offset: 0 });
+    if (prefixBytes === 0) return this.#track(key, store, this.#transfers.openUpload(account, dbx, options.unique ? { mode: 'add' } : {}), keep);
+    // The first bytes are copied from the version get_metadata saw, by its rev, and the commit
+    // replaces only that version: a file replaced meanwhile fails this upload (nothing committed)
+    // instead of being overwritten by a mix of the two, or losing the other writer's bytes.
+    const rev = existing?.rev ?? null;
+    const upload = this.#transfers.openUpload(account, dbx, rev ? { mode: { update: rev } } : {});
+    const prefix = this.#transfers.openDownload(account, rev ? `rev:${rev}` : dbx, { offset: 0 });
     this.#track(key, store, upload, keep);
     return new PrefixedUpload(upload, prefix, prefixBytes);
   }

@@ -1,6 +1,6 @@
 // An upload whose first bytes come from the file's current version (APPE, or REST beyond any kept
-// session): the engine upload receives `prefixBytes` read through the engine's download, then the
-// client's bytes. Main thread. Invariants: client bytes wait (backpressure) until the prefix is
+// session): the engine upload receives `prefixBytes` read through the engine's download (of that
+// version's rev; the commit replaces only that rev: dropbox-fs.ts), then the client's bytes. Main thread. Invariants: client bytes wait (backpressure) until the prefix is
 // fully copied and the whole download has ended verified (content_hash); a short prefix fails the
 // upload (DROPFTP_ERR_BAD_OFFSET); any failure aborts the engine upload, so nothing is committed.
 
@@ -20,7 +20,11 @@ export class PrefixedUpload extends Writable implements UploadSink {
     this.#prefix = prefix;
     inner.on('error', (err) => this.destroy(err));
     this.#ready = this.#copyPrefix(prefixBytes);
-    this.#ready.catch((err) => this.destroy(toDropftpError(err, 'DROPFTP_ERR_UPSTREAM')));
+    this.#ready.catch((err) => {
+      const e = toDropftpError(err, 'DROPFTP_ERR_UPSTREAM');
+      // The prefix is read by the rev get_metadata saw: gone means replaced or deleted meanwhile.
+      this.destroy(e.code === 'DROPFTP_ERR_NOT_FOUND' ? new DropftpError('DROPFTP_ERR_EXISTS', e.message, { clientDetail: 'the file changed meanwhile; nothing was saved' }) : e);
+    });
   }
 
   async #copyPrefix(prefixBytes: number): Promise<void> {

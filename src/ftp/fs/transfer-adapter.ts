@@ -21,5 +21,6 @@ export interface EngineUpload extends Writable {
 
 export interface TransferAdapter {
   openDownload(account: string, path: string, options: { offset?: number }): Readable;
-  openUpload(account: string, path: string, options: { resume?: ResumeToken; clientModified?: Date }): EngineUpload;
+  /** mode: how the commit meets a file at the path (the engine's CommitMode; default overwrite). */
+  openUpload(account: string, path: string, options: { resume?: ResumeToken; clientModified?: Date; mode?: 'overwrite' | 'add' | { update: string } }): EngineUpload;
 }

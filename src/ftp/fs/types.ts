@@ -41,7 +41,8 @@ export interface SessionFs {
    * session (its offsets count stored bytes, the client counts CRLF wire bytes): APPE over a kept
    * session is refused (DROPFTP_ERR_ASCII_RESUME).
    */
-  openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean }): Promise<UploadSink>;
+  /** unique: STOU, the commit takes the name only if it is still free (nothing is overwritten). */
+  openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean; unique?: boolean }): Promise<UploadSink>;
   /** Throws DROPFTP_ERR_PERMISSION unless the user may do `permission` at `path` (mounts may be read-only). */
   check?(permission: 'list' | 'read' | 'write' | 'delete' | 'mkdir' | 'rename', path: string): void;
   /** What check() would grant at `path`, without throwing (MLSD perm facts ask it per entry). */
