@@ -40,6 +40,7 @@ export class ControlConnection extends EventEmitter implements FtpSession {
   bufferSize: number | false = false;
   failedLogins = 0;
   epsvAll = false;
+  quitting = false;
   lastDataSetup: 'PASV' | 'EPSV' | 'PORT' | 'EPRT' | '' = '';
   mlstFacts: ReadonlySet<MlstFact> = new Set(MLST_FACTS);
   secure = false;
@@ -230,7 +231,9 @@ export class ControlConnection extends EventEmitter implements FtpSession {
     this.#closed = true;
     this.#clearLoginTimer();
     this.#queue.length = 0;
-    this.transfer?.abort(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'control connection closed'));
+    // A client gone without QUIT is interrupted: its upload, even if its data connection ended
+    // (a killed client closes both), commits nothing unless its commit is already on its way.
+    if (!this.quitting) this.transfer?.abort(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'control connection closed'));
     this.closeConnector();
   }
 

@@ -130,6 +130,8 @@ export interface FtpSession extends EventEmitter {
   failedLogins: number;
   /** After EPSV ALL (RFC 2428 4) only EPSV may set up data connections. */
   epsvAll: boolean;
+  /** QUIT was received: a transfer still running finishes, even if the connection closes first. */
+  quitting: boolean;
   lastDataSetup: 'PASV' | 'EPSV' | 'PORT' | 'EPRT' | '';
   /** The MLST/MLSD facts selected by OPTS MLST (all by default). */
   mlstFacts: ReadonlySet<MlstFact>;

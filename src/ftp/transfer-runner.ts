@@ -36,11 +36,13 @@ function lendsViews(source: Readable): source is Readable & ViewLender {
 export interface TransferHandle extends ActiveTransfer {
   readonly signal: AbortSignal;
   /**
-   * Set once a clean upload is handed to its commit: from then on abort() is ignored and the
-   * commit's own outcome makes the reply (an ABOR during the commit got 426 while the file was
-   * replaced all the same).
+   * True once an upload's commit is on its way (set by receiveStream at the clean end): from then
+   * on abort() is ignored and the commit's own outcome makes the reply (an ABOR during the commit
+   * got 426 while the file was replaced all the same). Between the clean end and the commit (the
+   * worker still sending the last bytes to Dropbox) an abort still stops it: a client killed
+   * mid-upload closes both its connections at once, and its truncated file must not be committed.
    */
-  committing: boolean;
+  committing: () => boolean;
 }
 
 /** Payload of the session's 'transfer-end' event: the handle's final facts (bytes as moved). */
@@ -85,9 +87,9 @@ export async function runTransfer(
     bytes: 0,
     done,
     signal: controller.signal,
-    committing: false,
+    committing: () => false,
     abort: (err) => {
-      if (!handle.committing) controller.abort(err);
+      if (!handle.committing()) controller.abort(err);
     },
   };
   session.transfer = handle;
@@ -301,7 +303,7 @@ export function receiveStream(socket: Duplex, sink: UploadSink, handle: Transfer
         if (!active) return;
         if (!clean) return fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'data connection reset before its end'));
         if (handle.signal.aborted) return; // onAbort has run or is queued: nothing is committed
-        handle.committing = true;
+        handle.committing = () => sink.commitStarted ?? true;
         dataSocket.end();
         sink.end();
       });

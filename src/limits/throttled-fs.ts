@@ -81,6 +81,10 @@ class ThrottledSink extends Writable implements UploadSink {
     callback(err);
   }
 
+  get commitStarted(): boolean {
+    return this.#inner.commitStarted ?? true;
+  }
+
   abort(reason?: string): void {
     this.destroy(new DropftpError('DROPFTP_ERR_ABORTED', reason ?? 'upload aborted'));
   }

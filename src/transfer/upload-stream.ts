@@ -69,6 +69,11 @@ export class UploadStream extends Writable {
     });
   }
 
+  /** The commit is on its way: destroy()/abort() no longer recall it. */
+  get commitStarted(): boolean {
+    return this.phase === 'committing';
+  }
+
   /** Stops the upload; nothing is committed; the stream errors with DROPFTP_ERR_ABORTED. */
   abort(reason = 'upload aborted'): void {
     this.destroy(new DropftpError('DROPFTP_ERR_ABORTED', reason));

@@ -48,7 +48,9 @@ async function pass(session: FtpSession, command: Command): Promise<void> {
 }
 
 async function quit(session: FtpSession): Promise<void> {
-  session.transfer?.abort(new DropftpError('DROPFTP_ERR_ABORTED', 'QUIT during transfer'));
+  // RFC 959 4.1.1: during a transfer the connection stays open for its result, then closes. A
+  // client that sends STOR, its bytes and QUIT without waiting for the 226 wants its file stored.
+  session.quitting = true;
   await session.transfer?.done;
   return session.close(221, 'Goodbye');
 }

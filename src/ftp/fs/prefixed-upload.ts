@@ -27,6 +27,10 @@ export class PrefixedUpload extends Writable implements UploadSink {
     });
   }
 
+  get commitStarted(): boolean {
+    return this.#inner.commitStarted;
+  }
+
   async #copyPrefix(prefixBytes: number): Promise<void> {
     let copied = 0;
     // Read to the download's end even past the prefix: the end is where the engine checks the

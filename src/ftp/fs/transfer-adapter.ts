@@ -15,6 +15,8 @@ export interface EngineUpload extends Writable {
   /** The committed file (set before 'finish'). */
   readonly metadata?: CommittedFile | null;
   abort(reason?: string): void;
+  /** After end(): the commit is on its way (abort() no longer recalls it). */
+  readonly commitStarted: boolean;
   /** After a failure: how to continue the session, or null when it cannot be resumed. */
   interrupted(): Promise<ResumeToken | null>;
 }

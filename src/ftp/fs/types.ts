@@ -18,6 +18,11 @@ export interface FileInfo {
 /** A Writable whose 'finish' means committed and verified; abort() commits nothing. */
 export interface UploadSink extends Writable {
   abort(reason?: string): void;
+  /**
+   * After end(): true once the commit is on its way and can no longer be recalled (before that,
+   * abort() still commits nothing). A sink without it counts as committing from its end().
+   */
+  readonly commitStarted?: boolean;
 }
 
 export interface SessionFs {
