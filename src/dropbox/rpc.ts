@@ -153,8 +153,11 @@ export class DropboxRpc {
     return pageOf(res.result, 'files/list_folder').entries.length > 0;
   }
 
-  async createFolder(path: string): Promise<void> {
-    await this.#call('files/create_folder_v2', (sdk) => sdk.filesCreateFolderV2({ path, autorename: false }));
+  /** Creates a folder; its id (as create_folder_v2 answered; '' if the answer had none). */
+  async createFolder(path: string): Promise<string> {
+    const res = await this.#call('files/create_folder_v2', (sdk) => sdk.filesCreateFolderV2({ path, autorename: false }));
+    const id = (res.result as { metadata?: { id?: unknown } } | null)?.metadata?.id;
+    return typeof id === 'string' ? id : '';
   }
 
   /** Deletes a path; with parentRev, only that very version of a file. */

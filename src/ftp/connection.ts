@@ -41,6 +41,7 @@ export class ControlConnection extends EventEmitter implements FtpSession {
   failedLogins = 0;
   epsvAll = false;
   quitting = false;
+  keptSizeOffered: string | null = null;
   lastDataSetup: 'PASV' | 'EPSV' | 'PORT' | 'EPRT' | '' = '';
   mlstFacts: ReadonlySet<MlstFact> = new Set(MLST_FACTS);
   secure = false;

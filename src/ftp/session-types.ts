@@ -132,6 +132,11 @@ export interface FtpSession extends EventEmitter {
   epsvAll: boolean;
   /** QUIT was received: a transfer still running finishes, even if the connection closes first. */
   quitting: boolean;
+  /**
+   * The path whose last SIZE answered a kept upload's offset (an interrupted STOR's session): an
+   * APPE of it continues that session (curl -C -: SIZE, then APPE); any other APPE appends to the file.
+   */
+  keptSizeOffered: string | null;
   lastDataSetup: 'PASV' | 'EPSV' | 'PORT' | 'EPRT' | '';
   /** The MLST/MLSD facts selected by OPTS MLST (all by default). */
   mlstFacts: ReadonlySet<MlstFact>;

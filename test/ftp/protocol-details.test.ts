@@ -161,4 +161,20 @@ test('USER after login releases the per-user session count (maxConnectionsPerUse
   }
 });
 
+test('folders made by MKD show their own unique fact at once (RFC 3659 7.5.2), not unique=0', async () => {
+  const c = await login('alice', 'alice-pw');
+  assert.is((await c.cmd('MKD /uq')).code, 257);
+  assert.is((await c.cmd('MKD /uq/a')).code, 257);
+  assert.is((await c.cmd('MKD /uq/b')).code, 257);
+  const unique = async (path: string): Promise<string> => {
+    const reply = await c.cmd(`MLST ${path}`);
+    assert.is(reply.code, 250, reply.text);
+    return /unique=([^;]*);/.exec(reply.text)![1]!;
+  };
+  const ids = [await unique('/uq'), await unique('/uq/a'), await unique('/uq/b')];
+  assert.ok(!ids.includes('0'), `no unique=0: ${ids.join(', ')}`);
+  assert.is(new Set(ids).size, 3, `three folders, three values: ${ids.join(', ')}`);
+  c.close();
+});
+
 test.run();

@@ -60,6 +60,47 @@ test('an interrupted STOR commits nothing; SIZE + REST n + STOR continue its kep
   c.close();
 });
 
+/** A STOR of `bytes` over a file of `committed` bytes, reset after `sent`; resolves with the kept session's offset (SIZE). */
+async function interruptedStor(c: RawFtp, path: string, bytes: Buffer, sent: number, committed: number): Promise<number> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send(`STOR ${path}`);
+  assert.is((await c.read()).code, 150);
+  await new Promise<void>((resolve, reject) => data.write(bytes.subarray(0, sent), (err) => (err ? reject(err) : resolve())));
+  await sleep(1500);
+  data.resetAndDestroy();
+  assert.is((await c.read(10_000)).code, 426);
+  for (let i = 0; i < 30; i++) {
+    const size = await c.cmd(`SIZE ${path}`);
+    // The kept session shows once the worker has given its token back (the committed size until then).
+    if (size.code === 213 && Number(size.text.slice(4)) !== committed) return Number(size.text.slice(4));
+    await sleep(100);
+  }
+  throw new Error('no kept session');
+}
+
+test('APPE continues a kept session only right after a SIZE that offered it; otherwise it appends to the file', async () => {
+  const c = await RawFtp.connect(stack.port);
+  await c.login(stack.user, stack.password);
+  assert.is((await upload(c, 'STOR /resume/log.txt', Buffer.from('line1\n'))).final.code, 226);
+  const next = randomBytes(10 * 1024 * 1024);
+  await interruptedStor(c, '/resume/log.txt', next, 9 * 1024 * 1024, 6);
+  // A plain append (a session that asked no SIZE): to the committed file, whatever upload of it
+  // was interrupted (it continued the kept session: the file became the other upload's 8 MiB + line2).
+  const logger = await RawFtp.connect(stack.port);
+  await logger.login(stack.user, stack.password);
+  const appended = await upload(logger, 'APPE /resume/log.txt', Buffer.from('line2\n'));
+  assert.is(appended.final.code, 226, appended.final.text);
+  assert.is((await download(logger, 'RETR /resume/log.txt')).data.toString(), 'line1\nline2\n', 'appended to the committed file');
+  logger.close();
+  // curl -C -: SIZE tells the kept offset, APPE sends the rest.
+  const kept = await interruptedStor(c, '/resume/log.txt', next, 9 * 1024 * 1024, 12);
+  const resumed = await upload(c, 'APPE /resume/log.txt', next.subarray(kept));
+  assert.is(resumed.final.code, 226, resumed.final.text);
+  assert.ok((await download(c, 'RETR /resume/log.txt')).data.equals(next), 'the kept session continued');
+  c.close();
+});
+
 test('defect: TLS context rebuilt per AUTH TLS / PASV / PORT (one shared context)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dropftp-tls-'));
   try {

@@ -75,6 +75,7 @@ async function size(session: FtpSession, command: Command): Promise<void> {
   // An interrupted upload of this path by this user: tell the client where to resume (REST n +
   // STOR, or APPE, continue the kept session); nothing of it is visible anywhere else.
   const kept = fs.keptUploadOffset?.(path) ?? null;
+  session.keptSizeOffered = kept !== null ? path : null;
   if (kept !== null) return session.reply(213, String(kept));
   const info = await fs.stat(path);
   if (info.isDirectory) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');

@@ -98,6 +98,8 @@ async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE
 }
 
 async function storeAt(session: FtpSession, command: Command, mode: 'STOR' | 'APPE' | 'STOU', fs: SessionFs, rest: number, reserve: (path: string) => void): Promise<void> {
+  const offered = session.keptSizeOffered;
+  session.keptSizeOffered = null;
   const { socket, sink, path } = await prepare(session, async () => {
     if (mode === 'STOU') fs.check?.('write', fs.resolve(command.arg || 'file'));
     const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
@@ -110,7 +112,7 @@ async function storeAt(session: FtpSession, command: Command, mode: 'STOR' | 'AP
     const socket = await waitForData(session);
     let sink: UploadSink;
     try {
-      sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii, unique: mode === 'STOU' });
+      sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii, unique: mode === 'STOU', continueKept: offered === path });
     } catch (err) {
       socket.destroy();
       throw err;

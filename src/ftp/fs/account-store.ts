@@ -96,8 +96,9 @@ export class AccountStore {
   }
 
   async createFolder(path: string): Promise<void> {
-    await this.rpc.createFolder(path);
-    this.cache?.applyLocalWrite({ '.tag': 'folder', name: lastName(path), path_lower: path.toLowerCase(), path_display: path, id: '' });
+    // The id goes into the cache too: MLST/MLSD's unique fact is made from it (RFC 3659 7.5.2).
+    const id = await this.rpc.createFolder(path);
+    this.cache?.applyLocalWrite({ '.tag': 'folder', name: lastName(path), path_lower: path.toLowerCase(), path_display: path, id });
   }
 
   /** Creates the folder unless it exists (user roots, mount targets); once per process and path. */

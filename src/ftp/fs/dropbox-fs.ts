@@ -254,7 +254,7 @@ export class DropboxFs implements SessionFs {
     return this.#resumes.peekOffset(ResumeStore.key(this.#user, place.store.name, place.dbx));
   }
 
-  async openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean; unique?: boolean }): Promise<UploadSink> {
+  async openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean; unique?: boolean; continueKept?: boolean }): Promise<UploadSink> {
     const place = this.#tree.check('write', path);
     if (path === '/' || place.dbx === '' || place.isMountPoint || this.#tree.holdsMount(path)) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     if (baseName(path).startsWith(RENAME_TEMP)) throw new DropftpError('DROPFTP_ERR_BAD_PATH');
@@ -266,15 +266,17 @@ export class DropboxFs implements SessionFs {
     const kept = this.#resumes.peek(key);
     // TYPE A: the kept session's offset counts stored bytes, the client counts what it sent (CRLF);
     // continuing it from there could commit shifted bytes (vsftpd refuses ASCII resumes too).
-    if (options.ascii && (options.offset > 0 || (options.append && kept))) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
+    if (options.ascii && (options.offset > 0 || (options.append && options.continueKept && kept))) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
     // APPE and REST n continue what is there: ask Dropbox itself, never the cache. A plain STOR
     // spends no call before its first bytes (issue #14): a folder the cache knows is refused now;
     // one it does not know is refused by the commit's own path/conflict/folder, nothing committed.
     const existing = options.append || options.offset > 0 ? await this.#metadata(store, dbx) : store.cached(dbx);
     if (existing?.tag === 'folder') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     // Continue the kept session when the client resumes exactly where it stopped (and no other
-    // session of this user took it meanwhile).
-    const resumeAt = options.append ? (kept?.offset ?? -1) : options.offset;
+    // session of this user took it meanwhile): REST at its offset, or an APPE right after a SIZE
+    // that answered it. An APPE without that SIZE means the file: it appends to what is committed
+    // (it took the kept session's bytes in place of the file's, and the committed file was lost).
+    const resumeAt = options.append ? (options.continueKept ? (kept?.offset ?? -1) : -1) : options.offset;
     if (kept && resumeAt === kept.offset && resumeAt > 0 && this.#resumes.takeIf(key, kept)) {
       return this.#track(key, store, this.#transfers.openUpload(account, dbx, { resume: kept }));
     }

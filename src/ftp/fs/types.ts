@@ -46,8 +46,12 @@ export interface SessionFs {
    * session (its offsets count stored bytes, the client counts CRLF wire bytes): APPE over a kept
    * session is refused (DROPFTP_ERR_ASCII_RESUME).
    */
-  /** unique: STOU, the commit takes the name only if it is still free (nothing is overwritten). */
-  openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean; unique?: boolean }): Promise<UploadSink>;
+  /**
+   * unique: STOU, the commit takes the name only if it is still free (nothing is overwritten).
+   * continueKept: an APPE continues the path's kept upload session (the client was told its offset
+   * by SIZE); without it an APPE appends to the file.
+   */
+  openWrite(path: string, options: { offset: number; append: boolean; ascii?: boolean; unique?: boolean; continueKept?: boolean }): Promise<UploadSink>;
   /** Throws DROPFTP_ERR_PERMISSION unless the user may do `permission` at `path` (mounts may be read-only). */
   check?(permission: 'list' | 'read' | 'write' | 'delete' | 'mkdir' | 'rename', path: string): void;
   /** What check() would grant at `path`, without throwing (MLSD perm facts ask it per entry). */
