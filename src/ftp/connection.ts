@@ -15,6 +15,9 @@ import { DEFAULT_REPLY_TEXT } from './ftp-srv-parts.ts';
 import { LineReader } from './line-reader.ts';
 import { MLST_FACTS, type ActiveTransfer, type Command, type CommandSpec, type FtpSession, type MlstFact, type ReplyLine, type ReplyOptions, type SessionHost } from './session-types.ts';
 
+/** RFC 959's verbs dropftp does not implement: 502; any other unknown verb is 500 (RFC 959 4.2). */
+const UNIMPLEMENTED_VERBS = new Set(['ACCT', 'SMNT', 'REIN']);
+
 export type { ActiveTransfer, FtpSession } from './session-types.ts';
 
 export interface SessionOrigin {
@@ -190,7 +193,10 @@ export class ControlConnection extends EventEmitter implements FtpSession {
       // A line of blanks, or one that starts with a space (" NOOP"): no verb, not a line too long.
       if (command.directive === '') throw new DropftpError('DROPFTP_ERR_NO_VERB');
       const spec = this.server.commands.get(command.directive);
-      if (!spec) throw new DropftpError('DROPFTP_ERR_UNKNOWN_COMMAND', `unknown verb ${command.directive.slice(0, 16)}`);
+      if (!spec) {
+        const code = UNIMPLEMENTED_VERBS.has(command.directive) ? 'DROPFTP_ERR_UNKNOWN_COMMAND' : 'DROPFTP_ERR_UNRECOGNIZED_COMMAND';
+        throw new DropftpError(code, `unknown verb ${command.directive.slice(0, 16)}`);
+      }
       if (!this.#allowed(spec, command.directive)) throw new DropftpError('DROPFTP_ERR_PERMISSION', `${command.directive} is not allowed here`);
       if (!spec.noAuth && !this.authenticated) throw new DropftpError('DROPFTP_ERR_NOT_LOGGED_IN');
       if (this.server.requireTls && !this.secure && (spec.name === 'USER' || spec.name === 'PASS')) {

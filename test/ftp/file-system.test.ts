@@ -174,10 +174,25 @@ test('session commands: SYST, MODE, STRU, OPTS UTF8, HELP, NOOP, ALLO, STAT', as
   const help = await c.cmd('HELP');
   assert.is(help.code, 214);
   assert.ok(help.text.includes('MLSD'));
+  // No certificate here: AUTH, PBSZ and PROT only refuse, so HELP does not list them.
+  for (const verb of ['AUTH', 'PBSZ', 'PROT']) assert.not.ok(help.text.split(/\s+/).includes(verb), `HELP lists ${verb}`);
   assert.is((await c.cmd('HELP RETR')).code, 214);
   assert.is((await c.cmd('ALLO 100')).code, 202);
   assert.is((await c.cmd('STAT')).code, 211);
-  assert.is((await c.cmd('FOO')).code, 502);
+  // RFC 959 4.2: 500 for a verb not recognized, 502 for one of its own that is not implemented.
+  assert.is((await c.cmd('FOO')).text, '500 Syntax error, command unrecognized');
+  assert.is((await c.cmd('ACCT x')).code, 502);
+  assert.is((await c.cmd('REIN')).code, 502);
+});
+
+test('TYPE A: the 150 of a RETR claims no byte count (CRLF makes more bytes than the file holds)', async () => {
+  assert.is((await upload(c, 'STOR /lines.txt', Buffer.from('a\nb\nc\n'))).final.code, 226);
+  assert.is((await c.cmd('TYPE A')).code, 200);
+  const got = await download(c, 'RETR /lines.txt');
+  assert.is(got.data.toString(), 'a\r\nb\r\nc\r\n');
+  assert.not.match(got.first.text, /bytes/, got.first.text);
+  assert.is((await c.cmd('TYPE I')).code, 200);
+  assert.match((await download(c, 'RETR /lines.txt')).first.text, /\(6 bytes\)/);
 });
 
 test.run();

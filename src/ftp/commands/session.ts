@@ -114,6 +114,8 @@ async function rest(session: FtpSession, command: Command): Promise<void> {
   return session.reply(350, `Restarting at ${offset}. Send STORE or RETRIEVE to initiate transfer`);
 }
 
+const TLS_VERBS = new Set(['AUTH', 'PBSZ', 'PROT']);
+
 async function help(session: FtpSession, command: Command): Promise<void> {
   const table = session.server.commands;
   if (command.arg) {
@@ -121,7 +123,9 @@ async function help(session: FtpSession, command: Command): Promise<void> {
     if (!spec) throw new DropftpError('DROPFTP_ERR_UNKNOWN_COMMAND', `HELP ${command.arg.slice(0, 16)}`);
     return session.reply(214, spec.syntax, spec.description);
   }
-  const names = [...new Set([...table.values()].map((spec) => spec.name))].sort();
+  // Without a certificate the TLS verbs only refuse: not listed as recognized then.
+  const tls = session.server.secureContext !== null;
+  const names = [...new Set([...table.values()].map((spec) => spec.name))].filter((name) => tls || !TLS_VERBS.has(name)).sort();
   const rows: string[] = [];
   for (let i = 0; i < names.length; i += 8) rows.push(' ' + names.slice(i, i + 8).join(' '));
   return session.reply(214, 'The following commands are recognized:', ...rows.map((row) => ({ message: row, raw: true })), 'Help OK');

@@ -54,7 +54,8 @@ async function retr(session: FtpSession, command: Command): Promise<void> {
     // ring and memory share stayed taken, and the engine's close waited on it for ever).
     wire.once('close', () => source.destroy());
   }
-  await session.reply(150, `Opening ${ascii ? 'ASCII' : 'BINARY'} mode data connection for ${info.name} (${info.size - offset} bytes)`);
+  // The byte count only in binary: TYPE A sends more (CRLF for each LF) than the file holds.
+  await session.reply(150, ascii ? `Opening ASCII mode data connection for ${info.name}` : `Opening BINARY mode data connection for ${info.name} (${info.size - offset} bytes)`);
   await runTransfer(session, 'RETR', socket, (handle) => sendStream(wire, socket, handle, session.server.limits.unusedDataTimeoutMs));
 }
 
