@@ -177,4 +177,19 @@ test('folders made by MKD show their own unique fact at once (RFC 3659 7.5.2), n
   c.close();
 });
 
+test('names with CR or LF (made through the Dropbox API) are left out of listings instead of breaking them', async () => {
+  await putFile(sdk, '/alice/crlf/cr\rname', 'x');
+  await putFile(sdk, '/alice/crlf/nl\nname', 'y');
+  await putFile(sdk, '/alice/crlf/plain.txt', 'z');
+  const c = await login('alice', 'alice-pw');
+  for (const verb of ['NLST', 'LIST', 'MLSD']) {
+    const got = await download(c, `${verb} /crlf`);
+    assert.is(got.final.code, 226, `${verb}: ${got.final.text}`);
+    const lines = got.data.toString().split('\r\n').filter(Boolean);
+    assert.is(lines.length, 1, `${verb}: ${JSON.stringify(lines)}`);
+    assert.ok(lines[0]!.endsWith('plain.txt'), lines[0]);
+  }
+  c.close();
+});
+
 test.run();

@@ -117,7 +117,9 @@ export class DropboxFs implements SessionFs {
     // Mount points shadow whatever the folder holds under their name; virtual parents of deeper
     // mounts show only when the folder holds nothing of that name.
     const shadowed = new Set(mounted.filter((m) => m.isMountPoint).map((m) => m.name.toLowerCase()));
-    const infos = entries.filter((e) => !shadowed.has(e.name.toLowerCase()) && !e.name.startsWith(RENAME_TEMP)).map((e) => toInfo(e));
+    // A name with CR or LF (Dropbox allows them; FTP paths cannot hold them, 553) would break every
+    // line of a listing into phantom entries: such entries are left out, as the hidden ones are.
+    const infos = entries.filter((e) => !shadowed.has(e.name.toLowerCase()) && !e.name.startsWith(RENAME_TEMP) && !/[\r\n]/.test(e.name)).map((e) => toInfo(e));
     const present = new Set(infos.map((i) => i.name.toLowerCase()));
     for (const { name } of mounted) {
       if (present.has(name.toLowerCase())) continue;
