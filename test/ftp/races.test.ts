@@ -5,7 +5,7 @@
 // deleted that file when its source had gone meanwhile; a case-only rename raced by a commit left
 // the folder's files under a hidden name; racing STOUs got one "unique" name and overwrote each
 // other; APPE copied the first bytes of whatever version was current and overwrote whatever was
-// there at its commit.
+// there at its commit; DELE refused to delete a newer version but said "File or directory exists".
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -217,6 +217,26 @@ test("APPE over a file replaced before its commit fails and keeps the other writ
   const again = await upload(c, 'APPE /ap2/log', Buffer.from('line2\n'));
   assert.is(again.final.code, 226, again.final.text);
   assert.is(await readFileText(sdk, '/alice/ap2/log'), 'replaced\nline2\n');
+  c.close();
+});
+
+test('DELE of a file replaced after it was looked up keeps the new version and says why', async () => {
+  const c = await login();
+  await putFile(sdk, '/alice/dl/f.txt', 'old');
+  const before = await faultCount();
+  await hold('files/delete_v2');
+  let reply;
+  try {
+    c.send('DELE /dl/f.txt');
+    await held(before);
+    await putFile(sdk, '/alice/dl/f.txt', 'new');
+    reply = await c.read(10_000);
+  } finally {
+    await stack.service.box.setFaults({ rules: [] });
+  }
+  assert.is(reply.code, 550, reply.text);
+  assert.match(reply.text, /changed meanwhile; not deleted/);
+  assert.is(await readFileText(sdk, '/alice/dl/f.txt'), 'new');
   c.close();
 });
 

@@ -193,7 +193,15 @@ export class DropboxFs implements SessionFs {
     if (path === '/' || place.dbx === '' || place.isMountPoint) throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
     const entry = await place.store.rpc.getMetadata(place.dbx);
     if (entry.tag !== 'file') throw new DropftpError('DROPFTP_ERR_NOT_A_FILE');
-    await place.store.delete(place.dbx, entry.rev ?? undefined);
+    try {
+      await place.store.delete(place.dbx, entry.rev ?? undefined);
+    } catch (err) {
+      // parent_rev: a newer version committed since get_metadata is not deleted (said as a conflict).
+      if (err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS') {
+        throw new DropftpError('DROPFTP_ERR_EXISTS', err.message, { clientDetail: 'the file changed meanwhile; not deleted' });
+      }
+      throw err;
+    }
   }
 
   async rename(from: string, to: string): Promise<void> {
