@@ -165,7 +165,16 @@ export async function startDropftp(options: DropftpOptions): Promise<Dropftp> {
   try {
     engine = await TransferEngine.start({ ...options.engine, ...(options.engineWorkers ? { workers: options.engineWorkers } : {}) }, { deferWorkers: true });
     const running = engine;
-    const accounts = new AccountRegistry({ box, dataDir, engine: running, sync, tokens, credentials: async () => (await readCredentialsFile(credentialsFile)).accounts, rpcObserver: metrics.rpcObserver });
+    const accounts = new AccountRegistry({
+      box,
+      dataDir,
+      engine: running,
+      sync,
+      tokens,
+      credentials: async () => (await readCredentialsFile(credentialsFile)).accounts,
+      rpcObserver: metrics.rpcObserver,
+      warn: (message) => log.warn({ event: 'aside-journal' }, message),
+    });
     metrics.attachEngine(() => running.stats());
     // The status page first: a bad admin token stops the start-up before any listener opens.
     // Loaded only when configured: a server without the admin listener never loads its modules.

@@ -27,6 +27,8 @@ export interface FaultDecision {
 export class Faults {
   private spec: FaultSpec = { rules: [] };
   private fired: number[] = [];
+  /** Per rule: matching requests let pass so far (its `skip`). */
+  private skipped: number[] = [];
   private rng: () => number = Math.random;
   private readonly inFlight = new Map<string, number>();
   readonly counts: Record<string, number> = {};
@@ -40,6 +42,7 @@ export class Faults {
     validate(spec);
     this.spec = spec;
     this.fired = spec.rules.map(() => 0);
+    this.skipped = spec.rules.map(() => 0);
     this.rng = spec.seed === undefined ? Math.random : mulberry32(spec.seed);
   }
 
@@ -64,6 +67,10 @@ export class Faults {
       if ((rule.kind === 'malformed' || DOWNLOAD_ONLY.has(rule.kind)) && rule.kind !== 'corrupt' && d.badAnswer) return;
       if ((rule.kind === 'too_many_requests' || rule.kind === 'too_many_write_operations' || rule.kind === 'server_error') && d.reply) return;
       if (rule.kind === 'reset' && d.resetAfterBytes !== null) return;
+      if (rule.skip !== undefined && this.skipped[i]! < rule.skip) {
+        this.skipped[i]!++;
+        return;
+      }
       if (this.rng() >= (rule.probability ?? 1)) return;
       this.fired[i]!++;
       this.count(rule.kind);
@@ -133,7 +140,7 @@ function validate(spec: FaultSpec): void {
     if (!r || !(KINDS as readonly string[]).includes(r.kind)) fail(`rules[${i}].kind must be one of ${KINDS.join(', ')}`);
     if (r.probability !== undefined && !(r.probability >= 0 && r.probability <= 1)) fail(`rules[${i}].probability must be in 0..1`);
     if (r.status !== undefined && !(Number.isInteger(r.status) && r.status >= 500 && r.status <= 599)) fail(`rules[${i}].status must be 500..599`);
-    for (const k of ['latencyMs', 'afterBytes', 'count', 'retryAfterSec', 'bytes'] as const) {
+    for (const k of ['latencyMs', 'afterBytes', 'count', 'skip', 'retryAfterSec', 'bytes'] as const) {
       const v = r[k];
       if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(`rules[${i}].${k} must be a non-negative integer`);
     }

@@ -18,6 +18,7 @@ export interface FaultRule {
   // (upload body, before the box hashes or stores it): flip the byte at this offset (default: random)
   afterBytes?: number;
   count?: number; // stop after firing this many times
+  skip?: number; // let this many matching requests pass first (hold the second move_v2 of an operation: skip 1)
   bytes?: number; // range_shift: how far the answer's range starts from the one asked; short_body, long_body: bytes missing or added (default 1)
 }
 

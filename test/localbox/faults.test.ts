@@ -157,4 +157,11 @@ test('concurrency cap per account answers 429 too_many_requests beyond it', asyn
   await noAuth.text();
 });
 
+test('skip: a rule lets that many matching requests pass before it applies', async () => {
+  await t.box.setFaults({ rules: [{ kind: 'server_error', status: 503, routes: ['check/user'], skip: 2, count: 1 }] });
+  assert.equal([(await check(alice)).status, (await check(alice)).status, (await check(alice)).status, (await check(alice)).status], [200, 200, 503, 200]);
+  const bad = await fetch(`${t.box.url}/admin/faults`, { method: 'POST', headers: { Authorization: `Bearer ${t.box.adminToken}` }, body: JSON.stringify({ rules: [{ kind: 'latency', skip: -1 }] }) });
+  assert.is(bad.status, 400);
+});
+
 test.run();

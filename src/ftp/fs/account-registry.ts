@@ -18,6 +18,7 @@ import type { TokenManager } from '../../auth/token-manager.ts';
 import type { LocalBox, LocalBoxAccount } from '../../localbox/index.ts';
 import type { SyncRegistry } from '../../sync/index.ts';
 import { AccountStore } from './account-store.ts';
+import { AsideJournal } from './aside-journal.ts';
 
 type StoredAccount = Omit<LocalBoxAccount, 'accessToken'>;
 
@@ -47,6 +48,8 @@ export interface AccountRegistryOptions {
   credentials?: () => Promise<Record<string, AccountCredentials>>;
   /** Told about every RPC request (metrics). */
   rpcObserver?: RpcObserver;
+  /** Where warnings go (an unreadable journal of moves aside, an entry not put back yet). */
+  warn?: (message: string) => void;
 }
 
 export class AccountRegistry {
@@ -54,6 +57,7 @@ export class AccountRegistry {
   readonly #stores = new Map<string, Promise<AccountStore>>();
   readonly #releases: (() => void)[] = [];
   #fileWrite: Promise<void> = Promise.resolve();
+  #journal: Promise<AsideJournal> | null = null;
 
   constructor(options: AccountRegistryOptions) {
     this.#options = options;
@@ -115,7 +119,13 @@ export class AccountRegistry {
       this.#releases.push(held.release);
       cache = held.cache;
     }
-    return new AccountStore(name, rpc, cache);
+    // What a previous run moved aside and did not settle goes back before any session uses the store.
+    this.#journal ??= AsideJournal.open(join(this.#options.dataDir, 'asides.json'), this.#options.warn);
+    const journal = await this.#journal;
+    const store = new AccountStore(name, rpc, cache, journal);
+    const replayed = await store.replayAsides(this.#options.warn);
+    if (replayed > 0) this.#options.warn?.(`${name}: put back ${replayed} entries a previous run had moved aside and not settled`);
+    return store;
   }
 
   async #readFile(): Promise<Record<string, StoredAccount>> {

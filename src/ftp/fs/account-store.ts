@@ -10,6 +10,7 @@ import { DropftpError } from '../../errors.ts';
 import type { DropboxEntry, DropboxRpc } from '../../dropbox/rpc.ts';
 import type { CacheEntry, DirectoryCache, RawMetadata } from '../../sync/index.ts';
 import type { FileMetadata } from '../../transfer/task-wire.ts';
+import type { AsideEntry, AsideJournal } from './aside-journal.ts';
 
 /** Committed upload metadata as the transfer engine returns it (Dropbox FileMetadata). */
 export type CommittedFile = FileMetadata;
@@ -43,9 +44,13 @@ export class AccountStore {
   readonly stats: StoreStats = { cacheHits: 0, rpcReads: 0 };
   readonly #ensured = new Map<string, Promise<void>>();
 
-  constructor(name: string, rpc: DropboxRpc, cache: DirectoryCache | null) {
+  /** Where moves aside are journaled (aside-journal.ts); null: not journaled (a crash may strand one). */
+  readonly asides: AsideJournal | null;
+
+  constructor(name: string, rpc: DropboxRpc, cache: DirectoryCache | null, asides: AsideJournal | null = null) {
     this.name = name;
     this.rpc = rpc;
+    this.asides = asides;
     this.cache = cache;
   }
 
@@ -140,6 +145,75 @@ export class AccountStore {
       Object.assign(moved, { size: source.size, rev: source.rev ?? undefined, client_modified: source.modified?.toISOString() });
     }
     this.cache.applyLocalMove(from, moved);
+  }
+
+  /**
+   * Moves `entry` from `path` to the hidden name `aside`, journaled first: until settleAside(), a
+   * gateway killed meanwhile puts it back at its next start (replayAsides).
+   */
+  async moveAside(path: string, aside: string, entry: DropboxEntry): Promise<AsideEntry> {
+    const record: AsideEntry = { account: this.name, aside, path, tag: entry.tag };
+    await this.asides?.record(record);
+    try {
+      await this.move(path, aside, entry);
+    } catch (err) {
+      await this.asides?.settle(record).catch(() => {});
+      throw err;
+    }
+    return record;
+  }
+
+  /** The operation that moved `record` aside is over (done, or put back): forget it. */
+  async settleAside(record: AsideEntry): Promise<void> {
+    // Not written: the entry stays in the journal, and the next start finds nothing aside or puts it back.
+    await this.asides?.settle(record).catch(() => {});
+  }
+
+  /**
+   * What was moved aside goes back to `path`. Something committed at `path` meanwhile is newer and
+   * stays: a file there replaces the one aside (as that commit would have replaced it had nothing
+   * been moved), a folder there takes the children of the one aside, merged the same way.
+   */
+  async putBack(aside: string, path: string, entry: DropboxEntry): Promise<void> {
+    try {
+      return await this.move(aside, path, entry);
+    } catch (err) {
+      if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS')) throw err;
+    }
+    const there = await this.rpc.getMetadata(path);
+    if (entry.tag === 'folder' && there.tag === 'folder') {
+      for (const child of await this.rpc.listFolder(aside)) {
+        await this.putBack(`${aside}/${child.name}`, `${path}/${child.name}`, child);
+      }
+    }
+    await this.delete(aside);
+  }
+
+  /**
+   * Puts back what a previous run moved aside and never settled (it was killed in between): the
+   * operation did not finish, so its entry goes back where it was (or, where a newer one took its
+   * name, gives way to it). An entry that fails stays journaled for the next start.
+   */
+  async replayAsides(warn: (message: string) => void = () => {}): Promise<number> {
+    let replayed = 0;
+    for (const record of this.asides?.pending(this.name) ?? []) {
+      try {
+        let aside: DropboxEntry | null = null;
+        try {
+          aside = await this.rpc.getMetadata(record.aside);
+        } catch (err) {
+          if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_NOT_FOUND')) throw err;
+        }
+        if (aside) {
+          await this.putBack(record.aside, record.path, aside);
+          replayed++;
+        }
+        await this.asides!.settle(record);
+      } catch (err) {
+        warn(`${this.name}:${record.aside} (moved aside from ${record.path}) not put back yet: ${(err as Error).message}`);
+      }
+    }
+    return replayed;
   }
 
   /** The transfer engine committed `file`: show it now. */

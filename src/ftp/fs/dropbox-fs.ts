@@ -158,34 +158,14 @@ export class DropboxFs implements SessionFs {
     // inside the moved folder, found by a second check, and moved back. Only what is written
     // into the hidden aside name itself could still be lost, and FTP refuses that name.
     const aside = `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
-    await store.move(dbx, aside, entry);
+    const record = await store.moveAside(dbx, aside, entry);
     if (await store.hasChildren(aside)) {
-      await this.#putBack(store, aside, dbx, entry);
+      await store.putBack(aside, dbx, entry);
+      await store.settleAside(record);
       throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
     }
     await store.delete(aside);
-  }
-
-  /**
-   * An operation that moved `entry` aside (to a hidden RENAME_TEMP name) did not go through: put it
-   * back at `path`. Something committed at `path` meanwhile is newer and stays: a file there
-   * replaces the one aside (as that commit would have replaced it had nothing been moved), a folder
-   * there takes the children of the one aside, merged the same way. Nothing is left under the
-   * hidden name unless a call fails.
-   */
-  async #putBack(store: AccountStore, aside: string, path: string, entry: DropboxEntry): Promise<void> {
-    try {
-      return await store.move(aside, path, entry);
-    } catch (err) {
-      if (!(err instanceof DropftpError && err.code === 'DROPFTP_ERR_EXISTS')) throw err;
-    }
-    const there = await store.rpc.getMetadata(path);
-    if (entry.tag === 'folder' && there.tag === 'folder') {
-      for (const child of await store.rpc.listFolder(aside)) {
-        await this.#putBack(store, `${aside}/${child.name}`, `${path}/${child.name}`, child);
-      }
-    }
-    await store.delete(aside);
+    await store.settleAside(record);
   }
 
   async remove(path: string): Promise<void> {
@@ -218,15 +198,17 @@ export class DropboxFs implements SessionFs {
     if (src.dbx.toLowerCase() === dst.dbx.toLowerCase()) {
       // move_v2 refuses case-only renames (dropbox-api.md 3.7): go through a temporary name. A
       // commit at the name in between (a STOR of the file, or into the folder) makes the second
-      // move fail: what was moved aside goes back, merged with that commit (#putBack).
+      // move fail: what was moved aside goes back, merged with that commit (AccountStore.putBack).
       const temporary = asideOf(dst.dbx);
-      await store.move(src.dbx, temporary, source);
+      const record = await store.moveAside(src.dbx, temporary, source);
       try {
         await store.move(temporary, dst.dbx, source);
       } catch (err) {
-        await this.#putBack(store, temporary, src.dbx, source);
+        await store.putBack(temporary, src.dbx, source);
+        await store.settleAside(record);
         throw err;
       }
+      await store.settleAside(record);
       return;
     }
     try {
@@ -242,14 +224,22 @@ export class DropboxFs implements SessionFs {
       // takes its name, then the old file is deleted. If the source cannot move (another session
       // renamed or deleted it meanwhile), the old file goes back: a failed RNTO changes nothing.
       const aside = asideOf(dst.dbx);
-      await store.move(dst.dbx, aside, target);
+      const record = await store.moveAside(dst.dbx, aside, target);
       try {
         await store.move(src.dbx, dst.dbx, source);
       } catch (moveErr) {
-        await this.#putBack(store, aside, dst.dbx, target);
+        await store.putBack(aside, dst.dbx, target);
+        await store.settleAside(record);
         throw moveErr;
       }
-      await store.delete(aside);
+      // The rename is done; the old file's delete, if it fails now, is left to the journal: the
+      // next start finds the new file at the name and deletes the old one aside.
+      try {
+        await store.delete(aside);
+        await store.settleAside(record);
+      } catch {
+        /* journaled */
+      }
     }
   }
 
