@@ -10,8 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Dropbox } from 'dropbox';
-import { RawFtp, download, sleep, upload } from './helpers/raw-client.ts';
-import { openData } from './helpers/raw-client.ts';
+import { RawFtp, download, sendUpload, sleep, upload } from './helpers/raw-client.ts';
 import { putFile, readFileText, startUsersStack, type UsersStack } from '../users/helpers.ts';
 
 let stack: UsersStack;
@@ -145,14 +144,8 @@ test("STOU whose name another client takes before its commit fails and leaves th
   const c = await login();
   const before = await faultCount();
   await hold('files/upload_session/finish_batch_v2');
-  let first;
   try {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send('STOU /stou2/name.txt');
-    first = await c.read();
-    assert.is(first.code, 150, first.text);
-    data.end(Buffer.from('from STOU'));
+    const { data } = await sendUpload(c, 'STOU /stou2/name.txt', Buffer.from('from STOU'));
     await held(before);
     await putFile(sdk, '/alice/stou2/name.txt', 'from another client');
     const final = await c.read(10_000);
@@ -173,12 +166,7 @@ test('APPE over a file replaced while its first bytes are read fails; the new ve
   await hold('files/download'); // the copy of the current version's bytes
   let reply;
   try {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send('APPE /ap/log');
-    const first = await c.read();
-    assert.is(first.code, 150, first.text);
-    data.end(Buffer.from('[tail]'));
+    const { data } = await sendUpload(c, 'APPE /ap/log', Buffer.from('[tail]'));
     await held(before);
     await putFile(sdk, '/alice/ap/log', 'N'.repeat(3000));
     reply = await c.read(10_000);
@@ -198,11 +186,7 @@ test("APPE over a file replaced before its commit fails and keeps the other writ
   await hold('files/upload_session/finish_batch_v2');
   let reply;
   try {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send('APPE /ap2/log');
-    assert.is((await c.read()).code, 150);
-    data.end(Buffer.from('line2\n'));
+    const { data } = await sendUpload(c, 'APPE /ap2/log', Buffer.from('line2\n'));
     await held(before);
     await putFile(sdk, '/alice/ap2/log', 'replaced\n');
     reply = await c.read(10_000);

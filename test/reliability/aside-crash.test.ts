@@ -78,6 +78,19 @@ async function killDuring(gateway: Child, skip: number, start: () => void): Prom
   throw new Error('the move was never held');
 }
 
+/** The gateway started again on the data directory (it replays its journal), a session of it, then `check`. */
+async function restarted(check: (c: RawFtp, service: Dropftp) => Promise<void>): Promise<void> {
+  const service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0, engineWorkers: 1 });
+  try {
+    const c = await RawFtp.connect(service.port);
+    await c.login(user, password);
+    await check(c, service);
+    c.close();
+  } finally {
+    await service.close();
+  }
+}
+
 async function hiddenIn(service: Dropftp, folder: string): Promise<string[]> {
   const store = await service.accounts.get('local');
   return (await store.rpc.listFolder(folder)).map((e) => e.name).filter((n) => n.startsWith('.dropftp-'));
@@ -94,18 +107,12 @@ test('RNTO over a file, killed after the old file went aside: the old file is ba
   await killDuring(gateway, 2, () => c.send('RNTO /rx/dst.txt'));
   c.socket.destroy();
 
-  const service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0, engineWorkers: 1 });
-  try {
-    const d = await RawFtp.connect(service.port);
-    await d.login(user, password);
+  await restarted(async (d, service) => {
     assert.is((await download(d, 'RETR /rx/dst.txt')).data.toString(), 'destination', 'the old file is back');
     assert.is((await download(d, 'RETR /rx/src.txt')).data.toString(), 'source', 'the source where it was');
     assert.equal(await hiddenIn(service, '/rx'), [], 'nothing left hidden');
     assert.equal(JSON.parse(await readFile(join(dataDir, 'asides.json'), 'utf8')), [], 'the journal is settled');
-    d.close();
-  } finally {
-    await service.close();
-  }
+  });
 });
 
 test('a case-only rename of a folder, killed between its two moves: the folder is back with its files', async () => {
@@ -118,17 +125,11 @@ test('a case-only rename of a folder, killed between its two moves: the folder i
   await killDuring(gateway, 1, () => c.send('RNTO /cx/DIR'));
   c.socket.destroy();
 
-  const service = await startDropftp({ dataDir, host: '127.0.0.1', port: 0, engineWorkers: 1 });
-  try {
-    const d = await RawFtp.connect(service.port);
-    await d.login(user, password);
+  await restarted(async (d, service) => {
     const list = await download(d, 'NLST /cx/dir');
     assert.equal(list.data.toString().split('\r\n').filter(Boolean).sort(), ['a.txt', 'b.txt']);
     assert.equal(await hiddenIn(service, '/cx'), [], 'nothing left hidden');
-    d.close();
-  } finally {
-    await service.close();
-  }
+  });
 });
 
 test.run();

@@ -124,3 +124,20 @@ export async function upload(c: RawFtp, line: string, bytes: Buffer): Promise<{ 
   data.destroy();
   return { first, final };
 }
+
+/**
+ * PASV, then an upload command whose 150 it waits for, then `bytes` with a clean end of the data
+ * connection, without waiting for the final reply: for tests that act while the server commits.
+ */
+export async function sendUpload(c: RawFtp, line: string, bytes: Buffer): Promise<{ first: Reply; data: Socket }> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send(line);
+  const first = await c.read();
+  if (first.code !== 150) {
+    data.destroy();
+    throw new Error(`${line}: ${first.text}`);
+  }
+  data.end(bytes);
+  return { first, data };
+}
