@@ -207,7 +207,13 @@ export async function runUpload(ctx: ThreadContext, task: UploadTask): Promise<T
       room.fire();
       changed.fire();
     }
-    if (ring.producerAborted()) return writerGone();
+    if (ring.producerAborted()) {
+      // Aborted while its closing call ran (the client went after its last byte): that call closed
+      // the session, which takes no more appends, so it is not offered for a resume (a resume from
+      // it failed every time with 451).
+      sessionId = null;
+      return writerGone();
+    }
     await reader;
     if (!sessionId) return stop('DROPFTP_ERR_INTERNAL', 'upload finished without a session', true);
     return { ok: true, kind: 'upload', sessionId, byteLength: acked, contentHash: hasher.digest() };

@@ -9,7 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startStack, type Stack } from './helpers/stack.ts';
-import { RawFtp, download, openData, readAll, sleep, upload } from './helpers/raw-client.ts';
+import { RawFtp, download, openData, readAll, sendUpload, sleep, upload } from './helpers/raw-client.ts';
 import { pattern } from '../reliability/helpers.ts';
 
 let stack: Stack;
@@ -49,11 +49,7 @@ test('QUIT sent right after an upload\'s bytes, before its 226: the file is stor
   const c = await login();
   await holdUploads();
   try {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send('STOR /quit-stor.bin');
-    assert.is((await c.read()).code, 150);
-    data.end(bytes);
+    await sendUpload(c, 'STOR /quit-stor.bin', bytes);
     c.send('QUIT'); // at once: the server may not have read the bytes yet
     const final = await c.read(10_000);
     assert.is(final.code, 226, final.text);
@@ -86,11 +82,7 @@ test('QUIT and then the client closes its side at once: the upload is still stor
   const c = await login();
   await holdUploads();
   try {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send('STOR /quit-fin.bin');
-    assert.is((await c.read()).code, 150);
-    data.end(bytes);
+    await sendUpload(c, 'STOR /quit-fin.bin', bytes);
     c.send('QUIT');
     c.socket.end(); // a script's stdin ends: FIN right behind the QUIT
     await sessionsGone();
@@ -111,14 +103,10 @@ test('a client killed mid-upload (data and control closed together) commits noth
   const c = await login();
   await holdUploads();
   try {
-    const { port } = await c.pasv();
-    const data = await openData(port);
-    c.send('STOR /killed.bin');
-    assert.is((await c.read()).code, 150);
     // What the kernel does for a process killed after 2 MB of a larger file: FIN on both. The
     // control's FIN here comes once the server has taken the data's end as clean (it closes its
     // side of the data connection then), while the upload's call is still held.
-    data.end(pattern(2 * 1024 * 1024, 5));
+    const { data } = await sendUpload(c, 'STOR /killed.bin', pattern(2 * 1024 * 1024, 5));
     await new Promise((resolve) => data.once('close', resolve));
     c.socket.end();
     await sessionsGone();
@@ -127,6 +115,30 @@ test('a client killed mid-upload (data and control closed together) commits noth
     await stack.box.setFaults({ rules: [] });
   }
   assert.equal(await fetch('/killed.bin'), old, 'the truncated upload was not committed');
+});
+
+test('a client gone while its upload\'s closing call runs leaves no kept session that could not be resumed', async () => {
+  // Past the 16 MiB lead: a streamed upload_session/start, then a closing append_v2, held here.
+  const c = await login();
+  const before = (await stack.box.faultCounts()).latency ?? 0;
+  await stack.box.setFaults({ rules: [{ kind: 'latency', latencyMs: 1500, routes: ['files/upload_session/append_v2'], count: 1 }] });
+  try {
+    const { data } = await sendUpload(c, 'STOR /closing.bin', pattern(20 * 1024 * 1024, 11));
+    await new Promise((resolve) => data.once('close', resolve));
+    for (let i = 0; i < 200 && ((await stack.box.faultCounts()).latency ?? 0) === before; i++) await sleep(25);
+    c.socket.end(); // gone while the closing call is held
+    await sessionsGone();
+    await sleep(2000);
+  } finally {
+    await stack.box.setFaults({ rules: [] });
+  }
+  // That call closed the session at Dropbox: an offer to resume it (SIZE) led every APPE into a 451.
+  const d = await login();
+  assert.is((await d.cmd('SIZE /closing.bin')).code, 550, 'nothing committed, nothing offered');
+  const bytes = pattern(5 * 1024 * 1024, 12);
+  assert.is((await upload(d, 'STOR /closing.bin', bytes)).final.code, 226);
+  assert.equal((await download(d, 'RETR /closing.bin')).data, bytes);
+  d.close();
 });
 
 test.run();
