@@ -13,7 +13,7 @@ import { TLSSocket } from 'node:tls';
 import { DropftpError, toDropftpError } from '../errors.ts';
 import type { ActiveTransfer, FtpSession } from './session-types.ts';
 import type { UploadSink } from './fs/types.ts';
-import { confirmCleanEnd } from './data/clean-end.ts';
+import { confirmCleanEnd, handshakeDone } from './data/clean-end.ts';
 import { payloadCopies } from '../transfer/copy-counts.ts';
 import { markDisposable } from '../util/release-memory.ts';
 import { readerOf } from './data/socket-reader.ts';
@@ -206,6 +206,15 @@ export function sendStream(source: Readable, socket: Duplex, handle: TransferHan
     const onSocketGone = (): void => {
       if (!socket.writableFinished) fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE'));
     };
+    // A TLS data connection the client ends before its handshake can never take a byte: without
+    // this the download waited for a drain until the stall timeout (twice over).
+    const onTlsEnd = (): void => {
+      if (!handshakeDone(socket)) fail(new DropftpError('DROPFTP_ERR_CLIENT_GONE', 'data connection closed before its TLS handshake'));
+    };
+    if (tls) {
+      socket.once('end', onTlsEnd);
+      socket.on('data', ignore);
+    }
     const onAbort = (): void => fail(toDropftpError(handle.signal.reason, 'DROPFTP_ERR_ABORTED'));
     source.on('data', onData);
     source.once('end', onEnd);
@@ -228,10 +237,14 @@ export function sendStream(source: Readable, socket: Duplex, handle: TransferHan
       socket.off('finish', onFinish);
       socket.off('error', onSocketGone);
       socket.off('close', onSocketGone);
+      socket.off('end', onTlsEnd);
+      socket.off('data', ignore);
       handle.signal.removeEventListener('abort', onAbort);
     };
   });
 }
+
+const ignore = (): void => {};
 
 /** Sends one buffer (a listing) and ends the data connection. */
 export function sendBuffer(buffer: Buffer, socket: Duplex, handle: TransferHandle, drainTimeoutMs: number): Promise<void> {

@@ -9,7 +9,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RawFtp, listenData, openSecureData, readUntilClose, sleep, until, type Reply } from './helpers/raw-client.ts';
+import { RawFtp, download, listenData, openData, openSecureData, readUntilClose, sleep, until, upload, type Reply } from './helpers/raw-client.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
 
 const HANDSHAKE_MS = 500;
@@ -83,6 +83,43 @@ async function listOverTls(ftp: RawFtp, session: Buffer | null): Promise<{ first
   const { first, final } = await list(ftp);
   return { first, final, data: (await received).toString() };
 }
+
+test('PROT P: a data connection closed before its TLS handshake commits nothing (it replaced the file with 0 bytes) and ends a download at once', async () => {
+  // Without tls.requireSessionReuse, whose wait for the session covers this: a stack of its own.
+  const plain = await startStack({ tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') } });
+  try {
+    const ftp = await RawFtp.connect(plain.port);
+    await ftp.authTls();
+    await ftp.login(plain.user, plain.password);
+    assert.is((await ftp.cmd('PBSZ 0')).code, 200);
+    assert.is((await ftp.cmd('PROT C')).code, 200);
+    const old = Buffer.from('the previous version');
+    assert.is((await upload(ftp, 'STOR /victim.bin', old)).final.code, 226);
+    assert.is((await ftp.cmd('PROT P')).code, 200);
+    const { port } = await ftp.pasv();
+    const data = await openData(port); // plain TCP: no handshake ever
+    ftp.send('STOR /victim.bin');
+    assert.is((await ftp.read()).code, 150);
+    data.end();
+    const final = await ftp.read(10_000);
+    assert.is(final.code, 426, final.text);
+    assert.is((await ftp.cmd('PROT C')).code, 200);
+    assert.equal((await download(ftp, 'RETR /victim.bin')).data, old, 'the file is untouched');
+    // The same for a download: it waited for a drain until twice the stall timeout.
+    assert.is((await ftp.cmd('PROT P')).code, 200);
+    const down = await openData((await ftp.pasv()).port);
+    ftp.send('RETR /victim.bin');
+    assert.is((await ftp.read()).code, 150);
+    const started = Date.now();
+    down.end();
+    const gone = await ftp.read(10_000);
+    assert.is(gone.code, 426, gone.text);
+    assert.ok(Date.now() - started < 5000, `answered in ${Date.now() - started} ms`);
+    ftp.close();
+  } finally {
+    await plain.stop();
+  }
+});
 
 test('tls.requireSessionReuse: a data connection without the control session is refused (425), one that resumes it works', async () => {
   const { ftp, session } = await tlsControl();

@@ -5,17 +5,28 @@
 // settles it: the kernel answers it with the pending error on a reset socket (state CLOSE) and
 // accepts it on a half-closed one (CLOSE_WAIT). Invariants: data sockets are opened with
 // allowHalfOpen (an automatic FIN of ours would make the probe fail on clean ends); TLS data
-// connections are probed on their TCP socket (an empty TLS write never reaches the kernel).
+// connections are probed on their TCP socket (an empty TLS write never reaches the kernel), and
+// end cleanly only once their handshake completed. Not told apart here: a TLS data connection
+// that ends with a bare FIN after its handshake, without close_notify (Node shows both the same).
 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 const tcpSockets = new WeakMap<Duplex, Socket>();
+/** TLS data connections whose handshake completed ('secure'). */
+const secured = new WeakSet<Duplex>();
 const EMPTY = Buffer.alloc(0);
 
 /** Records the TCP socket under a data connection (itself, or the socket a TLSSocket wraps). */
 export function registerDataSocket(data: Duplex, tcp: Socket): void {
   tcpSockets.set(data, tcp);
+  if (data !== tcp) data.once('secure', () => secured.add(data));
+}
+
+/** False for a TLS data connection whose handshake has not completed (true for plain TCP). */
+export function handshakeDone(data: Duplex): boolean {
+  const tcp = tcpSockets.get(data);
+  return tcp === undefined || tcp === data || secured.has(data);
 }
 
 /**
@@ -25,6 +36,9 @@ export function registerDataSocket(data: Duplex, tcp: Socket): void {
 export function confirmCleanEnd(data: Duplex, timeoutMs = 5000): Promise<boolean> {
   const tcp = tcpSockets.get(data) ?? (data as Socket);
   if (tcp.destroyed || !tcp.writable || typeof tcp.write !== 'function') return Promise.resolve(false);
+  // A TLS data connection that ended before its handshake finished carried no byte of the file:
+  // its end is a client gone (Node's TLSSocket reports a bare FIN then as an end), never a file.
+  if (!handshakeDone(data)) return Promise.resolve(false);
   return new Promise<boolean>((resolve) => {
     let settled = false;
     const settle = (ok: boolean): void => {
