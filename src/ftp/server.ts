@@ -5,11 +5,11 @@
 
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import type { SecureContext, SecureContextOptions } from 'node:tls';
 import { DropftpError } from '../errors.ts';
 import { AccessLimiter, NO_LIMITS, type ConnectionTicket, type LimitsOptions, type RefusalReason } from '../limits/index.ts';
 import { readProxyHeader, TrustedProxies } from './proxy-protocol.ts';
-import { acceptTls } from './tls-context.ts';
+import { acceptTls, serverSecureContext } from './tls-context.ts';
 import { ControlConnection } from './connection.ts';
 import { buildCommandTable } from './commands/index.ts';
 import { PassivePortPool, type PortRange } from './data/passive-ports.ts';
@@ -112,7 +112,7 @@ export class FtpServer extends EventEmitter implements SessionHost {
     this.whitelist = new Set((options.whitelist ?? []).map((verb) => verb.toUpperCase()));
     this.passivePorts = new PassivePortPool(options.pasvPorts ?? null);
     this.publicHost = options.publicHost ?? null;
-    this.secureContext = options.tls ? createSecureContext(options.tls) : null;
+    this.secureContext = options.tls ? serverSecureContext(options.tls) : null;
     this.access = options.access instanceof AccessLimiter ? options.access : new AccessLimiter(options.access ?? NO_LIMITS);
     this.requireTls = options.requireTls === true;
     if (this.requireTls && !this.secureContext) throw new DropftpError('DROPFTP_ERR_CONFIG', 'requireTls: needs a TLS certificate and key');

@@ -5,6 +5,7 @@
 // connections (RFC 4217 10.2; curl, lftp and FileZilla ask for that); a bad file throws
 // DROPFTP_ERR_CONFIG naming the option; nothing here reads a file after start-up.
 
+import { constants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext, type SecureContextOptions } from 'node:tls';
@@ -42,6 +43,15 @@ export function tlsOptionsFromFiles(files: TlsFileOptions): SecureContextOptions
 }
 
 /**
+ * The server's one SecureContext: the given options with renegotiation refused (a client could ask
+ * for one private-key operation on the main thread after another; Node's own limit only emits an
+ * error, which left the connection open).
+ */
+export function serverSecureContext(options: SecureContextOptions): SecureContext {
+  return createSecureContext({ ...options, secureOptions: (options.secureOptions ?? 0) | constants.SSL_OP_NO_RENEGOTIATION });
+}
+
+/**
  * Starts the server side of TLS over an accepted (possibly paused) socket; errors are swallowed
  * here and surface as 'close' (a failed handshake closes the connection, nothing more); a peer
  * that does not finish its handshake within handshakeTimeoutMs is cut (tls.Server's own
@@ -49,7 +59,8 @@ export function tlsOptionsFromFiles(files: TlsFileOptions): SecureContextOptions
  */
 export function acceptTls(raw: Socket, context: SecureContext, handshakeTimeoutMs = 10_000): TLSSocket {
   const secure = new TLSSocket(raw, { isServer: true, secureContext: context });
-  secure.on('error', () => {});
+  // Any TLS error ends the connection (one that Node only reports, as a renegotiation flood's, too).
+  secure.on('error', () => secure.destroy());
   if (!(handshakeTimeoutMs > 0)) return secure;
   const timer = setTimeout(() => secure.destroy(), handshakeTimeoutMs);
   timer.unref();

@@ -7,6 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawFtp, download, listenData, openData, openSecureData, readUntilClose, sleep, until, upload, type Reply } from './helpers/raw-client.ts';
@@ -119,6 +121,24 @@ test('PROT P: a data connection closed before its TLS handshake commits nothing 
   } finally {
     await plain.stop();
   }
+});
+
+test('a client-started TLS renegotiation is refused (each one was a private-key operation on the main thread)', async () => {
+  const raw = connect(stack.port, '127.0.0.1');
+  const lines = (): Promise<string> => new Promise((resolve) => raw.once('data', (d: Buffer) => resolve(d.toString())));
+  assert.match(await lines(), /^220/);
+  raw.write('AUTH TLS\r\n');
+  assert.match(await lines(), /^234/);
+  const secure = tlsConnect({ socket: raw, rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
+  await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+  const errors: string[] = [];
+  secure.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+  let completed = false;
+  assert.ok(secure.renegotiate({ rejectUnauthorized: false }, (err) => (completed = !err)), 'renegotiation started');
+  await until(() => completed || errors.length > 0, 5000);
+  assert.not.ok(completed, 'the renegotiation completed');
+  assert.equal(errors, ['ERR_SSL_NO_RENEGOTIATION'], 'the server refused it');
+  secure.destroy();
 });
 
 test('tls.requireSessionReuse: a data connection without the control session is refused (425), one that resumes it works', async () => {
