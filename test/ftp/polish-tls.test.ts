@@ -93,6 +93,9 @@ test('PROT P: a data connection closed before its TLS handshake commits nothing 
     const ftp = await RawFtp.connect(plain.port);
     await ftp.authTls();
     await ftp.login(plain.user, plain.password);
+    // RFC 4217 9: PBSZ (a number) before PROT.
+    assert.is((await ftp.cmd('PROT P')).code, 503, 'PROT before PBSZ');
+    assert.is((await ftp.cmd('PBSZ abc')).code, 501);
     assert.is((await ftp.cmd('PBSZ 0')).code, 200);
     assert.is((await ftp.cmd('PROT C')).code, 200);
     const old = Buffer.from('the previous version');

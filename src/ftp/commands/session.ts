@@ -151,12 +151,16 @@ async function auth(session: FtpSession, command: Command): Promise<void> {
 
 async function pbsz(session: FtpSession, command: Command): Promise<void> {
   if (!session.secure) throw badSequence('PBSZ before AUTH', 'PBSZ requires AUTH first');
+  // RFC 2228: a decimal integer (any size asked is answered with 0, the only one TLS uses).
+  if (!/^\d{1,10}$/.test(command.arg.trim())) throw badArgument(`PBSZ ${command.arg.slice(0, 16)}`, 'PBSZ takes a number: PBSZ 0');
   session.bufferSize = 0;
   return session.reply(200, command.arg.trim() === '0' ? 'PBSZ=0' : 'PBSZ=0 (buffer size must be 0)');
 }
 
 async function prot(session: FtpSession, command: Command): Promise<void> {
   if (!session.secure) throw badSequence('PROT before AUTH', 'PROT requires AUTH first');
+  // RFC 4217 9 / RFC 2228: PROT needs a PBSZ first (every common client sends PBSZ 0 before it).
+  if (session.bufferSize === false) throw badSequence('PROT before PBSZ', 'PROT requires PBSZ 0 first');
   const level = command.arg.trim().toUpperCase();
   if (level === 'C' || level === 'P') {
     session.dataProtection = level;
