@@ -10,7 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startStack, type Stack } from '../ftp/helpers/stack.ts';
-import { RawFtp, download, openData, sleep, upload } from '../ftp/helpers/raw-client.ts';
+import { RawFtp, download, resetStor, sleep, upload } from '../ftp/helpers/raw-client.ts';
 import { pattern } from '../reliability/helpers.ts';
 
 let stack: Stack;
@@ -86,15 +86,8 @@ test('REST n + RETR in TYPE A: 550, no bytes; in TYPE I it sends the tail', asyn
 });
 
 /** Sends `bytes` partly, then resets the data connection: the STOR ends 426. */
-async function interruptedStor(path: string, bytes: Buffer, sendBytes: number): Promise<void> {
-  const { port } = await c.pasv();
-  const data = await openData(port);
-  c.send(`STOR ${path}`);
-  assert.is((await c.read()).code, 150);
-  await new Promise<void>((resolve, reject) => data.write(bytes.subarray(0, sendBytes), (err) => (err ? reject(err) : resolve())));
-  await sleep(1000);
-  data.resetAndDestroy();
-  assert.is((await c.read(10_000)).code, 426);
+function interruptedStor(path: string, bytes: Buffer, sendBytes: number): Promise<void> {
+  return resetStor(c, path, bytes, sendBytes, 1000);
 }
 
 async function sizeReply(path: string): Promise<string> {

@@ -10,7 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Dropbox } from 'dropbox';
-import { RawFtp, download, sendUpload, sleep, upload } from './helpers/raw-client.ts';
+import { RawFtp, download, sendUpload, sleep, upload, type Reply } from './helpers/raw-client.ts';
 import { putFile, readFileText, startUsersStack, type UsersStack } from '../users/helpers.ts';
 
 let stack: UsersStack;
@@ -44,6 +44,43 @@ async function held(before: number, n = 1, timeoutMs = 10_000): Promise<void> {
 /** Holds the next `count` calls of `route` for `ms`. */
 function hold(route: string, count = 1, ms = 1500): Promise<void> {
   return stack.service.box.setFaults({ rules: [{ kind: 'latency', latencyMs: ms, routes: [route], count }] });
+}
+
+/**
+ * An upload (`line` with `bytes`) whose call to `route` the box holds while the other writer acts
+ * (`meanwhile`); resolves with the upload's final reply.
+ */
+async function uploadRacedAt(c: RawFtp, route: string, line: string, bytes: Buffer, meanwhile: () => Promise<void>): Promise<Reply> {
+  const before = await faultCount();
+  await hold(route);
+  try {
+    const { data } = await sendUpload(c, line, bytes);
+    await held(before);
+    await meanwhile();
+    const reply = await c.read(10_000);
+    data.destroy();
+    return reply;
+  } finally {
+    await stack.service.box.setFaults({ rules: [] });
+  }
+}
+
+/**
+ * A case-only rename whose second move_v2 (from the hidden name to the new one) the box holds while
+ * the other writer acts (`meanwhile`); resolves with the RNTO's reply.
+ */
+async function caseRenameRaced(c: RawFtp, from: string, to: string, meanwhile: () => Promise<void>): Promise<Reply> {
+  const before = await faultCount();
+  await hold('files/move_v2', 2);
+  try {
+    assert.is((await c.cmd(`RNFR ${from}`)).code, 350);
+    c.send(`RNTO ${to}`);
+    await held(before, 2);
+    await meanwhile();
+    return await c.read(10_000);
+  } finally {
+    await stack.service.box.setFaults({ rules: [] });
+  }
 }
 
 async function names(folder: string): Promise<string[]> {
@@ -85,20 +122,12 @@ test('a case-only rename of a folder raced by a commit into it loses no file and
   const c = await login();
   for (let i = 0; i < 3; i++) await putFile(sdk, `/alice/cf/dir/f${i}.txt`, `old ${i}`);
   await putFile(sdk, '/alice/cf/dir/clash.txt', 'old clash');
-  const before = await faultCount();
-  // Two moves: dir to a hidden name, then to DIR. The commit lands while the second is held.
-  await hold('files/move_v2', 2);
-  try {
-    assert.is((await c.cmd('RNFR /cf/dir')).code, 350);
-    c.send('RNTO /cf/DIR');
-    await held(before, 2);
+  // Two moves: dir to a hidden name, then to DIR. The commits land while the second is held.
+  const reply = await caseRenameRaced(c, '/cf/dir', '/cf/DIR', async () => {
     await putFile(sdk, '/alice/cf/dir/new.txt', 'new');
     await putFile(sdk, '/alice/cf/dir/clash.txt', 'new clash');
-    const reply = await c.read(10_000);
-    assert.is(reply.code, 550, reply.text);
-  } finally {
-    await stack.service.box.setFaults({ rules: [] });
-  }
+  });
+  assert.is(reply.code, 550, reply.text);
   assert.equal(hidden(await names('/alice/cf')), [], 'nothing left under a hidden name');
   assert.equal(await names('/alice/cf/dir'), ['clash.txt', 'f0.txt', 'f1.txt', 'f2.txt', 'new.txt']);
   for (let i = 0; i < 3; i++) assert.is(await readFileText(sdk, `/alice/cf/dir/f${i}.txt`), `old ${i}`);
@@ -111,18 +140,8 @@ test('a case-only rename of a folder raced by a commit into it loses no file and
 test('a case-only rename of a file raced by a STOR of it leaves the newer file and no hidden one', async () => {
   const c = await login();
   await putFile(sdk, '/alice/cs/a.txt', 'old');
-  const before = await faultCount();
-  await hold('files/move_v2', 2);
-  try {
-    assert.is((await c.cmd('RNFR /cs/a.txt')).code, 350);
-    c.send('RNTO /cs/A.TXT');
-    await held(before, 2);
-    await putFile(sdk, '/alice/cs/a.txt', 'newer');
-    const reply = await c.read(10_000);
-    assert.is(reply.code, 550, reply.text);
-  } finally {
-    await stack.service.box.setFaults({ rules: [] });
-  }
+  const reply = await caseRenameRaced(c, '/cs/a.txt', '/cs/A.TXT', () => putFile(sdk, '/alice/cs/a.txt', 'newer'));
+  assert.is(reply.code, 550, reply.text);
   assert.equal(await names('/alice/cs'), ['a.txt'], 'no hidden copy left behind');
   assert.is(await readFileText(sdk, '/alice/cs/a.txt'), 'newer');
   c.close();
@@ -142,19 +161,9 @@ test('STOUs racing in one folder get different names and keep their own bytes', 
 
 test("STOU whose name another client takes before its commit fails and leaves that client's file", async () => {
   const c = await login();
-  const before = await faultCount();
-  await hold('files/upload_session/finish_batch_v2');
-  try {
-    const { data } = await sendUpload(c, 'STOU /stou2/name.txt', Buffer.from('from STOU'));
-    await held(before);
-    await putFile(sdk, '/alice/stou2/name.txt', 'from another client');
-    const final = await c.read(10_000);
-    assert.is(final.code, 550, final.text);
-    assert.match(final.text, /taken/);
-    data.destroy();
-  } finally {
-    await stack.service.box.setFaults({ rules: [] });
-  }
+  const final = await uploadRacedAt(c, 'files/upload_session/finish_batch_v2', 'STOU /stou2/name.txt', Buffer.from('from STOU'), () => putFile(sdk, '/alice/stou2/name.txt', 'from another client'));
+  assert.is(final.code, 550, final.text);
+  assert.match(final.text, /taken/);
   assert.is(await readFileText(sdk, '/alice/stou2/name.txt'), 'from another client', 'never overwritten');
   c.close();
 });
@@ -162,18 +171,8 @@ test("STOU whose name another client takes before its commit fails and leaves th
 test('APPE over a file replaced while its first bytes are read fails; the new version stays whole', async () => {
   const c = await login();
   await putFile(sdk, '/alice/ap/log', 'o'.repeat(1000));
-  const before = await faultCount();
-  await hold('files/download'); // the copy of the current version's bytes
-  let reply;
-  try {
-    const { data } = await sendUpload(c, 'APPE /ap/log', Buffer.from('[tail]'));
-    await held(before);
-    await putFile(sdk, '/alice/ap/log', 'N'.repeat(3000));
-    reply = await c.read(10_000);
-    data.destroy();
-  } finally {
-    await stack.service.box.setFaults({ rules: [] });
-  }
+  // Held: the download of the current version's first bytes.
+  const reply = await uploadRacedAt(c, 'files/download', 'APPE /ap/log', Buffer.from('[tail]'), () => putFile(sdk, '/alice/ap/log', 'N'.repeat(3000)));
   assert.is.not(reply.code, 226, `no 226 for a mix: ${reply.text}`);
   assert.is(await readFileText(sdk, '/alice/ap/log'), 'N'.repeat(3000), 'the other writer\'s version, whole');
   c.close();
@@ -182,18 +181,7 @@ test('APPE over a file replaced while its first bytes are read fails; the new ve
 test("APPE over a file replaced before its commit fails and keeps the other writer's bytes", async () => {
   const c = await login();
   await putFile(sdk, '/alice/ap2/log', 'line1\n');
-  const before = await faultCount();
-  await hold('files/upload_session/finish_batch_v2');
-  let reply;
-  try {
-    const { data } = await sendUpload(c, 'APPE /ap2/log', Buffer.from('line2\n'));
-    await held(before);
-    await putFile(sdk, '/alice/ap2/log', 'replaced\n');
-    reply = await c.read(10_000);
-    data.destroy();
-  } finally {
-    await stack.service.box.setFaults({ rules: [] });
-  }
+  const reply = await uploadRacedAt(c, 'files/upload_session/finish_batch_v2', 'APPE /ap2/log', Buffer.from('line2\n'), () => putFile(sdk, '/alice/ap2/log', 'replaced\n'));
   assert.is(reply.code, 550, reply.text);
   assert.match(reply.text, /changed/);
   assert.is(await readFileText(sdk, '/alice/ap2/log'), 'replaced\n');

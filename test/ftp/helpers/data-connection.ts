@@ -141,3 +141,21 @@ export async function sendUpload(c: RawFtp, line: string, bytes: Buffer): Promis
   data.end(bytes);
   return { first, data };
 }
+
+/**
+ * A STOR that sends the first `sent` bytes of `bytes`, lets the server take them in (`settleMs`),
+ * then resets its data connection; asserts the 150 and the 426. When a reset arrives while data
+ * still waits in the server's receive queue, libuv can report a clean EOF instead of ECONNRESET.
+ */
+export async function resetStor(c: RawFtp, path: string, bytes: Buffer, sent: number, settleMs = 1500): Promise<void> {
+  const { port } = await c.pasv();
+  const data = await openData(port);
+  c.send(`STOR ${path}`);
+  const first = await c.read();
+  if (first.code !== 150) throw new Error(`STOR ${path}: ${first.text}`);
+  await new Promise<void>((resolve, reject) => data.write(bytes.subarray(0, sent), (err) => (err ? reject(err) : resolve())));
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  data.resetAndDestroy();
+  const final = await c.read(10_000);
+  if (final.code !== 426) throw new Error(`STOR ${path} reset: ${final.text}`);
+}

@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { handshake, secureClient } from './tls-client.ts';
 
 // The data-connection and waiting helpers live beside this file; importers get them from here.
-export { download, listenData, openData, openSecureData, readAll, readUntilClose, sendUpload, upload, type ActiveDataListener, type ActiveDataOptions, type SecureDataOptions } from './data-connection.ts';
+export { download, listenData, openData, openSecureData, readAll, readUntilClose, resetStor, sendUpload, upload, type ActiveDataListener, type ActiveDataOptions, type SecureDataOptions } from './data-connection.ts';
 export { sleep, tcpHandles, timers, until } from '../../helpers/wait.ts';
 
 export interface Reply {
