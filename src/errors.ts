@@ -42,10 +42,9 @@ export const ERRORS = {
   DROPFTP_ERR_LOGIN_TIMEOUT: { ftp: 421, text: 'Login timeout, closing control connection' },
   DROPFTP_ERR_TOO_MANY_LOGIN_FAILURES: { ftp: 421, text: 'Too many failed logins' },
   DROPFTP_ERR_LINE_TOO_LONG: { ftp: 500, text: 'Command line too long' },
+  // RFC 959 4.2's 500: a line whose verb is missing or not one of ours (502 stays for RFC 959 verbs not implemented).
   DROPFTP_ERR_NO_VERB: { ftp: 500, text: 'Syntax error, command unrecognized' },
   DROPFTP_ERR_UNKNOWN_COMMAND: { ftp: 502, text: 'Command not implemented' },
-  // RFC 959 4.2: 500 for a verb not recognized at all; 502 for one of RFC 959's that is not implemented.
-  DROPFTP_ERR_UNRECOGNIZED_COMMAND: { ftp: 500, text: 'Syntax error, command unrecognized' },
   DROPFTP_ERR_BAD_SEQUENCE: { ftp: 503, text: 'Bad sequence of commands' },
   DROPFTP_ERR_PARAMETER_NOT_SUPPORTED: { ftp: 504, text: 'Command not implemented for that parameter' },
   // RFC 2428 2: the detail is the list of families, so the reply reads "..., use (1,2)".

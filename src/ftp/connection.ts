@@ -194,7 +194,7 @@ export class ControlConnection extends EventEmitter implements FtpSession {
       if (command.directive === '') throw new DropftpError('DROPFTP_ERR_NO_VERB');
       const spec = this.server.commands.get(command.directive);
       if (!spec) {
-        const code = UNIMPLEMENTED_VERBS.has(command.directive) ? 'DROPFTP_ERR_UNKNOWN_COMMAND' : 'DROPFTP_ERR_UNRECOGNIZED_COMMAND';
+        const code = UNIMPLEMENTED_VERBS.has(command.directive) ? 'DROPFTP_ERR_UNKNOWN_COMMAND' : 'DROPFTP_ERR_NO_VERB';
         throw new DropftpError(code, `unknown verb ${command.directive.slice(0, 16)}`);
       }
       if (!this.#allowed(spec, command.directive)) throw new DropftpError('DROPFTP_ERR_PERMISSION', `${command.directive} is not allowed here`);

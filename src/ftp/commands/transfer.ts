@@ -90,50 +90,47 @@ async function uniquePath(fs: SessionFs, arg: string): Promise<string> {
 async function store(session: FtpSession, command: Command, mode: 'STOR' | 'APPE' | 'STOU'): Promise<void> {
   const fs = sessionFs(session);
   const rest = session.takeRestOffset();
-  const reserved: { path: string | null } = { path: null };
-  try {
-    await storeAt(session, command, mode, fs, rest, (path) => (reserved.path = path));
-  } finally {
-    if (reserved.path !== null) stouNames.delete(reserved.path.toLowerCase());
-  }
-}
-
-async function storeAt(session: FtpSession, command: Command, mode: 'STOR' | 'APPE' | 'STOU', fs: SessionFs, rest: number, reserve: (path: string) => void): Promise<void> {
   const offered = session.keptSizeOffered;
   session.keptSizeOffered = null;
-  const { socket, sink, path } = await prepare(session, async () => {
-    if (mode === 'STOU') fs.check?.('write', fs.resolve(command.arg || 'file'));
-    const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
-    if (mode === 'STOU') reserve(path);
-    fs.check?.('write', path); // before waiting for the data connection: a refusal costs no transfer
-    const ascii = session.transferType === 'ascii';
-    const offset = mode === 'APPE' ? 0 : rest;
-    // REST n + STOR in TYPE A: n counts the client's CRLF bytes, stored files hold LF (RFC 3659 5.1).
-    if (ascii && offset > 0) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
-    const socket = await waitForData(session);
-    let sink: UploadSink;
-    try {
-      sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii, unique: mode === 'STOU', continueKept: offered === path });
-    } catch (err) {
-      socket.destroy();
-      throw err;
-    }
-    return { socket, sink, path };
-  });
-  const ascii = session.transferType === 'ascii';
-  let input: Duplex = socket;
-  if (ascii) {
-    const convert = new FromCrlf();
-    const tee = new PassThrough();
-    socket.pipe(convert).pipe(tee);
-    socket.once('close', () => {
-      if (!socket.readableEnded) tee.destroy();
+  // STOU's name, reserved in stouNames until this command ends.
+  let reserved = null as string | null;
+  try {
+    const { socket, sink, path } = await prepare(session, async () => {
+      if (mode === 'STOU') fs.check?.('write', fs.resolve(command.arg || 'file'));
+      const path = mode === 'STOU' ? await uniquePath(fs, command.arg) : fs.resolve(requireArg(command));
+      if (mode === 'STOU') reserved = path;
+      fs.check?.('write', path); // before waiting for the data connection: a refusal costs no transfer
+      const ascii = session.transferType === 'ascii';
+      const offset = mode === 'APPE' ? 0 : rest;
+      // REST n + STOR in TYPE A: n counts the client's CRLF bytes, stored files hold LF (RFC 3659 5.1).
+      if (ascii && offset > 0) throw new DropftpError('DROPFTP_ERR_ASCII_RESUME');
+      const socket = await waitForData(session);
+      let sink: UploadSink;
+      try {
+        sink = await fs.openWrite(path, { offset, append: mode === 'APPE', ascii, unique: mode === 'STOU', continueKept: offered === path });
+      } catch (err) {
+        socket.destroy();
+        throw err;
+      }
+      return { socket, sink, path };
     });
-    input = tee;
+    const ascii = session.transferType === 'ascii';
+    let input: Duplex = socket;
+    if (ascii) {
+      const convert = new FromCrlf();
+      const tee = new PassThrough();
+      socket.pipe(convert).pipe(tee);
+      socket.once('close', () => {
+        if (!socket.readableEnded) tee.destroy();
+      });
+      input = tee;
+    }
+    const name = baseName(path);
+    await session.reply(150, mode === 'STOU' ? `FILE: ${name}` : `Ok to send data for ${name}`);
+    await runTransfer(session, mode, socket, (handle) => receiveStream(input, sink, handle, socket), mode === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete');
+  } finally {
+    if (reserved !== null) stouNames.delete(reserved.toLowerCase());
   }
-  const name = baseName(path);
-  await session.reply(150, mode === 'STOU' ? `FILE: ${name}` : `Ok to send data for ${name}`);
-  await runTransfer(session, mode, socket, (handle) => receiveStream(input, sink, handle, socket), mode === 'STOU' ? `Transfer complete (unique file name: ${name})` : 'Transfer complete');
 }
 
 async function abor(session: FtpSession): Promise<void> {

@@ -163,6 +163,12 @@ export class AccountStore {
     return record;
   }
 
+  /** The operation that moved `record` aside did not go through: put `entry` back (putBack), then forget it. */
+  async putBackAside(record: AsideEntry, entry: DropboxEntry): Promise<void> {
+    await this.putBack(record.aside, record.path, entry);
+    await this.settleAside(record);
+  }
+
   /** The operation that moved `record` aside is over (done, or put back): forget it. */
   async settleAside(record: AsideEntry): Promise<void> {
     // Not written: the entry stays in the journal, and the next start finds nothing aside or puts it back.

@@ -40,6 +40,11 @@ export interface DropboxFsOptions {
 const FOLDER_TIME = new Date(0);
 const RENAME_TEMP = '.dropftp-rename-';
 
+/** A hidden name, new each time, in the folder of Dropbox path `dbx` (where RMD and RNTO move things aside). */
+function asideName(dbx: string): string {
+  return `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
+}
+
 function toInfo(entry: DropboxEntry, name = entry.name): FileInfo {
   return { name, isDirectory: entry.tag === 'folder', size: entry.size, mtime: entry.modified ?? FOLDER_TIME, id: entry.id };
 }
@@ -157,11 +162,10 @@ export class DropboxFs implements SessionFs {
     // a commit after the move recreates the folder at its path and stays there; one before it is
     // inside the moved folder, found by a second check, and moved back. Only what is written
     // into the hidden aside name itself could still be lost, and FTP refuses that name.
-    const aside = `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
+    const aside = asideName(dbx);
     const record = await store.moveAside(dbx, aside, entry);
     if (await store.hasChildren(aside)) {
-      await store.putBack(aside, dbx, entry);
-      await store.settleAside(record);
+      await store.putBackAside(record, entry);
       throw new DropftpError('DROPFTP_ERR_FOLDER_NOT_EMPTY');
     }
     await store.delete(aside);
@@ -194,18 +198,16 @@ export class DropboxFs implements SessionFs {
     const store = src.store;
     const source = await store.stat(src.dbx);
     if (!source) throw notFound(from);
-    const asideOf = (dbx: string): string => `${dbx.slice(0, dbx.lastIndexOf('/'))}/${RENAME_TEMP}${randomBytes(6).toString('hex')}`;
     if (src.dbx.toLowerCase() === dst.dbx.toLowerCase()) {
       // move_v2 refuses case-only renames (dropbox-api.md 3.7): go through a temporary name. A
       // commit at the name in between (a STOR of the file, or into the folder) makes the second
       // move fail: what was moved aside goes back, merged with that commit (AccountStore.putBack).
-      const temporary = asideOf(dst.dbx);
+      const temporary = asideName(dst.dbx);
       const record = await store.moveAside(src.dbx, temporary, source);
       try {
         await store.move(temporary, dst.dbx, source);
       } catch (err) {
-        await store.putBack(temporary, src.dbx, source);
-        await store.settleAside(record);
+        await store.putBackAside(record, source);
         throw err;
       }
       await store.settleAside(record);
@@ -223,13 +225,12 @@ export class DropboxFs implements SessionFs {
       // Dropbox has no move that replaces: the old file goes aside (move_v2 is atomic), the source
       // takes its name, then the old file is deleted. If the source cannot move (another session
       // renamed or deleted it meanwhile), the old file goes back: a failed RNTO changes nothing.
-      const aside = asideOf(dst.dbx);
+      const aside = asideName(dst.dbx);
       const record = await store.moveAside(dst.dbx, aside, target);
       try {
         await store.move(src.dbx, dst.dbx, source);
       } catch (moveErr) {
-        await store.putBack(aside, dst.dbx, target);
-        await store.settleAside(record);
+        await store.putBackAside(record, target);
         throw moveErr;
       }
       // The rename is done; the old file's delete, if it fails now, is left to the journal: the
